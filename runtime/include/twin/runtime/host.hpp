@@ -1,0 +1,92 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "twin/runtime/model.hpp"
+#include "twin/runtime/router.hpp"
+#include "twin/runtime/state_store.hpp"
+
+namespace caf {
+class actor_system;
+}
+
+namespace twin::runtime {
+
+struct host_options {
+  /// Idle twins are passivated after this long without a request. Default: 5 minutes.
+  std::chrono::milliseconds idle_timeout = std::chrono::minutes{5};
+  /// The most twins active at once; beyond it the least recently used is passivated.
+  /// Default: 2,000,000.
+  size_t max_active = 2'000'000;
+  /// Delay before a parent recomputes after a child change, to coalesce bursts.
+  /// Default: 0 (recompute once the changes already queued are applied).
+  std::chrono::milliseconds aggregate_delay{0};
+};
+
+/// Counters of a host, readable from any thread.
+struct host_stats {
+  std::atomic<uint64_t> activations{0};
+  std::atomic<uint64_t> passivations{0};
+  std::atomic<uint64_t> updates{0};          ///< accepted changes made durable
+  std::atomic<uint64_t> rejected{0};         ///< requests rejected by validation
+  std::atomic<uint64_t> store_writes{0};     ///< batches written
+  std::atomic<uint64_t> store_records{0};    ///< records written
+};
+
+/// Totals kept durable with the twins (they survive restarts and kill -9).
+struct host_counts {
+  int64_t twins = 0;
+  int64_t alerts_warning = 0;
+  int64_t alerts_critical = 0;
+};
+
+/// The twins of one node: persistent virtual actors, one CAF actor per active twin.
+///
+/// A request to a twin that is not active activates it (its record is loaded from the
+/// store on the actor's first message). Idle twins are passivated after
+/// `idle_timeout`; beyond `max_active` the least recently used are passivated. While a
+/// twin passivates, requests to it are held and handed to its next activation, so none
+/// is lost or reordered. Changes are acknowledged once the store made them durable;
+/// writes of all twins are batched (group commit).
+///
+/// Owned by the node's `main`; `start` before use, `stop` before destroying it, and
+/// before the actor system and the store. `route` is thread-safe.
+class host final : public router {
+public:
+  host(caf::actor_system& sys, state_store& store, const type_registry& types,
+       host_options opts = {});
+  ~host() override;
+
+  host(const host&) = delete;
+  host& operator=(const host&) = delete;
+
+  /// Reads the durable counts and starts the writer and the idle sweep.
+  caf::error start();
+
+  /// Takes no new requests (they fail with `shutting_down`), passivates every twin
+  /// (which flushes every change) and stops the writer. Waits at most `deadline`;
+  /// returns `timeout` if twins were still active then.
+  caf::error stop(std::chrono::milliseconds deadline = std::chrono::seconds{30});
+
+  void route(const twin_id& id, twin_request req) override;
+
+  /// Sets where desired deltas and commands go; call before `start`. Default: nowhere.
+  void set_gateway(device_gateway* gw);
+  /// Sets the router twins use to reach other twins; call before `start`.
+  /// Default: this host.
+  void set_router(router* r);
+
+  size_t active_count() const;
+  const host_stats& stats() const;
+  host_counts counts() const;
+
+  struct impl;
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace twin::runtime

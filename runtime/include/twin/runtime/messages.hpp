@@ -1,0 +1,112 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "twin/runtime/record.hpp"
+#include "twin/runtime/twin_id.hpp"
+#include "twin/runtime/value.hpp"
+
+namespace twin::runtime {
+
+/// Requests that a router delivers to one twin. Each request that has a `done` callback
+/// gets exactly one call: on the twin's actor thread, after the change is durable, or
+/// with the error that rejected it (a rejected request changes nothing). Callbacks must
+/// be quick and must not block: hand work to another thread or actor.
+
+/// The answer to a change: the twin's version after it.
+using version_fn = std::function<void(caf::expected<uint64_t>)>;
+
+/// Device telemetry: reported values at `ts_ms` (0: now). Values older than the stored
+/// value of a property are skipped (last writer wins by timestamp).
+struct ingest_request {
+  value_map values;
+  int64_t ts_ms = 0;
+  std::string source = "telemetry";
+  version_fn done;
+};
+
+/// Create or replace. Replacing keeps children and creation time; `created` in the
+/// answer tells which happened.
+struct put_result {
+  uint64_t version = 0;
+  bool created = false;
+};
+struct put_request {
+  std::string type;
+  twin_id parent;  ///< empty: none
+  value_map properties;
+  value_map desired;
+  std::vector<relationship> relationships;
+  std::optional<uint64_t> if_version;  ///< compare-and-set; 0 means "must not exist"
+  std::string source = "api";
+  std::function<void(caf::expected<put_result>)> done;
+};
+
+/// JSON merge patch of reported and desired properties (null deletes).
+struct patch_request {
+  value_map properties;
+  value_map desired;
+  std::optional<uint64_t> if_version;
+  std::string source = "api";
+  version_fn done;
+};
+
+/// Reads the twin. `not_found` if it does not exist.
+struct get_request {
+  std::function<void(caf::expected<twin_record>)> done;
+};
+
+/// Deletes the twin; its children are detached, not deleted.
+struct remove_request {
+  std::optional<uint64_t> if_version;
+  version_fn done;
+};
+
+/// A command to the device behind the twin (and the type's command handler).
+struct command_request {
+  std::string name;
+  value args;
+  std::function<void(caf::expected<value>)> done;
+};
+
+// -- between twins (sent by the runtime itself) --------------------------------
+
+/// A child tells its parent its current state (an upsert into the parent's children).
+struct child_update {
+  child_state state;
+  twin_kind kind = twin_kind::component;
+};
+
+/// A child asks to be linked under this twin; fails if the kinds do not allow it.
+struct attach_request {
+  child_state state;
+  twin_kind kind = twin_kind::component;
+  std::function<void(caf::error)> done;
+};
+
+/// A child leaves this twin (deleted or moved to another parent).
+struct detach_notice {
+  twin_id child;
+};
+
+/// The parent of this twin was deleted: clear the parent link.
+struct orphan_notice {
+  twin_id parent;
+};
+
+using twin_request = std::variant<ingest_request, put_request, patch_request, get_request,
+                                  remove_request, command_request, child_update,
+                                  attach_request, detach_notice, orphan_notice>;
+
+/// Answers `req` with `err` without delivering it (used when a twin cannot be reached).
+void fail_request(twin_request& req, const caf::error& err);
+
+} // namespace twin::runtime

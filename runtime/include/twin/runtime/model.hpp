@@ -1,0 +1,195 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "twin/runtime/expression.hpp"
+#include "twin/runtime/record.hpp"
+#include "twin/runtime/value.hpp"
+
+namespace twin::runtime {
+
+enum class property_type : uint8_t { boolean, integer, real, string, object };
+const char* to_string(property_type x);
+bool from_string(std::string_view text, property_type& out);
+
+/// One property of a twin type.
+struct property_spec {
+  std::string name;
+  property_type type = property_type::real;
+  std::string unit;            ///< free text, e.g. "degC"; default: none
+  std::optional<double> min;   ///< inclusive; default: unbounded
+  std::optional<double> max;   ///< inclusive; default: unbounded
+  bool writable = false;       ///< may be set as desired state; default: no
+  bool computed = false;       ///< an aggregate or `health`: read-only for everyone
+  std::string description;
+};
+
+enum class aggregate_fn : uint8_t { sum, avg, min, max, count, any, all, worst };
+const char* to_string(aggregate_fn x);
+bool from_string(std::string_view text, aggregate_fn& out);
+
+/// A property computed over the children: `name = fn(child.source)` over the children
+/// (of `child_type` only, when set) that have `source`. `count` counts them; `worst`
+/// takes the worst severity of a string property holding "ok" | "warning" | "critical".
+struct aggregate_spec {
+  std::string name;
+  aggregate_fn fn = aggregate_fn::max;
+  std::string source;
+  std::string child_type;  ///< default: every child
+};
+
+/// An alert that is active while `condition` holds over the twin's reported properties.
+struct alert_rule {
+  std::string name;
+  expression condition;
+  severity level = severity::warning;
+};
+
+struct command_spec {
+  std::string name;
+  std::string description;
+};
+
+/// What custom handlers may do to the twin they run on. Valid only during the call;
+/// used on the twin's own actor, so handlers need no locking.
+class twin_context {
+public:
+  virtual ~twin_context();
+  virtual const twin_record& record() const = 0;
+  /// Returns the reported value of `name`, nullptr if unset.
+  virtual const value* get(std::string_view name) const = 0;
+  /// Sets a reported property (validated like telemetry, source "handler").
+  virtual caf::error set(std::string_view name, value v) = 0;
+  /// Sets a desired property (validated like an API write).
+  virtual caf::error set_desired(std::string_view name, value v) = 0;
+  /// Calls the type's timer handler once after `delay`.
+  virtual void start_timer(std::chrono::milliseconds delay) = 0;
+};
+
+struct type_handlers {
+  /// After telemetry was applied; `values` are the accepted ones.
+  std::function<void(twin_context&, const value_map& values)> on_telemetry;
+  /// A command to the twin; the result is the command's answer.
+  std::function<caf::expected<value>(twin_context&, const std::string& name, const value& args)>
+    on_command;
+  /// After a child's state changed (before the aggregates are recomputed).
+  std::function<void(twin_context&, const child_state& child)> on_child_change;
+  /// When a timer started with `twin_context::start_timer` fires.
+  std::function<void(twin_context&)> on_timer;
+};
+
+/// A twin type: immutable once built, shared by all twins of the type (any thread).
+class twin_type {
+public:
+  const std::string& name() const { return name_; }
+  twin_kind kind() const { return kind_; }
+  const std::string& description() const { return description_; }
+  /// Declared properties plus the computed ones (aggregates and `health`).
+  const std::vector<property_spec>& properties() const { return properties_; }
+  const std::vector<aggregate_spec>& aggregates() const { return aggregates_; }
+  const std::vector<alert_rule>& alerts() const { return alerts_; }
+  const std::vector<command_spec>& commands() const { return commands_; }
+  const type_handlers& handlers() const { return handlers_; }
+
+  /// Returns the property `name`, nullptr if the type has none.
+  const property_spec* property(std::string_view name) const;
+  bool has_command(std::string_view name) const;
+
+  /// Checks values written as reported state (telemetry, API): every name is a declared,
+  /// non-computed property and every value has its type and lies in its range. Null
+  /// deletes. Returns the first problem (`unknown_property`, `read_only`,
+  /// `type_mismatch`, `out_of_range`).
+  caf::error check_reported(const value_map& values) const;
+  /// The same for desired state; additionally every property must be writable.
+  caf::error check_desired(const value_map& values) const;
+  /// Checks one value against its spec (shared by both checks and handlers).
+  caf::error check_value(const property_spec& spec, const value& v) const;
+
+private:
+  friend class type_builder;
+  std::string name_;
+  twin_kind kind_ = twin_kind::component;
+  std::string description_;
+  std::vector<property_spec> properties_;
+  std::vector<aggregate_spec> aggregates_;
+  std::vector<alert_rule> alerts_;
+  std::vector<command_spec> commands_;
+  type_handlers handlers_;
+};
+
+using type_ptr = std::shared_ptr<const twin_type>;
+
+/// Builds a twin type in C++ code:
+///
+///     type_builder b{"motor", twin_kind::component};
+///     b.property("temperature", property_type::real).unit("degC").range(-50, 250);
+///     b.property("rpm", property_type::real).range(0, 6000).writable();
+///     b.command("stop");
+///     b.alert("overheat", "temperature > 90", severity::critical);
+///     auto motor = b.build();
+///
+/// `unit`, `range`, `writable` and `describe` apply to the last property added.
+/// Not thread-safe; build once at start-up.
+class type_builder {
+public:
+  type_builder(std::string name, twin_kind kind);
+
+  type_builder& description(std::string text);
+  type_builder& property(std::string name, property_type type);
+  type_builder& unit(std::string unit);
+  type_builder& range(std::optional<double> min, std::optional<double> max);
+  type_builder& writable(bool yes = true);
+  type_builder& describe(std::string text);
+  type_builder& command(std::string name, std::string description = {});
+  type_builder& aggregate(std::string name, aggregate_fn fn, std::string source,
+                          std::string child_type = {});
+  /// `condition` is parsed by `build`.
+  type_builder& alert(std::string name, std::string condition, severity level);
+  type_builder& handlers(type_handlers h);
+
+  /// Checks the definition (valid names, no duplicates, conditions parse and read
+  /// known properties, ranges ordered) and returns the type, or `invalid_model`.
+  caf::expected<type_ptr> build();
+
+private:
+  twin_type type_;
+  std::vector<std::pair<std::string, std::string>> alert_texts_;
+  std::vector<severity> alert_levels_;
+  caf::error error_;
+};
+
+/// The known twin types of a node, by name. Filled at start-up, then read-only:
+/// `add` is not thread-safe, `find` may be called from any thread after start-up.
+class type_registry {
+public:
+  /// Adds `type`; returns `invalid_model` if a type of that name exists.
+  caf::error add(type_ptr type);
+  /// Returns the type, nullptr if there is none.
+  type_ptr find(std::string_view name) const;
+  std::vector<std::string> names() const;
+  size_t size() const { return types_.size(); }
+
+private:
+  std::map<std::string, type_ptr, std::less<>> types_;
+};
+
+/// Reads one model file (JSON, a DTDL v3 Interface with a "twin" extension for kind,
+/// aggregates and alerts; see examples/factory/models). Returns `invalid_model` with
+/// the file and the reason on error.
+caf::expected<type_ptr> load_model_file(const std::string& path);
+
+/// Reads every *.json file of `dir` into `registry`, in name order. Returns the number
+/// of types loaded, or the first error.
+caf::expected<size_t> load_models(const std::string& dir, type_registry& registry);
+
+} // namespace twin::runtime

@@ -1,0 +1,95 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "twin/runtime/twin_id.hpp"
+
+namespace twin::runtime {
+
+/// Secondary indexes kept by a store.
+enum class index_kind : uint8_t { by_type, by_parent };
+
+struct index_entry {
+  index_kind index;
+  std::string key;  ///< the type name, or the parent id
+  twin_id id;
+};
+
+/// One atomic write: twin records (already encoded), deletions, index changes and
+/// metadata. Applied all or nothing.
+struct store_batch {
+  std::vector<std::pair<twin_id, std::string>> puts;
+  std::vector<twin_id> deletes;
+  std::vector<index_entry> index_adds;
+  std::vector<index_entry> index_removes;
+  std::vector<std::pair<std::string, std::string>> meta_puts;
+
+  bool empty() const {
+    return puts.empty() && deletes.empty() && index_adds.empty() && index_removes.empty()
+           && meta_puts.empty();
+  }
+  /// Appends everything of `other`, in order (later puts of a key win).
+  void append(store_batch&& other);
+};
+
+/// Durable storage of twin records, two secondary indexes and node metadata.
+///
+/// Thread safety: every method may be called from any thread at any time.
+/// Durability: `write` returns only once the batch survives a crash of the process
+/// (write-ahead log written); with `sync` set in the store's options, also a power loss.
+/// Lifecycle: created open by a factory function, closed by its destructor.
+class state_store {
+public:
+  virtual ~state_store();
+
+  /// Applies `batch` atomically. Returns `store_failure` with the reason on error,
+  /// in which case nothing of the batch is applied.
+  virtual caf::error write(const store_batch& batch) = 0;
+
+  /// Returns the encoded record of `id`, std::nullopt if there is none.
+  virtual caf::expected<std::optional<std::string>> get(const twin_id& id) = 0;
+
+  /// Returns up to `limit` ids in `index` under `key`, ascending, strictly after `after`
+  /// (empty: from the start).
+  virtual caf::expected<std::vector<twin_id>>
+  list(index_kind index, const std::string& key, const twin_id& after, size_t limit) = 0;
+
+  /// Returns up to `limit` twin ids, ascending, strictly after `after`.
+  virtual caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) = 0;
+
+  /// Returns the metadata value of `key`, std::nullopt if there is none.
+  virtual caf::expected<std::optional<std::string>> get_meta(const std::string& key) = 0;
+
+  /// Returns the number of stored twins (exact for the memory store, RocksDB's
+  /// estimate for the RocksDB store).
+  virtual uint64_t approximate_count() = 0;
+};
+
+struct rocksdb_options {
+  /// Directory of the database; created if missing. No default: required.
+  std::string path;
+  /// fsync the write-ahead log on every write (survives power loss). Default: off,
+  /// which survives a crash or kill of the process.
+  bool sync = false;
+  /// Size of the shared block cache. Default: 256 MiB.
+  size_t block_cache_bytes = 256u << 20;
+  /// Size of one memtable. Default: 64 MiB.
+  size_t write_buffer_bytes = 64u << 20;
+};
+
+/// Opens (or creates) a RocksDB store. Returns `store_locked` if another process has
+/// the directory open, `store_corrupt` if it cannot be read, `store_failure` otherwise.
+caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_options& opts);
+
+/// Makes an empty in-memory store (for tests and ephemeral nodes).
+std::unique_ptr<state_store> make_memory_store();
+
+} // namespace twin::runtime

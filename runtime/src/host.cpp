@@ -1,0 +1,201 @@
+#include "host_impl.hpp"
+
+#include <caf/all.hpp>
+
+#include "twin/runtime/errc.hpp"
+
+namespace twin::runtime {
+
+router::~router() = default;
+device_gateway::~device_gateway() = default;
+
+host::impl::impl(caf::actor_system& sys, state_store& store, const type_registry& types,
+                 host_options opts)
+  : sys(sys), store(store), types(types), opts(opts), writer(store, stats) {
+}
+
+caf::actor host::impl::spawn_twin(const twin_id& id) {
+  active.fetch_add(1, std::memory_order_relaxed);
+  return spawn_twin_actor(sys, this, id);
+}
+
+void host::impl::route(const twin_id& id, twin_request req) {
+  if (!accepting.load(std::memory_order_acquire)) {
+    fail_request(req, make_error(runtime_errc::shutting_down, "the node is shutting down"));
+    return;
+  }
+  auto& s = stripe_of(id);
+  std::unique_lock<std::mutex> guard{s.mtx};
+  auto now = std::chrono::steady_clock::now();
+  auto [it, inserted] = s.entries.try_emplace(id);
+  auto& e = it->second;
+  if (inserted) {
+    e.actor = spawn_twin(id);
+    s.lru.push_front(id);
+    e.lru = s.lru.begin();
+    ++s.active;
+  } else if (e.deactivating) {
+    e.held.push_back(std::move(req));
+    return;
+  } else {
+    s.lru.splice(s.lru.begin(), s.lru, e.lru);
+  }
+  e.last_used = now;
+  // Sent under the stripe lock: a passivation (also under the lock) is queued after it.
+  caf::anon_send(e.actor, std::move(req));
+  enforce_cap(s);
+}
+
+void host::impl::enforce_cap(stripe& s) {
+  // Each stripe holds an equal share of the cap; the front (just used) is never evicted.
+  size_t cap = std::max<size_t>(1, opts.max_active / stripe_count);
+  while (s.active > cap)
+    begin_passivation(s, s.entries.at(s.lru.back()));
+}
+
+void host::impl::begin_passivation(stripe& s, entry& e) {
+  e.deactivating = true;
+  s.lru.erase(e.lru);
+  --s.active;
+  send_passivate(e.actor);
+}
+
+void host::impl::request_passivation(const twin_id& id, const caf::actor_addr& who) {
+  auto& s = stripe_of(id);
+  std::lock_guard<std::mutex> guard{s.mtx};
+  auto i = s.entries.find(id);
+  if (i == s.entries.end() || i->second.deactivating || i->second.actor.address() != who)
+    return;
+  begin_passivation(s, i->second);
+}
+
+void host::impl::on_passivated(const twin_id& id) {
+  auto& s = stripe_of(id);
+  std::unique_lock<std::mutex> guard{s.mtx};
+  auto i = s.entries.find(id);
+  if (i == s.entries.end())
+    return;
+  auto& e = i->second;
+  if (e.held.empty() || !accepting.load(std::memory_order_acquire)) {
+    for (auto& r : e.held)
+      fail_request(r, make_error(runtime_errc::shutting_down, "the node is shutting down"));
+    s.entries.erase(i);
+    guard.unlock();
+    if (active.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> g{idle_mtx};
+      idle_cv.notify_all();
+    }
+    return;
+  }
+  // Requests came while it passivated: a new activation takes them, in order.
+  active.fetch_sub(1, std::memory_order_relaxed);
+  e.actor = spawn_twin(id);
+  e.deactivating = false;
+  s.lru.push_front(id);
+  e.lru = s.lru.begin();
+  e.last_used = std::chrono::steady_clock::now();
+  ++s.active;
+  for (auto& r : e.held)
+    caf::anon_send(e.actor, std::move(r));
+  e.held.clear();
+  enforce_cap(s);
+}
+
+void host::impl::sweep_idle() {
+  auto cutoff = std::chrono::steady_clock::now() - opts.idle_timeout;
+  for (auto& s : stripes) {
+    std::lock_guard<std::mutex> guard{s.mtx};
+    while (!s.lru.empty()) {
+      auto& e = s.entries.at(s.lru.back());
+      if (e.last_used > cutoff)
+        break;
+      begin_passivation(s, e);
+    }
+  }
+}
+
+// -- host -----------------------------------------------------------------------
+
+host::host(caf::actor_system& sys, state_store& store, const type_registry& types,
+           host_options opts)
+  : impl_(std::make_unique<impl>(sys, store, types, opts)) {
+  impl_->rt = this;
+}
+
+host::~host() {
+  stop(std::chrono::seconds{5});
+}
+
+caf::error host::start() {
+  if (auto err = impl_->writer.load_counts())
+    return err;
+  impl_->writer.start();
+  impl_->accepting = true;
+  impl_->sweep_stop = false;
+  impl_->sweeper = std::thread{[this] {
+    auto& d = *impl_;
+    auto period = std::clamp(d.opts.idle_timeout / 4, std::chrono::milliseconds{10},
+                             std::chrono::milliseconds{10'000});
+    std::unique_lock<std::mutex> guard{d.sweep_mtx};
+    while (!d.sweep_cv.wait_for(guard, period, [&] { return d.sweep_stop; })) {
+      guard.unlock();
+      d.sweep_idle();
+      guard.lock();
+    }
+  }};
+  return {};
+}
+
+caf::error host::stop(std::chrono::milliseconds deadline) {
+  auto& d = *impl_;
+  if (!d.sweeper.joinable())
+    return {};
+  d.accepting = false;
+  {
+    std::lock_guard<std::mutex> guard{d.sweep_mtx};
+    d.sweep_stop = true;
+  }
+  d.sweep_cv.notify_all();
+  d.sweeper.join();
+  for (auto& s : d.stripes) {
+    std::lock_guard<std::mutex> guard{s.mtx};
+    for (auto& [id, e] : s.entries)
+      if (!e.deactivating)
+        d.begin_passivation(s, e);
+  }
+  caf::error result;
+  {
+    std::unique_lock<std::mutex> guard{d.idle_mtx};
+    if (!d.idle_cv.wait_for(guard, deadline, [&] { return d.active.load() == 0; }))
+      result = make_error(runtime_errc::timeout,
+                          std::to_string(d.active.load()) + " twins did not passivate in time");
+  }
+  d.writer.stop();
+  return result;
+}
+
+void host::route(const twin_id& id, twin_request req) {
+  impl_->route(id, std::move(req));
+}
+
+void host::set_gateway(device_gateway* gw) {
+  impl_->gateway = gw;
+}
+
+void host::set_router(router* r) {
+  impl_->rt = r;
+}
+
+size_t host::active_count() const {
+  return impl_->active.load(std::memory_order_relaxed);
+}
+
+const host_stats& host::stats() const {
+  return impl_->stats;
+}
+
+host_counts host::counts() const {
+  return impl_->writer.counts();
+}
+
+} // namespace twin::runtime

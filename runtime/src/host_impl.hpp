@@ -1,0 +1,90 @@
+#pragma once
+
+// Internals of the host shared by host.cpp and twin_actor.cpp. Includes CAF: keep it
+// out of public headers.
+
+#include <array>
+#include <condition_variable>
+#include <list>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include "store_writer.hpp"
+#include "twin/runtime/host.hpp"
+
+namespace twin::runtime {
+
+struct host::impl {
+  impl(caf::actor_system& sys, state_store& store, const type_registry& types,
+       host_options opts);
+
+  /// One slot of the activation directory.
+  struct entry {
+    caf::actor actor;
+    bool deactivating = false;
+    std::vector<twin_request> held;  ///< routed while deactivating, in order
+    std::list<twin_id>::iterator lru;
+    std::chrono::steady_clock::time_point last_used;
+  };
+
+  /// A lock stripe of the directory: a map and its LRU list (front: most recent).
+  struct stripe {
+    std::mutex mtx;
+    std::unordered_map<twin_id, entry> entries;
+    std::list<twin_id> lru;
+    size_t active = 0;  ///< entries not deactivating
+  };
+
+  static constexpr size_t stripe_count = 64;
+
+  stripe& stripe_of(const twin_id& id) {
+    return stripes[std::hash<twin_id>{}(id) % stripe_count];
+  }
+
+  void route(const twin_id& id, twin_request req);
+  caf::actor spawn_twin(const twin_id& id);
+  /// Marks `e` deactivating and tells its actor; caller holds the stripe lock.
+  void begin_passivation(stripe& s, entry& e);
+  /// Passivates the least recently used twins of `s` beyond its share of `max_active`.
+  void enforce_cap(stripe& s);
+  /// A twin asks to be passivated (it holds nothing worth keeping).
+  void request_passivation(const twin_id& id, const caf::actor_addr& who);
+  /// A twin finished passivating: reactivate it for held requests, or forget it.
+  void on_passivated(const twin_id& id);
+  void sweep_idle();
+
+  caf::actor_system& sys;
+  state_store& store;
+  const type_registry& types;
+  host_options opts;
+  router* rt = nullptr;
+  device_gateway* gateway = nullptr;
+  host_stats stats;
+  store_writer writer;
+  std::array<stripe, stripe_count> stripes;
+  std::atomic<bool> accepting{false};
+  std::atomic<size_t> active{0};
+
+  std::mutex sweep_mtx;
+  std::condition_variable sweep_cv;
+  bool sweep_stop = false;
+  std::thread sweeper;
+
+  std::mutex idle_mtx;
+  std::condition_variable idle_cv;  ///< signalled when `active` drops to zero
+};
+
+/// Spawns the actor of twin `id` (lazily initialised: the record is loaded on its first
+/// message).
+caf::actor spawn_twin_actor(caf::actor_system& sys, host::impl* host, const twin_id& id);
+
+/// Tells a twin actor to passivate.
+void send_passivate(const caf::actor& twin);
+
+} // namespace twin::runtime
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(twin::runtime::twin_request)

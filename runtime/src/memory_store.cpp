@@ -1,0 +1,105 @@
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "twin/runtime/state_store.hpp"
+
+namespace twin::runtime {
+
+state_store::~state_store() = default;
+
+void store_batch::append(store_batch&& other) {
+  auto move_all = [](auto& dst, auto& src) {
+    if (dst.empty()) {
+      dst = std::move(src);
+      return;
+    }
+    dst.insert(dst.end(), std::make_move_iterator(src.begin()), std::make_move_iterator(src.end()));
+  };
+  move_all(puts, other.puts);
+  move_all(deletes, other.deletes);
+  move_all(index_adds, other.index_adds);
+  move_all(index_removes, other.index_removes);
+  move_all(meta_puts, other.meta_puts);
+}
+
+namespace {
+
+/// A store in a few ordered maps under one mutex. Nothing survives the process.
+class memory_store final : public state_store {
+public:
+  caf::error write(const store_batch& b) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    // Same order as the RocksDB store: deletes, then puts; index removes, then adds.
+    for (const auto& id : b.deletes)
+      twins_.erase(id);
+    for (const auto& [id, bytes] : b.puts)
+      twins_[id] = bytes;
+    for (const auto& e : b.index_removes)
+      index(e.index).erase({e.key, e.id});
+    for (const auto& e : b.index_adds)
+      index(e.index).insert({e.key, e.id});
+    for (const auto& [k, v] : b.meta_puts)
+      meta_[k] = v;
+    return {};
+  }
+
+  caf::expected<std::optional<std::string>> get(const twin_id& id) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = twins_.find(id);
+    if (i == twins_.end())
+      return std::optional<std::string>{};
+    return std::optional<std::string>{i->second};
+  }
+
+  caf::expected<std::vector<twin_id>>
+  list(index_kind kind, const std::string& key, const twin_id& after, size_t limit) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::vector<twin_id> out;
+    auto& idx = index(kind);
+    auto i = idx.upper_bound({key, after});
+    for (; i != idx.end() && i->first == key && out.size() < limit; ++i)
+      out.push_back(i->second);
+    return out;
+  }
+
+  caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::vector<twin_id> out;
+    for (auto i = twins_.upper_bound(after); i != twins_.end() && out.size() < limit; ++i)
+      out.push_back(i->first);
+    return out;
+  }
+
+  caf::expected<std::optional<std::string>> get_meta(const std::string& key) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = meta_.find(key);
+    if (i == meta_.end())
+      return std::optional<std::string>{};
+    return std::optional<std::string>{i->second};
+  }
+
+  uint64_t approximate_count() override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return twins_.size();
+  }
+
+private:
+  using index_set = std::set<std::pair<std::string, twin_id>>;
+
+  index_set& index(index_kind k) { return k == index_kind::by_type ? by_type_ : by_parent_; }
+
+  std::mutex mtx_;
+  std::map<twin_id, std::string> twins_;
+  index_set by_type_;
+  index_set by_parent_;
+  std::map<std::string, std::string> meta_;
+};
+
+} // namespace
+
+std::unique_ptr<state_store> make_memory_store() {
+  return std::make_unique<memory_store>();
+}
+
+} // namespace twin::runtime

@@ -1,0 +1,328 @@
+#include "twin/runtime/model.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "twin/runtime/errc.hpp"
+
+namespace twin::runtime {
+
+namespace {
+
+constexpr const char* property_type_names[] = {"bool", "int", "double", "string", "object"};
+constexpr const char* aggregate_names[] = {"sum", "avg", "min", "max",
+                                           "count", "any", "all", "worst"};
+
+bool valid_name(std::string_view s) {
+  if (s.empty() || s.size() > 64 || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_'))
+    return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+} // namespace
+
+const char* to_string(property_type x) {
+  return property_type_names[static_cast<int>(x)];
+}
+
+bool from_string(std::string_view text, property_type& out) {
+  for (int i = 0; i < 5; ++i)
+    if (text == property_type_names[i]) {
+      out = static_cast<property_type>(i);
+      return true;
+    }
+  // DTDL spellings.
+  if (text == "boolean")
+    out = property_type::boolean;
+  else if (text == "integer" || text == "long")
+    out = property_type::integer;
+  else if (text == "float")
+    out = property_type::real;
+  else
+    return false;
+  return true;
+}
+
+const char* to_string(aggregate_fn x) {
+  return aggregate_names[static_cast<int>(x)];
+}
+
+bool from_string(std::string_view text, aggregate_fn& out) {
+  for (int i = 0; i < 8; ++i)
+    if (text == aggregate_names[i]) {
+      out = static_cast<aggregate_fn>(i);
+      return true;
+    }
+  return false;
+}
+
+twin_context::~twin_context() = default;
+
+// -- twin_type ----------------------------------------------------------------
+
+const property_spec* twin_type::property(std::string_view name) const {
+  for (const auto& p : properties_)
+    if (p.name == name)
+      return &p;
+  return nullptr;
+}
+
+bool twin_type::has_command(std::string_view name) const {
+  return std::any_of(commands_.begin(), commands_.end(),
+                     [&](const command_spec& c) { return c.name == name; });
+}
+
+caf::error twin_type::check_value(const property_spec& spec, const value& v) const {
+  auto mismatch = [&] {
+    return make_error(runtime_errc::type_mismatch,
+                      "property '" + spec.name + "' of type '" + name_ + "' expects "
+                        + to_string(spec.type) + ", got " + to_string(v.type()) + " "
+                        + to_string(v));
+  };
+  switch (spec.type) {
+    case property_type::boolean:
+      if (!v.is_bool())
+        return mismatch();
+      return {};
+    case property_type::integer:
+      if (!v.is_int() && !(v.is_double() && std::nearbyint(v.as_double()) == v.as_double()))
+        return mismatch();
+      break;
+    case property_type::real:
+      if (!v.is_number())
+        return mismatch();
+      if (!std::isfinite(v.as_double()))
+        return make_error(runtime_errc::out_of_range,
+                          "property '" + spec.name + "' must be a finite number");
+      break;
+    case property_type::string:
+      if (!v.is_string())
+        return mismatch();
+      return {};
+    case property_type::object:
+      if (!v.is_map())
+        return mismatch();
+      return {};
+  }
+  auto x = v.as_double();
+  if ((spec.min && x < *spec.min) || (spec.max && x > *spec.max)) {
+    auto bound = [](const std::optional<double>& b, const char* inf) {
+      return b ? to_string(value{*b}) : std::string{inf};
+    };
+    return make_error(runtime_errc::out_of_range,
+                      "property '" + spec.name + "' = " + to_string(v) + " is out of range ["
+                        + bound(spec.min, "-inf") + ", " + bound(spec.max, "inf") + "]");
+  }
+  return {};
+}
+
+caf::error twin_type::check_reported(const value_map& values) const {
+  for (const auto& [k, v] : values) {
+    auto* spec = property(k);
+    if (spec == nullptr)
+      return make_error(runtime_errc::unknown_property,
+                        "type '" + name_ + "' has no property '" + k + "'");
+    if (spec->computed)
+      return make_error(runtime_errc::read_only,
+                        "property '" + k + "' of type '" + name_ + "' is computed and read-only");
+    if (v.is_null())
+      continue;
+    if (auto err = check_value(*spec, v))
+      return err;
+  }
+  return {};
+}
+
+caf::error twin_type::check_desired(const value_map& values) const {
+  for (const auto& [k, v] : values) {
+    auto* spec = property(k);
+    if (spec == nullptr)
+      return make_error(runtime_errc::unknown_property,
+                        "type '" + name_ + "' has no property '" + k + "'");
+    if (!spec->writable || spec->computed)
+      return make_error(runtime_errc::read_only,
+                        "property '" + k + "' of type '" + name_
+                          + "' is not writable: it cannot be desired");
+    if (v.is_null())
+      continue;
+    if (auto err = check_value(*spec, v))
+      return err;
+  }
+  return {};
+}
+
+// -- type_builder -------------------------------------------------------------
+
+type_builder::type_builder(std::string name, twin_kind kind) {
+  type_.name_ = std::move(name);
+  type_.kind_ = kind;
+}
+
+type_builder& type_builder::description(std::string text) {
+  type_.description_ = std::move(text);
+  return *this;
+}
+
+type_builder& type_builder::property(std::string name, property_type type) {
+  property_spec p;
+  p.name = std::move(name);
+  p.type = type;
+  type_.properties_.push_back(std::move(p));
+  return *this;
+}
+
+#define TWIN_LAST_PROPERTY(what)                                                            \
+  if (type_.properties_.empty()) {                                                          \
+    if (!error_)                                                                            \
+      error_ = make_error(runtime_errc::invalid_model,                                      \
+                          "type '" + type_.name_ + "': " what " before any property");      \
+    return *this;                                                                           \
+  }                                                                                         \
+  auto& last = type_.properties_.back();
+
+type_builder& type_builder::unit(std::string unit) {
+  TWIN_LAST_PROPERTY("unit")
+  last.unit = std::move(unit);
+  return *this;
+}
+
+type_builder& type_builder::range(std::optional<double> min, std::optional<double> max) {
+  TWIN_LAST_PROPERTY("range")
+  last.min = min;
+  last.max = max;
+  return *this;
+}
+
+type_builder& type_builder::writable(bool yes) {
+  TWIN_LAST_PROPERTY("writable")
+  last.writable = yes;
+  return *this;
+}
+
+type_builder& type_builder::describe(std::string text) {
+  TWIN_LAST_PROPERTY("describe")
+  last.description = std::move(text);
+  return *this;
+}
+
+#undef TWIN_LAST_PROPERTY
+
+type_builder& type_builder::command(std::string name, std::string description) {
+  type_.commands_.push_back(command_spec{std::move(name), std::move(description)});
+  return *this;
+}
+
+type_builder& type_builder::aggregate(std::string name, aggregate_fn fn, std::string source,
+                                      std::string child_type) {
+  type_.aggregates_.push_back(
+    aggregate_spec{std::move(name), fn, std::move(source), std::move(child_type)});
+  return *this;
+}
+
+type_builder& type_builder::alert(std::string name, std::string condition, severity level) {
+  alert_texts_.emplace_back(std::move(name), std::move(condition));
+  alert_levels_.push_back(level);
+  return *this;
+}
+
+type_builder& type_builder::handlers(type_handlers h) {
+  type_.handlers_ = std::move(h);
+  return *this;
+}
+
+caf::expected<type_ptr> type_builder::build() {
+  if (error_)
+    return error_;
+  const auto& tn = type_.name_;
+  auto fail = [&](const std::string& why) {
+    return make_error(runtime_errc::invalid_model, "type '" + tn + "': " + why);
+  };
+  if (!valid_name(tn))
+    return fail("invalid type name (letters, digits and '_', at most 64, not starting with a digit)");
+  auto taken = [&](const std::string& n) { return type_.property(n) != nullptr; };
+  std::vector<property_spec> declared;
+  declared.swap(type_.properties_);
+  for (auto& p : declared) {
+    if (!valid_name(p.name))
+      return fail("invalid property name '" + p.name + "'");
+    if (p.name == "health")
+      return fail("'health' is computed by the runtime and cannot be declared");
+    if (taken(p.name))
+      return fail("property '" + p.name + "' is declared twice");
+    if (p.min && p.max && *p.min > *p.max)
+      return fail("property '" + p.name + "' has min > max");
+    if ((p.min || p.max) && p.type != property_type::integer && p.type != property_type::real)
+      return fail("property '" + p.name + "' has a range but is not a number");
+    p.computed = false;
+    type_.properties_.push_back(std::move(p));
+  }
+  for (const auto& a : type_.aggregates_) {
+    if (!valid_name(a.name) || taken(a.name))
+      return fail("aggregate '" + a.name + "' has an invalid or taken name");
+    if (a.fn != aggregate_fn::count && !valid_name(a.source))
+      return fail("aggregate '" + a.name + "' needs a source property");
+    property_spec p;
+    p.name = a.name;
+    p.computed = true;
+    p.type = a.fn == aggregate_fn::any || a.fn == aggregate_fn::all ? property_type::boolean
+             : a.fn == aggregate_fn::count                          ? property_type::integer
+             : a.fn == aggregate_fn::worst                          ? property_type::string
+                                                                    : property_type::real;
+    p.description = std::string{to_string(a.fn)} + " of the children's " + a.source;
+    type_.properties_.push_back(std::move(p));
+  }
+  property_spec health;
+  health.name = "health";
+  health.type = property_type::string;
+  health.computed = true;
+  health.description = "worst active alert of this twin and everything below it";
+  type_.properties_.push_back(std::move(health));
+  for (size_t i = 0; i < type_.commands_.size(); ++i) {
+    if (!valid_name(type_.commands_[i].name))
+      return fail("invalid command name '" + type_.commands_[i].name + "'");
+    for (size_t j = 0; j < i; ++j)
+      if (type_.commands_[j].name == type_.commands_[i].name)
+        return fail("command '" + type_.commands_[i].name + "' is declared twice");
+  }
+  type_.alerts_.clear();
+  for (size_t i = 0; i < alert_texts_.size(); ++i) {
+    const auto& [name, text] = alert_texts_[i];
+    if (!valid_name(name))
+      return fail("invalid alert name '" + name + "'");
+    if (alert_levels_[i] == severity::ok)
+      return fail("alert '" + name + "' needs severity warning or critical");
+    auto cond = expression::parse(text);
+    if (!cond)
+      return fail("alert '" + name + "': " + error_message(cond.error()));
+    for (const auto& p : cond->properties())
+      if (!taken(p))
+        return fail("alert '" + name + "' reads unknown property '" + p + "'");
+    type_.alerts_.push_back(alert_rule{name, std::move(*cond), alert_levels_[i]});
+  }
+  return type_ptr{std::make_shared<twin_type>(type_)};
+}
+
+// -- type_registry ------------------------------------------------------------
+
+caf::error type_registry::add(type_ptr type) {
+  auto name = type->name();
+  if (!types_.emplace(name, std::move(type)).second)
+    return make_error(runtime_errc::invalid_model, "type '" + name + "' is defined twice");
+  return {};
+}
+
+type_ptr type_registry::find(std::string_view name) const {
+  auto i = types_.find(name);
+  return i == types_.end() ? nullptr : i->second;
+}
+
+std::vector<std::string> type_registry::names() const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : types_)
+    out.push_back(k);
+  return out;
+}
+
+} // namespace twin::runtime

@@ -1,0 +1,206 @@
+// Model files: a DTDL v3 Interface (contents: Property, Telemetry, Command,
+// Relationship) plus a "twin" object for what DTDL has no words for: the kind,
+// aggregates over children and alert rules. See examples/factory/models.
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/model.hpp"
+
+namespace twin::runtime {
+
+namespace {
+
+using json = nlohmann::json;
+
+struct model_error {
+  std::string why;
+};
+
+[[noreturn]] void fail(std::string why) {
+  throw model_error{std::move(why)};
+}
+
+const json& member(const json& obj, const char* key, const char* where) {
+  auto i = obj.find(key);
+  if (i == obj.end())
+    fail(std::string{where} + " has no \"" + key + "\"");
+  return *i;
+}
+
+std::string string_member(const json& obj, const char* key, const char* where) {
+  const auto& v = member(obj, key, where);
+  if (!v.is_string())
+    fail(std::string{where} + ": \"" + key + "\" must be a string");
+  return v.get<std::string>();
+}
+
+std::string optional_string(const json& obj, const char* key) {
+  auto i = obj.find(key);
+  if (i == obj.end() || !i->is_string())
+    return {};
+  return i->get<std::string>();
+}
+
+std::optional<double> optional_number(const json& obj, const char* key) {
+  auto i = obj.find(key);
+  if (i == obj.end())
+    return std::nullopt;
+  if (!i->is_number())
+    fail(std::string{"\""} + key + "\" must be a number");
+  return i->get<double>();
+}
+
+// "@type" is a string or a list whose first element is the DTDL class.
+bool has_type(const json& item, std::string_view t) {
+  auto i = item.find("@type");
+  if (i == item.end())
+    return false;
+  if (i->is_string())
+    return i->get<std::string>() == t;
+  if (i->is_array())
+    return std::any_of(i->begin(), i->end(),
+                       [&](const json& x) { return x.is_string() && x.get<std::string>() == t; });
+  return false;
+}
+
+// "dtmi:factory:robot;1" -> "robot"
+std::string name_from_dtmi(const std::string& id) {
+  auto end = id.find(';');
+  auto s = id.substr(0, end);
+  auto colon = s.rfind(':');
+  return colon == std::string::npos ? s : s.substr(colon + 1);
+}
+
+type_ptr parse_model(const json& doc) {
+  if (!doc.is_object())
+    fail("the top level must be a JSON object (a DTDL Interface)");
+  if (!has_type(doc, "Interface"))
+    fail("\"@type\" must be \"Interface\"");
+  auto ext = doc.find("twin");
+  if (ext == doc.end() || !ext->is_object())
+    fail("no \"twin\" object with the kind of the type");
+  std::string name = optional_string(*ext, "name");
+  if (name.empty())
+    name = name_from_dtmi(string_member(doc, "@id", "the interface"));
+  twin_kind kind;
+  if (!from_string(string_member(*ext, "kind", "\"twin\""), kind))
+    fail("\"kind\" must be component, asset, system or process");
+  type_builder b{name, kind};
+  if (auto d = optional_string(doc, "description"); !d.empty())
+    b.description(d);
+  if (auto c = doc.find("contents"); c != doc.end()) {
+    if (!c->is_array())
+      fail("\"contents\" must be a list");
+    for (const auto& item : *c) {
+      if (!item.is_object())
+        fail("every entry of \"contents\" must be an object");
+      auto item_name = string_member(item, "name", "an entry of \"contents\"");
+      if (has_type(item, "Property") || has_type(item, "Telemetry")) {
+        const auto& schema = member(item, "schema", ("\"" + item_name + "\"").c_str());
+        property_type pt = property_type::object;
+        if (schema.is_string()) {
+          if (!from_string(schema.get<std::string>(), pt))
+            fail("\"" + item_name + "\": unsupported schema \"" + schema.get<std::string>()
+                 + "\" (use boolean, integer, long, double, float, string or an Object)");
+        } else if (!schema.is_object()) {
+          fail("\"" + item_name + "\": \"schema\" must be a string or an object");
+        }
+        b.property(item_name, pt);
+        if (auto u = optional_string(item, "unit"); !u.empty())
+          b.unit(u);
+        auto lo = optional_number(item, "minimum");
+        auto hi = optional_number(item, "maximum");
+        if (lo || hi)
+          b.range(lo, hi);
+        if (auto w = item.find("writable"); w != item.end()) {
+          if (!w->is_boolean())
+            fail("\"" + item_name + "\": \"writable\" must be true or false");
+          b.writable(w->get<bool>());
+        }
+        if (auto d = optional_string(item, "description"); !d.empty())
+          b.describe(d);
+      } else if (has_type(item, "Command")) {
+        b.command(item_name, optional_string(item, "description"));
+      } else if (has_type(item, "Relationship") || has_type(item, "Component")) {
+        // Relationships are instance data (the twin's "relationships"); nothing to check.
+      } else {
+        fail("\"" + item_name + "\": unsupported \"@type\"");
+      }
+    }
+  }
+  if (auto aggs = ext->find("aggregates"); aggs != ext->end()) {
+    if (!aggs->is_array())
+      fail("\"aggregates\" must be a list");
+    for (const auto& a : *aggs) {
+      aggregate_fn fn;
+      auto fn_name = string_member(a, "function", "an aggregate");
+      if (!from_string(fn_name, fn))
+        fail("aggregate function \"" + fn_name
+             + "\" is not one of sum, avg, min, max, count, any, all, worst");
+      b.aggregate(string_member(a, "name", "an aggregate"), fn, optional_string(a, "source"),
+                  optional_string(a, "childType"));
+    }
+  }
+  if (auto alerts = ext->find("alerts"); alerts != ext->end()) {
+    if (!alerts->is_array())
+      fail("\"alerts\" must be a list");
+    for (const auto& a : *alerts) {
+      severity level;
+      if (!from_string(string_member(a, "severity", "an alert"), level) || level == severity::ok)
+        fail("an alert's \"severity\" must be warning or critical");
+      b.alert(string_member(a, "name", "an alert"), string_member(a, "when", "an alert"), level);
+    }
+  }
+  auto t = b.build();
+  if (!t)
+    fail(error_message(t.error()));
+  return *t;
+}
+
+} // namespace
+
+caf::expected<type_ptr> load_model_file(const std::string& path) {
+  std::ifstream in{path};
+  if (!in)
+    return make_error(runtime_errc::invalid_model, "cannot read model file " + path);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  try {
+    auto doc = json::parse(buf.str());
+    return parse_model(doc);
+  } catch (const model_error& e) {
+    return make_error(runtime_errc::invalid_model, path + ": " + e.why);
+  } catch (const json::exception& e) {
+    return make_error(runtime_errc::invalid_model, path + ": " + e.what());
+  }
+}
+
+caf::expected<size_t> load_models(const std::string& dir, type_registry& registry) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec))
+    return make_error(runtime_errc::invalid_model, "model directory " + dir + " does not exist");
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator{dir, ec})
+    if (e.is_regular_file() && e.path().extension() == ".json")
+      files.push_back(e.path());
+  if (ec)
+    return make_error(runtime_errc::invalid_model, "cannot list " + dir + ": " + ec.message());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    auto t = load_model_file(f.string());
+    if (!t)
+      return t.error();
+    if (auto err = registry.add(*t))
+      return make_error(runtime_errc::invalid_model, f.string() + ": " + error_message(err));
+  }
+  return files.size();
+}
+
+} // namespace twin::runtime

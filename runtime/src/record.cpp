@@ -1,0 +1,235 @@
+#include "twin/runtime/record.hpp"
+
+#include <chrono>
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/array.h>
+#include <kj/exception.h>
+
+#include "twin/runtime/errc.hpp"
+#include "twin/schema/twin.capnp.h"
+
+namespace twin::runtime {
+
+namespace {
+
+constexpr const char* kind_names[] = {"component", "asset", "system", "process"};
+constexpr const char* severity_names[] = {"ok", "warning", "critical"};
+
+// Untrusted bytes get tight limits: a twin record is small.
+constexpr uint64_t max_record_words = 8u << 20;  // 64 MiB
+constexpr int max_nesting = 32;
+
+kj::StringPtr text(const std::string& s) {
+  return kj::StringPtr{s.c_str(), s.size()};
+}
+
+std::string str(capnp::Text::Reader t) {
+  return std::string{t.cStr(), t.size()};
+}
+
+void write_value(schema::Value::Builder out, const value& x);
+
+void write_entries(capnp::List<schema::Entry>::Builder out, const value_map& m) {
+  unsigned i = 0;
+  for (const auto& [k, v] : m) {
+    auto e = out[i++];
+    e.setKey(text(k));
+    write_value(e.initValue(), v);
+  }
+}
+
+void write_value(schema::Value::Builder out, const value& x) {
+  switch (x.type()) {
+    case value::kind::null: out.setNull(); break;
+    case value::kind::boolean: out.setBool(x.as_bool()); break;
+    case value::kind::integer: out.setInt(x.as_int()); break;
+    case value::kind::real: out.setDouble(x.as_double()); break;
+    case value::kind::string: out.setString(text(x.as_string())); break;
+    case value::kind::list: {
+      const auto& xs = x.as_list();
+      auto l = out.initList(static_cast<unsigned>(xs.size()));
+      for (unsigned i = 0; i < xs.size(); ++i)
+        write_value(l[i], xs[i]);
+      break;
+    }
+    case value::kind::map: {
+      const auto& m = x.as_map();
+      write_entries(out.initMap(static_cast<unsigned>(m.size())), m);
+      break;
+    }
+  }
+}
+
+value read_value(schema::Value::Reader in);
+
+value_map read_entries(capnp::List<schema::Entry>::Reader in) {
+  value_map m;
+  for (auto e : in)
+    m.emplace(str(e.getKey()), read_value(e.getValue()));
+  return m;
+}
+
+value read_value(schema::Value::Reader in) {
+  switch (in.which()) {
+    case schema::Value::NULL_: return value{};
+    case schema::Value::BOOL: return value{in.getBool()};
+    case schema::Value::INT: return value{static_cast<int64_t>(in.getInt())};
+    case schema::Value::DOUBLE: return value{in.getDouble()};
+    case schema::Value::STRING: return value{str(in.getString())};
+    case schema::Value::LIST: {
+      value_list xs;
+      for (auto y : in.getList())
+        xs.push_back(read_value(y));
+      return value{std::move(xs)};
+    }
+    case schema::Value::MAP: return value{read_entries(in.getMap())};
+  }
+  return value{};  // a union member added by a newer version: read as null
+}
+
+schema::Severity to_schema(severity x) {
+  return static_cast<schema::Severity>(static_cast<uint16_t>(x));
+}
+
+severity from_schema(schema::Severity x) {
+  auto v = static_cast<uint16_t>(x);
+  return v <= 2 ? static_cast<severity>(v) : severity::ok;
+}
+
+} // namespace
+
+const char* to_string(twin_kind x) {
+  return kind_names[static_cast<int>(x)];
+}
+
+const char* to_string(severity x) {
+  return severity_names[static_cast<int>(x)];
+}
+
+bool from_string(std::string_view text, twin_kind& out) {
+  for (int i = 0; i < 4; ++i)
+    if (text == kind_names[i]) {
+      out = static_cast<twin_kind>(i);
+      return true;
+    }
+  return false;
+}
+
+bool from_string(std::string_view text, severity& out) {
+  for (int i = 0; i < 3; ++i)
+    if (text == severity_names[i]) {
+      out = static_cast<severity>(i);
+      return true;
+    }
+  return false;
+}
+
+value_map delta(const twin_record& rec) {
+  value_map out;
+  for (const auto& [k, v] : rec.desired) {
+    auto i = rec.reported.find(k);
+    if (i == rec.reported.end() || i->second != v)
+      out.emplace(k, v);
+  }
+  return out;
+}
+
+std::string encode(const twin_record& rec) {
+  capnp::MallocMessageBuilder msg;
+  auto r = msg.initRoot<schema::TwinRecord>();
+  r.setId(text(rec.id.str()));
+  r.setType(text(rec.type));
+  r.setKind(static_cast<schema::Kind>(static_cast<uint16_t>(rec.kind)));
+  r.setParent(text(rec.parent.str()));
+  auto children = r.initChildren(static_cast<unsigned>(rec.children.size()));
+  for (unsigned i = 0; i < rec.children.size(); ++i) {
+    const auto& c = rec.children[i];
+    children[i].setId(text(c.id.str()));
+    write_entries(children[i].initValues(static_cast<unsigned>(c.values.size())), c.values);
+    children[i].setHealth(to_schema(c.health));
+    children[i].setType(text(c.type));
+  }
+  auto rels = r.initRelationships(static_cast<unsigned>(rec.relationships.size()));
+  for (unsigned i = 0; i < rec.relationships.size(); ++i) {
+    rels[i].setName(text(rec.relationships[i].name));
+    rels[i].setTarget(text(rec.relationships[i].target.str()));
+  }
+  write_entries(r.initReported(static_cast<unsigned>(rec.reported.size())), rec.reported);
+  write_entries(r.initDesired(static_cast<unsigned>(rec.desired.size())), rec.desired);
+  auto meta = r.initMetadata(static_cast<unsigned>(rec.metadata.size()));
+  unsigned i = 0;
+  for (const auto& [k, m] : rec.metadata) {
+    meta[i].setName(text(k));
+    meta[i].setUpdatedMs(m.updated_ms);
+    meta[i].setSource(text(m.source));
+    ++i;
+  }
+  auto alerts = r.initAlerts(static_cast<unsigned>(rec.alerts.size()));
+  for (unsigned j = 0; j < rec.alerts.size(); ++j) {
+    alerts[j].setName(text(rec.alerts[j].name));
+    alerts[j].setSeverity(to_schema(rec.alerts[j].level));
+    alerts[j].setSinceMs(rec.alerts[j].since_ms);
+  }
+  r.setVersion(rec.version);
+  r.setCreatedMs(rec.created_ms);
+  r.setUpdatedMs(rec.updated_ms);
+  auto words = capnp::messageToFlatArray(msg);
+  auto bytes = words.asChars();
+  return std::string{bytes.begin(), bytes.size()};
+}
+
+caf::expected<twin_record> decode_record(std::string_view bytes) {
+  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0)
+    return make_error(runtime_errc::store_corrupt,
+                      "a stored twin record has " + std::to_string(bytes.size())
+                        + " bytes, not a whole number of words");
+  // FlatArrayMessageReader needs word-aligned input.
+  auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+  memcpy(words.begin(), bytes.data(), bytes.size());
+  twin_record rec;
+  kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&] {
+    capnp::ReaderOptions opts;
+    opts.traversalLimitInWords = max_record_words;
+    opts.nestingLimit = max_nesting;
+    capnp::FlatArrayMessageReader reader{words, opts};
+    auto r = reader.getRoot<schema::TwinRecord>();
+    rec.id = twin_id::trusted(str(r.getId()));
+    rec.type = str(r.getType());
+    auto kind = static_cast<uint16_t>(r.getKind());
+    rec.kind = kind <= 3 ? static_cast<twin_kind>(kind) : twin_kind::component;
+    rec.parent = twin_id::trusted(str(r.getParent()));
+    for (auto c : r.getChildren())
+      rec.children.push_back(
+        child_state{twin_id::trusted(str(c.getId())), read_entries(c.getValues()),
+                    from_schema(c.getHealth()), str(c.getType())});
+    for (auto rel : r.getRelationships())
+      rec.relationships.push_back(
+        relationship{str(rel.getName()), twin_id::trusted(str(rel.getTarget()))});
+    rec.reported = read_entries(r.getReported());
+    rec.desired = read_entries(r.getDesired());
+    for (auto m : r.getMetadata())
+      rec.metadata.emplace(str(m.getName()),
+                           property_meta{m.getUpdatedMs(), str(m.getSource())});
+    for (auto a : r.getAlerts())
+      rec.alerts.push_back(
+        alert_state{str(a.getName()), from_schema(a.getSeverity()), a.getSinceMs()});
+    rec.version = r.getVersion();
+    rec.created_ms = r.getCreatedMs();
+    rec.updated_ms = r.getUpdatedMs();
+  });
+  KJ_IF_MAYBE (e, failure) {
+    return make_error(runtime_errc::store_corrupt,
+                      std::string{"a stored twin record cannot be decoded: "}
+                        + e->getDescription().cStr());
+  }
+  return rec;
+}
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+} // namespace twin::runtime

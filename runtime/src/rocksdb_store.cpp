@@ -1,0 +1,198 @@
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/state_store.hpp"
+
+namespace twin::runtime {
+
+namespace {
+
+// Column families: twins (id -> record), by_type and by_parent ("<key>\0<id>" -> ""),
+// and the default one for node metadata.
+constexpr const char* cf_twins = "twins";
+constexpr const char* cf_by_type = "by_type";
+constexpr const char* cf_by_parent = "by_parent";
+
+std::string index_key(const std::string& key, const twin_id& id) {
+  std::string out;
+  out.reserve(key.size() + 1 + id.str().size());
+  out += key;
+  out += '\0';
+  out += id.str();
+  return out;
+}
+
+caf::error to_error(const rocksdb::Status& st, const std::string& what) {
+  return make_error(runtime_errc::store_failure, what + ": " + st.ToString());
+}
+
+class rocksdb_store final : public state_store {
+public:
+  rocksdb_store(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> handles, bool sync)
+    : db_(db), handles_(std::move(handles)) {
+    write_opts_.sync = sync;
+  }
+
+  ~rocksdb_store() override {
+    for (auto* h : handles_)
+      db_->DestroyColumnFamilyHandle(h);
+    db_->Close();
+    delete db_;
+  }
+
+  caf::error write(const store_batch& b) override {
+    rocksdb::WriteBatch wb;
+    for (const auto& id : b.deletes)
+      wb.Delete(twins(), id.str());
+    for (const auto& [id, bytes] : b.puts)
+      wb.Put(twins(), id.str(), bytes);
+    for (const auto& e : b.index_removes)
+      wb.Delete(index(e.index), index_key(e.key, e.id));
+    for (const auto& e : b.index_adds)
+      wb.Put(index(e.index), index_key(e.key, e.id), rocksdb::Slice{});
+    for (const auto& [k, v] : b.meta_puts)
+      wb.Put(handles_[0], k, v);
+    auto st = db_->Write(write_opts_, &wb);
+    if (!st.ok())
+      return to_error(st, "write failed");
+    return {};
+  }
+
+  caf::expected<std::optional<std::string>> get(const twin_id& id) override {
+    return get_from(twins(), id.str());
+  }
+
+  caf::expected<std::vector<twin_id>>
+  list(index_kind kind, const std::string& key, const twin_id& after, size_t limit) override {
+    std::string prefix = key;
+    prefix += '\0';
+    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, index(kind))};
+    std::vector<twin_id> out;
+    auto start = after.empty() ? prefix : index_key(key, after);
+    for (it->Seek(start); it->Valid() && out.size() < limit; it->Next()) {
+      auto k = it->key();
+      if (!k.starts_with(prefix))
+        break;
+      std::string id{k.data() + prefix.size(), k.size() - prefix.size()};
+      if (!after.empty() && id == after.str())
+        continue;
+      out.push_back(twin_id::trusted(std::move(id)));
+    }
+    if (!it->status().ok())
+      return to_error(it->status(), "index scan failed");
+    return out;
+  }
+
+  caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) override {
+    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, twins())};
+    std::vector<twin_id> out;
+    if (after.empty())
+      it->SeekToFirst();
+    else
+      it->Seek(after.str());
+    for (; it->Valid() && out.size() < limit; it->Next()) {
+      auto k = it->key().ToString();
+      if (!after.empty() && k == after.str())
+        continue;
+      out.push_back(twin_id::trusted(std::move(k)));
+    }
+    if (!it->status().ok())
+      return to_error(it->status(), "scan failed");
+    return out;
+  }
+
+  caf::expected<std::optional<std::string>> get_meta(const std::string& key) override {
+    return get_from(handles_[0], key);
+  }
+
+  uint64_t approximate_count() override {
+    uint64_t n = 0;
+    db_->GetIntProperty(twins(), "rocksdb.estimate-num-keys", &n);
+    return n;
+  }
+
+private:
+  rocksdb::ColumnFamilyHandle* twins() const { return handles_[1]; }
+  rocksdb::ColumnFamilyHandle* index(index_kind k) const {
+    return k == index_kind::by_type ? handles_[2] : handles_[3];
+  }
+
+  caf::expected<std::optional<std::string>> get_from(rocksdb::ColumnFamilyHandle* cf,
+                                                     const std::string& key) {
+    std::string out;
+    auto st = db_->Get(rocksdb::ReadOptions{}, cf, key, &out);
+    if (st.IsNotFound())
+      return std::optional<std::string>{};
+    if (!st.ok())
+      return to_error(st, "read failed");
+    return std::optional<std::string>{std::move(out)};
+  }
+
+  rocksdb::DB* db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::WriteOptions write_opts_;
+};
+
+} // namespace
+
+caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_options& o) {
+  if (o.path.empty())
+    return make_error(runtime_errc::store_failure, "no data directory given");
+  rocksdb::Options db_opts;
+  db_opts.create_if_missing = true;
+  db_opts.create_missing_column_families = true;
+  db_opts.IncreaseParallelism(2);
+  db_opts.max_background_jobs = 2;
+  db_opts.compression = rocksdb::kLZ4Compression;
+  db_opts.bottommost_compression = rocksdb::kZSTD;
+  db_opts.write_buffer_size = o.write_buffer_bytes;
+  db_opts.enable_pipelined_write = true;
+
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(o.block_cache_bytes);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+
+  rocksdb::ColumnFamilyOptions twins_opts{db_opts};
+  twins_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  twins_opts.OptimizeForPointLookup(o.block_cache_bytes >> 20);
+  // OptimizeForPointLookup replaces the table factory: keep the shared cache and filter.
+  twins_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  rocksdb::ColumnFamilyOptions index_opts{db_opts};
+  index_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  index_opts.write_buffer_size = o.write_buffer_bytes / 4;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs{
+    {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions{db_opts}},
+    {cf_twins, twins_opts},
+    {cf_by_type, index_opts},
+    {cf_by_parent, index_opts},
+  };
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  auto st = rocksdb::DB::Open(rocksdb::DBOptions{db_opts}, o.path, cfs, &handles, &db);
+  if (!st.ok()) {
+    auto msg = st.ToString();
+    if (st.IsIOError() && msg.find("lock") != std::string::npos)
+      return make_error(runtime_errc::store_locked,
+                        "data directory " + o.path
+                          + " is in use by another process (its LOCK file is held): " + msg);
+    if (st.IsCorruption())
+      return make_error(runtime_errc::store_corrupt,
+                        "data directory " + o.path + " is corrupt: " + msg);
+    if (st.IsInvalidArgument())
+      return make_error(runtime_errc::store_corrupt,
+                        "data directory " + o.path + " is not a twin database: " + msg);
+    return make_error(runtime_errc::store_failure,
+                      "cannot open data directory " + o.path + ": " + msg);
+  }
+  return std::unique_ptr<state_store>{new rocksdb_store(db, std::move(handles), o.sync)};
+}
+
+} // namespace twin::runtime

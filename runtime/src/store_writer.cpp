@@ -1,0 +1,119 @@
+#include "store_writer.hpp"
+
+#include <sstream>
+
+#include "twin/runtime/errc.hpp"
+
+namespace twin::runtime {
+
+namespace {
+
+constexpr const char* counts_key = "counts";
+
+std::string encode_counts(const host_counts& c) {
+  return std::to_string(c.twins) + " " + std::to_string(c.alerts_warning) + " "
+         + std::to_string(c.alerts_critical);
+}
+
+} // namespace
+
+store_writer::store_writer(state_store& store, host_stats& stats) : store_(store), stats_(stats) {
+}
+
+store_writer::~store_writer() {
+  stop();
+}
+
+caf::error store_writer::load_counts() {
+  auto v = store_.get_meta(counts_key);
+  if (!v)
+    return v.error();
+  if (*v) {
+    std::istringstream in{**v};
+    host_counts c;
+    if (!(in >> c.twins >> c.alerts_warning >> c.alerts_critical))
+      return make_error(runtime_errc::store_corrupt, "the stored counts are malformed");
+    std::lock_guard<std::mutex> guard{mtx_};
+    counts_ = c;
+  }
+  return {};
+}
+
+void store_writer::start() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (thread_.joinable())
+    return;
+  stopping_ = false;
+  thread_ = std::thread{[this] { run(); }};
+}
+
+void store_writer::stop() {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable())
+    thread_.join();
+}
+
+void store_writer::submit(store_batch batch, host_counts delta, done_fn done) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (!thread_.joinable()) {
+      done(make_error(runtime_errc::shutting_down, "the store writer is stopped"));
+      return;
+    }
+    queue_.push_back(item{std::move(batch), delta, std::move(done)});
+  }
+  cv_.notify_one();
+}
+
+host_counts store_writer::counts() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return counts_;
+}
+
+void store_writer::run() {
+  std::vector<item> work;
+  for (;;) {
+    host_counts next;
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      cv_.wait(guard, [&] { return !queue_.empty() || stopping_; });
+      if (queue_.empty())
+        return;  // stopping, and nothing left to write
+      work.swap(queue_);
+      next = counts_;
+    }
+    store_batch merged;
+    bool counts_changed = false;
+    size_t records = 0;
+    for (auto& w : work) {
+      records += w.batch.puts.size() + w.batch.deletes.size();
+      merged.append(std::move(w.batch));
+      if (w.delta.twins != 0 || w.delta.alerts_warning != 0 || w.delta.alerts_critical != 0) {
+        next.twins += w.delta.twins;
+        next.alerts_warning += w.delta.alerts_warning;
+        next.alerts_critical += w.delta.alerts_critical;
+        counts_changed = true;
+      }
+    }
+    if (counts_changed)
+      merged.meta_puts.emplace_back(counts_key, encode_counts(next));
+    auto err = store_.write(merged);
+    if (!err) {
+      stats_.store_writes.fetch_add(1, std::memory_order_relaxed);
+      stats_.store_records.fetch_add(records, std::memory_order_relaxed);
+      if (counts_changed) {
+        std::lock_guard<std::mutex> guard{mtx_};
+        counts_ = next;
+      }
+    }
+    for (auto& w : work)
+      w.done(err);
+    work.clear();
+  }
+}
+
+} // namespace twin::runtime

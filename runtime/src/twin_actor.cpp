@@ -1,0 +1,933 @@
+// The actor of one twin: applies requests to its record, keeps aggregates, alerts and
+// health, persists through the host's group-commit writer and acknowledges only once a
+// change is durable.
+
+#include <algorithm>
+#include <deque>
+
+#include <caf/all.hpp>
+
+#include "host_impl.hpp"
+#include "twin/runtime/errc.hpp"
+
+
+
+namespace twin::runtime {
+
+using host_impl = host::impl;
+
+namespace {
+
+using persisted_atom = caf::atom_constant<caf::atom("persisted")>;
+using recompute_atom = caf::atom_constant<caf::atom("recompute")>;
+using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
+using timer_atom = caf::atom_constant<caf::atom("timer")>;
+using attached_atom = caf::atom_constant<caf::atom("attached")>;
+
+using waiter = std::function<void(caf::error)>;
+
+/// A put that waits for the new parent to accept the child.
+struct pending_put {
+  put_request req;
+  bool created = false;
+};
+
+struct twin_state {
+  host_impl* host = nullptr;
+  twin_id id;
+  caf::error load_error;  ///< set if the record could not be loaded
+  bool exists = false;
+  type_ptr type;
+  twin_record rec;
+
+  // Persistence: at most one write in flight; changes made meanwhile are coalesced
+  // into the next write.
+  bool in_flight = false;
+  bool dirty = false;
+  std::vector<waiter> in_flight_waiters;
+  std::vector<waiter> next_waiters;
+  store_batch pending;          ///< index changes and deletes for the next write
+  host_counts pending_counts;
+  bool delete_pending = false;
+  // Side effects due once the change that caused them is durable.
+  bool notify_parent = false;
+  bool publish_desired = false;
+  twin_id detach_from;          ///< old parent to notify
+  std::vector<twin_id> orphans; ///< children to notify of a deletion
+  struct effects {
+    bool notify_parent = false;
+    bool publish_desired = false;
+    twin_id detach_from;
+    std::vector<twin_id> orphans;
+  } in_flight_effects;
+
+  bool recompute_scheduled = false;
+  bool passivating = false;
+  bool passivation_requested = false;
+
+  // While a put waits for its parent, later requests wait too, in order.
+  std::optional<pending_put> waiting_put;
+  std::deque<twin_request> deferred;
+
+  static inline const char* name = "twin";
+};
+
+using twin_actor = caf::stateful_actor<twin_state>;
+
+caf::error not_found(const twin_id& id) {
+  return make_error(runtime_errc::not_found, "twin " + id.str() + " does not exist");
+}
+
+caf::error check_version(const twin_state& st, const std::optional<uint64_t>& expected) {
+  if (!expected)
+    return {};
+  if (*expected == 0) {
+    if (st.exists)
+      return make_error(runtime_errc::version_conflict,
+                        "twin " + st.id.str() + " already exists (version "
+                          + std::to_string(st.rec.version) + ")");
+    return {};
+  }
+  if (!st.exists)
+    return not_found(st.id);
+  if (st.rec.version != *expected)
+    return make_error(runtime_errc::version_conflict,
+                      "twin " + st.id.str() + " has version " + std::to_string(st.rec.version)
+                        + ", not " + std::to_string(*expected));
+  return {};
+}
+
+value_map child_values(const twin_record& rec) {
+  value_map out;
+  for (const auto& [k, v] : rec.reported)
+    if (v.is_number() || v.is_bool() || k == "health")
+      out.emplace(k, v);
+  return out;
+}
+
+class behavior_impl;
+
+/// The twin_context handed to custom handlers.
+class context_impl final : public twin_context {
+public:
+  context_impl(twin_actor* self, bool& changed) : self_(self), changed_(changed) {}
+
+  const twin_record& record() const override { return self_->state.rec; }
+
+  const value* get(std::string_view name) const override {
+    auto& r = self_->state.rec.reported;
+    auto i = r.find(name);
+    return i == r.end() ? nullptr : &i->second;
+  }
+
+  caf::error set(std::string_view name, value v) override {
+    auto& st = self_->state;
+    auto* spec = st.type->property(name);
+    if (spec == nullptr)
+      return make_error(runtime_errc::unknown_property,
+                        "type '" + st.type->name() + "' has no property '" + std::string{name} + "'");
+    if (spec->computed)
+      return make_error(runtime_errc::read_only, "property '" + spec->name + "' is computed");
+    if (auto err = st.type->check_value(*spec, v))
+      return err;
+    auto& slot = st.rec.reported[std::string{name}];
+    if (slot != v) {
+      slot = std::move(v);
+      auto& m = st.rec.metadata[std::string{name}];
+      m.updated_ms = now_ms();
+      m.source = "handler";
+      changed_ = true;
+    }
+    return {};
+  }
+
+  caf::error set_desired(std::string_view name, value v) override {
+    auto& st = self_->state;
+    value_map one;
+    one.emplace(std::string{name}, v);
+    if (auto err = st.type->check_desired(one))
+      return err;
+    auto& slot = st.rec.desired[std::string{name}];
+    if (slot != v) {
+      slot = std::move(v);
+      st.publish_desired = true;
+      changed_ = true;
+    }
+    return {};
+  }
+
+  void start_timer(std::chrono::milliseconds delay) override {
+    self_->delayed_send(self_, delay, timer_atom::value);
+  }
+
+private:
+  twin_actor* self_;
+  bool& changed_;
+};
+
+// -- persistence --------------------------------------------------------------
+
+void flush(twin_actor* self) {
+  auto& st = self->state;
+  if (st.in_flight || !st.dirty)
+    return;
+  store_batch batch = std::move(st.pending);
+  st.pending = store_batch{};
+  if (st.delete_pending)
+    batch.deletes.push_back(st.id);
+  else
+    batch.puts.emplace_back(st.id, encode(st.rec));
+  st.dirty = false;
+  st.in_flight = true;
+  st.in_flight_waiters.swap(st.next_waiters);
+  st.in_flight_effects = {st.notify_parent, st.publish_desired, std::move(st.detach_from),
+                          std::move(st.orphans)};
+  st.notify_parent = false;
+  st.publish_desired = false;
+  st.detach_from = twin_id{};
+  st.orphans.clear();
+  auto counts = st.pending_counts;
+  st.pending_counts = host_counts{};
+  caf::actor me = caf::actor_cast<caf::actor>(self);
+  st.host->writer.submit(std::move(batch), counts, [me](caf::error err) {
+    caf::anon_send(me, persisted_atom::value, std::move(err));
+  });
+}
+
+/// Records an accepted change; `w` is called once it is durable.
+void commit(twin_actor* self, waiter w) {
+  auto& st = self->state;
+  st.rec.version += 1;
+  st.rec.updated_ms = now_ms();
+  st.dirty = true;
+  if (w)
+    st.next_waiters.push_back(std::move(w));
+  flush(self);
+}
+
+void finish_passivation(twin_actor* self);
+
+void maybe_release(twin_actor* self) {
+  auto& st = self->state;
+  if (st.in_flight || st.dirty || !st.deferred.empty() || st.waiting_put)
+    return;
+  if (st.passivating) {
+    finish_passivation(self);
+    return;
+  }
+  if (!st.exists && !st.passivation_requested) {
+    // Nothing to keep in memory for a twin that does not exist.
+    st.passivation_requested = true;
+    st.host->request_passivation(st.id, self->address());
+  }
+}
+
+// -- alerts, health, aggregates -------------------------------------------------
+
+/// Re-evaluates alert rules and health; returns true if anything changed.
+bool evaluate_alerts(twin_actor* self) {
+  auto& st = self->state;
+  auto& rec = st.rec;
+  bool changed = false;
+  auto lookup = [&](std::string_view n) -> const value* {
+    auto i = rec.reported.find(n);
+    return i == rec.reported.end() ? nullptr : &i->second;
+  };
+  auto bump = [&](severity level, int64_t by) {
+    if (level == severity::warning)
+      st.pending_counts.alerts_warning += by;
+    else if (level == severity::critical)
+      st.pending_counts.alerts_critical += by;
+  };
+  for (const auto& rule : st.type->alerts()) {
+    bool active = rule.condition.eval(lookup);
+    auto i = std::find_if(rec.alerts.begin(), rec.alerts.end(),
+                          [&](const alert_state& a) { return a.name == rule.name; });
+    if (active && i == rec.alerts.end()) {
+      rec.alerts.push_back(alert_state{rule.name, rule.level, now_ms()});
+      bump(rule.level, 1);
+      changed = true;
+    } else if (!active && i != rec.alerts.end()) {
+      bump(i->level, -1);
+      rec.alerts.erase(i);
+      changed = true;
+    }
+  }
+  severity worst = severity::ok;
+  for (const auto& a : rec.alerts)
+    worst = std::max(worst, a.level);
+  for (const auto& c : rec.children)
+    worst = std::max(worst, c.health);
+  value h{std::string{to_string(worst)}};
+  auto& slot = rec.reported["health"];
+  if (slot != h) {
+    slot = std::move(h);
+    rec.metadata["health"] = property_meta{now_ms(), "computed"};
+    changed = true;
+  }
+  return changed;
+}
+
+value compute_aggregate(const aggregate_spec& a, const std::vector<child_state>& children) {
+  size_t n = 0;
+  double sum = 0;
+  double lo = 0;
+  double hi = 0;
+  bool any = false;
+  bool all = true;
+  severity worst = severity::ok;
+  for (const auto& c : children) {
+    if (!a.child_type.empty() && c.type != a.child_type)
+      continue;
+    if (a.fn == aggregate_fn::count && a.source.empty()) {
+      ++n;
+      continue;
+    }
+    auto i = c.values.find(a.source);
+    if (i == c.values.end())
+      continue;
+    const value& v = i->second;
+    if (a.fn == aggregate_fn::worst) {
+      severity s;
+      if (v.is_string() && from_string(v.as_string(), s))
+        worst = std::max(worst, s);
+      ++n;
+      continue;
+    }
+    if (a.fn == aggregate_fn::any || a.fn == aggregate_fn::all) {
+      bool b = v.is_bool() ? v.as_bool() : v.is_number() && v.as_double() != 0;
+      any = any || b;
+      all = all && b;
+      ++n;
+      continue;
+    }
+    if (!v.is_number())
+      continue;
+    double x = v.as_double();
+    lo = n == 0 ? x : std::min(lo, x);
+    hi = n == 0 ? x : std::max(hi, x);
+    sum += x;
+    ++n;
+  }
+  switch (a.fn) {
+    case aggregate_fn::count: return value{static_cast<int64_t>(n)};
+    case aggregate_fn::any: return value{any};
+    case aggregate_fn::all: return value{all && n > 0};
+    case aggregate_fn::worst: return value{std::string{to_string(worst)}};
+    default: break;
+  }
+  if (n == 0)
+    return value{};  // nothing to aggregate: the property is absent
+  switch (a.fn) {
+    case aggregate_fn::sum: return value{sum};
+    case aggregate_fn::avg: return value{sum / static_cast<double>(n)};
+    case aggregate_fn::min: return value{lo};
+    default: return value{hi};
+  }
+}
+
+/// Recomputes aggregates, alerts and health after children changed and persists.
+void recompute(twin_actor* self) {
+  auto& st = self->state;
+  st.recompute_scheduled = false;
+  if (!st.exists)
+    return;
+  auto& rec = st.rec;
+  for (const auto& a : st.type->aggregates()) {
+    auto v = compute_aggregate(a, rec.children);
+    auto i = rec.reported.find(a.name);
+    if (v.is_null()) {
+      if (i != rec.reported.end()) {
+        rec.reported.erase(i);
+        rec.metadata.erase(a.name);
+      }
+    } else if (i == rec.reported.end() || i->second != v) {
+      rec.reported[a.name] = std::move(v);
+      rec.metadata[a.name] = property_meta{now_ms(), "computed"};
+    }
+  }
+  evaluate_alerts(self);
+  if (!rec.parent.empty())
+    st.notify_parent = true;
+  commit(self, nullptr);
+}
+
+void schedule_recompute(twin_actor* self) {
+  auto& st = self->state;
+  if (st.recompute_scheduled)
+    return;
+  st.recompute_scheduled = true;
+  auto delay = st.host->opts.aggregate_delay;
+  if (delay.count() > 0)
+    self->delayed_send(self, delay, recompute_atom::value);
+  else
+    self->send(self, recompute_atom::value);
+}
+
+/// After reported values changed: alerts, health, parent notification.
+void after_reported_change(twin_actor* self) {
+  auto& st = self->state;
+  evaluate_alerts(self);
+  if (!st.rec.parent.empty())
+    st.notify_parent = true;
+  if (!st.rec.desired.empty())
+    st.publish_desired = true;
+}
+
+child_state own_child_state(const twin_state& st) {
+  child_state cs;
+  cs.id = st.id;
+  cs.values = child_values(st.rec);
+  auto h = st.rec.reported.find("health");
+  if (h != st.rec.reported.end() && h->second.is_string())
+    from_string(h->second.as_string(), cs.health);
+  cs.type = st.rec.type;
+  return cs;
+}
+
+void upsert_child(twin_record& rec, child_state cs) {
+  for (auto& c : rec.children)
+    if (c.id == cs.id) {
+      c = std::move(cs);
+      return;
+    }
+  rec.children.push_back(std::move(cs));
+}
+
+// -- request handlers -----------------------------------------------------------
+
+void handle(twin_actor* self, twin_request& req);
+
+bool apply_values(twin_state& st, const value_map& values, int64_t ts, const std::string& source) {
+  bool changed = false;
+  for (const auto& [k, v] : values) {
+    auto& meta = st.rec.metadata[k];
+    if (ts < meta.updated_ms)
+      continue;  // an older sample than the one we have
+    meta.updated_ms = ts;
+    meta.source = source;
+    if (v.is_null()) {
+      changed = st.rec.reported.erase(k) > 0 || changed;
+      continue;
+    }
+    auto i = st.rec.reported.find(k);
+    if (i == st.rec.reported.end()) {
+      st.rec.reported.emplace(k, v);
+      changed = true;
+    } else if (i->second != v) {
+      i->second = v;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
+void on_ingest(twin_actor* self, ingest_request& req) {
+  auto& st = self->state;
+  if (!st.exists) {
+    req.done(not_found(st.id));
+    return;
+  }
+  if (auto err = st.type->check_reported(req.values)) {
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    req.done(std::move(err));
+    return;
+  }
+  auto ts = req.ts_ms > 0 ? req.ts_ms : now_ms();
+  bool changed = apply_values(st, req.values, ts, req.source);
+  if (const auto& h = st.type->handlers().on_telemetry) {
+    context_impl ctx{self, changed};
+    h(ctx, req.values);
+  }
+  if (!changed) {
+    req.done(st.rec.version);
+    return;
+  }
+  after_reported_change(self);
+  auto done = std::move(req.done);
+  auto version = st.rec.version + 1;
+  commit(self, [done, version](caf::error err) {
+    if (err)
+      done(std::move(err));
+    else
+      done(version);
+  });
+}
+
+/// Applies a put once the parent (if any) accepted the child.
+void finish_put(twin_actor* self, put_request& req, bool created) {
+  auto& st = self->state;
+  auto& rec = st.rec;
+  auto now = now_ms();
+  if (created) {
+    rec = twin_record{};
+    rec.id = st.id;
+    rec.created_ms = now;
+    st.pending.index_adds.push_back({index_kind::by_type, req.type, st.id});
+    st.pending_counts.twins += 1;
+    st.exists = true;
+    st.delete_pending = false;
+  }
+  st.type = st.host->types.find(req.type);
+  rec.type = req.type;
+  rec.kind = st.type->kind();
+  if (rec.parent != req.parent) {
+    if (!rec.parent.empty()) {
+      st.pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.id});
+      st.detach_from = rec.parent;
+    }
+    if (!req.parent.empty())
+      st.pending.index_adds.push_back({index_kind::by_parent, req.parent.str(), st.id});
+    rec.parent = req.parent;
+  }
+  // Replace reported state, keeping what the runtime computes.
+  value_map reported;
+  for (const auto& p : st.type->properties())
+    if (p.computed)
+      if (auto i = rec.reported.find(p.name); i != rec.reported.end())
+        reported.emplace(p.name, i->second);
+  for (auto& [k, v] : req.properties)
+    if (!v.is_null()) {
+      reported[k] = v;
+      rec.metadata[k] = property_meta{now, req.source};
+    }
+  for (auto i = rec.metadata.begin(); i != rec.metadata.end();)
+    i = reported.count(i->first) > 0 ? std::next(i) : rec.metadata.erase(i);
+  rec.reported = std::move(reported);
+  value_map desired;
+  for (auto& [k, v] : req.desired)
+    if (!v.is_null())
+      desired.emplace(k, v);
+  rec.desired = std::move(desired);
+  rec.relationships = std::move(req.relationships);
+  after_reported_change(self);
+  st.publish_desired = true;
+  if (!rec.parent.empty())
+    st.notify_parent = true;
+  auto done = std::move(req.done);
+  auto version = rec.version + 1;
+  commit(self, [done, version, created](caf::error err) {
+    if (err)
+      done(std::move(err));
+    else
+      done(put_result{version, created});
+  });
+}
+
+void on_put(twin_actor* self, put_request& req) {
+  auto& st = self->state;
+  auto reject = [&](caf::error err) {
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    req.done(std::move(err));
+  };
+  auto type = st.host->types.find(req.type);
+  if (!type)
+    return reject(make_error(runtime_errc::unknown_type, "unknown twin type '" + req.type + "'"));
+  if (auto err = check_version(st, req.if_version))
+    return reject(std::move(err));
+  if (st.exists && st.rec.type != req.type)
+    return reject(make_error(runtime_errc::invalid_argument,
+                             "twin " + st.id.str() + " has type '" + st.rec.type
+                               + "'; delete it to create it with type '" + req.type + "'"));
+  if (auto err = type->check_reported(req.properties))
+    return reject(std::move(err));
+  if (auto err = type->check_desired(req.desired))
+    return reject(std::move(err));
+  for (const auto& r : req.relationships)
+    if (r.name.empty() || r.target.empty())
+      return reject(make_error(runtime_errc::invalid_argument,
+                               "a relationship needs a name and a target twin id"));
+  if (req.parent == st.id)
+    return reject(make_error(runtime_errc::invalid_parent, "a twin cannot be its own parent"));
+  bool created = !st.exists;
+  if (req.parent.empty() || (st.exists && req.parent == st.rec.parent)) {
+    finish_put(self, req, created);
+    return;
+  }
+  // Ask the new parent first: it checks the kinds and records the child.
+  child_state cs;
+  cs.id = st.id;
+  cs.type = req.type;
+  for (const auto& [k, v] : req.properties)
+    if (v.is_number() || v.is_bool())
+      cs.values.emplace(k, v);
+  if (st.exists)
+    if (auto h = st.rec.reported.find("health"); h != st.rec.reported.end() && h->second.is_string())
+      from_string(h->second.as_string(), cs.health);
+  caf::actor me = caf::actor_cast<caf::actor>(self);
+  attach_request ar;
+  ar.state = std::move(cs);
+  ar.kind = type->kind();
+  ar.done = [me](caf::error err) { caf::anon_send(me, attached_atom::value, std::move(err)); };
+  auto parent = req.parent;
+  st.waiting_put = pending_put{std::move(req), created};
+  st.host->rt->route(parent, std::move(ar));
+}
+
+void on_attached(twin_actor* self, caf::error err) {
+  auto& st = self->state;
+  if (!st.waiting_put)
+    return;
+  auto pp = std::move(*st.waiting_put);
+  st.waiting_put.reset();
+  if (err) {
+    if (error_code(err) == runtime_errc::not_found)
+      err = make_error(runtime_errc::invalid_parent,
+                       "parent " + pp.req.parent.str() + " does not exist");
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    pp.req.done(std::move(err));
+  } else {
+    finish_put(self, pp.req, pp.created && !st.exists);
+  }
+  // Requests that arrived meanwhile, in order.
+  while (!st.deferred.empty() && !st.waiting_put) {
+    auto next = std::move(st.deferred.front());
+    st.deferred.pop_front();
+    handle(self, next);
+  }
+}
+
+void on_patch(twin_actor* self, patch_request& req) {
+  auto& st = self->state;
+  auto reject = [&](caf::error err) {
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    req.done(std::move(err));
+  };
+  if (!st.exists)
+    return req.done(not_found(st.id));
+  if (auto err = check_version(st, req.if_version))
+    return reject(std::move(err));
+  if (auto err = st.type->check_reported(req.properties))
+    return reject(std::move(err));
+  if (auto err = st.type->check_desired(req.desired))
+    return reject(std::move(err));
+  bool changed = apply_values(st, req.properties, now_ms(), req.source);
+  bool desired_changed = false;
+  for (const auto& [k, v] : req.desired) {
+    if (v.is_null()) {
+      desired_changed = st.rec.desired.erase(k) > 0 || desired_changed;
+    } else {
+      auto& slot = st.rec.desired[k];
+      if (slot != v) {
+        slot = v;
+        desired_changed = true;
+      }
+    }
+  }
+  if (!changed && !desired_changed) {
+    req.done(st.rec.version);
+    return;
+  }
+  if (changed)
+    after_reported_change(self);
+  if (desired_changed)
+    st.publish_desired = true;
+  auto done = std::move(req.done);
+  auto version = st.rec.version + 1;
+  commit(self, [done, version](caf::error err) {
+    if (err)
+      done(std::move(err));
+    else
+      done(version);
+  });
+}
+
+void on_remove(twin_actor* self, remove_request& req) {
+  auto& st = self->state;
+  if (!st.exists)
+    return req.done(not_found(st.id));
+  if (auto err = check_version(st, req.if_version))
+    return req.done(std::move(err));
+  auto& rec = st.rec;
+  st.pending.index_removes.push_back({index_kind::by_type, rec.type, st.id});
+  if (!rec.parent.empty()) {
+    st.pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.id});
+    st.detach_from = rec.parent;
+  }
+  for (const auto& c : rec.children)
+    st.orphans.push_back(c.id);
+  for (const auto& a : rec.alerts) {
+    if (a.level == severity::warning)
+      st.pending_counts.alerts_warning -= 1;
+    else if (a.level == severity::critical)
+      st.pending_counts.alerts_critical -= 1;
+  }
+  st.pending_counts.twins -= 1;
+  st.delete_pending = true;
+  st.notify_parent = false;
+  st.publish_desired = false;
+  auto version = rec.version + 1;
+  auto done = std::move(req.done);
+  commit(self, [done, version](caf::error err) {
+    if (err)
+      done(std::move(err));
+    else
+      done(version);
+  });
+  st.exists = false;
+  st.rec = twin_record{};
+  st.rec.id = st.id;
+}
+
+void on_command(twin_actor* self, command_request& req) {
+  auto& st = self->state;
+  if (!st.exists)
+    return req.done(not_found(st.id));
+  if (!st.type->has_command(req.name))
+    return req.done(make_error(runtime_errc::invalid_argument,
+                               "type '" + st.type->name() + "' has no command '" + req.name + "'"));
+  value answer;
+  if (const auto& h = st.type->handlers().on_command) {
+    bool changed = false;
+    context_impl ctx{self, changed};
+    auto r = h(ctx, req.name, req.args);
+    if (!r)
+      return req.done(r.error());
+    answer = std::move(*r);
+    if (changed) {
+      after_reported_change(self);
+      commit(self, nullptr);
+    }
+  }
+  if (st.host->gateway != nullptr)
+    st.host->gateway->send_command(st.id, req.name, req.args);
+  req.done(std::move(answer));
+}
+
+void on_attach(twin_actor* self, attach_request& req) {
+  auto& st = self->state;
+  if (!st.exists)
+    return req.done(not_found(st.id));
+  if (req.kind > st.rec.kind)
+    return req.done(make_error(runtime_errc::invalid_parent,
+                               "a " + std::string{to_string(req.kind)} + " cannot be a child of "
+                                 + st.id.str() + ", a " + to_string(st.rec.kind)
+                                 + " (component < asset < system < process)"));
+  bool changed = false;
+  context_impl ctx{self, changed};
+  if (const auto& h = st.type->handlers().on_child_change)
+    h(ctx, req.state);
+  upsert_child(st.rec, std::move(req.state));
+  auto done = std::move(req.done);
+  commit(self, [done](caf::error err) { done(std::move(err)); });
+  schedule_recompute(self);
+}
+
+void on_child_update(twin_actor* self, child_update& upd) {
+  auto& st = self->state;
+  if (!st.exists || upd.kind > st.rec.kind)
+    return;  // a late message from a former child, or a deleted parent
+  bool changed = false;
+  if (const auto& h = st.type->handlers().on_child_change) {
+    context_impl ctx{self, changed};
+    h(ctx, upd.state);
+  }
+  upsert_child(st.rec, std::move(upd.state));
+  schedule_recompute(self);
+}
+
+void on_detach(twin_actor* self, const detach_notice& n) {
+  auto& st = self->state;
+  if (!st.exists)
+    return;
+  auto& cs = st.rec.children;
+  auto i = std::find_if(cs.begin(), cs.end(), [&](const child_state& c) { return c.id == n.child; });
+  if (i == cs.end())
+    return;
+  cs.erase(i);
+  schedule_recompute(self);
+}
+
+void on_orphan(twin_actor* self, const orphan_notice& n) {
+  auto& st = self->state;
+  if (!st.exists || st.rec.parent != n.parent)
+    return;
+  st.pending.index_removes.push_back({index_kind::by_parent, st.rec.parent.str(), st.id});
+  st.rec.parent = twin_id{};
+  commit(self, nullptr);
+}
+
+void handle(twin_actor* self, twin_request& req) {
+  auto& st = self->state;
+  if (st.load_error) {
+    fail_request(req, st.load_error);
+    return;
+  }
+  if (st.waiting_put) {
+    st.deferred.push_back(std::move(req));
+    return;
+  }
+  std::visit(
+    [&](auto& r) {
+      using T = std::decay_t<decltype(r)>;
+      if constexpr (std::is_same_v<T, ingest_request>)
+        on_ingest(self, r);
+      else if constexpr (std::is_same_v<T, put_request>)
+        on_put(self, r);
+      else if constexpr (std::is_same_v<T, patch_request>)
+        on_patch(self, r);
+      else if constexpr (std::is_same_v<T, get_request>)
+        st.exists ? r.done(st.rec) : r.done(not_found(st.id));
+      else if constexpr (std::is_same_v<T, remove_request>)
+        on_remove(self, r);
+      else if constexpr (std::is_same_v<T, command_request>)
+        on_command(self, r);
+      else if constexpr (std::is_same_v<T, child_update>)
+        on_child_update(self, r);
+      else if constexpr (std::is_same_v<T, attach_request>)
+        on_attach(self, r);
+      else if constexpr (std::is_same_v<T, detach_notice>)
+        on_detach(self, r);
+      else if constexpr (std::is_same_v<T, orphan_notice>)
+        on_orphan(self, r);
+    },
+    req);
+}
+
+/// Runs the side effects of a write that became durable.
+void run_effects(twin_actor* self, twin_state::effects fx) {
+  auto& st = self->state;
+  auto* rt = st.host->rt;
+  if (fx.notify_parent && st.exists && !st.rec.parent.empty())
+    rt->route(st.rec.parent, child_update{own_child_state(st), st.rec.kind});
+  if (!fx.detach_from.empty())
+    rt->route(fx.detach_from, detach_notice{st.id});
+  for (auto& c : fx.orphans)
+    rt->route(c, orphan_notice{st.id});
+  if (fx.publish_desired && st.exists && st.host->gateway != nullptr)
+    st.host->gateway->publish_desired(st.id, delta(st.rec));
+}
+
+/// Reloads the record after a failed write, so memory matches the store again.
+void load(twin_actor* self) {
+  auto& st = self->state;
+  st.exists = false;
+  st.rec = twin_record{};
+  st.rec.id = st.id;
+  auto bytes = st.host->store.get(st.id);
+  if (!bytes) {
+    st.load_error = bytes.error();
+    return;
+  }
+  if (!*bytes)
+    return;
+  auto rec = decode_record(**bytes);
+  if (!rec) {
+    st.load_error = rec.error();
+    return;
+  }
+  st.type = st.host->types.find(rec->type);
+  if (!st.type) {
+    st.load_error = make_error(runtime_errc::unknown_type,
+                               "twin " + st.id.str() + " has type '" + rec->type
+                                 + "', which no loaded model defines");
+    return;
+  }
+  st.rec = std::move(*rec);
+  st.exists = true;
+}
+
+void on_persisted(twin_actor* self, caf::error err) {
+  auto& st = self->state;
+  st.in_flight = false;
+  auto waiters = std::move(st.in_flight_waiters);
+  st.in_flight_waiters.clear();
+  auto fx = std::move(st.in_flight_effects);
+  st.in_flight_effects = {};
+  if (err) {
+    // Memory is ahead of the store: fail every pending change and reload.
+    for (auto& w : waiters)
+      w(err);
+    for (auto& w : st.next_waiters)
+      w(err);
+    st.next_waiters.clear();
+    st.dirty = false;
+    st.pending = store_batch{};
+    st.pending_counts = host_counts{};
+    st.delete_pending = false;
+    load(self);
+  } else {
+    st.host->stats.updates.fetch_add(waiters.size(), std::memory_order_relaxed);
+    for (auto& w : waiters)
+      w(caf::error{});
+    run_effects(self, std::move(fx));
+    if (st.delete_pending && !st.dirty)
+      st.delete_pending = false;
+  }
+  flush(self);
+  maybe_release(self);
+}
+
+void finish_passivation(twin_actor* self) {
+  auto& st = self->state;
+  st.host->stats.passivations.fetch_add(1, std::memory_order_relaxed);
+  st.host->on_passivated(st.id);
+  self->quit();
+}
+
+caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
+  auto& st = self->state;
+  st.host = host;
+  st.id = std::move(id);
+  host->stats.activations.fetch_add(1, std::memory_order_relaxed);
+  load(self);
+  return {
+    [=](twin_request& req) {
+      handle(self, req);
+      maybe_release(self);
+    },
+    [=](persisted_atom, caf::error& err) { on_persisted(self, std::move(err)); },
+    [=](attached_atom, caf::error& err) {
+      on_attached(self, std::move(err));
+      maybe_release(self);
+    },
+    [=](recompute_atom) {
+      if (self->state.recompute_scheduled)
+        recompute(self);
+    },
+    [=](timer_atom) {
+      auto& st = self->state;
+      if (!st.exists || !st.type->handlers().on_timer)
+        return;
+      bool changed = false;
+      context_impl ctx{self, changed};
+      st.type->handlers().on_timer(ctx);
+      if (changed) {
+        after_reported_change(self);
+        commit(self, nullptr);
+      }
+    },
+    [=](passivate_atom) {
+      auto& st = self->state;
+      st.passivating = true;
+      if (st.recompute_scheduled)
+        recompute(self);
+      maybe_release(self);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_twin_actor(caf::actor_system& sys, host::impl* host, const twin_id& id) {
+  return sys.spawn<caf::lazy_init>(twin_behavior, host, id);
+}
+
+void send_passivate(const caf::actor& twin) {
+  caf::anon_send(twin, passivate_atom::value);
+}
+
+void fail_request(twin_request& req, const caf::error& err) {
+  std::visit(
+    [&](auto& r) {
+      using T = std::decay_t<decltype(r)>;
+      if constexpr (std::is_same_v<T, attach_request>)
+        r.done(err);
+      else if constexpr (!std::is_same_v<T, child_update> && !std::is_same_v<T, detach_notice>
+                         && !std::is_same_v<T, orphan_notice>)
+        r.done(err);
+    },
+    req);
+}
+
+} // namespace twin::runtime

@@ -1,0 +1,86 @@
+# Twin state as it is stored in RocksDB and sent between nodes.
+# Evolvable: fields are only ever added, with the next ordinal; none is renamed or removed.
+@0x8ad724abd4d1e981;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("twin::schema");
+
+struct Value {
+  union {
+    null @0 :Void;
+    bool @1 :Bool;
+    int @2 :Int64;
+    double @3 :Float64;
+    string @4 :Text;
+    list @5 :List(Value);
+    map @6 :List(Entry);
+  }
+}
+
+struct Entry {
+  key @0 :Text;
+  value @1 :Value;
+}
+
+enum Kind {
+  component @0;
+  asset @1;
+  system @2;
+  process @3;
+}
+
+enum Severity {
+  ok @0;
+  warning @1;
+  critical @2;
+}
+
+struct PropertyMeta {
+  name @0 :Text;
+  updatedMs @1 :Int64;   # ms since the Unix epoch
+  source @2 :Text;       # "telemetry", "api", "computed", a device id, ...
+}
+
+struct Relationship {
+  name @0 :Text;
+  target @1 :Text;       # twin id
+}
+
+# What a parent keeps of each child: the child's last reported numbers and
+# booleans (the inputs of the parent's aggregates) and the child's health.
+struct ChildState {
+  id @0 :Text;
+  values @1 :List(Entry);
+  health @2 :Severity;
+  type @3 :Text;
+}
+
+struct Alert {
+  name @0 :Text;
+  severity @1 :Severity;
+  sinceMs @2 :Int64;
+}
+
+struct TwinRecord {
+  id @0 :Text;
+  type @1 :Text;
+  kind @2 :Kind;
+  parent @3 :Text;       # empty: no parent
+  children @4 :List(ChildState);
+  relationships @5 :List(Relationship);
+  reported @6 :List(Entry);
+  desired @7 :List(Entry);
+  metadata @8 :List(PropertyMeta);
+  version @9 :UInt64;    # +1 per accepted change
+  createdMs @10 :Int64;
+  updatedMs @11 :Int64;
+  alerts @12 :List(Alert);  # active alerts of this twin (not of its children)
+}
+
+# One device sample: values of properties of one twin at one time.
+struct Telemetry {
+  twin @0 :Text;
+  ts @1 :Int64;
+  values @2 :List(Entry);
+  source @3 :Text;
+}

@@ -1,0 +1,161 @@
+// Twin ids, values, the record codec and expressions.
+
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+#include "twin/runtime/expression.hpp"
+#include "twin/runtime/record.hpp"
+
+namespace twin::test {
+namespace {
+
+TEST(twin_id, accepts_the_documented_forms) {
+  for (auto s : {"factory:motor-1", "a:b", "plant.eu-1:Line_3.robot~2", "0:0"}) {
+    auto x = twin_id::parse(s);
+    ASSERT_TRUE(x) << s;
+    EXPECT_EQ(x->str(), s);
+  }
+  auto x = twin_id::parse("factory:motor-1");
+  EXPECT_EQ(x->ns(), "factory");
+  EXPECT_EQ(x->name(), "motor-1");
+}
+
+TEST(twin_id, rejects_everything_else_with_a_reason) {
+  for (auto s : {"", "nocolon", ":name", "ns:", "Upper:x", "-ns:x", "ns:a b", "ns:a/b",
+                 "ns:a:b", "n_s:x"}) {
+    auto x = twin_id::parse(s);
+    ASSERT_FALSE(x) << s;
+    EXPECT_EQ(error_code(x.error()), runtime_errc::invalid_id);
+    EXPECT_NE(error_message(x.error()).find("invalid twin id"), std::string::npos);
+  }
+  EXPECT_FALSE(twin_id::parse(std::string(64, 'a') + ":x"));
+  EXPECT_TRUE(twin_id::parse(std::string(63, 'a') + ":x"));
+  EXPECT_FALSE(twin_id::parse("a:" + std::string(201, 'x')));
+  EXPECT_TRUE(twin_id::parse("a:" + std::string(200, 'x')));
+}
+
+TEST(value, compares_numbers_by_value) {
+  EXPECT_EQ(value{int64_t{3}}, value{3.0});
+  EXPECT_NE(value{3}, value{3.5});
+  EXPECT_NE(value{"3"}, value{3});
+  EXPECT_EQ(to_string(value{0.1}), "0.1");
+  EXPECT_EQ(to_string(value{value_map{{"a", value{value_list{1, true, nullptr}}}}}),
+            R"({"a":[1,true,null]})");
+}
+
+twin_record sample_record() {
+  twin_record r;
+  r.id = id("f:m1");
+  r.type = "motor";
+  r.kind = twin_kind::component;
+  r.parent = id("f:r1");
+  r.children.push_back(child_state{id("f:c1"), {{"t", value{1.5}}}, severity::warning, "x"});
+  r.relationships.push_back(relationship{"feeds", id("f:m2")});
+  r.reported = {{"temperature", value{71.25}}, {"on", value{true}}, {"name", value{"m"}},
+                {"n", value{int64_t{-7}}},
+                {"cfg", value{value_map{{"l", value{value_list{1, 2}}}, {"z", value{}}}}}};
+  r.desired = {{"rpm", value{1200.0}}};
+  r.metadata = {{"temperature", property_meta{1700000000123, "telemetry"}}};
+  r.alerts.push_back(alert_state{"overheat", severity::critical, 42});
+  r.version = 17;
+  r.created_ms = 1;
+  r.updated_ms = 2;
+  return r;
+}
+
+TEST(record_codec, round_trips_every_field) {
+  auto r = sample_record();
+  auto back = decode_record(encode(r));
+  ASSERT_TRUE(back) << error_message(back.error());
+  EXPECT_EQ(back->id, r.id);
+  EXPECT_EQ(back->type, r.type);
+  EXPECT_EQ(back->kind, r.kind);
+  EXPECT_EQ(back->parent, r.parent);
+  ASSERT_EQ(back->children.size(), 1u);
+  EXPECT_EQ(back->children[0].id, id("f:c1"));
+  EXPECT_EQ(back->children[0].health, severity::warning);
+  EXPECT_EQ(back->children[0].type, "x");
+  EXPECT_EQ(back->children[0].values, r.children[0].values);
+  EXPECT_EQ(back->relationships[0].target, id("f:m2"));
+  EXPECT_EQ(back->reported, r.reported);
+  EXPECT_EQ(back->desired, r.desired);
+  EXPECT_EQ(back->metadata.at("temperature").updated_ms, 1700000000123);
+  EXPECT_EQ(back->metadata.at("temperature").source, "telemetry");
+  EXPECT_EQ(back->alerts[0].name, "overheat");
+  EXPECT_EQ(back->alerts[0].level, severity::critical);
+  EXPECT_EQ(back->version, 17u);
+  EXPECT_EQ(back->created_ms, 1);
+  EXPECT_EQ(back->updated_ms, 2);
+}
+
+TEST(record_codec, rejects_garbage_without_crashing) {
+  EXPECT_FALSE(decode_record(""));
+  EXPECT_FALSE(decode_record("abc"));
+  std::string junk(64, '\xff');
+  auto r = decode_record(junk);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(error_code(r.error()), runtime_errc::store_corrupt);
+  auto good = encode(sample_record());
+  auto truncated = good.substr(0, good.size() - 16);
+  EXPECT_FALSE(decode_record(truncated));
+}
+
+TEST(delta, holds_desired_keys_that_reported_does_not_match) {
+  twin_record r;
+  r.desired = {{"rpm", value{1200}}, {"mode", value{"auto"}}};
+  r.reported = {{"rpm", value{1000.0}}, {"mode", value{"auto"}}};
+  auto d = delta(r);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d.at("rpm"), value{1200});
+  r.reported["rpm"] = value{1200.0};
+  EXPECT_TRUE(delta(r).empty());
+}
+
+bool eval(const std::string& text, const value_map& props) {
+  auto e = expression::parse(text);
+  if (!e)
+    throw std::runtime_error(error_message(e.error()));
+  return e->eval([&](std::string_view n) -> const value* {
+    auto i = props.find(n);
+    return i == props.end() ? nullptr : &i->second;
+  });
+}
+
+TEST(expression, evaluates_comparisons_and_logic) {
+  value_map p{{"temperature", value{95.5}}, {"status", value{"on"}}, {"ok", value{true}},
+              {"count", value{3}}};
+  EXPECT_TRUE(eval("temperature > 90", p));
+  EXPECT_FALSE(eval("temperature <= 90", p));
+  EXPECT_TRUE(eval("temperature > 80 and status = \"on\"", p));
+  EXPECT_TRUE(eval("temperature > 100 or status == 'on'", p));
+  EXPECT_FALSE(eval("not (temperature > 90)", p));
+  EXPECT_TRUE(eval("(count >= 3 and ok = true) or missing > 1", p));
+  EXPECT_TRUE(eval("90 < temperature", p));
+  EXPECT_TRUE(eval("count != 2", p));
+  EXPECT_TRUE(eval("count = 3.0", p));
+  EXPECT_FALSE(eval("missing > 1", p));
+  EXPECT_FALSE(eval("status > 3", p));  // different kinds compare false
+  EXPECT_TRUE(eval("temperature > 9.0e1", p));
+}
+
+TEST(expression, reports_errors_with_a_position) {
+  for (auto bad : {"", "temperature >", "> 3", "a > 3 and", "(a > 3", "a > 3)", "a ~ 3",
+                   "a > 'open", "3 > 4", "a > 3 or or b < 2"}) {
+    auto e = expression::parse(bad);
+    ASSERT_FALSE(e) << bad;
+    EXPECT_EQ(error_code(e.error()), runtime_errc::invalid_argument);
+    EXPECT_NE(error_message(e.error()).find("position"), std::string::npos) << bad;
+  }
+  std::string deep(100, '(');
+  EXPECT_FALSE(expression::parse(deep + "a > 1" + std::string(100, ')')));
+  EXPECT_FALSE(expression::parse(std::string(5000, 'a') + " > 1"));
+}
+
+TEST(expression, lists_the_properties_it_reads) {
+  auto e = expression::parse("a > 1 and (b = 'x' or a < 0)");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->properties(), (std::vector<std::string>{"a", "b"}));
+}
+
+} // namespace
+} // namespace twin::test

@@ -1,0 +1,406 @@
+// The host: persistent virtual actors, composition, desired/delta, compare-and-set,
+// restart recovery.
+
+#include <atomic>
+#include <mutex>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+#include "twin/runtime/host.hpp"
+
+namespace twin::test {
+namespace {
+
+/// Records what the runtime sends to devices.
+class recording_gateway : public device_gateway {
+public:
+  void publish_desired(const twin_id& id, const value_map& delta) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    deltas[id.str()] = delta;
+    ++published;
+  }
+  void send_command(const twin_id& id, const std::string& name, const value&) override {
+    std::lock_guard<std::mutex> guard{mtx};
+    commands.push_back(id.str() + "/" + name);
+  }
+  value_map delta_of(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mtx};
+    return deltas[id];
+  }
+  std::mutex mtx;
+  std::map<std::string, value_map> deltas;
+  std::vector<std::string> commands;
+  int published = 0;
+};
+
+class host_test : public ::testing::Test {
+protected:
+  host_test() {
+    cfg_.set("scheduler.max-threads", 2);
+    sys_ = std::make_unique<caf::actor_system>(cfg_);
+    add_test_types(types_);
+  }
+
+  ~host_test() override {
+    stop();
+    sys_.reset();
+  }
+
+  void start(host_options opts = {}) {
+    if (!store_) {
+      rocksdb_options o;
+      o.path = dir_.sub("db");
+      o.block_cache_bytes = 8 << 20;
+      auto s = open_rocksdb_store(o);
+      ASSERT_TRUE(s) << error_message(s.error());
+      store_ = std::move(*s);
+    }
+    host_ = std::make_unique<host>(*sys_, *store_, types_, opts);
+    host_->set_gateway(&gateway_);
+    ASSERT_FALSE(host_->start());
+  }
+
+  void stop() {
+    if (host_) {
+      EXPECT_FALSE(host_->stop());
+      host_.reset();
+    }
+  }
+
+  /// Stops the host, closes the store and opens both again.
+  void restart(host_options opts = {}) {
+    stop();
+    store_.reset();
+    start(opts);
+  }
+
+  host& h() { return *host_; }
+
+  void build_plant() {
+    ASSERT_TRUE(put(h(), "f:plant", "plant"));
+    ASSERT_TRUE(put(h(), "f:line1", "line", "f:plant"));
+    ASSERT_TRUE(put(h(), "f:line2", "line", "f:plant"));
+    ASSERT_TRUE(put(h(), "f:robot1", "robot", "f:line1"));
+    ASSERT_TRUE(put(h(), "f:robot2", "robot", "f:line2"));
+    for (auto m : {"f:m1", "f:m2"})
+      ASSERT_TRUE(put(h(), m, "motor", "f:robot1", {{"temperature", value{20.0}}}));
+    ASSERT_TRUE(put(h(), "f:m3", "motor", "f:robot2", {{"temperature", value{30.0}}}));
+  }
+
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  temp_dir dir_;
+  type_registry types_;
+  std::unique_ptr<state_store> store_;
+  recording_gateway gateway_;
+  std::unique_ptr<host> host_;
+};
+
+TEST_F(host_test, create_read_update_delete) {
+  start();
+  auto created = put(h(), "f:m1", "motor", "", {{"temperature", value{21.5}}});
+  ASSERT_TRUE(created) << error_message(created.error());
+  EXPECT_TRUE(created->created);
+  EXPECT_EQ(created->version, 1u);
+  auto rec = get(h(), "f:m1");
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->type, "motor");
+  EXPECT_EQ(rec->kind, twin_kind::component);
+  EXPECT_EQ(rec->reported.at("temperature"), value{21.5});
+  EXPECT_EQ(rec->reported.at("health"), value{"ok"});
+  auto v = ingest(h(), "f:m1", {{"temperature", value{25.0}}, {"load", value{0.5}}});
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, 2u);
+  EXPECT_EQ(prop(h(), "f:m1", "load"), value{0.5});
+  EXPECT_EQ(get(h(), "f:m1")->metadata.at("load").source, "telemetry");
+  auto replaced = put(h(), "f:m1", "motor", "", {{"rpm", value{100}}});
+  ASSERT_TRUE(replaced);
+  EXPECT_FALSE(replaced->created);
+  rec = get(h(), "f:m1");
+  EXPECT_EQ(rec->reported.count("temperature"), 0u);  // replaced, not merged
+  EXPECT_EQ(rec->reported.at("rpm"), value{100});
+  ASSERT_TRUE(remove(h(), "f:m1"));
+  auto gone = get(h(), "f:m1");
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(error_code(gone.error()), runtime_errc::not_found);
+  EXPECT_EQ(h().counts().twins, 0);
+}
+
+TEST_F(host_test, bad_input_is_rejected_and_changes_nothing) {
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"temperature", value{20.0}}}));
+  auto before = get(h(), "f:m1");
+  auto code = [](auto r) { return r ? runtime_errc::none : error_code(r.error()); };
+  EXPECT_EQ(code(ingest(h(), "f:m1", {{"temperature", value{"hot"}}})),
+            runtime_errc::type_mismatch);
+  EXPECT_EQ(code(ingest(h(), "f:m1", {{"temperature", value{21.0}}, {"nope", value{1}}})),
+            runtime_errc::unknown_property);
+  EXPECT_EQ(code(ingest(h(), "f:m1", {{"load", value{7}}})), runtime_errc::out_of_range);
+  EXPECT_EQ(code(ingest(h(), "f:m1", {{"health", value{"ok"}}})), runtime_errc::read_only);
+  EXPECT_EQ(code(patch(h(), "f:m1", {}, {{"temperature", value{3}}})), runtime_errc::read_only);
+  EXPECT_EQ(code(put(h(), "f:m1", "gadget")), runtime_errc::unknown_type);
+  EXPECT_EQ(code(put(h(), "f:m1", "robot")), runtime_errc::invalid_argument);
+  EXPECT_EQ(code(ingest(h(), "f:nobody", {{"temperature", value{1.0}}})),
+            runtime_errc::not_found);
+  auto after = get(h(), "f:m1");
+  EXPECT_EQ(after->version, before->version);
+  EXPECT_EQ(after->reported, before->reported);
+  EXPECT_EQ(h().counts().twins, 1);
+}
+
+TEST_F(host_test, parent_links_follow_the_kind_order) {
+  start();
+  ASSERT_TRUE(put(h(), "f:robot1", "robot"));
+  ASSERT_TRUE(put(h(), "f:m1", "motor"));
+  auto bad = put(h(), "f:robot2", "robot", "f:m1");  // an asset under a component
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(error_code(bad.error()), runtime_errc::invalid_parent);
+  EXPECT_NE(error_message(bad.error()).find("component < asset"), std::string::npos);
+  EXPECT_EQ(error_code(get(h(), "f:robot2").error()), runtime_errc::not_found);
+  auto missing = put(h(), "f:m2", "motor", "f:nothing");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(error_code(missing.error()), runtime_errc::invalid_parent);
+  EXPECT_EQ(error_code(put(h(), "f:m1", "motor", "f:m1").error()), runtime_errc::invalid_parent);
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "f:robot1"));
+  auto parent = get(h(), "f:robot1");
+  ASSERT_EQ(parent->children.size(), 1u);
+  EXPECT_EQ(parent->children[0].id, id("f:m1"));
+  EXPECT_EQ(get(h(), "f:m1")->parent, id("f:robot1"));
+  // Same kind is allowed: a component inside a component.
+  EXPECT_TRUE(put(h(), "f:m2", "motor", "f:m1"));
+  auto listed = store_->list(index_kind::by_parent, "f:robot1", {}, 10);
+  ASSERT_EQ(listed->size(), 1u);
+}
+
+TEST_F(host_test, aggregates_and_health_roll_up_four_levels) {
+  start();
+  build_plant();
+  auto agg = [&](const char* twin) { return prop(h(), twin, "max_temperature"); };
+  ASSERT_TRUE(eventually([&] { return agg("f:plant") == value{30.0}; }))
+    << to_string(agg("f:plant"));
+  EXPECT_EQ(agg("f:robot1"), value{20.0});
+  EXPECT_EQ(prop(h(), "f:robot1", "motors"), value{2});
+  ASSERT_TRUE(ingest(h(), "f:m2", {{"temperature", value{95.0}}, {"load", value{0.5}}}));
+  ASSERT_TRUE(eventually([&] { return agg("f:plant") == value{95.0}; }));
+  EXPECT_EQ(agg("f:robot1"), value{95.0});
+  EXPECT_EQ(agg("f:line1"), value{95.0});
+  EXPECT_EQ(agg("f:line2"), value{30.0});
+  EXPECT_EQ(prop(h(), "f:m2", "health"), value{"critical"});
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "health") == value{"critical"}; }));
+  EXPECT_EQ(prop(h(), "f:line1", "health"), value{"critical"});
+  EXPECT_EQ(prop(h(), "f:line2", "health"), value{"ok"});
+  EXPECT_EQ(prop(h(), "f:robot1", "avg_load"), value{0.5});
+  EXPECT_EQ(h().counts().alerts_critical, 1);
+  EXPECT_EQ(h().counts().alerts_warning, 1);  // warm (> 70) holds too
+  // Cooling down clears the alerts level after level.
+  ASSERT_TRUE(ingest(h(), "f:m2", {{"temperature", value{75.0}}}));
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "health") == value{"warning"}; }));
+  ASSERT_TRUE(ingest(h(), "f:m2", {{"temperature", value{40.0}}}));
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "health") == value{"ok"}; }));
+  EXPECT_EQ(agg("f:plant"), value{40.0});
+  EXPECT_EQ(h().counts().alerts_critical, 0);
+  EXPECT_EQ(h().counts().alerts_warning, 0);
+  auto m2 = get(h(), "f:m2");
+  EXPECT_TRUE(m2->alerts.empty());
+}
+
+TEST_F(host_test, deleting_a_parent_detaches_its_children) {
+  start();
+  build_plant();
+  ASSERT_TRUE(remove(h(), "f:robot1"));
+  ASSERT_TRUE(eventually([&] { return get(h(), "f:m1")->parent.empty(); }));
+  ASSERT_TRUE(eventually([&] { return get(h(), "f:m2")->parent.empty(); }));
+  EXPECT_TRUE(get(h(), "f:m1"));  // not deleted
+  ASSERT_TRUE(eventually([&] { return get(h(), "f:line1")->children.empty(); }));
+  EXPECT_TRUE(store_->list(index_kind::by_parent, "f:robot1", {}, 10)->empty());
+  EXPECT_TRUE(eventually([&] { return prop(h(), "f:line1", "max_temperature").is_null(); }));
+}
+
+TEST_F(host_test, moving_a_child_updates_both_parents) {
+  start();
+  build_plant();
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "f:robot2", {{"temperature", value{60.0}}}));
+  ASSERT_TRUE(eventually([&] { return get(h(), "f:robot1")->children.size() == 1; }));
+  ASSERT_TRUE(eventually([&] { return get(h(), "f:robot2")->children.size() == 2; }));
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:robot2", "max_temperature") == value{60.0}; }));
+  EXPECT_EQ(store_->list(index_kind::by_parent, "f:robot2", {}, 10)->size(), 2u);
+  EXPECT_EQ(store_->list(index_kind::by_parent, "f:robot1", {}, 10)->size(), 1u);
+}
+
+TEST_F(host_test, desired_delta_reaches_the_device_and_clears_when_reported) {
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"rpm", value{1000}}}));
+  auto v = patch(h(), "f:m1", {}, {{"rpm", value{1500}}});
+  ASSERT_TRUE(v) << error_message(v.error());
+  auto rec = get(h(), "f:m1");
+  EXPECT_EQ(delta(*rec), (value_map{{"rpm", value{1500}}}));
+  ASSERT_TRUE(eventually([&] { return gateway_.delta_of("f:m1").count("rpm") == 1; }));
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"rpm", value{1500.0}}}));
+  EXPECT_TRUE(delta(*get(h(), "f:m1")).empty());
+  ASSERT_TRUE(eventually([&] { return gateway_.delta_of("f:m1").empty(); }));
+  // null deletes a desired key
+  ASSERT_TRUE(patch(h(), "f:m1", {}, {{"rpm", value{}}}));
+  EXPECT_TRUE(get(h(), "f:m1")->desired.empty());
+}
+
+TEST_F(host_test, commands_reach_the_device) {
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor"));
+  EXPECT_TRUE(command(h(), "f:m1", "stop"));
+  auto unknown = command(h(), "f:m1", "dance");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(error_code(unknown.error()), runtime_errc::invalid_argument);
+  std::lock_guard<std::mutex> guard{gateway_.mtx};
+  EXPECT_EQ(gateway_.commands, (std::vector<std::string>{"f:m1/stop"}));
+}
+
+TEST_F(host_test, compare_and_set_on_the_version) {
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {}, {}, uint64_t{0}));  // create only
+  auto again = put(h(), "f:m1", "motor", "", {}, {}, uint64_t{0});
+  ASSERT_FALSE(again);
+  EXPECT_EQ(error_code(again.error()), runtime_errc::version_conflict);
+  auto v = patch(h(), "f:m1", {{"temperature", value{1.0}}}, {}, uint64_t{1});
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, 2u);
+  auto stale = patch(h(), "f:m1", {{"temperature", value{2.0}}}, {}, uint64_t{1});
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(error_code(stale.error()), runtime_errc::version_conflict);
+  EXPECT_EQ(prop(h(), "f:m1", "temperature"), value{1.0});
+  EXPECT_FALSE(remove(h(), "f:m1", uint64_t{1}));
+  EXPECT_TRUE(remove(h(), "f:m1", uint64_t{2}));
+}
+
+TEST_F(host_test, concurrent_writers_with_compare_and_set_never_lose_an_update) {
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"count", value{0}}}));
+  std::atomic<int> applied{0};
+  auto worker = [&] {
+    for (int i = 0; i < 50; ++i) {
+      for (int attempt = 0; attempt < 1000; ++attempt) {
+        auto rec = get(h(), "f:m1");
+        auto n = rec->reported.at("count").as_int();
+        if (patch(h(), "f:m1", {{"count", value{n + 1}}}, {}, rec->version)) {
+          ++applied;
+          break;
+        }
+      }
+    }
+  };
+  std::thread a{worker};
+  std::thread b{worker};
+  a.join();
+  b.join();
+  EXPECT_EQ(applied.load(), 100);
+  EXPECT_EQ(prop(h(), "f:m1", "count"), value{100});
+}
+
+TEST_F(host_test, older_samples_do_not_overwrite_newer_ones) {
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor"));
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 2'000'000'000'000));
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{10.0}}}, 1'000'000'000'000));
+  EXPECT_EQ(prop(h(), "f:m1", "temperature"), value{50.0});
+}
+
+TEST_F(host_test, every_acknowledged_change_survives_a_restart) {
+  start();
+  build_plant();
+  ASSERT_TRUE(ingest(h(), "f:m2", {{"temperature", value{95.0}}}));
+  ASSERT_TRUE(patch(h(), "f:m1", {}, {{"rpm", value{900}}}));
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "health") == value{"critical"}; }));
+  auto before = get(h(), "f:robot1");
+  restart();
+  EXPECT_EQ(h().active_count(), 0u);
+  auto m2 = get(h(), "f:m2");
+  ASSERT_TRUE(m2);
+  EXPECT_EQ(m2->reported.at("temperature"), value{95.0});
+  EXPECT_EQ(m2->alerts.size(), 2u);
+  EXPECT_EQ(get(h(), "f:m1")->desired.at("rpm"), value{900});
+  auto after = get(h(), "f:robot1");
+  EXPECT_EQ(after->version, before->version);
+  EXPECT_EQ(after->reported, before->reported);
+  EXPECT_EQ(prop(h(), "f:plant", "max_temperature"), value{95.0});
+  EXPECT_EQ(h().counts().twins, 8);
+  EXPECT_EQ(h().counts().alerts_critical, 1);
+  // Aggregates keep working from the persisted child states after the restart.
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{99.0}}}));
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "max_temperature") == value{99.0}; }));
+  ASSERT_TRUE(ingest(h(), "f:m2", {{"temperature", value{10.0}}}));
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{10.0}}}));
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "max_temperature") == value{30.0}; }));
+}
+
+TEST_F(host_test, idle_twins_passivate_and_reactivate_with_their_state) {
+  host_options opts;
+  opts.idle_timeout = std::chrono::milliseconds{50};
+  start(opts);
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"temperature", value{33.0}}}));
+  ASSERT_TRUE(eventually([&] { return h().active_count() == 0; }));
+  EXPECT_GE(h().stats().passivations.load(), 1u);
+  EXPECT_EQ(prop(h(), "f:m1", "temperature"), value{33.0});
+  EXPECT_GE(h().stats().activations.load(), 2u);
+}
+
+TEST_F(host_test, unknown_ids_do_not_stay_active) {
+  start();
+  for (int i = 0; i < 100; ++i)
+    EXPECT_FALSE(get(h(), "f:ghost" + std::to_string(i)));
+  EXPECT_TRUE(eventually([&] { return h().active_count() == 0; }));
+}
+
+TEST_F(host_test, the_active_set_is_capped_and_nothing_is_lost_or_reordered) {
+  host_options opts;
+  opts.max_active = 64;  // one per stripe: constant passivation under load
+  start(opts);
+  constexpr int twins = 200;
+  constexpr int rounds = 20;
+  for (int i = 0; i < twins; ++i)
+    ASSERT_TRUE(put(h(), "f:m" + std::to_string(i), "motor", "", {{"count", value{0}}}));
+  // Fire every update without waiting; each twin must end at `rounds`, applied in order.
+  std::atomic<int> acked{0};
+  std::atomic<int> out_of_order{0};
+  std::vector<uint64_t> last_version(twins, 0);
+  std::mutex mtx;
+  auto base_ts = now_ms() + 1000;
+  for (int r = 1; r <= rounds; ++r)
+    for (int i = 0; i < twins; ++i) {
+      ingest_request req;
+      req.values = {{"count", value{r}}};
+      req.ts_ms = base_ts + r;
+      req.done = [&, i](caf::expected<uint64_t> v) {
+        if (v) {
+          std::lock_guard<std::mutex> guard{mtx};
+          if (*v <= last_version[i])
+            ++out_of_order;
+          last_version[i] = *v;
+        }
+        ++acked;
+      };
+      h().route(id("f:m" + std::to_string(i)), std::move(req));
+    }
+  ASSERT_TRUE(eventually([&] { return acked.load() == twins * rounds; }));
+  EXPECT_EQ(out_of_order.load(), 0);
+  EXPECT_TRUE(eventually([&] { return h().active_count() <= 64u; })) << h().active_count();
+  EXPECT_GT(h().stats().passivations.load(), 0u);
+  for (int i = 0; i < twins; ++i) {
+    auto rec = get(h(), "f:m" + std::to_string(i));
+    ASSERT_TRUE(rec) << error_message(rec.error());
+    ASSERT_EQ(rec->reported.at("count"), value{rounds}) << i;
+  }
+}
+
+TEST_F(host_test, stop_refuses_new_requests_clearly) {
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor"));
+  ASSERT_FALSE(h().stop());
+  auto r = get(h(), "f:m1");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(error_code(r.error()), runtime_errc::shutting_down);
+}
+
+} // namespace
+} // namespace twin::test

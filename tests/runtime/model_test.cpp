@@ -1,0 +1,165 @@
+// Twin types: the C++ SDK, validation of values and model files.
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+#include "twin/runtime/model.hpp"
+
+namespace twin::test {
+namespace {
+
+type_ptr motor_type() {
+  type_registry reg;
+  add_test_types(reg);
+  return reg.find("motor");
+}
+
+TEST(twin_type, accepts_values_of_declared_properties) {
+  auto t = motor_type();
+  EXPECT_FALSE(t->check_reported({{"temperature", value{20}}, {"rpm", value{1500.5}}}));
+  EXPECT_FALSE(t->check_reported({{"count", value{2.0}}}));  // integral double is an int
+  EXPECT_FALSE(t->check_reported({{"temperature", value{}}}));  // null deletes
+}
+
+TEST(twin_type, rejects_unknown_wrong_typed_and_out_of_range_values) {
+  auto t = motor_type();
+  auto code = [&](value_map m) { return error_code(t->check_reported(m)); };
+  EXPECT_EQ(code({{"colour", value{1}}}), runtime_errc::unknown_property);
+  EXPECT_EQ(code({{"temperature", value{"hot"}}}), runtime_errc::type_mismatch);
+  EXPECT_EQ(code({{"count", value{2.5}}}), runtime_errc::type_mismatch);
+  EXPECT_EQ(code({{"load", value{1.5}}}), runtime_errc::out_of_range);
+  EXPECT_EQ(code({{"temperature", value{-51}}}), runtime_errc::out_of_range);
+  EXPECT_EQ(code({{"health", value{"ok"}}}), runtime_errc::read_only);
+  auto err = t->check_reported({{"load", value{1.5}}});
+  EXPECT_EQ(error_message(err), "property 'load' = 1.5 is out of range [0, 1]");
+  err = t->check_reported({{"temperature", value{"hot"}}});
+  EXPECT_EQ(error_message(err),
+            "property 'temperature' of type 'motor' expects double, got string \"hot\"");
+}
+
+TEST(twin_type, desired_needs_writable_properties) {
+  auto t = motor_type();
+  EXPECT_FALSE(t->check_desired({{"rpm", value{1000}}}));
+  EXPECT_EQ(error_code(t->check_desired({{"temperature", value{20}}})), runtime_errc::read_only);
+  EXPECT_EQ(error_code(t->check_desired({{"rpm", value{9000}}})), runtime_errc::out_of_range);
+}
+
+TEST(type_builder, adds_computed_properties) {
+  type_registry reg;
+  add_test_types(reg);
+  auto robot = reg.find("robot");
+  ASSERT_TRUE(robot);
+  auto* agg = robot->property("max_temperature");
+  ASSERT_NE(agg, nullptr);
+  EXPECT_TRUE(agg->computed);
+  EXPECT_EQ(robot->property("motors")->type, property_type::integer);
+  EXPECT_TRUE(robot->property("health")->computed);
+}
+
+TEST(type_builder, rejects_broken_definitions) {
+  auto fails = [](type_builder b) {
+    auto t = b.build();
+    return !t && error_code(t.error()) == runtime_errc::invalid_model;
+  };
+  EXPECT_TRUE(fails(type_builder{"1bad", twin_kind::asset}));
+  type_builder dup{"t", twin_kind::asset};
+  dup.property("a", property_type::real).property("a", property_type::real);
+  EXPECT_TRUE(fails(dup));
+  type_builder range{"t", twin_kind::asset};
+  range.property("a", property_type::real).range(5, 1);
+  EXPECT_TRUE(fails(range));
+  type_builder alert{"t", twin_kind::asset};
+  alert.property("a", property_type::real).alert("x", "b > 1", severity::warning);
+  EXPECT_TRUE(fails(alert));
+  type_builder syntax{"t", twin_kind::asset};
+  syntax.property("a", property_type::real).alert("x", "a >", severity::warning);
+  EXPECT_TRUE(fails(syntax));
+  type_builder health{"t", twin_kind::asset};
+  health.property("health", property_type::string);
+  EXPECT_TRUE(fails(health));
+  type_builder orphan_unit{"t", twin_kind::asset};
+  orphan_unit.unit("degC");
+  EXPECT_TRUE(fails(orphan_unit));
+}
+
+TEST(type_registry, refuses_a_second_type_of_the_same_name) {
+  type_registry reg;
+  add_test_types(reg);
+  auto again = type_builder{"motor", twin_kind::component}.build();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(error_code(reg.add(*again)), runtime_errc::invalid_model);
+  EXPECT_EQ(reg.size(), 4u);
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out{path};
+  out << text;
+}
+
+TEST(model_files, load_a_dtdl_interface_with_the_twin_extension) {
+  temp_dir dir;
+  write_file(dir.sub("robot.json"), R"({
+    "@context": "dtmi:dtdl:context;3",
+    "@id": "dtmi:factory:robot;1",
+    "@type": "Interface",
+    "contents": [
+      {"@type": "Property", "name": "status", "schema": "string", "writable": true},
+      {"@type": ["Telemetry", "Temperature"], "name": "temperature", "schema": "double",
+       "unit": "degreeCelsius", "minimum": -50, "maximum": 250},
+      {"@type": "Command", "name": "stop"},
+      {"@type": "Relationship", "name": "contains"}
+    ],
+    "twin": {
+      "kind": "asset",
+      "aggregates": [{"name": "max_motor_temperature", "function": "max", "source": "temperature"}],
+      "alerts": [{"name": "hot", "when": "max_motor_temperature > 80", "severity": "warning"}]
+    }
+  })");
+  type_registry reg;
+  auto n = load_models(dir.path(), reg);
+  ASSERT_TRUE(n) << error_message(n.error());
+  EXPECT_EQ(*n, 1u);
+  auto t = reg.find("robot");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->kind(), twin_kind::asset);
+  EXPECT_TRUE(t->property("status")->writable);
+  EXPECT_EQ(*t->property("temperature")->max, 250);
+  EXPECT_TRUE(t->has_command("stop"));
+  EXPECT_EQ(t->alerts().size(), 1u);
+  EXPECT_EQ(t->aggregates()[0].fn, aggregate_fn::max);
+}
+
+TEST(model_files, errors_name_the_file_and_the_problem) {
+  temp_dir dir;
+  struct bad_case {
+    const char* text;
+    const char* expect;
+  };
+  for (auto [text, expect] : std::vector<bad_case>{
+         {"{", "parse error"},
+         {"[]", "JSON object"},
+         {R"({"@type":"Interface","@id":"dtmi:x:y;1"})", "\"twin\""},
+         {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"gadget"}})", "kind"},
+         {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset"},
+             "contents":[{"@type":"Property","name":"a","schema":"duration"}]})",
+          "unsupported schema"},
+         {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset",
+             "alerts":[{"name":"a","when":"nope > 1","severity":"critical"}]}})",
+          "unknown property"},
+       }) {
+    auto path = dir.sub("m.json");
+    write_file(path, text);
+    auto t = load_model_file(path);
+    ASSERT_FALSE(t) << text;
+    auto msg = error_message(t.error());
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    EXPECT_NE(msg.find(expect), std::string::npos) << msg;
+  }
+  type_registry reg;
+  EXPECT_FALSE(load_models(dir.sub("missing"), reg));
+}
+
+} // namespace
+} // namespace twin::test

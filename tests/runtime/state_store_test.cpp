@@ -1,0 +1,174 @@
+// Conformance suite of the state_store interface: every implementation passes it.
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "test_support.hpp"
+#include "twin/runtime/state_store.hpp"
+
+namespace twin::test {
+namespace {
+
+struct store_factory {
+  const char* name;
+  std::function<std::unique_ptr<state_store>(const std::string& dir)> make;
+};
+
+class state_store_conformance : public ::testing::TestWithParam<store_factory> {
+protected:
+  void SetUp() override { store_ = GetParam().make(dir_.sub("db")); }
+
+  temp_dir dir_;
+  std::unique_ptr<state_store> store_;
+};
+
+store_batch puts(std::initializer_list<std::pair<const char*, const char*>> xs) {
+  store_batch b;
+  for (auto& [k, v] : xs)
+    b.puts.emplace_back(id(k), v);
+  return b;
+}
+
+TEST_P(state_store_conformance, get_returns_what_was_written) {
+  ASSERT_FALSE(store_->write(puts({{"a:1", "one"}, {"a:2", "two"}})));
+  auto v = store_->get(id("a:1"));
+  ASSERT_TRUE(v);
+  ASSERT_TRUE(*v);
+  EXPECT_EQ(**v, "one");
+  auto missing = store_->get(id("a:3"));
+  ASSERT_TRUE(missing);
+  EXPECT_FALSE(*missing);
+}
+
+TEST_P(state_store_conformance, later_put_of_a_key_wins_and_delete_removes) {
+  ASSERT_FALSE(store_->write(puts({{"a:1", "one"}, {"a:1", "uno"}})));
+  EXPECT_EQ(**store_->get(id("a:1")), "uno");
+  store_batch del;
+  del.deletes.push_back(id("a:1"));
+  ASSERT_FALSE(store_->write(del));
+  EXPECT_FALSE(*store_->get(id("a:1")));
+}
+
+TEST_P(state_store_conformance, indexes_list_in_order_with_paging) {
+  store_batch b;
+  for (auto k : {"f:m3", "f:m1", "f:m2", "f:r1"})
+    b.puts.emplace_back(id(k), "x");
+  for (auto k : {"f:m3", "f:m1", "f:m2"})
+    b.index_adds.push_back({index_kind::by_type, "motor", id(k)});
+  b.index_adds.push_back({index_kind::by_type, "robot", id("f:r1")});
+  b.index_adds.push_back({index_kind::by_parent, "f:r1", id("f:m1")});
+  ASSERT_FALSE(store_->write(b));
+  auto all = store_->list(index_kind::by_type, "motor", {}, 100);
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0], id("f:m1"));
+  EXPECT_EQ((*all)[2], id("f:m3"));
+  auto page = store_->list(index_kind::by_type, "motor", id("f:m1"), 1);
+  ASSERT_EQ(page->size(), 1u);
+  EXPECT_EQ((*page)[0], id("f:m2"));
+  // A key that is a prefix of another must not see the other's entries.
+  EXPECT_TRUE(store_->list(index_kind::by_type, "moto", {}, 100)->empty());
+  auto children = store_->list(index_kind::by_parent, "f:r1", {}, 100);
+  ASSERT_EQ(children->size(), 1u);
+  EXPECT_EQ((*children)[0], id("f:m1"));
+  store_batch rm;
+  rm.index_removes.push_back({index_kind::by_type, "motor", id("f:m2")});
+  ASSERT_FALSE(store_->write(rm));
+  EXPECT_EQ(store_->list(index_kind::by_type, "motor", {}, 100)->size(), 2u);
+}
+
+TEST_P(state_store_conformance, scan_ids_pages_over_all_twins) {
+  ASSERT_FALSE(store_->write(puts({{"b:1", "x"}, {"a:1", "x"}, {"c:1", "x"}})));
+  auto first = store_->scan_ids({}, 2);
+  ASSERT_EQ(first->size(), 2u);
+  EXPECT_EQ((*first)[0], id("a:1"));
+  auto rest = store_->scan_ids((*first)[1], 10);
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0], id("c:1"));
+}
+
+TEST_P(state_store_conformance, metadata_round_trips) {
+  store_batch b;
+  b.meta_puts.emplace_back("counts", "1 2 3");
+  ASSERT_FALSE(store_->write(b));
+  EXPECT_EQ(**store_->get_meta("counts"), "1 2 3");
+  EXPECT_FALSE(*store_->get_meta("nothing"));
+}
+
+TEST_P(state_store_conformance, binary_values_survive) {
+  std::string bytes{"a\0b\xff", 4};
+  store_batch b;
+  b.puts.emplace_back(id("a:bin"), bytes);
+  ASSERT_FALSE(store_->write(b));
+  EXPECT_EQ(**store_->get(id("a:bin")), bytes);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+  stores, state_store_conformance,
+  ::testing::Values(
+    store_factory{"memory", [](const std::string&) { return make_memory_store(); }},
+    store_factory{"rocksdb",
+                  [](const std::string& dir) {
+                    rocksdb_options o;
+                    o.path = dir;
+                    o.block_cache_bytes = 8 << 20;
+                    auto s = open_rocksdb_store(o);
+                    if (!s)
+                      throw std::runtime_error(error_message(s.error()));
+                    return std::move(*s);
+                  }}),
+  [](const auto& info) { return std::string{info.param.name}; });
+
+// -- RocksDB specifics ------------------------------------------------------------
+
+TEST(rocksdb_store, data_survives_reopen) {
+  temp_dir dir;
+  rocksdb_options o;
+  o.path = dir.sub("db");
+  {
+    auto s = open_rocksdb_store(o);
+    ASSERT_TRUE(s) << error_message(s.error());
+    store_batch b;
+    b.puts.emplace_back(id("a:1"), "kept");
+    b.index_adds.push_back({index_kind::by_type, "t", id("a:1")});
+    ASSERT_FALSE((*s)->write(b));
+  }
+  auto s = open_rocksdb_store(o);
+  ASSERT_TRUE(s);
+  EXPECT_EQ(**(*s)->get(id("a:1")), "kept");
+  EXPECT_EQ((*s)->list(index_kind::by_type, "t", {}, 10)->size(), 1u);
+}
+
+TEST(rocksdb_store, second_open_of_a_directory_is_refused_clearly) {
+  temp_dir dir;
+  rocksdb_options o;
+  o.path = dir.sub("db");
+  auto first = open_rocksdb_store(o);
+  ASSERT_TRUE(first);
+  auto second = open_rocksdb_store(o);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(error_code(second.error()), runtime_errc::store_locked);
+  EXPECT_NE(error_message(second.error()).find("in use by another process"), std::string::npos);
+}
+
+TEST(rocksdb_store, corrupt_directory_is_refused_clearly) {
+  temp_dir dir;
+  auto path = dir.sub("db");
+  std::filesystem::create_directories(path);
+  {
+    std::ofstream current{path + "/CURRENT"};
+    current << "MANIFEST-000999\n";  // names a manifest that does not exist
+  }
+  rocksdb_options o;
+  o.path = path;
+  auto s = open_rocksdb_store(o);
+  ASSERT_FALSE(s);
+  auto code = error_code(s.error());
+  EXPECT_TRUE(code == runtime_errc::store_corrupt || code == runtime_errc::store_failure)
+    << error_message(s.error());
+  EXPECT_NE(error_message(s.error()).find(path), std::string::npos);
+}
+
+} // namespace
+} // namespace twin::test

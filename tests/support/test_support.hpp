@@ -1,0 +1,80 @@
+#pragma once
+
+// Helpers shared by the tests: temporary directories and blocking calls into a router.
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <string>
+#include <thread>
+
+#include <caf/expected.hpp>
+
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/model.hpp"
+#include "twin/runtime/router.hpp"
+
+namespace twin::test {
+
+using namespace twin::runtime;
+
+/// A fresh directory under the system temp dir, removed with everything in it.
+class temp_dir {
+public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string sub(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+  std::string path_;
+};
+
+/// Calls `start` with a callback and waits up to 10 s for the answer.
+template <class T>
+caf::expected<T> await(const std::function<void(std::function<void(caf::expected<T>)>)>& start) {
+  auto p = std::make_shared<std::promise<caf::expected<T>>>();
+  auto f = p->get_future();
+  start([p](caf::expected<T> x) { p->set_value(std::move(x)); });
+  if (f.wait_for(std::chrono::seconds{10}) != std::future_status::ready)
+    return make_error(runtime_errc::timeout, "no answer within 10 s");
+  return f.get();
+}
+
+twin_id id(const std::string& text);
+
+caf::expected<put_result> put(router& r, const std::string& id, const std::string& type,
+                              const std::string& parent = {}, value_map props = {},
+                              value_map desired = {}, std::optional<uint64_t> if_version = {});
+caf::expected<twin_record> get(router& r, const std::string& id);
+caf::expected<uint64_t> ingest(router& r, const std::string& id, value_map values,
+                               int64_t ts_ms = 0);
+caf::expected<uint64_t> patch(router& r, const std::string& id, value_map props,
+                              value_map desired = {}, std::optional<uint64_t> if_version = {});
+caf::expected<uint64_t> remove(router& r, const std::string& id,
+                               std::optional<uint64_t> if_version = {});
+caf::expected<value> command(router& r, const std::string& id, const std::string& name,
+                             value args = {});
+
+/// Polls `pred` every 2 ms until it holds or `timeout` passes; returns its last result.
+bool eventually(const std::function<bool()>& pred,
+                std::chrono::milliseconds timeout = std::chrono::seconds{10});
+
+/// A property of a twin, or null.
+value prop(router& r, const std::string& id, const std::string& name);
+
+} // namespace twin::test
+
+namespace twin::test {
+
+/// Registers motor < robot < line < plant, a small version of the factory types:
+/// motor: temperature (-50..250), rpm (0..6000, writable), load (0..1), mode (string,
+/// writable); alerts warm (> 70, warning) and overheat (> 90, critical); command stop.
+/// robot/line/plant: max_temperature = max of the children's temperature or
+/// max_temperature; robot also motors = count.
+void add_test_types(type_registry& reg);
+
+} // namespace twin::test
