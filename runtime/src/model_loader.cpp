@@ -165,20 +165,24 @@ type_ptr parse_model(const json& doc) {
 
 } // namespace
 
+caf::expected<type_ptr> parse_model(std::string_view text, const std::string& origin) {
+  try {
+    auto doc = json::parse(text);
+    return parse_model(doc);
+  } catch (const model_error& e) {
+    return make_error(runtime_errc::invalid_model, origin + ": " + e.why);
+  } catch (const json::exception& e) {
+    return make_error(runtime_errc::invalid_model, origin + ": " + e.what());
+  }
+}
+
 caf::expected<type_ptr> load_model_file(const std::string& path) {
   std::ifstream in{path};
   if (!in)
     return make_error(runtime_errc::invalid_model, "cannot read model file " + path);
   std::stringstream buf;
   buf << in.rdbuf();
-  try {
-    auto doc = json::parse(buf.str());
-    return parse_model(doc);
-  } catch (const model_error& e) {
-    return make_error(runtime_errc::invalid_model, path + ": " + e.why);
-  } catch (const json::exception& e) {
-    return make_error(runtime_errc::invalid_model, path + ": " + e.what());
-  }
+  return parse_model(buf.str(), path);
 }
 
 caf::expected<size_t> load_models(const std::string& dir, type_registry& registry) {

@@ -183,6 +183,9 @@ private:
   std::map<std::string, type_ptr, std::less<>> types_;
 };
 
+/// Parses the text of a model file; `origin` names it in error messages.
+caf::expected<type_ptr> parse_model(std::string_view text, const std::string& origin);
+
 /// Reads one model file (JSON, a DTDL v3 Interface with a "twin" extension for kind,
 /// aggregates and alerts; see examples/factory/models). Returns `invalid_model` with
 /// the file and the reason on error.

@@ -1,0 +1,152 @@
+#include "line_requests.hpp"
+
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/json.hpp"
+
+namespace twin::node {
+
+using namespace twin::runtime;
+using nlohmann::json;
+
+namespace {
+
+json error_json(uint64_t seq, const caf::error& err) {
+  auto code = error_code(err);
+  return {{"seq", seq},
+          {"ok", false},
+          {"error",
+           {{"code", code == runtime_errc::none ? "internal" : to_string(code)},
+            {"message", error_message(err)}}}};
+}
+
+caf::error bad(const std::string& why) {
+  return make_error(runtime_errc::invalid_argument, why);
+}
+
+} // namespace
+
+line_requests::line_requests(router& rt, std::FILE* out) : rt_(rt), out_(out) {
+}
+
+void line_requests::answer(const std::string& text) {
+  std::lock_guard<std::mutex> guard{out_mtx_};
+  std::fputs(text.c_str(), out_);
+  std::fputc('\n', out_);
+  std::fflush(out_);
+}
+
+void line_requests::handle(const std::string& line, uint64_t seq) {
+  pending_.fetch_add(1);
+  auto fail = [&](const caf::error& err) {
+    answer(error_json(seq, err).dump());
+    pending_.fetch_sub(1);
+  };
+  if (line.size() > max_line)
+    return fail(bad("request line longer than 1 MiB"));
+  auto doc = json::parse(line, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    return fail(bad("not a JSON object"));
+  auto str = [&](const char* key) -> std::string {
+    auto i = doc.find(key);
+    return i != doc.end() && i->is_string() ? i->get<std::string>() : std::string{};
+  };
+  auto op = str("op");
+  auto id = twin_id::parse(str("id"));
+  if (!id)
+    return fail(id.error());
+  auto map_of = [&](const char* key) -> caf::expected<value_map> {
+    auto i = doc.find(key);
+    if (i == doc.end() || i->is_null())
+      return value_map{};
+    auto m = map_from_json(*i);
+    if (!m)
+      return bad(std::string{"\""} + key + "\": " + error_message(m.error()));
+    return m;
+  };
+  std::optional<uint64_t> if_version;
+  if (auto i = doc.find("if_version"); i != doc.end()) {
+    if (!i->is_number_unsigned())
+      return fail(bad("\"if_version\" must be a non-negative integer"));
+    if_version = i->get<uint64_t>();
+  }
+  auto on_version = [this, seq](caf::expected<uint64_t> v) {
+    if (v)
+      answer(json{{"seq", seq}, {"ok", true}, {"version", *v}}.dump());
+    else
+      answer(error_json(seq, v.error()).dump());
+    pending_.fetch_sub(1);
+  };
+  if (op == "telemetry") {
+    auto values = map_of("values");
+    if (!values)
+      return fail(values.error());
+    ingest_request req;
+    req.values = std::move(*values);
+    if (auto ts = doc.find("ts"); ts != doc.end()) {
+      if (!ts->is_number_integer())
+        return fail(bad("\"ts\" must be an integer (ms since the epoch)"));
+      req.ts_ms = ts->get<int64_t>();
+    }
+    req.source = "stdin";
+    req.done = on_version;
+    rt_.route(*id, std::move(req));
+  } else if (op == "put") {
+    put_request req;
+    req.type = str("type");
+    if (req.type.empty())
+      return fail(bad("\"type\" is required"));
+    if (auto p = str("parent"); !p.empty()) {
+      auto parent = twin_id::parse(p);
+      if (!parent)
+        return fail(parent.error());
+      req.parent = *parent;
+    }
+    auto props = map_of("properties");
+    if (!props)
+      return fail(props.error());
+    auto desired = map_of("desired");
+    if (!desired)
+      return fail(desired.error());
+    req.properties = std::move(*props);
+    req.desired = std::move(*desired);
+    req.if_version = if_version;
+    req.source = "stdin";
+    req.done = [this, seq](caf::expected<put_result> r) {
+      if (r)
+        answer(json{{"seq", seq}, {"ok", true}, {"version", r->version}, {"created", r->created}}
+                 .dump());
+      else
+        answer(error_json(seq, r.error()).dump());
+      pending_.fetch_sub(1);
+    };
+    rt_.route(*id, std::move(req));
+  } else if (op == "patch") {
+    auto props = map_of("properties");
+    if (!props)
+      return fail(props.error());
+    auto desired = map_of("desired");
+    if (!desired)
+      return fail(desired.error());
+    patch_request req;
+    req.properties = std::move(*props);
+    req.desired = std::move(*desired);
+    req.if_version = if_version;
+    req.source = "stdin";
+    req.done = on_version;
+    rt_.route(*id, std::move(req));
+  } else if (op == "get") {
+    rt_.route(*id, get_request{[this, seq](caf::expected<twin_record> r) {
+                if (r)
+                  answer(json{{"seq", seq}, {"ok", true}, {"twin", to_json(*r)}}.dump());
+                else
+                  answer(error_json(seq, r.error()).dump());
+                pending_.fetch_sub(1);
+              }});
+  } else if (op == "delete") {
+    rt_.route(*id, remove_request{if_version, on_version});
+  } else {
+    return fail(bad("\"op\" must be put, telemetry, patch, get or delete"));
+  }
+}
+
+} // namespace twin::node

@@ -1,0 +1,248 @@
+// twind: one node of the twin runtime. `twind --demo` runs the factory example with
+// simulated devices; `twind --help` lists every option.
+
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <future>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <prometheus/exposer.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "factory.hpp"
+#include "line_requests.hpp"
+#include "node_metrics.hpp"
+#include "options.hpp"
+#include "twin/actors/device_simulator.hpp"
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/host.hpp"
+#include "twin/runtime/version.hpp"
+
+namespace {
+
+using namespace twin;
+using namespace twin::runtime;
+
+int fail(const std::string& msg) {
+  spdlog::error("{}", msg);
+  return 1;
+}
+
+/// Reads request lines from stdin until EOF or `stop`; then waits for the answers and
+/// asks the node to shut down.
+void read_stdin(node::line_requests& lr, const std::atomic<bool>& stop) {
+  std::string line;
+  std::string buf;
+  uint64_t seq = 0;
+  char chunk[65536];
+  bool too_long = false;
+  while (!stop.load()) {
+    pollfd pfd{STDIN_FILENO, POLLIN, 0};
+    int r = poll(&pfd, 1, 200);
+    if (r <= 0)
+      continue;
+    auto n = read(STDIN_FILENO, chunk, sizeof(chunk));
+    if (n <= 0)
+      break;
+    for (ssize_t i = 0; i < n; ++i) {
+      char c = chunk[i];
+      if (c != '\n') {
+        if (buf.size() <= node::line_requests::max_line)
+          buf += c;
+        else
+          too_long = true;
+        continue;
+      }
+      ++seq;
+      if (too_long)
+        buf.assign(node::line_requests::max_line + 1, ' ');
+      if (!buf.empty())
+        lr.handle(buf, seq);
+      buf.clear();
+      too_long = false;
+    }
+  }
+  for (int i = 0; i < 3000 && lr.pending() > 0 && !stop.load(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  if (!stop.load())
+    kill(getpid(), SIGTERM);
+}
+
+/// Reads a twin's property, for the demo summary (waits at most 1 s).
+value read_property(router& rt, const std::string& id, const std::string& name) {
+  auto tid = twin_id::parse(id);
+  if (!tid)
+    return value{};
+  auto p = std::make_shared<std::promise<value>>();
+  auto f = p->get_future();
+  rt.route(*tid, get_request{[p, name](caf::expected<twin_record> r) {
+             value v;
+             if (r)
+               if (auto i = r->reported.find(name); i != r->reported.end())
+                 v = i->second;
+             p->set_value(std::move(v));
+           }});
+  return f.wait_for(std::chrono::seconds{1}) == std::future_status::ready ? f.get() : value{};
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"twind: a node of the twin runtime (version " + std::string{version} + ")"};
+  node::options o;
+  node::add_options(app, o);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  // Logs go to stderr: stdout carries answers with --stdin.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("twind"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  if (!o.config.empty())
+    if (auto msg = node::apply_config_file(app, o.config); !msg.empty())
+      return fail(msg);
+  spdlog::set_level(spdlog::level::from_str(o.log_level));
+
+  // Signals are taken by the main thread only (sigwait below).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  type_registry types;
+  if (o.demo) {
+    if (auto err = factory::register_types(types, o.models))
+      return fail(error_message(err));
+  } else if (!o.models.empty()) {
+    auto n = load_models(o.models, types);
+    if (!n)
+      return fail(error_message(n.error()));
+  }
+  spdlog::info("twind {} starting: data {}, {} twin types ({})", version, o.data_dir,
+               types.size(), fmt::join(types.names(), ", "));
+
+  rocksdb_options store_opts;
+  store_opts.path = o.data_dir;
+  store_opts.sync = o.sync;
+  store_opts.block_cache_bytes = o.cache_mb << 20;
+  auto store = open_rocksdb_store(store_opts);
+  if (!store)
+    return fail(error_message(store.error()));
+
+  caf::actor_system_config cfg;
+  int threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  cfg.set("scheduler.max-threads", threads);
+  cfg.set("logger.console", caf::atom("none"));
+  auto sys = std::make_unique<caf::actor_system>(cfg);
+
+  host_options hopts;
+  hopts.idle_timeout = std::chrono::seconds{o.idle_timeout_s};
+  hopts.max_active = o.max_active;
+  host node_host{*sys, **store, types, hopts};
+
+  std::unique_ptr<actors::device_simulator> sim;
+  if (o.demo) {
+    actors::device_simulator::options so;
+    so.period = std::chrono::milliseconds{o.demo_period_ms};
+    sim = std::make_unique<actors::device_simulator>(node_host, so);
+    node_host.set_gateway(sim.get());
+  }
+  if (auto err = node_host.start())
+    return fail(error_message(err));
+
+  std::unique_ptr<prometheus::Exposer> exposer;
+  auto metrics = std::make_shared<node::node_metrics>(node_host);
+  if (o.metrics_port > 0) {
+    auto addr = o.bind + ":" + std::to_string(o.metrics_port);
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(addr, 1);
+    } catch (const std::exception& e) {
+      node_host.stop();
+      return fail("cannot listen on " + addr + " for /metrics (is the port in use?): " + e.what());
+    }
+    exposer->RegisterCollectable(metrics);
+    spdlog::info("metrics on http://{}/metrics", addr);
+  }
+
+  if (o.demo) {
+    factory::layout l;
+    l.lines = o.demo_lines;
+    l.robots_per_line = o.demo_robots;
+    l.motors_per_robot = o.demo_motors;
+    auto t0 = std::chrono::steady_clock::now();
+    auto created = factory::build_plant(node_host, l, sim.get());
+    if (!created) {
+      node_host.stop();
+      return fail("cannot build the demo plant: " + error_message(created.error()));
+    }
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - t0)
+                .count();
+    spdlog::info("demo plant: {} twins ({} created in {} ms), {} simulated motors; "
+                 "watch factory:plant, e.g. max_temperature and health",
+                 l.twins(), *created, ms, sim->size());
+    sim->start();
+  }
+
+  std::atomic<bool> stop_stdin{false};
+  std::unique_ptr<node::line_requests> lines;
+  std::thread stdin_thread;
+  if (o.stdin_requests) {
+    lines = std::make_unique<node::line_requests>(node_host, stdout);
+    stdin_thread = std::thread{[&] { read_stdin(*lines, stop_stdin); }};
+  }
+  spdlog::info("ready");
+
+  // Wait for SIGINT/SIGTERM; print a summary now and then in the demo.
+  auto last = std::chrono::steady_clock::now();
+  uint64_t last_updates = node_host.stats().updates.load();
+  for (;;) {
+    timespec timeout{o.demo ? o.summary_s : 3600, 0};
+    int sig = sigtimedwait(&signals, nullptr, &timeout);
+    if (sig == SIGINT || sig == SIGTERM) {
+      spdlog::info("{} received: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      break;
+    }
+    if (!o.demo)
+      continue;
+    auto now = std::chrono::steady_clock::now();
+    auto updates = node_host.stats().updates.load();
+    double secs = std::chrono::duration<double>(now - last).count();
+    auto c = node_host.counts();
+    auto plant_temp = read_property(node_host, "factory:plant", "max_temperature");
+    auto plant_health = read_property(node_host, "factory:plant", "health");
+    spdlog::info("twins stored {} active {} | updates/s {:.0f} | alerts warning {} critical {} "
+                 "| plant max_temperature {} health {}",
+                 c.twins, node_host.active_count(), (updates - last_updates) / secs,
+                 c.alerts_warning, c.alerts_critical, to_string(plant_temp),
+                 plant_health.is_string() ? plant_health.as_string() : to_string(plant_health));
+    last = now;
+    last_updates = updates;
+  }
+
+  // Stop in reverse order of start: inputs first, then the twins, then the store.
+  stop_stdin = true;
+  if (stdin_thread.joinable())
+    stdin_thread.join();
+  if (sim)
+    sim->stop();
+  exposer.reset();
+  auto err = node_host.stop();
+  node_host.set_gateway(nullptr);
+  sys.reset();
+  store->reset();
+  if (err)
+    return fail("shutdown: " + error_message(err));
+  spdlog::info("stopped cleanly");
+  return 0;
+}

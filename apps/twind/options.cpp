@@ -1,0 +1,95 @@
+#include "options.hpp"
+
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace twin::node {
+
+void add_options(CLI::App& app, options& o) {
+  app.add_option("--config", o.config, "TOML file with any of these options (the command line wins)");
+  app.add_option("--data-dir", o.data_dir, "Directory of the twin database")->capture_default_str();
+  app.add_option("--bind", o.bind, "Address the node's ports listen on")->capture_default_str();
+  app.add_option("--metrics-port", o.metrics_port, "Port of /metrics (0: off)")
+    ->capture_default_str()
+    ->check(CLI::Range(0, 65535));
+  app.add_option("--models", o.models, "Directory of twin model files (*.json)");
+  app.add_flag("--demo", o.demo, "Run the factory example with simulated devices");
+  app.add_flag("--stdin", o.stdin_requests,
+               "Apply JSON-lines requests from standard input; answer on standard output");
+  app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")
+    ->capture_default_str()
+    ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--threads", o.threads, "Actor scheduler threads (0: one per core)")
+    ->check(CLI::Range(0, 256));
+  app.add_option("--idle-timeout", o.idle_timeout_s, "Seconds before an idle twin is passivated")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 86400 * 365));
+  app.add_option("--max-active", o.max_active, "Most twins active at once")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 40));
+  app.add_flag("--sync", o.sync, "fsync every write: survives power loss, not only crashes");
+  app.add_option("--cache-mb", o.cache_mb, "RocksDB block cache in MiB")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--demo-lines", o.demo_lines, "Demo: production lines")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 1000));
+  app.add_option("--demo-robots", o.demo_robots, "Demo: robots per line")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 1000));
+  app.add_option("--demo-motors", o.demo_motors, "Demo: motors per robot")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 100));
+  app.add_option("--demo-period-ms", o.demo_period_ms, "Demo: ms between device reports")
+    ->capture_default_str()
+    ->check(CLI::Range(10, 60000));
+  app.add_option("--summary-interval", o.summary_s, "Demo: seconds between summaries")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 3600));
+}
+
+std::string apply_config_file(CLI::App& app, const std::string& path) {
+  toml::table table;
+  try {
+    table = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << "config file " << path << ": " << e.description() << " (line "
+        << e.source().begin.line << ")";
+    return msg.str();
+  }
+  for (const auto& [key, node] : table) {
+    std::string name{key.str()};
+    if (name == "config")
+      return "config file " + path + ": \"config\" cannot be set in a config file";
+    CLI::Option* opt = nullptr;
+    try {
+      opt = app.get_option("--" + name);
+    } catch (const CLI::OptionNotFound&) {
+      return "config file " + path + ": unknown option \"" + name + "\"";
+    }
+    if (opt->count() > 0)
+      continue;  // given on the command line
+    std::string text;
+    if (auto s = node.as_string())
+      text = s->get();
+    else if (auto i = node.as_integer())
+      text = std::to_string(i->get());
+    else if (auto b = node.as_boolean())
+      text = b->get() ? "true" : "false";
+    else if (auto d = node.as_floating_point())
+      text = std::to_string(d->get());
+    else
+      return "config file " + path + ": \"" + name + "\" must be a string, number or boolean";
+    try {
+      opt->add_result(text);
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      return "config file " + path + ": \"" + name + "\": " + e.what();
+    }
+  }
+  return {};
+}
+
+} // namespace twin::node

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace twin::node {
+
+/// Everything a node can be told, with its default. Every field is a command-line
+/// flag and a key of the TOML config file (same name); the command line wins.
+struct options {
+  std::string config;                  ///< --config FILE
+  std::string data_dir = "data";       ///< --data-dir
+  std::string bind = "0.0.0.0";        ///< --bind: address of the listening ports
+  int metrics_port = 9464;             ///< --metrics-port; 0 disables /metrics
+  std::string models;                  ///< --models DIR of model files
+  bool demo = false;                   ///< --demo: the factory with simulated devices
+  bool stdin_requests = false;         ///< --stdin: JSON-lines requests on stdin
+  std::string log_level = "info";      ///< --log-level
+  int threads = 0;                     ///< --threads of the actor scheduler; 0: one per core
+  int idle_timeout_s = 300;            ///< --idle-timeout: passivate after this many s
+  size_t max_active = 2'000'000;       ///< --max-active twins
+  bool sync = false;                   ///< --sync: fsync every write (power-loss safe)
+  size_t cache_mb = 256;               ///< --cache-mb: RocksDB block cache
+  // demo
+  int demo_lines = 12;                 ///< --demo-lines
+  int demo_robots = 25;                ///< --demo-robots per line
+  int demo_motors = 6;                 ///< --demo-motors per robot
+  int demo_period_ms = 500;            ///< --demo-period-ms between device reports
+  int summary_s = 5;                   ///< --summary-interval in s (demo)
+};
+
+/// Declares every option on `app`.
+void add_options(CLI::App& app, options& o);
+
+/// Applies the TOML file named by --config to the options not given on the command
+/// line. Returns an error message (unknown key, wrong type, unreadable file) or "".
+std::string apply_config_file(CLI::App& app, const std::string& path);
+
+} // namespace twin::node

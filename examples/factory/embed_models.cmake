@@ -1,0 +1,11 @@
+# Writes OUT: a C++ file that holds every models/*.json of the factory as a string.
+file(GLOB model_files "${MODELS_DIR}/*.json")
+list(SORT model_files)
+set(body "")
+foreach(f ${model_files})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} text)
+  string(APPEND body "  {\"${name}\", R\"json(${text})json\"},\n")
+endforeach()
+file(WRITE ${OUT}.tmp "// Generated from examples/factory/models by embed_models.cmake.\n#include <string>\n#include <utility>\n#include <vector>\nnamespace twin::factory {\nextern const std::vector<std::pair<std::string, std::string>> embedded_models;\nconst std::vector<std::pair<std::string, std::string>> embedded_models = {\n${body}};\n}\n")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})

@@ -1,0 +1,167 @@
+#include "factory.hpp"
+
+#include <atomic>
+#include <future>
+#include <random>
+
+#include "twin/runtime/errc.hpp"
+
+namespace twin::factory {
+
+using namespace twin::runtime;
+
+// Generated from models/*.json by CMake.
+extern const std::vector<std::pair<std::string, std::string>> embedded_models;
+
+caf::expected<type_ptr> motor_type() {
+  type_builder b{"motor", twin_kind::component};
+  b.description("An electric motor with temperature, speed, load and wear sensors.");
+  b.property("temperature", property_type::real).unit("degC").range(-50, 250);
+  b.property("rpm", property_type::real).unit("rpm").range(0, 6000).writable();
+  b.property("load", property_type::real).range(0, 1);
+  b.property("wear", property_type::real).range(0, 1);
+  b.property("power_kw", property_type::real).unit("kW").describe("derived from rpm and load");
+  b.command("stop", "Bring the motor to a standstill (desired rpm 0).");
+  b.alert("hot", "temperature > 75", severity::warning);
+  b.alert("overheat", "temperature > 90", severity::critical);
+  b.alert("worn", "wear > 0.8", severity::warning);
+  type_handlers h;
+  // Derived values are computed where the data arrives, in the twin itself.
+  h.on_telemetry = [](twin_context& ctx, const value_map&) {
+    auto* rpm = ctx.get("rpm");
+    auto* load = ctx.get("load");
+    if (rpm != nullptr && load != nullptr && rpm->is_number() && load->is_number()) {
+      double kw = 7.5 * load->as_double() * rpm->as_double() / 3000.0;
+      ctx.set("power_kw", value{std::round(kw * 100.0) / 100.0});
+    }
+  };
+  h.on_command = [](twin_context& ctx, const std::string& name,
+                    const value&) -> caf::expected<value> {
+    if (name == "stop")
+      if (auto err = ctx.set_desired("rpm", value{0.0}))
+        return err;
+    return value{"accepted"};
+  };
+  b.handlers(std::move(h));
+  return b.build();
+}
+
+caf::error register_types(type_registry& reg, const std::string& models_dir) {
+  auto motor = motor_type();
+  if (!motor)
+    return motor.error();
+  if (auto err = reg.add(*motor))
+    return err;
+  if (!models_dir.empty()) {
+    auto n = load_models(models_dir, reg);
+    return n ? caf::error{} : n.error();
+  }
+  for (const auto& [name, text] : embedded_models) {
+    auto t = parse_model(text, "embedded " + name);
+    if (!t)
+      return t.error();
+    if (auto err = reg.add(*t))
+      return err;
+  }
+  return {};
+}
+
+namespace {
+
+/// Creates `twins` (id, type, parent, properties) in parallel; existing ones are kept.
+caf::expected<size_t> create_all(router& rt,
+                                 std::vector<std::tuple<twin_id, std::string, twin_id, value_map>> twins) {
+  std::atomic<size_t> created{0};
+  std::atomic<size_t> pending{twins.size()};
+  std::promise<void> all_done;
+  auto done_future = all_done.get_future();
+  std::mutex err_mtx;
+  caf::error first_error;
+  if (twins.empty())
+    return size_t{0};
+  for (auto& [id, type, parent, props] : twins) {
+    put_request req;
+    req.type = type;
+    req.parent = parent;
+    req.properties = std::move(props);
+    req.if_version = 0;  // create only: a restart keeps the existing state
+    req.done = [&](caf::expected<put_result> r) {
+      if (r) {
+        created.fetch_add(1);
+      } else if (error_code(r.error()) != runtime_errc::version_conflict) {
+        std::lock_guard<std::mutex> guard{err_mtx};
+        if (!first_error)
+          first_error = r.error();
+      }
+      if (pending.fetch_sub(1) == 1)
+        all_done.set_value();
+    };
+    rt.route(id, std::move(req));
+  }
+  if (done_future.wait_for(std::chrono::seconds{120}) != std::future_status::ready)
+    return make_error(runtime_errc::timeout, "creating the plant took longer than 120 s");
+  if (first_error)
+    return first_error;
+  return created.load();
+}
+
+} // namespace
+
+caf::expected<size_t> build_plant(router& rt, const layout& l, actors::device_simulator* sim) {
+  auto make_id = [&](const std::string& name) { return twin_id::parse(l.ns + ":" + name); };
+  auto plant = make_id("plant");
+  if (!plant)
+    return plant.error();
+  std::vector<std::tuple<twin_id, std::string, twin_id, value_map>> level;
+  level.emplace_back(*plant, "plant", twin_id{}, value_map{{"site", value{"demo"}}});
+  size_t created = 0;
+  auto flush = [&]() -> caf::error {
+    auto n = create_all(rt, std::move(level));
+    level.clear();
+    if (!n)
+      return n.error();
+    created += *n;
+    return {};
+  };
+  if (auto err = flush())
+    return err;
+  for (int li = 1; li <= l.lines; ++li)
+    level.emplace_back(*make_id("line-" + std::to_string(li)), "line", *plant,
+                       value_map{{"product", value{"P" + std::to_string(li)}}});
+  if (auto err = flush())
+    return err;
+  for (int li = 1; li <= l.lines; ++li)
+    for (int ri = 1; ri <= l.robots_per_line; ++ri)
+      level.emplace_back(*make_id("robot-" + std::to_string(li) + "-" + std::to_string(ri)),
+                         "robot", *make_id("line-" + std::to_string(li)),
+                         value_map{{"model", value{ri % 2 == 0 ? "KR-60" : "IRB-6700"}}});
+  if (auto err = flush())
+    return err;
+  std::mt19937_64 rng{7};
+  std::uniform_real_distribution<double> unit{0.0, 1.0};
+  for (int li = 1; li <= l.lines; ++li)
+    for (int ri = 1; ri <= l.robots_per_line; ++ri)
+      for (int mi = 1; mi <= l.motors_per_robot; ++mi) {
+        auto suffix = std::to_string(li) + "-" + std::to_string(ri) + "-" + std::to_string(mi);
+        auto id = *make_id("motor-" + suffix);
+        level.emplace_back(id, "motor",
+                           *make_id("robot-" + std::to_string(li) + "-" + std::to_string(ri)),
+                           value_map{});
+        if (sim != nullptr) {
+          // Most motors run comfortably; a few are driven hard and overheat, some run warm.
+          actors::motor_model m;
+          double r = unit(rng);
+          m.base_load = r < 0.03 ? 0.95 : r < 0.10 ? 0.8 : 0.3 + 0.3 * unit(rng);
+          m.target_rpm = r < 0.03 ? 3600 : r < 0.10 ? 3000 : 1200 + 600 * unit(rng);
+          m.load = m.base_load;
+          m.wear = 0.5 * unit(rng) * unit(rng);
+          m.temperature = m.ambient + 5 * unit(rng);
+          sim->add_motor(id, m);
+        }
+      }
+  if (auto err = flush())
+    return err;
+  return created;
+}
+
+} // namespace twin::factory

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "twin/actors/device_simulator.hpp"
+#include "twin/runtime/model.hpp"
+#include "twin/runtime/router.hpp"
+
+/// The factory example: plant (process) > line (system) > robot (asset) > motor
+/// (component). The motor type is defined in C++ with the SDK (it has custom
+/// handlers); robot, line and plant come from the model files in models/.
+namespace twin::factory {
+
+/// Registers the four types. `models_dir` empty: the model files built into the binary.
+caf::error register_types(runtime::type_registry& reg, const std::string& models_dir = {});
+
+/// The motor type alone (C++ SDK).
+caf::expected<runtime::type_ptr> motor_type();
+
+struct layout {
+  std::string ns = "factory";
+  int lines = 12;
+  int robots_per_line = 25;
+  int motors_per_robot = 6;
+
+  size_t twins() const {
+    return 1 + lines + size_t(lines) * robots_per_line
+           + size_t(lines) * robots_per_line * motors_per_robot;
+  }
+};
+
+/// Creates the plant's twins that do not exist yet (level by level, each level in
+/// parallel) and adds a simulated device for every motor to `sim` (if given). Returns
+/// the number of twins created.
+caf::expected<size_t> build_plant(runtime::router& rt, const layout& l,
+                                  actors::device_simulator* sim);
+
+} // namespace twin::factory

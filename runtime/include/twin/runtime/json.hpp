@@ -1,0 +1,25 @@
+#pragma once
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include "twin/runtime/record.hpp"
+#include "twin/runtime/value.hpp"
+
+namespace twin::runtime {
+
+/// Converts a value to JSON. Non-finite doubles become null.
+nlohmann::json to_json(const value& x);
+nlohmann::json to_json(const value_map& x);
+
+/// Converts JSON to a value; returns `invalid_argument` if it nests deeper than
+/// `max_depth` or holds an integer beyond int64 range.
+caf::expected<value> value_from_json(const nlohmann::json& j, int max_depth = 32);
+/// The same for a JSON object (e.g. "properties"); `invalid_argument` if not an object.
+caf::expected<value_map> map_from_json(const nlohmann::json& j, int max_depth = 32);
+
+/// The twin as the API shows it: id, type, kind, parent, children, properties,
+/// desired, delta, metadata, alerts, version, created, updated.
+nlohmann::json to_json(const twin_record& rec);
+
+} // namespace twin::runtime

@@ -1,0 +1,118 @@
+#include "twin/runtime/json.hpp"
+
+#include <cmath>
+
+#include "twin/runtime/errc.hpp"
+
+namespace twin::runtime {
+
+nlohmann::json to_json(const value& x) {
+  switch (x.type()) {
+    case value::kind::null: return nullptr;
+    case value::kind::boolean: return x.as_bool();
+    case value::kind::integer: return x.as_int();
+    case value::kind::real:
+      if (!std::isfinite(x.as_double()))
+        return nullptr;
+      return x.as_double();
+    case value::kind::string: return x.as_string();
+    case value::kind::list: {
+      auto out = nlohmann::json::array();
+      for (const auto& y : x.as_list())
+        out.push_back(to_json(y));
+      return out;
+    }
+    case value::kind::map: return to_json(x.as_map());
+  }
+  return nullptr;
+}
+
+nlohmann::json to_json(const value_map& x) {
+  auto out = nlohmann::json::object();
+  for (const auto& [k, v] : x)
+    out[k] = to_json(v);
+  return out;
+}
+
+caf::expected<value> value_from_json(const nlohmann::json& j, int max_depth) {
+  if (max_depth < 0)
+    return make_error(runtime_errc::invalid_argument, "JSON value nested too deeply");
+  switch (j.type()) {
+    case nlohmann::json::value_t::null: return value{};
+    case nlohmann::json::value_t::boolean: return value{j.get<bool>()};
+    case nlohmann::json::value_t::number_integer: return value{j.get<int64_t>()};
+    case nlohmann::json::value_t::number_unsigned: {
+      auto u = j.get<uint64_t>();
+      if (u > static_cast<uint64_t>(INT64_MAX))
+        return make_error(runtime_errc::invalid_argument, "integer beyond the int64 range");
+      return value{static_cast<int64_t>(u)};
+    }
+    case nlohmann::json::value_t::number_float: return value{j.get<double>()};
+    case nlohmann::json::value_t::string: return value{j.get<std::string>()};
+    case nlohmann::json::value_t::array: {
+      value_list xs;
+      xs.reserve(j.size());
+      for (const auto& y : j) {
+        auto v = value_from_json(y, max_depth - 1);
+        if (!v)
+          return v;
+        xs.push_back(std::move(*v));
+      }
+      return value{std::move(xs)};
+    }
+    case nlohmann::json::value_t::object: {
+      auto m = map_from_json(j, max_depth - 1);
+      if (!m)
+        return m.error();
+      return value{std::move(*m)};
+    }
+    default: return make_error(runtime_errc::invalid_argument, "unsupported JSON value");
+  }
+}
+
+caf::expected<value_map> map_from_json(const nlohmann::json& j, int max_depth) {
+  if (!j.is_object())
+    return make_error(runtime_errc::invalid_argument,
+                      std::string{"expected a JSON object, got "} + j.type_name());
+  value_map out;
+  for (const auto& [k, v] : j.items()) {
+    auto x = value_from_json(v, max_depth);
+    if (!x)
+      return x.error();
+    out.emplace(k, std::move(*x));
+  }
+  return out;
+}
+
+nlohmann::json to_json(const twin_record& rec) {
+  nlohmann::json j;
+  j["id"] = rec.id.str();
+  j["type"] = rec.type;
+  j["kind"] = to_string(rec.kind);
+  j["parent"] = rec.parent.empty() ? nlohmann::json(nullptr) : nlohmann::json(rec.parent.str());
+  auto children = nlohmann::json::array();
+  for (const auto& c : rec.children)
+    children.push_back(c.id.str());
+  j["children"] = std::move(children);
+  j["properties"] = to_json(rec.reported);
+  j["desired"] = to_json(rec.desired);
+  j["delta"] = to_json(delta(rec));
+  auto meta = nlohmann::json::object();
+  for (const auto& [k, m] : rec.metadata)
+    meta[k] = {{"updated", m.updated_ms}, {"source", m.source}};
+  j["metadata"] = std::move(meta);
+  auto rels = nlohmann::json::array();
+  for (const auto& r : rec.relationships)
+    rels.push_back({{"name", r.name}, {"target", r.target.str()}});
+  j["relationships"] = std::move(rels);
+  auto alerts = nlohmann::json::array();
+  for (const auto& a : rec.alerts)
+    alerts.push_back({{"name", a.name}, {"severity", to_string(a.level)}, {"since", a.since_ms}});
+  j["alerts"] = std::move(alerts);
+  j["version"] = rec.version;
+  j["created"] = rec.created_ms;
+  j["updated"] = rec.updated_ms;
+  return j;
+}
+
+} // namespace twin::runtime
