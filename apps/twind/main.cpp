@@ -24,6 +24,7 @@
 #include "twin/actors/device_simulator.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/host.hpp"
+#include "twin/runtime/scheduler.hpp"
 #include "twin/runtime/version.hpp"
 
 namespace {
@@ -140,9 +141,7 @@ int main(int argc, char** argv) {
     return fail(error_message(store.error()));
 
   caf::actor_system_config cfg;
-  int threads = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
-  cfg.set("scheduler.max-threads", threads);
-  cfg.set("logger.console", caf::atom("none"));
+  configure_scheduler(cfg, o.threads);
   auto sys = std::make_unique<caf::actor_system>(cfg);
 
   host_options hopts;

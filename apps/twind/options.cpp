@@ -7,6 +7,8 @@
 namespace twin::node {
 
 void add_options(CLI::App& app, options& o) {
+  // An option given twice takes its last value, as in most daemons.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--config", o.config, "TOML file with any of these options (the command line wins)");
   app.add_option("--data-dir", o.data_dir, "Directory of the twin database")->capture_default_str();
   app.add_option("--bind", o.bind, "Address the node's ports listen on")->capture_default_str();

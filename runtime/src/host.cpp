@@ -31,31 +31,55 @@ void host::impl::route(const twin_id& id, twin_request req) {
   auto& e = it->second;
   if (inserted) {
     e.actor = spawn_twin(id);
-    s.lru.push_front(id);
-    e.lru = s.lru.begin();
     ++s.active;
   } else if (e.deactivating) {
     e.held.push_back(std::move(req));
     return;
-  } else {
-    s.lru.splice(s.lru.begin(), s.lru, e.lru);
   }
   e.last_used = now;
   // Sent under the stripe lock: a passivation (also under the lock) is queued after it.
   caf::anon_send(e.actor, std::move(req));
-  enforce_cap(s);
+  if (inserted)
+    enforce_cap(s, id);
 }
 
-void host::impl::enforce_cap(stripe& s) {
-  // Each stripe holds an equal share of the cap; the front (just used) is never evicted.
+void host::impl::enforce_cap(stripe& s, const twin_id& keep) {
+  // Each stripe holds an equal share of the cap.
   size_t cap = std::max<size_t>(1, opts.max_active / stripe_count);
-  while (s.active > cap)
-    begin_passivation(s, s.entries.at(s.lru.back()));
+  constexpr int samples = 8;
+  while (s.active > cap) {
+    entry* victim = nullptr;
+    int seen = 0;
+    auto buckets = s.entries.bucket_count();
+    for (size_t tries = 0; seen < samples && tries < 16 * samples; ++tries) {
+      s.rng ^= s.rng << 13;
+      s.rng ^= s.rng >> 7;
+      s.rng ^= s.rng << 17;
+      auto b = s.rng % buckets;
+      for (auto i = s.entries.begin(b); i != s.entries.end(b); ++i) {
+        if (i->second.deactivating || i->first == keep)
+          continue;
+        ++seen;
+        if (victim == nullptr || i->second.last_used < victim->last_used)
+          victim = &i->second;
+      }
+    }
+    if (victim == nullptr) {
+      // Sampling found nothing (a sparse table): take the first candidate in order.
+      for (auto& [k, e] : s.entries)
+        if (!e.deactivating && k != keep) {
+          victim = &e;
+          break;
+        }
+    }
+    if (victim == nullptr)
+      return;
+    begin_passivation(s, *victim);
+  }
 }
 
 void host::impl::begin_passivation(stripe& s, entry& e) {
   e.deactivating = true;
-  s.lru.erase(e.lru);
   --s.active;
   send_passivate(e.actor);
 }
@@ -91,26 +115,21 @@ void host::impl::on_passivated(const twin_id& id) {
   active.fetch_sub(1, std::memory_order_relaxed);
   e.actor = spawn_twin(id);
   e.deactivating = false;
-  s.lru.push_front(id);
-  e.lru = s.lru.begin();
   e.last_used = std::chrono::steady_clock::now();
   ++s.active;
   for (auto& r : e.held)
     caf::anon_send(e.actor, std::move(r));
   e.held.clear();
-  enforce_cap(s);
+  enforce_cap(s, id);
 }
 
 void host::impl::sweep_idle() {
   auto cutoff = std::chrono::steady_clock::now() - opts.idle_timeout;
   for (auto& s : stripes) {
     std::lock_guard<std::mutex> guard{s.mtx};
-    while (!s.lru.empty()) {
-      auto& e = s.entries.at(s.lru.back());
-      if (e.last_used > cutoff)
-        break;
-      begin_passivation(s, e);
-    }
+    for (auto& [id, e] : s.entries)
+      if (!e.deactivating && e.last_used <= cutoff)
+        begin_passivation(s, e);
   }
 }
 

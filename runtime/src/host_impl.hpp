@@ -5,7 +5,6 @@
 
 #include <array>
 #include <condition_variable>
-#include <list>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -28,16 +27,17 @@ struct host::impl {
     caf::actor actor;
     bool deactivating = false;
     std::vector<twin_request> held;  ///< routed while deactivating, in order
-    std::list<twin_id>::iterator lru;
     std::chrono::steady_clock::time_point last_used;
   };
 
-  /// A lock stripe of the directory: a map and its LRU list (front: most recent).
+  /// A lock stripe of the directory. Eviction beyond the cap is approximately LRU: the
+  /// least recently used of a few sampled entries goes (as in Redis), which keeps
+  /// `route` free of list maintenance.
   struct stripe {
     std::mutex mtx;
     std::unordered_map<twin_id, entry> entries;
-    std::list<twin_id> lru;
     size_t active = 0;  ///< entries not deactivating
+    uint64_t rng = 0x9e3779b97f4a7c15;  ///< xorshift state for sampling
   };
 
   static constexpr size_t stripe_count = 64;
@@ -50,8 +50,9 @@ struct host::impl {
   caf::actor spawn_twin(const twin_id& id);
   /// Marks `e` deactivating and tells its actor; caller holds the stripe lock.
   void begin_passivation(stripe& s, entry& e);
-  /// Passivates the least recently used twins of `s` beyond its share of `max_active`.
-  void enforce_cap(stripe& s);
+  /// Passivates approximately least recently used twins of `s` beyond its share of
+  /// `max_active`, never `keep`.
+  void enforce_cap(stripe& s, const twin_id& keep);
   /// A twin asks to be passivated (it holds nothing worth keeping).
   void request_passivation(const twin_id& id, const caf::actor_addr& who);
   /// A twin finished passivating: reactivate it for held requests, or forget it.

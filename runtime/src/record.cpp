@@ -3,7 +3,8 @@
 #include <chrono>
 
 #include <capnp/message.h>
-#include <capnp/serialize.h>
+#include <capnp/serialize-packed.h>
+#include <kj/io.h>
 #include <kj/array.h>
 #include <kj/exception.h>
 
@@ -137,7 +138,8 @@ value_map delta(const twin_record& rec) {
 }
 
 std::string encode(const twin_record& rec) {
-  capnp::MallocMessageBuilder msg;
+  // A small first segment: most records fit, and it avoids zeroing the default 8 KiB.
+  capnp::MallocMessageBuilder msg{256};
   auto r = msg.initRoot<schema::TwinRecord>();
   r.setId(text(rec.id.str()));
   r.setType(text(rec.type));
@@ -175,25 +177,23 @@ std::string encode(const twin_record& rec) {
   r.setVersion(rec.version);
   r.setCreatedMs(rec.created_ms);
   r.setUpdatedMs(rec.updated_ms);
-  auto words = capnp::messageToFlatArray(msg);
-  auto bytes = words.asChars();
-  return std::string{bytes.begin(), bytes.size()};
+  kj::VectorOutputStream out{1024};
+  capnp::writePackedMessage(out, msg);
+  auto bytes = out.getArray();
+  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
 }
 
 caf::expected<twin_record> decode_record(std::string_view bytes) {
-  if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0)
-    return make_error(runtime_errc::store_corrupt,
-                      "a stored twin record has " + std::to_string(bytes.size())
-                        + " bytes, not a whole number of words");
-  // FlatArrayMessageReader needs word-aligned input.
-  auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-  memcpy(words.begin(), bytes.data(), bytes.size());
+  if (bytes.empty())
+    return make_error(runtime_errc::store_corrupt, "a stored twin record is empty");
   twin_record rec;
   kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&] {
     capnp::ReaderOptions opts;
     opts.traversalLimitInWords = max_record_words;
     opts.nestingLimit = max_nesting;
-    capnp::FlatArrayMessageReader reader{words, opts};
+    kj::ArrayInputStream in{kj::ArrayPtr<const kj::byte>{
+      reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()}};
+    capnp::PackedMessageReader reader{in, opts};
     auto r = reader.getRoot<schema::TwinRecord>();
     rec.id = twin_id::trusted(str(r.getId()));
     rec.type = str(r.getType());

@@ -18,7 +18,8 @@ using host_impl = host::impl;
 
 namespace {
 
-using persisted_atom = caf::atom_constant<caf::atom("persisted")>;
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using drained_atom = caf::atom_constant<caf::atom("drained")>;
 using recompute_atom = caf::atom_constant<caf::atom("recompute")>;
 using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 using timer_atom = caf::atom_constant<caf::atom("timer")>;
@@ -40,29 +41,18 @@ struct twin_state {
   type_ptr type;
   twin_record rec;
 
-  // Persistence: at most one write in flight; changes made meanwhile are coalesced
-  // into the next write.
-  bool in_flight = false;
-  bool dirty = false;
-  std::vector<waiter> in_flight_waiters;
-  std::vector<waiter> next_waiters;
-  store_batch pending;          ///< index changes and deletes for the next write
+  // What the next commit writes besides the record, and what it must do once durable.
+  store_batch pending;          ///< index changes for the next write
   host_counts pending_counts;
   bool delete_pending = false;
-  // Side effects due once the change that caused them is durable.
   bool notify_parent = false;
   bool publish_desired = false;
   twin_id detach_from;          ///< old parent to notify
   std::vector<twin_id> orphans; ///< children to notify of a deletion
-  struct effects {
-    bool notify_parent = false;
-    bool publish_desired = false;
-    twin_id detach_from;
-    std::vector<twin_id> orphans;
-  } in_flight_effects;
 
   bool recompute_scheduled = false;
   bool passivating = false;
+  bool draining = false;        ///< waiting for the writer to make every write durable
   bool passivation_requested = false;
 
   // While a put waits for its parent, later requests wait too, in order.
@@ -167,52 +157,77 @@ private:
 
 // -- persistence --------------------------------------------------------------
 
-void flush(twin_actor* self) {
+child_state own_child_state(const twin_state& st);
+
+/// Records an accepted change and hands it to the writer at once. `w` is called on the
+/// writer thread once the change is durable (or failed); so are the change's effects on
+/// other twins and devices, computed from the state as of this change. Writes of one twin
+/// reach the store in commit order (the writer is FIFO).
+void commit(twin_actor* self, waiter w) {
   auto& st = self->state;
-  if (st.in_flight || !st.dirty)
-    return;
+  auto& rec = st.rec;
+  rec.version += 1;
+  rec.updated_ms = now_ms();
   store_batch batch = std::move(st.pending);
   st.pending = store_batch{};
   if (st.delete_pending)
     batch.deletes.push_back(st.id);
   else
-    batch.puts.emplace_back(st.id, encode(st.rec));
-  st.dirty = false;
-  st.in_flight = true;
-  st.in_flight_waiters.swap(st.next_waiters);
-  st.in_flight_effects = {st.notify_parent, st.publish_desired, std::move(st.detach_from),
-                          std::move(st.orphans)};
+    batch.puts.emplace_back(st.id, encode(rec));
+  st.delete_pending = false;
+  auto counts = st.pending_counts;
+  st.pending_counts = host_counts{};
+  // Effects, as closures over snapshots.
+  std::vector<std::pair<twin_id, twin_request>> notes;
+  if (st.notify_parent && st.exists && !rec.parent.empty())
+    notes.emplace_back(rec.parent, child_update{own_child_state(st), rec.kind});
+  if (!st.detach_from.empty())
+    notes.emplace_back(st.detach_from, detach_notice{st.id});
+  for (auto& c : st.orphans)
+    notes.emplace_back(c, orphan_notice{st.id});
+  std::optional<value_map> desired_delta;
+  if (st.publish_desired && st.exists && st.host->gateway != nullptr)
+    desired_delta = delta(rec);
   st.notify_parent = false;
   st.publish_desired = false;
   st.detach_from = twin_id{};
   st.orphans.clear();
-  auto counts = st.pending_counts;
-  st.pending_counts = host_counts{};
+  auto* host = st.host;
   caf::actor me = caf::actor_cast<caf::actor>(self);
-  st.host->writer.submit(std::move(batch), counts, [me](caf::error err) {
-    caf::anon_send(me, persisted_atom::value, std::move(err));
-  });
+  host->writer.submit(
+    std::move(batch), counts,
+    [host, me, id = st.id, w = std::move(w), notes = std::move(notes),
+     desired_delta = std::move(desired_delta)](caf::error err) mutable {
+      if (err) {
+        if (w)
+          w(err);
+        caf::anon_send(me, failed_atom::value);
+        return;
+      }
+      if (w) {
+        host->stats.updates.fetch_add(1, std::memory_order_relaxed);
+        w(caf::error{});
+      }
+      for (auto& [target, note] : notes)
+        host->rt->route(target, std::move(note));
+      if (desired_delta)
+        host->gateway->publish_desired(id, *desired_delta);
+    });
 }
 
-/// Records an accepted change; `w` is called once it is durable.
-void commit(twin_actor* self, waiter w) {
-  auto& st = self->state;
-  st.rec.version += 1;
-  st.rec.updated_ms = now_ms();
-  st.dirty = true;
-  if (w)
-    st.next_waiters.push_back(std::move(w));
-  flush(self);
-}
-
-void finish_passivation(twin_actor* self);
-
+/// Starts passivation or the release of a twin that does not exist, once nothing is
+/// pending in the actor; finishes after the writer made every earlier write durable.
 void maybe_release(twin_actor* self) {
   auto& st = self->state;
-  if (st.in_flight || st.dirty || !st.deferred.empty() || st.waiting_put)
+  if (st.draining || !st.deferred.empty() || st.waiting_put)
     return;
   if (st.passivating) {
-    finish_passivation(self);
+    if (st.recompute_scheduled)
+      return;  // the recompute message still comes and commits first
+    st.draining = true;
+    caf::actor me = caf::actor_cast<caf::actor>(self);
+    st.host->writer.submit(store_batch{}, host_counts{},
+                           [me](caf::error) { caf::anon_send(me, drained_atom::value); });
     return;
   }
   if (!st.exists && !st.passivation_requested) {
@@ -784,20 +799,6 @@ void handle(twin_actor* self, twin_request& req) {
     req);
 }
 
-/// Runs the side effects of a write that became durable.
-void run_effects(twin_actor* self, twin_state::effects fx) {
-  auto& st = self->state;
-  auto* rt = st.host->rt;
-  if (fx.notify_parent && st.exists && !st.rec.parent.empty())
-    rt->route(st.rec.parent, child_update{own_child_state(st), st.rec.kind});
-  if (!fx.detach_from.empty())
-    rt->route(fx.detach_from, detach_notice{st.id});
-  for (auto& c : fx.orphans)
-    rt->route(c, orphan_notice{st.id});
-  if (fx.publish_desired && st.exists && st.host->gateway != nullptr)
-    st.host->gateway->publish_desired(st.id, delta(st.rec));
-}
-
 /// Reloads the record after a failed write, so memory matches the store again.
 void load(twin_actor* self) {
   auto& st = self->state;
@@ -827,44 +828,6 @@ void load(twin_actor* self) {
   st.exists = true;
 }
 
-void on_persisted(twin_actor* self, caf::error err) {
-  auto& st = self->state;
-  st.in_flight = false;
-  auto waiters = std::move(st.in_flight_waiters);
-  st.in_flight_waiters.clear();
-  auto fx = std::move(st.in_flight_effects);
-  st.in_flight_effects = {};
-  if (err) {
-    // Memory is ahead of the store: fail every pending change and reload.
-    for (auto& w : waiters)
-      w(err);
-    for (auto& w : st.next_waiters)
-      w(err);
-    st.next_waiters.clear();
-    st.dirty = false;
-    st.pending = store_batch{};
-    st.pending_counts = host_counts{};
-    st.delete_pending = false;
-    load(self);
-  } else {
-    st.host->stats.updates.fetch_add(waiters.size(), std::memory_order_relaxed);
-    for (auto& w : waiters)
-      w(caf::error{});
-    run_effects(self, std::move(fx));
-    if (st.delete_pending && !st.dirty)
-      st.delete_pending = false;
-  }
-  flush(self);
-  maybe_release(self);
-}
-
-void finish_passivation(twin_actor* self) {
-  auto& st = self->state;
-  st.host->stats.passivations.fetch_add(1, std::memory_order_relaxed);
-  st.host->on_passivated(st.id);
-  self->quit();
-}
-
 caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
   auto& st = self->state;
   st.host = host;
@@ -876,7 +839,16 @@ caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
       handle(self, req);
       maybe_release(self);
     },
-    [=](persisted_atom, caf::error& err) { on_persisted(self, std::move(err)); },
+    [=](failed_atom) {
+      // A write failed: memory is ahead of the store; read the store's state again.
+      load(self);
+    },
+    [=](drained_atom) {
+      auto& st = self->state;
+      st.host->stats.passivations.fetch_add(1, std::memory_order_relaxed);
+      st.host->on_passivated(st.id);
+      self->quit();
+    },
     [=](attached_atom, caf::error& err) {
       on_attached(self, std::move(err));
       maybe_release(self);
@@ -884,11 +856,12 @@ caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
     [=](recompute_atom) {
       if (self->state.recompute_scheduled)
         recompute(self);
+      maybe_release(self);
     },
     [=](timer_atom) {
       auto& st = self->state;
-      if (!st.exists || !st.type->handlers().on_timer)
-        return;
+      if (!st.exists || st.passivating || !st.type->handlers().on_timer)
+        return;  // timers do not outlive an activation
       bool changed = false;
       context_impl ctx{self, changed};
       st.type->handlers().on_timer(ctx);

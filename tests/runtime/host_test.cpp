@@ -10,6 +10,7 @@
 
 #include "test_support.hpp"
 #include "twin/runtime/host.hpp"
+#include "twin/runtime/scheduler.hpp"
 
 namespace twin::test {
 namespace {
@@ -39,7 +40,7 @@ public:
 class host_test : public ::testing::Test {
 protected:
   host_test() {
-    cfg_.set("scheduler.max-threads", 2);
+    configure_scheduler(cfg_, 2);
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     add_test_types(types_);
   }

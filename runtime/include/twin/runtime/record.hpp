@@ -71,7 +71,7 @@ struct twin_record {
 /// The desired keys whose reported value differs (or is missing).
 value_map delta(const twin_record& rec);
 
-/// Encodes a record as a Cap'n Proto flat message.
+/// Encodes a record as a packed Cap'n Proto message.
 std::string encode(const twin_record& rec);
 
 /// Decodes what `encode` wrote; returns `runtime_errc::store_corrupt` on malformed bytes.

@@ -43,9 +43,11 @@ std::string check_namespace(std::string_view ns);
 
 } // namespace twin::runtime
 
+// Not noexcept on purpose: libstdc++'s unordered containers then cache each key's hash
+// code instead of rehashing the id string at every step along a bucket chain.
 template <>
 struct std::hash<twin::runtime::twin_id> {
-  size_t operator()(const twin::runtime::twin_id& x) const noexcept {
+  size_t operator()(const twin::runtime::twin_id& x) const {
     return std::hash<std::string>{}(x.str());
   }
 };

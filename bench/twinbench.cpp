@@ -1,0 +1,429 @@
+// twinbench: throughput, latency and memory of the twin runtime on this machine, each
+// printed beside the raw limit measured in the same run.
+//
+//   (a) raw RocksDB batched puts of records of the twins' size
+//   (b) end-to-end ingest into twins, acknowledged once durable, and its ratio to (a)
+//   (c) cold activations (twin loaded from the store) with p50/p99 latency
+//   (d) resident memory per active twin holding 4 numeric properties
+//   (e) child-to-parent aggregate latency p50/p99, unloaded
+
+#include <malloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <random>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/host.hpp"
+#include "twin/runtime/scheduler.hpp"
+
+namespace {
+
+using namespace twin::runtime;
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t0) {
+  return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+long rss_bytes() {
+  std::ifstream f{"/proc/self/statm"};
+  long pages = 0;
+  long resident = 0;
+  f >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+double percentile(std::vector<double> xs, double p) {
+  if (xs.empty())
+    return 0;
+  std::sort(xs.begin(), xs.end());
+  auto i = static_cast<size_t>(p * static_cast<double>(xs.size() - 1));
+  return xs[i];
+}
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "twinbench: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+twin_id sensor_id(size_t i) {
+  return twin_id::trusted("bench:s" + std::to_string(i));
+}
+
+/// Keeps at most `window` requests in flight; when full, waits until a quarter of them
+/// were answered (fewer, longer sleeps).
+class flight_window {
+public:
+  explicit flight_window(int64_t window) : window_(window) {}
+  void acquire() {
+    if (inflight_.load(std::memory_order_acquire) >= window_)
+      while (inflight_.load(std::memory_order_acquire) > window_ * 3 / 4)
+        std::this_thread::sleep_for(std::chrono::microseconds{50});
+    inflight_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  void release() { inflight_.fetch_sub(1, std::memory_order_acq_rel); }
+  void drain() {
+    while (inflight_.load(std::memory_order_acquire) > 0)
+      std::this_thread::sleep_for(std::chrono::microseconds{100});
+  }
+
+private:
+  int64_t window_;
+  std::atomic<int64_t> inflight_{0};
+};
+
+value_map sample(std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> u{0.0, 1.0};
+  return {{"temperature", value{20 + 60 * u(rng)}},
+          {"rpm", value{1000 + 2000 * u(rng)}},
+          {"load", value{u(rng)}},
+          {"wear", value{u(rng) * 0.1}}};
+}
+
+/// Creates twins [first, last) of type sensor with 4 properties, pipelined.
+void create_twins(router& rt, size_t first, size_t last, std::mt19937_64& rng) {
+  flight_window w{20000};
+  std::atomic<size_t> failed{0};
+  for (size_t i = first; i < last; ++i) {
+    w.acquire();
+    put_request req;
+    req.type = "sensor";
+    req.properties = sample(rng);
+    req.done = [&](caf::expected<put_result> r) {
+      if (!r)
+        failed.fetch_add(1);
+      w.release();
+    };
+    rt.route(sensor_id(i), std::move(req));
+  }
+  w.drain();
+  if (failed > 0)
+    die(std::to_string(failed.load()) + " twins could not be created");
+}
+
+struct bench_node {
+  bench_node(const std::string& dir, size_t cache_mb, int threads, const std::string& policy) {
+    rocksdb_options o;
+    o.path = dir;
+    o.block_cache_bytes = cache_mb << 20;
+    auto s = open_rocksdb_store(o);
+    if (!s)
+      die(error_message(s.error()));
+    store = std::move(*s);
+    if (!configure_scheduler(cfg, threads, policy))
+      die("unknown scheduler policy " + policy);
+    sys = std::make_unique<caf::actor_system>(cfg);
+  }
+
+  void start(const type_registry& types, host_options opts = {}) {
+    h = std::make_unique<host>(*sys, *store, types, opts);
+    if (auto err = h->start())
+      die(error_message(err));
+  }
+
+  void stop() {
+    if (auto err = h->stop(std::chrono::minutes{5}))
+      die(error_message(err));
+    h.reset();
+  }
+
+  std::unique_ptr<state_store> store;
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  std::unique_ptr<host> h;
+};
+
+type_registry bench_types() {
+  type_registry reg;
+  type_builder sensor{"sensor", twin_kind::component};
+  sensor.property("temperature", property_type::real).range(-50, 250);
+  sensor.property("rpm", property_type::real).range(0, 10000);
+  sensor.property("load", property_type::real).range(0, 1);
+  sensor.property("wear", property_type::real).range(0, 1);
+  sensor.alert("overheat", "temperature > 90", severity::critical);
+  type_builder group{"group", twin_kind::asset};
+  group.aggregate("max_temperature", aggregate_fn::max, "temperature");
+  type_builder site{"site", twin_kind::process};
+  site.aggregate("max_temperature", aggregate_fn::max, "max_temperature");
+  for (auto* b : {&sensor, &group, &site}) {
+    auto t = b->build();
+    if (!t)
+      die(error_message(t.error()));
+    reg.add(*t);
+  }
+  return reg;
+}
+
+/// The size of a stored sensor twin, for the raw baseline.
+size_t record_size() {
+  std::mt19937_64 rng{1};
+  twin_record r;
+  r.id = sensor_id(123456);
+  r.type = "sensor";
+  r.reported = sample(rng);
+  r.reported["health"] = value{"ok"};
+  for (auto& [k, v] : r.reported)
+    r.metadata[k] = property_meta{now_ms(), "telemetry"};
+  r.version = 42;
+  r.created_ms = r.updated_ms = now_ms();
+  return encode(r).size();
+}
+
+// -- (a) ------------------------------------------------------------------------
+
+double raw_rocksdb_puts(const std::string& dir, size_t keys, size_t puts, size_t value_size) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.IncreaseParallelism(2);
+  o.write_buffer_size = 64 << 20;
+  o.compression = rocksdb::kLZ4Compression;
+  rocksdb::DB* raw = nullptr;
+  auto st = rocksdb::DB::Open(o, dir, &raw);
+  if (!st.ok())
+    die(st.ToString());
+  std::unique_ptr<rocksdb::DB> db{raw};
+  std::mt19937_64 rng{2};
+  std::string payload(value_size, 'x');
+  for (auto& c : payload)
+    c = static_cast<char>(rng());
+  rocksdb::WriteOptions wo;  // WAL on, no fsync: the runtime's default durability
+  auto t0 = clock_type::now();
+  constexpr size_t batch = 512;
+  for (size_t done = 0; done < puts;) {
+    rocksdb::WriteBatch wb;
+    for (size_t i = 0; i < batch && done < puts; ++i, ++done) {
+      auto key = sensor_id(rng() % keys).str();
+      payload[done % value_size] = static_cast<char>(done);
+      wb.Put(key, payload);
+    }
+    st = db->Write(wo, &wb);
+    if (!st.ok())
+      die(st.ToString());
+  }
+  return static_cast<double>(puts) / seconds_since(t0);
+}
+
+// -- (b) ------------------------------------------------------------------------
+
+double ingest(router& rt, size_t twins, size_t updates, uint64_t& failures) {
+  std::mt19937_64 rng{3};
+  flight_window w{50000};
+  std::atomic<uint64_t> failed{0};
+  auto base_ts = now_ms();
+  auto t0 = clock_type::now();
+  for (size_t i = 0; i < updates; ++i) {
+    w.acquire();
+    ingest_request req;
+    req.values = sample(rng);
+    req.ts_ms = base_ts + static_cast<int64_t>(i / twins);
+    req.done = [&](caf::expected<uint64_t> v) {
+      if (!v)
+        failed.fetch_add(1, std::memory_order_relaxed);
+      w.release();
+    };
+    rt.route(sensor_id(rng() % twins), std::move(req));
+  }
+  w.drain();
+  failures = failed.load();
+  return static_cast<double>(updates) / seconds_since(t0);
+}
+
+// -- (c) ------------------------------------------------------------------------
+
+struct latency_result {
+  double rate = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+};
+
+latency_result activate(router& rt, size_t first, size_t count, int64_t window) {
+  flight_window w{window};
+  std::vector<double> lat(count);
+  std::atomic<size_t> missing{0};
+  auto t0 = clock_type::now();
+  for (size_t i = 0; i < count; ++i) {
+    w.acquire();
+    auto sent = clock_type::now();
+    rt.route(sensor_id(first + i), get_request{[&, i, sent](caf::expected<twin_record> r) {
+               lat[i] = std::chrono::duration<double, std::milli>(clock_type::now() - sent).count();
+               if (!r)
+                 missing.fetch_add(1);
+               w.release();
+             }});
+  }
+  w.drain();
+  latency_result out;
+  out.rate = static_cast<double>(count) / seconds_since(t0);
+  if (missing > 0)
+    die(std::to_string(missing.load()) + " twins were missing on activation");
+  out.p50_ms = percentile(lat, 0.50);
+  out.p99_ms = percentile(lat, 0.99);
+  return out;
+}
+
+// -- (e) ------------------------------------------------------------------------
+
+template <class T>
+caf::expected<T> call(const std::function<void(std::function<void(caf::expected<T>)>)>& start) {
+  auto p = std::make_shared<std::promise<caf::expected<T>>>();
+  auto f = p->get_future();
+  start([p](caf::expected<T> x) { p->set_value(std::move(x)); });
+  if (f.wait_for(std::chrono::seconds{10}) != std::future_status::ready)
+    die("no answer within 10 s");
+  return f.get();
+}
+
+void put_twin(router& rt, const std::string& id, const std::string& type,
+              const std::string& parent) {
+  auto r = call<put_result>([&](auto cb) {
+    put_request req;
+    req.type = type;
+    if (!parent.empty())
+      req.parent = twin_id::trusted(parent);
+    req.done = std::move(cb);
+    rt.route(twin_id::trusted(id), std::move(req));
+  });
+  if (!r)
+    die(error_message(r.error()));
+}
+
+/// Time from routing a child's telemetry until `watch` shows the new aggregate.
+std::vector<double> aggregate_latency(router& rt, const std::string& watch, int samples) {
+  std::vector<double> out;
+  for (int s = 0; s < samples; ++s) {
+    double temp = 100.0 + s * 0.001;  // a new maximum every time
+    auto t0 = clock_type::now();
+    ingest_request req;
+    req.values = {{"temperature", value{temp}}};
+    req.done = [](caf::expected<uint64_t>) {};
+    rt.route(twin_id::trusted("bench:agg-child-0"), std::move(req));
+    for (;;) {
+      auto rec = call<twin_record>([&](auto cb) {
+        rt.route(twin_id::trusted(watch), get_request{std::move(cb)});
+      });
+      auto i = rec->reported.find("max_temperature");
+      if (i != rec->reported.end() && i->second == value{temp})
+        break;
+      if (seconds_since(t0) > 5)
+        die("aggregate did not arrive within 5 s");
+    }
+    out.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+  }
+  return out;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"twinbench: twin runtime benchmarks against raw RocksDB"};
+  std::string dir = "/tmp/twinbench";
+  size_t twins = 100'000;
+  size_t updates = 2'000'000;
+  size_t memory_twins = 1'000'000;
+  size_t activations = 100'000;
+  int64_t activation_window = 64;
+  int threads = 2;
+  std::string policy = "sharing";
+  app.add_option("--dir", dir, "Scratch directory (wiped)")->capture_default_str();
+  app.add_option("--twins", twins, "Twins for (b) and (c)")->capture_default_str();
+  app.add_option("--updates", updates, "Updates for (b)")->capture_default_str();
+  app.add_option("--memory-twins", memory_twins, "Active twins for (d); 0 skips (d)")
+    ->capture_default_str();
+  app.add_option("--activations", activations, "Activations for (c)")->capture_default_str();
+  app.add_option("--activation-window", activation_window, "Activations in flight for (c)")
+    ->capture_default_str();
+  app.add_option("--threads", threads, "Actor scheduler threads")->capture_default_str();
+  app.add_option("--policy", policy, "Actor scheduler policy: sharing or stealing")
+    ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  activations = std::min(activations, twins);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  auto types = bench_types();
+  std::printf("twinbench on %u cores; %d scheduler threads, policy %s; scratch %s\n",
+              std::thread::hardware_concurrency(), threads, policy.c_str(), dir.c_str());
+
+  auto rsize = record_size();
+  auto raw = raw_rocksdb_puts(dir + "/raw", twins, updates, rsize);
+  std::printf("(a) raw RocksDB batched puts, %zu-byte records, WAL on:   %10.0f puts/s\n",
+              rsize, raw);
+
+  bench_node node{dir + "/twins", 256, threads, policy};
+  node.start(types);
+  std::mt19937_64 rng{4};
+  auto t0 = clock_type::now();
+  create_twins(*node.h, 0, twins, rng);
+  std::printf("    (setup: %zu twins created in %.1f s)\n", twins, seconds_since(t0));
+  uint64_t failures = 0;
+  auto rate = ingest(*node.h, twins, updates, failures);
+  if (failures > 0)
+    die(std::to_string(failures) + " updates failed");
+  std::printf("(b) ingest into %zu twins, acked when durable:        %10.0f updates/s"
+              "  = %.2f x (a)   [target >= 250000 and >= 0.80 x (a)]\n",
+              twins, rate, rate / raw);
+  auto& st = node.h->stats();
+  std::printf("    (store: %.1f records per write batch)\n",
+              static_cast<double>(st.store_records.load())
+                / static_cast<double>(std::max<uint64_t>(1, st.store_writes.load())));
+
+  node.stop();
+  node.start(types);
+  auto act = activate(*node.h, 0, activations, activation_window);
+  std::printf("(c) cold activations (%lld in flight):                %10.0f /s"
+              "  p50 %.3f ms  p99 %.3f ms   [target >= 100000/s, p99 <= 1 ms]\n",
+              static_cast<long long>(activation_window), act.rate, act.p50_ms, act.p99_ms);
+
+  // (e) on an otherwise idle node: sensor -> group -> site.
+  put_twin(*node.h, "bench:agg-site", "site", "");
+  put_twin(*node.h, "bench:agg-group", "group", "bench:agg-site");
+  for (int i = 0; i < 4; ++i)
+    put_twin(*node.h, "bench:agg-child-" + std::to_string(i), "sensor", "bench:agg-group");
+  auto one = aggregate_latency(*node.h, "bench:agg-group", 1000);
+  auto two = aggregate_latency(*node.h, "bench:agg-site", 300);
+  std::printf("(e) child -> parent aggregate latency, unloaded:      p50 %.3f ms  p99 %.3f ms"
+              "   [target p99 <= 10 ms]\n",
+              percentile(one, 0.5), percentile(one, 0.99));
+  std::printf("    (two levels, child -> grandparent:                p50 %.3f ms  p99 %.3f ms)\n",
+              percentile(two, 0.5), percentile(two, 0.99));
+  node.stop();
+
+  if (memory_twins > 0) {
+    // (d): create the twins, passivate them all, then measure what activating them adds.
+    bench_node mem{dir + "/memory", 32, threads, policy};
+    host_options opts;
+    opts.max_active = memory_twins * 2;
+    mem.start(types, opts);
+    t0 = clock_type::now();
+    create_twins(*mem.h, 0, memory_twins, rng);
+    auto create_s = seconds_since(t0);
+    mem.stop();
+    malloc_trim(0);
+    mem.start(types, opts);
+    malloc_trim(0);
+    auto before = rss_bytes();
+    auto act_all = activate(*mem.h, 0, memory_twins, 20000);
+    auto active = mem.h->active_count();
+    auto after = rss_bytes();
+    std::printf("(d) resident memory per active twin (%zu active):  %10.0f bytes"
+                "   [target <= 1024]\n",
+                active, static_cast<double>(after - before) / static_cast<double>(active));
+    std::printf("    (setup: created in %.1f s, activated at %.0f /s; RSS %.0f -> %.0f MiB)\n",
+                create_s, act_all.rate, before / 1048576.0, after / 1048576.0);
+    mem.stop();
+  }
+  std::filesystem::remove_all(dir);
+  return 0;
+}

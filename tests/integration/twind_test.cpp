@@ -1,0 +1,200 @@
+// Real twind processes: kill -9 after acknowledged writes, restart, clean shutdown,
+// and the clear failures of bad config, a locked data directory and a busy port.
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "process.hpp"
+#include "test_support.hpp"
+
+namespace twin::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+const char* sensor_model = R"({
+  "@context": "dtmi:dtdl:context;3",
+  "@id": "dtmi:test:sensor;1",
+  "@type": "Interface",
+  "contents": [
+    {"@type": "Telemetry", "name": "reading", "schema": "double"},
+    {"@type": "Property", "name": "setpoint", "schema": "double", "writable": true}
+  ],
+  "twin": {"kind": "component",
+           "alerts": [{"name": "high", "when": "reading > 1000000", "severity": "warning"}]}
+})";
+
+class twind_test : public ::testing::Test {
+protected:
+  twind_test() {
+    std::filesystem::create_directories(dir_.sub("models"));
+    std::ofstream{dir_.sub("models/sensor.json")} << sensor_model;
+  }
+
+  std::unique_ptr<process> start(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{TWIND_PATH, "--stdin", "--data-dir", dir_.sub("data"),
+                                  "--models", dir_.sub("models"), "--metrics-port", "0",
+                                  "--bind", "127.0.0.1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return std::make_unique<process>(args);
+  }
+
+  /// Sends one request and waits for its answer (the only one in flight).
+  static json call(process& p, const json& req) {
+    EXPECT_TRUE(p.write(req.dump() + "\n"));
+    auto line = p.read_line(10s);
+    if (!line)
+      return json{{"ok", false}, {"error", {{"code", "no answer"}}}};
+    return json::parse(*line);
+  }
+
+  temp_dir dir_;
+};
+
+TEST_F(twind_test, kill_9_loses_nothing_that_was_acknowledged) {
+  constexpr int twins = 40;
+  auto node = start();
+  for (int i = 0; i < twins; ++i) {
+    auto r = call(*node, {{"op", "put"}, {"id", "t:s" + std::to_string(i)}, {"type", "sensor"}});
+    ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  }
+  // Stream telemetry without waiting; each twin's readings rise, so the newest
+  // acknowledged reading per twin is a lower bound of what must survive.
+  std::map<uint64_t, std::pair<int, int>> sent;  // seq -> (twin, reading)
+  uint64_t seq = twins;
+  std::string batch;
+  for (int round = 1; round <= 150; ++round)
+    for (int i = 0; i < twins; ++i) {
+      ++seq;
+      sent[seq] = {i, round};
+      batch += json{{"op", "telemetry"},
+                    {"id", "t:s" + std::to_string(i)},
+                    {"values", {{"reading", round}}}}
+                 .dump()
+               + "\n";
+    }
+  std::thread writer{[&] { node->write(batch); }};
+  std::map<int, int> acked;  // twin -> highest acknowledged reading
+  size_t answers = 0;
+  while (answers < 3000) {
+    auto line = node->read_line(10s);
+    ASSERT_TRUE(line) << "no answer after " << answers;
+    auto a = json::parse(*line);
+    ASSERT_TRUE(a["ok"].get<bool>()) << *line;
+    auto [twin, reading] = sent.at(a["seq"].get<uint64_t>());
+    acked[twin] = std::max(acked[twin], reading);
+    ++answers;
+  }
+  node->signal(SIGKILL);
+  ASSERT_EQ(node->wait(10s), 128 + SIGKILL);
+  writer.join();
+  node.reset();
+
+  auto again = start();
+  for (int i = 0; i < twins; ++i) {
+    auto r = call(*again, {{"op", "get"}, {"id", "t:s" + std::to_string(i)}});
+    ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+    auto reading = r["twin"]["properties"].value("reading", 0.0);
+    EXPECT_GE(reading, acked[i]) << "twin " << i << " lost acknowledged readings";
+  }
+  again->signal(SIGTERM);
+  EXPECT_EQ(again->wait(30s), 0);
+}
+
+TEST_F(twind_test, sigterm_drains_and_restart_keeps_every_twin) {
+  auto node = start();
+  ASSERT_TRUE(call(*node, {{"op", "put"}, {"id", "t:a"}, {"type", "sensor"},
+                           {"desired", {{"setpoint", 5}}}})["ok"].get<bool>());
+  auto v = call(*node, {{"op", "telemetry"}, {"id", "t:a"}, {"values", {{"reading", 7.5}}}});
+  ASSERT_TRUE(v["ok"].get<bool>()) << v.dump();
+  auto bad = call(*node, {{"op", "telemetry"}, {"id", "t:a"}, {"values", {{"reading", "x"}}}});
+  EXPECT_FALSE(bad["ok"].get<bool>());
+  EXPECT_EQ(bad["error"]["code"], "type_mismatch");
+  auto garbage = call(*node, json("not an object"));
+  EXPECT_EQ(garbage["error"]["code"], "invalid_argument");
+  node->signal(SIGTERM);
+  ASSERT_EQ(node->wait(30s), 0) << node->stderr_text();
+  EXPECT_NE(node->stderr_text().find("stopped cleanly"), std::string::npos);
+
+  auto again = start();
+  auto r = call(*again, {{"op", "get"}, {"id", "t:a"}});
+  ASSERT_TRUE(r["ok"].get<bool>());
+  EXPECT_EQ(r["twin"]["properties"]["reading"], 7.5);
+  EXPECT_EQ(r["twin"]["delta"]["setpoint"], 5);
+  EXPECT_EQ(r["twin"]["version"], 2);
+}
+
+TEST_F(twind_test, a_locked_data_directory_is_refused) {
+  auto first = start();
+  ASSERT_TRUE(call(*first, {{"op", "put"}, {"id", "t:a"}, {"type", "sensor"}})["ok"].get<bool>());
+  auto second = start();
+  auto code = second->wait(30s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 1);
+  EXPECT_NE(second->stderr_text().find("in use by another process"), std::string::npos)
+    << second->stderr_text();
+}
+
+TEST_F(twind_test, bad_config_is_refused_with_a_clear_message) {
+  std::ofstream{dir_.sub("bad.toml")} << "data-dir = \"x\"\ncolour = \"blue\"\n";
+  auto node = start({"--config", dir_.sub("bad.toml")});
+  ASSERT_EQ(node->wait(30s), 1);
+  EXPECT_NE(node->stderr_text().find("unknown option \"colour\""), std::string::npos)
+    << node->stderr_text();
+
+  std::ofstream{dir_.sub("typo.toml")} << "max-active = \"many\"\n";
+  auto typo = start({"--config", dir_.sub("typo.toml")});
+  ASSERT_EQ(typo->wait(30s), 1);
+  EXPECT_NE(typo->stderr_text().find("max-active"), std::string::npos) << typo->stderr_text();
+
+  std::ofstream{dir_.sub("broken.toml")} << "data-dir = \n";
+  auto broken = start({"--config", dir_.sub("broken.toml")});
+  ASSERT_EQ(broken->wait(30s), 1);
+  EXPECT_NE(broken->stderr_text().find("broken.toml"), std::string::npos);
+
+  auto flag = start({"--max-active", "-5"});
+  auto code = flag->wait(30s);
+  ASSERT_TRUE(code);
+  EXPECT_NE(*code, 0);
+}
+
+TEST_F(twind_test, config_file_values_apply_and_the_command_line_wins) {
+  auto port = free_port();
+  std::ofstream{dir_.sub("node.toml")} << "metrics-port = 1\nlog-level = \"debug\"\n";
+  // The file's metrics-port (1, privileged/unusable) is overridden by the flag.
+  auto node = start({"--config", dir_.sub("node.toml"), "--metrics-port", std::to_string(port)});
+  ASSERT_TRUE(call(*node, {{"op", "put"}, {"id", "t:a"}, {"type", "sensor"}})["ok"].get<bool>());
+  EXPECT_NE(node->stderr_text().find(":" + std::to_string(port) + "/metrics"), std::string::npos)
+    << node->stderr_text();
+  node->signal(SIGTERM);
+  EXPECT_EQ(node->wait(30s), 0);
+}
+
+TEST_F(twind_test, a_busy_port_is_refused) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  auto port = ntohs(addr.sin_port);
+  auto node = start({"--metrics-port", std::to_string(port)});
+  auto code = node->wait(30s);
+  close(fd);
+  ASSERT_EQ(code, 1);
+  EXPECT_NE(node->stderr_text().find("in use"), std::string::npos) << node->stderr_text();
+}
+
+} // namespace
+} // namespace twin::test

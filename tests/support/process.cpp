@@ -1,0 +1,151 @@
+#include "process.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <thread>
+
+namespace twin::test {
+
+process::process(std::vector<std::string> argv) {
+  int in[2];
+  int out[2];
+  int err[2];
+  if (pipe(in) != 0 || pipe(out) != 0 || pipe(err) != 0)
+    throw std::runtime_error("pipe failed");
+  pid_ = fork();
+  if (pid_ < 0)
+    throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    dup2(in[0], STDIN_FILENO);
+    dup2(out[1], STDOUT_FILENO);
+    dup2(err[1], STDERR_FILENO);
+    for (int fd : {in[0], in[1], out[0], out[1], err[0], err[1]})
+      close(fd);
+    std::vector<char*> args;
+    for (auto& a : argv)
+      args.push_back(a.data());
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  in_ = in[1];
+  out_ = out[0];
+  err_ = err[0];
+  fcntl(err_, F_SETFL, O_NONBLOCK);
+}
+
+process::~process() {
+  if (!status_) {
+    ::kill(pid_, SIGKILL);
+    wait(std::chrono::seconds{10});
+  }
+  for (int fd : {in_, out_, err_})
+    if (fd >= 0)
+      close(fd);
+}
+
+bool process::write(const std::string& text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    auto n = ::write(in_, text.data() + done, text.size() - done);
+    if (n <= 0)
+      return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void process::close_stdin() {
+  if (in_ >= 0)
+    close(in_);
+  in_ = -1;
+}
+
+std::optional<std::string> process::read_line(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto nl = out_buf_.find('\n');
+    if (nl != std::string::npos) {
+      auto line = out_buf_.substr(0, nl);
+      out_buf_.erase(0, nl + 1);
+      return line;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return std::nullopt;
+    pollfd pfd{out_, POLLIN, 0};
+    if (poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
+      continue;
+    char buf[65536];
+    auto n = ::read(out_, buf, sizeof(buf));
+    if (n <= 0)
+      return std::nullopt;
+    out_buf_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void process::drain_stderr() {
+  char buf[65536];
+  for (;;) {
+    auto n = ::read(err_, buf, sizeof(buf));
+    if (n <= 0)
+      return;
+    err_buf_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+const std::string& process::stderr_text() {
+  drain_stderr();
+  return err_buf_;
+}
+
+std::optional<int> process::wait(std::chrono::milliseconds timeout) {
+  if (status_)
+    return status_;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    drain_stderr();
+    int st = 0;
+    auto r = waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      drain_stderr();
+      return status_;
+    }
+    if (std::chrono::steady_clock::now() >= deadline)
+      return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
+}
+
+void process::signal(int sig) {
+  if (pid_ > 0 && !status_)
+    ::kill(pid_, sig);
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+} // namespace twin::test

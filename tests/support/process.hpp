@@ -1,0 +1,55 @@
+#pragma once
+
+// A child process with pipes to its stdin, stdout and stderr, for tests that run real
+// twind processes.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace twin::test {
+
+class process {
+public:
+  /// Starts `argv[0]` with the arguments; throws if it cannot.
+  explicit process(std::vector<std::string> argv);
+  ~process();  ///< kills the process if it still runs
+
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
+
+  /// Writes `text` to the child's stdin.
+  bool write(const std::string& text);
+  void close_stdin();
+
+  /// Reads one line from stdout, waiting at most `timeout`.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout);
+
+  /// Everything written to stderr so far (drained without blocking).
+  const std::string& stderr_text();
+
+  /// Waits for the exit; returns the exit code, 128+signal, or nullopt on timeout.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+
+  void signal(int sig);
+  pid_t pid() const { return pid_; }
+
+private:
+  void drain_stderr();
+
+  pid_t pid_ = -1;
+  int in_ = -1;
+  int out_ = -1;
+  int err_ = -1;
+  std::string out_buf_;
+  std::string err_buf_;
+  std::optional<int> status_;
+};
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+int free_port();
+
+} // namespace twin::test
