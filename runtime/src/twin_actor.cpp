@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 
 #include <caf/all.hpp>
 
@@ -24,6 +25,7 @@ using recompute_atom = caf::atom_constant<caf::atom("recompute")>;
 using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
 using timer_atom = caf::atom_constant<caf::atom("timer")>;
 using attached_atom = caf::atom_constant<caf::atom("attached")>;
+using checked_atom = caf::atom_constant<caf::atom("checked")>;
 
 using waiter = std::function<void(caf::error)>;
 
@@ -54,6 +56,10 @@ struct twin_state {
   bool passivating = false;
   bool draining = false;        ///< waiting for the writer to make every write durable
   bool passivation_requested = false;
+
+  // Attach requests waiting for the ancestor check, by token.
+  std::map<uint64_t, attach_request> checking;
+  uint64_t next_token = 0;
 
   // While a put waits for its parent, later requests wait too, in order.
   std::optional<pending_put> waiting_put;
@@ -219,7 +225,7 @@ void commit(twin_actor* self, waiter w) {
 /// pending in the actor; finishes after the writer made every earlier write durable.
 void maybe_release(twin_actor* self) {
   auto& st = self->state;
-  if (st.draining || !st.deferred.empty() || st.waiting_put)
+  if (st.draining || !st.deferred.empty() || st.waiting_put || !st.checking.empty())
     return;
   if (st.passivating) {
     if (st.recompute_scheduled)
@@ -709,6 +715,21 @@ void on_command(twin_actor* self, command_request& req) {
   req.done(std::move(answer));
 }
 
+void finish_attach(twin_actor* self, attach_request& req) {
+  auto& st = self->state;
+  if (!st.exists)
+    return req.done(not_found(st.id));
+  bool changed = false;
+  if (const auto& h = st.type->handlers().on_child_change) {
+    context_impl ctx{self, changed};
+    h(ctx, req.state);
+  }
+  upsert_child(st.rec, std::move(req.state));
+  auto done = std::move(req.done);
+  commit(self, [done](caf::error err) { done(std::move(err)); });
+  schedule_recompute(self);
+}
+
 void on_attach(twin_actor* self, attach_request& req) {
   auto& st = self->state;
   if (!st.exists)
@@ -718,14 +739,42 @@ void on_attach(twin_actor* self, attach_request& req) {
                                "a " + std::string{to_string(req.kind)} + " cannot be a child of "
                                  + st.id.str() + ", a " + to_string(st.rec.kind)
                                  + " (component < asset < system < process)"));
-  bool changed = false;
-  context_impl ctx{self, changed};
-  if (const auto& h = st.type->handlers().on_child_change)
-    h(ctx, req.state);
-  upsert_child(st.rec, std::move(req.state));
-  auto done = std::move(req.done);
-  commit(self, [done](caf::error err) { done(std::move(err)); });
-  schedule_recompute(self);
+  bool known = std::any_of(st.rec.children.begin(), st.rec.children.end(),
+                           [&](const child_state& c) { return c.id == req.state.id; });
+  if (req.kind < st.rec.kind || st.rec.parent.empty() || known)
+    return finish_attach(self, req);
+  // Same kind: the child must not be one of this twin's ancestors.
+  auto token = st.next_token++;
+  ancestor_query q;
+  q.candidate = req.state.id;
+  q.kind = req.kind;
+  caf::actor me = caf::actor_cast<caf::actor>(self);
+  q.done = [me, token](bool cycle) { caf::anon_send(me, checked_atom::value, token, cycle); };
+  st.checking.emplace(token, std::move(req));
+  st.host->rt->route(st.rec.parent, std::move(q));
+}
+
+void on_checked(twin_actor* self, uint64_t token, bool cycle) {
+  auto& st = self->state;
+  auto i = st.checking.find(token);
+  if (i == st.checking.end())
+    return;
+  auto req = std::move(i->second);
+  st.checking.erase(i);
+  if (cycle)
+    return req.done(make_error(runtime_errc::invalid_parent,
+                               req.state.id.str() + " is an ancestor of " + st.id.str()
+                                 + ": the link would make a cycle"));
+  finish_attach(self, req);
+}
+
+void on_ancestor_query(twin_actor* self, ancestor_query& q) {
+  auto& st = self->state;
+  if (q.candidate == st.id)
+    return q.done(true);
+  if (!st.exists || st.rec.parent.empty() || st.rec.kind > q.kind)
+    return q.done(false);
+  st.host->rt->route(st.rec.parent, std::move(q));
 }
 
 void on_child_update(twin_actor* self, child_update& upd) {
@@ -768,7 +817,15 @@ void handle(twin_actor* self, twin_request& req) {
     fail_request(req, st.load_error);
     return;
   }
-  if (st.waiting_put) {
+  // While a put waits for the parent, later client requests wait behind it (their order
+  // is kept); messages between twins go on, or an ancestor walk through here would stall.
+  bool from_client = std::holds_alternative<ingest_request>(req)
+                     || std::holds_alternative<put_request>(req)
+                     || std::holds_alternative<patch_request>(req)
+                     || std::holds_alternative<get_request>(req)
+                     || std::holds_alternative<remove_request>(req)
+                     || std::holds_alternative<command_request>(req);
+  if (st.waiting_put && from_client) {
     st.deferred.push_back(std::move(req));
     return;
   }
@@ -795,6 +852,8 @@ void handle(twin_actor* self, twin_request& req) {
         on_detach(self, r);
       else if constexpr (std::is_same_v<T, orphan_notice>)
         on_orphan(self, r);
+      else if constexpr (std::is_same_v<T, ancestor_query>)
+        on_ancestor_query(self, r);
     },
     req);
 }
@@ -849,6 +908,10 @@ caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
       st.host->on_passivated(st.id);
       self->quit();
     },
+    [=](checked_atom, uint64_t token, bool cycle) {
+      on_checked(self, token, cycle);
+      maybe_release(self);
+    },
     [=](attached_atom, caf::error& err) {
       on_attached(self, std::move(err));
       maybe_release(self);
@@ -894,8 +957,8 @@ void fail_request(twin_request& req, const caf::error& err) {
   std::visit(
     [&](auto& r) {
       using T = std::decay_t<decltype(r)>;
-      if constexpr (std::is_same_v<T, attach_request>)
-        r.done(err);
+      if constexpr (std::is_same_v<T, ancestor_query>)
+        r.done(false);  // unreachable ancestor: the chain ends there
       else if constexpr (!std::is_same_v<T, child_update> && !std::is_same_v<T, detach_notice>
                          && !std::is_same_v<T, orphan_notice>)
         r.done(err);

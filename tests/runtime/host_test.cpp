@@ -176,6 +176,24 @@ TEST_F(host_test, parent_links_follow_the_kind_order) {
   ASSERT_EQ(listed->size(), 1u);
 }
 
+TEST_F(host_test, links_that_would_make_a_cycle_are_refused) {
+  start();
+  ASSERT_TRUE(put(h(), "f:a", "motor"));
+  ASSERT_TRUE(put(h(), "f:b", "motor", "f:a"));
+  ASSERT_TRUE(put(h(), "f:c", "motor", "f:b"));
+  auto loop = put(h(), "f:a", "motor", "f:c");  // a -> c -> b -> a
+  ASSERT_FALSE(loop);
+  EXPECT_EQ(error_code(loop.error()), runtime_errc::invalid_parent);
+  EXPECT_NE(error_message(loop.error()).find("cycle"), std::string::npos);
+  EXPECT_TRUE(get(h(), "f:a")->parent.empty());
+  auto direct = put(h(), "f:a", "motor", "f:b");  // a -> b -> a
+  ASSERT_FALSE(direct);
+  EXPECT_EQ(error_code(direct.error()), runtime_errc::invalid_parent);
+  // A sibling branch is fine.
+  ASSERT_TRUE(put(h(), "f:d", "motor", "f:a"));
+  EXPECT_TRUE(put(h(), "f:e", "motor", "f:d"));
+}
+
 TEST_F(host_test, aggregates_and_health_roll_up_four_levels) {
   start();
   build_plant();

@@ -102,9 +102,17 @@ struct orphan_notice {
   twin_id parent;
 };
 
+/// Asks whether `candidate` is this twin or one of its ancestors; walks up the parent
+/// chain while the kinds allow it (only twins of the same kind can form a cycle).
+struct ancestor_query {
+  twin_id candidate;
+  twin_kind kind = twin_kind::component;
+  std::function<void(bool)> done;
+};
+
 using twin_request = std::variant<ingest_request, put_request, patch_request, get_request,
                                   remove_request, command_request, child_update,
-                                  attach_request, detach_notice, orphan_notice>;
+                                  attach_request, detach_notice, orphan_notice, ancestor_query>;
 
 /// Answers `req` with `err` without delivering it (used when a twin cannot be reached).
 void fail_request(twin_request& req, const caf::error& err);

@@ -1,0 +1,166 @@
+// The motor model, the device simulator and the factory example end to end.
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <gtest/gtest.h>
+
+#include "factory.hpp"
+#include "test_support.hpp"
+#include "twin/actors/motor_model.hpp"
+#include "twin/runtime/host.hpp"
+#include "twin/runtime/scheduler.hpp"
+
+namespace twin::test {
+namespace {
+
+TEST(motor_model, temperature_follows_load_with_a_lag) {
+  actors::motor_model m;
+  m.target_rpm = m.rpm = 3000;
+  m.load = m.base_load = 0.9;
+  std::mt19937_64 rng{1};
+  auto target = m.equilibrium_temperature();
+  EXPECT_GT(target, 80.0);
+  m.step(1.0, rng);
+  EXPECT_GT(m.temperature, m.ambient);
+  EXPECT_LT(m.temperature, target - 10);  // lags behind
+  for (int i = 0; i < 300; ++i)
+    m.step(1.0, rng);
+  EXPECT_NEAR(m.temperature, m.equilibrium_temperature(), 5.0);
+  // Unloaded, it cools down towards ambient.
+  m.base_load = m.load = 0.0;
+  for (int i = 0; i < 300; ++i)
+    m.step(1.0, rng);
+  EXPECT_LT(m.temperature, m.ambient + 15);
+}
+
+TEST(motor_model, wear_grows_with_speed_and_heat) {
+  std::mt19937_64 rng{2};
+  actors::motor_model slow;
+  slow.target_rpm = slow.rpm = 600;
+  slow.load = slow.base_load = 0.2;
+  actors::motor_model fast = slow;
+  fast.target_rpm = fast.rpm = 3600;
+  fast.load = fast.base_load = 1.0;
+  for (int i = 0; i < 3600; ++i) {
+    slow.step(1.0, rng);
+    fast.step(1.0, rng);
+  }
+  EXPECT_GT(slow.wear, 0.0);
+  EXPECT_GT(fast.wear, 5 * slow.wear);
+}
+
+TEST(motor_model, speed_follows_the_commanded_rpm) {
+  std::mt19937_64 rng{3};
+  actors::motor_model m;
+  m.rpm = 0;
+  m.target_rpm = 1500;
+  for (int i = 0; i < 30; ++i)
+    m.step(1.0, rng);
+  EXPECT_DOUBLE_EQ(m.rpm, 1500);
+}
+
+class factory_test : public ::testing::Test {
+protected:
+  factory_test() {
+    configure_scheduler(cfg_, 2);
+    sys_ = std::make_unique<caf::actor_system>(cfg_);
+    store_ = make_memory_store();
+  }
+  ~factory_test() override {
+    if (sim_)
+      sim_->stop();
+    if (host_)
+      host_->stop();
+    host_.reset();
+    sys_.reset();
+  }
+
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  std::unique_ptr<state_store> store_;
+  type_registry types_;
+  std::unique_ptr<host> host_;
+  std::unique_ptr<actors::device_simulator> sim_;
+};
+
+TEST_F(factory_test, types_come_from_cpp_and_from_the_embedded_model_files) {
+  ASSERT_FALSE(factory::register_types(types_));
+  EXPECT_EQ(types_.names(), (std::vector<std::string>{"line", "motor", "plant", "robot"}));
+  auto motor = types_.find("motor");
+  EXPECT_EQ(motor->kind(), twin_kind::component);
+  EXPECT_TRUE(motor->property("rpm")->writable);
+  EXPECT_TRUE(motor->has_command("stop"));
+  EXPECT_EQ(types_.find("robot")->kind(), twin_kind::asset);
+  EXPECT_EQ(types_.find("line")->kind(), twin_kind::system);
+  EXPECT_EQ(types_.find("plant")->kind(), twin_kind::process);
+  EXPECT_TRUE(types_.find("robot")->property("max_temperature")->computed);
+  // The files on disk are the same as the embedded ones.
+  type_registry from_disk;
+  ASSERT_FALSE(factory::register_types(from_disk, FACTORY_MODELS_DIR));
+  EXPECT_EQ(from_disk.names(), types_.names());
+}
+
+TEST_F(factory_test, the_plant_comes_alive_and_alerts_roll_up) {
+  ASSERT_FALSE(factory::register_types(types_));
+  host_ = std::make_unique<host>(*sys_, *store_, types_);
+  actors::device_simulator::options so;
+  so.period = std::chrono::milliseconds{20};
+  so.time_scale = 100.0;  // 2 simulated seconds per report: motors heat up fast
+  sim_ = std::make_unique<actors::device_simulator>(*host_, so);
+  host_->set_gateway(sim_.get());
+  ASSERT_FALSE(host_->start());
+  factory::layout l;
+  l.lines = 2;
+  l.robots_per_line = 10;
+  l.motors_per_robot = 4;
+  auto created = factory::build_plant(*host_, l, sim_.get());
+  ASSERT_TRUE(created) << error_message(created.error());
+  EXPECT_EQ(*created, l.twins());
+  EXPECT_EQ(host_->counts().twins, static_cast<int64_t>(l.twins()));
+  // Building again creates nothing and keeps the state.
+  EXPECT_EQ(*factory::build_plant(*host_, l, nullptr), 0u);
+  EXPECT_EQ(get(*host_, "factory:robot-1-1")->children.size(), 4u);
+  sim_->start();
+  ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:plant", "max_temperature").is_number(); }));
+  ASSERT_TRUE(eventually([&] { return host_->counts().alerts_critical > 0; }, std::chrono::seconds{20}))
+    << "no motor overheated";
+  ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:plant", "health") == value{"critical"}; }));
+  auto m = get(*host_, "factory:motor-1-1-1");
+  ASSERT_TRUE(m);
+  for (auto p : {"temperature", "rpm", "load", "wear", "power_kw"})
+    EXPECT_TRUE(m->reported.count(p)) << p;
+  EXPECT_EQ(m->metadata.at("temperature").source, "simulator");
+  EXPECT_GT(sim_->counters().acked.load(), 0u);
+  EXPECT_EQ(sim_->counters().failed.load(), 0u);
+}
+
+TEST_F(factory_test, stop_command_brings_the_simulated_motor_to_rest) {
+  ASSERT_FALSE(factory::register_types(types_));
+  host_ = std::make_unique<host>(*sys_, *store_, types_);
+  actors::device_simulator::options so;
+  so.period = std::chrono::milliseconds{20};
+  so.time_scale = 100.0;
+  sim_ = std::make_unique<actors::device_simulator>(*host_, so);
+  host_->set_gateway(sim_.get());
+  ASSERT_FALSE(host_->start());
+  factory::layout l;
+  l.lines = 1;
+  l.robots_per_line = 1;
+  l.motors_per_robot = 2;
+  ASSERT_TRUE(factory::build_plant(*host_, l, sim_.get()));
+  sim_->start();
+  ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:motor-1-1-1", "rpm").is_number(); }));
+  auto answer = command(*host_, "factory:motor-1-1-1", "stop");
+  ASSERT_TRUE(answer) << error_message(answer.error());
+  EXPECT_EQ(*answer, value{"accepted"});
+  EXPECT_EQ(get(*host_, "factory:motor-1-1-1")->desired.at("rpm"), value{0.0});
+  // The device hears the command, slows down and reports 0: the delta clears.
+  ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:motor-1-1-1", "rpm") == value{0.0}; }));
+  ASSERT_TRUE(eventually([&] { return delta(*get(*host_, "factory:motor-1-1-1")).empty(); }));
+  // Desired rpm set through the API reaches the simulated device the same way.
+  ASSERT_TRUE(patch(*host_, "factory:motor-1-1-2", {}, {{"rpm", value{2222.0}}}));
+  ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:motor-1-1-2", "rpm") == value{2222.0}; }));
+}
+
+} // namespace
+} // namespace twin::test
