@@ -26,6 +26,12 @@ void host::impl::route(const twin_id& id, twin_request req) {
   }
   auto& s = stripe_of(id);
   std::unique_lock<std::mutex> guard{s.mtx};
+  if (!accepting.load(std::memory_order_acquire)) {
+    // stop() began meanwhile: its sweep over this stripe may have passed already.
+    guard.unlock();
+    fail_request(req, make_error(runtime_errc::shutting_down, "the node is shutting down"));
+    return;
+  }
   auto now = std::chrono::steady_clock::now();
   auto [it, inserted] = s.entries.try_emplace(id);
   auto& e = it->second;
@@ -91,6 +97,21 @@ void host::impl::request_passivation(const twin_id& id, const caf::actor_addr& w
   if (i == s.entries.end() || i->second.deactivating || i->second.actor.address() != who)
     return;
   begin_passivation(s, i->second);
+}
+
+void host::impl::cancel_passivation(const twin_id& id, const caf::actor_addr& who) {
+  auto& s = stripe_of(id);
+  std::lock_guard<std::mutex> guard{s.mtx};
+  auto i = s.entries.find(id);
+  if (i == s.entries.end() || !i->second.deactivating || i->second.actor.address() != who)
+    return;
+  auto& e = i->second;
+  e.deactivating = false;
+  e.last_used = std::chrono::steady_clock::now();
+  ++s.active;
+  for (auto& r : e.held)
+    caf::anon_send(e.actor, std::move(r));
+  e.held.clear();
 }
 
 void host::impl::on_passivated(const twin_id& id) {
@@ -188,6 +209,15 @@ caf::error host::stop(std::chrono::milliseconds deadline) {
     if (!d.idle_cv.wait_for(guard, deadline, [&] { return d.active.load() == 0; }))
       result = make_error(runtime_errc::timeout,
                           std::to_string(d.active.load()) + " twins did not passivate in time");
+  }
+  if (result) {
+    // Stop the stragglers: nothing may run against this host once it is gone.
+    for (auto& s : d.stripes) {
+      std::lock_guard<std::mutex> guard{s.mtx};
+      for (auto& [id, e] : s.entries)
+        caf::anon_send_exit(e.actor, caf::exit_reason::kill);
+      s.entries.clear();
+    }
   }
   d.writer.stop();
   return result;

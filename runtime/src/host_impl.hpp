@@ -55,6 +55,8 @@ struct host::impl {
   void enforce_cap(stripe& s, const twin_id& keep);
   /// A twin asks to be passivated (it holds nothing worth keeping).
   void request_passivation(const twin_id& id, const caf::actor_addr& who);
+  /// A twin that was told to passivate is busy: it stays active and takes the held requests.
+  void cancel_passivation(const twin_id& id, const caf::actor_addr& who);
   /// A twin finished passivating: reactivate it for held requests, or forget it.
   void on_passivated(const twin_id& id);
   void sweep_idle();

@@ -8,39 +8,27 @@ namespace twin::runtime {
 
 state_store::~state_store() = default;
 
-void store_batch::append(store_batch&& other) {
-  auto move_all = [](auto& dst, auto& src) {
-    if (dst.empty()) {
-      dst = std::move(src);
-      return;
-    }
-    dst.insert(dst.end(), std::make_move_iterator(src.begin()), std::make_move_iterator(src.end()));
-  };
-  move_all(puts, other.puts);
-  move_all(deletes, other.deletes);
-  move_all(index_adds, other.index_adds);
-  move_all(index_removes, other.index_removes);
-  move_all(meta_puts, other.meta_puts);
-}
-
 namespace {
 
 /// A store in a few ordered maps under one mutex. Nothing survives the process.
 class memory_store final : public state_store {
 public:
-  caf::error write(const store_batch& b) override {
+  caf::error write_all(const store_batch* batches, size_t n) override {
     std::lock_guard<std::mutex> guard{mtx_};
-    // Same order as the RocksDB store: deletes, then puts; index removes, then adds.
-    for (const auto& id : b.deletes)
-      twins_.erase(id);
-    for (const auto& [id, bytes] : b.puts)
-      twins_[id] = bytes;
-    for (const auto& e : b.index_removes)
-      index(e.index).erase({e.key, e.id});
-    for (const auto& e : b.index_adds)
-      index(e.index).insert({e.key, e.id});
-    for (const auto& [k, v] : b.meta_puts)
-      meta_[k] = v;
+    for (size_t i = 0; i < n; ++i) {
+      const auto& b = batches[i];
+      // Same order as the RocksDB store: deletes, then puts; index removes, then adds.
+      for (const auto& id : b.deletes)
+        twins_.erase(id);
+      for (const auto& [id, bytes] : b.puts)
+        twins_[id] = bytes;
+      for (const auto& e : b.index_removes)
+        index(e.index).erase({e.key, e.id});
+      for (const auto& e : b.index_adds)
+        index(e.index).insert({e.key, e.id});
+      for (const auto& [k, v] : b.meta_puts)
+        meta_[k] = v;
+    }
     return {};
   }
 

@@ -44,18 +44,21 @@ public:
     delete db_;
   }
 
-  caf::error write(const store_batch& b) override {
+  caf::error write_all(const store_batch* batches, size_t n) override {
     rocksdb::WriteBatch wb;
-    for (const auto& id : b.deletes)
-      wb.Delete(twins(), id.str());
-    for (const auto& [id, bytes] : b.puts)
-      wb.Put(twins(), id.str(), bytes);
-    for (const auto& e : b.index_removes)
-      wb.Delete(index(e.index), index_key(e.key, e.id));
-    for (const auto& e : b.index_adds)
-      wb.Put(index(e.index), index_key(e.key, e.id), rocksdb::Slice{});
-    for (const auto& [k, v] : b.meta_puts)
-      wb.Put(handles_[0], k, v);
+    for (size_t i = 0; i < n; ++i) {
+      const auto& b = batches[i];
+      for (const auto& id : b.deletes)
+        wb.Delete(twins(), id.str());
+      for (const auto& [id, bytes] : b.puts)
+        wb.Put(twins(), id.str(), bytes);
+      for (const auto& e : b.index_removes)
+        wb.Delete(index(e.index), index_key(e.key, e.id));
+      for (const auto& e : b.index_adds)
+        wb.Put(index(e.index), index_key(e.key, e.id), rocksdb::Slice{});
+      for (const auto& [k, v] : b.meta_puts)
+        wb.Put(handles_[0], k, v);
+    }
     auto st = db_->Write(write_opts_, &wb);
     if (!st.ok())
       return to_error(st, "write failed");

@@ -1,5 +1,6 @@
 #include "store_writer.hpp"
 
+#include <algorithm>
 #include <sstream>
 
 #include "twin/runtime/errc.hpp"
@@ -41,8 +42,9 @@ caf::error store_writer::load_counts() {
 
 void store_writer::start() {
   std::lock_guard<std::mutex> guard{mtx_};
-  if (thread_.joinable())
+  if (running_)
     return;
+  running_ = true;
   stopping_ = false;
   thread_ = std::thread{[this] { run(); }};
 }
@@ -60,13 +62,13 @@ void store_writer::stop() {
 void store_writer::submit(store_batch batch, host_counts delta, done_fn done) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
-    if (!thread_.joinable()) {
-      done(make_error(runtime_errc::shutting_down, "the store writer is stopped"));
+    if (running_) {
+      queue_.push_back(item{std::move(batch), delta, std::move(done)});
+      cv_.notify_one();
       return;
     }
-    queue_.push_back(item{std::move(batch), delta, std::move(done)});
   }
-  cv_.notify_one();
+  done(make_error(runtime_errc::shutting_down, "the store writer is stopped"));
 }
 
 host_counts store_writer::counts() const {
@@ -76,22 +78,26 @@ host_counts store_writer::counts() const {
 
 void store_writer::run() {
   std::vector<item> work;
+  std::vector<store_batch> batches;
   for (;;) {
     host_counts next;
     {
       std::unique_lock<std::mutex> guard{mtx_};
       cv_.wait(guard, [&] { return !queue_.empty() || stopping_; });
-      if (queue_.empty())
-        return;  // stopping, and nothing left to write
+      if (queue_.empty()) {
+        running_ = false;  // stopping, and nothing left to write
+        return;
+      }
       work.swap(queue_);
       next = counts_;
     }
-    store_batch merged;
+    // One store write for all, applied item by item in submission order.
+    batches.clear();
     bool counts_changed = false;
     size_t records = 0;
     for (auto& w : work) {
       records += w.batch.puts.size() + w.batch.deletes.size();
-      merged.append(std::move(w.batch));
+      batches.push_back(std::move(w.batch));
       if (w.delta.twins != 0 || w.delta.alerts_warning != 0 || w.delta.alerts_critical != 0) {
         next.twins += w.delta.twins;
         next.alerts_warning += w.delta.alerts_warning;
@@ -99,10 +105,15 @@ void store_writer::run() {
         counts_changed = true;
       }
     }
-    if (counts_changed)
-      merged.meta_puts.emplace_back(counts_key, encode_counts(next));
-    auto err = store_.write(merged);
-    if (!err) {
+    if (counts_changed) {
+      batches.emplace_back();
+      batches.back().meta_puts.emplace_back(counts_key, encode_counts(next));
+    }
+    bool anything = counts_changed
+                    || std::any_of(batches.begin(), batches.end(),
+                                   [](const store_batch& b) { return !b.empty(); });
+    auto err = anything ? store_.write_all(batches.data(), batches.size()) : caf::error{};
+    if (!err && anything) {
       stats_.store_writes.fetch_add(1, std::memory_order_relaxed);
       stats_.store_records.fetch_add(records, std::memory_order_relaxed);
       if (counts_changed) {

@@ -49,6 +49,7 @@ private:
   std::condition_variable cv_;
   std::vector<item> queue_;
   host_counts counts_;
+  bool running_ = false;   ///< takes submissions
   bool stopping_ = false;
   std::thread thread_;
 };

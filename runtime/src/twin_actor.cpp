@@ -3,7 +3,6 @@
 // change is durable.
 
 #include <algorithm>
-#include <deque>
 #include <map>
 
 #include <caf/all.hpp>
@@ -35,35 +34,55 @@ struct pending_put {
   bool created = false;
 };
 
+/// The parts of a twin's state that are only in use now and then (a create, a parent
+/// change, a delete, a put waiting for its parent); allocated while in use, so an idle
+/// twin does not carry them.
+struct twin_cold {
+  store_batch pending;          ///< index changes for the next write
+  twin_id detach_from;          ///< old parent to notify after the next write
+  std::vector<twin_id> orphans; ///< children to notify of a deletion after the next write
+  std::map<uint64_t, attach_request> checking;  ///< attaches waiting for the cycle check
+  std::optional<pending_put> waiting_put;       ///< a put waiting for its new parent
+  std::vector<twin_request> deferred;           ///< client requests behind that put
+
+  bool empty() const {
+    return pending.empty() && detach_from.empty() && orphans.empty() && checking.empty()
+           && !waiting_put && deferred.empty();
+  }
+};
+
 struct twin_state {
   host_impl* host = nullptr;
   twin_id id;
   caf::error load_error;  ///< set if the record could not be loaded
   bool exists = false;
-  type_ptr type;
-  twin_record rec;
-
-  // What the next commit writes besides the record, and what it must do once durable.
-  store_batch pending;          ///< index changes for the next write
-  host_counts pending_counts;
   bool delete_pending = false;
-  bool notify_parent = false;
-  bool publish_desired = false;
-  twin_id detach_from;          ///< old parent to notify
-  std::vector<twin_id> orphans; ///< children to notify of a deletion
-
+  bool notify_parent = false;   ///< after the next write
+  bool publish_desired = false; ///< after the next write
   bool recompute_scheduled = false;
   bool passivating = false;
   bool draining = false;        ///< waiting for the writer to make every write durable
   bool passivation_requested = false;
-
-  // Attach requests waiting for the ancestor check, by token.
-  std::map<uint64_t, attach_request> checking;
+  type_ptr type;
+  twin_record rec;
+  host_counts pending_counts;
   uint64_t next_token = 0;
+  std::unique_ptr<twin_cold> cold_;
 
-  // While a put waits for its parent, later requests wait too, in order.
-  std::optional<pending_put> waiting_put;
-  std::deque<twin_request> deferred;
+  twin_cold& cold() {
+    if (!cold_)
+      cold_ = std::make_unique<twin_cold>();
+    return *cold_;
+  }
+  bool waiting() const { return cold_ && cold_->waiting_put; }
+  /// Something is pending that passivation must wait for.
+  bool busy() const {
+    return cold_ && (cold_->waiting_put || !cold_->deferred.empty() || !cold_->checking.empty());
+  }
+  void trim() {
+    if (cold_ && cold_->empty())
+      cold_.reset();
+  }
 
   static inline const char* name = "twin";
 };
@@ -174,8 +193,11 @@ void commit(twin_actor* self, waiter w) {
   auto& rec = st.rec;
   rec.version += 1;
   rec.updated_ms = now_ms();
-  store_batch batch = std::move(st.pending);
-  st.pending = store_batch{};
+  store_batch batch;
+  if (st.cold_) {
+    batch = std::move(st.cold_->pending);
+    st.cold_->pending = store_batch{};
+  }
   if (st.delete_pending)
     batch.deletes.push_back(st.id);
   else
@@ -187,17 +209,19 @@ void commit(twin_actor* self, waiter w) {
   std::vector<std::pair<twin_id, twin_request>> notes;
   if (st.notify_parent && st.exists && !rec.parent.empty())
     notes.emplace_back(rec.parent, child_update{own_child_state(st), rec.kind});
-  if (!st.detach_from.empty())
-    notes.emplace_back(st.detach_from, detach_notice{st.id});
-  for (auto& c : st.orphans)
-    notes.emplace_back(c, orphan_notice{st.id});
+  if (st.cold_) {
+    if (!st.cold_->detach_from.empty())
+      notes.emplace_back(st.cold_->detach_from, detach_notice{st.id});
+    for (auto& c : st.cold_->orphans)
+      notes.emplace_back(c, orphan_notice{st.id});
+    st.cold_->detach_from = twin_id{};
+    st.cold_->orphans.clear();
+  }
   std::optional<value_map> desired_delta;
   if (st.publish_desired && st.exists && st.host->gateway != nullptr)
     desired_delta = delta(rec);
   st.notify_parent = false;
   st.publish_desired = false;
-  st.detach_from = twin_id{};
-  st.orphans.clear();
   auto* host = st.host;
   caf::actor me = caf::actor_cast<caf::actor>(self);
   host->writer.submit(
@@ -225,7 +249,8 @@ void commit(twin_actor* self, waiter w) {
 /// pending in the actor; finishes after the writer made every earlier write durable.
 void maybe_release(twin_actor* self) {
   auto& st = self->state;
-  if (st.draining || !st.deferred.empty() || st.waiting_put || !st.checking.empty())
+  st.trim();
+  if (st.draining || st.busy())
     return;
   if (st.passivating) {
     if (st.recompute_scheduled)
@@ -406,16 +431,33 @@ child_state own_child_state(const twin_state& st) {
   return cs;
 }
 
-void upsert_child(twin_record& rec, child_state cs) {
+/// Inserts or replaces the child's state; returns false if it was already the same.
+bool upsert_child(twin_record& rec, child_state cs) {
   for (auto& c : rec.children)
     if (c.id == cs.id) {
+      if (c.values == cs.values && c.health == cs.health && c.type == cs.type)
+        return false;
       c = std::move(cs);
-      return;
+      return true;
     }
   rec.children.push_back(std::move(cs));
+  return true;
 }
 
 // -- request handlers -----------------------------------------------------------
+
+/// Answers a request that changed nothing with the current version, once every earlier
+/// write of this twin is durable (the writer is FIFO).
+void answer_when_durable(twin_actor* self, version_fn done) {
+  auto version = self->state.rec.version;
+  self->state.host->writer.submit(store_batch{}, host_counts{},
+                                  [done = std::move(done), version](caf::error err) {
+                                    if (err)
+                                      done(std::move(err));
+                                    else
+                                      done(version);
+                                  });
+}
 
 void handle(twin_actor* self, twin_request& req);
 
@@ -460,10 +502,8 @@ void on_ingest(twin_actor* self, ingest_request& req) {
     context_impl ctx{self, changed};
     h(ctx, req.values);
   }
-  if (!changed) {
-    req.done(st.rec.version);
-    return;
-  }
+  if (!changed)
+    return answer_when_durable(self, std::move(req.done));
   after_reported_change(self);
   auto done = std::move(req.done);
   auto version = st.rec.version + 1;
@@ -484,7 +524,7 @@ void finish_put(twin_actor* self, put_request& req, bool created) {
     rec = twin_record{};
     rec.id = st.id;
     rec.created_ms = now;
-    st.pending.index_adds.push_back({index_kind::by_type, req.type, st.id});
+    st.cold().pending.index_adds.push_back({index_kind::by_type, req.type, st.id});
     st.pending_counts.twins += 1;
     st.exists = true;
     st.delete_pending = false;
@@ -494,11 +534,11 @@ void finish_put(twin_actor* self, put_request& req, bool created) {
   rec.kind = st.type->kind();
   if (rec.parent != req.parent) {
     if (!rec.parent.empty()) {
-      st.pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.id});
-      st.detach_from = rec.parent;
+      st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.id});
+      st.cold().detach_from = rec.parent;
     }
     if (!req.parent.empty())
-      st.pending.index_adds.push_back({index_kind::by_parent, req.parent.str(), st.id});
+      st.cold().pending.index_adds.push_back({index_kind::by_parent, req.parent.str(), st.id});
     rec.parent = req.parent;
   }
   // Replace reported state, keeping what the runtime computes.
@@ -581,30 +621,41 @@ void on_put(twin_actor* self, put_request& req) {
   ar.kind = type->kind();
   ar.done = [me](caf::error err) { caf::anon_send(me, attached_atom::value, std::move(err)); };
   auto parent = req.parent;
-  st.waiting_put = pending_put{std::move(req), created};
+  st.cold().waiting_put = pending_put{std::move(req), created};
   st.host->rt->route(parent, std::move(ar));
 }
 
 void on_attached(twin_actor* self, caf::error err) {
   auto& st = self->state;
-  if (!st.waiting_put)
+  if (!st.waiting())
     return;
-  auto pp = std::move(*st.waiting_put);
-  st.waiting_put.reset();
+  auto pp = std::move(*st.cold_->waiting_put);
+  st.cold_->waiting_put.reset();
   if (err) {
     if (error_code(err) == runtime_errc::not_found)
       err = make_error(runtime_errc::invalid_parent,
                        "parent " + pp.req.parent.str() + " does not exist");
     st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
     pp.req.done(std::move(err));
+  } else if (auto conflict = check_version(st, pp.req.if_version)) {
+    // The twin changed while the put waited: undo the parent's side, refuse the put.
+    st.host->rt->route(pp.req.parent, detach_notice{st.id});
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    pp.req.done(std::move(conflict));
   } else {
     finish_put(self, pp.req, pp.created && !st.exists);
   }
-  // Requests that arrived meanwhile, in order.
-  while (!st.deferred.empty() && !st.waiting_put) {
-    auto next = std::move(st.deferred.front());
-    st.deferred.pop_front();
-    handle(self, next);
+  // Requests that arrived meanwhile, in order; if one of them waits again, the rest
+  // keep waiting behind it.
+  auto pending = std::move(st.cold_->deferred);
+  st.cold_->deferred.clear();
+  for (size_t i = 0; i < pending.size(); ++i) {
+    if (st.waiting()) {
+      st.cold().deferred.assign(std::make_move_iterator(pending.begin() + i),
+                         std::make_move_iterator(pending.end()));
+      break;
+    }
+    handle(self, pending[i]);
   }
 }
 
@@ -635,10 +686,8 @@ void on_patch(twin_actor* self, patch_request& req) {
       }
     }
   }
-  if (!changed && !desired_changed) {
-    req.done(st.rec.version);
-    return;
-  }
+  if (!changed && !desired_changed)
+    return answer_when_durable(self, std::move(req.done));
   if (changed)
     after_reported_change(self);
   if (desired_changed)
@@ -660,13 +709,13 @@ void on_remove(twin_actor* self, remove_request& req) {
   if (auto err = check_version(st, req.if_version))
     return req.done(std::move(err));
   auto& rec = st.rec;
-  st.pending.index_removes.push_back({index_kind::by_type, rec.type, st.id});
+  st.cold().pending.index_removes.push_back({index_kind::by_type, rec.type, st.id});
   if (!rec.parent.empty()) {
-    st.pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.id});
-    st.detach_from = rec.parent;
+    st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.id});
+    st.cold().detach_from = rec.parent;
   }
   for (const auto& c : rec.children)
-    st.orphans.push_back(c.id);
+    st.cold().orphans.push_back(c.id);
   for (const auto& a : rec.alerts) {
     if (a.level == severity::warning)
       st.pending_counts.alerts_warning -= 1;
@@ -698,21 +747,39 @@ void on_command(twin_actor* self, command_request& req) {
     return req.done(make_error(runtime_errc::invalid_argument,
                                "type '" + st.type->name() + "' has no command '" + req.name + "'"));
   value answer;
+  bool changed = false;
   if (const auto& h = st.type->handlers().on_command) {
-    bool changed = false;
+    // A handler that fails leaves nothing behind.
+    auto saved_rec = st.rec;
+    auto saved_counts = st.pending_counts;
+    auto saved_publish = st.publish_desired;
     context_impl ctx{self, changed};
     auto r = h(ctx, req.name, req.args);
-    if (!r)
+    if (!r) {
+      st.rec = std::move(saved_rec);
+      st.pending_counts = saved_counts;
+      st.publish_desired = saved_publish;
       return req.done(r.error());
-    answer = std::move(*r);
-    if (changed) {
-      after_reported_change(self);
-      commit(self, nullptr);
     }
+    answer = std::move(*r);
   }
-  if (st.host->gateway != nullptr)
-    st.host->gateway->send_command(st.id, req.name, req.args);
-  req.done(std::move(answer));
+  auto* gateway = st.host->gateway;
+  auto send = [gateway, id = st.id, name = req.name, args = req.args] {
+    if (gateway != nullptr)
+      gateway->send_command(id, name, args);
+  };
+  if (!changed) {
+    send();
+    return req.done(std::move(answer));
+  }
+  // The command's effect on the twin is durable before the device hears of it.
+  after_reported_change(self);
+  commit(self, [send, answer, done = std::move(req.done)](caf::error err) {
+    if (err)
+      return done(std::move(err));
+    send();
+    done(answer);
+  });
 }
 
 void finish_attach(twin_actor* self, attach_request& req) {
@@ -730,6 +797,11 @@ void finish_attach(twin_actor* self, attach_request& req) {
   schedule_recompute(self);
 }
 
+/// The parent this twin has, or will have once its waiting put is applied.
+const twin_id& effective_parent(const twin_state& st) {
+  return st.waiting() ? st.cold_->waiting_put->req.parent : st.rec.parent;
+}
+
 void on_attach(twin_actor* self, attach_request& req) {
   auto& st = self->state;
   if (!st.exists)
@@ -741,8 +813,13 @@ void on_attach(twin_actor* self, attach_request& req) {
                                  + " (component < asset < system < process)"));
   bool known = std::any_of(st.rec.children.begin(), st.rec.children.end(),
                            [&](const child_state& c) { return c.id == req.state.id; });
-  if (req.kind < st.rec.kind || st.rec.parent.empty() || known)
+  const auto& up = effective_parent(st);
+  if (req.kind < st.rec.kind || up.empty() || known)
     return finish_attach(self, req);
+  if (up == req.state.id)
+    return req.done(make_error(runtime_errc::invalid_parent,
+                               req.state.id.str() + " is (or is becoming) the parent of "
+                                 + st.id.str() + ": the link would make a cycle"));
   // Same kind: the child must not be one of this twin's ancestors.
   auto token = st.next_token++;
   ancestor_query q;
@@ -750,21 +827,24 @@ void on_attach(twin_actor* self, attach_request& req) {
   q.kind = req.kind;
   caf::actor me = caf::actor_cast<caf::actor>(self);
   q.done = [me, token](bool cycle) { caf::anon_send(me, checked_atom::value, token, cycle); };
-  st.checking.emplace(token, std::move(req));
-  st.host->rt->route(st.rec.parent, std::move(q));
+  st.cold().checking.emplace(token, std::move(req));
+  st.host->rt->route(up, std::move(q));
 }
 
 void on_checked(twin_actor* self, uint64_t token, bool cycle) {
   auto& st = self->state;
-  auto i = st.checking.find(token);
-  if (i == st.checking.end())
+  if (!st.cold_)
+    return;
+  auto i = st.cold_->checking.find(token);
+  if (i == st.cold_->checking.end())
     return;
   auto req = std::move(i->second);
-  st.checking.erase(i);
+  st.cold_->checking.erase(i);
   if (cycle)
     return req.done(make_error(runtime_errc::invalid_parent,
                                req.state.id.str() + " is an ancestor of " + st.id.str()
-                                 + ": the link would make a cycle"));
+                                 + " (or the chain could not be checked): the link would make "
+                                   "a cycle"));
   finish_attach(self, req);
 }
 
@@ -772,9 +852,10 @@ void on_ancestor_query(twin_actor* self, ancestor_query& q) {
   auto& st = self->state;
   if (q.candidate == st.id)
     return q.done(true);
-  if (!st.exists || st.rec.parent.empty() || st.rec.kind > q.kind)
+  const auto& up = effective_parent(st);
+  if (!st.exists || up.empty() || st.rec.kind > q.kind)
     return q.done(false);
-  st.host->rt->route(st.rec.parent, std::move(q));
+  st.host->rt->route(up, std::move(q));
 }
 
 void on_child_update(twin_actor* self, child_update& upd) {
@@ -786,8 +867,9 @@ void on_child_update(twin_actor* self, child_update& upd) {
     context_impl ctx{self, changed};
     h(ctx, upd.state);
   }
-  upsert_child(st.rec, std::move(upd.state));
-  schedule_recompute(self);
+  // An unchanged child changes nothing here: no recompute, no write, no notification.
+  if (upsert_child(st.rec, std::move(upd.state)))
+    schedule_recompute(self);
 }
 
 void on_detach(twin_actor* self, const detach_notice& n) {
@@ -806,7 +888,7 @@ void on_orphan(twin_actor* self, const orphan_notice& n) {
   auto& st = self->state;
   if (!st.exists || st.rec.parent != n.parent)
     return;
-  st.pending.index_removes.push_back({index_kind::by_parent, st.rec.parent.str(), st.id});
+  st.cold().pending.index_removes.push_back({index_kind::by_parent, st.rec.parent.str(), st.id});
   st.rec.parent = twin_id{};
   commit(self, nullptr);
 }
@@ -825,8 +907,8 @@ void handle(twin_actor* self, twin_request& req) {
                      || std::holds_alternative<get_request>(req)
                      || std::holds_alternative<remove_request>(req)
                      || std::holds_alternative<command_request>(req);
-  if (st.waiting_put && from_client) {
-    st.deferred.push_back(std::move(req));
+  if (st.waiting() && from_client) {
+    st.cold().deferred.push_back(std::move(req));
     return;
   }
   std::visit(
@@ -935,6 +1017,11 @@ caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
     },
     [=](passivate_atom) {
       auto& st = self->state;
+      if (st.busy() && st.host->accepting.load()) {
+        // Waiting on other twins, which may need this one to answer: stay active.
+        st.host->cancel_passivation(st.id, self->address());
+        return;
+      }
       st.passivating = true;
       if (st.recompute_scheduled)
         recompute(self);
@@ -958,7 +1045,7 @@ void fail_request(twin_request& req, const caf::error& err) {
     [&](auto& r) {
       using T = std::decay_t<decltype(r)>;
       if constexpr (std::is_same_v<T, ancestor_query>)
-        r.done(false);  // unreachable ancestor: the chain ends there
+        r.done(true);  // an ancestor that cannot be asked: refuse rather than risk a cycle
       else if constexpr (!std::is_same_v<T, child_update> && !std::is_same_v<T, detach_notice>
                          && !std::is_same_v<T, orphan_notice>)
         r.done(err);

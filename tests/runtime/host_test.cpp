@@ -2,6 +2,7 @@
 // restart recovery.
 
 #include <atomic>
+#include <future>
 #include <mutex>
 
 #include <caf/actor_system.hpp>
@@ -176,6 +177,42 @@ TEST_F(host_test, parent_links_follow_the_kind_order) {
   ASSERT_EQ(listed->size(), 1u);
 }
 
+TEST_F(host_test, requests_behind_a_put_that_waits_for_its_parent_keep_their_order) {
+  start();
+  ASSERT_TRUE(put(h(), "f:robot1", "robot"));
+  // Fire a create-with-parent, a patch and a read without waiting in between.
+  std::promise<caf::expected<put_result>> created;
+  std::promise<caf::expected<uint64_t>> patched;
+  std::promise<caf::expected<twin_record>> read;
+  put_request p;
+  p.type = "motor";
+  p.parent = id("f:robot1");
+  p.properties = {{"temperature", value{20.0}}};
+  p.done = [&](caf::expected<put_result> r) { created.set_value(std::move(r)); };
+  patch_request q;
+  q.properties = {{"temperature", value{21.0}}};
+  q.done = [&](caf::expected<uint64_t> v) { patched.set_value(std::move(v)); };
+  h().route(id("f:m1"), std::move(p));
+  h().route(id("f:m1"), std::move(q));
+  h().route(id("f:m1"), get_request{[&](caf::expected<twin_record> r) { read.set_value(std::move(r)); }});
+  auto fc = created.get_future();
+  auto fv = patched.get_future();
+  auto fr = read.get_future();
+  for (auto ready : {fc.wait_for(std::chrono::seconds{10}), fv.wait_for(std::chrono::seconds{10}),
+                     fr.wait_for(std::chrono::seconds{10})})
+    ASSERT_EQ(ready, std::future_status::ready);
+  auto c = fc.get();
+  auto v = fv.get();
+  auto r = fr.get();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(v) << error_message(v.error());
+  EXPECT_EQ(c->version, 1u);
+  EXPECT_EQ(*v, 2u);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->version, 2u);
+  EXPECT_EQ(r->reported.at("temperature"), value{21.0});
+}
+
 TEST_F(host_test, links_that_would_make_a_cycle_are_refused) {
   start();
   ASSERT_TRUE(put(h(), "f:a", "motor"));
@@ -192,6 +229,36 @@ TEST_F(host_test, links_that_would_make_a_cycle_are_refused) {
   // A sibling branch is fine.
   ASSERT_TRUE(put(h(), "f:d", "motor", "f:a"));
   EXPECT_TRUE(put(h(), "f:e", "motor", "f:d"));
+}
+
+TEST_F(host_test, two_concurrent_links_cannot_close_a_cycle) {
+  start();
+  for (int round = 0; round < 20; ++round) {
+    auto a = "f:a" + std::to_string(round);
+    auto b = "f:b" + std::to_string(round);
+    ASSERT_TRUE(put(h(), a, "motor"));
+    ASSERT_TRUE(put(h(), b, "motor"));
+    std::promise<bool> ra;
+    std::promise<bool> rb;
+    put_request pa;
+    pa.type = "motor";
+    pa.parent = id(b);
+    pa.done = [&](caf::expected<put_result> r) { ra.set_value(static_cast<bool>(r)); };
+    put_request pb;
+    pb.type = "motor";
+    pb.parent = id(a);
+    pb.done = [&](caf::expected<put_result> r) { rb.set_value(static_cast<bool>(r)); };
+    h().route(id(a), std::move(pa));
+    h().route(id(b), std::move(pb));
+    auto fa = ra.get_future();
+    auto fb = rb.get_future();
+    ASSERT_EQ(fa.wait_for(std::chrono::seconds{10}), std::future_status::ready);
+    ASSERT_EQ(fb.wait_for(std::chrono::seconds{10}), std::future_status::ready);
+    EXPECT_FALSE(fa.get() && fb.get()) << "both links were accepted in round " << round;
+    auto pa_rec = get(h(), a);
+    auto pb_rec = get(h(), b);
+    EXPECT_FALSE(pa_rec->parent == id(b) && pb_rec->parent == id(a));
+  }
 }
 
 TEST_F(host_test, aggregates_and_health_roll_up_four_levels) {

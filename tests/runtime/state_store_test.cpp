@@ -50,6 +50,21 @@ TEST_P(state_store_conformance, later_put_of_a_key_wins_and_delete_removes) {
   EXPECT_FALSE(*store_->get(id("a:1")));
 }
 
+TEST_P(state_store_conformance, batches_written_together_apply_in_order) {
+  // A delete of one batch and a put of the next: the put wins, and the other way round.
+  std::vector<store_batch> bs(4);
+  bs[0].deletes.push_back(id("a:1"));
+  bs[1].puts.emplace_back(id("a:1"), "back");
+  bs[2].puts.emplace_back(id("a:2"), "gone soon");
+  bs[2].index_adds.push_back({index_kind::by_parent, "p:1", id("a:2")});
+  bs[3].deletes.push_back(id("a:2"));
+  bs[3].index_removes.push_back({index_kind::by_parent, "p:1", id("a:2")});
+  ASSERT_FALSE(store_->write_all(bs.data(), bs.size()));
+  EXPECT_EQ(**store_->get(id("a:1")), "back");
+  EXPECT_FALSE(*store_->get(id("a:2")));
+  EXPECT_TRUE(store_->list(index_kind::by_parent, "p:1", {}, 10)->empty());
+}
+
 TEST_P(state_store_conformance, indexes_list_in_order_with_paging) {
   store_batch b;
   for (auto k : {"f:m3", "f:m1", "f:m2", "f:r1"})

@@ -36,8 +36,6 @@ struct store_batch {
     return puts.empty() && deletes.empty() && index_adds.empty() && index_removes.empty()
            && meta_puts.empty();
   }
-  /// Appends everything of `other`, in order (later puts of a key win).
-  void append(store_batch&& other);
 };
 
 /// Durable storage of twin records, two secondary indexes and node metadata.
@@ -52,7 +50,12 @@ public:
 
   /// Applies `batch` atomically. Returns `store_failure` with the reason on error,
   /// in which case nothing of the batch is applied.
-  virtual caf::error write(const store_batch& batch) = 0;
+  caf::error write(const store_batch& batch) { return write_all(&batch, 1); }
+
+  /// Applies `n` batches atomically, one after the other in order: an operation of a
+  /// later batch wins over one of an earlier batch on the same key. Within one batch,
+  /// deletes come before puts and index removes before index adds.
+  virtual caf::error write_all(const store_batch* batches, size_t n) = 0;
 
   /// Returns the encoded record of `id`, std::nullopt if there is none.
   virtual caf::expected<std::optional<std::string>> get(const twin_id& id) = 0;
