@@ -940,6 +940,51 @@ void handle(twin_actor* self, twin_request& req) {
     req);
 }
 
+/// Rebuilds the kept child states from the store. Children write their parent link and
+/// the by_parent index atomically with their own state, while the parent hears of it
+/// only afterwards; after a crash in between, this brings the parent up to date (and
+/// drops children that never became durable). Schedules a recompute if anything differs.
+void reconcile_children(twin_actor* self) {
+  auto& st = self->state;
+  auto& store = st.host->store;
+  std::vector<child_state> found;
+  twin_id after;
+  for (;;) {
+    auto ids = store.list(index_kind::by_parent, st.id.str(), after, 1024);
+    if (!ids)
+      return;  // keep what the record says; the next child change corrects it
+    for (const auto& cid : *ids) {
+      auto bytes = store.get(cid);
+      if (!bytes || !*bytes)
+        continue;
+      auto child = decode_record(**bytes);
+      if (!child || child->parent != st.id)
+        continue;
+      child_state cs;
+      cs.id = cid;
+      cs.values = child_values(*child);
+      if (auto h = child->reported.find("health");
+          h != child->reported.end() && h->second.is_string())
+        from_string(h->second.as_string(), cs.health);
+      cs.type = child->type;
+      found.push_back(std::move(cs));
+    }
+    if (ids->size() < 1024)
+      break;
+    after = ids->back();
+  }
+  auto same = [](const child_state& a, const child_state& b) {
+    return a.id == b.id && a.values == b.values && a.health == b.health && a.type == b.type;
+  };
+  auto& kept = st.rec.children;
+  std::sort(kept.begin(), kept.end(),
+            [](const child_state& a, const child_state& b) { return a.id < b.id; });
+  if (found.size() == kept.size() && std::equal(found.begin(), found.end(), kept.begin(), same))
+    return;
+  kept = std::move(found);
+  schedule_recompute(self);
+}
+
 /// Reloads the record after a failed write, so memory matches the store again.
 void load(twin_actor* self) {
   auto& st = self->state;
@@ -967,6 +1012,8 @@ void load(twin_actor* self) {
   }
   st.rec = std::move(*rec);
   st.exists = true;
+  if (st.rec.kind != twin_kind::component || !st.rec.children.empty())
+    reconcile_children(self);
 }
 
 caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {

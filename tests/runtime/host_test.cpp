@@ -420,6 +420,29 @@ TEST_F(host_test, every_acknowledged_change_survives_a_restart) {
   ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "max_temperature") == value{30.0}; }));
 }
 
+TEST_F(host_test, a_parent_catches_up_with_children_written_before_a_crash) {
+  start();
+  build_plant();
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:robot1", "max_temperature") == value{20.0}; }));
+  stop();
+  // As after a kill -9 between a child's durable write and its parent's: the store has
+  // the child's new state and a new child, the parent's record has neither.
+  auto m1 = decode_record(**store_->get(id("f:m1")));
+  m1->reported["temperature"] = value{97.0};
+  auto extra = *m1;
+  extra.id = id("f:m9");
+  extra.reported["temperature"] = value{50.0};
+  store_batch b;
+  b.puts.emplace_back(m1->id, encode(*m1));
+  b.puts.emplace_back(extra.id, encode(extra));
+  b.index_adds.push_back({index_kind::by_parent, "f:robot1", extra.id});
+  ASSERT_FALSE(store_->write(b));
+  start();
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:robot1", "max_temperature") == value{97.0}; }));
+  EXPECT_EQ(prop(h(), "f:robot1", "motors"), value{3});
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "max_temperature") == value{97.0}; }));
+}
+
 TEST_F(host_test, idle_twins_passivate_and_reactivate_with_their_state) {
   host_options opts;
   opts.idle_timeout = std::chrono::milliseconds{50};
