@@ -63,6 +63,18 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
       return bad(std::string{"\""} + key + "\": " + error_message(m.error()));
     return m;
   };
+  // "properties" and "desired" of a put or patch.
+  auto state_of = [&](value_map& props, value_map& desired) -> caf::error {
+    auto p = map_of("properties");
+    if (!p)
+      return p.error();
+    auto d = map_of("desired");
+    if (!d)
+      return d.error();
+    props = std::move(*p);
+    desired = std::move(*d);
+    return {};
+  };
   std::optional<uint64_t> if_version;
   if (auto i = doc.find("if_version"); i != doc.end()) {
     if (!i->is_number_unsigned())
@@ -101,14 +113,8 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
         return fail(parent.error());
       req.parent = *parent;
     }
-    auto props = map_of("properties");
-    if (!props)
-      return fail(props.error());
-    auto desired = map_of("desired");
-    if (!desired)
-      return fail(desired.error());
-    req.properties = std::move(*props);
-    req.desired = std::move(*desired);
+    if (auto err = state_of(req.properties, req.desired))
+      return fail(err);
     req.if_version = if_version;
     req.source = "stdin";
     req.done = [this, seq](caf::expected<put_result> r) {
@@ -121,15 +127,9 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
     };
     rt_.route(*id, std::move(req));
   } else if (op == "patch") {
-    auto props = map_of("properties");
-    if (!props)
-      return fail(props.error());
-    auto desired = map_of("desired");
-    if (!desired)
-      return fail(desired.error());
     patch_request req;
-    req.properties = std::move(*props);
-    req.desired = std::move(*desired);
+    if (auto err = state_of(req.properties, req.desired))
+      return fail(err);
     req.if_version = if_version;
     req.source = "stdin";
     req.done = on_version;

@@ -105,7 +105,10 @@ void host::impl::cancel_passivation(const twin_id& id, const caf::actor_addr& wh
   auto i = s.entries.find(id);
   if (i == s.entries.end() || !i->second.deactivating || i->second.actor.address() != who)
     return;
-  auto& e = i->second;
+  resume_entry(s, i->second);
+}
+
+void host::impl::resume_entry(stripe& s, entry& e) {
   e.deactivating = false;
   e.last_used = std::chrono::steady_clock::now();
   ++s.active;
@@ -135,12 +138,7 @@ void host::impl::on_passivated(const twin_id& id) {
   // Requests came while it passivated: a new activation takes them, in order.
   active.fetch_sub(1, std::memory_order_relaxed);
   e.actor = spawn_twin(id);
-  e.deactivating = false;
-  e.last_used = std::chrono::steady_clock::now();
-  ++s.active;
-  for (auto& r : e.held)
-    caf::anon_send(e.actor, std::move(r));
-  e.held.clear();
+  resume_entry(s, e);
   enforce_cap(s, id);
 }
 

@@ -57,6 +57,8 @@ struct host::impl {
   void request_passivation(const twin_id& id, const caf::actor_addr& who);
   /// A twin that was told to passivate is busy: it stays active and takes the held requests.
   void cancel_passivation(const twin_id& id, const caf::actor_addr& who);
+  /// Marks `e` active again and hands it the held requests; caller holds the lock.
+  void resume_entry(stripe& s, entry& e);
   /// A twin finished passivating: reactivate it for held requests, or forget it.
   void on_passivated(const twin_id& id);
   void sweep_idle();

@@ -10,8 +10,6 @@
 #include "host_impl.hpp"
 #include "twin/runtime/errc.hpp"
 
-
-
 namespace twin::runtime {
 
 using host_impl = host::impl;
@@ -119,8 +117,6 @@ value_map child_values(const twin_record& rec) {
       out.emplace(k, v);
   return out;
 }
-
-class behavior_impl;
 
 /// The twin_context handed to custom handlers.
 class context_impl final : public twin_context {
