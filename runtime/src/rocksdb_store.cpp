@@ -1,3 +1,5 @@
+#include <filesystem>
+
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
@@ -145,6 +147,11 @@ private:
 caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_options& o) {
   if (o.path.empty())
     return make_error(runtime_errc::store_failure, "no data directory given");
+  std::error_code ec;
+  std::filesystem::create_directories(o.path, ec);
+  if (ec)
+    return make_error(runtime_errc::store_failure,
+                      "cannot create data directory " + o.path + ": " + ec.message());
   rocksdb::Options db_opts;
   db_opts.create_if_missing = true;
   db_opts.create_missing_column_families = true;

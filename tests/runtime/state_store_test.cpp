@@ -140,7 +140,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(rocksdb_store, data_survives_reopen) {
   temp_dir dir;
   rocksdb_options o;
-  o.path = dir.sub("db");
+  o.path = dir.sub("nested/twin/db");  // missing parents are created
   {
     auto s = open_rocksdb_store(o);
     ASSERT_TRUE(s) << error_message(s.error());
