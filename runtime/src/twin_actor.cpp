@@ -51,7 +51,6 @@ struct twin_cold {
 
 struct twin_state {
   host_impl* host = nullptr;
-  twin_id id;
   caf::error load_error;  ///< set if the record could not be loaded
   bool exists = false;
   bool delete_pending = false;
@@ -97,15 +96,15 @@ caf::error check_version(const twin_state& st, const std::optional<uint64_t>& ex
   if (*expected == 0) {
     if (st.exists)
       return make_error(runtime_errc::version_conflict,
-                        "twin " + st.id.str() + " already exists (version "
+                        "twin " + st.rec.id.str() + " already exists (version "
                           + std::to_string(st.rec.version) + ")");
     return {};
   }
   if (!st.exists)
-    return not_found(st.id);
+    return not_found(st.rec.id);
   if (st.rec.version != *expected)
     return make_error(runtime_errc::version_conflict,
-                      "twin " + st.id.str() + " has version " + std::to_string(st.rec.version)
+                      "twin " + st.rec.id.str() + " has version " + std::to_string(st.rec.version)
                         + ", not " + std::to_string(*expected));
   return {};
 }
@@ -195,9 +194,9 @@ void commit(twin_actor* self, waiter w) {
     st.cold_->pending = store_batch{};
   }
   if (st.delete_pending)
-    batch.deletes.push_back(st.id);
+    batch.deletes.push_back(st.rec.id);
   else
-    batch.puts.emplace_back(st.id, encode(rec));
+    batch.puts.emplace_back(st.rec.id, encode(rec));
   st.delete_pending = false;
   auto counts = st.pending_counts;
   st.pending_counts = host_counts{};
@@ -207,9 +206,9 @@ void commit(twin_actor* self, waiter w) {
     notes.emplace_back(rec.parent, child_update{own_child_state(st), rec.kind});
   if (st.cold_) {
     if (!st.cold_->detach_from.empty())
-      notes.emplace_back(st.cold_->detach_from, detach_notice{st.id});
+      notes.emplace_back(st.cold_->detach_from, detach_notice{st.rec.id});
     for (auto& c : st.cold_->orphans)
-      notes.emplace_back(c, orphan_notice{st.id});
+      notes.emplace_back(c, orphan_notice{st.rec.id});
     st.cold_->detach_from = twin_id{};
     st.cold_->orphans.clear();
   }
@@ -222,7 +221,7 @@ void commit(twin_actor* self, waiter w) {
   caf::actor me = caf::actor_cast<caf::actor>(self);
   host->writer.submit(
     std::move(batch), counts,
-    [host, me, id = st.id, w = std::move(w), notes = std::move(notes),
+    [host, me, id = st.rec.id, w = std::move(w), notes = std::move(notes),
      desired_delta = std::move(desired_delta)](caf::error err) mutable {
       if (err) {
         if (w)
@@ -260,7 +259,7 @@ void maybe_release(twin_actor* self) {
   if (!st.exists && !st.passivation_requested) {
     // Nothing to keep in memory for a twin that does not exist.
     st.passivation_requested = true;
-    st.host->request_passivation(st.id, self->address());
+    st.host->request_passivation(st.rec.id, self->address());
   }
 }
 
@@ -418,7 +417,7 @@ void after_reported_change(twin_actor* self) {
 
 child_state own_child_state(const twin_state& st) {
   child_state cs;
-  cs.id = st.id;
+  cs.id = st.rec.id;
   cs.values = child_values(st.rec);
   auto h = st.rec.reported.find("health");
   if (h != st.rec.reported.end() && h->second.is_string())
@@ -484,7 +483,7 @@ bool apply_values(twin_state& st, const value_map& values, int64_t ts, const std
 void on_ingest(twin_actor* self, ingest_request& req) {
   auto& st = self->state;
   if (!st.exists) {
-    req.done(not_found(st.id));
+    req.done(not_found(st.rec.id));
     return;
   }
   if (auto err = st.type->check_reported(req.values)) {
@@ -517,10 +516,11 @@ void finish_put(twin_actor* self, put_request& req, bool created) {
   auto& rec = st.rec;
   auto now = now_ms();
   if (created) {
+    auto id = std::move(rec.id);
     rec = twin_record{};
-    rec.id = st.id;
+    rec.id = std::move(id);
     rec.created_ms = now;
-    st.cold().pending.index_adds.push_back({index_kind::by_type, req.type, st.id});
+    st.cold().pending.index_adds.push_back({index_kind::by_type, req.type, st.rec.id});
     st.pending_counts.twins += 1;
     st.exists = true;
     st.delete_pending = false;
@@ -530,11 +530,11 @@ void finish_put(twin_actor* self, put_request& req, bool created) {
   rec.kind = st.type->kind();
   if (rec.parent != req.parent) {
     if (!rec.parent.empty()) {
-      st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.id});
+      st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.rec.id});
       st.cold().detach_from = rec.parent;
     }
     if (!req.parent.empty())
-      st.cold().pending.index_adds.push_back({index_kind::by_parent, req.parent.str(), st.id});
+      st.cold().pending.index_adds.push_back({index_kind::by_parent, req.parent.str(), st.rec.id});
     rec.parent = req.parent;
   }
   // Replace reported state, keeping what the runtime computes.
@@ -584,7 +584,7 @@ void on_put(twin_actor* self, put_request& req) {
     return reject(std::move(err));
   if (st.exists && st.rec.type != req.type)
     return reject(make_error(runtime_errc::invalid_argument,
-                             "twin " + st.id.str() + " has type '" + st.rec.type
+                             "twin " + st.rec.id.str() + " has type '" + st.rec.type
                                + "'; delete it to create it with type '" + req.type + "'"));
   if (auto err = type->check_reported(req.properties))
     return reject(std::move(err));
@@ -594,7 +594,7 @@ void on_put(twin_actor* self, put_request& req) {
     if (r.name.empty() || r.target.empty())
       return reject(make_error(runtime_errc::invalid_argument,
                                "a relationship needs a name and a target twin id"));
-  if (req.parent == st.id)
+  if (req.parent == st.rec.id)
     return reject(make_error(runtime_errc::invalid_parent, "a twin cannot be its own parent"));
   bool created = !st.exists;
   if (req.parent.empty() || (st.exists && req.parent == st.rec.parent)) {
@@ -603,7 +603,7 @@ void on_put(twin_actor* self, put_request& req) {
   }
   // Ask the new parent first: it checks the kinds and records the child.
   child_state cs;
-  cs.id = st.id;
+  cs.id = st.rec.id;
   cs.type = req.type;
   for (const auto& [k, v] : req.properties)
     if (v.is_number() || v.is_bool())
@@ -635,7 +635,7 @@ void on_attached(twin_actor* self, caf::error err) {
     pp.req.done(std::move(err));
   } else if (auto conflict = check_version(st, pp.req.if_version)) {
     // The twin changed while the put waited: undo the parent's side, refuse the put.
-    st.host->rt->route(pp.req.parent, detach_notice{st.id});
+    st.host->rt->route(pp.req.parent, detach_notice{st.rec.id});
     st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
     pp.req.done(std::move(conflict));
   } else {
@@ -662,7 +662,7 @@ void on_patch(twin_actor* self, patch_request& req) {
     req.done(std::move(err));
   };
   if (!st.exists)
-    return req.done(not_found(st.id));
+    return req.done(not_found(st.rec.id));
   if (auto err = check_version(st, req.if_version))
     return reject(std::move(err));
   if (auto err = st.type->check_reported(req.properties))
@@ -701,13 +701,13 @@ void on_patch(twin_actor* self, patch_request& req) {
 void on_remove(twin_actor* self, remove_request& req) {
   auto& st = self->state;
   if (!st.exists)
-    return req.done(not_found(st.id));
+    return req.done(not_found(st.rec.id));
   if (auto err = check_version(st, req.if_version))
     return req.done(std::move(err));
   auto& rec = st.rec;
-  st.cold().pending.index_removes.push_back({index_kind::by_type, rec.type, st.id});
+  st.cold().pending.index_removes.push_back({index_kind::by_type, rec.type, st.rec.id});
   if (!rec.parent.empty()) {
-    st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.id});
+    st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.rec.id});
     st.cold().detach_from = rec.parent;
   }
   for (const auto& c : rec.children)
@@ -731,14 +731,15 @@ void on_remove(twin_actor* self, remove_request& req) {
       done(version);
   });
   st.exists = false;
+  auto id = std::move(st.rec.id);
   st.rec = twin_record{};
-  st.rec.id = st.id;
+  st.rec.id = std::move(id);
 }
 
 void on_command(twin_actor* self, command_request& req) {
   auto& st = self->state;
   if (!st.exists)
-    return req.done(not_found(st.id));
+    return req.done(not_found(st.rec.id));
   if (!st.type->has_command(req.name))
     return req.done(make_error(runtime_errc::invalid_argument,
                                "type '" + st.type->name() + "' has no command '" + req.name + "'"));
@@ -760,7 +761,7 @@ void on_command(twin_actor* self, command_request& req) {
     answer = std::move(*r);
   }
   auto* gateway = st.host->gateway;
-  auto send = [gateway, id = st.id, name = req.name, args = req.args] {
+  auto send = [gateway, id = st.rec.id, name = req.name, args = req.args] {
     if (gateway != nullptr)
       gateway->send_command(id, name, args);
   };
@@ -781,7 +782,7 @@ void on_command(twin_actor* self, command_request& req) {
 void finish_attach(twin_actor* self, attach_request& req) {
   auto& st = self->state;
   if (!st.exists)
-    return req.done(not_found(st.id));
+    return req.done(not_found(st.rec.id));
   bool changed = false;
   if (const auto& h = st.type->handlers().on_child_change) {
     context_impl ctx{self, changed};
@@ -801,11 +802,11 @@ const twin_id& effective_parent(const twin_state& st) {
 void on_attach(twin_actor* self, attach_request& req) {
   auto& st = self->state;
   if (!st.exists)
-    return req.done(not_found(st.id));
+    return req.done(not_found(st.rec.id));
   if (req.kind > st.rec.kind)
     return req.done(make_error(runtime_errc::invalid_parent,
                                "a " + std::string{to_string(req.kind)} + " cannot be a child of "
-                                 + st.id.str() + ", a " + to_string(st.rec.kind)
+                                 + st.rec.id.str() + ", a " + to_string(st.rec.kind)
                                  + " (component < asset < system < process)"));
   bool known = std::any_of(st.rec.children.begin(), st.rec.children.end(),
                            [&](const child_state& c) { return c.id == req.state.id; });
@@ -815,7 +816,7 @@ void on_attach(twin_actor* self, attach_request& req) {
   if (up == req.state.id)
     return req.done(make_error(runtime_errc::invalid_parent,
                                req.state.id.str() + " is (or is becoming) the parent of "
-                                 + st.id.str() + ": the link would make a cycle"));
+                                 + st.rec.id.str() + ": the link would make a cycle"));
   // Same kind: the child must not be one of this twin's ancestors.
   auto token = st.next_token++;
   ancestor_query q;
@@ -838,7 +839,7 @@ void on_checked(twin_actor* self, uint64_t token, bool cycle) {
   st.cold_->checking.erase(i);
   if (cycle)
     return req.done(make_error(runtime_errc::invalid_parent,
-                               req.state.id.str() + " is an ancestor of " + st.id.str()
+                               req.state.id.str() + " is an ancestor of " + st.rec.id.str()
                                  + " (or the chain could not be checked): the link would make "
                                    "a cycle"));
   finish_attach(self, req);
@@ -846,7 +847,7 @@ void on_checked(twin_actor* self, uint64_t token, bool cycle) {
 
 void on_ancestor_query(twin_actor* self, ancestor_query& q) {
   auto& st = self->state;
-  if (q.candidate == st.id)
+  if (q.candidate == st.rec.id)
     return q.done(true);
   const auto& up = effective_parent(st);
   if (!st.exists || up.empty() || st.rec.kind > q.kind)
@@ -884,7 +885,7 @@ void on_orphan(twin_actor* self, const orphan_notice& n) {
   auto& st = self->state;
   if (!st.exists || st.rec.parent != n.parent)
     return;
-  st.cold().pending.index_removes.push_back({index_kind::by_parent, st.rec.parent.str(), st.id});
+  st.cold().pending.index_removes.push_back({index_kind::by_parent, st.rec.parent.str(), st.rec.id});
   st.rec.parent = twin_id{};
   commit(self, nullptr);
 }
@@ -917,7 +918,7 @@ void handle(twin_actor* self, twin_request& req) {
       else if constexpr (std::is_same_v<T, patch_request>)
         on_patch(self, r);
       else if constexpr (std::is_same_v<T, get_request>)
-        st.exists ? r.done(st.rec) : r.done(not_found(st.id));
+        st.exists ? r.done(st.rec) : r.done(not_found(st.rec.id));
       else if constexpr (std::is_same_v<T, remove_request>)
         on_remove(self, r);
       else if constexpr (std::is_same_v<T, command_request>)
@@ -946,7 +947,7 @@ void reconcile_children(twin_actor* self) {
   std::vector<child_state> found;
   twin_id after;
   for (;;) {
-    auto ids = store.list(index_kind::by_parent, st.id.str(), after, 1024);
+    auto ids = store.list(index_kind::by_parent, st.rec.id.str(), after, 1024);
     if (!ids)
       return;  // keep what the record says; the next child change corrects it
     for (const auto& cid : *ids) {
@@ -954,7 +955,7 @@ void reconcile_children(twin_actor* self) {
       if (!bytes || !*bytes)
         continue;
       auto child = decode_record(**bytes);
-      if (!child || child->parent != st.id)
+      if (!child || child->parent != st.rec.id)
         continue;
       child_state cs;
       cs.id = cid;
@@ -985,9 +986,10 @@ void reconcile_children(twin_actor* self) {
 void load(twin_actor* self) {
   auto& st = self->state;
   st.exists = false;
+  auto id = std::move(st.rec.id);
   st.rec = twin_record{};
-  st.rec.id = st.id;
-  auto bytes = st.host->store.get(st.id);
+  st.rec.id = std::move(id);
+  auto bytes = st.host->store.get(st.rec.id);
   if (!bytes) {
     st.load_error = bytes.error();
     return;
@@ -1002,7 +1004,7 @@ void load(twin_actor* self) {
   st.type = st.host->types.find(rec->type);
   if (!st.type) {
     st.load_error = make_error(runtime_errc::unknown_type,
-                               "twin " + st.id.str() + " has type '" + rec->type
+                               "twin " + st.rec.id.str() + " has type '" + rec->type
                                  + "', which no loaded model defines");
     return;
   }
@@ -1015,7 +1017,7 @@ void load(twin_actor* self) {
 caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
   auto& st = self->state;
   st.host = host;
-  st.id = std::move(id);
+  st.rec.id = std::move(id);
   host->stats.activations.fetch_add(1, std::memory_order_relaxed);
   load(self);
   return {
@@ -1030,7 +1032,7 @@ caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
     [=](drained_atom) {
       auto& st = self->state;
       st.host->stats.passivations.fetch_add(1, std::memory_order_relaxed);
-      st.host->on_passivated(st.id);
+      st.host->on_passivated(st.rec.id);
       self->quit();
     },
     [=](checked_atom, uint64_t token, bool cycle) {
@@ -1062,7 +1064,7 @@ caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
       auto& st = self->state;
       if (st.busy() && st.host->accepting.load()) {
         // Waiting on other twins, which may need this one to answer: stay active.
-        st.host->cancel_passivation(st.id, self->address());
+        st.host->cancel_passivation(st.rec.id, self->address());
         return;
       }
       st.passivating = true;

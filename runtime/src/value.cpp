@@ -12,7 +12,13 @@ bool operator==(const value& a, const value& b) {
       return a.as_int() == b.as_int();
     return a.as_double() == b.as_double();
   }
-  return a.data_ == b.data_;
+  if (a.type() != b.type())
+    return false;
+  switch (a.type()) {
+    case value::kind::list: return a.as_list() == b.as_list();
+    case value::kind::map: return a.as_map() == b.as_map();
+    default: return a.data_ == b.data_;
+  }
 }
 
 const char* to_string(value::kind x) {

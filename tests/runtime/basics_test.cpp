@@ -39,6 +39,11 @@ TEST(value, compares_numbers_by_value) {
   EXPECT_NE(value{3}, value{3.5});
   EXPECT_NE(value{"3"}, value{3});
   EXPECT_EQ(to_string(value{0.1}), "0.1");
+  // Lists and maps compare by content, not by identity.
+  EXPECT_EQ(value{value_map{{"a", value{1}}}}, value{value_map{{"a", value{1.0}}}});
+  EXPECT_NE(value{value_map{{"a", value{1}}}}, value{value_map{{"a", value{2}}}});
+  EXPECT_EQ(value{value_list{1, "x"}}, value{value_list{1, "x"}});
+  EXPECT_NE(value{value_list{1}}, value{value_map{}});
   EXPECT_EQ(to_string(value{value_map{{"a", value{value_list{1, true, nullptr}}}}}),
             R"({"a":[1,true,null]})");
 }

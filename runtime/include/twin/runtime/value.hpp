@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <variant>
 #include <vector>
@@ -12,7 +13,8 @@ class value;
 using value_list = std::vector<value>;
 using value_map = std::map<std::string, value, std::less<>>;
 
-/// A property value: null, bool, int, double, string, list or map. A plain value type.
+/// A property value: null, bool, int, double, string, list or map. A value type: lists
+/// and maps are immutable once made and shared between copies.
 class value {
 public:
   enum class kind : uint8_t { null, boolean, integer, real, string, list, map };
@@ -25,8 +27,8 @@ public:
   value(double x) : data_(x) {}
   value(const char* x) : data_(std::string{x}) {}
   value(std::string x) : data_(std::move(x)) {}
-  value(value_list x) : data_(std::move(x)) {}
-  value(value_map x) : data_(std::move(x)) {}
+  value(value_list x) : data_(std::make_shared<const value_list>(std::move(x))) {}
+  value(value_map x) : data_(std::make_shared<const value_map>(std::move(x))) {}
 
   kind type() const noexcept { return static_cast<kind>(data_.index()); }
   bool is_null() const noexcept { return type() == kind::null; }
@@ -46,15 +48,17 @@ public:
     return is_int() ? static_cast<double>(std::get<int64_t>(data_)) : std::get<double>(data_);
   }
   const std::string& as_string() const { return std::get<std::string>(data_); }
-  const value_list& as_list() const { return std::get<value_list>(data_); }
-  const value_map& as_map() const { return std::get<value_map>(data_); }
+  const value_list& as_list() const { return *std::get<list_ptr>(data_); }
+  const value_map& as_map() const { return *std::get<map_ptr>(data_); }
 
   /// Equality by value; an int and a double are equal when numerically equal.
   friend bool operator==(const value& a, const value& b);
   friend bool operator!=(const value& a, const value& b) { return !(a == b); }
 
 private:
-  std::variant<std::monostate, bool, int64_t, double, std::string, value_list, value_map> data_;
+  using list_ptr = std::shared_ptr<const value_list>;
+  using map_ptr = std::shared_ptr<const value_map>;
+  std::variant<std::monostate, bool, int64_t, double, std::string, list_ptr, map_ptr> data_;
 };
 
 /// Returns "null", "bool", "int", "double", "string", "list" or "map".
