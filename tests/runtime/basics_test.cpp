@@ -40,9 +40,14 @@ TEST(value, compares_numbers_by_value) {
   EXPECT_NE(value{"3"}, value{3});
   EXPECT_EQ(to_string(value{0.1}), "0.1");
   // Lists and maps compare by content, not by identity.
-  EXPECT_EQ(value{value_map{{"a", value{1}}}}, value{value_map{{"a", value{1.0}}}});
-  EXPECT_NE(value{value_map{{"a", value{1}}}}, value{value_map{{"a", value{2}}}});
-  EXPECT_EQ(value{value_list{1, "x"}}, value{value_list{1, "x"}});
+  value m1{value_map{{"a", value{1}}}};
+  value m1d{value_map{{"a", value{1.0}}}};
+  value m2{value_map{{"a", value{2}}}};
+  EXPECT_EQ(m1, m1d);
+  EXPECT_NE(m1, m2);
+  value l1{value_list{1, "x"}};
+  value l2{value_list{1, "x"}};
+  EXPECT_EQ(l1, l2);
   EXPECT_NE(value{value_list{1}}, value{value_map{}});
   EXPECT_EQ(to_string(value{value_map{{"a", value{value_list{1, true, nullptr}}}}}),
             R"({"a":[1,true,null]})");
