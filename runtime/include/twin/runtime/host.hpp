@@ -18,7 +18,8 @@ namespace twin::runtime {
 struct host_options {
   /// Idle twins are passivated after this long without a request. Default: 5 minutes.
   std::chrono::milliseconds idle_timeout = std::chrono::minutes{5};
-  /// The most twins active at once; beyond it the least recently used is passivated.
+  /// The most twins active at once; beyond it an approximately least recently used twin
+  /// (the oldest of a few sampled) is passivated. A twin waiting on another twin stays.
   /// Default: 2,000,000.
   size_t max_active = 2'000'000;
   /// Delay before a parent recomputes after a child change, to coalesce bursts.
@@ -47,10 +48,12 @@ struct host_counts {
 ///
 /// A request to a twin that is not active activates it (its record is loaded from the
 /// store on the actor's first message). Idle twins are passivated after
-/// `idle_timeout`; beyond `max_active` the least recently used are passivated. While a
+/// `idle_timeout`; beyond `max_active` approximately least recently used ones are. While a
 /// twin passivates, requests to it are held and handed to its next activation, so none
 /// is lost or reordered. Changes are acknowledged once the store made them durable;
-/// writes of all twins are batched (group commit).
+/// writes of all twins are batched (group commit), and the writer thread completes the
+/// callers. A parent reconciles its children's states from the store when it activates,
+/// so aggregates catch up with child changes that a crash kept from reaching it.
 ///
 /// Owned by the node's `main`; `start` before use, `stop` before destroying it, and
 /// before the actor system and the store. `route` is thread-safe.

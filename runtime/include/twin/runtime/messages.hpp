@@ -17,9 +17,10 @@
 namespace twin::runtime {
 
 /// Requests that a router delivers to one twin. Each request that has a `done` callback
-/// gets exactly one call: on the twin's actor thread, after the change is durable, or
-/// with the error that rejected it (a rejected request changes nothing). Callbacks must
-/// be quick and must not block: hand work to another thread or actor.
+/// gets exactly one call: after the change is durable (on the store writer's thread), or
+/// with the error that rejected it (on the twin's thread; a rejected request changes
+/// nothing). Callbacks run on runtime threads: they must be quick and must not block;
+/// hand work to another thread or actor.
 
 /// The answer to a change: the twin's version after it.
 using version_fn = std::function<void(caf::expected<uint64_t>)>;
@@ -59,7 +60,8 @@ struct patch_request {
   version_fn done;
 };
 
-/// Reads the twin. `not_found` if it does not exist.
+/// Reads the twin as its actor holds it: every acknowledged change, and possibly a
+/// change whose write is still under way. `not_found` if it does not exist.
 struct get_request {
   std::function<void(caf::expected<twin_record>)> done;
 };
