@@ -857,8 +857,14 @@ void on_ancestor_query(twin_actor* self, ancestor_query& q) {
 
 void on_child_update(twin_actor* self, child_update& upd) {
   auto& st = self->state;
-  if (!st.exists || upd.kind > st.rec.kind)
-    return;  // a late message from a former child, or a deleted parent
+  if (!st.exists) {
+    // This parent is gone (its orphan notice may have been lost in a crash): let the
+    // child drop the link.
+    st.host->rt->route(upd.state.id, orphan_notice{st.rec.id});
+    return;
+  }
+  if (upd.kind > st.rec.kind)
+    return;  // not a child this twin would have accepted
   bool changed = false;
   if (const auto& h = st.type->handlers().on_child_change) {
     context_impl ctx{self, changed};

@@ -161,6 +161,11 @@ TEST_F(twind_test, bad_config_is_refused_with_a_clear_message) {
   ASSERT_EQ(broken->wait(30s), 1);
   EXPECT_NE(broken->stderr_text().find("broken.toml"), std::string::npos);
 
+  auto no_models = start({"--models", dir_.sub("nowhere")});
+  ASSERT_EQ(no_models->wait(30s), 1);
+  EXPECT_NE(no_models->stderr_text().find("does not exist"), std::string::npos)
+    << no_models->stderr_text();
+
   auto flag = start({"--max-active", "-5"});
   auto code = flag->wait(30s);
   ASSERT_TRUE(code);

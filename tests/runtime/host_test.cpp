@@ -443,6 +443,25 @@ TEST_F(host_test, a_parent_catches_up_with_children_written_before_a_crash) {
   ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "max_temperature") == value{97.0}; }));
 }
 
+TEST_F(host_test, a_child_of_a_parent_deleted_before_a_crash_drops_the_link) {
+  start();
+  build_plant();
+  stop();
+  // As after a kill -9 right after deleting robot2: its orphan notice never reached m3.
+  auto robot2 = decode_record(**store_->get(id("f:robot2")));
+  store_batch b;
+  b.deletes.push_back(id("f:robot2"));
+  b.index_removes.push_back({index_kind::by_type, "robot", id("f:robot2")});
+  b.index_removes.push_back({index_kind::by_parent, "f:line2", id("f:robot2")});
+  ASSERT_FALSE(store_->write(b));
+  start();
+  EXPECT_EQ(get(h(), "f:m3")->parent, id("f:robot2"));
+  ASSERT_TRUE(ingest(h(), "f:m3", {{"temperature", value{31.0}}}));
+  ASSERT_TRUE(eventually([&] { return get(h(), "f:m3")->parent.empty(); }));
+  EXPECT_TRUE(store_->list(index_kind::by_parent, "f:robot2", {}, 10)->empty());
+  EXPECT_FALSE(get(h(), "f:robot2"));
+}
+
 TEST_F(host_test, idle_twins_passivate_and_reactivate_with_their_state) {
   host_options opts;
   opts.idle_timeout = std::chrono::milliseconds{50};
