@@ -75,6 +75,22 @@ protected:
     sys_.reset();
   }
 
+  /// Starts a node with the factory types and a fast simulator (2 simulated seconds per
+  /// 20 ms report, so motors heat up quickly) and builds a plant of `l`'s size.
+  void start_plant(const factory::layout& l) {
+    ASSERT_FALSE(factory::register_types(types_));
+    host_ = std::make_unique<host>(*sys_, *store_, types_);
+    actors::device_simulator::options so;
+    so.period = std::chrono::milliseconds{20};
+    so.time_scale = 100.0;
+    sim_ = std::make_unique<actors::device_simulator>(*host_, so);
+    host_->set_gateway(sim_.get());
+    ASSERT_FALSE(host_->start());
+    auto created = factory::build_plant(*host_, l, sim_.get());
+    ASSERT_TRUE(created) << error_message(created.error());
+    EXPECT_EQ(*created, l.twins());
+  }
+
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   std::unique_ptr<state_store> store_;
@@ -101,21 +117,11 @@ TEST_F(factory_test, types_come_from_cpp_and_from_the_embedded_model_files) {
 }
 
 TEST_F(factory_test, the_plant_comes_alive_and_alerts_roll_up) {
-  ASSERT_FALSE(factory::register_types(types_));
-  host_ = std::make_unique<host>(*sys_, *store_, types_);
-  actors::device_simulator::options so;
-  so.period = std::chrono::milliseconds{20};
-  so.time_scale = 100.0;  // 2 simulated seconds per report: motors heat up fast
-  sim_ = std::make_unique<actors::device_simulator>(*host_, so);
-  host_->set_gateway(sim_.get());
-  ASSERT_FALSE(host_->start());
   factory::layout l;
   l.lines = 2;
   l.robots_per_line = 10;
   l.motors_per_robot = 4;
-  auto created = factory::build_plant(*host_, l, sim_.get());
-  ASSERT_TRUE(created) << error_message(created.error());
-  EXPECT_EQ(*created, l.twins());
+  ASSERT_NO_FATAL_FAILURE(start_plant(l));
   EXPECT_EQ(host_->counts().twins, static_cast<int64_t>(l.twins()));
   // Building again creates nothing and keeps the state.
   EXPECT_EQ(*factory::build_plant(*host_, l, nullptr), 0u);
@@ -135,19 +141,11 @@ TEST_F(factory_test, the_plant_comes_alive_and_alerts_roll_up) {
 }
 
 TEST_F(factory_test, stop_command_brings_the_simulated_motor_to_rest) {
-  ASSERT_FALSE(factory::register_types(types_));
-  host_ = std::make_unique<host>(*sys_, *store_, types_);
-  actors::device_simulator::options so;
-  so.period = std::chrono::milliseconds{20};
-  so.time_scale = 100.0;
-  sim_ = std::make_unique<actors::device_simulator>(*host_, so);
-  host_->set_gateway(sim_.get());
-  ASSERT_FALSE(host_->start());
   factory::layout l;
   l.lines = 1;
   l.robots_per_line = 1;
   l.motors_per_robot = 2;
-  ASSERT_TRUE(factory::build_plant(*host_, l, sim_.get()));
+  ASSERT_NO_FATAL_FAILURE(start_plant(l));
   sim_->start();
   ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:motor-1-1-1", "rpm").is_number(); }));
   auto answer = command(*host_, "factory:motor-1-1-1", "stop");
