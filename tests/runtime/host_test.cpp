@@ -521,6 +521,48 @@ TEST_F(host_test, the_active_set_is_capped_and_nothing_is_lost_or_reordered) {
   }
 }
 
+TEST_F(host_test, composition_holds_while_twins_passivate_constantly) {
+  host_options opts;
+  opts.max_active = 64;  // one twin per stripe: parents and children come and go all the time
+  start(opts);
+  ASSERT_TRUE(put(h(), "f:plant", "plant"));
+  std::vector<std::string> motors;
+  for (int l = 0; l < 4; ++l) {
+    auto line = "f:line" + std::to_string(l);
+    ASSERT_TRUE(put(h(), line, "line", "f:plant"));
+    for (int r = 0; r < 8; ++r) {
+      auto robot = "f:robot" + std::to_string(l) + "-" + std::to_string(r);
+      ASSERT_TRUE(put(h(), robot, "robot", line));
+      for (int m = 0; m < 4; ++m) {
+        motors.push_back("f:motor" + std::to_string(l) + "-" + std::to_string(r) + "-"
+                         + std::to_string(m));
+        ASSERT_TRUE(put(h(), motors.back(), "motor", robot));
+      }
+    }
+  }
+  // Every motor reports at once, without waiting; one runs hot.
+  std::atomic<int> acked{0};
+  std::atomic<int> failed{0};
+  for (size_t i = 0; i < motors.size(); ++i) {
+    ingest_request req;
+    req.values = {{"temperature", value{i == 77 ? 99.0 : 40.0 + static_cast<double>(i % 20)}}};
+    req.done = [&](caf::expected<uint64_t> v) { ++(v ? acked : failed); };
+    h().route(id(motors[i]), std::move(req));
+  }
+  ASSERT_TRUE(eventually([&] { return acked + failed == static_cast<int>(motors.size()); }));
+  EXPECT_EQ(failed.load(), 0);
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "max_temperature") == value{99.0}; }))
+    << to_string(prop(h(), "f:plant", "max_temperature"));
+  ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "health") == value{"critical"}; }));
+  EXPECT_GT(h().stats().passivations.load(), 100u);
+  for (int l = 0; l < 4; ++l)
+    EXPECT_EQ(get(h(), "f:line" + std::to_string(l))->children.size(), 8u);
+  restart(opts);
+  EXPECT_EQ(prop(h(), "f:plant", "max_temperature"), value{99.0});
+  EXPECT_EQ(h().counts().twins, 1 + 4 + 32 + 128);
+  EXPECT_EQ(h().counts().alerts_critical, 1);
+}
+
 TEST_F(host_test, stop_refuses_new_requests_clearly) {
   start();
   ASSERT_TRUE(put(h(), "f:m1", "motor"));
