@@ -59,11 +59,24 @@ void store_writer::stop() {
     thread_.join();
 }
 
-void store_writer::submit(store_batch batch, host_counts delta, done_fn done) {
+void store_writer::submit(const twin_id& owner, store_batch batch, host_counts delta,
+                          done_fn done) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (running_) {
-      queue_.push_back(item{std::move(batch), delta, std::move(done)});
+      queue_.push_back(item{owner, std::move(batch), delta, std::move(done)});
+      cv_.notify_one();
+      return;
+    }
+  }
+  done(make_error(runtime_errc::shutting_down, "the store writer is stopped"));
+}
+
+void store_writer::reset(const twin_id& owner, done_fn done) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (running_) {
+      queue_.push_back(item{owner, store_batch{}, host_counts{}, std::move(done), true});
       cv_.notify_one();
       return;
     }
@@ -79,6 +92,7 @@ host_counts store_writer::counts() const {
 void store_writer::run() {
   std::vector<item> work;
   std::vector<store_batch> batches;
+  std::vector<bool> refused;
   for (;;) {
     host_counts next;
     {
@@ -91,11 +105,22 @@ void store_writer::run() {
       work.swap(queue_);
       next = counts_;
     }
-    // One store write for all, applied item by item in submission order.
+    // One store write for all, applied item by item in submission order; batches of an
+    // owner whose earlier write failed are refused until its reset.
     batches.clear();
+    refused.assign(work.size(), false);
     bool counts_changed = false;
     size_t records = 0;
-    for (auto& w : work) {
+    for (size_t i = 0; i < work.size(); ++i) {
+      auto& w = work[i];
+      if (w.reset) {
+        failed_.erase(w.owner);
+        continue;
+      }
+      if (!failed_.empty() && failed_.count(w.owner) > 0) {
+        refused[i] = true;
+        continue;
+      }
       records += w.batch.puts.size() + w.batch.deletes.size();
       batches.push_back(std::move(w.batch));
       if (w.delta.twins != 0 || w.delta.alerts_warning != 0 || w.delta.alerts_critical != 0) {
@@ -121,8 +146,17 @@ void store_writer::run() {
         counts_ = next;
       }
     }
-    for (auto& w : work)
-      w.done(err);
+    if (err)
+      for (size_t i = 0; i < work.size(); ++i)
+        if (!work[i].reset)
+          failed_.insert(work[i].owner);
+    for (size_t i = 0; i < work.size(); ++i) {
+      if (refused[i])
+        work[i].done(make_error(runtime_errc::store_failure,
+                                "an earlier write of " + work[i].owner.str() + " failed"));
+      else
+        work[i].done(work[i].reset ? caf::error{} : err);
+    }
     work.clear();
   }
 }

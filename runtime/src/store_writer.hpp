@@ -4,6 +4,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "twin/runtime/host.hpp"
@@ -15,6 +16,11 @@ namespace twin::runtime {
 /// them as one store batch and then calls each submitter back. Also keeps the durable
 /// counts (twins, active alerts) and writes them in the same batch as the changes that
 /// moved them, so they are exact after a crash.
+///
+/// Every batch names its owner (a twin). Once a write of an owner failed, its later
+/// batches fail without being written (each carries the whole record, including the
+/// change that failed) until the owner submits a reset; the reset's callback then tells
+/// the owner that none of its batches is queued any more.
 ///
 /// Owned by the host. `submit` is thread-safe; callbacks run on the writer thread.
 class store_writer {
@@ -30,15 +36,20 @@ public:
   /// Writes what is queued, then stops the thread.
   void stop();
 
-  void submit(store_batch batch, host_counts delta, done_fn done);
+  void submit(const twin_id& owner, store_batch batch, host_counts delta, done_fn done);
+
+  /// Clears a failure of `owner`; `done` runs once every earlier batch is handled.
+  void reset(const twin_id& owner, done_fn done);
 
   host_counts counts() const;
 
 private:
   struct item {
+    twin_id owner;
     store_batch batch;
     host_counts delta;
     done_fn done;
+    bool reset = false;
   };
 
   void run();
@@ -49,6 +60,7 @@ private:
   std::condition_variable cv_;
   std::vector<item> queue_;
   host_counts counts_;
+  std::unordered_set<twin_id> failed_;  ///< owners with a failed write (writer thread only)
   bool running_ = false;   ///< takes submissions
   bool stopping_ = false;
   std::thread thread_;

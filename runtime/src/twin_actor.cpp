@@ -17,6 +17,7 @@ using host_impl = host::impl;
 namespace {
 
 using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using reload_atom = caf::atom_constant<caf::atom("reload")>;
 using drained_atom = caf::atom_constant<caf::atom("drained")>;
 using recompute_atom = caf::atom_constant<caf::atom("recompute")>;
 using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
@@ -60,6 +61,7 @@ struct twin_state {
   bool passivating = false;
   bool draining = false;        ///< waiting for the writer to make every write durable
   bool passivation_requested = false;
+  bool reloading = false;       ///< a write failed: waiting to read the store's state again
   type_ptr type;
   twin_record rec;
   host_counts pending_counts;
@@ -74,7 +76,8 @@ struct twin_state {
   bool waiting() const { return cold_ && cold_->waiting_put; }
   /// Something is pending that passivation must wait for.
   bool busy() const {
-    return cold_ && (cold_->waiting_put || !cold_->deferred.empty() || !cold_->checking.empty());
+    return reloading
+           || (cold_ && (cold_->waiting_put || !cold_->deferred.empty() || !cold_->checking.empty()));
   }
   void trim() {
     if (cold_ && cold_->empty())
@@ -220,7 +223,7 @@ void commit(twin_actor* self, waiter w) {
   auto* host = st.host;
   caf::actor me = caf::actor_cast<caf::actor>(self);
   host->writer.submit(
-    std::move(batch), counts,
+    st.rec.id, std::move(batch), counts,
     [host, me, id = st.rec.id, w = std::move(w), notes = std::move(notes),
      desired_delta = std::move(desired_delta)](caf::error err) mutable {
       if (err) {
@@ -252,7 +255,7 @@ void maybe_release(twin_actor* self) {
       return;  // the recompute message still comes and commits first
     st.draining = true;
     caf::actor me = caf::actor_cast<caf::actor>(self);
-    st.host->writer.submit(store_batch{}, host_counts{},
+    st.host->writer.submit(st.rec.id, store_batch{}, host_counts{},
                            [me](caf::error) { caf::anon_send(me, drained_atom::value); });
     return;
   }
@@ -445,7 +448,7 @@ bool upsert_child(twin_record& rec, child_state cs) {
 /// write of this twin is durable (the writer is FIFO).
 void answer_when_durable(twin_actor* self, version_fn done) {
   auto version = self->state.rec.version;
-  self->state.host->writer.submit(store_batch{}, host_counts{},
+  self->state.host->writer.submit(self->state.rec.id, store_batch{}, host_counts{},
                                   [done = std::move(done), version](caf::error err) {
                                     if (err)
                                       done(std::move(err));
@@ -621,6 +624,25 @@ void on_put(twin_actor* self, put_request& req) {
   st.host->rt->route(parent, std::move(ar));
 }
 
+/// Handles the requests that waited, in order; if one of them makes the twin wait
+/// again, the rest keep waiting behind it.
+void run_deferred(twin_actor* self) {
+  auto& st = self->state;
+  if (!st.cold_)
+    return;
+  auto pending = std::move(st.cold_->deferred);
+  st.cold_->deferred.clear();
+  for (size_t i = 0; i < pending.size(); ++i) {
+    if (st.waiting() || st.reloading) {
+      auto& rest = st.cold().deferred;
+      rest.insert(rest.begin(), std::make_move_iterator(pending.begin() + i),
+                  std::make_move_iterator(pending.end()));
+      break;
+    }
+    handle(self, pending[i]);
+  }
+}
+
 void on_attached(twin_actor* self, caf::error err) {
   auto& st = self->state;
   if (!st.waiting())
@@ -641,18 +663,7 @@ void on_attached(twin_actor* self, caf::error err) {
   } else {
     finish_put(self, pp.req, pp.created && !st.exists);
   }
-  // Requests that arrived meanwhile, in order; if one of them waits again, the rest
-  // keep waiting behind it.
-  auto pending = std::move(st.cold_->deferred);
-  st.cold_->deferred.clear();
-  for (size_t i = 0; i < pending.size(); ++i) {
-    if (st.waiting()) {
-      st.cold().deferred.assign(std::make_move_iterator(pending.begin() + i),
-                         std::make_move_iterator(pending.end()));
-      break;
-    }
-    handle(self, pending[i]);
-  }
+  run_deferred(self);
 }
 
 void on_patch(twin_actor* self, patch_request& req) {
@@ -910,7 +921,7 @@ void handle(twin_actor* self, twin_request& req) {
                      || std::holds_alternative<get_request>(req)
                      || std::holds_alternative<remove_request>(req)
                      || std::holds_alternative<command_request>(req);
-  if (st.waiting() && from_client) {
+  if (st.reloading || (st.waiting() && from_client)) {
     st.cold().deferred.push_back(std::move(req));
     return;
   }
@@ -1032,8 +1043,29 @@ caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
       maybe_release(self);
     },
     [=](failed_atom) {
-      // A write failed: memory is ahead of the store; read the store's state again.
+      // A write failed: memory is ahead of the store. Once the writer holds nothing more
+      // of this twin, read the store's state again; requests wait until then.
+      auto& st = self->state;
+      if (st.reloading)
+        return;
+      st.reloading = true;
+      caf::actor me = caf::actor_cast<caf::actor>(self);
+      st.host->writer.reset(st.rec.id,
+                            [me](caf::error) { caf::anon_send(me, reload_atom::value); });
+    },
+    [=](reload_atom) {
+      auto& st = self->state;
+      st.load_error = caf::error{};
+      st.pending_counts = host_counts{};
+      st.delete_pending = false;
+      st.notify_parent = false;
+      st.publish_desired = false;
+      if (st.cold_)
+        st.cold_->pending = store_batch{};
       load(self);
+      st.reloading = false;
+      run_deferred(self);
+      maybe_release(self);
     },
     [=](drained_atom) {
       auto& st = self->state;

@@ -564,6 +564,63 @@ TEST_F(host_test, composition_holds_while_twins_passivate_constantly) {
   EXPECT_EQ(h().counts().alerts_critical, 1);
 }
 
+TEST_F(host_test, a_failed_write_fails_the_request_and_changes_nothing) {
+  auto flaky = std::make_unique<failing_store>(make_memory_store());
+  auto* fs = flaky.get();
+  store_ = std::move(flaky);
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"temperature", value{20.0}}}));
+  fs->fail_next_write();
+  auto failed = ingest(h(), "f:m1", {{"temperature", value{95.0}}});
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(error_code(failed.error()), runtime_errc::store_failure);
+  auto rec = get(h(), "f:m1");
+  EXPECT_EQ(rec->version, 1u);
+  EXPECT_EQ(rec->reported.at("temperature"), value{20.0});
+  EXPECT_TRUE(rec->alerts.empty());
+  EXPECT_EQ(h().counts().alerts_critical, 0);
+  // The twin works again afterwards.
+  auto v = ingest(h(), "f:m1", {{"temperature", value{30.0}}});
+  ASSERT_TRUE(v) << error_message(v.error());
+  EXPECT_EQ(*v, 2u);
+}
+
+TEST_F(host_test, changes_queued_behind_a_failed_write_fail_too) {
+  auto flaky = std::make_unique<failing_store>(make_memory_store());
+  auto* fs = flaky.get();
+  store_ = std::move(flaky);
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"count", value{0}}}));
+  // The first change's write fails, and is held in the store while more changes queue
+  // up behind it. Each of those carries the whole record, including the failed change:
+  // none may be stored, and the twin must go back to what the store has.
+  fs->fail_next_write(true);
+  constexpr int n = 20;
+  std::atomic<int> ok{0};
+  std::atomic<int> errors{0};
+  auto send = [&](int i) {
+    ingest_request req;
+    req.values = {{"count", value{i}}};
+    req.ts_ms = now_ms() + i;
+    req.done = [&](caf::expected<uint64_t> r) { ++(r ? ok : errors); };
+    h().route(id("f:m1"), std::move(req));
+  };
+  send(1);
+  ASSERT_TRUE(fs->wait_held(std::chrono::seconds{10}));
+  for (int i = 2; i <= n; ++i)
+    send(i);
+  fs->release();
+  ASSERT_TRUE(eventually([&] { return ok + errors == n; }));
+  EXPECT_GE(errors.load(), 1);
+  // What the store has is exactly what was acknowledged.
+  auto stored = decode_record(**fs->get(id("f:m1")));
+  EXPECT_EQ(stored->version, 1u + static_cast<uint64_t>(ok.load()));
+  EXPECT_NE(stored->reported.at("count"), value{1});
+  auto rec = get(h(), "f:m1");
+  EXPECT_EQ(rec->version, stored->version);
+  EXPECT_EQ(rec->reported.at("count"), stored->reported.at("count"));
+}
+
 TEST_F(host_test, stop_refuses_new_requests_clearly) {
   start();
   ASSERT_TRUE(put(h(), "f:m1", "motor"));

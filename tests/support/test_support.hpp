@@ -2,7 +2,10 @@
 
 // Helpers shared by the tests: temporary directories and blocking calls into a router.
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -14,6 +17,7 @@
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/model.hpp"
 #include "twin/runtime/router.hpp"
+#include "twin/runtime/state_store.hpp"
 
 namespace twin::test {
 
@@ -76,5 +80,70 @@ namespace twin::test {
 /// robot/line/plant: max_temperature = max of the children's temperature or
 /// max_temperature; robot also motors = count.
 void add_test_types(type_registry& reg);
+
+} // namespace twin::test
+
+namespace twin::test {
+
+/// A store that fails writes on demand, in front of a real one.
+class failing_store : public state_store {
+public:
+  explicit failing_store(std::unique_ptr<state_store> inner) : inner_(std::move(inner)) {}
+
+  /// The next write fails and changes nothing. With `hold`, it waits inside the store
+  /// until `release` (so that more writes queue up behind it).
+  void fail_next_write(bool hold = false) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    fail_ = true;
+    hold_ = hold;
+    held_ = false;
+  }
+  /// Waits until a held failing write is inside the store.
+  bool wait_held(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    return cv_.wait_for(guard, timeout, [&] { return held_; });
+  }
+  void release() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    hold_ = false;
+    cv_.notify_all();
+  }
+
+  caf::error write_all(const store_batch* batches, size_t n) override {
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      if (fail_) {
+        fail_ = false;
+        held_ = true;
+        cv_.notify_all();
+        cv_.wait_for(guard, std::chrono::seconds{10}, [&] { return !hold_; });
+        return make_error(runtime_errc::store_failure, "injected write failure");
+      }
+    }
+    return inner_->write_all(batches, n);
+  }
+  caf::expected<std::optional<std::string>> get(const twin_id& id) override {
+    return inner_->get(id);
+  }
+  caf::expected<std::vector<twin_id>> list(index_kind index, const std::string& key,
+                                           const twin_id& after, size_t limit) override {
+    return inner_->list(index, key, after, limit);
+  }
+  caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) override {
+    return inner_->scan_ids(after, limit);
+  }
+  caf::expected<std::optional<std::string>> get_meta(const std::string& key) override {
+    return inner_->get_meta(key);
+  }
+  uint64_t approximate_count() override { return inner_->approximate_count(); }
+
+private:
+  std::unique_ptr<state_store> inner_;
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool fail_ = false;
+  bool hold_ = false;
+  bool held_ = false;
+};
 
 } // namespace twin::test
