@@ -227,9 +227,10 @@ void commit(twin_actor* self, waiter w) {
     [host, me, id = st.rec.id, w = std::move(w), notes = std::move(notes),
      desired_delta = std::move(desired_delta)](caf::error err) mutable {
       if (err) {
+        // The twin hears of it first: whatever the caller sends next finds it reloading.
+        caf::anon_send(me, failed_atom::value);
         if (w)
           w(err);
-        caf::anon_send(me, failed_atom::value);
         return;
       }
       if (w) {
