@@ -460,26 +460,34 @@ void answer_when_durable(twin_actor* self, version_fn done) {
 
 void handle(twin_actor* self, twin_request& req);
 
+/// Applies reported values at `ts`; a newer sample of the same value is a change too
+/// (its metadata says when the property was last reported). Returns whether anything
+/// changed.
 bool apply_values(twin_state& st, const value_map& values, int64_t ts, const std::string& source) {
   bool changed = false;
   for (const auto& [k, v] : values) {
-    auto& meta = st.rec.metadata[k];
-    if (ts < meta.updated_ms)
+    auto m = st.rec.metadata.find(k);
+    if (m != st.rec.metadata.end() && ts < m->second.updated_ms)
       continue;  // an older sample than the one we have
-    meta.updated_ms = ts;
-    meta.source = source;
     if (v.is_null()) {
-      changed = st.rec.reported.erase(k) > 0 || changed;
+      if (st.rec.reported.erase(k) > 0) {
+        st.rec.metadata.erase(k);
+        changed = true;
+      }
       continue;
     }
     auto i = st.rec.reported.find(k);
-    if (i == st.rec.reported.end()) {
+    if (i == st.rec.reported.end())
       st.rec.reported.emplace(k, v);
-      changed = true;
-    } else if (i->second != v) {
+    else if (i->second != v)
       i->second = v;
-      changed = true;
-    }
+    else if (m != st.rec.metadata.end() && m->second.updated_ms == ts
+             && m->second.source == source)
+      continue;  // the same sample again
+    auto& meta = st.rec.metadata[k];
+    meta.updated_ms = ts;
+    meta.source = source;
+    changed = true;
   }
   return changed;
 }

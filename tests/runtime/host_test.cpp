@@ -393,6 +393,25 @@ TEST_F(host_test, older_samples_do_not_overwrite_newer_ones) {
   EXPECT_EQ(prop(h(), "f:m1", "temperature"), value{50.0});
 }
 
+TEST_F(host_test, property_metadata_follows_reports_and_deletions) {
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor"));
+  auto v1 = ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 2'000'000'000'000);
+  // The same value, reported later: the update time moves, durably.
+  auto v2 = ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 2'000'000'000'500);
+  ASSERT_TRUE(v1 && v2);
+  EXPECT_EQ(*v2, *v1 + 1);
+  // The very same sample again changes nothing.
+  EXPECT_EQ(*ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 2'000'000'000'500), *v2);
+  restart();
+  EXPECT_EQ(get(h(), "f:m1")->metadata.at("temperature").updated_ms, 2'000'000'000'500);
+  // null deletes the property and its metadata.
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{}}}, 2'000'000'001'000));
+  auto rec = get(h(), "f:m1");
+  EXPECT_EQ(rec->reported.count("temperature"), 0u);
+  EXPECT_EQ(rec->metadata.count("temperature"), 0u);
+}
+
 TEST_F(host_test, every_acknowledged_change_survives_a_restart) {
   start();
   build_plant();
