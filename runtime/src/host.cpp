@@ -20,14 +20,10 @@ caf::actor host::impl::spawn_twin(const twin_id& id) {
 }
 
 void host::impl::route(const twin_id& id, twin_request req) {
-  if (!accepting.load(std::memory_order_acquire)) {
-    fail_request(req, make_error(runtime_errc::shutting_down, "the node is shutting down"));
-    return;
-  }
   auto& s = stripe_of(id);
   std::unique_lock<std::mutex> guard{s.mtx};
   if (!accepting.load(std::memory_order_acquire)) {
-    // stop() began meanwhile: its sweep over this stripe may have passed already.
+    // Checked under the lock: stop() clears `accepting` before it sweeps the stripes.
     guard.unlock();
     fail_request(req, make_error(runtime_errc::shutting_down, "the node is shutting down"));
     return;
