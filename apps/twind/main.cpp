@@ -98,6 +98,7 @@ value read_property(router& rt, const std::string& id, const std::string& name) 
 
 int main(int argc, char** argv) {
   CLI::App app{"twind: a node of the twin runtime (version " + std::string{version} + ")"};
+  app.set_version_flag("--version", std::string{"twind "} + version);
   node::options o;
   node::add_options(app, o);
   try {
