@@ -133,6 +133,41 @@ TEST_F(twind_test, sigterm_drains_and_restart_keeps_every_twin) {
   EXPECT_EQ(r["twin"]["version"], 2);
 }
 
+TEST_F(twind_test, hostile_requests_get_clear_errors_and_change_nothing) {
+  auto node = start();
+  ASSERT_TRUE(call(*node, {{"op", "put"}, {"id", "t:a"}, {"type", "sensor"},
+                           {"properties", {{"reading", 1.0}}}})["ok"].get<bool>());
+  // A line over 1 MiB.
+  std::string huge = R"({"op":"telemetry","id":"t:a","values":{"reading":2.0},"pad":")"
+                     + std::string(2 << 20, 'x') + "\"}";
+  ASSERT_TRUE(node->write(huge + "\n"));
+  auto a = json::parse(*node->read_line(10s));
+  EXPECT_EQ(a["error"]["code"], "invalid_argument");
+  EXPECT_NE(a["error"]["message"].get<std::string>().find("1 MiB"), std::string::npos);
+  // Nested far deeper than any property value may be.
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto b = call(*node, json::parse(R"({"op":"telemetry","id":"t:a","values":{"reading":3.0}})"));
+  ASSERT_TRUE(b["ok"].get<bool>());
+  ASSERT_TRUE(node->write(R"({"op":"put","id":"t:b","type":"sensor","properties":{"reading":)"
+                          + deep + "}}\n"));
+  auto c = json::parse(*node->read_line(10s));
+  EXPECT_FALSE(c["ok"].get<bool>());
+  // Wrong types, unknown ids, unknown ops.
+  EXPECT_EQ(call(*node, {{"op", "get"}, {"id", "no colon"}})["error"]["code"], "invalid_id");
+  EXPECT_EQ(call(*node, {{"op", "fly"}, {"id", "t:a"}})["error"]["code"], "invalid_argument");
+  EXPECT_EQ(call(*node, {{"op", "telemetry"}, {"id", "t:a"}, {"values", 5}})["error"]["code"],
+            "invalid_argument");
+  EXPECT_EQ(call(*node, {{"op", "telemetry"}, {"id", "t:zz"}, {"values", {{"reading", 1}}}})
+              ["error"]["code"],
+            "not_found");
+  auto r = call(*node, {{"op", "get"}, {"id", "t:a"}});
+  EXPECT_EQ(r["twin"]["properties"]["reading"], 3.0);
+  EXPECT_EQ(r["twin"]["version"], 2);
+  EXPECT_EQ(call(*node, {{"op", "get"}, {"id", "t:b"}})["error"]["code"], "not_found");
+  node->signal(SIGTERM);
+  EXPECT_EQ(node->wait(30s), 0);
+}
+
 TEST_F(twind_test, a_locked_data_directory_is_refused) {
   auto first = start();
   ASSERT_TRUE(call(*first, {{"op", "put"}, {"id", "t:a"}, {"type", "sensor"}})["ok"].get<bool>());
