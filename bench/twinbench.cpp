@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <random>
@@ -339,7 +340,7 @@ std::vector<double> aggregate_latency(router& rt, const std::string& watch, int 
 
 int main(int argc, char** argv) {
   CLI::App app{"twinbench: twin runtime benchmarks against raw RocksDB"};
-  std::string dir = "/tmp/twinbench";
+  std::string dir = (std::filesystem::temp_directory_path() / "twinbench").string();
   size_t twins = 100'000;
   size_t updates = 2'000'000;
   size_t memory_twins = 1'000'000;
