@@ -120,6 +120,36 @@ value_map child_values(const twin_record& rec) {
   return out;
 }
 
+severity health_of(const twin_record& rec) {
+  severity out = severity::ok;
+  if (auto h = rec.reported.find("health"); h != rec.reported.end() && h->second.is_string())
+    from_string(h->second.as_string(), out);
+  return out;
+}
+
+/// What a parent keeps of the twin `rec`.
+child_state child_state_of(const twin_record& rec) {
+  return child_state{rec.id, child_values(rec), health_of(rec), rec.type};
+}
+
+/// Moves the durable count of active alerts of `level` by `by`.
+void count_alert(host_counts& counts, severity level, int64_t by) {
+  if (level == severity::warning)
+    counts.alerts_warning += by;
+  else if (level == severity::critical)
+    counts.alerts_critical += by;
+}
+
+/// Answers `done` with `version` once the change is durable, or with the error.
+std::function<void(caf::error)> answer_version(version_fn done, uint64_t version) {
+  return [done = std::move(done), version](caf::error err) {
+    if (err)
+      done(std::move(err));
+    else
+      done(version);
+  };
+}
+
 /// The twin_context handed to custom handlers.
 class context_impl final : public twin_context {
 public:
@@ -149,6 +179,8 @@ public:
       auto& m = st.rec.metadata[std::string{name}];
       m.updated_ms = now_ms();
       m.source = "handler";
+      if (st.rec.desired.count(name) > 0)
+        st.publish_desired = true;
       changed_ = true;
     }
     return {};
@@ -180,8 +212,6 @@ private:
 
 // -- persistence --------------------------------------------------------------
 
-child_state own_child_state(const twin_state& st);
-
 /// Records an accepted change and hands it to the writer at once. `w` is called on the
 /// writer thread once the change is durable (or failed); so are the change's effects on
 /// other twins and devices, computed from the state as of this change. Writes of one twin
@@ -206,7 +236,7 @@ void commit(twin_actor* self, waiter w) {
   // Effects, as closures over snapshots.
   std::vector<std::pair<twin_id, twin_request>> notes;
   if (st.notify_parent && st.exists && !rec.parent.empty())
-    notes.emplace_back(rec.parent, child_update{own_child_state(st), rec.kind});
+    notes.emplace_back(rec.parent, child_update{child_state_of(rec), rec.kind});
   if (st.cold_) {
     if (!st.cold_->detach_from.empty())
       notes.emplace_back(st.cold_->detach_from, detach_notice{st.rec.id});
@@ -278,22 +308,16 @@ bool evaluate_alerts(twin_actor* self) {
     auto i = rec.reported.find(n);
     return i == rec.reported.end() ? nullptr : &i->second;
   };
-  auto bump = [&](severity level, int64_t by) {
-    if (level == severity::warning)
-      st.pending_counts.alerts_warning += by;
-    else if (level == severity::critical)
-      st.pending_counts.alerts_critical += by;
-  };
   for (const auto& rule : st.type->alerts()) {
     bool active = rule.condition.eval(lookup);
     auto i = std::find_if(rec.alerts.begin(), rec.alerts.end(),
                           [&](const alert_state& a) { return a.name == rule.name; });
     if (active && i == rec.alerts.end()) {
       rec.alerts.push_back(alert_state{rule.name, rule.level, now_ms()});
-      bump(rule.level, 1);
+      count_alert(st.pending_counts, rule.level, 1);
       changed = true;
     } else if (!active && i != rec.alerts.end()) {
-      bump(i->level, -1);
+      count_alert(st.pending_counts, i->level, -1);
       rec.alerts.erase(i);
       changed = true;
     }
@@ -303,10 +327,10 @@ bool evaluate_alerts(twin_actor* self) {
     worst = std::max(worst, a.level);
   for (const auto& c : rec.children)
     worst = std::max(worst, c.health);
-  value h{std::string{to_string(worst)}};
+  const char* health = to_string(worst);
   auto& slot = rec.reported["health"];
-  if (slot != h) {
-    slot = std::move(h);
+  if (!slot.is_string() || slot.as_string() != health) {
+    slot = value{health};
     rec.metadata["health"] = property_meta{now_ms(), "computed"};
     changed = true;
   }
@@ -409,25 +433,19 @@ void schedule_recompute(twin_actor* self) {
     self->send(self, recompute_atom::value);
 }
 
-/// After reported values changed: alerts, health, parent notification.
-void after_reported_change(twin_actor* self) {
+/// After reported values changed: alerts, health, parent notification, and the desired
+/// delta if `reported` (the values a request reported, if any) touched a desired key.
+void after_reported_change(twin_actor* self, const value_map* reported = nullptr) {
   auto& st = self->state;
   evaluate_alerts(self);
   if (!st.rec.parent.empty())
     st.notify_parent = true;
-  if (!st.rec.desired.empty())
-    st.publish_desired = true;
-}
-
-child_state own_child_state(const twin_state& st) {
-  child_state cs;
-  cs.id = st.rec.id;
-  cs.values = child_values(st.rec);
-  auto h = st.rec.reported.find("health");
-  if (h != st.rec.reported.end() && h->second.is_string())
-    from_string(h->second.as_string(), cs.health);
-  cs.type = st.rec.type;
-  return cs;
+  if (reported != nullptr && !st.rec.desired.empty())
+    for (const auto& [k, v] : *reported)
+      if (st.rec.desired.count(k) > 0) {
+        st.publish_desired = true;
+        break;
+      }
 }
 
 /// Inserts or replaces the child's state; returns false if it was already the same.
@@ -450,12 +468,7 @@ bool upsert_child(twin_record& rec, child_state cs) {
 void answer_when_durable(twin_actor* self, version_fn done) {
   auto version = self->state.rec.version;
   self->state.host->writer.submit(self->state.rec.id, store_batch{}, host_counts{},
-                                  [done = std::move(done), version](caf::error err) {
-                                    if (err)
-                                      done(std::move(err));
-                                    else
-                                      done(version);
-                                  });
+                                  answer_version(std::move(done), version));
 }
 
 void handle(twin_actor* self, twin_request& req);
@@ -511,15 +524,8 @@ void on_ingest(twin_actor* self, ingest_request& req) {
   }
   if (!changed)
     return answer_when_durable(self, std::move(req.done));
-  after_reported_change(self);
-  auto done = std::move(req.done);
-  auto version = st.rec.version + 1;
-  commit(self, [done, version](caf::error err) {
-    if (err)
-      done(std::move(err));
-    else
-      done(version);
-  });
+  after_reported_change(self, &req.values);
+  commit(self, answer_version(std::move(req.done), st.rec.version + 1));
 }
 
 /// Applies a put once the parent (if any) accepted the child.
@@ -621,8 +627,7 @@ void on_put(twin_actor* self, put_request& req) {
     if (v.is_number() || v.is_bool())
       cs.values.emplace(k, v);
   if (st.exists)
-    if (auto h = st.rec.reported.find("health"); h != st.rec.reported.end() && h->second.is_string())
-      from_string(h->second.as_string(), cs.health);
+    cs.health = health_of(st.rec);
   caf::actor me = caf::actor_cast<caf::actor>(self);
   attach_request ar;
   ar.state = std::move(cs);
@@ -705,17 +710,10 @@ void on_patch(twin_actor* self, patch_request& req) {
   if (!changed && !desired_changed)
     return answer_when_durable(self, std::move(req.done));
   if (changed)
-    after_reported_change(self);
+    after_reported_change(self, &req.properties);
   if (desired_changed)
     st.publish_desired = true;
-  auto done = std::move(req.done);
-  auto version = st.rec.version + 1;
-  commit(self, [done, version](caf::error err) {
-    if (err)
-      done(std::move(err));
-    else
-      done(version);
-  });
+  commit(self, answer_version(std::move(req.done), st.rec.version + 1));
 }
 
 void on_remove(twin_actor* self, remove_request& req) {
@@ -732,24 +730,13 @@ void on_remove(twin_actor* self, remove_request& req) {
   }
   for (const auto& c : rec.children)
     st.cold().orphans.push_back(c.id);
-  for (const auto& a : rec.alerts) {
-    if (a.level == severity::warning)
-      st.pending_counts.alerts_warning -= 1;
-    else if (a.level == severity::critical)
-      st.pending_counts.alerts_critical -= 1;
-  }
+  for (const auto& a : rec.alerts)
+    count_alert(st.pending_counts, a.level, -1);
   st.pending_counts.twins -= 1;
   st.delete_pending = true;
   st.notify_parent = false;
   st.publish_desired = false;
-  auto version = rec.version + 1;
-  auto done = std::move(req.done);
-  commit(self, [done, version](caf::error err) {
-    if (err)
-      done(std::move(err));
-    else
-      done(version);
-  });
+  commit(self, answer_version(std::move(req.done), rec.version + 1));
   st.exists = false;
   auto id = std::move(st.rec.id);
   st.rec = twin_record{};
@@ -983,14 +970,7 @@ void reconcile_children(twin_actor* self) {
       auto child = decode_record(**bytes);
       if (!child || child->parent != st.rec.id)
         continue;
-      child_state cs;
-      cs.id = cid;
-      cs.values = child_values(*child);
-      if (auto h = child->reported.find("health");
-          h != child->reported.end() && h->second.is_string())
-        from_string(h->second.as_string(), cs.health);
-      cs.type = child->type;
-      found.push_back(std::move(cs));
+      found.push_back(child_state_of(*child));
     }
     if (ids->size() < 1024)
       break;

@@ -333,6 +333,25 @@ TEST_F(host_test, desired_delta_reaches_the_device_and_clears_when_reported) {
   EXPECT_TRUE(get(h(), "f:m1")->desired.empty());
 }
 
+TEST_F(host_test, the_delta_is_published_only_when_it_can_have_changed) {
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"rpm", value{1000}}}, {{"rpm", value{1500}}}));
+  ASSERT_TRUE(eventually([&] { return gateway_.delta_of("f:m1").count("rpm") == 1; }));
+  auto published = [&] {
+    std::lock_guard<std::mutex> guard{gateway_.mtx};
+    return gateway_.published;
+  };
+  auto before = published();
+  // Reports of properties nobody desires leave the device's delta alone.
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{20.0 + i}}}));
+  EXPECT_EQ(published(), before);
+  // Reporting the desired value clears the delta, and the device hears of it.
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"rpm", value{1500.0}}}));
+  ASSERT_TRUE(eventually([&] { return published() == before + 1; }));
+  EXPECT_TRUE(gateway_.delta_of("f:m1").empty());
+}
+
 TEST_F(host_test, commands_reach_the_device) {
   start();
   ASSERT_TRUE(put(h(), "f:m1", "motor"));
