@@ -173,41 +173,40 @@ type_builder& type_builder::property(std::string name, property_type type) {
   return *this;
 }
 
-#define TWIN_LAST_PROPERTY(what)                                                            \
-  if (type_.properties_.empty()) {                                                          \
-    if (!error_)                                                                            \
-      error_ = make_error(runtime_errc::invalid_model,                                      \
-                          "type '" + type_.name_ + "': " what " before any property");      \
-    return *this;                                                                           \
-  }                                                                                         \
-  auto& last = type_.properties_.back();
+property_spec* type_builder::last_property(const char* what) {
+  if (!type_.properties_.empty())
+    return &type_.properties_.back();
+  if (!error_)
+    error_ = make_error(runtime_errc::invalid_model,
+                        "type '" + type_.name_ + "': " + what + " before any property");
+  return nullptr;
+}
 
 type_builder& type_builder::unit(std::string unit) {
-  TWIN_LAST_PROPERTY("unit")
-  last.unit = std::move(unit);
+  if (auto* p = last_property("unit"))
+    p->unit = std::move(unit);
   return *this;
 }
 
 type_builder& type_builder::range(std::optional<double> min, std::optional<double> max) {
-  TWIN_LAST_PROPERTY("range")
-  last.min = min;
-  last.max = max;
+  if (auto* p = last_property("range")) {
+    p->min = min;
+    p->max = max;
+  }
   return *this;
 }
 
 type_builder& type_builder::writable(bool yes) {
-  TWIN_LAST_PROPERTY("writable")
-  last.writable = yes;
+  if (auto* p = last_property("writable"))
+    p->writable = yes;
   return *this;
 }
 
 type_builder& type_builder::describe(std::string text) {
-  TWIN_LAST_PROPERTY("describe")
-  last.description = std::move(text);
+  if (auto* p = last_property("describe"))
+    p->description = std::move(text);
   return *this;
 }
-
-#undef TWIN_LAST_PROPERTY
 
 type_builder& type_builder::command(std::string name, std::string description) {
   type_.commands_.push_back(command_spec{std::move(name), std::move(description)});

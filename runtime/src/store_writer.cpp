@@ -1,6 +1,5 @@
 #include "store_writer.hpp"
 
-#include <algorithm>
 #include <sstream>
 
 #include "twin/runtime/errc.hpp"
@@ -61,27 +60,23 @@ void store_writer::stop() {
 
 void store_writer::submit(const twin_id& owner, store_batch batch, host_counts delta,
                           done_fn done) {
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (running_) {
-      queue_.push_back(item{owner, std::move(batch), delta, std::move(done)});
-      cv_.notify_one();
-      return;
-    }
-  }
-  done(make_error(runtime_errc::shutting_down, "the store writer is stopped"));
+  enqueue(item{owner, std::move(batch), delta, std::move(done)});
 }
 
 void store_writer::reset(const twin_id& owner, done_fn done) {
+  enqueue(item{owner, store_batch{}, host_counts{}, std::move(done), true});
+}
+
+void store_writer::enqueue(item&& x) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (running_) {
-      queue_.push_back(item{owner, store_batch{}, host_counts{}, std::move(done), true});
+      queue_.push_back(std::move(x));
       cv_.notify_one();
       return;
     }
   }
-  done(make_error(runtime_errc::shutting_down, "the store writer is stopped"));
+  x.done(make_error(runtime_errc::shutting_down, "the store writer is stopped"));
 }
 
 host_counts store_writer::counts() const {
@@ -122,7 +117,8 @@ void store_writer::run() {
         continue;
       }
       records += w.batch.puts.size() + w.batch.deletes.size();
-      batches.push_back(std::move(w.batch));
+      if (!w.batch.empty())  // barriers carry nothing to write
+        batches.push_back(std::move(w.batch));
       if (w.delta.twins != 0 || w.delta.alerts_warning != 0 || w.delta.alerts_critical != 0) {
         next.twins += w.delta.twins;
         next.alerts_warning += w.delta.alerts_warning;
@@ -134,9 +130,7 @@ void store_writer::run() {
       batches.emplace_back();
       batches.back().meta_puts.emplace_back(counts_key, encode_counts(next));
     }
-    bool anything = counts_changed
-                    || std::any_of(batches.begin(), batches.end(),
-                                   [](const store_batch& b) { return !b.empty(); });
+    bool anything = !batches.empty();
     auto err = anything ? store_.write_all(batches.data(), batches.size()) : caf::error{};
     if (!err && anything) {
       stats_.store_writes.fetch_add(1, std::memory_order_relaxed);

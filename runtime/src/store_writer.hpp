@@ -52,6 +52,8 @@ private:
     bool reset = false;
   };
 
+  /// Queues `x`, or fails it at once if the writer is stopped.
+  void enqueue(item&& x);
   void run();
 
   state_store& store_;

@@ -65,6 +65,15 @@ protected:
     ASSERT_FALSE(host_->start());
   }
 
+  /// Starts on an in-memory store whose writes can be made to fail.
+  failing_store* start_failing() {
+    auto flaky = std::make_unique<failing_store>(make_memory_store());
+    auto* fs = flaky.get();
+    store_ = std::move(flaky);
+    start();
+    return fs;
+  }
+
   void stop() {
     if (host_) {
       EXPECT_FALSE(host_->stop());
@@ -603,10 +612,7 @@ TEST_F(host_test, composition_holds_while_twins_passivate_constantly) {
 }
 
 TEST_F(host_test, a_failed_write_fails_the_request_and_changes_nothing) {
-  auto flaky = std::make_unique<failing_store>(make_memory_store());
-  auto* fs = flaky.get();
-  store_ = std::move(flaky);
-  start();
+  auto* fs = start_failing();
   ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"temperature", value{20.0}}}));
   fs->fail_next_write();
   auto failed = ingest(h(), "f:m1", {{"temperature", value{95.0}}});
@@ -624,10 +630,7 @@ TEST_F(host_test, a_failed_write_fails_the_request_and_changes_nothing) {
 }
 
 TEST_F(host_test, changes_queued_behind_a_failed_write_fail_too) {
-  auto flaky = std::make_unique<failing_store>(make_memory_store());
-  auto* fs = flaky.get();
-  store_ = std::move(flaky);
-  start();
+  auto* fs = start_failing();
   ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"count", value{0}}}));
   // The first change's write fails, and is held in the store while more changes queue
   // up behind it. Each of those carries the whole record, including the failed change:

@@ -162,6 +162,9 @@ public:
   caf::expected<type_ptr> build();
 
 private:
+  /// The property `what` applies to; nullptr (and an error for `build`) if none yet.
+  property_spec* last_property(const char* what);
+
   twin_type type_;
   std::vector<std::pair<std::string, std::string>> alert_texts_;
   std::vector<severity> alert_levels_;
