@@ -7,8 +7,6 @@
 
 #include <cstdio>
 #include <future>
-#include <iostream>
-#include <optional>
 #include <thread>
 
 #include <caf/actor_system.hpp>
