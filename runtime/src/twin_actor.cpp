@@ -6,6 +6,7 @@
 #include <map>
 
 #include <caf/all.hpp>
+#include <caf/intrusive/lifo_inbox.hpp>
 
 #include "host_impl.hpp"
 #include "twin/runtime/errc.hpp"
@@ -15,15 +16,6 @@ namespace twin::runtime {
 using host_impl = host::impl;
 
 namespace {
-
-using failed_atom = caf::atom_constant<caf::atom("failed")>;
-using reload_atom = caf::atom_constant<caf::atom("reload")>;
-using drained_atom = caf::atom_constant<caf::atom("drained")>;
-using recompute_atom = caf::atom_constant<caf::atom("recompute")>;
-using passivate_atom = caf::atom_constant<caf::atom("passivate")>;
-using timer_atom = caf::atom_constant<caf::atom("timer")>;
-using attached_atom = caf::atom_constant<caf::atom("attached")>;
-using checked_atom = caf::atom_constant<caf::atom("checked")>;
 
 using waiter = std::function<void(caf::error)>;
 
@@ -61,6 +53,7 @@ struct twin_state {
   bool passivating = false;
   bool draining = false;        ///< waiting for the writer to make every write durable
   bool passivation_requested = false;
+  bool loaded = false;          ///< the record was read (on the first message)
   bool reloading = false;       ///< a write failed: waiting to read the store's state again
   type_ptr type;
   twin_record rec;
@@ -83,11 +76,84 @@ struct twin_state {
     if (cold_ && cold_->empty())
       cold_.reset();
   }
-
-  static inline const char* name = "twin";
 };
 
-using twin_actor = caf::stateful_actor<twin_state>;
+/// The runtime's own messages to a twin actor.
+enum class signal_kind : uint8_t {
+  failed,     ///< a write failed: reload once the writer holds nothing more of the twin
+  reload,     ///< the writer holds nothing more: read the store's state again
+  drained,    ///< every write is durable: passivation ends
+  recompute,  ///< recompute aggregates after child changes
+  passivate,  ///< the host asks the twin to passivate
+  timer,      ///< a handler's timer fired
+  attached,   ///< the new parent answered (`err`)
+  checked,    ///< the ancestor walk for attach `token` answered (`flag`: a cycle)
+};
+
+struct twin_signal {
+  explicit twin_signal(signal_kind kind, uint64_t token = 0, bool flag = false,
+                       caf::error err = {})
+    : kind(kind), token(token), flag(flag), err(std::move(err)) {}
+
+  signal_kind kind;
+  uint64_t token;
+  bool flag;
+  caf::error err;
+};
+
+} // namespace
+} // namespace twin::runtime
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(twin::runtime::twin_signal)
+
+namespace twin::runtime {
+namespace {
+
+/// Fails a request that reached a twin actor after it ended.
+struct bouncer {
+  void operator()(caf::mailbox_element* x) const noexcept {
+    auto& content = x->content();
+    if (content.match_elements<twin_request>())
+      fail_request(content.get_mutable_as<twin_request>(0),
+                   make_error(runtime_errc::shutting_down, "the twin was passivated"));
+    caf::detail::disposer{}(x);
+  }
+};
+
+/// The actor of one twin. A CAF actor (it has an address, monitors and links, and runs
+/// on the actor system's scheduler) without behaviors, response handling or streams:
+/// with a lock-free mailbox and one dispatch function it takes about 200 bytes, where
+/// an event_based_actor takes over a kilobyte.
+class twin_actor final : public caf::monitorable_actor, public caf::resumable {
+public:
+  twin_actor(caf::actor_config& cfg, host_impl* host, twin_id id);
+
+  void enqueue(caf::mailbox_element_ptr what, caf::execution_unit* eu) override;
+  resume_result resume(caf::execution_unit* eu, size_t max_throughput) override;
+  void intrusive_ptr_add_ref_impl() override { intrusive_ptr_add_ref(ctrl()); }
+  void intrusive_ptr_release_impl() override { intrusive_ptr_release(ctrl()); }
+  const char* name() const override { return "twin"; }
+
+  caf::actor as_actor() const { return caf::actor_cast<caf::actor>(caf::strong_actor_ptr{ctrl()}); }
+  /// Sends `s` to this actor after `delay` (at once if it is zero).
+  void send_self(twin_signal s, std::chrono::milliseconds delay = {});
+  /// Ends the actor after the current message.
+  void quit() { quitting_ = true; }
+
+  twin_state state;
+
+private:
+  struct inbox_policy {
+    using mapped_type = caf::mailbox_element;
+    using unique_pointer = std::unique_ptr<caf::mailbox_element, bouncer>;
+  };
+
+  void dispatch(caf::type_erased_tuple& content);
+
+  caf::intrusive::lifo_inbox<inbox_policy> inbox_;
+  caf::mailbox_element* cache_ = nullptr;  ///< taken from the inbox, in order, not handled yet
+  bool quitting_ = false;
+};
 
 caf::error not_found(const twin_id& id) {
   return make_error(runtime_errc::not_found, "twin " + id.str() + " does not exist");
@@ -202,7 +268,7 @@ public:
   }
 
   void start_timer(std::chrono::milliseconds delay) override {
-    self_->delayed_send(self_, delay, timer_atom::value);
+    self_->send_self(twin_signal(signal_kind::timer), delay);
   }
 
 private:
@@ -251,14 +317,14 @@ void commit(twin_actor* self, waiter w) {
   st.notify_parent = false;
   st.publish_desired = false;
   auto* host = st.host;
-  caf::actor me = caf::actor_cast<caf::actor>(self);
+  caf::actor me = self->as_actor();
   host->writer.submit(
     st.rec.id, std::move(batch), counts,
     [host, me, id = st.rec.id, w = std::move(w), notes = std::move(notes),
      desired_delta = std::move(desired_delta)](caf::error err) mutable {
       if (err) {
         // The twin hears of it first: whatever the caller sends next finds it reloading.
-        caf::anon_send(me, failed_atom::value);
+        caf::anon_send(me, twin_signal(signal_kind::failed));
         if (w)
           w(err);
         return;
@@ -285,9 +351,9 @@ void maybe_release(twin_actor* self) {
     if (st.recompute_scheduled)
       return;  // the recompute message still comes and commits first
     st.draining = true;
-    caf::actor me = caf::actor_cast<caf::actor>(self);
+    caf::actor me = self->as_actor();
     st.host->writer.submit(st.rec.id, store_batch{}, host_counts{},
-                           [me](caf::error) { caf::anon_send(me, drained_atom::value); });
+                           [me](caf::error) { caf::anon_send(me, twin_signal(signal_kind::drained)); });
     return;
   }
   if (!st.exists && !st.passivation_requested) {
@@ -427,10 +493,7 @@ void schedule_recompute(twin_actor* self) {
     return;
   st.recompute_scheduled = true;
   auto delay = st.host->opts.aggregate_delay;
-  if (delay.count() > 0)
-    self->delayed_send(self, delay, recompute_atom::value);
-  else
-    self->send(self, recompute_atom::value);
+  self->send_self(twin_signal(signal_kind::recompute), delay);
 }
 
 /// After reported values changed: alerts, health, parent notification, and the desired
@@ -628,11 +691,13 @@ void on_put(twin_actor* self, put_request& req) {
       cs.values.emplace(k, v);
   if (st.exists)
     cs.health = health_of(st.rec);
-  caf::actor me = caf::actor_cast<caf::actor>(self);
+  caf::actor me = self->as_actor();
   attach_request ar;
   ar.state = std::move(cs);
   ar.kind = type->kind();
-  ar.done = [me](caf::error err) { caf::anon_send(me, attached_atom::value, std::move(err)); };
+  ar.done = [me](caf::error err) {
+    caf::anon_send(me, twin_signal(signal_kind::attached, 0, false, std::move(err)));
+  };
   auto parent = req.parent;
   st.cold().waiting_put = pending_put{std::move(req), created};
   st.host->rt->route(parent, std::move(ar));
@@ -829,8 +894,8 @@ void on_attach(twin_actor* self, attach_request& req) {
   ancestor_query q;
   q.candidate = req.state.id;
   q.kind = req.kind;
-  caf::actor me = caf::actor_cast<caf::actor>(self);
-  q.done = [me, token](bool cycle) { caf::anon_send(me, checked_atom::value, token, cycle); };
+  caf::actor me = self->as_actor();
+  q.done = [me, token](bool cycle) { caf::anon_send(me, twin_signal(signal_kind::checked, token, cycle)); };
   st.cold().checking.emplace(token, std::move(req));
   st.host->rt->route(up, std::move(q));
 }
@@ -1020,30 +1085,110 @@ void load(twin_actor* self) {
     reconcile_children(self);
 }
 
-caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
-  auto& st = self->state;
-  st.host = host;
-  st.rec.id = std::move(id);
-  host->stats.activations.fetch_add(1, std::memory_order_relaxed);
-  load(self);
-  return {
-    [=](twin_request& req) {
-      handle(self, req);
-      maybe_release(self);
-    },
-    [=](failed_atom) {
+// -- the actor --------------------------------------------------------------------
+
+twin_actor::twin_actor(caf::actor_config& cfg, host_impl* host, twin_id id)
+  : caf::monitorable_actor(cfg) {
+  state.host = host;
+  state.rec.id = std::move(id);
+  // Idle until the first message, which schedules the actor; the record is loaded then.
+  inbox_.try_block();
+}
+
+void twin_actor::enqueue(caf::mailbox_element_ptr what, caf::execution_unit* eu) {
+  switch (inbox_.push_front(what.release())) {
+    case caf::intrusive::inbox_result::unblocked_reader:
+      intrusive_ptr_add_ref(ctrl());  // the scheduler's reference, dropped after resume
+      if (eu != nullptr)
+        eu->exec_later(this);
+      else
+        home_system().scheduler().enqueue(this);
+      break;
+    default:
+      break;  // queued; or bounced if the actor ended
+  }
+}
+
+void twin_actor::send_self(twin_signal s, std::chrono::milliseconds delay) {
+  auto msg = caf::make_mailbox_element(nullptr, caf::make_message_id(), {}, std::move(s));
+  if (delay.count() <= 0) {
+    enqueue(std::move(msg), nullptr);
+    return;
+  }
+  auto& clock = home_system().clock();
+  clock.schedule_message(clock.now() + delay, caf::strong_actor_ptr{ctrl()}, std::move(msg));
+}
+
+caf::resumable::resume_result twin_actor::resume(caf::execution_unit* eu, size_t max_throughput) {
+  for (size_t handled = 0; handled < max_throughput; ++handled) {
+    if (cache_ == nullptr) {
+      auto* head = inbox_.take_head();
+      if (head == nullptr) {
+        if (inbox_.try_block())
+          return awaiting_message;
+        head = inbox_.take_head();  // a message came in between
+      }
+      // The inbox is a stack: reverse it into arrival order.
+      caf::mailbox_element* fifo = nullptr;
+      while (head != nullptr) {
+        auto* next = static_cast<caf::mailbox_element*>(head->next);
+        head->next = fifo;
+        fifo = head;
+        head = next;
+      }
+      cache_ = fifo;
+    }
+    caf::mailbox_element_ptr x{cache_};
+    cache_ = static_cast<caf::mailbox_element*>(x->next);
+    dispatch(x->content());
+    if (quitting_) {
+      bouncer bounce;
+      for (auto* y = cache_; y != nullptr;) {
+        auto* next = static_cast<caf::mailbox_element*>(y->next);
+        bounce(y);
+        y = next;
+      }
+      cache_ = nullptr;
+      inbox_.close(bounce);
+      cleanup(caf::exit_reason::normal, eu);
+      return done;
+    }
+  }
+  return resume_later;
+}
+
+void twin_actor::dispatch(caf::type_erased_tuple& content) {
+  auto* self = this;
+  auto& st = state;
+  if (!st.loaded) {
+    st.loaded = true;
+    st.host->stats.activations.fetch_add(1, std::memory_order_relaxed);
+    load(self);
+  }
+  if (content.match_elements<twin_request>()) {
+    handle(self, content.get_mutable_as<twin_request>(0));
+    maybe_release(self);
+    return;
+  }
+  if (content.match_elements<caf::exit_msg>()) {
+    quit();  // the host gave up waiting for it (stop after a deadline)
+    return;
+  }
+  if (!content.match_elements<twin_signal>())
+    return;
+  auto& sig = content.get_mutable_as<twin_signal>(0);
+  switch (sig.kind) {
+    case signal_kind::failed:
       // A write failed: memory is ahead of the store. Once the writer holds nothing more
       // of this twin, read the store's state again; requests wait until then.
-      auto& st = self->state;
       if (st.reloading)
         return;
       st.reloading = true;
-      caf::actor me = caf::actor_cast<caf::actor>(self);
-      st.host->writer.reset(st.rec.id,
-                            [me](caf::error) { caf::anon_send(me, reload_atom::value); });
-    },
-    [=](reload_atom) {
-      auto& st = self->state;
+      st.host->writer.reset(st.rec.id, [me = as_actor()](caf::error) {
+        caf::anon_send(me, twin_signal(signal_kind::reload));
+      });
+      return;
+    case signal_kind::reload:
       st.load_error = caf::error{};
       st.pending_counts = host_counts{};
       st.delete_pending = false;
@@ -1054,29 +1199,23 @@ caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
       load(self);
       st.reloading = false;
       run_deferred(self);
-      maybe_release(self);
-    },
-    [=](drained_atom) {
-      auto& st = self->state;
+      break;
+    case signal_kind::drained:
       st.host->stats.passivations.fetch_add(1, std::memory_order_relaxed);
       st.host->on_passivated(st.rec.id);
-      self->quit();
-    },
-    [=](checked_atom, uint64_t token, bool cycle) {
-      on_checked(self, token, cycle);
-      maybe_release(self);
-    },
-    [=](attached_atom, caf::error& err) {
-      on_attached(self, std::move(err));
-      maybe_release(self);
-    },
-    [=](recompute_atom) {
-      if (self->state.recompute_scheduled)
+      quit();
+      return;
+    case signal_kind::checked:
+      on_checked(self, sig.token, sig.flag);
+      break;
+    case signal_kind::attached:
+      on_attached(self, std::move(sig.err));
+      break;
+    case signal_kind::recompute:
+      if (st.recompute_scheduled)
         recompute(self);
-      maybe_release(self);
-    },
-    [=](timer_atom) {
-      auto& st = self->state;
+      break;
+    case signal_kind::timer: {
       if (!st.exists || st.passivating || !st.type->handlers().on_timer)
         return;  // timers do not outlive an activation
       bool changed = false;
@@ -1086,30 +1225,33 @@ caf::behavior twin_behavior(twin_actor* self, host_impl* host, twin_id id) {
         after_reported_change(self);
         commit(self, nullptr);
       }
-    },
-    [=](passivate_atom) {
-      auto& st = self->state;
+      return;
+    }
+    case signal_kind::passivate:
       if (st.busy() && st.host->accepting.load()) {
         // Waiting on other twins, which may need this one to answer: stay active.
-        st.host->cancel_passivation(st.rec.id, self->address());
+        st.host->cancel_passivation(st.rec.id, address());
         return;
       }
       st.passivating = true;
       if (st.recompute_scheduled)
         recompute(self);
-      maybe_release(self);
-    },
-  };
+      break;
+  }
+  maybe_release(self);
 }
 
 } // namespace
 
 caf::actor spawn_twin_actor(caf::actor_system& sys, host::impl* host, const twin_id& id) {
-  return sys.spawn<caf::lazy_init>(twin_behavior, host, id);
+  caf::actor_config cfg;
+  cfg.flags |= caf::abstract_actor::is_hidden_flag;  // the host tracks its twins itself
+  return caf::make_actor<twin_actor, caf::actor>(sys.next_actor_id(), sys.node(), &sys, cfg,
+                                                 host, id);
 }
 
 void send_passivate(const caf::actor& twin) {
-  caf::anon_send(twin, passivate_atom::value);
+  caf::anon_send(twin, twin_signal(signal_kind::passivate));
 }
 
 void fail_request(twin_request& req, const caf::error& err) {
