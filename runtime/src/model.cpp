@@ -63,10 +63,15 @@ twin_context::~twin_context() = default;
 // -- twin_type ----------------------------------------------------------------
 
 const property_spec* twin_type::property(std::string_view name) const {
-  for (const auto& p : properties_)
-    if (p.name == name)
-      return &p;
-  return nullptr;
+  auto i = index_of(name);
+  return i < 0 ? nullptr : &properties_[static_cast<size_t>(i)];
+}
+
+int twin_type::index_of(std::string_view name) const {
+  for (size_t i = 0; i < properties_.size(); ++i)
+    if (properties_[i].name == name)
+      return static_cast<int>(i);
+  return -1;
 }
 
 bool twin_type::has_command(std::string_view name) const {

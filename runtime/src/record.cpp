@@ -8,6 +8,7 @@
 #include <kj/array.h>
 #include <kj/exception.h>
 
+#include "record_codec.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/schema/twin.capnp.h"
 
@@ -137,50 +138,75 @@ value_map delta(const twin_record& rec) {
   return out;
 }
 
-std::string encode(const twin_record& rec) {
+std::string encode(const record_frame& f, const reported_entry* reported, size_t count) {
   // A small first segment: most records fit, and it avoids zeroing the default 8 KiB.
   capnp::MallocMessageBuilder msg{256};
   auto r = msg.initRoot<schema::TwinRecord>();
-  r.setId(text(rec.id.str()));
-  r.setType(text(rec.type));
-  r.setKind(static_cast<schema::Kind>(static_cast<uint16_t>(rec.kind)));
-  r.setParent(text(rec.parent.str()));
-  auto children = r.initChildren(static_cast<unsigned>(rec.children.size()));
-  for (unsigned i = 0; i < rec.children.size(); ++i) {
-    const auto& c = rec.children[i];
+  r.setId(text(f.id.str()));
+  r.setType(text(f.type));
+  r.setKind(static_cast<schema::Kind>(static_cast<uint16_t>(f.kind)));
+  r.setParent(text(f.parent.str()));
+  auto children = r.initChildren(static_cast<unsigned>(f.children.size()));
+  for (unsigned i = 0; i < f.children.size(); ++i) {
+    const auto& c = f.children[i];
     children[i].setId(text(c.id.str()));
     write_entries(children[i].initValues(static_cast<unsigned>(c.values.size())), c.values);
     children[i].setHealth(to_schema(c.health));
     children[i].setType(text(c.type));
   }
-  auto rels = r.initRelationships(static_cast<unsigned>(rec.relationships.size()));
-  for (unsigned i = 0; i < rec.relationships.size(); ++i) {
-    rels[i].setName(text(rec.relationships[i].name));
-    rels[i].setTarget(text(rec.relationships[i].target.str()));
+  auto rels = r.initRelationships(static_cast<unsigned>(f.relationships.size()));
+  for (unsigned i = 0; i < f.relationships.size(); ++i) {
+    rels[i].setName(text(f.relationships[i].name));
+    rels[i].setTarget(text(f.relationships[i].target.str()));
   }
-  write_entries(r.initReported(static_cast<unsigned>(rec.reported.size())), rec.reported);
-  write_entries(r.initDesired(static_cast<unsigned>(rec.desired.size())), rec.desired);
-  auto meta = r.initMetadata(static_cast<unsigned>(rec.metadata.size()));
-  unsigned i = 0;
-  for (const auto& [k, m] : rec.metadata) {
-    meta[i].setName(text(k));
-    meta[i].setUpdatedMs(m.updated_ms);
-    meta[i].setSource(text(m.source));
-    ++i;
+  auto rep = r.initReported(static_cast<unsigned>(count));
+  unsigned with_meta = 0;
+  for (size_t i = 0; i < count; ++i) {
+    rep[i].setKey(text(*reported[i].name));
+    write_value(rep[i].initValue(), *reported[i].v);
+    with_meta += reported[i].has_meta ? 1 : 0;
   }
-  auto alerts = r.initAlerts(static_cast<unsigned>(rec.alerts.size()));
-  for (unsigned j = 0; j < rec.alerts.size(); ++j) {
-    alerts[j].setName(text(rec.alerts[j].name));
-    alerts[j].setSeverity(to_schema(rec.alerts[j].level));
-    alerts[j].setSinceMs(rec.alerts[j].since_ms);
+  write_entries(r.initDesired(static_cast<unsigned>(f.desired.size())), f.desired);
+  auto meta = r.initMetadata(with_meta);
+  for (size_t i = 0, j = 0; i < count; ++i) {
+    if (!reported[i].has_meta)
+      continue;
+    meta[j].setName(text(*reported[i].name));
+    meta[j].setUpdatedMs(reported[i].updated_ms);
+    meta[j].setSource(text(*reported[i].source));
+    ++j;
   }
-  r.setVersion(rec.version);
-  r.setCreatedMs(rec.created_ms);
-  r.setUpdatedMs(rec.updated_ms);
+  auto alerts = r.initAlerts(static_cast<unsigned>(f.alerts.size()));
+  for (unsigned j = 0; j < f.alerts.size(); ++j) {
+    alerts[j].setName(text(f.alerts[j].name));
+    alerts[j].setSeverity(to_schema(f.alerts[j].level));
+    alerts[j].setSinceMs(f.alerts[j].since_ms);
+  }
+  r.setVersion(f.version);
+  r.setCreatedMs(f.created_ms);
+  r.setUpdatedMs(f.updated_ms);
   kj::VectorOutputStream out{1024};
   capnp::writePackedMessage(out, msg);
   auto bytes = out.getArray();
   return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+}
+
+std::string encode(const twin_record& rec) {
+  std::vector<reported_entry> reported;
+  reported.reserve(rec.reported.size());
+  for (const auto& [k, v] : rec.reported) {
+    reported_entry e{&k, &v};
+    if (auto m = rec.metadata.find(k); m != rec.metadata.end()) {
+      e.has_meta = true;
+      e.updated_ms = m->second.updated_ms;
+      e.source = &m->second.source;
+    }
+    reported.push_back(e);
+  }
+  record_frame f{rec.id,       rec.type,    rec.kind,    rec.parent,     rec.children,
+                 rec.relationships, rec.desired, rec.alerts, rec.version, rec.created_ms,
+                 rec.updated_ms};
+  return encode(f, reported.data(), reported.size());
 }
 
 caf::expected<twin_record> decode_record(std::string_view bytes) {

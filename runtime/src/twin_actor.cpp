@@ -9,6 +9,7 @@
 #include <caf/intrusive/lifo_inbox.hpp>
 
 #include "host_impl.hpp"
+#include "live_record.hpp"
 #include "twin/runtime/errc.hpp"
 
 namespace twin::runtime {
@@ -35,6 +36,7 @@ struct twin_cold {
   std::map<uint64_t, attach_request> checking;  ///< attaches waiting for the cycle check
   std::optional<pending_put> waiting_put;       ///< a put waiting for its new parent
   std::vector<twin_request> deferred;           ///< client requests behind that put
+  uint64_t next_token = 0;                      ///< of the next entry in `checking`
 
   bool empty() const {
     return pending.empty() && detach_from.empty() && orphans.empty() && checking.empty()
@@ -55,10 +57,8 @@ struct twin_state {
   bool passivation_requested = false;
   bool loaded = false;          ///< the record was read (on the first message)
   bool reloading = false;       ///< a write failed: waiting to read the store's state again
-  type_ptr type;
-  twin_record rec;
+  live_record rec;
   host_counts pending_counts;
-  uint64_t next_token = 0;
   std::unique_ptr<twin_cold> cold_;
 
   twin_cold& cold() {
@@ -178,24 +178,49 @@ caf::error check_version(const twin_state& st, const std::optional<uint64_t>& ex
   return {};
 }
 
-value_map child_values(const twin_record& rec) {
-  value_map out;
-  for (const auto& [k, v] : rec.reported)
-    if (v.is_number() || v.is_bool() || k == "health")
-      out.emplace(k, v);
-  return out;
-}
-
-severity health_of(const twin_record& rec) {
-  severity out = severity::ok;
-  if (auto h = rec.reported.find("health"); h != rec.reported.end() && h->second.is_string())
-    from_string(h->second.as_string(), out);
-  return out;
+/// Adds what a parent keeps of a child's reported property: numbers, booleans, health.
+void keep_for_parent(child_state& cs, const std::string& name, const value& v) {
+  if (name == "health") {
+    if (v.is_string())
+      from_string(v.as_string(), cs.health);
+  } else if (!v.is_number() && !v.is_bool()) {
+    return;
+  }
+  cs.values.emplace(name, v);
 }
 
 /// What a parent keeps of the twin `rec`.
+child_state child_state_of(const live_record& rec) {
+  child_state cs{rec.id, {}, severity::ok, rec.type()->name()};
+  rec.for_each([&](const std::string& name, const live_record::property& p) {
+    keep_for_parent(cs, name, p.v);
+  });
+  return cs;
+}
+
 child_state child_state_of(const twin_record& rec) {
-  return child_state{rec.id, child_values(rec), health_of(rec), rec.type};
+  child_state cs{rec.id, {}, severity::ok, rec.type};
+  for (const auto& [name, v] : rec.reported)
+    keep_for_parent(cs, name, v);
+  return cs;
+}
+
+severity health_of(const live_record& rec) {
+  severity out = severity::ok;
+  if (auto* h = rec.get("health"); h != nullptr && h->is_string())
+    from_string(h->as_string(), out);
+  return out;
+}
+
+/// The interned metadata sources of the runtime's own changes.
+const std::string* handler_source() {
+  static const std::string* x = intern_source("handler");
+  return x;
+}
+
+const std::string* computed_source() {
+  static const std::string* x = intern_source("computed");
+  return x;
 }
 
 /// Moves the durable count of active alerts of `level` by `by`.
@@ -221,31 +246,28 @@ class context_impl final : public twin_context {
 public:
   context_impl(twin_actor* self, bool& changed) : self_(self), changed_(changed) {}
 
-  const twin_record& record() const override { return self_->state.rec; }
-
-  const value* get(std::string_view name) const override {
-    auto& r = self_->state.rec.reported;
-    auto i = r.find(name);
-    return i == r.end() ? nullptr : &i->second;
+  const twin_record& record() const override {
+    snapshot_ = self_->state.rec.to_record();
+    return snapshot_;
   }
+
+  const value* get(std::string_view name) const override { return self_->state.rec.get(name); }
 
   caf::error set(std::string_view name, value v) override {
     auto& st = self_->state;
-    auto* spec = st.type->property(name);
+    const auto& type = *st.rec.type();
+    auto* spec = type.property(name);
     if (spec == nullptr)
       return make_error(runtime_errc::unknown_property,
-                        "type '" + st.type->name() + "' has no property '" + std::string{name} + "'");
+                        "type '" + type.name() + "' has no property '" + std::string{name} + "'");
     if (spec->computed)
       return make_error(runtime_errc::read_only, "property '" + spec->name + "' is computed");
-    if (auto err = st.type->check_value(*spec, v))
+    if (auto err = type.check_value(*spec, v))
       return err;
-    auto& slot = st.rec.reported[std::string{name}];
-    if (slot != v) {
-      slot = std::move(v);
-      auto& m = st.rec.metadata[std::string{name}];
-      m.updated_ms = now_ms();
-      m.source = "handler";
-      if (st.rec.desired.count(name) > 0)
+    auto* cur = st.rec.get(name);
+    if (cur == nullptr || *cur != v) {
+      st.rec.set(name, std::move(v), now_ms(), handler_source());
+      if (st.rec.desired().count(name) > 0)
         st.publish_desired = true;
       changed_ = true;
     }
@@ -256,9 +278,9 @@ public:
     auto& st = self_->state;
     value_map one;
     one.emplace(std::string{name}, v);
-    if (auto err = st.type->check_desired(one))
+    if (auto err = st.rec.type()->check_desired(one))
       return err;
-    auto& slot = st.rec.desired[std::string{name}];
+    auto& slot = st.rec.mutable_desired()[std::string{name}];
     if (slot != v) {
       slot = std::move(v);
       st.publish_desired = true;
@@ -274,6 +296,7 @@ public:
 private:
   twin_actor* self_;
   bool& changed_;
+  mutable twin_record snapshot_;
 };
 
 // -- persistence --------------------------------------------------------------
@@ -295,7 +318,7 @@ void commit(twin_actor* self, waiter w) {
   if (st.delete_pending)
     batch.deletes.push_back(st.rec.id);
   else
-    batch.puts.emplace_back(st.rec.id, encode(rec));
+    batch.puts.emplace_back(st.rec.id, rec.encode());
   st.delete_pending = false;
   auto counts = st.pending_counts;
   st.pending_counts = host_counts{};
@@ -313,7 +336,7 @@ void commit(twin_actor* self, waiter w) {
   }
   std::optional<value_map> desired_delta;
   if (st.publish_desired && st.exists && st.host->gateway != nullptr)
-    desired_delta = delta(rec);
+    desired_delta = rec.delta();
   st.notify_parent = false;
   st.publish_desired = false;
   auto* host = st.host;
@@ -370,34 +393,32 @@ bool evaluate_alerts(twin_actor* self) {
   auto& st = self->state;
   auto& rec = st.rec;
   bool changed = false;
-  auto lookup = [&](std::string_view n) -> const value* {
-    auto i = rec.reported.find(n);
-    return i == rec.reported.end() ? nullptr : &i->second;
-  };
-  for (const auto& rule : st.type->alerts()) {
+  auto lookup = [&](std::string_view n) { return rec.get(n); };
+  for (const auto& rule : rec.type()->alerts()) {
     bool active = rule.condition.eval(lookup);
-    auto i = std::find_if(rec.alerts.begin(), rec.alerts.end(),
+    const auto& alerts = rec.alerts();
+    auto i = std::find_if(alerts.begin(), alerts.end(),
                           [&](const alert_state& a) { return a.name == rule.name; });
-    if (active && i == rec.alerts.end()) {
-      rec.alerts.push_back(alert_state{rule.name, rule.level, now_ms()});
+    if (active && i == alerts.end()) {
+      rec.mutable_alerts().push_back(alert_state{rule.name, rule.level, now_ms()});
       count_alert(st.pending_counts, rule.level, 1);
       changed = true;
-    } else if (!active && i != rec.alerts.end()) {
+    } else if (!active && i != alerts.end()) {
       count_alert(st.pending_counts, i->level, -1);
-      rec.alerts.erase(i);
+      rec.mutable_alerts().erase(i);
+      rec.trim();
       changed = true;
     }
   }
   severity worst = severity::ok;
-  for (const auto& a : rec.alerts)
+  for (const auto& a : rec.alerts())
     worst = std::max(worst, a.level);
-  for (const auto& c : rec.children)
+  for (const auto& c : rec.children())
     worst = std::max(worst, c.health);
   const char* health = to_string(worst);
-  auto& slot = rec.reported["health"];
-  if (!slot.is_string() || slot.as_string() != health) {
-    slot = value{health};
-    rec.metadata["health"] = property_meta{now_ms(), "computed"};
+  auto* cur = rec.get("health");
+  if (cur == nullptr || !cur->is_string() || cur->as_string() != health) {
+    rec.set("health", value{health}, now_ms(), computed_source());
     changed = true;
   }
   return changed;
@@ -468,18 +489,13 @@ void recompute(twin_actor* self) {
   if (!st.exists)
     return;
   auto& rec = st.rec;
-  for (const auto& a : st.type->aggregates()) {
-    auto v = compute_aggregate(a, rec.children);
-    auto i = rec.reported.find(a.name);
-    if (v.is_null()) {
-      if (i != rec.reported.end()) {
-        rec.reported.erase(i);
-        rec.metadata.erase(a.name);
-      }
-    } else if (i == rec.reported.end() || i->second != v) {
-      rec.reported[a.name] = std::move(v);
-      rec.metadata[a.name] = property_meta{now_ms(), "computed"};
-    }
+  for (const auto& a : rec.type()->aggregates()) {
+    auto v = compute_aggregate(a, rec.children());
+    auto* cur = rec.get(a.name);
+    if (v.is_null())
+      rec.erase(a.name);
+    else if (cur == nullptr || *cur != v)
+      rec.set(a.name, std::move(v), now_ms(), computed_source());
   }
   evaluate_alerts(self);
   if (!rec.parent.empty())
@@ -503,24 +519,25 @@ void after_reported_change(twin_actor* self, const value_map* reported = nullptr
   evaluate_alerts(self);
   if (!st.rec.parent.empty())
     st.notify_parent = true;
-  if (reported != nullptr && !st.rec.desired.empty())
+  if (reported != nullptr && !st.rec.desired().empty())
     for (const auto& [k, v] : *reported)
-      if (st.rec.desired.count(k) > 0) {
+      if (st.rec.desired().count(k) > 0) {
         st.publish_desired = true;
         break;
       }
 }
 
 /// Inserts or replaces the child's state; returns false if it was already the same.
-bool upsert_child(twin_record& rec, child_state cs) {
-  for (auto& c : rec.children)
+bool upsert_child(live_record& rec, child_state cs) {
+  auto& children = rec.mutable_children();
+  for (auto& c : children)
     if (c.id == cs.id) {
       if (c.values == cs.values && c.health == cs.health && c.type == cs.type)
         return false;
       c = std::move(cs);
       return true;
     }
-  rec.children.push_back(std::move(cs));
+  children.push_back(std::move(cs));
   return true;
 }
 
@@ -540,29 +557,19 @@ void handle(twin_actor* self, twin_request& req);
 /// (its metadata says when the property was last reported). Returns whether anything
 /// changed.
 bool apply_values(twin_state& st, const value_map& values, int64_t ts, const std::string& source) {
+  const std::string* src = intern_source(source);
   bool changed = false;
   for (const auto& [k, v] : values) {
-    auto m = st.rec.metadata.find(k);
-    if (m != st.rec.metadata.end() && ts < m->second.updated_ms)
+    auto* p = st.rec.find(k);
+    if (p != nullptr && ts < p->updated_ms)
       continue;  // an older sample than the one we have
     if (v.is_null()) {
-      if (st.rec.reported.erase(k) > 0) {
-        st.rec.metadata.erase(k);
-        changed = true;
-      }
+      changed = st.rec.erase(k) || changed;
       continue;
     }
-    auto i = st.rec.reported.find(k);
-    if (i == st.rec.reported.end())
-      st.rec.reported.emplace(k, v);
-    else if (i->second != v)
-      i->second = v;
-    else if (m != st.rec.metadata.end() && m->second.updated_ms == ts
-             && m->second.source == source)
+    if (p != nullptr && p->v == v && p->updated_ms == ts && p->source == src)
       continue;  // the same sample again
-    auto& meta = st.rec.metadata[k];
-    meta.updated_ms = ts;
-    meta.source = source;
+    st.rec.set(k, v, ts, src);
     changed = true;
   }
   return changed;
@@ -574,14 +581,14 @@ void on_ingest(twin_actor* self, ingest_request& req) {
     req.done(not_found(st.rec.id));
     return;
   }
-  if (auto err = st.type->check_reported(req.values)) {
+  if (auto err = st.rec.type()->check_reported(req.values)) {
     st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
     req.done(std::move(err));
     return;
   }
   auto ts = req.ts_ms > 0 ? req.ts_ms : now_ms();
   bool changed = apply_values(st, req.values, ts, req.source);
-  if (const auto& h = st.type->handlers().on_telemetry) {
+  if (const auto& h = st.rec.type()->handlers().on_telemetry) {
     context_impl ctx{self, changed};
     h(ctx, req.values);
   }
@@ -597,18 +604,18 @@ void finish_put(twin_actor* self, put_request& req, bool created) {
   auto& rec = st.rec;
   auto now = now_ms();
   if (created) {
-    auto id = std::move(rec.id);
-    rec = twin_record{};
-    rec.id = std::move(id);
-    rec.created_ms = now;
+    live_record fresh;
+    fresh.id = std::move(rec.id);
+    fresh.created_ms = now;
+    rec = std::move(fresh);
     st.cold().pending.index_adds.push_back({index_kind::by_type, req.type, st.rec.id});
     st.pending_counts.twins += 1;
     st.exists = true;
     st.delete_pending = false;
   }
-  st.type = st.host->types.find(req.type);
-  rec.type = req.type;
-  rec.kind = st.type->kind();
+  const auto& type = *st.host->types.find(req.type);
+  rec.set_type(type);
+  rec.kind = type.kind();
   if (rec.parent != req.parent) {
     if (!rec.parent.empty()) {
       st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.rec.id});
@@ -619,25 +626,17 @@ void finish_put(twin_actor* self, put_request& req, bool created) {
     rec.parent = req.parent;
   }
   // Replace reported state, keeping what the runtime computes.
-  value_map reported;
-  for (const auto& p : st.type->properties())
-    if (p.computed)
-      if (auto i = rec.reported.find(p.name); i != rec.reported.end())
-        reported.emplace(p.name, i->second);
+  rec.erase_uncomputed();
+  const auto* source = intern_source(req.source);
   for (auto& [k, v] : req.properties)
-    if (!v.is_null()) {
-      reported[k] = v;
-      rec.metadata[k] = property_meta{now, req.source};
-    }
-  for (auto i = rec.metadata.begin(); i != rec.metadata.end();)
-    i = reported.count(i->first) > 0 ? std::next(i) : rec.metadata.erase(i);
-  rec.reported = std::move(reported);
-  value_map desired;
+    rec.set(k, std::move(v), now, source);
+  auto& desired = rec.mutable_desired();
+  desired.clear();
   for (auto& [k, v] : req.desired)
     if (!v.is_null())
-      desired.emplace(k, v);
-  rec.desired = std::move(desired);
-  rec.relationships = std::move(req.relationships);
+      desired.emplace(k, std::move(v));
+  rec.mutable_relationships() = std::move(req.relationships);
+  rec.trim();
   after_reported_change(self);
   st.publish_desired = true;
   if (!rec.parent.empty())
@@ -663,9 +662,9 @@ void on_put(twin_actor* self, put_request& req) {
     return reject(make_error(runtime_errc::unknown_type, "unknown twin type '" + req.type + "'"));
   if (auto err = check_version(st, req.if_version))
     return reject(std::move(err));
-  if (st.exists && st.rec.type != req.type)
+  if (st.exists && st.rec.type()->name() != req.type)
     return reject(make_error(runtime_errc::invalid_argument,
-                             "twin " + st.rec.id.str() + " has type '" + st.rec.type
+                             "twin " + st.rec.id.str() + " has type '" + st.rec.type()->name()
                                + "'; delete it to create it with type '" + req.type + "'"));
   if (auto err = type->check_reported(req.properties))
     return reject(std::move(err));
@@ -755,23 +754,25 @@ void on_patch(twin_actor* self, patch_request& req) {
     return req.done(not_found(st.rec.id));
   if (auto err = check_version(st, req.if_version))
     return reject(std::move(err));
-  if (auto err = st.type->check_reported(req.properties))
+  if (auto err = st.rec.type()->check_reported(req.properties))
     return reject(std::move(err));
-  if (auto err = st.type->check_desired(req.desired))
+  if (auto err = st.rec.type()->check_desired(req.desired))
     return reject(std::move(err));
   bool changed = apply_values(st, req.properties, now_ms(), req.source);
   bool desired_changed = false;
   for (const auto& [k, v] : req.desired) {
+    auto i = st.rec.desired().find(k);
     if (v.is_null()) {
-      desired_changed = st.rec.desired.erase(k) > 0 || desired_changed;
-    } else {
-      auto& slot = st.rec.desired[k];
-      if (slot != v) {
-        slot = v;
+      if (i != st.rec.desired().end()) {
+        st.rec.mutable_desired().erase(k);
         desired_changed = true;
       }
+    } else if (i == st.rec.desired().end() || i->second != v) {
+      st.rec.mutable_desired()[k] = v;
+      desired_changed = true;
     }
   }
+  st.rec.trim();
   if (!changed && !desired_changed)
     return answer_when_durable(self, std::move(req.done));
   if (changed)
@@ -788,14 +789,14 @@ void on_remove(twin_actor* self, remove_request& req) {
   if (auto err = check_version(st, req.if_version))
     return req.done(std::move(err));
   auto& rec = st.rec;
-  st.cold().pending.index_removes.push_back({index_kind::by_type, rec.type, st.rec.id});
+  st.cold().pending.index_removes.push_back({index_kind::by_type, rec.type()->name(), st.rec.id});
   if (!rec.parent.empty()) {
     st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.rec.id});
     st.cold().detach_from = rec.parent;
   }
-  for (const auto& c : rec.children)
+  for (const auto& c : rec.children())
     st.cold().orphans.push_back(c.id);
-  for (const auto& a : rec.alerts)
+  for (const auto& a : rec.alerts())
     count_alert(st.pending_counts, a.level, -1);
   st.pending_counts.twins -= 1;
   st.delete_pending = true;
@@ -803,21 +804,22 @@ void on_remove(twin_actor* self, remove_request& req) {
   st.publish_desired = false;
   commit(self, answer_version(std::move(req.done), rec.version + 1));
   st.exists = false;
-  auto id = std::move(st.rec.id);
-  st.rec = twin_record{};
-  st.rec.id = std::move(id);
+  live_record gone;
+  gone.id = std::move(st.rec.id);
+  st.rec = std::move(gone);
 }
 
 void on_command(twin_actor* self, command_request& req) {
   auto& st = self->state;
   if (!st.exists)
     return req.done(not_found(st.rec.id));
-  if (!st.type->has_command(req.name))
+  const auto& type = *st.rec.type();
+  if (!type.has_command(req.name))
     return req.done(make_error(runtime_errc::invalid_argument,
-                               "type '" + st.type->name() + "' has no command '" + req.name + "'"));
+                               "type '" + type.name() + "' has no command '" + req.name + "'"));
   value answer;
   bool changed = false;
-  if (const auto& h = st.type->handlers().on_command) {
+  if (const auto& h = type.handlers().on_command) {
     // A handler that fails leaves nothing behind.
     auto saved_rec = st.rec;
     auto saved_counts = st.pending_counts;
@@ -856,7 +858,7 @@ void finish_attach(twin_actor* self, attach_request& req) {
   if (!st.exists)
     return req.done(not_found(st.rec.id));
   bool changed = false;
-  if (const auto& h = st.type->handlers().on_child_change) {
+  if (const auto& h = st.rec.type()->handlers().on_child_change) {
     context_impl ctx{self, changed};
     h(ctx, req.state);
   }
@@ -880,7 +882,8 @@ void on_attach(twin_actor* self, attach_request& req) {
                                "a " + std::string{to_string(req.kind)} + " cannot be a child of "
                                  + st.rec.id.str() + ", a " + to_string(st.rec.kind)
                                  + " (component < asset < system < process)"));
-  bool known = std::any_of(st.rec.children.begin(), st.rec.children.end(),
+  const auto& children = st.rec.children();
+  bool known = std::any_of(children.begin(), children.end(),
                            [&](const child_state& c) { return c.id == req.state.id; });
   const auto& up = effective_parent(st);
   if (req.kind < st.rec.kind || up.empty() || known)
@@ -890,7 +893,7 @@ void on_attach(twin_actor* self, attach_request& req) {
                                req.state.id.str() + " is (or is becoming) the parent of "
                                  + st.rec.id.str() + ": the link would make a cycle"));
   // Same kind: the child must not be one of this twin's ancestors.
-  auto token = st.next_token++;
+  auto token = st.cold().next_token++;
   ancestor_query q;
   q.candidate = req.state.id;
   q.kind = req.kind;
@@ -938,7 +941,7 @@ void on_child_update(twin_actor* self, child_update& upd) {
   if (upd.kind > st.rec.kind)
     return;  // not a child this twin would have accepted
   bool changed = false;
-  if (const auto& h = st.type->handlers().on_child_change) {
+  if (const auto& h = st.rec.type()->handlers().on_child_change) {
     context_impl ctx{self, changed};
     h(ctx, upd.state);
   }
@@ -951,11 +954,12 @@ void on_detach(twin_actor* self, const detach_notice& n) {
   auto& st = self->state;
   if (!st.exists)
     return;
-  auto& cs = st.rec.children;
+  const auto& cs = st.rec.children();
   auto i = std::find_if(cs.begin(), cs.end(), [&](const child_state& c) { return c.id == n.child; });
   if (i == cs.end())
     return;
-  cs.erase(i);
+  st.rec.mutable_children().erase(i);
+  st.rec.trim();
   schedule_recompute(self);
 }
 
@@ -996,7 +1000,7 @@ void handle(twin_actor* self, twin_request& req) {
       else if constexpr (std::is_same_v<T, patch_request>)
         on_patch(self, r);
       else if constexpr (std::is_same_v<T, get_request>)
-        st.exists ? r.done(st.rec) : r.done(not_found(st.rec.id));
+        st.exists ? r.done(st.rec.to_record()) : r.done(not_found(st.rec.id));
       else if constexpr (std::is_same_v<T, remove_request>)
         on_remove(self, r);
       else if constexpr (std::is_same_v<T, command_request>)
@@ -1044,22 +1048,27 @@ void reconcile_children(twin_actor* self) {
   auto same = [](const child_state& a, const child_state& b) {
     return a.id == b.id && a.values == b.values && a.health == b.health && a.type == b.type;
   };
-  auto& kept = st.rec.children;
+  auto& kept = st.rec.mutable_children();
   std::sort(kept.begin(), kept.end(),
             [](const child_state& a, const child_state& b) { return a.id < b.id; });
-  if (found.size() == kept.size() && std::equal(found.begin(), found.end(), kept.begin(), same))
+  bool unchanged =
+    found.size() == kept.size() && std::equal(found.begin(), found.end(), kept.begin(), same);
+  if (!unchanged)
+    kept = std::move(found);
+  st.rec.trim();
+  if (unchanged)
     return;
-  kept = std::move(found);
   schedule_recompute(self);
 }
 
-/// Reloads the record after a failed write, so memory matches the store again.
+/// Loads the record from the store (on activation, and after a failed write, so that
+/// memory matches the store again).
 void load(twin_actor* self) {
   auto& st = self->state;
   st.exists = false;
-  auto id = std::move(st.rec.id);
-  st.rec = twin_record{};
-  st.rec.id = std::move(id);
+  live_record none;
+  none.id = std::move(st.rec.id);
+  st.rec = std::move(none);
   auto bytes = st.host->store.get(st.rec.id);
   if (!bytes) {
     st.load_error = bytes.error();
@@ -1072,16 +1081,16 @@ void load(twin_actor* self) {
     st.load_error = rec.error();
     return;
   }
-  st.type = st.host->types.find(rec->type);
-  if (!st.type) {
+  auto type = st.host->types.find(rec->type);
+  if (!type) {
     st.load_error = make_error(runtime_errc::unknown_type,
                                "twin " + st.rec.id.str() + " has type '" + rec->type
                                  + "', which no loaded model defines");
     return;
   }
-  st.rec = std::move(*rec);
+  st.rec = live_record{std::move(*rec), *type};
   st.exists = true;
-  if (st.rec.kind != twin_kind::component || !st.rec.children.empty())
+  if (st.rec.kind != twin_kind::component || !st.rec.children().empty())
     reconcile_children(self);
 }
 
@@ -1216,11 +1225,11 @@ void twin_actor::dispatch(caf::type_erased_tuple& content) {
         recompute(self);
       break;
     case signal_kind::timer: {
-      if (!st.exists || st.passivating || !st.type->handlers().on_timer)
+      if (!st.exists || st.passivating || !st.rec.type()->handlers().on_timer)
         return;  // timers do not outlive an activation
       bool changed = false;
       context_impl ctx{self, changed};
-      st.type->handlers().on_timer(ctx);
+      st.rec.type()->handlers().on_timer(ctx);
       if (changed) {
         after_reported_change(self);
         commit(self, nullptr);

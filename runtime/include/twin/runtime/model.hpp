@@ -103,6 +103,8 @@ public:
 
   /// Returns the property `name`, nullptr if the type has none.
   const property_spec* property(std::string_view name) const;
+  /// Returns the position of property `name` in `properties()`, -1 if the type has none.
+  int index_of(std::string_view name) const;
   bool has_command(std::string_view name) const;
 
   /// Checks values written as reported state (telemetry, API): every name is a declared,
