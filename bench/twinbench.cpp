@@ -413,7 +413,7 @@ int main(int argc, char** argv) {
 
   if (memory_twins > 0) {
     // (d): RSS with every twin active minus RSS once they are all passivated (the
-    // store's memtables and cache are in both).
+    // store's cache is in both; its memtables are flushed before).
     bench_node mem{dir + "/memory", 64, threads, policy};
     host_options opts;
     opts.max_active = memory_twins * 2;
@@ -423,6 +423,8 @@ int main(int argc, char** argv) {
     create_twins(*mem.h, 0, memory_twins, rng);
     auto create_s = seconds_since(t0);
     auto active = mem.h->active_count();
+    if (auto err = mem.store->flush())
+      die(error_message(err));
     release_free_memory();
     auto with_twins = rss_bytes();
     mem.stop();

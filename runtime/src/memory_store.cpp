@@ -72,6 +72,8 @@ public:
     return twins_.size();
   }
 
+  caf::error flush() override { return {}; }  // nothing is buffered
+
 private:
   using index_set = std::set<std::pair<std::string, twin_id>>;
 

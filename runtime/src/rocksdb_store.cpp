@@ -120,6 +120,15 @@ public:
     return n;
   }
 
+  caf::error flush() override {
+    rocksdb::FlushOptions o;
+    o.wait = true;
+    auto st = db_->Flush(o, handles_);
+    if (!st.ok())
+      return make_error(runtime_errc::store_failure, "flush failed: " + st.ToString());
+    return {};
+  }
+
 private:
   rocksdb::ColumnFamilyHandle* twins() const { return handles_[1]; }
   rocksdb::ColumnFamilyHandle* index(index_kind k) const {

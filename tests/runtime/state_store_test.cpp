@@ -111,6 +111,20 @@ TEST_P(state_store_conformance, metadata_round_trips) {
   EXPECT_FALSE(*store_->get_meta("nothing"));
 }
 
+TEST_P(state_store_conformance, flush_keeps_everything_readable) {
+  auto b = puts({{"a:1", "one"}, {"a:2", "two"}});
+  b.index_adds.push_back({index_kind::by_parent, "a:0", id("a:2")});
+  b.meta_puts.emplace_back("m", "v");
+  ASSERT_FALSE(store_->write(b));
+  ASSERT_FALSE(store_->flush());
+  EXPECT_EQ(**store_->get(id("a:1")), "one");
+  EXPECT_EQ(**store_->get(id("a:2")), "two");
+  EXPECT_EQ(*store_->list(index_kind::by_parent, "a:0", {}, 10), std::vector<twin_id>{id("a:2")});
+  EXPECT_EQ(**store_->get_meta("m"), "v");
+  ASSERT_FALSE(store_->write(puts({{"a:1", "uno"}})));  // writes go on after a flush
+  EXPECT_EQ(**store_->get(id("a:1")), "uno");
+}
+
 TEST_P(state_store_conformance, binary_values_survive) {
   std::string bytes{"a\0b\xff", 4};
   store_batch b;

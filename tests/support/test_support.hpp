@@ -136,6 +136,7 @@ public:
     return inner_->get_meta(key);
   }
   uint64_t approximate_count() override { return inner_->approximate_count(); }
+  caf::error flush() override { return inner_->flush(); }
 
 private:
   std::unique_ptr<state_store> inner_;

@@ -74,6 +74,10 @@ public:
   /// Returns the number of stored twins (exact for the memory store, RocksDB's
   /// estimate for the RocksDB store).
   virtual uint64_t approximate_count() = 0;
+
+  /// Moves what is buffered in memory to the store's files and waits for it (RocksDB:
+  /// flushes the memtables). Durability does not need it; it frees the write buffers.
+  virtual caf::error flush() = 0;
 };
 
 struct rocksdb_options {
