@@ -491,6 +491,35 @@ TEST_F(host_test, a_parent_catches_up_with_children_written_before_a_crash) {
   ASSERT_TRUE(eventually([&] { return prop(h(), "f:plant", "max_temperature") == value{97.0}; }));
 }
 
+TEST_F(host_test, stored_properties_the_type_no_longer_declares_are_kept_until_a_put) {
+  start();
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"temperature", value{20.0}}}));
+  stop();
+  // As if the motor model had a property "torque" when the twin was stored.
+  auto m1 = decode_record(**store_->get(id("f:m1")));
+  m1->reported["torque"] = value{12.5};
+  m1->metadata["torque"] = property_meta{1700000000000, "telemetry"};
+  store_batch b;
+  b.puts.emplace_back(m1->id, encode(*m1));
+  ASSERT_FALSE(store_->write(b));
+  start();
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{25.0}}}));
+  restart();  // the write of the ingest kept it
+  auto r = get(h(), "f:m1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->reported.at("torque"), value{12.5});
+  EXPECT_EQ(r->metadata.at("torque").source, "telemetry");
+  EXPECT_EQ(r->reported.at("temperature"), value{25.0});
+  // Telemetry cannot write it, and a put, which replaces the reported state, drops it.
+  EXPECT_FALSE(ingest(h(), "f:m1", {{"torque", value{1.0}}}));
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"temperature", value{26.0}}}));
+  restart();
+  r = get(h(), "f:m1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->reported.count("torque"), 0u);
+  EXPECT_EQ(r->reported.at("temperature"), value{26.0});
+}
+
 TEST_F(host_test, a_child_of_a_parent_deleted_before_a_crash_drops_the_link) {
   start();
   build_plant();
