@@ -375,8 +375,9 @@ void maybe_release(twin_actor* self) {
       return;  // the recompute message still comes and commits first
     st.draining = true;
     caf::actor me = self->as_actor();
-    st.host->writer.submit(st.rec.id, store_batch{}, host_counts{},
-                           [me](caf::error) { caf::anon_send(me, twin_signal(signal_kind::drained)); });
+    st.host->writer.submit(st.rec.id, store_batch{}, host_counts{}, [me](caf::error) {
+      caf::anon_send(me, twin_signal(signal_kind::drained));
+    });
     return;
   }
   if (!st.exists && !st.passivation_requested) {
@@ -898,7 +899,9 @@ void on_attach(twin_actor* self, attach_request& req) {
   q.candidate = req.state.id;
   q.kind = req.kind;
   caf::actor me = self->as_actor();
-  q.done = [me, token](bool cycle) { caf::anon_send(me, twin_signal(signal_kind::checked, token, cycle)); };
+  q.done = [me, token](bool cycle) {
+    caf::anon_send(me, twin_signal(signal_kind::checked, token, cycle));
+  };
   st.cold().checking.emplace(token, std::move(req));
   st.host->rt->route(up, std::move(q));
 }

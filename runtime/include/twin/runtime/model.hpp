@@ -76,6 +76,9 @@ public:
   virtual void start_timer(std::chrono::milliseconds delay) = 0;
 };
 
+/// Custom code of a type. Handlers run on the twin's actor, between the steps of a request,
+/// and must not throw: a command handler reports failure through its result, the others
+/// leave the state unchanged when they cannot act.
 struct type_handlers {
   /// After telemetry was applied; `values` are the accepted ones.
   std::function<void(twin_context&, const value_map& values)> on_telemetry;
