@@ -26,6 +26,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include "twin/runtime/await.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/host.hpp"
 #include "twin/runtime/scheduler.hpp"
@@ -287,19 +288,18 @@ latency_result activate(router& rt, size_t first, size_t count, int64_t window) 
 
 // -- (e) ------------------------------------------------------------------------
 
+/// Waits for an answer; the benchmark ends if none comes.
 template <class T>
-caf::expected<T> call(const std::function<void(std::function<void(caf::expected<T>)>)>& start) {
-  auto p = std::make_shared<std::promise<caf::expected<T>>>();
-  auto f = p->get_future();
-  start([p](caf::expected<T> x) { p->set_value(std::move(x)); });
-  if (f.wait_for(std::chrono::seconds{10}) != std::future_status::ready)
-    die("no answer within 10 s");
-  return f.get();
+T call(const std::function<void(std::function<void(caf::expected<T>)>)>& start) {
+  auto r = await_answer<T>(start);
+  if (!r)
+    die(error_message(r.error()));
+  return std::move(*r);
 }
 
 void put_twin(router& rt, const std::string& id, const std::string& type,
               const std::string& parent) {
-  auto r = call<put_result>([&](auto cb) {
+  call<put_result>([&](auto cb) {
     put_request req;
     req.type = type;
     if (!parent.empty())
@@ -307,8 +307,6 @@ void put_twin(router& rt, const std::string& id, const std::string& type,
     req.done = std::move(cb);
     rt.route(twin_id::trusted(id), std::move(req));
   });
-  if (!r)
-    die(error_message(r.error()));
 }
 
 /// Time from routing a child's telemetry until `watch` shows the new aggregate.
@@ -325,8 +323,8 @@ std::vector<double> aggregate_latency(router& rt, const std::string& watch, int 
       auto rec = call<twin_record>([&](auto cb) {
         rt.route(twin_id::trusted(watch), get_request{std::move(cb)});
       });
-      auto i = rec->reported.find("max_temperature");
-      if (i != rec->reported.end() && i->second == value{temp})
+      auto i = rec.reported.find("max_temperature");
+      if (i != rec.reported.end() && i->second == value{temp})
         break;
       if (seconds_since(t0) > 5)
         die("aggregate did not arrive within 5 s");

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <future>
 #include <thread>
 
 #include <caf/actor_system.hpp>
@@ -20,6 +19,7 @@
 #include "node_metrics.hpp"
 #include "options.hpp"
 #include "twin/actors/device_simulator.hpp"
+#include "twin/runtime/await.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/host.hpp"
 #include "twin/runtime/scheduler.hpp"
@@ -80,16 +80,12 @@ value read_property(router& rt, const std::string& id, const std::string& name) 
   auto tid = twin_id::parse(id);
   if (!tid)
     return value{};
-  auto p = std::make_shared<std::promise<value>>();
-  auto f = p->get_future();
-  rt.route(*tid, get_request{[p, name](caf::expected<twin_record> r) {
-             value v;
-             if (r)
-               if (auto i = r->reported.find(name); i != r->reported.end())
-                 v = i->second;
-             p->set_value(std::move(v));
-           }});
-  return f.wait_for(std::chrono::seconds{1}) == std::future_status::ready ? f.get() : value{};
+  auto r = await_answer<twin_record>(
+    [&](auto done) { rt.route(*tid, get_request{std::move(done)}); }, std::chrono::seconds{1});
+  if (!r)
+    return value{};
+  auto i = r->reported.find(name);
+  return i == r->reported.end() ? value{} : i->second;
 }
 
 } // namespace

@@ -77,27 +77,17 @@ const live_record::rare_part& live_record::empty() {
 void live_record::set_type(const twin_type& type) {
   if (type_ == &type)
     return;
-  auto old_type = type_;
-  auto old = std::move(slots_);
   type_ = &type;
   slots_ = std::make_unique<property[]>(type.properties().size());
-  if (old_type != nullptr) {
-    const auto& specs = old_type->properties();
-    for (size_t i = 0; i < specs.size(); ++i)
-      if (auto j = type.index_of(specs[i].name); j >= 0)
-        slots_[static_cast<size_t>(j)] = std::move(old[i]);
-  }
-  if (rare_)
-    rare_->undeclared.clear();
 }
 
-live_record::property* live_record::slot(std::string_view name) {
+live_record::property* live_record::declared(std::string_view name) const {
   auto i = type_ == nullptr ? -1 : type_->index_of(name);
   return i < 0 ? nullptr : &slots_[static_cast<size_t>(i)];
 }
 
 const live_record::property* live_record::find(std::string_view name) const {
-  if (auto* p = const_cast<live_record*>(this)->slot(name))
+  if (auto* p = declared(name))
     return p->v.is_null() ? nullptr : p;
   if (rare_)
     if (auto i = rare_->undeclared.find(name); i != rare_->undeclared.end())
@@ -111,7 +101,7 @@ void live_record::set(std::string_view name, value v, int64_t updated_ms,
     erase(name);
     return;
   }
-  auto* p = slot(name);
+  auto* p = declared(name);
   if (p == nullptr)
     p = &rare().undeclared[std::string{name}];
   p->v = std::move(v);
@@ -120,7 +110,7 @@ void live_record::set(std::string_view name, value v, int64_t updated_ms,
 }
 
 bool live_record::erase(std::string_view name) {
-  if (auto* p = slot(name)) {
+  if (auto* p = declared(name)) {
     bool was = !p->v.is_null();
     *p = property{};
     return was;

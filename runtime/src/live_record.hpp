@@ -49,11 +49,13 @@ public:
 
   /// The twin's type; nullptr until it has one.
   const twin_type* type() const { return type_; }
-  /// Sets the type, dropping every reported property the new type does not declare.
+  /// Sets the type of a record that has none yet (no-op if it is the same type).
   void set_type(const twin_type& type);
 
   /// Returns the reported property `name`, nullptr if it is not set.
   const property* find(std::string_view name) const;
+  /// Returns the slot of `name`, set or not, nullptr if the type does not declare it.
+  property* declared(std::string_view name) const;
   /// Returns the reported value of `name`, nullptr if it is not set.
   const value* get(std::string_view name) const {
     auto* p = find(name);
@@ -115,7 +117,6 @@ private:
       rare_ = std::make_unique<rare_part>();
     return *rare_;
   }
-  property* slot(std::string_view name);
 
   const twin_type* type_ = nullptr;
   std::unique_ptr<property[]> slots_;  ///< one per property of the type

@@ -561,17 +561,23 @@ bool apply_values(twin_state& st, const value_map& values, int64_t ts, const std
   const std::string* src = intern_source(source);
   bool changed = false;
   for (const auto& [k, v] : values) {
-    auto* p = st.rec.find(k);
-    if (p != nullptr && ts < p->updated_ms)
-      continue;  // an older sample than the one we have
-    if (v.is_null()) {
-      changed = st.rec.erase(k) || changed;
+    auto* p = st.rec.declared(k);  // validation admitted declared properties only
+    if (p->v.is_null()) {
+      if (!v.is_null()) {
+        *p = live_record::property{v, ts, src};
+        changed = true;
+      }
       continue;
     }
-    if (p != nullptr && p->v == v && p->updated_ms == ts && p->source == src)
-      continue;  // the same sample again
-    st.rec.set(k, v, ts, src);
-    changed = true;
+    if (ts < p->updated_ms)
+      continue;  // an older sample than the one we have
+    if (v.is_null()) {
+      *p = live_record::property{};
+      changed = true;
+    } else if (p->v != v || p->updated_ms != ts || p->source != src) {
+      *p = live_record::property{v, ts, src};
+      changed = true;
+    }  // else: the same sample again
   }
   return changed;
 }

@@ -77,6 +77,14 @@ protected:
 
   /// Starts a node with the factory types and a fast simulator (2 simulated seconds per
   /// 20 ms report, so motors heat up quickly) and builds a plant of `l`'s size.
+  static factory::layout layout_of(int lines, int robots_per_line, int motors_per_robot) {
+    factory::layout l;
+    l.lines = lines;
+    l.robots_per_line = robots_per_line;
+    l.motors_per_robot = motors_per_robot;
+    return l;
+  }
+
   void start_plant(const factory::layout& l) {
     ASSERT_FALSE(factory::register_types(types_));
     host_ = std::make_unique<host>(*sys_, *store_, types_);
@@ -117,10 +125,7 @@ TEST_F(factory_test, types_come_from_cpp_and_from_the_embedded_model_files) {
 }
 
 TEST_F(factory_test, the_plant_comes_alive_and_alerts_roll_up) {
-  factory::layout l;
-  l.lines = 2;
-  l.robots_per_line = 10;
-  l.motors_per_robot = 4;
+  auto l = layout_of(2, 10, 4);
   ASSERT_NO_FATAL_FAILURE(start_plant(l));
   EXPECT_EQ(host_->counts().twins, static_cast<int64_t>(l.twins()));
   // Building again creates nothing and keeps the state.
@@ -141,11 +146,7 @@ TEST_F(factory_test, the_plant_comes_alive_and_alerts_roll_up) {
 }
 
 TEST_F(factory_test, stop_command_brings_the_simulated_motor_to_rest) {
-  factory::layout l;
-  l.lines = 1;
-  l.robots_per_line = 1;
-  l.motors_per_robot = 2;
-  ASSERT_NO_FATAL_FAILURE(start_plant(l));
+  ASSERT_NO_FATAL_FAILURE(start_plant(layout_of(1, 1, 2)));
   sim_->start();
   ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:motor-1-1-1", "rpm").is_number(); }));
   auto answer = command(*host_, "factory:motor-1-1-1", "stop");

@@ -27,7 +27,7 @@ twin_id id(const std::string& text) {
 caf::expected<put_result> put(router& r, const std::string& tid, const std::string& type,
                               const std::string& parent, value_map props, value_map desired,
                               std::optional<uint64_t> if_version) {
-  return await<put_result>([&](auto cb) {
+  return await_answer<put_result>([&](auto cb) {
     put_request req;
     req.type = type;
     if (!parent.empty())
@@ -41,12 +41,12 @@ caf::expected<put_result> put(router& r, const std::string& tid, const std::stri
 }
 
 caf::expected<twin_record> get(router& r, const std::string& tid) {
-  return await<twin_record>([&](auto cb) { r.route(id(tid), get_request{std::move(cb)}); });
+  return await_answer<twin_record>([&](auto cb) { r.route(id(tid), get_request{std::move(cb)}); });
 }
 
 caf::expected<uint64_t> ingest(router& r, const std::string& tid, value_map values,
                                int64_t ts_ms) {
-  return await<uint64_t>([&](auto cb) {
+  return await_answer<uint64_t>([&](auto cb) {
     ingest_request req;
     req.values = std::move(values);
     req.ts_ms = ts_ms;
@@ -57,7 +57,7 @@ caf::expected<uint64_t> ingest(router& r, const std::string& tid, value_map valu
 
 caf::expected<uint64_t> patch(router& r, const std::string& tid, value_map props,
                               value_map desired, std::optional<uint64_t> if_version) {
-  return await<uint64_t>([&](auto cb) {
+  return await_answer<uint64_t>([&](auto cb) {
     patch_request req;
     req.properties = std::move(props);
     req.desired = std::move(desired);
@@ -69,14 +69,14 @@ caf::expected<uint64_t> patch(router& r, const std::string& tid, value_map props
 
 caf::expected<uint64_t> remove(router& r, const std::string& tid,
                                std::optional<uint64_t> if_version) {
-  return await<uint64_t>([&](auto cb) {
+  return await_answer<uint64_t>([&](auto cb) {
     r.route(id(tid), remove_request{if_version, std::move(cb)});
   });
 }
 
 caf::expected<value> command(router& r, const std::string& tid, const std::string& name,
                              value args) {
-  return await<value>([&](auto cb) {
+  return await_answer<value>([&](auto cb) {
     r.route(id(tid), command_request{name, std::move(args), std::move(cb)});
   });
 }

@@ -8,12 +8,12 @@
 #include <mutex>
 #include <filesystem>
 #include <functional>
-#include <future>
 #include <string>
 #include <thread>
 
 #include <caf/expected.hpp>
 
+#include "twin/runtime/await.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/model.hpp"
 #include "twin/runtime/router.hpp"
@@ -37,16 +37,6 @@ private:
   std::string path_;
 };
 
-/// Calls `start` with a callback and waits up to 10 s for the answer.
-template <class T>
-caf::expected<T> await(const std::function<void(std::function<void(caf::expected<T>)>)>& start) {
-  auto p = std::make_shared<std::promise<caf::expected<T>>>();
-  auto f = p->get_future();
-  start([p](caf::expected<T> x) { p->set_value(std::move(x)); });
-  if (f.wait_for(std::chrono::seconds{10}) != std::future_status::ready)
-    return make_error(runtime_errc::timeout, "no answer within 10 s");
-  return f.get();
-}
 
 twin_id id(const std::string& text);
 
