@@ -8,6 +8,7 @@
 //   (e) child-to-parent aggregate latency p50/p99, unloaded
 
 #include <malloc.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,6 +40,20 @@ using clock_type = std::chrono::steady_clock;
 double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
+
+/// CPU time of the whole process (every thread), user and system, in seconds.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto secs = [](timeval t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return secs(u.ru_utime) + secs(u.ru_stime);
+}
+
+/// A rate and the CPU time of the process per operation while it was measured.
+struct rate_result {
+  double per_second = 0;
+  double cpu_us = 0;
+};
 
 long rss_bytes() {
   std::ifstream f{"/proc/self/statm"};
@@ -196,7 +211,8 @@ size_t record_size() {
 
 // -- (a) ------------------------------------------------------------------------
 
-double raw_rocksdb_puts(const std::string& dir, size_t keys, size_t puts, size_t value_size) {
+rate_result raw_rocksdb_puts(const std::string& dir, size_t keys, size_t puts,
+                             size_t value_size) {
   rocksdb::Options o;
   o.create_if_missing = true;
   o.IncreaseParallelism(2);
@@ -213,6 +229,7 @@ double raw_rocksdb_puts(const std::string& dir, size_t keys, size_t puts, size_t
     c = static_cast<char>(rng());
   rocksdb::WriteOptions wo;  // WAL on, no fsync: the runtime's default durability
   auto t0 = clock_type::now();
+  auto cpu0 = cpu_seconds();
   constexpr size_t batch = 512;
   for (size_t done = 0; done < puts;) {
     rocksdb::WriteBatch wb;
@@ -225,17 +242,19 @@ double raw_rocksdb_puts(const std::string& dir, size_t keys, size_t puts, size_t
     if (!st.ok())
       die(st.ToString());
   }
-  return static_cast<double>(puts) / seconds_since(t0);
+  auto n = static_cast<double>(puts);
+  return {n / seconds_since(t0), (cpu_seconds() - cpu0) * 1e6 / n};
 }
 
 // -- (b) ------------------------------------------------------------------------
 
-double ingest(router& rt, size_t twins, size_t updates, uint64_t& failures) {
+rate_result ingest(router& rt, size_t twins, size_t updates, uint64_t& failures) {
   std::mt19937_64 rng{3};
   flight_window w{50000};
   std::atomic<uint64_t> failed{0};
   auto base_ts = now_ms();
   auto t0 = clock_type::now();
+  auto cpu0 = cpu_seconds();
   for (size_t i = 0; i < updates; ++i) {
     w.acquire();
     ingest_request req;
@@ -250,7 +269,8 @@ double ingest(router& rt, size_t twins, size_t updates, uint64_t& failures) {
   }
   w.drain();
   failures = failed.load();
-  return static_cast<double>(updates) / seconds_since(t0);
+  auto n = static_cast<double>(updates);
+  return {n / seconds_since(t0), (cpu_seconds() - cpu0) * 1e6 / n};
 }
 
 // -- (c) ------------------------------------------------------------------------
@@ -367,8 +387,9 @@ int main(int argc, char** argv) {
 
   auto rsize = record_size();
   auto raw = raw_rocksdb_puts(dir + "/raw", twins, updates, rsize);
-  std::printf("(a) raw RocksDB batched puts, %zu-byte records, WAL on:   %10.0f puts/s\n",
-              rsize, raw);
+  std::printf("(a) raw RocksDB batched puts, %zu-byte records, WAL on:   %10.0f puts/s"
+              "  (%.1f us CPU per put)\n",
+              rsize, raw.per_second, raw.cpu_us);
 
   bench_node node{dir + "/twins", 256, threads, policy};
   node.start(types);
@@ -382,9 +403,10 @@ int main(int argc, char** argv) {
     die(std::to_string(failures) + " updates failed");
   std::printf("(b) ingest into %zu twins, acked when durable:        %10.0f updates/s"
               "  = %.2f x (a)   [target >= 250000 and >= 0.80 x (a)]\n",
-              twins, rate, rate / raw);
+              twins, rate.per_second, rate.per_second / raw.per_second);
   auto& st = node.h->stats();
-  std::printf("    (store: %.1f records per write batch)\n",
+  std::printf("    (%.1f us CPU per update; store: %.1f records per write batch)\n",
+              rate.cpu_us,
               static_cast<double>(st.store_records.load())
                 / static_cast<double>(std::max<uint64_t>(1, st.store_writes.load())));
 

@@ -1,5 +1,6 @@
 #include "twin/runtime/record.hpp"
 
+#include <array>
 #include <chrono>
 
 #include <capnp/message.h>
@@ -139,8 +140,10 @@ value_map delta(const twin_record& rec) {
 }
 
 std::string encode(const record_frame& f, const reported_entry* reported, size_t count) {
-  // A small first segment: most records fit, and it avoids zeroing the default 8 KiB.
-  capnp::MallocMessageBuilder msg{256};
+  // Most records fit in this thread's first segment, which the builder zeroes again
+  // (only the words it used) when it is destroyed: no allocation, no 2 KiB memset.
+  thread_local std::array<capnp::word, 512> first_segment{};
+  capnp::MallocMessageBuilder msg{kj::arrayPtr(first_segment.data(), first_segment.size())};
   auto r = msg.initRoot<schema::TwinRecord>();
   r.setId(text(f.id.str()));
   r.setType(text(f.type));
@@ -185,7 +188,17 @@ std::string encode(const record_frame& f, const reported_entry* reported, size_t
   r.setVersion(f.version);
   r.setCreatedMs(f.created_ms);
   r.setUpdatedMs(f.updated_ms);
-  kj::VectorOutputStream out{1024};
+  // Packed into this thread's buffer (or a bigger one for a big record), then copied
+  // once into a string of the exact size. Packing takes at most 10 bytes per word: the
+  // word, its tag byte and a run length.
+  thread_local std::array<kj::byte, 16384> scratch;
+  auto buffer = kj::arrayPtr(scratch.data(), scratch.size());
+  kj::Array<kj::byte> big;
+  if (auto bound = capnp::computeSerializedSizeInWords(msg) * 10 + 16; bound > buffer.size()) {
+    big = kj::heapArray<kj::byte>(bound);
+    buffer = big;
+  }
+  kj::ArrayOutputStream out{buffer};
   capnp::writePackedMessage(out, msg);
   auto bytes = out.getArray();
   return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
