@@ -167,6 +167,14 @@ struct bench_node {
     h.reset();
   }
 
+  /// Stops the host, the actor system and the store (whose background work would
+  /// otherwise go on in its directory).
+  void close() {
+    stop();
+    sys.reset();
+    store.reset();
+  }
+
   std::unique_ptr<state_store> store;
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
@@ -429,7 +437,7 @@ int main(int argc, char** argv) {
               percentile(one, 0.5), percentile(one, 0.99));
   std::printf("    (two levels, child -> grandparent:                p50 %.3f ms  p99 %.3f ms)\n",
               percentile(two, 0.5), percentile(two, 0.99));
-  node.stop();
+  node.close();
 
   if (memory_twins > 0) {
     // (d): RSS with every twin active minus RSS once they are all passivated (the

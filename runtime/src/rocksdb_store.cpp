@@ -47,7 +47,13 @@ public:
   }
 
   caf::error write_all(const store_batch* batches, size_t n) override {
-    rocksdb::WriteBatch wb;
+    // Reserved up front: a group commit carries thousands of records, and growing the
+    // batch would copy them again and again.
+    size_t bytes = 12;  // the batch header
+    for (size_t i = 0; i < n; ++i)
+      for (const auto& [id, record] : batches[i].puts)
+        bytes += id.str().size() + record.size() + 16;  // tag, column family, lengths
+    rocksdb::WriteBatch wb{bytes};
     for (size_t i = 0; i < n; ++i) {
       const auto& b = batches[i];
       for (const auto& id : b.deletes)

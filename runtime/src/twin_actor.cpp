@@ -301,11 +301,20 @@ private:
 
 // -- persistence --------------------------------------------------------------
 
-/// Records an accepted change and hands it to the writer at once. `w` is called on the
-/// writer thread once the change is durable (or failed); so are the change's effects on
-/// other twins and devices, computed from the state as of this change. Writes of one twin
-/// reach the store in commit order (the writer is FIFO).
-void commit(twin_actor* self, waiter w) {
+/// Tells the active twin `id` that one of its writes failed.
+void notify_write_failed(host_impl* host, const twin_id& id) {
+  auto& s = host->stripe_of(id);
+  std::lock_guard<std::mutex> guard{s.mtx};
+  if (auto i = s.entries.find(id); i != s.entries.end())
+    caf::anon_send(i->second.actor, twin_signal(signal_kind::failed));
+}
+
+/// Records an accepted change and hands it to the writer at once. Once the change is
+/// durable (or failed), `w` is called with the error, or `answer` with the twin's new
+/// version, on the writer thread; so are the change's effects on other twins and
+/// devices, computed from the state as of this change. Writes of one twin reach the
+/// store in commit order (the writer is FIFO).
+void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
   auto& st = self->state;
   auto& rec = st.rec;
   rec.version += 1;
@@ -340,22 +349,27 @@ void commit(twin_actor* self, waiter w) {
   st.notify_parent = false;
   st.publish_desired = false;
   auto* host = st.host;
-  caf::actor me = self->as_actor();
+  // The callback holds no reference to the actor: the twin stays active until the
+  // writer has handled every write of it (passivation waits for a barrier behind them).
   host->writer.submit(
     st.rec.id, std::move(batch), counts,
-    [host, me, id = st.rec.id, w = std::move(w), notes = std::move(notes),
-     desired_delta = std::move(desired_delta)](caf::error err) mutable {
+    [host, id = st.rec.id, version = rec.version, w = std::move(w), answer = std::move(answer),
+     notes = std::move(notes), desired_delta = std::move(desired_delta)](caf::error err) mutable {
       if (err) {
         // The twin hears of it first: whatever the caller sends next finds it reloading.
-        caf::anon_send(me, twin_signal(signal_kind::failed));
+        notify_write_failed(host, id);
         if (w)
           w(err);
+        if (answer)
+          answer(std::move(err));
         return;
       }
-      if (w) {
+      if (w || answer)
         host->stats.updates.fetch_add(1, std::memory_order_relaxed);
+      if (w)
         w(caf::error{});
-      }
+      if (answer)
+        answer(version);
       for (auto& [target, note] : notes)
         host->rt->route(target, std::move(note));
       if (desired_delta)
@@ -602,7 +616,7 @@ void on_ingest(twin_actor* self, ingest_request& req) {
   if (!changed)
     return answer_when_durable(self, std::move(req.done));
   after_reported_change(self, &req.values);
-  commit(self, answer_version(std::move(req.done), st.rec.version + 1));
+  commit(self, nullptr, std::move(req.done));
 }
 
 /// Applies a put once the parent (if any) accepted the child.
@@ -786,7 +800,7 @@ void on_patch(twin_actor* self, patch_request& req) {
     after_reported_change(self, &req.properties);
   if (desired_changed)
     st.publish_desired = true;
-  commit(self, answer_version(std::move(req.done), st.rec.version + 1));
+  commit(self, nullptr, std::move(req.done));
 }
 
 void on_remove(twin_actor* self, remove_request& req) {
@@ -809,7 +823,7 @@ void on_remove(twin_actor* self, remove_request& req) {
   st.delete_pending = true;
   st.notify_parent = false;
   st.publish_desired = false;
-  commit(self, answer_version(std::move(req.done), rec.version + 1));
+  commit(self, nullptr, std::move(req.done));
   st.exists = false;
   live_record gone;
   gone.id = std::move(st.rec.id);
