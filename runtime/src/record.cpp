@@ -2,6 +2,8 @@
 
 #include <array>
 #include <chrono>
+#include <cstring>
+#include <vector>
 
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
@@ -139,6 +141,93 @@ value_map delta(const twin_record& rec) {
   return out;
 }
 
+namespace {
+
+/// Packs `n` words into `out` as Cap'n Proto's packing does (the same choices as
+/// capnp::writePackedMessage, a word at a time): a tag byte whose bit i says that byte i
+/// of the word is not zero, then those bytes; a zero word is followed by the count of
+/// the zero words after it, a word without zeros by the count of the following words
+/// with at most one zero, which are copied as they are. Returns the end of the output,
+/// which needs room for 10 bytes per word.
+uint8_t* pack_words(const uint64_t* in, size_t n, uint8_t* out) {
+  constexpr uint64_t high_bits = 0x8080808080808080ull;
+  // Bit 7 of each byte: the byte is not zero.
+  auto nonzero = [](uint64_t w) {
+    return (((w & ~high_bits) + ~high_bits) | w) & high_bits;
+  };
+  // The high bits of the eight bytes gathered into one byte, byte 0 in bit 0.
+  auto tag_of = [&](uint64_t w) {
+    return static_cast<uint8_t>((nonzero(w) >> 7) * 0x0102040810204080ull >> 56);
+  };
+  const uint64_t* end = in + n;
+  while (in < end) {
+    uint64_t w;
+    std::memcpy(&w, in++, 8);
+    uint8_t tag = tag_of(w);
+    *out++ = tag;
+    uint8_t bytes[8];
+    std::memcpy(bytes, &w, 8);
+    for (int i = 0; i < 8; ++i) {
+      *out = bytes[i];
+      out += bytes[i] != 0;
+    }
+    if (tag == 0) {
+      const uint64_t* limit = in + std::min<size_t>(end - in, 255);
+      const uint64_t* run = in;
+      while (in < limit && *in == 0)
+        ++in;
+      *out++ = static_cast<uint8_t>(in - run);
+    } else if (tag == 0xff) {
+      // Words with at most one zero byte are cheaper copied than tagged.
+      const uint64_t* limit = in + std::min<size_t>(end - in, 255);
+      const uint64_t* run = in;
+      while (in < limit) {
+        uint64_t x;
+        std::memcpy(&x, in, 8);
+        if (__builtin_popcountll(nonzero(x)) < 7)
+          break;
+        ++in;
+      }
+      auto count = static_cast<size_t>(in - run);
+      *out++ = static_cast<uint8_t>(count);
+      std::memcpy(out, run, count * 8);
+      out += count * 8;
+    }
+  }
+  return out;
+}
+
+/// Serializes `msg` packed: the segment table, then the segments, each packed on its own
+/// as capnp::writePackedMessage does.
+std::string pack(capnp::MessageBuilder& msg) {
+  auto segments = msg.getSegmentsForOutput();
+  size_t words = 0;
+  for (auto s : segments)
+    words += s.size();
+  // The table: the segment count - 1 and each segment's size, 32 bits each, in words.
+  std::vector<uint32_t> table((segments.size() + 2) & ~size_t{1}, 0);
+  table[0] = static_cast<uint32_t>(segments.size() - 1);
+  for (size_t i = 0; i < segments.size(); ++i)
+    table[i + 1] = static_cast<uint32_t>(segments[i].size());
+  words += table.size() / 2;
+  // This thread's buffer, or a bigger one for a big record; packed, a word takes at most
+  // 10 bytes (itself, its tag and a run count).
+  thread_local std::array<uint8_t, 16384> scratch;
+  std::vector<uint8_t> big;
+  uint8_t* buffer = scratch.data();
+  if (words * 10 > scratch.size()) {
+    big.resize(words * 10);
+    buffer = big.data();
+  }
+  auto* end = pack_words(reinterpret_cast<const uint64_t*>(table.data()), table.size() / 2,
+                         buffer);
+  for (auto s : segments)
+    end = pack_words(reinterpret_cast<const uint64_t*>(s.begin()), s.size(), end);
+  return std::string{reinterpret_cast<const char*>(buffer), static_cast<size_t>(end - buffer)};
+}
+
+} // namespace
+
 std::string encode(const record_frame& f, const reported_entry* reported, size_t count) {
   // Most records fit in this thread's first segment, which the builder zeroes again
   // (only the words it used) when it is destroyed: no allocation, no 2 KiB memset.
@@ -188,20 +277,7 @@ std::string encode(const record_frame& f, const reported_entry* reported, size_t
   r.setVersion(f.version);
   r.setCreatedMs(f.created_ms);
   r.setUpdatedMs(f.updated_ms);
-  // Packed into this thread's buffer (or a bigger one for a big record), then copied
-  // once into a string of the exact size. Packing takes at most 10 bytes per word: the
-  // word, its tag byte and a run length.
-  thread_local std::array<kj::byte, 16384> scratch;
-  auto buffer = kj::arrayPtr(scratch.data(), scratch.size());
-  kj::Array<kj::byte> big;
-  if (auto bound = capnp::computeSerializedSizeInWords(msg) * 10 + 16; bound > buffer.size()) {
-    big = kj::heapArray<kj::byte>(bound);
-    buffer = big;
-  }
-  kj::ArrayOutputStream out{buffer};
-  capnp::writePackedMessage(out, msg);
-  auto bytes = out.getArray();
-  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+  return pack(msg);
 }
 
 std::string encode(const twin_record& rec) {

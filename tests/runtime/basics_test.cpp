@@ -1,6 +1,10 @@
 // Twin ids, values, the record codec and expressions.
 
+#include <random>
+
+#include <capnp/serialize-packed.h>
 #include <gtest/gtest.h>
+#include <kj/io.h>
 
 #include "test_support.hpp"
 #include "twin/runtime/expression.hpp"
@@ -96,6 +100,61 @@ TEST(record_codec, round_trips_every_field) {
   EXPECT_EQ(back->version, 17u);
   EXPECT_EQ(back->created_ms, 1);
   EXPECT_EQ(back->updated_ms, 2);
+}
+
+/// Unpacks `packed` with Cap'n Proto and packs it again the way capnp::writePackedMessage
+/// does: the segment table and each segment on their own.
+std::string repack_with_capnp(const std::string& packed) {
+  kj::ArrayInputStream in{kj::ArrayPtr<const kj::byte>{
+    reinterpret_cast<const kj::byte*>(packed.data()), packed.size()}};
+  capnp::_::PackedInputStream unpacked{in};
+  kj::VectorOutputStream out;
+  capnp::_::PackedOutputStream packer{out};
+  // Read and written piece by piece: a packed run never crosses a segment boundary.
+  uint32_t first[2];
+  unpacked.read(first, 8);
+  uint32_t segments = first[0] + 1;
+  std::vector<uint32_t> table(((segments + 2) & ~1u));
+  table[0] = first[0];
+  table[1] = first[1];
+  if (table.size() > 2)
+    unpacked.read(table.data() + 2, (table.size() - 2) * 4);
+  packer.write(table.data(), table.size() * 4);
+  for (uint32_t i = 0; i < segments; ++i) {
+    std::vector<kj::byte> segment(table[i + 1] * 8u);
+    unpacked.read(segment.data(), segment.size());
+    packer.write(segment.data(), segment.size());
+  }
+  kj::byte rest;
+  EXPECT_EQ(unpacked.tryRead(&rest, 1, 1), 0u);
+  auto bytes = out.getArray();
+  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+}
+
+TEST(record_codec, packs_as_capnp_does) {
+  // Records with runs of zero words (nulls) and of words without zeros (long strings),
+  // also longer than one run can count (255 words), and records over several segments.
+  std::mt19937_64 rng{7};
+  for (int round = 0; round < 300; ++round) {
+    auto r = sample_record();
+    r.version = rng();
+    for (int i = 0; i < static_cast<int>(rng() % 40); ++i) {
+      auto name = "p" + std::to_string(i);
+      switch (rng() % 5) {
+        case 0: r.reported[name] = value{}; break;
+        case 1: r.reported[name] = value{static_cast<int64_t>(rng() % 3)}; break;
+        case 2: r.reported[name] = value{static_cast<double>(rng() % 1000) / 7.0}; break;
+        case 3: r.reported[name] = value{std::string(rng() % 3000, 'a' + rng() % 26)}; break;
+        default: r.reported[name] = value{value_list(rng() % 700, value{})}; break;
+      }
+    }
+    auto bytes = encode(r);
+    ASSERT_EQ(bytes, repack_with_capnp(bytes)) << "round " << round;
+    auto back = decode_record(bytes);
+    ASSERT_TRUE(back) << error_message(back.error());
+    EXPECT_EQ(back->reported, r.reported);
+    EXPECT_EQ(back->version, r.version);
+  }
 }
 
 TEST(record_codec, rejects_garbage_without_crashing) {
