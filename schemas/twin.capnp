@@ -35,6 +35,13 @@ enum Severity {
   critical @2;
 }
 
+# When and by what a reported property was last set, in the form that records carry
+# since `reportedMeta` was added: entry i describes reported entry i.
+struct ReportedMeta {
+  updatedMs @0 :Int64;   # ms since the Unix epoch
+  source @1 :UInt32;     # index into TwinRecord.sources; 0xffffffff: no metadata
+}
+
 struct PropertyMeta {
   name @0 :Text;
   updatedMs @1 :Int64;   # ms since the Unix epoch
@@ -70,11 +77,13 @@ struct TwinRecord {
   relationships @5 :List(Relationship);
   reported @6 :List(Entry);
   desired @7 :List(Entry);
-  metadata @8 :List(PropertyMeta);
+  metadata @8 :List(PropertyMeta);  # read from older records; written empty
   version @9 :UInt64;    # +1 per accepted change
   createdMs @10 :Int64;
   updatedMs @11 :Int64;
   alerts @12 :List(Alert);  # active alerts of this twin (not of its children)
+  reportedMeta @13 :List(ReportedMeta);  # parallel to `reported`; replaces `metadata`
+  sources @14 :List(Text);  # the distinct sources that reportedMeta names
 }
 
 # One device sample: values of properties of one twin at one time.

@@ -25,6 +25,8 @@ constexpr const char* severity_names[] = {"ok", "warning", "critical"};
 // Untrusted bytes get tight limits: a twin record is small.
 constexpr uint64_t max_record_words = 8u << 20;  // 64 MiB
 constexpr int max_nesting = 32;
+// ReportedMeta.source of a property without metadata.
+constexpr uint32_t no_source = 0xffffffff;
 
 kj::StringPtr text(const std::string& s) {
   return kj::StringPtr{s.c_str(), s.size()};
@@ -165,11 +167,16 @@ uint8_t* pack_words(const uint64_t* in, size_t n, uint8_t* out) {
     std::memcpy(&w, in++, 8);
     uint8_t tag = tag_of(w);
     *out++ = tag;
-    uint8_t bytes[8];
-    std::memcpy(bytes, &w, 8);
-    for (int i = 0; i < 8; ++i) {
-      *out = bytes[i];
-      out += bytes[i] != 0;
+    if (tag == 0xff) {
+      std::memcpy(out, &w, 8);
+      out += 8;
+    } else {
+      uint8_t bytes[8];
+      std::memcpy(bytes, &w, 8);
+      for (int i = 0; i < 8; ++i) {
+        *out = bytes[i];
+        out += bytes[i] != 0;
+      }
     }
     if (tag == 0) {
       const uint64_t* limit = in + std::min<size_t>(end - in, 255);
@@ -184,8 +191,9 @@ uint8_t* pack_words(const uint64_t* in, size_t n, uint8_t* out) {
       while (in < limit) {
         uint64_t x;
         std::memcpy(&x, in, 8);
-        if (__builtin_popcountll(nonzero(x)) < 7)
-          break;
+        uint64_t zeros = ~nonzero(x) & high_bits;
+        if ((zeros & (zeros - 1)) != 0)
+          break;  // two zero bytes or more
         ++in;
       }
       auto count = static_cast<size_t>(in - run);
@@ -252,22 +260,32 @@ std::string encode(const record_frame& f, const reported_entry* reported, size_t
     rels[i].setTarget(text(f.relationships[i].target.str()));
   }
   auto rep = r.initReported(static_cast<unsigned>(count));
-  unsigned with_meta = 0;
+  auto meta = r.initReportedMeta(static_cast<unsigned>(count));
+  // The distinct sources, in order of first use (a record has one or a few).
+  thread_local std::vector<const std::string*> sources;
+  sources.clear();
+  auto source_index = [&](const std::string* s) {
+    size_t i = 0;
+    while (i < sources.size() && sources[i] != s && *sources[i] != *s)
+      ++i;
+    if (i == sources.size())
+      sources.push_back(s);
+    return static_cast<uint32_t>(i);
+  };
   for (size_t i = 0; i < count; ++i) {
     rep[i].setKey(text(*reported[i].name));
     write_value(rep[i].initValue(), *reported[i].v);
-    with_meta += reported[i].has_meta ? 1 : 0;
+    if (reported[i].has_meta) {
+      meta[i].setUpdatedMs(reported[i].updated_ms);
+      meta[i].setSource(source_index(reported[i].source));
+    } else {
+      meta[i].setSource(no_source);
+    }
   }
+  auto source_list = r.initSources(static_cast<unsigned>(sources.size()));
+  for (unsigned i = 0; i < sources.size(); ++i)
+    source_list.set(i, text(*sources[i]));
   write_entries(r.initDesired(static_cast<unsigned>(f.desired.size())), f.desired);
-  auto meta = r.initMetadata(with_meta);
-  for (size_t i = 0, j = 0; i < count; ++i) {
-    if (!reported[i].has_meta)
-      continue;
-    meta[j].setName(text(*reported[i].name));
-    meta[j].setUpdatedMs(reported[i].updated_ms);
-    meta[j].setSource(text(*reported[i].source));
-    ++j;
-  }
   auto alerts = r.initAlerts(static_cast<unsigned>(f.alerts.size()));
   for (unsigned j = 0; j < f.alerts.size(); ++j) {
     alerts[j].setName(text(f.alerts[j].name));
@@ -327,6 +345,14 @@ caf::expected<twin_record> decode_record(std::string_view bytes) {
     for (auto m : r.getMetadata())
       rec.metadata.emplace(str(m.getName()),
                            property_meta{m.getUpdatedMs(), str(m.getSource())});
+    auto reported = r.getReported();
+    auto meta = r.getReportedMeta();
+    auto sources = r.getSources();
+    if (meta.size() == reported.size())
+      for (unsigned i = 0; i < meta.size(); ++i)
+        if (auto s = meta[i].getSource(); s < sources.size())
+          rec.metadata[str(reported[i].getKey())] =
+            property_meta{meta[i].getUpdatedMs(), str(sources[s])};
     for (auto a : r.getAlerts())
       rec.alerts.push_back(
         alert_state{str(a.getName()), from_schema(a.getSeverity()), a.getSinceMs()});

@@ -9,6 +9,7 @@
 #include "test_support.hpp"
 #include "twin/runtime/expression.hpp"
 #include "twin/runtime/record.hpp"
+#include "twin/schema/twin.capnp.h"
 
 namespace twin::test {
 namespace {
@@ -95,11 +96,38 @@ TEST(record_codec, round_trips_every_field) {
   EXPECT_EQ(back->desired, r.desired);
   EXPECT_EQ(back->metadata.at("temperature").updated_ms, 1700000000123);
   EXPECT_EQ(back->metadata.at("temperature").source, "telemetry");
+  EXPECT_EQ(back->metadata.size(), 1u);  // the others were set without metadata
   EXPECT_EQ(back->alerts[0].name, "overheat");
   EXPECT_EQ(back->alerts[0].level, severity::critical);
   EXPECT_EQ(back->version, 17u);
   EXPECT_EQ(back->created_ms, 1);
   EXPECT_EQ(back->updated_ms, 2);
+}
+
+TEST(record_codec, reads_the_metadata_of_records_that_list_it_by_name) {
+  // Records written before `reportedMeta`: one PropertyMeta per property, by name.
+  capnp::MallocMessageBuilder msg;
+  auto r = msg.initRoot<schema::TwinRecord>();
+  r.setId("f:m1");
+  r.setType("motor");
+  auto rep = r.initReported(2);
+  rep[0].setKey("rpm");
+  rep[0].initValue().setDouble(1200);
+  rep[1].setKey("temperature");
+  rep[1].initValue().setDouble(71.5);
+  auto meta = r.initMetadata(1);
+  meta[0].setName("temperature");
+  meta[0].setUpdatedMs(1700000000123);
+  meta[0].setSource("dev-7");
+  kj::VectorOutputStream out;
+  capnp::writePackedMessage(out, msg);
+  auto bytes = out.getArray();
+  auto back = decode_record({reinterpret_cast<const char*>(bytes.begin()), bytes.size()});
+  ASSERT_TRUE(back) << error_message(back.error());
+  EXPECT_EQ(back->reported.at("temperature"), value{71.5});
+  ASSERT_EQ(back->metadata.size(), 1u);
+  EXPECT_EQ(back->metadata.at("temperature").updated_ms, 1700000000123);
+  EXPECT_EQ(back->metadata.at("temperature").source, "dev-7");
 }
 
 /// Unpacks `packed` with Cap'n Proto and packs it again the way capnp::writePackedMessage
@@ -147,6 +175,9 @@ TEST(record_codec, packs_as_capnp_does) {
         case 3: r.reported[name] = value{std::string(rng() % 3000, 'a' + rng() % 26)}; break;
         default: r.reported[name] = value{value_list(rng() % 700, value{})}; break;
       }
+      if (rng() % 2 == 0)
+        r.metadata[name] = property_meta{static_cast<int64_t>(rng() % 2000000000000),
+                                         "source-" + std::to_string(rng() % 3)};
     }
     auto bytes = encode(r);
     ASSERT_EQ(bytes, repack_with_capnp(bytes)) << "round " << round;
@@ -154,6 +185,11 @@ TEST(record_codec, packs_as_capnp_does) {
     ASSERT_TRUE(back) << error_message(back.error());
     EXPECT_EQ(back->reported, r.reported);
     EXPECT_EQ(back->version, r.version);
+    ASSERT_EQ(back->metadata.size(), r.metadata.size());
+    for (const auto& [k, m] : r.metadata) {
+      EXPECT_EQ(back->metadata.at(k).updated_ms, m.updated_ms);
+      EXPECT_EQ(back->metadata.at(k).source, m.source);
+    }
   }
 }
 
