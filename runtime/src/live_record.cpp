@@ -175,8 +175,8 @@ twin_record live_record::to_record() const {
 }
 
 std::string live_record::encode() const {
-  std::vector<reported_entry> entries;
-  entries.reserve(type_ == nullptr ? 0 : type_->properties().size());
+  thread_local std::vector<reported_entry> entries;  // reused: no allocation per record
+  entries.clear();
   for_each([&](const std::string& name, const property& p) {
     entries.push_back(reported_entry{&name, &p.v, p.source != nullptr, p.updated_ms, p.source});
   });
