@@ -9,6 +9,7 @@
 #include <capnp/serialize-packed.h>
 #include <kj/io.h>
 #include <kj/array.h>
+#include <kj/debug.h>
 #include <kj/exception.h>
 
 #include "record_codec.hpp"
@@ -105,6 +106,105 @@ severity from_schema(schema::Severity x) {
   return v <= 2 ? static_cast<severity>(v) : severity::ok;
 }
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "Cap'n Proto's byte order is little-endian, and so is the packer's word view");
+
+uint64_t load_word(const uint8_t* p) {
+  uint64_t w;
+  std::memcpy(&w, p, 8);
+  return w;
+}
+
+/// Packs `n` words from `in` into `out` as Cap'n Proto's packing does (the same choices
+/// as capnp::writePackedMessage, a word at a time): a tag byte whose bit i says that byte
+/// i of the word is not zero, then those bytes; a zero word is followed by the count of
+/// the zero words after it, a word without zeros by the count of the following words
+/// with at most one zero, which are copied as they are. Returns the end of the output,
+/// which needs room for 10 bytes per word.
+uint8_t* pack_words(const uint8_t* in, size_t n, uint8_t* out) {
+  constexpr uint64_t high_bits = 0x8080808080808080ull;
+  // Bit 7 of each byte: the byte is not zero.
+  auto nonzero = [](uint64_t w) {
+    return (((w & ~high_bits) + ~high_bits) | w) & high_bits;
+  };
+  // The high bits of the eight bytes gathered into one byte, byte 0 in bit 0.
+  auto tag_of = [&](uint64_t w) {
+    return static_cast<uint8_t>((nonzero(w) >> 7) * 0x0102040810204080ull >> 56);
+  };
+  const uint8_t* end = in + n * 8;
+  auto run_limit = [&] { return in + std::min<size_t>((end - in) / 8, 255) * 8; };
+  while (in < end) {
+    uint64_t w = load_word(in);
+    in += 8;
+    uint8_t tag = tag_of(w);
+    *out++ = tag;
+    if (tag == 0xff) {
+      std::memcpy(out, &w, 8);
+      out += 8;
+    } else {
+      uint8_t bytes[8];
+      std::memcpy(bytes, &w, 8);
+      for (int i = 0; i < 8; ++i) {
+        *out = bytes[i];
+        out += bytes[i] != 0;
+      }
+    }
+    if (tag == 0) {
+      const uint8_t* limit = run_limit();
+      const uint8_t* run = in;
+      while (in < limit && load_word(in) == 0)
+        in += 8;
+      *out++ = static_cast<uint8_t>((in - run) / 8);
+    } else if (tag == 0xff) {
+      // Words with at most one zero byte are cheaper copied than tagged.
+      const uint8_t* limit = run_limit();
+      const uint8_t* run = in;
+      while (in < limit) {
+        uint64_t zeros = ~nonzero(load_word(in)) & high_bits;
+        if ((zeros & (zeros - 1)) != 0)
+          break;  // two zero bytes or more
+        in += 8;
+      }
+      auto bytes = static_cast<size_t>(in - run);
+      *out++ = static_cast<uint8_t>(bytes / 8);
+      std::memcpy(out, run, bytes);
+      out += bytes;
+    }
+  }
+  return out;
+}
+
+/// Serializes `msg` packed: the segment table, then the segments, each packed on its own
+/// as capnp::writePackedMessage does. Allocates only the result (after a thread's first
+/// records).
+std::string pack(capnp::MessageBuilder& msg) {
+  auto segments = msg.getSegmentsForOutput();
+  size_t words = 0;
+  for (auto s : segments)
+    words += s.size();
+  // The table: the segment count - 1 and each segment's size, 32 bits each, in words.
+  thread_local std::vector<uint32_t> table;
+  table.assign((segments.size() + 2) & ~size_t{1}, 0);
+  table[0] = static_cast<uint32_t>(segments.size() - 1);
+  for (size_t i = 0; i < segments.size(); ++i)
+    table[i + 1] = static_cast<uint32_t>(segments[i].size());
+  words += table.size() / 2;
+  // This thread's buffer, or a bigger one for a big record; packed, a word takes at most
+  // 10 bytes (itself, its tag and a run count).
+  thread_local std::array<uint8_t, 16384> scratch;
+  std::vector<uint8_t> big;
+  uint8_t* buffer = scratch.data();
+  if (words * 10 > scratch.size()) {
+    big.resize(words * 10);
+    buffer = big.data();
+  }
+  auto* end = pack_words(reinterpret_cast<const uint8_t*>(table.data()), table.size() / 2,
+                         buffer);
+  for (auto s : segments)
+    end = pack_words(reinterpret_cast<const uint8_t*>(s.begin()), s.size(), end);
+  return std::string{reinterpret_cast<const char*>(buffer), static_cast<size_t>(end - buffer)};
+}
+
 } // namespace
 
 const char* to_string(twin_kind x) {
@@ -142,99 +242,6 @@ value_map delta(const twin_record& rec) {
   }
   return out;
 }
-
-namespace {
-
-/// Packs `n` words into `out` as Cap'n Proto's packing does (the same choices as
-/// capnp::writePackedMessage, a word at a time): a tag byte whose bit i says that byte i
-/// of the word is not zero, then those bytes; a zero word is followed by the count of
-/// the zero words after it, a word without zeros by the count of the following words
-/// with at most one zero, which are copied as they are. Returns the end of the output,
-/// which needs room for 10 bytes per word.
-uint8_t* pack_words(const uint64_t* in, size_t n, uint8_t* out) {
-  constexpr uint64_t high_bits = 0x8080808080808080ull;
-  // Bit 7 of each byte: the byte is not zero.
-  auto nonzero = [](uint64_t w) {
-    return (((w & ~high_bits) + ~high_bits) | w) & high_bits;
-  };
-  // The high bits of the eight bytes gathered into one byte, byte 0 in bit 0.
-  auto tag_of = [&](uint64_t w) {
-    return static_cast<uint8_t>((nonzero(w) >> 7) * 0x0102040810204080ull >> 56);
-  };
-  const uint64_t* end = in + n;
-  while (in < end) {
-    uint64_t w;
-    std::memcpy(&w, in++, 8);
-    uint8_t tag = tag_of(w);
-    *out++ = tag;
-    if (tag == 0xff) {
-      std::memcpy(out, &w, 8);
-      out += 8;
-    } else {
-      uint8_t bytes[8];
-      std::memcpy(bytes, &w, 8);
-      for (int i = 0; i < 8; ++i) {
-        *out = bytes[i];
-        out += bytes[i] != 0;
-      }
-    }
-    if (tag == 0) {
-      const uint64_t* limit = in + std::min<size_t>(end - in, 255);
-      const uint64_t* run = in;
-      while (in < limit && *in == 0)
-        ++in;
-      *out++ = static_cast<uint8_t>(in - run);
-    } else if (tag == 0xff) {
-      // Words with at most one zero byte are cheaper copied than tagged.
-      const uint64_t* limit = in + std::min<size_t>(end - in, 255);
-      const uint64_t* run = in;
-      while (in < limit) {
-        uint64_t x;
-        std::memcpy(&x, in, 8);
-        uint64_t zeros = ~nonzero(x) & high_bits;
-        if ((zeros & (zeros - 1)) != 0)
-          break;  // two zero bytes or more
-        ++in;
-      }
-      auto count = static_cast<size_t>(in - run);
-      *out++ = static_cast<uint8_t>(count);
-      std::memcpy(out, run, count * 8);
-      out += count * 8;
-    }
-  }
-  return out;
-}
-
-/// Serializes `msg` packed: the segment table, then the segments, each packed on its own
-/// as capnp::writePackedMessage does.
-std::string pack(capnp::MessageBuilder& msg) {
-  auto segments = msg.getSegmentsForOutput();
-  size_t words = 0;
-  for (auto s : segments)
-    words += s.size();
-  // The table: the segment count - 1 and each segment's size, 32 bits each, in words.
-  std::vector<uint32_t> table((segments.size() + 2) & ~size_t{1}, 0);
-  table[0] = static_cast<uint32_t>(segments.size() - 1);
-  for (size_t i = 0; i < segments.size(); ++i)
-    table[i + 1] = static_cast<uint32_t>(segments[i].size());
-  words += table.size() / 2;
-  // This thread's buffer, or a bigger one for a big record; packed, a word takes at most
-  // 10 bytes (itself, its tag and a run count).
-  thread_local std::array<uint8_t, 16384> scratch;
-  std::vector<uint8_t> big;
-  uint8_t* buffer = scratch.data();
-  if (words * 10 > scratch.size()) {
-    big.resize(words * 10);
-    buffer = big.data();
-  }
-  auto* end = pack_words(reinterpret_cast<const uint64_t*>(table.data()), table.size() / 2,
-                         buffer);
-  for (auto s : segments)
-    end = pack_words(reinterpret_cast<const uint64_t*>(s.begin()), s.size(), end);
-  return std::string{reinterpret_cast<const char*>(buffer), static_cast<size_t>(end - buffer)};
-}
-
-} // namespace
 
 std::string encode(const record_frame& f, const reported_entry* reported, size_t count) {
   // Most records fit in this thread's first segment, which the builder zeroes again
@@ -348,11 +355,16 @@ caf::expected<twin_record> decode_record(std::string_view bytes) {
     auto reported = r.getReported();
     auto meta = r.getReportedMeta();
     auto sources = r.getSources();
-    if (meta.size() == reported.size())
-      for (unsigned i = 0; i < meta.size(); ++i)
-        if (auto s = meta[i].getSource(); s < sources.size())
-          rec.metadata[str(reported[i].getKey())] =
-            property_meta{meta[i].getUpdatedMs(), str(sources[s])};
+    KJ_REQUIRE(meta.size() == 0 || meta.size() == reported.size(),
+               "reportedMeta does not match reported");
+    for (unsigned i = 0; i < meta.size(); ++i) {
+      auto s = meta[i].getSource();
+      if (s == no_source)
+        continue;
+      KJ_REQUIRE(s < sources.size(), "a metadata source index is out of range");
+      rec.metadata.emplace(str(reported[i].getKey()),
+                           property_meta{meta[i].getUpdatedMs(), str(sources[s])});
+    }
     for (auto a : r.getAlerts())
       rec.alerts.push_back(
         alert_state{str(a.getName()), from_schema(a.getSeverity()), a.getSinceMs()});

@@ -57,10 +57,16 @@ public:
       const std::string* record;  ///< nullptr: delete
     };
     std::vector<twin_op> ops;
+    size_t count = 0;
+    for (size_t i = 0; i < n; ++i)
+      count += batches[i].deletes.size() + batches[i].puts.size();
+    ops.reserve(count);
     size_t bytes = 12;  // the batch header
     for (size_t i = 0; i < n; ++i) {
-      for (const auto& id : batches[i].deletes)
+      for (const auto& id : batches[i].deletes) {
         ops.push_back({&id.str(), nullptr});
+        bytes += id.str().size() + 8;
+      }
       for (const auto& [id, record] : batches[i].puts) {
         ops.push_back({&id.str(), &record});
         bytes += id.str().size() + record.size() + 16;  // tag, column family, lengths
@@ -210,7 +216,8 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
   twins_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   // Inserts continue from where the previous one went in (one hint for all keys): with
   // the records of a group commit in key order, each insert is a short step along the
-  // memtable's skip list instead of a search from its top.
+  // memtable's skip list instead of a search from its top. RocksDB uses the hint only
+  // when one thread inserts a write group, as the host's single store writer does.
   twins_opts.memtable_insert_with_hint_prefix_extractor.reset(
     rocksdb::NewCappedPrefixTransform(0));
 

@@ -310,10 +310,10 @@ void notify_write_failed(host_impl* host, const twin_id& id) {
 }
 
 /// Records an accepted change and hands it to the writer at once. Once the change is
-/// durable (or failed), `w` is called with the error, or `answer` with the twin's new
-/// version, on the writer thread; so are the change's effects on other twins and
-/// devices, computed from the state as of this change. Writes of one twin reach the
-/// store in commit order (the writer is FIFO).
+/// durable or failed, on the writer thread, `w` is called (with no error or the error)
+/// and `answer` with the twin's new version (or the error); on success the change's
+/// effects on other twins and devices follow, computed from the state as of this change.
+/// Writes of one twin reach the store in commit order (the writer is FIFO).
 void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
   auto& st = self->state;
   auto& rec = st.rec;

@@ -1,5 +1,6 @@
 // Twin ids, values, the record codec and expressions.
 
+#include <functional>
 #include <random>
 
 #include <capnp/serialize-packed.h>
@@ -132,7 +133,7 @@ TEST(record_codec, reads_the_metadata_of_records_that_list_it_by_name) {
 
 /// Unpacks `packed` with Cap'n Proto and packs it again the way capnp::writePackedMessage
 /// does: the segment table and each segment on their own.
-std::string repack_with_capnp(const std::string& packed) {
+std::string repack_with_capnp(const std::string& packed, uint32_t& segments) {
   kj::ArrayInputStream in{kj::ArrayPtr<const kj::byte>{
     reinterpret_cast<const kj::byte*>(packed.data()), packed.size()}};
   capnp::_::PackedInputStream unpacked{in};
@@ -141,7 +142,7 @@ std::string repack_with_capnp(const std::string& packed) {
   // Read and written piece by piece: a packed run never crosses a segment boundary.
   uint32_t first[2];
   unpacked.read(first, 8);
-  uint32_t segments = first[0] + 1;
+  segments = first[0] + 1;
   std::vector<uint32_t> table(((segments + 2) & ~1u));
   table[0] = first[0];
   table[1] = first[1];
@@ -162,25 +163,43 @@ std::string repack_with_capnp(const std::string& packed) {
 TEST(record_codec, packs_as_capnp_does) {
   // Records with runs of zero words (nulls) and of words without zeros (long strings),
   // also longer than one run can count (255 words), and records over several segments.
+  // The repacked bytes show the same packing choices; decoding shows the same content.
   std::mt19937_64 rng{7};
+  int multi_segment = 0;
+  int long_runs = 0;
   for (int round = 0; round < 300; ++round) {
     auto r = sample_record();
     r.version = rng();
-    for (int i = 0; i < static_cast<int>(rng() % 40); ++i) {
+    bool long_run = false;
+    auto n = static_cast<int>(rng() % 40);
+    for (int i = 0; i < n; ++i) {
       auto name = "p" + std::to_string(i);
       switch (rng() % 5) {
         case 0: r.reported[name] = value{}; break;
         case 1: r.reported[name] = value{static_cast<int64_t>(rng() % 3)}; break;
         case 2: r.reported[name] = value{static_cast<double>(rng() % 1000) / 7.0}; break;
-        case 3: r.reported[name] = value{std::string(rng() % 3000, 'a' + rng() % 26)}; break;
-        default: r.reported[name] = value{value_list(rng() % 700, value{})}; break;
+        case 3: {
+          auto size = rng() % 3000;
+          long_run = long_run || size > 8 * 260;
+          r.reported[name] = value{std::string(size, static_cast<char>('a' + rng() % 26))};
+          break;
+        }
+        default: {
+          auto size = rng() % 700;
+          long_run = long_run || size > 260;  // two zero words per null
+          r.reported[name] = value{value_list(size, value{})};
+          break;
+        }
       }
       if (rng() % 2 == 0)
         r.metadata[name] = property_meta{static_cast<int64_t>(rng() % 2000000000000),
                                          "source-" + std::to_string(rng() % 3)};
     }
     auto bytes = encode(r);
-    ASSERT_EQ(bytes, repack_with_capnp(bytes)) << "round " << round;
+    uint32_t segments = 0;
+    ASSERT_EQ(bytes, repack_with_capnp(bytes, segments)) << "round " << round;
+    multi_segment += segments > 1 ? 1 : 0;
+    long_runs += long_run ? 1 : 0;
     auto back = decode_record(bytes);
     ASSERT_TRUE(back) << error_message(back.error());
     EXPECT_EQ(back->reported, r.reported);
@@ -191,6 +210,53 @@ TEST(record_codec, packs_as_capnp_does) {
       EXPECT_EQ(back->metadata.at(k).source, m.source);
     }
   }
+  EXPECT_GT(multi_segment, 10);
+  EXPECT_GT(long_runs, 10);
+}
+
+/// A record whose `reportedMeta` is built by `fill` from two reported properties.
+std::string record_with_meta(
+  const std::function<void(capnp::List<schema::ReportedMeta>::Builder)>& fill,
+  unsigned meta_count) {
+  capnp::MallocMessageBuilder msg;
+  auto r = msg.initRoot<schema::TwinRecord>();
+  r.setId("f:m1");
+  r.setType("motor");
+  auto rep = r.initReported(2);
+  rep[0].setKey("rpm");
+  rep[0].initValue().setDouble(1200);
+  rep[1].setKey("temperature");
+  rep[1].initValue().setDouble(71.5);
+  r.initSources(1).set(0, "dev-7");
+  fill(r.initReportedMeta(meta_count));
+  kj::VectorOutputStream out;
+  capnp::writePackedMessage(out, msg);
+  auto bytes = out.getArray();
+  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+}
+
+TEST(record_codec, refuses_metadata_that_does_not_fit_its_record) {
+  auto good = decode_record(record_with_meta(
+    [](auto meta) {
+      meta[0].setSource(0xffffffff);
+      meta[1].setSource(0);
+      meta[1].setUpdatedMs(5);
+    },
+    2));
+  ASSERT_TRUE(good) << error_message(good.error());
+  EXPECT_EQ(good->metadata.size(), 1u);
+  EXPECT_EQ(good->metadata.at("temperature").source, "dev-7");
+  auto short_list = decode_record(record_with_meta([](auto meta) { meta[0].setSource(0); }, 1));
+  ASSERT_FALSE(short_list);
+  EXPECT_EQ(error_code(short_list.error()), runtime_errc::store_corrupt);
+  auto bad_index = decode_record(record_with_meta(
+    [](auto meta) {
+      meta[0].setSource(0);
+      meta[1].setSource(1);
+    },
+    2));
+  ASSERT_FALSE(bad_index);
+  EXPECT_EQ(error_code(bad_index.error()), runtime_errc::store_corrupt);
 }
 
 TEST(record_codec, rejects_garbage_without_crashing) {
