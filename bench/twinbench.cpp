@@ -57,6 +57,17 @@ struct rate_result {
   double cpu_us = 0;
 };
 
+/// Measures from its construction: `rate(n)` for `n` operations since then.
+struct meter {
+  clock_type::time_point t0 = clock_type::now();
+  double cpu0 = cpu_seconds();
+
+  rate_result rate(size_t n) const {
+    auto ops = static_cast<double>(n);
+    return {ops / seconds_since(t0), (cpu_seconds() - cpu0) * 1e6 / ops};
+  }
+};
+
 long rss_bytes() {
   std::ifstream f{"/proc/self/statm"};
   long pages = 0;
@@ -248,8 +259,7 @@ rate_result raw_rocksdb_puts(const std::string& dir, size_t keys, size_t puts,
   rocksdb::WriteOptions wo;  // WAL on, no fsync: the runtime's default durability
   size_t batch = order == raw_order::sorted ? 4096 : 512;
   std::vector<std::string> batch_keys;
-  auto t0 = clock_type::now();
-  auto cpu0 = cpu_seconds();
+  meter m;
   for (size_t done = 0; done < puts;) {
     batch_keys.clear();
     for (size_t i = 0; i < batch && done + i < puts; ++i)
@@ -266,8 +276,7 @@ rate_result raw_rocksdb_puts(const std::string& dir, size_t keys, size_t puts,
     if (!st.ok())
       die(st.ToString());
   }
-  auto n = static_cast<double>(puts);
-  return {n / seconds_since(t0), (cpu_seconds() - cpu0) * 1e6 / n};
+  return m.rate(puts);
 }
 
 // -- (b) ------------------------------------------------------------------------
@@ -277,8 +286,7 @@ rate_result ingest(router& rt, size_t twins, size_t updates, uint64_t& failures)
   flight_window w{50000};
   std::atomic<uint64_t> failed{0};
   auto base_ts = now_ms();
-  auto t0 = clock_type::now();
-  auto cpu0 = cpu_seconds();
+  meter m;
   for (size_t i = 0; i < updates; ++i) {
     w.acquire();
     ingest_request req;
@@ -293,8 +301,7 @@ rate_result ingest(router& rt, size_t twins, size_t updates, uint64_t& failures)
   }
   w.drain();
   failures = failed.load();
-  auto n = static_cast<double>(updates);
-  return {n / seconds_since(t0), (cpu_seconds() - cpu0) * 1e6 / n};
+  return m.rate(updates);
 }
 
 // -- (c) ------------------------------------------------------------------------

@@ -231,14 +231,12 @@ void count_alert(host_counts& counts, severity level, int64_t by) {
     counts.alerts_critical += by;
 }
 
-/// Answers `done` with `version` once the change is durable, or with the error.
-std::function<void(caf::error)> answer_version(version_fn done, uint64_t version) {
-  return [done = std::move(done), version](caf::error err) {
-    if (err)
-      done(std::move(err));
-    else
-      done(version);
-  };
+/// Answers `done` with the error of a write, or with the twin's `version` after it.
+void answer_version(const version_fn& done, caf::error err, uint64_t version) {
+  if (err)
+    done(std::move(err));
+  else
+    done(version);
 }
 
 /// The twin_context handed to custom handlers.
@@ -355,21 +353,16 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
     st.rec.id, std::move(batch), counts,
     [host, id = st.rec.id, version = rec.version, w = std::move(w), answer = std::move(answer),
      notes = std::move(notes), desired_delta = std::move(desired_delta)](caf::error err) mutable {
-      if (err) {
-        // The twin hears of it first: whatever the caller sends next finds it reloading.
+      if (err)  // the twin hears of it first: what the caller sends next finds it reloading
         notify_write_failed(host, id);
-        if (w)
-          w(err);
-        if (answer)
-          answer(std::move(err));
-        return;
-      }
-      if (w || answer)
+      else if (w || answer)
         host->stats.updates.fetch_add(1, std::memory_order_relaxed);
       if (w)
-        w(caf::error{});
+        w(err);
       if (answer)
-        answer(version);
+        answer_version(answer, err, version);
+      if (err)
+        return;
       for (auto& [target, note] : notes)
         host->rt->route(target, std::move(note));
       if (desired_delta)
@@ -562,8 +555,9 @@ bool upsert_child(live_record& rec, child_state cs) {
 /// write of this twin is durable (the writer is FIFO).
 void answer_when_durable(twin_actor* self, version_fn done) {
   auto version = self->state.rec.version;
-  self->state.host->writer.submit(self->state.rec.id, store_batch{}, host_counts{},
-                                  answer_version(std::move(done), version));
+  self->state.host->writer.submit(
+    self->state.rec.id, store_batch{}, host_counts{},
+    [done = std::move(done), version](caf::error err) { answer_version(done, err, version); });
 }
 
 void handle(twin_actor* self, twin_request& req);

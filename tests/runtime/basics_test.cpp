@@ -105,8 +105,9 @@ TEST(record_codec, round_trips_every_field) {
   EXPECT_EQ(back->updated_ms, 2);
 }
 
-TEST(record_codec, reads_the_metadata_of_records_that_list_it_by_name) {
-  // Records written before `reportedMeta`: one PropertyMeta per property, by name.
+/// A packed record of twin f:m1 with reported rpm 1200 and temperature 71.5, finished
+/// by `fill`.
+std::string packed_record(const std::function<void(schema::TwinRecord::Builder)>& fill) {
   capnp::MallocMessageBuilder msg;
   auto r = msg.initRoot<schema::TwinRecord>();
   r.setId("f:m1");
@@ -116,14 +117,21 @@ TEST(record_codec, reads_the_metadata_of_records_that_list_it_by_name) {
   rep[0].initValue().setDouble(1200);
   rep[1].setKey("temperature");
   rep[1].initValue().setDouble(71.5);
-  auto meta = r.initMetadata(1);
-  meta[0].setName("temperature");
-  meta[0].setUpdatedMs(1700000000123);
-  meta[0].setSource("dev-7");
+  fill(r);
   kj::VectorOutputStream out;
   capnp::writePackedMessage(out, msg);
   auto bytes = out.getArray();
-  auto back = decode_record({reinterpret_cast<const char*>(bytes.begin()), bytes.size()});
+  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+}
+
+TEST(record_codec, reads_the_metadata_of_records_that_list_it_by_name) {
+  // Records written before `reportedMeta`: one PropertyMeta per property, by name.
+  auto back = decode_record(packed_record([](auto r) {
+    auto meta = r.initMetadata(1);
+    meta[0].setName("temperature");
+    meta[0].setUpdatedMs(1700000000123);
+    meta[0].setSource("dev-7");
+  }));
   ASSERT_TRUE(back) << error_message(back.error());
   EXPECT_EQ(back->reported.at("temperature"), value{71.5});
   ASSERT_EQ(back->metadata.size(), 1u);
@@ -214,25 +222,15 @@ TEST(record_codec, packs_as_capnp_does) {
   EXPECT_GT(long_runs, 10);
 }
 
-/// A record whose `reportedMeta` is built by `fill` from two reported properties.
+/// A record whose `reportedMeta` of `meta_count` entries is built by `fill`; its one
+/// source is "dev-7".
 std::string record_with_meta(
   const std::function<void(capnp::List<schema::ReportedMeta>::Builder)>& fill,
   unsigned meta_count) {
-  capnp::MallocMessageBuilder msg;
-  auto r = msg.initRoot<schema::TwinRecord>();
-  r.setId("f:m1");
-  r.setType("motor");
-  auto rep = r.initReported(2);
-  rep[0].setKey("rpm");
-  rep[0].initValue().setDouble(1200);
-  rep[1].setKey("temperature");
-  rep[1].initValue().setDouble(71.5);
-  r.initSources(1).set(0, "dev-7");
-  fill(r.initReportedMeta(meta_count));
-  kj::VectorOutputStream out;
-  capnp::writePackedMessage(out, msg);
-  auto bytes = out.getArray();
-  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+  return packed_record([&](auto r) {
+    r.initSources(1).set(0, "dev-7");
+    fill(r.initReportedMeta(meta_count));
+  });
 }
 
 TEST(record_codec, refuses_metadata_that_does_not_fit_its_record) {
