@@ -20,7 +20,8 @@ caf::actor host::impl::spawn_twin(const twin_id& id) {
 }
 
 void host::impl::route(const twin_id& id, twin_request req) {
-  auto& s = stripe_of(id);
+  auto h = id_table<entry>::hash(id);
+  auto& s = stripe_of(h);
   std::unique_lock<std::mutex> guard{s.mtx};
   if (!accepting.load(std::memory_order_acquire)) {
     // Checked under the lock: stop() clears `accepting` before it sweeps the stripes.
@@ -29,8 +30,8 @@ void host::impl::route(const twin_id& id, twin_request req) {
     return;
   }
   auto now = std::chrono::steady_clock::now();
-  auto [it, inserted] = s.entries.try_emplace(id);
-  auto& e = it->second;
+  auto [slot, inserted] = s.entries.try_emplace(id, h);
+  auto& e = *slot;
   if (inserted) {
     e.actor = spawn_twin(id);
     ++s.active;
@@ -52,27 +53,24 @@ void host::impl::enforce_cap(stripe& s, const twin_id& keep) {
   while (s.active > cap) {
     entry* victim = nullptr;
     int seen = 0;
-    auto buckets = s.entries.bucket_count();
+    auto slots = s.entries.slot_count();
     for (size_t tries = 0; seen < samples && tries < 16 * samples; ++tries) {
       s.rng ^= s.rng << 13;
       s.rng ^= s.rng >> 7;
       s.rng ^= s.rng << 17;
-      auto b = s.rng % buckets;
-      for (auto i = s.entries.begin(b); i != s.entries.end(b); ++i) {
-        if (i->second.deactivating || i->first == keep)
-          continue;
-        ++seen;
-        if (victim == nullptr || i->second.last_used < victim->last_used)
-          victim = &i->second;
-      }
+      auto* n = s.entries.slot_at(s.rng % slots);
+      if (n == nullptr || n->value.deactivating || n->id == keep)
+        continue;
+      ++seen;
+      if (victim == nullptr || n->value.last_used < victim->last_used)
+        victim = &n->value;
     }
     if (victim == nullptr) {
       // Sampling found nothing (a sparse table): take the first candidate in order.
-      for (auto& [k, e] : s.entries)
-        if (!e.deactivating && k != keep) {
+      s.entries.for_each([&](const twin_id& k, entry& e) {
+        if (victim == nullptr && !e.deactivating && k != keep)
           victim = &e;
-          break;
-        }
+      });
     }
     if (victim == nullptr)
       return;
@@ -87,21 +85,23 @@ void host::impl::begin_passivation(stripe& s, entry& e) {
 }
 
 void host::impl::request_passivation(const twin_id& id, const caf::actor_addr& who) {
-  auto& s = stripe_of(id);
+  auto h = id_table<entry>::hash(id);
+  auto& s = stripe_of(h);
   std::lock_guard<std::mutex> guard{s.mtx};
-  auto i = s.entries.find(id);
-  if (i == s.entries.end() || i->second.deactivating || i->second.actor.address() != who)
+  auto* e = s.entries.find(id, h);
+  if (e == nullptr || e->deactivating || e->actor.address() != who)
     return;
-  begin_passivation(s, i->second);
+  begin_passivation(s, *e);
 }
 
 void host::impl::cancel_passivation(const twin_id& id, const caf::actor_addr& who) {
-  auto& s = stripe_of(id);
+  auto h = id_table<entry>::hash(id);
+  auto& s = stripe_of(h);
   std::lock_guard<std::mutex> guard{s.mtx};
-  auto i = s.entries.find(id);
-  if (i == s.entries.end() || !i->second.deactivating || i->second.actor.address() != who)
+  auto* e = s.entries.find(id, h);
+  if (e == nullptr || !e->deactivating || e->actor.address() != who)
     return;
-  resume_entry(s, i->second);
+  resume_entry(s, *e);
 }
 
 void host::impl::resume_entry(stripe& s, entry& e) {
@@ -114,16 +114,17 @@ void host::impl::resume_entry(stripe& s, entry& e) {
 }
 
 void host::impl::on_passivated(const twin_id& id) {
-  auto& s = stripe_of(id);
+  auto h = id_table<entry>::hash(id);
+  auto& s = stripe_of(h);
   std::unique_lock<std::mutex> guard{s.mtx};
-  auto i = s.entries.find(id);
-  if (i == s.entries.end())
+  auto* found = s.entries.find(id, h);
+  if (found == nullptr)
     return;
-  auto& e = i->second;
+  auto& e = *found;
   if (e.held.empty() || !accepting.load(std::memory_order_acquire)) {
     for (auto& r : e.held)
       fail_request(r, make_error(runtime_errc::shutting_down, "the node is shutting down"));
-    s.entries.erase(i);
+    s.entries.erase(id, h);
     guard.unlock();
     if (active.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> g{idle_mtx};
@@ -142,9 +143,10 @@ void host::impl::sweep_idle() {
   auto cutoff = std::chrono::steady_clock::now() - opts.idle_timeout;
   for (auto& s : stripes) {
     std::lock_guard<std::mutex> guard{s.mtx};
-    for (auto& [id, e] : s.entries)
+    s.entries.for_each([&](const twin_id&, entry& e) {
       if (!e.deactivating && e.last_used <= cutoff)
         begin_passivation(s, e);
+    });
   }
 }
 
@@ -193,9 +195,10 @@ caf::error host::stop(std::chrono::milliseconds deadline) {
   d.sweeper.join();
   for (auto& s : d.stripes) {
     std::lock_guard<std::mutex> guard{s.mtx};
-    for (auto& [id, e] : s.entries)
+    s.entries.for_each([&](const twin_id&, impl::entry& e) {
       if (!e.deactivating)
         d.begin_passivation(s, e);
+    });
   }
   caf::error result;
   {
@@ -208,8 +211,9 @@ caf::error host::stop(std::chrono::milliseconds deadline) {
     // Stop the stragglers: nothing may run against this host once it is gone.
     for (auto& s : d.stripes) {
       std::lock_guard<std::mutex> guard{s.mtx};
-      for (auto& [id, e] : s.entries)
+      s.entries.for_each([](const twin_id&, impl::entry& e) {
         caf::anon_send_exit(e.actor, caf::exit_reason::kill);
+      });
       s.entries.clear();
     }
   }

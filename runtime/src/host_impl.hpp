@@ -7,12 +7,12 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
-#include <unordered_map>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "id_table.hpp"
 #include "store_writer.hpp"
 #include "twin/runtime/host.hpp"
 
@@ -35,16 +35,14 @@ struct host::impl {
   /// `route` free of list maintenance.
   struct stripe {
     std::mutex mtx;
-    std::unordered_map<twin_id, entry> entries;
+    id_table<entry> entries;
     size_t active = 0;  ///< entries not deactivating
     uint64_t rng = 0x9e3779b97f4a7c15;  ///< xorshift state for sampling
   };
 
   static constexpr size_t stripe_count = 64;
 
-  stripe& stripe_of(const twin_id& id) {
-    return stripes[std::hash<twin_id>{}(id) % stripe_count];
-  }
+  stripe& stripe_of(uint64_t hash) { return stripes[hash % stripe_count]; }
 
   void route(const twin_id& id, twin_request req);
   caf::actor spawn_twin(const twin_id& id);

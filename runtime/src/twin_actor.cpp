@@ -301,10 +301,11 @@ private:
 
 /// Tells the active twin `id` that one of its writes failed.
 void notify_write_failed(host_impl* host, const twin_id& id) {
-  auto& s = host->stripe_of(id);
+  auto h = id_table<host_impl::entry>::hash(id);
+  auto& s = host->stripe_of(h);
   std::lock_guard<std::mutex> guard{s.mtx};
-  if (auto i = s.entries.find(id); i != s.entries.end())
-    caf::anon_send(i->second.actor, twin_signal(signal_kind::failed));
+  if (auto* e = s.entries.find(id, h))
+    caf::anon_send(e->actor, twin_signal(signal_kind::failed));
 }
 
 /// Records an accepted change and hands it to the writer at once. Once the change is
