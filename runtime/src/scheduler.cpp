@@ -84,6 +84,14 @@ protected:
   }
 
 private:
+  /// Starts loading a job's first cache lines (which hold its vtable pointer and, for a
+  /// twin, its inbox) while another job runs: with many twins, they are rarely cached.
+  static void prefetch(const caf::resumable* job) {
+    auto* p = reinterpret_cast<const char*>(job);
+    __builtin_prefetch(p);
+    __builtin_prefetch(p + 64);
+  }
+
   struct worker final : caf::execution_unit {
     explicit worker(sharing_coordinator& parent)
       : caf::execution_unit(&parent.system()), parent(parent) {}
@@ -95,6 +103,8 @@ private:
       while (parent.take(jobs)) {
         for (size_t i = 0; i < jobs.size(); ++i) {
           auto* job = jobs[i];
+          if (i + 1 < jobs.size())
+            prefetch(jobs[i + 1]);
           switch (job->resume(this, parent.max_throughput())) {
             case caf::resumable::resume_later:
               parent.push(job);  // it keeps its reference

@@ -140,8 +140,6 @@ public:
   /// Ends the actor after the current message.
   void quit() { quitting_ = true; }
 
-  twin_state state;
-
 private:
   struct inbox_policy {
     using mapped_type = caf::mailbox_element;
@@ -150,9 +148,14 @@ private:
 
   void dispatch(caf::type_erased_tuple& content);
 
+  // First after the bases: right behind the resumable's vtable pointer, where the
+  // scheduler prefetches.
   caf::intrusive::lifo_inbox<inbox_policy> inbox_;
   caf::mailbox_element* cache_ = nullptr;  ///< taken from the inbox, in order, not handled yet
   bool quitting_ = false;
+
+public:
+  twin_state state;
 };
 
 caf::error not_found(const twin_id& id) {
