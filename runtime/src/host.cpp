@@ -20,8 +20,7 @@ caf::actor host::impl::spawn_twin(const twin_id& id) {
 }
 
 void host::impl::route(const twin_id& id, twin_request req) {
-  auto h = id_table<entry>::hash(id);
-  auto& s = stripe_of(h);
+  auto [s, h] = locate(id);
   std::unique_lock<std::mutex> guard{s.mtx};
   if (!accepting.load(std::memory_order_acquire)) {
     // Checked under the lock: stop() clears `accepting` before it sweeps the stripes.
@@ -67,10 +66,10 @@ void host::impl::enforce_cap(stripe& s, const twin_id& keep) {
     }
     if (victim == nullptr) {
       // Sampling found nothing (a sparse table): take the first candidate in order.
-      s.entries.for_each([&](const twin_id& k, entry& e) {
-        if (victim == nullptr && !e.deactivating && k != keep)
-          victim = &e;
-      });
+      auto* n = s.entries.find_if(
+        [&](const twin_id& k, const entry& e) { return !e.deactivating && k != keep; });
+      if (n != nullptr)
+        victim = &n->value;
     }
     if (victim == nullptr)
       return;
@@ -85,8 +84,7 @@ void host::impl::begin_passivation(stripe& s, entry& e) {
 }
 
 void host::impl::request_passivation(const twin_id& id, const caf::actor_addr& who) {
-  auto h = id_table<entry>::hash(id);
-  auto& s = stripe_of(h);
+  auto [s, h] = locate(id);
   std::lock_guard<std::mutex> guard{s.mtx};
   auto* e = s.entries.find(id, h);
   if (e == nullptr || e->deactivating || e->actor.address() != who)
@@ -95,8 +93,7 @@ void host::impl::request_passivation(const twin_id& id, const caf::actor_addr& w
 }
 
 void host::impl::cancel_passivation(const twin_id& id, const caf::actor_addr& who) {
-  auto h = id_table<entry>::hash(id);
-  auto& s = stripe_of(h);
+  auto [s, h] = locate(id);
   std::lock_guard<std::mutex> guard{s.mtx};
   auto* e = s.entries.find(id, h);
   if (e == nullptr || !e->deactivating || e->actor.address() != who)
@@ -114,8 +111,7 @@ void host::impl::resume_entry(stripe& s, entry& e) {
 }
 
 void host::impl::on_passivated(const twin_id& id) {
-  auto h = id_table<entry>::hash(id);
-  auto& s = stripe_of(h);
+  auto [s, h] = locate(id);
   std::unique_lock<std::mutex> guard{s.mtx};
   auto* found = s.entries.find(id, h);
   if (found == nullptr)

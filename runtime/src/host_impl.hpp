@@ -42,7 +42,11 @@ struct host::impl {
 
   static constexpr size_t stripe_count = 64;
 
-  stripe& stripe_of(uint64_t hash) { return stripes[hash % stripe_count]; }
+  /// The stripe that owns `id`, and the id's hash for the stripe's table.
+  std::pair<stripe&, uint64_t> locate(const twin_id& id) {
+    auto h = id_table<entry>::hash(id);
+    return {stripes[h % stripe_count], h};
+  }
 
   void route(const twin_id& id, twin_request req);
   caf::actor spawn_twin(const twin_id& id);

@@ -18,6 +18,7 @@ namespace twin::runtime {
 template <class T>
 class id_table {
 public:
+  /// An entry; it stays where it is until it is erased.
   struct node {
     twin_id id;
     T value;
@@ -92,11 +93,21 @@ public:
         f(s.n->id, s.n->value);
   }
 
+  /// The first entry (in slot order) for which `pred(id, value)` holds, or nullptr.
+  template <class Pred>
+  node* find_if(Pred&& pred) {
+    for (auto& s : slots_)
+      if (s.n != nullptr && pred(s.n->id, s.n->value))
+        return s.n;
+    return nullptr;
+  }
+
   /// The number of slots, and the entry in slot `i` (nullptr if it is free): for
   /// sampling entries at random.
   size_t slot_count() const { return slots_.size(); }
   node* slot_at(size_t i) { return slots_[i].n; }
 
+  /// Erases every entry and frees the slots.
   void clear() {
     for (auto& s : slots_)
       delete s.n;
@@ -117,14 +128,12 @@ private:
   size_t next(size_t i) const { return (i + 1) & (slots_.size() - 1); }
 
   void grow() {
-    std::vector<slot> old;
-    old.swap(slots_);
-    size_t n = old.empty() ? 16 : old.size() * 2;
-    slots_.resize(n);
+    std::vector<slot> bigger(slots_.empty() ? 16 : slots_.size() * 2);  // may throw: first
+    bigger.swap(slots_);
     shift_ = 64;
-    for (size_t x = n; x > 1; x >>= 1)
+    for (size_t x = slots_.size(); x > 1; x >>= 1)
       --shift_;
-    for (auto& s : old)
+    for (auto& s : bigger)  // now the old slots
       if (s.n != nullptr) {
         size_t i = home(s.hash);
         while (slots_[i].n != nullptr)

@@ -22,6 +22,10 @@ namespace twin::runtime {
 
 namespace {
 
+/// Messages an actor handles before its worker moves on to other actors (CAF's default
+/// is no limit): a busy twin must not hold up the others of its worker's batch.
+constexpr size_t messages_per_turn = 100;
+
 /// Work sharing without CAF's per-job costs: its `sharing` policy allocates a list node
 /// for every scheduled actor, signals the condition variable on every enqueue and takes
 /// the lock for every job, and its workers cast every job to find its actor id for
@@ -31,8 +35,7 @@ namespace {
 /// Workers run as SCHED_BATCH: a worker that a request wakes does not preempt the thread
 /// that sent it (a gateway, the store writer) but runs on a free core or at the next
 /// scheduling tick. On a node with few cores, ingest otherwise switches threads for
-/// nearly every request: twinbench saw about 45,000 context switches/s without it and
-/// 2,000/s with it.
+/// nearly every request.
 class sharing_coordinator final : public caf::scheduler::abstract_coordinator {
 public:
   explicit sharing_coordinator(caf::actor_system& sys) : abstract_coordinator(sys) {}
@@ -48,8 +51,10 @@ protected:
     for (auto& w : workers_)
       w->thread = std::thread{[this, w = w.get()] {
         caf::detail::set_thread_name("caf.worker");
+#ifdef SCHED_BATCH
         sched_param none{};
         sched_setscheduler(0, SCHED_BATCH, &none);  // best effort: works as well without
+#endif
         system().thread_started();
         w->run();
         system().thread_terminates();
@@ -63,6 +68,8 @@ protected:
     abstract_coordinator::start();
   }
 
+  /// The actor system calls this once its actors are done. Workers finish the jobs they
+  /// hold; jobs still queued, and any scheduled from now on, are released at once.
   void stop() override {
     {
       std::lock_guard<std::mutex> guard{mtx_};
@@ -71,16 +78,17 @@ protected:
     cv_.notify_all();
     for (auto& w : workers_)
       w->thread.join();
-    stop_actors();  // the utility actors, run by nobody now: they are cleaned up below
+    stop_actors();  // the printer, which runs on a thread of its own
+    clock_.cancel_dispatch_loop();
+    timer_.join();
     std::deque<caf::resumable*> left;
     {
       std::lock_guard<std::mutex> guard{mtx_};
+      closed_ = true;
       left.swap(queue_);
     }
     for (auto* job : left)
       cleanup_and_release(job);
-    clock_.cancel_dispatch_loop();
-    timer_.join();
   }
 
 private:
@@ -114,7 +122,7 @@ private:
               intrusive_ptr_release(job);
               break;
             case caf::resumable::shutdown_execution_unit:
-              break;  // not used by this scheduler
+              break;  // only CAF's own coordinators send such jobs
           }
         }
         jobs.clear();
@@ -128,7 +136,12 @@ private:
   void push(caf::resumable* job) {
     bool wake;
     {
-      std::lock_guard<std::mutex> guard{mtx_};
+      std::unique_lock<std::mutex> guard{mtx_};
+      if (closed_) {
+        guard.unlock();
+        cleanup_and_release(job);
+        return;
+      }
       queue_.push_back(job);
       wake = sleepers_ > 0;
     }
@@ -141,9 +154,11 @@ private:
   bool take(std::vector<caf::resumable*>& out) {
     constexpr size_t max_batch = 32;
     std::unique_lock<std::mutex> guard{mtx_};
-    while (queue_.empty()) {
+    for (;;) {
       if (stopping_)
         return false;
+      if (!queue_.empty())
+        break;
       ++sleepers_;
       cv_.wait(guard);
       --sleepers_;
@@ -158,7 +173,8 @@ private:
   std::condition_variable cv_;
   std::deque<caf::resumable*> queue_;
   size_t sleepers_ = 0;
-  bool stopping_ = false;
+  bool stopping_ = false;  ///< workers leave
+  bool closed_ = false;    ///< workers are gone: jobs are released, not queued
   caf::detail::thread_safe_actor_clock clock_;
   std::vector<std::unique_ptr<worker>> workers_;
   std::thread timer_;
@@ -169,8 +185,9 @@ private:
 bool configure_scheduler(caf::actor_system_config& cfg, int threads, const std::string& policy) {
   if (policy != "sharing" && policy != "stealing")
     return false;
-  int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  cfg.set("scheduler.max-threads", n);
+  auto cores = std::max(1u, std::thread::hardware_concurrency());
+  cfg.set("scheduler.max-threads", threads > 0 ? threads : static_cast<int>(cores));
+  cfg.set("scheduler.max-throughput", messages_per_turn);
   cfg.set("logger.console", caf::atom("none"));
   if (policy == "sharing")
     cfg.module_factories.push_back([](caf::actor_system& sys) -> caf::actor_system::module* {

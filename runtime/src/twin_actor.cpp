@@ -304,8 +304,7 @@ private:
 
 /// Tells the active twin `id` that one of its writes failed.
 void notify_write_failed(host_impl* host, const twin_id& id) {
-  auto h = id_table<host_impl::entry>::hash(id);
-  auto& s = host->stripe_of(h);
+  auto [s, h] = host->locate(id);
   std::lock_guard<std::mutex> guard{s.mtx};
   if (auto* e = s.entries.find(id, h))
     caf::anon_send(e->actor, twin_signal(signal_kind::failed));
