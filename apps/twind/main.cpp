@@ -19,6 +19,7 @@
 #include "node_metrics.hpp"
 #include "options.hpp"
 #include "twin/actors/device_simulator.hpp"
+#include "twin/api/http_server.hpp"
 #include "twin/runtime/await.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/host.hpp"
@@ -188,6 +189,24 @@ int main(int argc, char** argv) {
     sim->start();
   }
 
+  std::atomic<bool> ready{false};
+  std::unique_ptr<api::http_server> http;
+  if (o.http_port > 0) {
+    api::http_options ho;
+    ho.bind = o.bind;
+    ho.port = static_cast<uint16_t>(o.http_port);
+    ho.max_body = o.http_max_body;
+    http = std::make_unique<api::http_server>(node_host, [&ready] { return ready.load(); }, ho);
+    if (auto err = http->start()) {
+      http.reset();
+      if (sim)
+        sim->stop();
+      node_host.stop();
+      return fail(error_message(err));
+    }
+    spdlog::info("HTTP API on http://{}:{}/v1/", o.bind, http->port());
+  }
+
   std::atomic<bool> stop_stdin{false};
   std::unique_ptr<node::line_requests> lines;
   std::thread stdin_thread;
@@ -195,6 +214,7 @@ int main(int argc, char** argv) {
     lines = std::make_unique<node::line_requests>(node_host, stdout);
     stdin_thread = std::thread{[&] { read_stdin(*lines, stop_stdin); }};
   }
+  ready = true;
   spdlog::info("ready");
 
   // Wait for SIGINT/SIGTERM; print a summary now and then in the demo.
@@ -225,6 +245,9 @@ int main(int argc, char** argv) {
   }
 
   // Stop in reverse order of start: inputs first, then the twins, then the store.
+  ready = false;
+  if (http)
+    http->stop();
   stop_stdin = true;
   if (stdin_thread.joinable())
     stdin_thread.join();

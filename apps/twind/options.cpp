@@ -15,6 +15,12 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--metrics-port", o.metrics_port, "Port of /metrics (0: off)")
     ->capture_default_str()
     ->check(CLI::Range(0, 65535));
+  app.add_option("--http-port", o.http_port, "Port of the HTTP API (0: off)")
+    ->capture_default_str()
+    ->check(CLI::Range(0, 65535));
+  app.add_option("--http-max-body", o.http_max_body, "Largest HTTP request body in bytes")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 30));
   app.add_option("--models", o.models, "Directory of twin model files (*.json)");
   app.add_flag("--demo", o.demo, "Run the factory example with simulated devices");
   app.add_flag("--stdin", o.stdin_requests,

@@ -43,6 +43,7 @@ protected:
   std::unique_ptr<process> start(std::vector<std::string> extra = {}) {
     std::vector<std::string> args{TWIND_PATH, "--stdin", "--data-dir", dir_.sub("data"),
                                   "--models", dir_.sub("models"), "--metrics-port", "0",
+                                  "--http-port", "0",
                                   "--bind", "127.0.0.1"};
     args.insert(args.end(), extra.begin(), extra.end());
     return std::make_unique<process>(args);

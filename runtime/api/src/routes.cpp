@@ -1,0 +1,363 @@
+#include "routes.hpp"
+
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/json.hpp"
+
+namespace twin::api {
+
+using namespace twin::runtime;
+using nlohmann::json;
+
+namespace {
+
+/// Nesting allowed in a request body: a twin's values may nest 32 deep (see
+/// `value_from_json`), inside the body's object and its "properties".
+constexpr int max_json_depth = 34;
+
+/// Whether `text` nests arrays and objects deeper than `limit` (strings skipped). Checked
+/// before parsing, so that a hostile body costs one pass and no deep document.
+bool nests_deeper_than(const std::string& text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit)
+        return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+unsigned status_of(runtime_errc code) {
+  switch (code) {
+    case runtime_errc::invalid_id:
+    case runtime_errc::invalid_argument:
+      return 400;
+    case runtime_errc::not_found:
+      return 404;
+    case runtime_errc::version_conflict:
+      return 409;
+    case runtime_errc::unknown_type:
+    case runtime_errc::unknown_property:
+    case runtime_errc::type_mismatch:
+    case runtime_errc::out_of_range:
+    case runtime_errc::read_only:
+    case runtime_errc::invalid_parent:
+      return 422;
+    case runtime_errc::shutting_down:
+    case runtime_errc::timeout:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+/// The answer to a runtime error; a version conflict of a conditional request (If-Match)
+/// is a failed precondition.
+response error_of(const caf::error& err, bool conditional = false) {
+  auto code = error_code(err);
+  auto status = status_of(code);
+  if (code == runtime_errc::version_conflict && conditional)
+    status = 412;
+  return error_response(status, code == runtime_errc::none ? "internal" : to_string(code),
+                        error_message(err));
+}
+
+response json_response(unsigned status, const json& body) {
+  return response{status, {}, body.dump()};
+}
+
+std::string etag(uint64_t version) {
+  return "\"" + std::to_string(version) + "\"";
+}
+
+caf::error bad(std::string why) {
+  return make_error(runtime_errc::invalid_argument, std::move(why));
+}
+
+/// Decodes %XX escapes of a path segment.
+caf::expected<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    auto hex = [](char c) -> int {
+      if (c >= '0' && c <= '9')
+        return c - '0';
+      if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+      return -1;
+    };
+    int hi = i + 2 < s.size() ? hex(s[i + 1]) : -1;
+    int lo = i + 2 < s.size() ? hex(s[i + 2]) : -1;
+    if (hi < 0 || lo < 0)
+      return bad("malformed %-escape in the path");
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+/// Whether the request's media type is one of `accepted` (parameters such as charset
+/// are ignored).
+bool has_media_type(const request& req, std::initializer_list<std::string_view> accepted) {
+  std::string_view type = req.content_type;
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && type.back() == ' ')
+    type.remove_suffix(1);
+  for (auto a : accepted)
+    if (type.size() == a.size()
+        && std::equal(type.begin(), type.end(), a.begin(),
+                      [](char x, char y) { return std::tolower(x) == std::tolower(y); }))
+      return true;
+  return false;
+}
+
+/// The body as a JSON object whose keys are all in `fields`.
+caf::expected<json> object_body(const request& req,
+                                std::initializer_list<std::string_view> fields) {
+  if (nests_deeper_than(req.body, max_json_depth))
+    return bad("the body nests deeper than " + std::to_string(max_json_depth) + " levels");
+  auto doc = json::parse(req.body, nullptr, false);
+  if (doc.is_discarded())
+    return bad("the body is not valid JSON");
+  if (!doc.is_object())
+    return bad("the body must be a JSON object");
+  for (const auto& [key, v] : doc.items())
+    if (std::find(fields.begin(), fields.end(), key) == fields.end())
+      return bad("unknown field \"" + key + "\"");
+  return doc;
+}
+
+/// The map under `key` of `doc` (absent or null: empty).
+caf::expected<value_map> map_field(const json& doc, const char* key) {
+  auto i = doc.find(key);
+  if (i == doc.end() || i->is_null())
+    return value_map{};
+  auto m = map_from_json(*i);
+  if (!m)
+    return bad(std::string{"\""} + key + "\": " + error_message(m.error()));
+  return m;
+}
+
+/// The version that If-Match names: one strong ETag of this API, `"<version>"`.
+caf::expected<std::optional<uint64_t>> if_match_version(const request& req) {
+  if (req.if_match.empty())
+    return std::optional<uint64_t>{};
+  const auto& v = req.if_match;
+  auto fail = bad("If-Match must be one ETag of this API, such as \"7\" (with the quotes)");
+  if (v.size() < 3 || v.front() != '"' || v.back() != '"')
+    return fail;
+  uint64_t n = 0;
+  for (size_t i = 1; i + 1 < v.size(); ++i) {
+    if (v[i] < '0' || v[i] > '9' || n > (UINT64_MAX - 9) / 10)
+      return fail;
+    n = n * 10 + static_cast<uint64_t>(v[i] - '0');
+  }
+  return std::optional<uint64_t>{n};
+}
+
+void get_twin(router& rt, const twin_id& id, respond_fn respond) {
+  rt.route(id, get_request{[respond = std::move(respond)](caf::expected<twin_record> r) {
+             if (!r)
+               return respond(error_of(r.error()));
+             auto res = json_response(200, to_json(*r));
+             res.headers.emplace_back("ETag", etag(r->version));
+             respond(std::move(res));
+           }});
+}
+
+void put_twin(router& rt, const twin_id& id, const request& req, respond_fn respond) {
+  auto doc = object_body(req, {"type", "parent", "properties", "desired", "relationships"});
+  if (!doc)
+    return respond(error_of(doc.error()));
+  put_request put;
+  auto type = doc->find("type");
+  if (type == doc->end() || !type->is_string() || type->get<std::string>().empty())
+    return respond(error_of(bad("\"type\" is required: the name of a twin type")));
+  put.type = type->get<std::string>();
+  if (auto p = doc->find("parent"); p != doc->end() && !p->is_null()) {
+    if (!p->is_string())
+      return respond(error_of(bad("\"parent\" must be a twin id or null")));
+    auto parent = twin_id::parse(p->get<std::string>());
+    if (!parent)
+      return respond(error_of(parent.error()));
+    put.parent = std::move(*parent);
+  }
+  auto props = map_field(*doc, "properties");
+  if (!props)
+    return respond(error_of(props.error()));
+  auto desired = map_field(*doc, "desired");
+  if (!desired)
+    return respond(error_of(desired.error()));
+  put.properties = std::move(*props);
+  put.desired = std::move(*desired);
+  if (auto rels = doc->find("relationships"); rels != doc->end() && !rels->is_null()) {
+    if (!rels->is_array())
+      return respond(error_of(bad("\"relationships\" must be an array")));
+    for (const auto& r : *rels) {
+      auto name = r.find("name");
+      auto target = r.find("target");
+      if (!r.is_object() || r.size() != 2 || name == r.end() || !name->is_string()
+          || name->get<std::string>().empty() || target == r.end() || !target->is_string())
+        return respond(error_of(bad("a relationship is {\"name\": text, \"target\": twin id}")));
+      auto t = twin_id::parse(target->get<std::string>());
+      if (!t)
+        return respond(error_of(t.error()));
+      put.relationships.push_back(relationship{name->get<std::string>(), std::move(*t)});
+    }
+  }
+  auto version = if_match_version(req);
+  if (!version)
+    return respond(error_of(version.error()));
+  bool conditional = version->has_value();
+  if (req.if_none_match == "*") {
+    if (conditional)
+      return respond(error_of(bad("If-Match and If-None-Match exclude each other")));
+    put.if_version = 0;  // create only
+    conditional = true;
+  } else if (!req.if_none_match.empty()) {
+    return respond(error_of(bad("If-None-Match takes only *")));
+  } else {
+    put.if_version = *version;
+  }
+  put.done = [respond = std::move(respond), conditional,
+              path = "/v1/twins/" + id.str()](caf::expected<put_result> r) {
+    if (!r)
+      return respond(error_of(r.error(), conditional));
+    auto res = json_response(r->created ? 201 : 200,
+                             {{"version", r->version}, {"created", r->created}});
+    res.headers.emplace_back("ETag", etag(r->version));
+    if (r->created)
+      res.headers.emplace_back("Location", path);
+    respond(std::move(res));
+  };
+  rt.route(id, std::move(put));
+}
+
+void patch_twin(router& rt, const twin_id& id, const request& req, respond_fn respond) {
+  auto doc = object_body(req, {"properties", "desired"});
+  if (!doc)
+    return respond(error_of(doc.error()));
+  patch_request patch;
+  auto props = map_field(*doc, "properties");
+  if (!props)
+    return respond(error_of(props.error()));
+  auto desired = map_field(*doc, "desired");
+  if (!desired)
+    return respond(error_of(desired.error()));
+  patch.properties = std::move(*props);
+  patch.desired = std::move(*desired);
+  auto version = if_match_version(req);
+  if (!version)
+    return respond(error_of(version.error()));
+  patch.if_version = *version;
+  patch.done = [respond = std::move(respond),
+                conditional = version->has_value()](caf::expected<uint64_t> v) {
+    if (!v)
+      return respond(error_of(v.error(), conditional));
+    auto res = json_response(200, {{"version", *v}});
+    res.headers.emplace_back("ETag", etag(*v));
+    respond(std::move(res));
+  };
+  rt.route(id, std::move(patch));
+}
+
+void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn respond) {
+  auto version = if_match_version(req);
+  if (!version)
+    return respond(error_of(version.error()));
+  remove_request remove;
+  remove.if_version = *version;
+  remove.done = [respond = std::move(respond),
+                 conditional = version->has_value()](caf::expected<uint64_t> v) {
+    if (!v)
+      return respond(error_of(v.error(), conditional));
+    respond(response{204, {}, {}});
+  };
+  rt.route(id, std::move(remove));
+}
+
+response method_not_allowed(const std::string& allow) {
+  auto res = error_response(405, "method_not_allowed", "this resource allows " + allow);
+  res.headers.emplace_back("Allow", allow);
+  return res;
+}
+
+} // namespace
+
+response error_response(unsigned status, const std::string& code, const std::string& message) {
+  return json_response(status, {{"error", {{"code", code}, {"message", message}}}});
+}
+
+void handle(router& rt, const std::function<bool()>& ready, request req, respond_fn respond) {
+  std::string_view path = req.target;
+  path = path.substr(0, path.find('?'));
+  if (path == "/healthz" || path == "/readyz") {
+    if (req.method != "GET")
+      return respond(method_not_allowed("GET"));
+    if (path == "/healthz")
+      return respond(json_response(200, {{"status", "ok"}}));
+    if (!ready())
+      return respond(error_response(503, "not_ready", "the node is not ready"));
+    return respond(json_response(200, {{"status", "ready"}}));
+  }
+  constexpr std::string_view twins = "/v1/twins/";
+  if (path.substr(0, twins.size()) == twins && path.size() > twins.size()) {
+    auto rest = path.substr(twins.size());
+    if (rest.find('/') != std::string_view::npos)
+      return respond(error_response(501, "not_implemented",
+                                    "history and commands are not served yet"));
+    auto text = percent_decode(rest);
+    if (!text)
+      return respond(error_of(text.error()));
+    auto id = twin_id::parse(*text);
+    if (!id)
+      return respond(error_of(id.error()));
+    if (req.method == "GET")
+      return get_twin(rt, *id, std::move(respond));
+    if (req.method == "DELETE")
+      return delete_twin(rt, *id, req, std::move(respond));
+    if (req.method != "PUT" && req.method != "PATCH")
+      return respond(method_not_allowed("GET, PUT, PATCH, DELETE"));
+    if (req.method == "PUT") {
+      if (!has_media_type(req, {"application/json"}))
+        return respond(error_response(415, "unsupported_media_type",
+                                      "PUT takes Content-Type: application/json"));
+      return put_twin(rt, *id, req, std::move(respond));
+    }
+    if (!has_media_type(req, {"application/merge-patch+json", "application/json"}))
+      return respond(error_response(
+        415, "unsupported_media_type",
+        "PATCH takes Content-Type: application/merge-patch+json or application/json"));
+    return patch_twin(rt, *id, req, std::move(respond));
+  }
+  if (path == "/v1/twins" || path == "/v1/telemetry" || path == "/v1/events"
+      || path == "/v1/cluster")
+    return respond(error_response(501, "not_implemented",
+                                  std::string{path} + " is not served yet"));
+  respond(error_response(404, "not_found", "no route " + std::string{path}));
+}
+
+} // namespace twin::api

@@ -1,0 +1,38 @@
+#pragma once
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "twin/runtime/router.hpp"
+
+namespace twin::api {
+
+/// An HTTP request as the routes see it (the server's transport stays out of them).
+struct request {
+  std::string method;  ///< "GET", "PUT", ...
+  std::string target;  ///< path and query
+  std::string content_type;
+  std::string if_match;       ///< empty: none
+  std::string if_none_match;  ///< empty: none
+  std::string body;
+};
+
+struct response {
+  unsigned status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;  ///< JSON, or empty
+};
+
+using respond_fn = std::function<void(response)>;
+
+/// Answers `req` through `respond`, exactly once: at once for bad requests and reads of
+/// the node, from a runtime thread once the router has answered otherwise.
+void handle(runtime::router& rt, const std::function<bool()>& ready, request req,
+            respond_fn respond);
+
+/// The error shape of every non-2xx answer: {"error":{"code":..,"message":..}}.
+response error_response(unsigned status, const std::string& code, const std::string& message);
+
+} // namespace twin::api

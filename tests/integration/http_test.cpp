@@ -1,0 +1,219 @@
+// The HTTP API of a real twind process on 127.0.0.1: the twin routes, conditional
+// requests, and the error statuses of bad requests, each of which changes nothing.
+
+#include <signal.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "http_client.hpp"
+#include "process.hpp"
+#include "test_support.hpp"
+
+namespace twin::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+const char* gauge_model = R"({
+  "@context": "dtmi:dtdl:context;3",
+  "@id": "dtmi:test:gauge;1",
+  "@type": "Interface",
+  "contents": [
+    {"@type": "Telemetry", "name": "level", "schema": "double", "minimum": 0, "maximum": 100},
+    {"@type": "Property", "name": "label", "schema": "string"},
+    {"@type": "Property", "name": "target", "schema": "double", "writable": true}
+  ],
+  "twin": {"kind": "component"}
+})";
+
+const std::map<std::string, std::string> json_type{{"Content-Type", "application/json"}};
+
+class http_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir_.sub("models"));
+    std::ofstream{dir_.sub("models/gauge.json")} << gauge_model;
+    port_ = free_port();
+    node_ = std::make_unique<process>(std::vector<std::string>{
+      TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"),
+      "--metrics-port", "0", "--bind", "127.0.0.1", "--http-port", std::to_string(port_),
+      "--http-max-body", "4096"});
+    ASSERT_TRUE(wait_until_healthy(port_, 20s)) << node_->stderr_text();
+    client_ = std::make_unique<http_client>(port_);
+  }
+
+  void TearDown() override {
+    client_.reset();
+    if (node_) {
+      node_->signal(SIGTERM);
+      EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
+    }
+  }
+
+  http_reply put(const std::string& id, const json& body,
+                 std::map<std::string, std::string> headers = json_type) {
+    return client_->call("PUT", "/v1/twins/" + id, body.dump(), headers);
+  }
+
+  json get_json(const std::string& id) {
+    auto r = client_->call("GET", "/v1/twins/" + id);
+    EXPECT_EQ(r.status, 200u) << r.body;
+    return r.status == 200 ? json::parse(r.body) : json{};
+  }
+
+  /// The error code of an error answer, checking its shape.
+  static std::string error_code(const http_reply& r) {
+    auto doc = json::parse(r.body, nullptr, false);
+    if (doc.is_discarded() || !doc.contains("error") || !doc["error"].contains("code")
+        || !doc["error"].contains("message"))
+      return "(not the error shape: " + r.body + ")";
+    return doc["error"]["code"].get<std::string>();
+  }
+
+  temp_dir dir_;
+  int port_ = 0;
+  std::unique_ptr<process> node_;
+  std::unique_ptr<http_client> client_;
+};
+
+TEST_F(http_test, health_and_readiness) {
+  auto h = client_->call("GET", "/healthz");
+  EXPECT_EQ(h.status, 200u);
+  EXPECT_EQ(json::parse(h.body)["status"], "ok");
+  auto r = client_->call("GET", "/readyz");
+  EXPECT_EQ(r.status, 200u) << r.body;
+  EXPECT_EQ(client_->call("POST", "/healthz").status, 405u);
+}
+
+TEST_F(http_test, puts_gets_patches_and_deletes_a_twin_over_one_connection) {
+  auto created = put("t:g1", {{"type", "gauge"}, {"properties", {{"level", 40.5}}}});
+  ASSERT_EQ(created.status, 201u) << created.body;
+  EXPECT_EQ(created.headers["etag"], "\"1\"");
+  EXPECT_EQ(created.headers["location"], "/v1/twins/t:g1");
+  EXPECT_EQ(json::parse(created.body)["created"], true);
+
+  auto replaced = put("t:g1", {{"type", "gauge"}, {"properties", {{"level", 41.0}}},
+                               {"desired", {{"target", 50.0}}}});
+  ASSERT_EQ(replaced.status, 200u) << replaced.body;
+  EXPECT_TRUE(client_->reused());
+
+  auto r = client_->call("GET", "/v1/twins/t:g1");
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(r.headers["etag"], "\"2\"");
+  EXPECT_EQ(r.headers["content-type"], "application/json");
+  auto twin = json::parse(r.body);
+  EXPECT_EQ(twin["id"], "t:g1");
+  EXPECT_EQ(twin["type"], "gauge");
+  EXPECT_EQ(twin["kind"], "component");
+  EXPECT_EQ(twin["properties"]["level"], 41.0);
+  EXPECT_EQ(twin["desired"]["target"], 50.0);
+  EXPECT_EQ(twin["delta"]["target"], 50.0);
+  EXPECT_EQ(twin["version"], 2);
+
+  // A merge patch: null deletes, other keys stay.
+  auto patched = client_->call("PATCH", "/v1/twins/t:g1",
+                               json{{"properties", {{"label", "north"}}},
+                                    {"desired", {{"target", nullptr}}}}
+                                 .dump(),
+                               {{"Content-Type", "application/merge-patch+json"}});
+  ASSERT_EQ(patched.status, 200u) << patched.body;
+  EXPECT_EQ(patched.headers["etag"], "\"3\"");
+  twin = get_json("t:g1");
+  EXPECT_EQ(twin["properties"]["label"], "north");
+  EXPECT_EQ(twin["properties"]["level"], 41.0);
+  EXPECT_FALSE(twin["desired"].contains("target"));
+
+  auto removed = client_->call("DELETE", "/v1/twins/t:g1");
+  EXPECT_EQ(removed.status, 204u) << removed.body;
+  auto gone = client_->call("GET", "/v1/twins/t:g1");
+  EXPECT_EQ(gone.status, 404u);
+  EXPECT_EQ(error_code(gone), "not_found");
+}
+
+TEST_F(http_test, conditional_requests_fail_on_a_stale_version_and_change_nothing) {
+  ASSERT_EQ(put("t:g2", {{"type", "gauge"}}).status, 201u);
+  auto with = [](std::string etag) {
+    auto h = json_type;
+    h["If-Match"] = std::move(etag);
+    return h;
+  };
+  auto stale = client_->call("PATCH", "/v1/twins/t:g2",
+                             json{{"properties", {{"level", 5.0}}}}.dump(), with("\"7\""));
+  EXPECT_EQ(stale.status, 412u) << stale.body;
+  EXPECT_EQ(error_code(stale), "version_conflict");
+  EXPECT_EQ(put("t:g2", {{"type", "gauge"}}, with("\"9\"")).status, 412u);
+  EXPECT_EQ(client_->call("DELETE", "/v1/twins/t:g2", {}, {{"If-Match", "\"3\""}}).status, 412u);
+  auto create_only = json_type;
+  create_only["If-None-Match"] = "*";
+  EXPECT_EQ(put("t:g2", {{"type", "gauge"}}, create_only).status, 412u);
+  EXPECT_EQ(get_json("t:g2")["version"], 1);
+
+  auto fresh = client_->call("PATCH", "/v1/twins/t:g2",
+                             json{{"properties", {{"level", 5.0}}}}.dump(), with("\"1\""));
+  EXPECT_EQ(fresh.status, 200u) << fresh.body;
+  EXPECT_EQ(fresh.headers["etag"], "\"2\"");
+  auto malformed = client_->call("PATCH", "/v1/twins/t:g2", "{}", with("7"));
+  EXPECT_EQ(malformed.status, 400u);
+  EXPECT_EQ(put("t:g3", {{"type", "gauge"}}, create_only).status, 201u);
+}
+
+TEST_F(http_test, bad_requests_get_their_status_in_the_error_shape_and_change_nothing) {
+  ASSERT_EQ(put("t:g4", {{"type", "gauge"}, {"properties", {{"level", 10.0}}}}).status, 201u);
+  struct bad_case {
+    std::string method;
+    std::string target;
+    std::string body;
+    std::map<std::string, std::string> headers;
+    unsigned status;
+    std::string code;
+  };
+  std::string deep = R"({"type":"gauge","properties":{"label":)" + std::string(60, '[')
+                     + std::string(60, ']') + "}}";
+  std::vector<bad_case> cases{
+    {"PUT", "/v1/twins/t:g4", R"({"type":"gauge"})", {{"Content-Type", "text/plain"}}, 415,
+     "unsupported_media_type"},
+    {"PATCH", "/v1/twins/t:g4", "{}", {}, 415, "unsupported_media_type"},
+    {"PUT", "/v1/twins/t:g4", R"({"type":)", json_type, 400, "invalid_argument"},
+    {"PUT", "/v1/twins/t:g4", "[1,2]", json_type, 400, "invalid_argument"},
+    {"PUT", "/v1/twins/t:g4", R"({"type":"gauge","color":"red"})", json_type, 400,
+     "invalid_argument"},
+    {"PUT", "/v1/twins/t:g4", R"({"properties":{}})", json_type, 400, "invalid_argument"},
+    {"PUT", "/v1/twins/t:g4", deep, json_type, 400, "invalid_argument"},
+    {"PUT", "/v1/twins/t:g4", R"({"type":"gauge","parent":"no colon"})", json_type, 400,
+     "invalid_id"},
+    {"PUT", "/v1/twins/t:g4", R"({"type":"valve"})", json_type, 422, "unknown_type"},
+    {"PUT", "/v1/twins/t:g4", R"({"type":"gauge","properties":{"level":250}})", json_type, 422,
+     "out_of_range"},
+    {"PUT", "/v1/twins/t:g4", R"({"type":"gauge","properties":{"level":"high"}})", json_type,
+     422, "type_mismatch"},
+    {"PATCH", "/v1/twins/t:g4", R"({"properties":{"pressure":1}})", json_type, 422,
+     "unknown_property"},
+    {"PUT", "/v1/twins/t:g4", std::string(5000, ' ') + R"({"type":"gauge"})", json_type, 413,
+     "payload_too_large"},
+    {"GET", "/v1/twins/no-colon", "", {}, 400, "invalid_id"},
+    {"GET", "/v1/twins/t:nobody", "", {}, 404, "not_found"},
+    {"PATCH", "/v1/twins/t:nobody", "{}", json_type, 404, "not_found"},
+    {"GET", "/v2/things", "", {}, 404, "not_found"},
+    {"POST", "/v1/twins/t:g4", "{}", json_type, 405, "method_not_allowed"},
+  };
+  for (const auto& c : cases) {
+    auto r = client_->call(c.method, c.target, c.body, c.headers);
+    EXPECT_EQ(r.status, c.status) << c.method << " " << c.target << " " << c.body.substr(0, 80)
+                                  << " -> " << r.body;
+    EXPECT_EQ(error_code(r), c.code) << c.method << " " << c.target;
+    if (c.status == 405) {
+      EXPECT_EQ(r.headers["allow"], "GET, PUT, PATCH, DELETE");
+    }
+  }
+  auto twin = get_json("t:g4");
+  EXPECT_EQ(twin["version"], 1);
+  EXPECT_EQ(twin["properties"]["level"], 10.0);
+  EXPECT_EQ(client_->call("GET", "/v1/twins/t%3Ag4").status, 200u);  // an escaped ':'
+}
+
+} // namespace
+} // namespace twin::test

@@ -1,0 +1,101 @@
+#include "http_client.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <optional>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace twin::test {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+struct http_client::impl {
+  explicit impl(int port) : port(port) {}
+
+  int port;
+  asio::io_context ioc;
+  std::optional<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+};
+
+http_client::http_client(int port) : impl_(std::make_unique<impl>(port)) {
+}
+
+http_client::~http_client() = default;
+
+http_reply http_client::call(const std::string& method, const std::string& target,
+                             const std::string& body,
+                             const std::map<std::string, std::string>& headers) {
+  auto& d = *impl_;
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  for (const auto& [k, v] : headers)
+    req.set(k, v);
+  req.body() = body;
+  req.keep_alive(true);
+  req.prepare_payload();
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    beast::error_code ec;
+    reused_ = d.stream.has_value();
+    if (!d.stream) {
+      d.stream.emplace(d.ioc);
+      d.stream->expires_after(std::chrono::seconds{10});
+      d.stream->connect(tcp::endpoint{asio::ip::make_address("127.0.0.1"),
+                                      static_cast<unsigned short>(d.port)},
+                        ec);
+      if (ec) {
+        d.stream.reset();
+        return {};
+      }
+    }
+    d.stream->expires_after(std::chrono::seconds{10});
+    http::write(*d.stream, req, ec);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64u << 20);
+    if (!ec)
+      http::read(*d.stream, d.buffer, parser, ec);
+    if (ec) {
+      // The server may have closed a kept-alive connection: retry once on a new one.
+      d.stream.reset();
+      d.buffer.clear();
+      if (reused_)
+        continue;
+      return {};
+    }
+    auto& res = parser.get();
+    http_reply out;
+    out.status = res.result_int();
+    for (const auto& f : res) {
+      std::string name{f.name_string()};
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      out.headers[name] = std::string{f.value()};
+    }
+    out.body = res.body();
+    if (!res.keep_alive())
+      d.stream.reset();
+    return out;
+  }
+  return {};
+}
+
+bool wait_until_healthy(int port, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    http_client c{port};
+    if (c.call("GET", "/healthz").status == 200)
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  }
+  return false;
+}
+
+} // namespace twin::test

@@ -1,0 +1,42 @@
+#pragma once
+
+// A blocking HTTP/1.1 client over one keep-alive connection, for tests against a real
+// twind on 127.0.0.1.
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace twin::test {
+
+struct http_reply {
+  unsigned status = 0;  ///< 0: no answer (connection failed or timed out)
+  std::map<std::string, std::string> headers;  ///< names in lower case
+  std::string body;
+};
+
+class http_client {
+public:
+  explicit http_client(int port);
+  ~http_client();
+
+  /// Sends one request on the connection (opened on first use, reopened after the server
+  /// closed it) and waits at most 10 s for the answer.
+  http_reply call(const std::string& method, const std::string& target,
+                  const std::string& body = {},
+                  const std::map<std::string, std::string>& headers = {});
+
+  /// Whether the last call reused the connection of the call before it.
+  bool reused() const { return reused_; }
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  bool reused_ = false;
+};
+
+/// Calls GET /healthz until it answers 200, for at most `timeout`.
+bool wait_until_healthy(int port, std::chrono::milliseconds timeout);
+
+} // namespace twin::test
