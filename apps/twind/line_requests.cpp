@@ -54,27 +54,6 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
   auto id = twin_id::parse(str("id"));
   if (!id)
     return fail(id.error());
-  auto map_of = [&](const char* key) -> caf::expected<value_map> {
-    auto i = doc.find(key);
-    if (i == doc.end() || i->is_null())
-      return value_map{};
-    auto m = map_from_json(*i);
-    if (!m)
-      return bad(std::string{"\""} + key + "\": " + error_message(m.error()));
-    return m;
-  };
-  // "properties" and "desired" of a put or patch.
-  auto state_of = [&](value_map& props, value_map& desired) -> caf::error {
-    auto p = map_of("properties");
-    if (!p)
-      return p.error();
-    auto d = map_of("desired");
-    if (!d)
-      return d.error();
-    props = std::move(*p);
-    desired = std::move(*d);
-    return {};
-  };
   std::optional<uint64_t> if_version;
   if (auto i = doc.find("if_version"); i != doc.end()) {
     if (!i->is_number_unsigned())
@@ -89,7 +68,7 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
     pending_.fetch_sub(1);
   };
   if (op == "telemetry") {
-    auto values = map_of("values");
+    auto values = map_field(doc, "values");
     if (!values)
       return fail(values.error());
     ingest_request req;
@@ -113,7 +92,7 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
         return fail(parent.error());
       req.parent = *parent;
     }
-    if (auto err = state_of(req.properties, req.desired))
+    if (auto err = state_fields(doc, req.properties, req.desired))
       return fail(err);
     req.if_version = if_version;
     req.source = "stdin";
@@ -128,7 +107,7 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
     rt_.route(*id, std::move(req));
   } else if (op == "patch") {
     patch_request req;
-    if (auto err = state_of(req.properties, req.desired))
+    if (auto err = state_fields(doc, req.properties, req.desired))
       return fail(err);
     req.if_version = if_version;
     req.source = "stdin";

@@ -84,6 +84,29 @@ caf::expected<value_map> map_from_json(const nlohmann::json& j, int max_depth) {
   return out;
 }
 
+caf::expected<value_map> map_field(const nlohmann::json& doc, const char* key) {
+  auto i = doc.find(key);
+  if (i == doc.end() || i->is_null())
+    return value_map{};
+  auto m = map_from_json(*i);
+  if (!m)
+    return make_error(runtime_errc::invalid_argument,
+                      std::string{"\""} + key + "\": " + error_message(m.error()));
+  return m;
+}
+
+caf::error state_fields(const nlohmann::json& doc, value_map& properties, value_map& desired) {
+  auto p = map_field(doc, "properties");
+  if (!p)
+    return p.error();
+  auto d = map_field(doc, "desired");
+  if (!d)
+    return d.error();
+  properties = std::move(*p);
+  desired = std::move(*d);
+  return {};
+}
+
 nlohmann::json to_json(const twin_record& rec) {
   nlohmann::json j;
   j["id"] = rec.id.str();

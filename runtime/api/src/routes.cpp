@@ -150,17 +150,6 @@ caf::expected<json> object_body(const request& req,
   return doc;
 }
 
-/// The map under `key` of `doc` (absent or null: empty).
-caf::expected<value_map> map_field(const json& doc, const char* key) {
-  auto i = doc.find(key);
-  if (i == doc.end() || i->is_null())
-    return value_map{};
-  auto m = map_from_json(*i);
-  if (!m)
-    return bad(std::string{"\""} + key + "\": " + error_message(m.error()));
-  return m;
-}
-
 /// The version that If-Match names: one strong ETag of this API, `"<version>"`.
 caf::expected<std::optional<uint64_t>> if_match_version(const request& req) {
   if (req.if_match.empty())
@@ -205,14 +194,8 @@ void put_twin(router& rt, const twin_id& id, const request& req, respond_fn resp
       return respond(error_of(parent.error()));
     put.parent = std::move(*parent);
   }
-  auto props = map_field(*doc, "properties");
-  if (!props)
-    return respond(error_of(props.error()));
-  auto desired = map_field(*doc, "desired");
-  if (!desired)
-    return respond(error_of(desired.error()));
-  put.properties = std::move(*props);
-  put.desired = std::move(*desired);
+  if (auto err = state_fields(*doc, put.properties, put.desired))
+    return respond(error_of(err));
   if (auto rels = doc->find("relationships"); rels != doc->end() && !rels->is_null()) {
     if (!rels->is_array())
       return respond(error_of(bad("\"relationships\" must be an array")));
@@ -261,14 +244,8 @@ void patch_twin(router& rt, const twin_id& id, const request& req, respond_fn re
   if (!doc)
     return respond(error_of(doc.error()));
   patch_request patch;
-  auto props = map_field(*doc, "properties");
-  if (!props)
-    return respond(error_of(props.error()));
-  auto desired = map_field(*doc, "desired");
-  if (!desired)
-    return respond(error_of(desired.error()));
-  patch.properties = std::move(*props);
-  patch.desired = std::move(*desired);
+  if (auto err = state_fields(*doc, patch.properties, patch.desired))
+    return respond(error_of(err));
   auto version = if_match_version(req);
   if (!version)
     return respond(error_of(version.error()));

@@ -17,6 +17,11 @@ nlohmann::json to_json(const value_map& x);
 caf::expected<value> value_from_json(const nlohmann::json& j, int max_depth = 32);
 /// The same for a JSON object (e.g. "properties"); `invalid_argument` if not an object.
 caf::expected<value_map> map_from_json(const nlohmann::json& j, int max_depth = 32);
+/// The map under `key` of the object `doc` (absent or null: empty); `invalid_argument`
+/// naming the key if it is not an object of values.
+caf::expected<value_map> map_field(const nlohmann::json& doc, const char* key);
+/// Reads "properties" and "desired" of a put or patch request `doc` into the maps.
+caf::error state_fields(const nlohmann::json& doc, value_map& properties, value_map& desired);
 
 /// The twin as the API shows it: id, type, kind, parent, children, properties,
 /// desired, delta, metadata, alerts, version, created, updated.
