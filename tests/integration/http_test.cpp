@@ -215,5 +215,50 @@ TEST_F(http_test, bad_requests_get_their_status_in_the_error_shape_and_change_no
   EXPECT_EQ(client_->call("GET", "/v1/twins/t%3Ag4").status, 200u);  // an escaped ':'
 }
 
+TEST_F(http_test, a_telemetry_batch_answers_per_item_once_the_accepted_items_are_durable) {
+  ASSERT_EQ(put("t:g5", {{"type", "gauge"}}).status, 201u);
+  ASSERT_EQ(put("t:g6", {{"type", "gauge"}}).status, 201u);
+  json batch = json::array({
+    {{"twin", "t:g5"}, {"ts", 1700000000000}, {"values", {{"level", 12.5}}}},
+    {{"twin", "t:g6"}, {"values", {{"level", 250}}}},         // out of range
+    {{"twin", "t:nobody"}, {"values", {{"level", 1}}}},       // no such twin
+    {{"twin", "no colon"}, {"values", {{"level", 1}}}},       // not an id
+    {{"twin", "t:g6"}},                                       // no values
+    42,                                                       // not an item
+    {{"twin", "t:g6"}, {"values", {{"level", 7.0}}}, {"extra", 1}},
+    {{"twin", "t:g6"}, {"values", {{"level", 99.0}}}},
+  });
+  auto r = client_->call("POST", "/v1/telemetry", batch.dump(), json_type);
+  ASSERT_EQ(r.status, 202u) << r.body;
+  auto answer = json::parse(r.body);
+  EXPECT_EQ(answer["accepted"], 2);
+  EXPECT_EQ(answer["rejected"], 6);
+  auto& results = answer["results"];
+  ASSERT_EQ(results.size(), batch.size());
+  std::vector<std::string> codes;
+  for (const auto& item : results)
+    codes.push_back(item["ok"].get<bool>() ? "ok" : item["error"]["code"].get<std::string>());
+  EXPECT_EQ(codes, (std::vector<std::string>{"ok", "out_of_range", "not_found", "invalid_id",
+                                             "invalid_argument", "invalid_argument",
+                                             "invalid_argument", "ok"}));
+  EXPECT_EQ(results[0]["twin"], "t:g5");
+  EXPECT_EQ(results[0]["version"], 2);
+  // Acknowledged means applied: the values, their time and source are in the twins.
+  auto g5 = get_json("t:g5");
+  EXPECT_EQ(g5["properties"]["level"], 12.5);
+  EXPECT_EQ(g5["metadata"]["level"]["updated"], 1700000000000);
+  EXPECT_EQ(g5["metadata"]["level"]["source"], "http");
+  auto g6 = get_json("t:g6");
+  EXPECT_EQ(g6["properties"]["level"], 99.0);
+  EXPECT_EQ(g6["version"], 2);
+
+  auto empty = client_->call("POST", "/v1/telemetry", "[]", json_type);
+  EXPECT_EQ(empty.status, 202u);
+  EXPECT_EQ(json::parse(empty.body)["accepted"], 0);
+  EXPECT_EQ(client_->call("POST", "/v1/telemetry", "{}", json_type).status, 400u);
+  EXPECT_EQ(client_->call("POST", "/v1/telemetry", "[]").status, 415u);
+  EXPECT_EQ(client_->call("GET", "/v1/telemetry").status, 405u);
+}
+
 } // namespace
 } // namespace twin::test

@@ -1,5 +1,6 @@
 #include "routes.hpp"
 
+#include <mutex>
 #include <optional>
 
 #include <nlohmann/json.hpp>
@@ -276,6 +277,114 @@ void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn r
   rt.route(id, std::move(remove));
 }
 
+/// POST /v1/telemetry: items `{"twin": id, "ts": ms?, "values": {...}}`. Each item is
+/// routed on its own; the answer (202) comes once every accepted item is durable, with a
+/// result per item in the order of the request, so one bad item does not sink the batch.
+void post_telemetry(router& rt, const request& req, respond_fn respond) {
+  if (nests_deeper_than(req.body, max_json_depth))
+    return respond(error_of(bad("the body nests deeper than "
+                                + std::to_string(max_json_depth) + " levels")));
+  auto doc = json::parse(req.body, nullptr, false);
+  if (doc.is_discarded())
+    return respond(error_of(bad("the body is not valid JSON")));
+  if (!doc.is_array())
+    return respond(error_of(bad("the body must be an array of telemetry items")));
+  struct batch {
+    std::mutex mtx;
+    std::vector<json> results;
+    size_t pending = 0;
+    respond_fn respond;
+
+    /// Records item `i`'s result; the last one answers.
+    void done(size_t i, json result) {
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        results[i] = std::move(result);
+      }
+      release();
+    }
+
+    void release() {
+      {
+        std::lock_guard<std::mutex> guard{mtx};
+        if (--pending > 0)
+          return;
+      }
+      size_t accepted = 0;
+      for (const auto& r : results)
+        accepted += r["ok"].get<bool>() ? 1 : 0;
+      respond(json_response(202, {{"accepted", accepted},
+                                  {"rejected", results.size() - accepted},
+                                  {"results", std::move(results)}}));
+    }
+  };
+  auto b = std::make_shared<batch>();
+  b->results.resize(doc.size());
+  b->pending = doc.size() + 1;  // + 1 until every item is routed
+  b->respond = std::move(respond);
+  auto fail = [](const json& twin, const caf::error& err) {
+    auto code = error_code(err);
+    return json{{"twin", twin},
+                {"ok", false},
+                {"error",
+                 {{"code", code == runtime_errc::none ? "internal" : to_string(code)},
+                  {"message", error_message(err)}}}};
+  };
+  for (size_t i = 0; i < doc.size(); ++i) {
+    const auto& item = doc[i];
+    json twin = item.is_object() && item.contains("twin") ? item["twin"] : json{};
+    auto reject = [&](const caf::error& err) { b->done(i, fail(twin, err)); };
+    if (!item.is_object()) {
+      reject(bad("an item is {\"twin\": id, \"ts\": ms?, \"values\": {...}}"));
+      continue;
+    }
+    bool unknown_field = false;
+    for (const auto& [key, v] : item.items())
+      unknown_field = unknown_field || (key != "twin" && key != "ts" && key != "values");
+    if (unknown_field) {
+      reject(bad("an item has only \"twin\", \"ts\" and \"values\""));
+      continue;
+    }
+    if (!twin.is_string()) {
+      reject(bad("\"twin\" must be a twin id"));
+      continue;
+    }
+    auto id = twin_id::parse(twin.get<std::string>());
+    if (!id) {
+      reject(id.error());
+      continue;
+    }
+    ingest_request ingest;
+    if (auto ts = item.find("ts"); ts != item.end() && !ts->is_null()) {
+      if (!ts->is_number_integer() || ts->get<int64_t>() <= 0) {
+        reject(bad("\"ts\" must be a positive integer (ms since the epoch)"));
+        continue;
+      }
+      ingest.ts_ms = ts->get<int64_t>();
+    }
+    auto values = item.find("values");
+    if (values == item.end() || !values->is_object() || values->empty()) {
+      reject(bad("\"values\" must be an object of property values"));
+      continue;
+    }
+    auto m = map_field(item, "values");
+    if (!m) {
+      reject(m.error());
+      continue;
+    }
+    ingest.values = std::move(*m);
+    ingest.source = "http";
+    ingest.done = [b, i, twin, fail](caf::expected<uint64_t> v) {
+      if (v)
+        b->done(i, json{{"twin", twin}, {"ok", true}, {"version", *v}});
+      else
+        b->done(i, fail(twin, v.error()));
+    };
+    rt.route(*id, std::move(ingest));
+  }
+  b->release();  // every item is routed: the routing's own count
+}
+
 response method_not_allowed(const std::string& allow) {
   auto res = error_response(405, "method_not_allowed", "this resource allows " + allow);
   res.headers.emplace_back("Allow", allow);
@@ -330,8 +439,15 @@ void handle(router& rt, const std::function<bool()>& ready, request req, respond
         "PATCH takes Content-Type: application/merge-patch+json or application/json"));
     return patch_twin(rt, *id, req, std::move(respond));
   }
-  if (path == "/v1/twins" || path == "/v1/telemetry" || path == "/v1/events"
-      || path == "/v1/cluster")
+  if (path == "/v1/telemetry") {
+    if (req.method != "POST")
+      return respond(method_not_allowed("POST"));
+    if (!has_media_type(req, {"application/json"}))
+      return respond(error_response(415, "unsupported_media_type",
+                                    "POST /v1/telemetry takes Content-Type: application/json"));
+    return post_telemetry(rt, req, std::move(respond));
+  }
+  if (path == "/v1/twins" || path == "/v1/events" || path == "/v1/cluster")
     return respond(error_response(501, "not_implemented",
                                   std::string{path} + " is not served yet"));
   respond(error_response(404, "not_found", "no route " + std::string{path}));
