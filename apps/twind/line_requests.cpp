@@ -11,12 +11,7 @@ using nlohmann::json;
 namespace {
 
 json error_json(uint64_t seq, const caf::error& err) {
-  auto code = error_code(err);
-  return {{"seq", seq},
-          {"ok", false},
-          {"error",
-           {{"code", code == runtime_errc::none ? "internal" : to_string(code)},
-            {"message", error_message(err)}}}};
+  return {{"seq", seq}, {"ok", false}, {"error", to_json(err)}};
 }
 
 caf::error bad(const std::string& why) {
@@ -92,8 +87,11 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
         return fail(parent.error());
       req.parent = *parent;
     }
-    if (auto err = state_fields(doc, req.properties, req.desired))
-      return fail(err);
+    auto state = state_fields(doc);
+    if (!state)
+      return fail(state.error());
+    req.properties = std::move(state->properties);
+    req.desired = std::move(state->desired);
     req.if_version = if_version;
     req.source = "stdin";
     req.done = [this, seq](caf::expected<put_result> r) {
@@ -107,8 +105,11 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
     rt_.route(*id, std::move(req));
   } else if (op == "patch") {
     patch_request req;
-    if (auto err = state_fields(doc, req.properties, req.desired))
-      return fail(err);
+    auto state = state_fields(doc);
+    if (!state)
+      return fail(state.error());
+    req.properties = std::move(state->properties);
+    req.desired = std::move(state->desired);
     req.if_version = if_version;
     req.source = "stdin";
     req.done = on_version;

@@ -169,6 +169,22 @@ int main(int argc, char** argv) {
     spdlog::info("metrics on http://{}/metrics", addr);
   }
 
+  std::atomic<bool> ready{false};
+  std::unique_ptr<api::http_server> http;
+  if (o.http_port > 0) {
+    api::http_options ho;
+    ho.bind = o.bind;
+    ho.port = static_cast<uint16_t>(o.http_port);
+    ho.max_body = o.http_max_body;
+    http = std::make_unique<api::http_server>(node_host, [&ready] { return ready.load(); }, ho);
+    if (auto err = http->start()) {
+      http.reset();
+      node_host.stop();
+      return fail(error_message(err));
+    }
+    spdlog::info("HTTP API on http://{}:{}/v1/", o.bind, http->port());
+  }
+
   if (o.demo) {
     factory::layout l;
     l.lines = o.demo_lines;
@@ -187,24 +203,6 @@ int main(int argc, char** argv) {
                  "watch factory:plant, e.g. max_temperature and health",
                  l.twins(), *created, ms, sim->size());
     sim->start();
-  }
-
-  std::atomic<bool> ready{false};
-  std::unique_ptr<api::http_server> http;
-  if (o.http_port > 0) {
-    api::http_options ho;
-    ho.bind = o.bind;
-    ho.port = static_cast<uint16_t>(o.http_port);
-    ho.max_body = o.http_max_body;
-    http = std::make_unique<api::http_server>(node_host, [&ready] { return ready.load(); }, ho);
-    if (auto err = http->start()) {
-      http.reset();
-      if (sim)
-        sim->stop();
-      node_host.stop();
-      return fail(error_message(err));
-    }
-    spdlog::info("HTTP API on http://{}:{}/v1/", o.bind, http->port());
   }
 
   std::atomic<bool> stop_stdin{false};
@@ -244,10 +242,9 @@ int main(int argc, char** argv) {
     last_updates = updates;
   }
 
-  // Stop in reverse order of start: inputs first, then the twins, then the store.
+  // Stop the inputs first, then the twins, then the store. HTTP requests that come while
+  // the twins stop are answered 503; answers under way are written before it closes.
   ready = false;
-  if (http)
-    http->stop();
   stop_stdin = true;
   if (stdin_thread.joinable())
     stdin_thread.join();
@@ -255,6 +252,8 @@ int main(int argc, char** argv) {
     sim->stop();
   exposer.reset();
   auto err = node_host.stop();
+  if (http)
+    http->stop();
   node_host.set_gateway(nullptr);
   sys.reset();
   store->reset();

@@ -95,16 +95,20 @@ caf::expected<value_map> map_field(const nlohmann::json& doc, const char* key) {
   return m;
 }
 
-caf::error state_fields(const nlohmann::json& doc, value_map& properties, value_map& desired) {
+caf::expected<state_maps> state_fields(const nlohmann::json& doc) {
   auto p = map_field(doc, "properties");
   if (!p)
     return p.error();
   auto d = map_field(doc, "desired");
   if (!d)
     return d.error();
-  properties = std::move(*p);
-  desired = std::move(*d);
-  return {};
+  return state_maps{std::move(*p), std::move(*d)};
+}
+
+nlohmann::json to_json(const caf::error& err) {
+  auto code = error_code(err);
+  return {{"code", code == runtime_errc::none ? "internal" : to_string(code)},
+          {"message", error_message(err)}};
 }
 
 nlohmann::json to_json(const twin_record& rec) {

@@ -42,7 +42,7 @@ protected:
       TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"),
       "--metrics-port", "0", "--bind", "127.0.0.1", "--http-port", std::to_string(port_),
       "--http-max-body", "4096"});
-    ASSERT_TRUE(wait_until_healthy(port_, 20s)) << node_->stderr_text();
+    ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
     client_ = std::make_unique<http_client>(port_);
   }
 
@@ -69,7 +69,7 @@ protected:
   static std::string error_code(const http_reply& r) {
     auto doc = json::parse(r.body, nullptr, false);
     if (doc.is_discarded() || !doc.contains("error") || !doc["error"].contains("code")
-        || !doc["error"].contains("message"))
+        || !doc["error"]["code"].is_string() || !doc["error"].contains("message"))
       return "(not the error shape: " + r.body + ")";
     return doc["error"]["code"].get<std::string>();
   }
@@ -159,6 +159,14 @@ TEST_F(http_test, conditional_requests_fail_on_a_stale_version_and_change_nothin
   auto malformed = client_->call("PATCH", "/v1/twins/t:g2", "{}", with("7"));
   EXPECT_EQ(malformed.status, 400u);
   EXPECT_EQ(put("t:g3", {{"type", "gauge"}}, create_only).status, 201u);
+
+  // No twin has version 0, and a missing twin matches no ETag; * matches any version.
+  EXPECT_EQ(put("t:g9", {{"type", "gauge"}}, with("\"0\"")).status, 412u);
+  EXPECT_EQ(client_->call("GET", "/v1/twins/t:g9").status, 404u);
+  EXPECT_EQ(client_->call("DELETE", "/v1/twins/t:g9", {}, {{"If-Match", "\"1\""}}).status,
+            412u);
+  EXPECT_EQ(client_->call("PATCH", "/v1/twins/t:g9", "{}", with("*")).status, 412u);
+  EXPECT_EQ(client_->call("PATCH", "/v1/twins/t:g2", "{}", with("*")).status, 200u);
 }
 
 TEST_F(http_test, bad_requests_get_their_status_in_the_error_shape_and_change_nothing) {
@@ -213,6 +221,19 @@ TEST_F(http_test, bad_requests_get_their_status_in_the_error_shape_and_change_no
   EXPECT_EQ(twin["version"], 1);
   EXPECT_EQ(twin["properties"]["level"], 10.0);
   EXPECT_EQ(client_->call("GET", "/v1/twins/t%3Ag4").status, 200u);  // an escaped ':'
+}
+
+TEST_F(http_test, bytes_that_are_not_utf8_get_an_error_and_the_server_goes_on) {
+  auto escaped = client_->call("GET", "/v1/twins/a:%FF%FE");
+  EXPECT_EQ(escaped.status, 400u);
+  EXPECT_EQ(error_code(escaped), "invalid_id");
+  auto raw = client_->call("GET", "/\xff\xfe");
+  EXPECT_EQ(raw.status, 404u);
+  EXPECT_EQ(error_code(raw), "not_found");
+  auto cut = "t:" + std::string(77, 'a') + "\xc3\xa9";  // its shown prefix splits the 'é'
+  auto parent = put("t:u1", {{"type", "gauge"}, {"parent", cut}});
+  EXPECT_EQ(parent.status, 400u) << parent.body;
+  EXPECT_EQ(client_->call("GET", "/healthz").status, 200u);
 }
 
 TEST_F(http_test, a_telemetry_batch_answers_per_item_once_the_accepted_items_are_durable) {

@@ -1,5 +1,8 @@
 #include "http_client.hpp"
 
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <algorithm>
 #include <cctype>
 #include <optional>
@@ -42,21 +45,27 @@ http_reply http_client::call(const std::string& method, const std::string& targe
   req.body() = body;
   req.keep_alive(true);
   req.prepare_payload();
+  // A request that changes nothing may be sent again when a kept-alive connection turns
+  // out to be closed; others are not (the first may have been applied).
+  bool idempotent = method == "GET" || method == "PUT" || method == "DELETE";
   for (int attempt = 0; attempt < 2; ++attempt) {
     beast::error_code ec;
     reused_ = d.stream.has_value();
     if (!d.stream) {
       d.stream.emplace(d.ioc);
-      d.stream->expires_after(std::chrono::seconds{10});
-      d.stream->connect(tcp::endpoint{asio::ip::make_address("127.0.0.1"),
-                                      static_cast<unsigned short>(d.port)},
-                        ec);
+      d.stream->socket().connect(tcp::endpoint{asio::ip::make_address("127.0.0.1"),
+                                               static_cast<unsigned short>(d.port)},
+                                 ec);
       if (ec) {
         d.stream.reset();
         return {};
       }
+      // Blocking calls ignore the stream's expiry: the socket bounds them instead.
+      timeval limit{10, 0};
+      auto fd = d.stream->socket().native_handle();
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit));
     }
-    d.stream->expires_after(std::chrono::seconds{10});
     http::write(*d.stream, req, ec);
     http::response_parser<http::string_body> parser;
     parser.body_limit(64u << 20);
@@ -66,7 +75,7 @@ http_reply http_client::call(const std::string& method, const std::string& targe
       // The server may have closed a kept-alive connection: retry once on a new one.
       d.stream.reset();
       d.buffer.clear();
-      if (reused_)
+      if (reused_ && idempotent)
         continue;
       return {};
     }
@@ -87,11 +96,11 @@ http_reply http_client::call(const std::string& method, const std::string& targe
   return {};
 }
 
-bool wait_until_healthy(int port, std::chrono::milliseconds timeout) {
+bool wait_for_200(int port, const std::string& path, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
     http_client c{port};
-    if (c.call("GET", "/healthz").status == 200)
+    if (c.call("GET", path).status == 200)
       return true;
     std::this_thread::sleep_for(std::chrono::milliseconds{50});
   }

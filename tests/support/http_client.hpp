@@ -22,7 +22,8 @@ public:
   ~http_client();
 
   /// Sends one request on the connection (opened on first use, reopened after the server
-  /// closed it) and waits at most 10 s for the answer.
+  /// closed it) and waits at most 10 s for the answer. GET, PUT and DELETE are sent once
+  /// more on a new connection if a kept-alive one turns out to be closed.
   http_reply call(const std::string& method, const std::string& target,
                   const std::string& body = {},
                   const std::map<std::string, std::string>& headers = {});
@@ -36,7 +37,7 @@ private:
   bool reused_ = false;
 };
 
-/// Calls GET /healthz until it answers 200, for at most `timeout`.
-bool wait_until_healthy(int port, std::chrono::milliseconds timeout);
+/// Calls GET `path` until it answers 200, for at most `timeout`.
+bool wait_for_200(int port, const std::string& path, std::chrono::milliseconds timeout);
 
 } // namespace twin::test

@@ -1,6 +1,7 @@
 #include "twin/api/http_server.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -8,8 +9,10 @@
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -31,32 +34,37 @@ namespace {
 constexpr auto idle_timeout = std::chrono::seconds{60};
 constexpr size_t max_header_bytes = 16 * 1024;
 
-/// Whether the server still runs: answers that the runtime gives after it stopped are
-/// dropped instead of being posted to its stopped (or destroyed) I/O context.
-struct gate {
+/// What the connections share with the server: whether it still takes answers (those
+/// that the runtime gives after it stopped are dropped instead of being posted to its
+/// stopped I/O context) and how many requests await their answer.
+struct shared_state {
   std::mutex mtx;
   bool open = true;
+  std::atomic<int> unanswered{0};
 };
 
 /// One HTTP/1.1 connection: reads a request, answers it, and reads the next while the
 /// client keeps the connection alive. Answers come from runtime threads and are posted
-/// to the connection's strand.
+/// to the connection's strand, where they are serialized and written.
 class session : public std::enable_shared_from_this<session> {
 public:
-  session(tcp::socket socket, runtime::router& rt, std::function<bool()> ready,
-          size_t max_body, std::shared_ptr<gate> g)
-    : stream_(std::move(socket)),
+  session(std::shared_ptr<asio::io_context> ioc, tcp::socket socket, runtime::router& rt,
+          std::function<bool()> ready, size_t max_body, std::shared_ptr<shared_state> state)
+    : ioc_(std::move(ioc)),
+      stream_(std::move(socket)),
       rt_(rt),
       ready_(std::move(ready)),
       max_body_(max_body),
-      gate_(std::move(g)) {}
+      state_(std::move(state)) {}
 
   void start() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
   }
 
-  /// Closes the socket; only once the I/O threads have stopped.
-  void close_now() { stream_.close(); }
+  /// Closes the connection on its strand: its reads and writes end.
+  void close() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->stream_.close(); });
+  }
 
 private:
   void read() {
@@ -76,8 +84,8 @@ private:
       return shut();
     if (ec == http::error::body_limit)
       return write(error_response(413, "payload_too_large",
-                                  "the body is larger than "
-                                    + std::to_string(max_body_) + " bytes"),
+                                  "the body is larger than " + std::to_string(max_body_)
+                                    + " bytes"),
                    false);
     if (ec)  // malformed HTTP, or the connection broke
       return write(error_response(400, "bad_request", "malformed HTTP request: " + ec.message()),
@@ -92,15 +100,23 @@ private:
     req.body = std::move(msg.body());
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
-    // The answer may come from any thread; it is written on this connection's strand.
-    handle(rt_, ready_, std::move(req), [self = shared_from_this()](response res) {
-      std::lock_guard<std::mutex> guard{self->gate_->mtx};
-      if (!self->gate_->open)
+    state_->unanswered.fetch_add(1);
+    auto answer = [self = shared_from_this()](response res) {
+      std::lock_guard<std::mutex> guard{self->state_->mtx};
+      if (!self->state_->open) {
+        self->state_->unanswered.fetch_sub(1);
         return;
+      }
       asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
+        self->state_->unanswered.fetch_sub(1);
         self->write(std::move(res), self->keep_alive_);
       });
-    });
+    };
+    try {
+      handle(rt_, ready_, std::move(req), answer);
+    } catch (const std::exception& e) {  // a defect: answered, and the server goes on
+      answer(error_response(500, "internal", e.what()));
+    }
   }
 
   void write(response res, bool keep_alive) {
@@ -109,11 +125,14 @@ private:
     msg->set(http::field::server, "twind");
     for (auto& [name, value] : res.headers)
       msg->set(name, value);
-    if (!res.body.empty())
+    if (!res.body.is_null()) {
       msg->set(http::field::content_type, "application/json");
-    msg->body() = std::move(res.body);
+      // Invalid UTF-8 that a request smuggled into a message is replaced, not thrown on.
+      msg->body() = res.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
     msg->keep_alive(keep_alive);
-    msg->prepare_payload();
+    if (res.status != 204)  // a 204 carries no Content-Length
+      msg->prepare_payload();
     stream_.expires_after(idle_timeout);
     http::async_write(stream_, *msg,
                       [self = shared_from_this(), msg, keep_alive](beast::error_code ec, size_t) {
@@ -128,13 +147,14 @@ private:
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  std::shared_ptr<asio::io_context> ioc_;  ///< outlives the stream, which uses it
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   runtime::router& rt_;
   std::function<bool()> ready_;
   size_t max_body_;
-  std::shared_ptr<gate> gate_;
+  std::shared_ptr<shared_state> state_;
   bool keep_alive_ = false;
   unsigned version_ = 11;
 };
@@ -143,13 +163,28 @@ private:
 
 struct http_server::impl {
   impl(runtime::router& rt, std::function<bool()> ready, http_options opts)
-    : rt(rt), ready(std::move(ready)), opts(std::move(opts)), acceptor(ioc) {}
+    : rt(rt),
+      ready(std::move(ready)),
+      opts(std::move(opts)),
+      ioc(std::make_shared<asio::io_context>()),
+      work(ioc->get_executor()),
+      acceptor(*ioc),
+      retry(*ioc) {}
 
   void accept() {
-    acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
-      if (ec)
-        return;  // closed by stop()
-      auto conn = std::make_shared<session>(std::move(s), rt, ready, opts.max_body, open);
+    acceptor.async_accept(asio::make_strand(*ioc), [this](beast::error_code ec, tcp::socket s) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open())
+        return;  // stopped
+      if (ec) {
+        // E.g. out of file descriptors: try again shortly instead of giving up for good.
+        retry.expires_after(std::chrono::milliseconds{100});
+        retry.async_wait([this](beast::error_code e) {
+          if (!e)
+            accept();
+        });
+        return;
+      }
+      auto conn = std::make_shared<session>(ioc, std::move(s), rt, ready, opts.max_body, state);
       {
         std::lock_guard<std::mutex> guard{sessions_mtx};
         sessions.push_back(conn);
@@ -167,10 +202,12 @@ struct http_server::impl {
   runtime::router& rt;
   std::function<bool()> ready;
   http_options opts;
-  asio::io_context ioc;
+  std::shared_ptr<asio::io_context> ioc;  ///< shared with the connections
+  asio::executor_work_guard<asio::io_context::executor_type> work;
   tcp::acceptor acceptor;
+  asio::steady_timer retry;
   std::vector<std::thread> threads;
-  std::shared_ptr<gate> open = std::make_shared<gate>();
+  std::shared_ptr<shared_state> state = std::make_shared<shared_state>();
   std::mutex sessions_mtx;
   std::vector<std::weak_ptr<session>> sessions;
   uint16_t bound_port = 0;
@@ -211,7 +248,7 @@ caf::error http_server::start() {
   d.bound_port = d.acceptor.local_endpoint().port();
   d.accept();
   for (int i = 0; i < std::max(1, d.opts.threads); ++i)
-    d.threads.emplace_back([&d] { d.ioc.run(); });
+    d.threads.emplace_back([&d] { d.ioc->run(); });
   return {};
 }
 
@@ -219,25 +256,39 @@ uint16_t http_server::port() const {
   return impl_->bound_port;
 }
 
-void http_server::stop() {
+void http_server::stop(std::chrono::milliseconds drain) {
   auto& d = *impl_;
   if (d.threads.empty())
     return;
+  asio::post(*d.ioc, [&d] {
+    beast::error_code ec;
+    d.acceptor.close(ec);
+    d.retry.cancel();
+  });
+  // Answers under way are written if they come within `drain`.
+  auto deadline = std::chrono::steady_clock::now() + drain;
+  while (d.state->unanswered.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
   {
-    std::lock_guard<std::mutex> guard{d.open->mtx};
-    d.open->open = false;
+    std::lock_guard<std::mutex> guard{d.state->mtx};
+    d.state->open = false;
   }
-  d.ioc.stop();
+  {
+    std::lock_guard<std::mutex> guard{d.sessions_mtx};
+    for (auto& w : d.sessions)
+      if (auto s = w.lock())
+        s->close();
+    d.sessions.clear();
+  }
+  d.work.reset();
+  d.ioc->stop();
   for (auto& t : d.threads)
     t.join();
   d.threads.clear();
-  beast::error_code ec;
-  d.acceptor.close(ec);
-  std::lock_guard<std::mutex> guard{d.sessions_mtx};
-  for (auto& w : d.sessions)
-    if (auto s = w.lock())
-      s->close_now();
-  d.sessions.clear();
+  // Run what the stop left queued (closed connections finishing), so that no handler
+  // keeps a connection, and through it the I/O context, alive.
+  d.ioc->restart();
+  d.ioc->poll();
 }
 
 } // namespace twin::api

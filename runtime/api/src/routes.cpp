@@ -1,7 +1,10 @@
 #include "routes.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <mutex>
 #include <optional>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -69,19 +72,19 @@ unsigned status_of(runtime_errc code) {
   }
 }
 
-/// The answer to a runtime error; a version conflict of a conditional request (If-Match)
-/// is a failed precondition.
+/// The answer to a runtime error. For a conditional request (If-Match), another version
+/// or no twin at all is a failed precondition.
 response error_of(const caf::error& err, bool conditional = false) {
   auto code = error_code(err);
   auto status = status_of(code);
-  if (code == runtime_errc::version_conflict && conditional)
+  if (conditional
+      && (code == runtime_errc::version_conflict || code == runtime_errc::not_found))
     status = 412;
-  return error_response(status, code == runtime_errc::none ? "internal" : to_string(code),
-                        error_message(err));
+  return response{status, {}, {{"error", to_json(err)}}};
 }
 
-response json_response(unsigned status, const json& body) {
-  return response{status, {}, body.dump()};
+response json_response(unsigned status, json body) {
+  return response{status, {}, std::move(body)};
 }
 
 std::string etag(uint64_t version) {
@@ -130,33 +133,51 @@ bool has_media_type(const request& req, std::initializer_list<std::string_view> 
   for (auto a : accepted)
     if (type.size() == a.size()
         && std::equal(type.begin(), type.end(), a.begin(),
-                      [](char x, char y) { return std::tolower(x) == std::tolower(y); }))
+                      [](unsigned char x, unsigned char y) {
+                        return std::tolower(x) == std::tolower(y);
+                      }))
       return true;
   return false;
+}
+
+/// The body as JSON, nesting at most `depth` levels.
+caf::expected<json> parse_body(const request& req, int depth) {
+  if (nests_deeper_than(req.body, depth))
+    return bad("the body nests deeper than " + std::to_string(depth) + " levels");
+  auto doc = json::parse(req.body, nullptr, false);
+  if (doc.is_discarded())
+    return bad("the body is not valid JSON");
+  return doc;
 }
 
 /// The body as a JSON object whose keys are all in `fields`.
 caf::expected<json> object_body(const request& req,
                                 std::initializer_list<std::string_view> fields) {
-  if (nests_deeper_than(req.body, max_json_depth))
-    return bad("the body nests deeper than " + std::to_string(max_json_depth) + " levels");
-  auto doc = json::parse(req.body, nullptr, false);
-  if (doc.is_discarded())
-    return bad("the body is not valid JSON");
-  if (!doc.is_object())
+  auto doc = parse_body(req, max_json_depth);
+  if (!doc)
+    return doc;
+  if (!doc->is_object())
     return bad("the body must be a JSON object");
-  for (const auto& [key, v] : doc.items())
+  for (const auto& [key, v] : doc->items())
     if (std::find(fields.begin(), fields.end(), key) == fields.end())
       return bad("unknown field \"" + key + "\"");
   return doc;
 }
 
-/// The version that If-Match names: one strong ETag of this API, `"<version>"`.
-caf::expected<std::optional<uint64_t>> if_match_version(const request& req) {
-  if (req.if_match.empty())
-    return std::optional<uint64_t>{};
+/// What If-Match asks for: nothing (absent), any version (`*`: the twin must exist) or
+/// one version (one strong ETag of this API, `"<version>"`).
+struct precondition {
+  bool given = false;
+  std::optional<uint64_t> version;
+};
+
+caf::expected<precondition> if_match(const request& req) {
   const auto& v = req.if_match;
-  auto fail = bad("If-Match must be one ETag of this API, such as \"7\" (with the quotes)");
+  if (v.empty())
+    return precondition{};
+  if (v == "*")
+    return precondition{true, std::nullopt};
+  auto fail = bad("If-Match must be * or one ETag of this API, such as \"7\" (with the quotes)");
   if (v.size() < 3 || v.front() != '"' || v.back() != '"')
     return fail;
   uint64_t n = 0;
@@ -165,7 +186,16 @@ caf::expected<std::optional<uint64_t>> if_match_version(const request& req) {
       return fail;
     n = n * 10 + static_cast<uint64_t>(v[i] - '0');
   }
-  return std::optional<uint64_t>{n};
+  return precondition{true, n};
+}
+
+/// A version that no twin has: twins start at version 1.
+bool never_matches(const precondition& p) {
+  return p.version && *p.version == 0;
+}
+
+response precondition_failed() {
+  return error_response(412, "version_conflict", "no twin has version 0");
 }
 
 void get_twin(router& rt, const twin_id& id, respond_fn respond) {
@@ -195,8 +225,11 @@ void put_twin(router& rt, const twin_id& id, const request& req, respond_fn resp
       return respond(error_of(parent.error()));
     put.parent = std::move(*parent);
   }
-  if (auto err = state_fields(*doc, put.properties, put.desired))
-    return respond(error_of(err));
+  auto state = state_fields(*doc);
+  if (!state)
+    return respond(error_of(state.error()));
+  put.properties = std::move(state->properties);
+  put.desired = std::move(state->desired);
   if (auto rels = doc->find("relationships"); rels != doc->end() && !rels->is_null()) {
     if (!rels->is_array())
       return respond(error_of(bad("\"relationships\" must be an array")));
@@ -212,10 +245,14 @@ void put_twin(router& rt, const twin_id& id, const request& req, respond_fn resp
       put.relationships.push_back(relationship{name->get<std::string>(), std::move(*t)});
     }
   }
-  auto version = if_match_version(req);
-  if (!version)
-    return respond(error_of(version.error()));
-  bool conditional = version->has_value();
+  auto pre = if_match(req);
+  if (!pre)
+    return respond(error_of(pre.error()));
+  if (pre->given && !pre->version)
+    return respond(error_of(bad("PUT takes If-Match with the twin's ETag, not *")));
+  if (never_matches(*pre))
+    return respond(precondition_failed());
+  bool conditional = pre->given;
   if (req.if_none_match == "*") {
     if (conditional)
       return respond(error_of(bad("If-Match and If-None-Match exclude each other")));
@@ -224,7 +261,7 @@ void put_twin(router& rt, const twin_id& id, const request& req, respond_fn resp
   } else if (!req.if_none_match.empty()) {
     return respond(error_of(bad("If-None-Match takes only *")));
   } else {
-    put.if_version = *version;
+    put.if_version = pre->version;
   }
   put.done = [respond = std::move(respond), conditional,
               path = "/v1/twins/" + id.str()](caf::expected<put_result> r) {
@@ -245,14 +282,18 @@ void patch_twin(router& rt, const twin_id& id, const request& req, respond_fn re
   if (!doc)
     return respond(error_of(doc.error()));
   patch_request patch;
-  if (auto err = state_fields(*doc, patch.properties, patch.desired))
-    return respond(error_of(err));
-  auto version = if_match_version(req);
-  if (!version)
-    return respond(error_of(version.error()));
-  patch.if_version = *version;
-  patch.done = [respond = std::move(respond),
-                conditional = version->has_value()](caf::expected<uint64_t> v) {
+  auto state = state_fields(*doc);
+  if (!state)
+    return respond(error_of(state.error()));
+  patch.properties = std::move(state->properties);
+  patch.desired = std::move(state->desired);
+  auto pre = if_match(req);
+  if (!pre)
+    return respond(error_of(pre.error()));
+  if (never_matches(*pre))
+    return respond(precondition_failed());
+  patch.if_version = pre->version;
+  patch.done = [respond = std::move(respond), conditional = pre->given](caf::expected<uint64_t> v) {
     if (!v)
       return respond(error_of(v.error(), conditional));
     auto res = json_response(200, {{"version", *v}});
@@ -263,13 +304,15 @@ void patch_twin(router& rt, const twin_id& id, const request& req, respond_fn re
 }
 
 void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn respond) {
-  auto version = if_match_version(req);
-  if (!version)
-    return respond(error_of(version.error()));
+  auto pre = if_match(req);
+  if (!pre)
+    return respond(error_of(pre.error()));
+  if (never_matches(*pre))
+    return respond(precondition_failed());
   remove_request remove;
-  remove.if_version = *version;
+  remove.if_version = pre->version;
   remove.done = [respond = std::move(respond),
-                 conditional = version->has_value()](caf::expected<uint64_t> v) {
+                 conditional = pre->given](caf::expected<uint64_t> v) {
     if (!v)
       return respond(error_of(v.error(), conditional));
     respond(response{204, {}, {}});
@@ -281,12 +324,10 @@ void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn r
 /// routed on its own; the answer (202) comes once every accepted item is durable, with a
 /// result per item in the order of the request, so one bad item does not sink the batch.
 void post_telemetry(router& rt, const request& req, respond_fn respond) {
-  if (nests_deeper_than(req.body, max_json_depth))
-    return respond(error_of(bad("the body nests deeper than "
-                                + std::to_string(max_json_depth) + " levels")));
-  auto doc = json::parse(req.body, nullptr, false);
-  if (doc.is_discarded())
-    return respond(error_of(bad("the body is not valid JSON")));
+  auto parsed = parse_body(req, max_json_depth + 1);  // items sit in an array
+  if (!parsed)
+    return respond(error_of(parsed.error()));
+  const auto& doc = *parsed;
   if (!doc.is_array())
     return respond(error_of(bad("the body must be an array of telemetry items")));
   struct batch {
@@ -323,12 +364,7 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
   b->pending = doc.size() + 1;  // + 1 until every item is routed
   b->respond = std::move(respond);
   auto fail = [](const json& twin, const caf::error& err) {
-    auto code = error_code(err);
-    return json{{"twin", twin},
-                {"ok", false},
-                {"error",
-                 {{"code", code == runtime_errc::none ? "internal" : to_string(code)},
-                  {"message", error_message(err)}}}};
+    return json{{"twin", twin}, {"ok", false}, {"error", to_json(err)}};
   };
   for (size_t i = 0; i < doc.size(); ++i) {
     const auto& item = doc[i];
@@ -362,17 +398,12 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
       }
       ingest.ts_ms = ts->get<int64_t>();
     }
-    auto values = item.find("values");
-    if (values == item.end() || !values->is_object() || values->empty()) {
-      reject(bad("\"values\" must be an object of property values"));
+    auto values = map_field(item, "values");
+    if (!values || values->empty()) {
+      reject(values ? bad("\"values\" must be an object of property values") : values.error());
       continue;
     }
-    auto m = map_field(item, "values");
-    if (!m) {
-      reject(m.error());
-      continue;
-    }
-    ingest.values = std::move(*m);
+    ingest.values = std::move(*values);
     ingest.source = "http";
     ingest.done = [b, i, twin, fail](caf::expected<uint64_t> v) {
       if (v)

@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "twin/runtime/router.hpp"
 
 namespace twin::api {
@@ -22,7 +24,7 @@ struct request {
 struct response {
   unsigned status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;  ///< JSON, or empty
+  nlohmann::json body;  ///< null: no body. Serialized by the server on its own thread.
 };
 
 using respond_fn = std::function<void(response)>;

@@ -20,8 +20,15 @@ caf::expected<value_map> map_from_json(const nlohmann::json& j, int max_depth = 
 /// The map under `key` of the object `doc` (absent or null: empty); `invalid_argument`
 /// naming the key if it is not an object of values.
 caf::expected<value_map> map_field(const nlohmann::json& doc, const char* key);
-/// Reads "properties" and "desired" of a put or patch request `doc` into the maps.
-caf::error state_fields(const nlohmann::json& doc, value_map& properties, value_map& desired);
+/// "properties" and "desired" of a put or patch request.
+struct state_maps {
+  value_map properties;
+  value_map desired;
+};
+caf::expected<state_maps> state_fields(const nlohmann::json& doc);
+
+/// An error as the API shows it: {"code": its runtime_errc name or "internal", "message"}.
+nlohmann::json to_json(const caf::error& err);
 
 /// The twin as the API shows it: id, type, kind, parent, children, properties,
 /// desired, delta, metadata, alerts, version, created, updated.
