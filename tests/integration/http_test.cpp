@@ -1,7 +1,11 @@
 // The HTTP API of a real twind process on 127.0.0.1: the twin routes, conditional
 // requests, and the error statuses of bad requests, each of which changes nothing.
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -221,6 +225,44 @@ TEST_F(http_test, bad_requests_get_their_status_in_the_error_shape_and_change_no
   EXPECT_EQ(twin["version"], 1);
   EXPECT_EQ(twin["properties"]["level"], 10.0);
   EXPECT_EQ(client_->call("GET", "/v1/twins/t%3Ag4").status, 200u);  // an escaped ':'
+}
+
+/// Reads from `fd` until `text` has arrived (or 10 s passed); returns what was read.
+std::string read_until(int fd, const std::string& text) {
+  std::string got;
+  char buf[4096];
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (got.find(text) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    auto n = recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0)
+      break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+TEST_F(http_test, a_client_that_expects_100_continue_is_told_to_send_its_body) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  timeval limit{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  std::string body = R"({"type":"gauge"})";
+  std::string head = "PUT /v1/twins/t:e1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+                     "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  ASSERT_EQ(send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+  auto interim = read_until(fd, "\r\n\r\n");
+  EXPECT_EQ(interim.rfind("HTTP/1.1 100 Continue", 0), 0u) << interim;
+  ASSERT_EQ(send(fd, body.data(), body.size(), 0), static_cast<ssize_t>(body.size()));
+  auto final_answer = read_until(fd, "}");
+  EXPECT_EQ(final_answer.rfind("HTTP/1.1 201", 0), 0u) << final_answer;
+  close(fd);
+  EXPECT_EQ(get_json("t:e1")["version"], 1);
 }
 
 TEST_F(http_test, bytes_that_are_not_utf8_get_an_error_and_the_server_goes_on) {

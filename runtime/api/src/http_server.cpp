@@ -72,6 +72,30 @@ private:
     parser_->body_limit(max_body_);
     parser_->header_limit(max_header_bytes);
     stream_.expires_after(idle_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              self->on_header(ec);
+                            });
+  }
+
+  /// A client that asks whether to send its body (`Expect: 100-continue`, as curl does
+  /// for bodies over 1 KiB) is told to go on; a body over the limit was refused already.
+  void on_header(beast::error_code ec) {
+    if (ec)
+      return on_read(ec);
+    if (!beast::iequals(parser_->get()[http::field::expect], "100-continue"))
+      return read_body();
+    auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
+                                                                    parser_->get().version());
+    http::async_write(stream_, *go_on,
+                      [self = shared_from_this(), go_on](beast::error_code e, size_t) {
+                        if (e)
+                          return self->shut();
+                        self->read_body();
+                      });
+  }
+
+  void read_body() {
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        self->on_read(ec);
