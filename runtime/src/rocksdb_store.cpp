@@ -49,9 +49,9 @@ public:
 
   caf::error write_all(const store_batch* batches, size_t n) override {
     // The records go in in key order (stable: a later operation on the same twin stays
-    // later). The memtable then finds each insert position from the previous one (see
-    // the insert hint in open_rocksdb_store), where random order costs a search from the
-    // top of its skip list every time.
+    // later, and only the last one is written). The memtable then finds each insert
+    // position from the previous one (see the insert hint in open_rocksdb_store), where
+    // random order costs a search from the top of its skip list every time.
     struct twin_op {
       const std::string* key;
       const std::string* record;  ///< nullptr: delete
@@ -77,7 +77,10 @@ public:
     // Reserved up front: a group commit carries thousands of records, and growing the
     // batch would copy them again and again.
     rocksdb::WriteBatch wb{bytes};
-    for (const auto& op : ops) {
+    for (size_t i = 0; i < ops.size(); ++i) {
+      const auto& op = ops[i];
+      if (i + 1 < ops.size() && *ops[i + 1].key == *op.key)
+        continue;  // a later operation on the same twin carries its whole state
       if (op.record != nullptr)
         wb.Put(twins(), *op.key, *op.record);
       else

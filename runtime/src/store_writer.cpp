@@ -88,6 +88,7 @@ void store_writer::run() {
   std::vector<item> work;
   std::vector<store_batch> batches;
   std::vector<bool> refused;
+  std::vector<bool> wrote;  // the item had a change in the store batch
   for (;;) {
     host_counts next;
     {
@@ -104,6 +105,7 @@ void store_writer::run() {
     // owner whose earlier write failed are refused until its reset.
     batches.clear();
     refused.assign(work.size(), false);
+    wrote.assign(work.size(), false);
     bool counts_changed = false;
     size_t records = 0;
     for (size_t i = 0; i < work.size(); ++i) {
@@ -117,8 +119,10 @@ void store_writer::run() {
         continue;
       }
       records += w.batch.puts.size() + w.batch.deletes.size();
-      if (!w.batch.empty())  // barriers carry nothing to write
+      if (!w.batch.empty()) {  // barriers carry nothing to write
         batches.push_back(std::move(w.batch));
+        wrote[i] = true;
+      }
       if (w.delta.twins != 0 || w.delta.alerts_warning != 0 || w.delta.alerts_critical != 0) {
         next.twins += w.delta.twins;
         next.alerts_warning += w.delta.alerts_warning;
@@ -140,9 +144,9 @@ void store_writer::run() {
         counts_ = next;
       }
     }
-    if (err)
+    if (err)  // owners whose changes were lost; a barrier alone loses nothing
       for (size_t i = 0; i < work.size(); ++i)
-        if (!work[i].reset)
+        if (wrote[i])
           failed_.insert(work[i].owner);
     for (size_t i = 0; i < work.size(); ++i) {
       if (refused[i])

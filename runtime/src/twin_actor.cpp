@@ -70,7 +70,8 @@ struct twin_state {
   /// Something is pending that passivation must wait for.
   bool busy() const {
     return reloading
-           || (cold_ && (cold_->waiting_put || !cold_->deferred.empty() || !cold_->checking.empty()));
+           || (cold_
+               && (cold_->waiting_put || !cold_->deferred.empty() || !cold_->checking.empty()));
   }
   void trim() {
     if (cold_ && cold_->empty())
@@ -318,6 +319,17 @@ void notify_write_failed(host_impl* host, const twin_id& id) {
 void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
   auto& st = self->state;
   auto& rec = st.rec;
+  if (st.reloading) {
+    // Memory still holds a change whose write failed (a signal, not a request, got here):
+    // nothing built on it may be stored. The reload brings back the store's state.
+    auto err = make_error(runtime_errc::store_failure,
+                          "twin " + rec.id.str() + " is reloading after a failed write");
+    if (w)
+      w(err);
+    if (answer)
+      answer_version(answer, err, 0);
+    return;
+  }
   rec.version += 1;
   rec.updated_ms = now_ms();
   store_batch batch;

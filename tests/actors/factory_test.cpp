@@ -75,8 +75,6 @@ protected:
     sys_.reset();
   }
 
-  /// Starts a node with the factory types and a fast simulator (2 simulated seconds per
-  /// 20 ms report, so motors heat up quickly) and builds a plant of `l`'s size.
   static factory::layout layout_of(int lines, int robots_per_line, int motors_per_robot) {
     factory::layout l;
     l.lines = lines;
@@ -85,6 +83,8 @@ protected:
     return l;
   }
 
+  /// Starts a node with the factory types and a fast simulator (2 simulated seconds per
+  /// 20 ms report, so motors heat up quickly) and builds a plant of `l`'s size.
   void start_plant(const factory::layout& l) {
     ASSERT_FALSE(factory::register_types(types_));
     host_ = std::make_unique<host>(*sys_, *store_, types_);

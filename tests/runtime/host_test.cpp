@@ -691,6 +691,45 @@ TEST_F(host_test, changes_queued_behind_a_failed_write_fail_too) {
   EXPECT_EQ(rec->reported.at("count"), stored->reported.at("count"));
 }
 
+TEST_F(host_test, a_failed_write_spares_twins_that_only_waited_in_it) {
+  auto* fs = start_failing();
+  auto ts = now_ms() + 60'000;  // newer than what the puts report
+  ASSERT_TRUE(put(h(), "f:m1", "motor", "", {{"temperature", value{20.0}}}));
+  ASSERT_TRUE(put(h(), "f:m2", "motor"));
+  ASSERT_TRUE(put(h(), "f:m3", "motor"));
+  ASSERT_TRUE(ingest(h(), "f:m2", {{"temperature", value{21.0}}}, ts));
+  // A held write of f:m3 lets the next group gather f:m1's change and f:m2's repeated
+  // sample (which changes nothing and only waits for the writer); that group fails.
+  fs->hold_next_write();
+  std::atomic<int> answered{0};
+  std::atomic<int> failed{0};
+  auto send = [&](const char* twin, double temperature) {
+    ingest_request req;
+    req.values = {{"temperature", value{temperature}}};
+    req.ts_ms = ts;
+    req.done = [&](caf::expected<uint64_t> r) {
+      failed += r ? 0 : 1;
+      ++answered;
+    };
+    h().route(id(twin), std::move(req));
+  };
+  send("f:m3", 1.0);
+  ASSERT_TRUE(fs->wait_held(std::chrono::seconds{10}));
+  send("f:m1", 30.0);
+  send("f:m2", 21.0);
+  // A twin answers a get at once, after what it was sent before: both have handed their
+  // part to the writer once these come back.
+  ASSERT_TRUE(get(h(), "f:m1"));
+  ASSERT_TRUE(get(h(), "f:m2"));
+  fs->fail_next_write();
+  fs->release();
+  ASSERT_TRUE(eventually([&] { return answered == 3; }));
+  EXPECT_EQ(failed.load(), 2);
+  // f:m2 lost nothing in the failed write: its next change is taken.
+  auto v = ingest(h(), "f:m2", {{"temperature", value{22.0}}});
+  EXPECT_TRUE(v) << error_message(v.error());
+}
+
 TEST_F(host_test, stop_refuses_new_requests_clearly) {
   start();
   ASSERT_TRUE(put(h(), "f:m1", "motor"));

@@ -88,7 +88,14 @@ public:
     hold_ = hold;
     held_ = false;
   }
-  /// Waits until a held failing write is inside the store.
+  /// The next write waits inside the store until `release`; it fails only if it was told
+  /// to before it came in.
+  void hold_next_write() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    hold_ = true;
+    held_ = false;
+  }
+  /// Waits until a held write is inside the store.
   bool wait_held(std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> guard{mtx_};
     return cv_.wait_for(guard, timeout, [&] { return held_; });
@@ -102,13 +109,14 @@ public:
   caf::error write_all(const store_batch* batches, size_t n) override {
     {
       std::unique_lock<std::mutex> guard{mtx_};
-      if (fail_) {
-        fail_ = false;
+      bool fail = std::exchange(fail_, false);
+      if (hold_ && !held_) {
         held_ = true;
         cv_.notify_all();
         cv_.wait_for(guard, std::chrono::seconds{10}, [&] { return !hold_; });
-        return make_error(runtime_errc::store_failure, "injected write failure");
       }
+      if (fail)
+        return make_error(runtime_errc::store_failure, "injected write failure");
     }
     return inner_->write_all(batches, n);
   }

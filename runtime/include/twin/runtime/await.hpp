@@ -15,8 +15,9 @@ namespace twin::runtime {
 /// `timeout` for the answer; returns `runtime_errc::timeout` if none came. For threads
 /// outside the runtime (main, tools, tests): on a runtime thread it could wait for itself.
 template <class T>
-caf::expected<T> await_answer(const std::function<void(std::function<void(caf::expected<T>)>)>& start,
-                              std::chrono::milliseconds timeout = std::chrono::seconds{10}) {
+caf::expected<T>
+await_answer(const std::function<void(std::function<void(caf::expected<T>)>)>& start,
+             std::chrono::milliseconds timeout = std::chrono::seconds{10}) {
   auto p = std::make_shared<std::promise<caf::expected<T>>>();
   auto f = p->get_future();
   start([p](caf::expected<T> x) { p->set_value(std::move(x)); });
