@@ -84,13 +84,12 @@ protected:
   std::unique_ptr<http_client> client_;
 };
 
-TEST_F(http_test, health_and_readiness) {
+TEST_F(http_test, health_answers_get_only) {
   auto h = client_->call("GET", "/healthz");
   EXPECT_EQ(h.status, 200u);
   EXPECT_EQ(json::parse(h.body)["status"], "ok");
-  auto r = client_->call("GET", "/readyz");
-  EXPECT_EQ(r.status, 200u) << r.body;
   EXPECT_EQ(client_->call("POST", "/healthz").status, 405u);
+  EXPECT_EQ(client_->call("POST", "/readyz").status, 405u);
 }
 
 TEST_F(http_test, puts_gets_patches_and_deletes_a_twin_over_one_connection) {
@@ -241,20 +240,36 @@ std::string read_until(int fd, const std::string& text) {
   return got;
 }
 
-TEST_F(http_test, a_client_that_expects_100_continue_is_told_to_send_its_body) {
+/// A socket connected to 127.0.0.1:`port` whose reads give up after 10 s; -1 if none.
+int connect_loopback(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
+  if (fd < 0)
+    return -1;
   timeval limit{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port_));
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/// The head of a PUT of twin `id` that announces `length` body bytes and waits for 100.
+std::string expecting_put(const std::string& id, size_t length) {
+  return "PUT /v1/twins/" + id + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+         "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+         "Content-Length: " + std::to_string(length) + "\r\n\r\n";
+}
+
+TEST_F(http_test, a_client_that_expects_100_continue_is_told_to_send_its_body) {
+  int fd = connect_loopback(port_);
+  ASSERT_GE(fd, 0);
   std::string body = R"({"type":"gauge"})";
-  std::string head = "PUT /v1/twins/t:e1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Content-Type: application/json\r\nExpect: 100-continue\r\n"
-                     "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  auto head = expecting_put("t:e1", body.size());
   ASSERT_EQ(send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
   auto interim = read_until(fd, "\r\n\r\n");
   EXPECT_EQ(interim.rfind("HTTP/1.1 100 Continue", 0), 0u) << interim;
@@ -263,6 +278,16 @@ TEST_F(http_test, a_client_that_expects_100_continue_is_told_to_send_its_body) {
   EXPECT_EQ(final_answer.rfind("HTTP/1.1 201", 0), 0u) << final_answer;
   close(fd);
   EXPECT_EQ(get_json("t:e1")["version"], 1);
+
+  // A body over the limit (4096 here) is refused before the client sends it.
+  fd = connect_loopback(port_);
+  ASSERT_GE(fd, 0);
+  head = expecting_put("t:e2", 5000);
+  ASSERT_EQ(send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+  auto refused = read_until(fd, "}");
+  EXPECT_EQ(refused.rfind("HTTP/1.1 413", 0), 0u) << refused;
+  close(fd);
+  EXPECT_EQ(client_->call("GET", "/v1/twins/t:e2").status, 404u);
 }
 
 TEST_F(http_test, bytes_that_are_not_utf8_get_an_error_and_the_server_goes_on) {

@@ -145,14 +145,15 @@ TEST_F(twind_test, hostile_requests_get_clear_errors_and_change_nothing) {
   auto a = json::parse(*node->read_line(10s));
   EXPECT_EQ(a["error"]["code"], "invalid_argument");
   EXPECT_NE(a["error"]["message"].get<std::string>().find("1 MiB"), std::string::npos);
-  // Nested far deeper than any property value may be.
-  std::string deep = std::string(100000, '[') + std::string(100000, ']');
   auto b = call(*node, json::parse(R"({"op":"telemetry","id":"t:a","values":{"reading":3.0}})"));
   ASSERT_TRUE(b["ok"].get<bool>());
+  // Nested far deeper than any property value may be.
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
   ASSERT_TRUE(node->write(R"({"op":"put","id":"t:b","type":"sensor","properties":{"reading":)"
                           + deep + "}}\n"));
   auto c = json::parse(*node->read_line(10s));
   EXPECT_FALSE(c["ok"].get<bool>());
+  EXPECT_EQ(c["error"]["code"], "invalid_argument");
   // Wrong types, unknown ids, unknown ops.
   EXPECT_EQ(call(*node, {{"op", "get"}, {"id", "no colon"}})["error"]["code"], "invalid_id");
   EXPECT_EQ(call(*node, {{"op", "fly"}, {"id", "t:a"}})["error"]["code"], "invalid_argument");

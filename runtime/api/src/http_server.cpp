@@ -132,8 +132,7 @@ private:
         return;
       }
       asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
-        self->state_->unanswered.fetch_sub(1);
-        self->write(std::move(res), self->keep_alive_);
+        self->write(std::move(res), self->keep_alive_, true);
       });
     };
     try {
@@ -143,7 +142,9 @@ private:
     }
   }
 
-  void write(response res, bool keep_alive) {
+  /// Writes `res`; `counted`: it answers a request counted in `unanswered`, which is
+  /// released once the answer is out.
+  void write(response res, bool keep_alive, bool counted = false) {
     auto msg = std::make_shared<http::response<http::string_body>>(
       static_cast<http::status>(res.status), version_);
     msg->set(http::field::server, "twind");
@@ -159,7 +160,10 @@ private:
       msg->prepare_payload();
     stream_.expires_after(idle_timeout);
     http::async_write(stream_, *msg,
-                      [self = shared_from_this(), msg, keep_alive](beast::error_code ec, size_t) {
+                      [self = shared_from_this(), msg, keep_alive,
+                       counted](beast::error_code ec, size_t) {
+                        if (counted)
+                          self->state_->unanswered.fetch_sub(1);
                         if (ec || !keep_alive)
                           return self->shut();
                         self->read();

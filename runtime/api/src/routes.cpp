@@ -55,8 +55,8 @@ unsigned status_of(runtime_errc code) {
       return 400;
     case runtime_errc::not_found:
       return 404;
-    case runtime_errc::version_conflict:
-      return 409;
+    case runtime_errc::version_conflict:  // only conditional requests meet one
+      return 412;
     case runtime_errc::unknown_type:
     case runtime_errc::unknown_property:
     case runtime_errc::type_mismatch:
@@ -72,13 +72,12 @@ unsigned status_of(runtime_errc code) {
   }
 }
 
-/// The answer to a runtime error. For a conditional request (If-Match), another version
-/// or no twin at all is a failed precondition.
+/// The answer to a runtime error. For a conditional request (If-Match), no twin at all
+/// is a failed precondition too.
 response error_of(const caf::error& err, bool conditional = false) {
   auto code = error_code(err);
   auto status = status_of(code);
-  if (conditional
-      && (code == runtime_errc::version_conflict || code == runtime_errc::not_found))
+  if (conditional && code == runtime_errc::not_found)
     status = 412;
   return response{status, {}, {{"error", to_json(err)}}};
 }
@@ -140,6 +139,14 @@ bool has_media_type(const request& req, std::initializer_list<std::string_view> 
   return false;
 }
 
+/// An error naming the first key of the object `obj` that is not one of `fields`.
+caf::error check_fields(const json& obj, std::initializer_list<std::string_view> fields) {
+  for (const auto& [key, v] : obj.items())
+    if (std::find(fields.begin(), fields.end(), key) == fields.end())
+      return bad("unknown field \"" + key + "\"");
+  return {};
+}
+
 /// The body as JSON, nesting at most `depth` levels.
 caf::expected<json> parse_body(const request& req, int depth) {
   if (nests_deeper_than(req.body, depth))
@@ -158,9 +165,8 @@ caf::expected<json> object_body(const request& req,
     return doc;
   if (!doc->is_object())
     return bad("the body must be a JSON object");
-  for (const auto& [key, v] : doc->items())
-    if (std::find(fields.begin(), fields.end(), key) == fields.end())
-      return bad("unknown field \"" + key + "\"");
+  if (auto err = check_fields(*doc, fields))
+    return err;
   return doc;
 }
 
@@ -189,14 +195,6 @@ caf::expected<precondition> if_match(const request& req) {
   return precondition{true, n};
 }
 
-/// A version that no twin has: twins start at version 1.
-bool never_matches(const precondition& p) {
-  return p.version && *p.version == 0;
-}
-
-response precondition_failed() {
-  return error_response(412, "version_conflict", "no twin has version 0");
-}
 
 void get_twin(router& rt, const twin_id& id, respond_fn respond) {
   rt.route(id, get_request{[respond = std::move(respond)](caf::expected<twin_record> r) {
@@ -250,8 +248,9 @@ void put_twin(router& rt, const twin_id& id, const request& req, respond_fn resp
     return respond(error_of(pre.error()));
   if (pre->given && !pre->version)
     return respond(error_of(bad("PUT takes If-Match with the twin's ETag, not *")));
-  if (never_matches(*pre))
-    return respond(precondition_failed());
+  // To a put, version 0 means "must not exist"; as an ETag it matches no twin.
+  if (pre->version == uint64_t{0})
+    return respond(error_response(412, "version_conflict", "no twin has version 0"));
   bool conditional = pre->given;
   if (req.if_none_match == "*") {
     if (conditional)
@@ -290,8 +289,6 @@ void patch_twin(router& rt, const twin_id& id, const request& req, respond_fn re
   auto pre = if_match(req);
   if (!pre)
     return respond(error_of(pre.error()));
-  if (never_matches(*pre))
-    return respond(precondition_failed());
   patch.if_version = pre->version;
   patch.done = [respond = std::move(respond), conditional = pre->given](caf::expected<uint64_t> v) {
     if (!v)
@@ -307,8 +304,6 @@ void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn r
   auto pre = if_match(req);
   if (!pre)
     return respond(error_of(pre.error()));
-  if (never_matches(*pre))
-    return respond(precondition_failed());
   remove_request remove;
   remove.if_version = pre->version;
   remove.done = [respond = std::move(respond),
@@ -334,26 +329,21 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
     std::mutex mtx;
     std::vector<json> results;
     size_t pending = 0;
+    size_t accepted = 0;
     respond_fn respond;
 
-    /// Records item `i`'s result; the last one answers.
+    /// Records item `i`'s result (an `i` past the items: the routing's own count); the
+    /// last one answers.
     void done(size_t i, json result) {
       {
         std::lock_guard<std::mutex> guard{mtx};
-        results[i] = std::move(result);
-      }
-      release();
-    }
-
-    void release() {
-      {
-        std::lock_guard<std::mutex> guard{mtx};
+        if (i < results.size()) {
+          accepted += result["ok"].get<bool>() ? 1 : 0;
+          results[i] = std::move(result);
+        }
         if (--pending > 0)
           return;
       }
-      size_t accepted = 0;
-      for (const auto& r : results)
-        accepted += r["ok"].get<bool>() ? 1 : 0;
       respond(json_response(202, {{"accepted", accepted},
                                   {"rejected", results.size() - accepted},
                                   {"results", std::move(results)}}));
@@ -374,11 +364,8 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
       reject(bad("an item is {\"twin\": id, \"ts\": ms?, \"values\": {...}}"));
       continue;
     }
-    bool unknown_field = false;
-    for (const auto& [key, v] : item.items())
-      unknown_field = unknown_field || (key != "twin" && key != "ts" && key != "values");
-    if (unknown_field) {
-      reject(bad("an item has only \"twin\", \"ts\" and \"values\""));
+    if (auto err = check_fields(item, {"twin", "ts", "values"})) {
+      reject(err);
       continue;
     }
     if (!twin.is_string()) {
@@ -413,7 +400,7 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
     };
     rt.route(*id, std::move(ingest));
   }
-  b->release();  // every item is routed: the routing's own count
+  b->done(doc.size(), {});  // every item is routed: the routing's own count
 }
 
 response method_not_allowed(const std::string& allow) {

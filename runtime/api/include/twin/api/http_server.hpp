@@ -14,10 +14,10 @@
 namespace twin::api {
 
 struct http_options {
-  std::string bind = "0.0.0.0";  ///< address to listen on
-  uint16_t port = 8080;          ///< 0: any free port (see `http_server::port`)
-  size_t max_body = 1u << 20;    ///< larger bodies get 413
-  int threads = 1;               ///< I/O threads
+  std::string bind = "127.0.0.1";  ///< address to listen on
+  uint16_t port = 8080;            ///< 0: any free port (see `http_server::port`)
+  size_t max_body = 1u << 20;      ///< larger bodies get 413
+  int threads = 1;                 ///< I/O threads
 };
 
 /// The HTTP/JSON API of DESIGN.md on Boost.Beast: HTTP/1.1 with keep-alive. Requests go
