@@ -178,7 +178,7 @@ std::string live_record::encode() const {
   thread_local std::vector<reported_entry> entries;  // reused: no allocation per record
   entries.clear();
   for_each([&](const std::string& name, const property& p) {
-    entries.push_back(reported_entry{&name, &p.v, p.source != nullptr, p.updated_ms, p.source});
+    entries.push_back(reported_entry{&name, &p.v, p.updated_ms, p.source});
   });
   static const std::string no_type;
   record_frame f{id,         type_ == nullptr ? no_type : type_->name(),

@@ -282,7 +282,7 @@ std::string encode(const record_frame& f, const reported_entry* reported, size_t
   for (size_t i = 0; i < count; ++i) {
     rep[i].setKey(text(*reported[i].name));
     write_value(rep[i].initValue(), *reported[i].v);
-    if (reported[i].has_meta) {
+    if (reported[i].source != nullptr) {
       meta[i].setUpdatedMs(reported[i].updated_ms);
       meta[i].setSource(source_index(reported[i].source));
     } else {
@@ -311,7 +311,6 @@ std::string encode(const twin_record& rec) {
   for (const auto& [k, v] : rec.reported) {
     reported_entry e{&k, &v};
     if (auto m = rec.metadata.find(k); m != rec.metadata.end()) {
-      e.has_meta = true;
       e.updated_ms = m->second.updated_ms;
       e.source = &m->second.source;
     }

@@ -24,11 +24,10 @@ struct record_frame {
   int64_t updated_ms;
 };
 
-/// One reported property; its metadata is written if `has_meta`.
+/// One reported property; its metadata (time and source) is written if it has a source.
 struct reported_entry {
   const std::string* name = nullptr;
   const value* v = nullptr;
-  bool has_meta = false;
   int64_t updated_ms = 0;
   const std::string* source = nullptr;
 };
