@@ -1,9 +1,14 @@
 #include "twin/runtime/record.hpp"
 
 #include <array>
+#include <cassert>
 #include <chrono>
 #include <cstring>
 #include <vector>
+
+#if defined(__SSSE3__)
+#include <immintrin.h>
+#endif
 
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
@@ -115,6 +120,43 @@ uint64_t load_word(const uint8_t* p) {
   return w;
 }
 
+#if defined(__SSSE3__)
+/// For each tag, the byte shuffle that gathers the bytes its set bits name to the front.
+struct gather_table {
+  uint8_t index[256][8];
+  constexpr gather_table() : index{} {
+    for (int tag = 0; tag < 256; ++tag) {
+      int k = 0;
+      for (int i = 0; i < 8; ++i)
+        if ((tag & (1 << i)) != 0)
+          index[tag][k++] = static_cast<uint8_t>(i);
+      while (k < 8)
+        index[tag][k++] = 0x80;  // a shuffle index with bit 7 set yields zero
+    }
+  }
+};
+constexpr gather_table gather{};
+#endif
+
+/// Writes the bytes of `w` that `tag` names (its nonzero bytes) to `out`, in order, and
+/// returns the end; it may write up to 8 bytes.
+uint8_t* put_nonzero_bytes(uint64_t w, uint8_t tag, uint8_t* out) {
+#if defined(__SSSE3__)
+  auto shuffle = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(gather.index[tag]));
+  auto bytes = _mm_shuffle_epi8(_mm_cvtsi64_si128(static_cast<long long>(w)), shuffle);
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(out), bytes);
+  return out + __builtin_popcount(tag);
+#else
+  uint8_t bytes[8];
+  std::memcpy(bytes, &w, 8);
+  for (int i = 0; i < 8; ++i) {
+    *out = bytes[i];
+    out += bytes[i] != 0;
+  }
+  return out;
+#endif
+}
+
 /// Packs `n` words from `in` into `out` as Cap'n Proto's packing does (the same choices
 /// as capnp::writePackedMessage, a word at a time): a tag byte whose bit i says that byte
 /// i of the word is not zero, then those bytes; a zero word is followed by the count of
@@ -138,17 +180,7 @@ uint8_t* pack_words(const uint8_t* in, size_t n, uint8_t* out) {
     in += 8;
     uint8_t tag = tag_of(w);
     *out++ = tag;
-    if (tag == 0xff) {
-      std::memcpy(out, &w, 8);
-      out += 8;
-    } else {
-      uint8_t bytes[8];
-      std::memcpy(bytes, &w, 8);
-      for (int i = 0; i < 8; ++i) {
-        *out = bytes[i];
-        out += bytes[i] != 0;
-      }
-    }
+    out = put_nonzero_bytes(w, tag, out);
     if (tag == 0) {
       const uint8_t* limit = run_limit();
       const uint8_t* run = in;
@@ -174,11 +206,10 @@ uint8_t* pack_words(const uint8_t* in, size_t n, uint8_t* out) {
   return out;
 }
 
-/// Serializes `msg` packed: the segment table, then the segments, each packed on its own
-/// as capnp::writePackedMessage does. Allocates only the result (after a thread's first
-/// records).
-std::string pack(capnp::MessageBuilder& msg) {
-  auto segments = msg.getSegmentsForOutput();
+/// Serializes a message's segments packed: the segment table, then the segments, each
+/// packed on its own as capnp::writePackedMessage does. Allocates only the result (after
+/// a thread's first records).
+std::string pack(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
   size_t words = 0;
   for (auto s : segments)
     words += s.size();
@@ -204,6 +235,62 @@ std::string pack(capnp::MessageBuilder& msg) {
     end = pack_words(reinterpret_cast<const uint8_t*>(s.begin()), s.size(), end);
   return std::string{reinterpret_cast<const char*>(buffer), static_cast<size_t>(end - buffer)};
 }
+
+/// The words of a text: its bytes and a NUL.
+size_t text_words(std::string_view s) {
+  return s.size() / 8 + 1;
+}
+
+/// Lays out a single-segment Cap'n Proto message word by word, allocating in call order
+/// as the builder does, so that the same calls give the builder's bytes.
+class flat_message {
+public:
+  /// Starts a message of at most `words` words (its root pointer included).
+  explicit flat_message(std::vector<uint64_t>& buffer, size_t words) : w_(buffer) {
+    w_.assign(words, 0);
+    next_ = 1;  // word 0: the root pointer
+  }
+
+  size_t alloc(size_t words) {
+    auto at = next_;
+    next_ += words;
+    assert(next_ <= w_.size());
+    return at;
+  }
+  void set_struct(size_t ptr, size_t target, uint16_t data_words, uint16_t pointers) {
+    w_[ptr] = offset_bits(ptr, target) | uint64_t{data_words} << 32 | uint64_t{pointers} << 48;
+  }
+  /// A list of `count` elements of size code `size` (2: bytes, 6: pointers).
+  void set_list(size_t ptr, size_t target, unsigned size, size_t count) {
+    w_[ptr] = offset_bits(ptr, target) | 1 | uint64_t{size} << 32 | uint64_t{count} << 35;
+  }
+  void set_text(size_t ptr, std::string_view s) {
+    auto at = alloc(text_words(s));
+    std::memcpy(&w_[at], s.data(), s.size());
+    set_list(ptr, at, 2, s.size() + 1);
+  }
+  /// A list of `count` structs; returns the first one's position.
+  size_t init_struct_list(size_t ptr, size_t count, uint16_t data_words, uint16_t pointers) {
+    auto per = size_t{data_words} + pointers;
+    auto tag = alloc(1 + count * per);
+    w_[tag] = uint64_t{count} << 2 | uint64_t{data_words} << 32 | uint64_t{pointers} << 48;
+    set_list(ptr, tag, 7, count * per);
+    return tag + 1;
+  }
+  uint64_t& operator[](size_t i) { return w_[i]; }
+  kj::ArrayPtr<const capnp::word> words() const {
+    return {reinterpret_cast<const capnp::word*>(w_.data()), next_};
+  }
+
+private:
+  static uint64_t offset_bits(size_t ptr, size_t target) {
+    auto offset = static_cast<int32_t>(target) - static_cast<int32_t>(ptr) - 1;
+    return uint64_t{static_cast<uint32_t>(offset) << 2};
+  }
+
+  std::vector<uint64_t>& w_;
+  size_t next_ = 0;
+};
 
 } // namespace
 
@@ -243,7 +330,103 @@ value_map delta(const twin_record& rec) {
   return out;
 }
 
+bool is_flat(const record_frame& f, const reported_entry* reported, size_t count) {
+  if (!f.children.empty() || !f.relationships.empty() || !f.desired.empty()
+      || !f.alerts.empty())
+    return false;
+  for (size_t i = 0; i < count; ++i) {
+    auto k = reported[i].v->type();
+    if (k == value::kind::list || k == value::kind::map)
+      return false;
+  }
+  return true;
+}
+
+std::string encode_flat(const record_frame& f, const reported_entry* reported, size_t count,
+                        source_list& sources) {
+  // Allocated in the order of encode_with_builder. Struct sizes (data words, pointers):
+  // TwinRecord 4, 11; Entry 0, 2; Value 2, 1; ReportedMeta 2, 0; ChildState 1, 3;
+  // Relationship 0, 2; Alert 2, 1. The bound on the words counts each source per use.
+  sources.clear();
+  size_t words = 1 + 15 + text_words(f.id.str()) + text_words(f.type)
+                 + text_words(f.parent.str()) + 4 + 2 * (1 + 2 * count) + count;
+  for (size_t i = 0; i < count; ++i) {
+    words += text_words(*reported[i].name) + 3;
+    if (reported[i].v->type() == value::kind::string)
+      words += text_words(reported[i].v->as_string());
+    if (reported[i].source != nullptr)
+      words += text_words(*reported[i].source);
+  }
+  thread_local std::vector<uint64_t> buffer;
+  flat_message m{buffer, words};
+  auto root = m.alloc(15);
+  m.set_struct(0, root, 4, 11);
+  auto ptr = [&](size_t i) { return root + 4 + i; };
+  m.set_text(ptr(0), f.id.str());
+  m.set_text(ptr(1), f.type);
+  m[root] = static_cast<uint16_t>(f.kind);
+  m.set_text(ptr(2), f.parent.str());
+  m.init_struct_list(ptr(3), 0, 1, 3);  // children
+  m.init_struct_list(ptr(4), 0, 0, 2);  // relationships
+  auto rep = m.init_struct_list(ptr(5), count, 0, 2);
+  auto meta = m.init_struct_list(ptr(9), count, 2, 0);
+  for (size_t i = 0; i < count; ++i) {
+    auto entry = rep + 2 * i;
+    m.set_text(entry, *reported[i].name);
+    auto v = m.alloc(3);
+    m.set_struct(entry + 1, v, 2, 1);
+    const auto& x = *reported[i].v;
+    switch (x.type()) {
+      case value::kind::null: break;
+      case value::kind::boolean: m[v] = 1 | uint64_t{x.as_bool()} << 16; break;
+      case value::kind::integer:
+        m[v] = 2;
+        m[v + 1] = static_cast<uint64_t>(x.as_int());
+        break;
+      case value::kind::real: {
+        m[v] = 3;
+        auto d = x.as_double();
+        std::memcpy(&m[v + 1], &d, 8);
+        break;
+      }
+      case value::kind::string:
+        m[v] = 4;
+        m.set_text(v + 2, x.as_string());
+        break;
+      case value::kind::list:
+      case value::kind::map: break;  // not flat
+    }
+    auto md = meta + 2 * i;
+    if (reported[i].source != nullptr) {
+      m[md] = static_cast<uint64_t>(reported[i].updated_ms);
+      m[md + 1] = sources.index_of(reported[i].source);
+    } else {
+      m[md + 1] = no_source;
+    }
+  }
+  const auto& used = sources.sources();
+  auto list = m.alloc(used.size());
+  m.set_list(ptr(10), list, 6, used.size());
+  for (size_t i = 0; i < used.size(); ++i)
+    m.set_text(list + i, *used[i]);
+  m.init_struct_list(ptr(6), 0, 0, 2);  // desired
+  m.init_struct_list(ptr(8), 0, 2, 1);  // alerts
+  m[root + 1] = f.version;
+  m[root + 2] = static_cast<uint64_t>(f.created_ms);
+  m[root + 3] = static_cast<uint64_t>(f.updated_ms);
+  auto segment = m.words();
+  return pack(kj::arrayPtr(&segment, 1));
+}
+
 std::string encode(const record_frame& f, const reported_entry* reported, size_t count) {
+  thread_local source_list sources;
+  if (is_flat(f, reported, count))
+    return encode_flat(f, reported, count, sources);
+  return encode_with_builder(f, reported, count, sources);
+}
+
+std::string encode_with_builder(const record_frame& f, const reported_entry* reported,
+                                size_t count, source_list& sources) {
   // Most records fit in this thread's first segment, which the builder zeroes again
   // (only the words it used) when it is destroyed: no allocation, no 2 KiB memset.
   thread_local std::array<capnp::word, 512> first_segment{};
@@ -268,30 +451,21 @@ std::string encode(const record_frame& f, const reported_entry* reported, size_t
   }
   auto rep = r.initReported(static_cast<unsigned>(count));
   auto meta = r.initReportedMeta(static_cast<unsigned>(count));
-  // The distinct sources, in order of first use (a record has one or a few).
-  thread_local std::vector<const std::string*> sources;
   sources.clear();
-  auto source_index = [&](const std::string* s) {
-    size_t i = 0;
-    while (i < sources.size() && sources[i] != s && *sources[i] != *s)
-      ++i;
-    if (i == sources.size())
-      sources.push_back(s);
-    return static_cast<uint32_t>(i);
-  };
   for (size_t i = 0; i < count; ++i) {
     rep[i].setKey(text(*reported[i].name));
     write_value(rep[i].initValue(), *reported[i].v);
     if (reported[i].source != nullptr) {
       meta[i].setUpdatedMs(reported[i].updated_ms);
-      meta[i].setSource(source_index(reported[i].source));
+      meta[i].setSource(sources.index_of(reported[i].source));
     } else {
       meta[i].setSource(no_source);
     }
   }
-  auto source_list = r.initSources(static_cast<unsigned>(sources.size()));
-  for (unsigned i = 0; i < sources.size(); ++i)
-    source_list.set(i, text(*sources[i]));
+  const auto& used = sources.sources();
+  auto source_texts = r.initSources(static_cast<unsigned>(used.size()));
+  for (unsigned i = 0; i < used.size(); ++i)
+    source_texts.set(i, text(*used[i]));
   write_entries(r.initDesired(static_cast<unsigned>(f.desired.size())), f.desired);
   auto alerts = r.initAlerts(static_cast<unsigned>(f.alerts.size()));
   for (unsigned j = 0; j < f.alerts.size(); ++j) {
@@ -302,7 +476,7 @@ std::string encode(const record_frame& f, const reported_entry* reported, size_t
   r.setVersion(f.version);
   r.setCreatedMs(f.created_ms);
   r.setUpdatedMs(f.updated_ms);
-  return pack(msg);
+  return pack(msg.getSegmentsForOutput());
 }
 
 std::string encode(const twin_record& rec) {

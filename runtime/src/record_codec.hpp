@@ -4,6 +4,7 @@
 // of active twins, which keep their reported properties in another shape.
 
 #include <string>
+#include <vector>
 
 #include "twin/runtime/record.hpp"
 
@@ -32,7 +33,40 @@ struct reported_entry {
   const std::string* source = nullptr;
 };
 
-/// Encodes a record as a packed Cap'n Proto message.
+/// The distinct sources of a record's reported properties in order of first use (a
+/// record has one or a few), and each property's index among them.
+class source_list {
+public:
+  void clear() { sources_.clear(); }
+  uint32_t index_of(const std::string* s) {
+    size_t i = 0;
+    while (i < sources_.size() && sources_[i] != s && *sources_[i] != *s)
+      ++i;
+    if (i == sources_.size())
+      sources_.push_back(s);
+    return static_cast<uint32_t>(i);
+  }
+  const std::vector<const std::string*>& sources() const { return sources_; }
+
+private:
+  std::vector<const std::string*> sources_;
+};
+
+/// Encodes a record as a packed Cap'n Proto message: with `encode_flat` if it can, else
+/// with the builder.
 std::string encode(const record_frame& frame, const reported_entry* reported, size_t count);
+
+/// Whether `encode_flat` can write the record: no children, relationships, desired
+/// state or alerts, and no list or map values. Most twins (sensors, components) are so.
+bool is_flat(const record_frame& frame, const reported_entry* reported, size_t count);
+
+/// Encodes a record for which `is_flat` holds, word by word; for a record that fits the
+/// builder's first segment (4 KiB), the bytes are those of `encode_with_builder`.
+std::string encode_flat(const record_frame& frame, const reported_entry* reported,
+                        size_t count, source_list& sources);
+
+/// Encodes any record with the Cap'n Proto builder.
+std::string encode_with_builder(const record_frame& frame, const reported_entry* reported,
+                                size_t count, source_list& sources);
 
 } // namespace twin::runtime
