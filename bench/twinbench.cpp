@@ -103,25 +103,36 @@ twin_id sensor_id(size_t i) {
 }
 
 /// Keeps at most `window` requests in flight; when full, waits until a quarter of them
-/// were answered (fewer, longer sleeps).
+/// were answered (fewer, longer sleeps). One thread sends; answers may come on any
+/// thread. The sender reads the answered count only when the room it last saw is used
+/// up: a shared counter touched by both sides for every request would cost a cache line
+/// transfer each time, more than the runtime's own cross-thread handoffs.
 class flight_window {
 public:
   explicit flight_window(int64_t window) : window_(window) {}
   void acquire() {
-    if (inflight_.load(std::memory_order_acquire) >= window_)
-      while (inflight_.load(std::memory_order_acquire) > window_ * 3 / 4)
-        std::this_thread::sleep_for(std::chrono::microseconds{50});
-    inflight_.fetch_add(1, std::memory_order_acq_rel);
+    if (room_ == 0) {
+      if (in_flight() >= window_)
+        while (in_flight() > window_ * 3 / 4)
+          std::this_thread::sleep_for(std::chrono::microseconds{50});
+      room_ = window_ - in_flight();
+    }
+    --room_;
+    ++sent_;
   }
-  void release() { inflight_.fetch_sub(1, std::memory_order_acq_rel); }
+  void release() { answered_.fetch_add(1, std::memory_order_acq_rel); }
   void drain() {
-    while (inflight_.load(std::memory_order_acquire) > 0)
+    while (in_flight() > 0)
       std::this_thread::sleep_for(std::chrono::microseconds{100});
   }
 
 private:
+  int64_t in_flight() const { return sent_ - answered_.load(std::memory_order_acquire); }
+
   int64_t window_;
-  std::atomic<int64_t> inflight_{0};
+  int64_t room_ = 0;  ///< requests that may still be sent before looking again
+  int64_t sent_ = 0;
+  alignas(64) std::atomic<int64_t> answered_{0};  // apart from what the sender writes
 };
 
 value_map sample(std::mt19937_64& rng) {
