@@ -109,9 +109,9 @@ twin_id sensor_id(size_t i) {
 /// transfer each time, more than the runtime's own cross-thread handoffs.
 class flight_window {
 public:
-  explicit flight_window(int64_t window) : window_(window) {}
+  explicit flight_window(int64_t window) : window_(std::max<int64_t>(1, window)) {}
   void acquire() {
-    if (room_ == 0) {
+    if (room_ <= 0) {
       if (in_flight() >= window_)
         while (in_flight() > window_ * 3 / 4)
           std::this_thread::sleep_for(std::chrono::microseconds{50});

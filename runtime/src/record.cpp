@@ -1,12 +1,11 @@
 #include "twin/runtime/record.hpp"
 
 #include <array>
-#include <cassert>
 #include <chrono>
 #include <cstring>
 #include <vector>
 
-#if defined(__SSSE3__)
+#if defined(__SSSE3__) && defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
@@ -120,7 +119,7 @@ uint64_t load_word(const uint8_t* p) {
   return w;
 }
 
-#if defined(__SSSE3__)
+#if defined(__SSSE3__) && defined(__x86_64__)
 /// For each tag, the byte shuffle that gathers the bytes its set bits name to the front.
 struct gather_table {
   uint8_t index[256][8];
@@ -141,7 +140,7 @@ constexpr gather_table gather{};
 /// Writes the bytes of `w` that `tag` names (its nonzero bytes) to `out`, in order, and
 /// returns the end; it may write up to 8 bytes.
 uint8_t* put_nonzero_bytes(uint64_t w, uint8_t tag, uint8_t* out) {
-#if defined(__SSSE3__)
+#if defined(__SSSE3__) && defined(__x86_64__)
   auto shuffle = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(gather.index[tag]));
   auto bytes = _mm_shuffle_epi8(_mm_cvtsi64_si128(static_cast<long long>(w)), shuffle);
   _mm_storel_epi64(reinterpret_cast<__m128i*>(out), bytes);
@@ -236,25 +235,20 @@ std::string pack(kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments) {
   return std::string{reinterpret_cast<const char*>(buffer), static_cast<size_t>(end - buffer)};
 }
 
-/// The words of a text: its bytes and a NUL.
-size_t text_words(std::string_view s) {
-  return s.size() / 8 + 1;
-}
-
 /// Lays out a single-segment Cap'n Proto message word by word, allocating in call order
 /// as the builder does, so that the same calls give the builder's bytes.
 class flat_message {
 public:
-  /// Starts a message of at most `words` words (its root pointer included).
-  explicit flat_message(std::vector<uint64_t>& buffer, size_t words) : w_(buffer) {
-    w_.assign(words, 0);
-    next_ = 1;  // word 0: the root pointer
+  /// Starts a message in `buffer` (whose memory it reuses).
+  explicit flat_message(std::vector<uint64_t>& buffer) : w_(buffer) {
+    w_.assign(128, 0);  // zeroed, as the builder's segment: most records fit
   }
 
   size_t alloc(size_t words) {
     auto at = next_;
     next_ += words;
-    assert(next_ <= w_.size());
+    if (next_ > w_.size())
+      w_.resize(std::max(next_, 2 * w_.size()));  // the new words zeroed too
     return at;
   }
   void set_struct(size_t ptr, size_t target, uint16_t data_words, uint16_t pointers) {
@@ -265,7 +259,7 @@ public:
     w_[ptr] = offset_bits(ptr, target) | 1 | uint64_t{size} << 32 | uint64_t{count} << 35;
   }
   void set_text(size_t ptr, std::string_view s) {
-    auto at = alloc(text_words(s));
+    auto at = alloc(s.size() / 8 + 1);  // with its NUL
     std::memcpy(&w_[at], s.data(), s.size());
     set_list(ptr, at, 2, s.size() + 1);
   }
@@ -289,7 +283,7 @@ private:
   }
 
   std::vector<uint64_t>& w_;
-  size_t next_ = 0;
+  size_t next_ = 1;  ///< word 0: the root pointer
 };
 
 } // namespace
@@ -346,19 +340,10 @@ std::string encode_flat(const record_frame& f, const reported_entry* reported, s
                         source_list& sources) {
   // Allocated in the order of encode_with_builder. Struct sizes (data words, pointers):
   // TwinRecord 4, 11; Entry 0, 2; Value 2, 1; ReportedMeta 2, 0; ChildState 1, 3;
-  // Relationship 0, 2; Alert 2, 1. The bound on the words counts each source per use.
+  // Relationship 0, 2; Alert 2, 1.
   sources.clear();
-  size_t words = 1 + 15 + text_words(f.id.str()) + text_words(f.type)
-                 + text_words(f.parent.str()) + 4 + 2 * (1 + 2 * count) + count;
-  for (size_t i = 0; i < count; ++i) {
-    words += text_words(*reported[i].name) + 3;
-    if (reported[i].v->type() == value::kind::string)
-      words += text_words(reported[i].v->as_string());
-    if (reported[i].source != nullptr)
-      words += text_words(*reported[i].source);
-  }
   thread_local std::vector<uint64_t> buffer;
-  flat_message m{buffer, words};
+  flat_message m{buffer};
   auto root = m.alloc(15);
   m.set_struct(0, root, 4, 11);
   auto ptr = [&](size_t i) { return root + 4 + i; };
@@ -479,8 +464,10 @@ std::string encode_with_builder(const record_frame& f, const reported_entry* rep
   return pack(msg.getSegmentsForOutput());
 }
 
-std::string encode(const twin_record& rec) {
-  std::vector<reported_entry> reported;
+record_view::record_view(const twin_record& rec)
+  : frame{rec.id,       rec.type,    rec.kind,    rec.parent,     rec.children,
+          rec.relationships, rec.desired, rec.alerts, rec.version, rec.created_ms,
+          rec.updated_ms} {
   reported.reserve(rec.reported.size());
   for (const auto& [k, v] : rec.reported) {
     reported_entry e{&k, &v};
@@ -490,10 +477,11 @@ std::string encode(const twin_record& rec) {
     }
     reported.push_back(e);
   }
-  record_frame f{rec.id,       rec.type,    rec.kind,    rec.parent,     rec.children,
-                 rec.relationships, rec.desired, rec.alerts, rec.version, rec.created_ms,
-                 rec.updated_ms};
-  return encode(f, reported.data(), reported.size());
+}
+
+std::string encode(const twin_record& rec) {
+  record_view v{rec};
+  return encode(v.frame, v.reported.data(), v.reported.size());
 }
 
 caf::expected<twin_record> decode_record(std::string_view bytes) {

@@ -3,6 +3,7 @@
 // Encoding of twin records from parts, shared by `encode(twin_record)` and the records
 // of active twins, which keep their reported properties in another shape.
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,13 @@ struct reported_entry {
   const std::string* source = nullptr;
 };
 
+/// A `twin_record` as the encoder's parts; it refers to the record.
+struct record_view {
+  explicit record_view(const twin_record& rec);
+  record_frame frame;
+  std::vector<reported_entry> reported;
+};
+
 /// The distinct sources of a record's reported properties in order of first use (a
 /// record has one or a few), and each property's index among them.
 class source_list {
@@ -60,8 +68,9 @@ std::string encode(const record_frame& frame, const reported_entry* reported, si
 /// state or alerts, and no list or map values. Most twins (sensors, components) are so.
 bool is_flat(const record_frame& frame, const reported_entry* reported, size_t count);
 
-/// Encodes a record for which `is_flat` holds, word by word; for a record that fits the
-/// builder's first segment (4 KiB), the bytes are those of `encode_with_builder`.
+/// Encodes a record for which `is_flat` holds, word by word, as one segment. For a record
+/// that fits the builder's first segment (4 KiB) the bytes are those of
+/// `encode_with_builder`; a bigger one the builder splits into segments.
 std::string encode_flat(const record_frame& frame, const reported_entry* reported,
                         size_t count, source_list& sources);
 
