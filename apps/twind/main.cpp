@@ -20,6 +20,7 @@
 #include "options.hpp"
 #include "twin/actors/device_simulator.hpp"
 #include "twin/api/http_server.hpp"
+#include "twin/ingest/mqtt_gateway.hpp"
 #include "twin/runtime/await.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/host.hpp"
@@ -185,6 +186,31 @@ int main(int argc, char** argv) {
     spdlog::info("HTTP API on http://{}:{}/v1/", o.bind, http->port());
   }
 
+  std::unique_ptr<ingest::mqtt_gateway> mqtt;
+  if (!o.mqtt_url.empty()) {
+    ingest::mqtt_options mo;
+    mo.url = o.mqtt_url;
+    mo.client_id = o.mqtt_client_id;
+    mo.log = [](bool warning, const std::string& text) {
+      if (warning)
+        spdlog::warn("{}", text);
+      else
+        spdlog::info("{}", text);
+    };
+    mqtt = std::make_unique<ingest::mqtt_gateway>(node_host, mo);
+    metrics->set_mqtt(mqtt.get());
+    if (auto err = mqtt->start()) {
+      metrics->set_mqtt(nullptr);
+      mqtt.reset();
+      if (http)
+        http->stop();
+      node_host.stop();
+      return fail(error_message(err));
+    }
+    if (!o.demo)  // the demo's simulated devices stay its gateway
+      node_host.set_gateway(mqtt.get());
+  }
+
   if (o.demo) {
     factory::layout l;
     l.lines = o.demo_lines;
@@ -250,6 +276,8 @@ int main(int argc, char** argv) {
     stdin_thread.join();
   if (sim)
     sim->stop();
+  if (mqtt)
+    mqtt->stop();
   exposer.reset();
   auto err = node_host.stop();
   if (http)

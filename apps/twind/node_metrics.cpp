@@ -60,6 +60,29 @@ std::vector<prometheus::MetricFamily> node_metrics::Collect() const {
     alerts.metric.push_back(std::move(m));
   }
   out.push_back(std::move(alerts));
+  if (const auto* mqtt = mqtt_.load()) {
+    auto m = mqtt->counts();
+    prometheus::MetricFamily ingest;
+    ingest.name = "twin_ingest_messages_total";
+    ingest.help = "Device messages by source and result: accepted, rejected by the twin, "
+                  "malformed or overloaded (both dropped before any twin saw them).";
+    ingest.type = MetricType::Counter;
+    for (auto [result, n] : {std::pair{"accepted", m.accepted}, {"rejected", m.rejected},
+                             {"malformed", m.malformed}, {"overloaded", m.overloaded}}) {
+      prometheus::ClientMetric cm;
+      cm.label.push_back({"source", "mqtt"});
+      cm.label.push_back({"result", result});
+      cm.counter.value = static_cast<double>(n);
+      ingest.metric.push_back(std::move(cm));
+    }
+    out.push_back(std::move(ingest));
+    out.push_back(family("twin_mqtt_published_total",
+                         "Desired deltas and commands published to devices.",
+                         MetricType::Counter, static_cast<double>(m.published)));
+    out.push_back(family("twin_mqtt_connected",
+                         "1 while the node is connected to the broker and subscribed.",
+                         MetricType::Gauge, mqtt->connected() ? 1 : 0));
+  }
   prometheus::MetricFamily build;
   build.name = "twin_build_info";
   build.help = "Build of this node; the value is always 1.";

@@ -1,7 +1,10 @@
 #pragma once
 
+#include <atomic>
+
 #include <prometheus/collectable.h>
 
+#include "twin/ingest/mqtt_gateway.hpp"
 #include "twin/runtime/host.hpp"
 
 namespace twin::node {
@@ -11,10 +14,13 @@ namespace twin::node {
 class node_metrics final : public prometheus::Collectable {
 public:
   explicit node_metrics(const runtime::host& h);
+  /// Adds the MQTT gateway's figures (nullptr: none); it must outlive the scrapes.
+  void set_mqtt(const ingest::mqtt_gateway* g) { mqtt_.store(g); }
   std::vector<prometheus::MetricFamily> Collect() const override;
 
 private:
   const runtime::host& host_;
+  std::atomic<const ingest::mqtt_gateway*> mqtt_{nullptr};
 };
 
 } // namespace twin::node

@@ -21,6 +21,11 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--http-max-body", o.http_max_body, "Largest HTTP request body in bytes")
     ->capture_default_str()
     ->check(CLI::Range(size_t{1}, size_t{1} << 30));
+  app.add_option("--mqtt-url", o.mqtt_url,
+                 "MQTT broker for device telemetry, e.g. tcp://127.0.0.1:1883 (empty: none)");
+  app.add_option("--mqtt-client-id", o.mqtt_client_id,
+                 "Client id of the node's persistent MQTT session")
+    ->capture_default_str();
   app.add_option("--models", o.models, "Directory of twin model files (*.json)");
   app.add_flag("--demo", o.demo, "Run the factory example with simulated devices");
   app.add_flag("--stdin", o.stdin_requests,

@@ -15,6 +15,8 @@ struct options {
   int metrics_port = 9464;             ///< --metrics-port; 0 disables /metrics
   int http_port = 8080;                ///< --http-port of the HTTP API; 0 disables it
   size_t http_max_body = 1u << 20;     ///< --http-max-body: larger request bodies get 413
+  std::string mqtt_url;                ///< --mqtt-url of the broker; empty: no MQTT
+  std::string mqtt_client_id = "twind";  ///< --mqtt-client-id: the persistent session's id
   std::string models;                  ///< --models DIR of model files
   bool demo = false;                   ///< --demo: the factory with simulated devices
   bool stdin_requests = false;         ///< --stdin: JSON-lines requests on stdin

@@ -24,6 +24,7 @@ std::string to_string(runtime_errc x) {
     case runtime_errc::store_corrupt: return "store_corrupt";
     case runtime_errc::shutting_down: return "shutting_down";
     case runtime_errc::timeout: return "timeout";
+    case runtime_errc::unavailable: return "unavailable";
   }
   return "unknown";
 }

@@ -47,7 +47,12 @@ caf::expected<value> value_from_json(const nlohmann::json& j, int max_depth) {
         return make_error(runtime_errc::invalid_argument, "integer beyond the int64 range");
       return value{static_cast<int64_t>(u)};
     }
-    case nlohmann::json::value_t::number_float: return value{j.get<double>()};
+    case nlohmann::json::value_t::number_float: {
+      auto d = j.get<double>();
+      if (!std::isfinite(d))  // e.g. 1e400
+        return make_error(runtime_errc::invalid_argument, "number beyond the double range");
+      return value{d};
+    }
     case nlohmann::json::value_t::string: return value{j.get<std::string>()};
     case nlohmann::json::value_t::array: {
       value_list xs;
@@ -81,6 +86,72 @@ caf::expected<value_map> map_from_json(const nlohmann::json& j, int max_depth) {
       return x.error();
     out.emplace(k, std::move(*x));
   }
+  return out;
+}
+
+bool nests_deeper_than(std::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit)
+        return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
+
+caf::expected<int64_t> ts_from_json(const nlohmann::json& j) {
+  if (j.is_null())
+    return int64_t{0};
+  if (j.is_number_integer()
+      && (!j.is_number_unsigned() || j.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX))
+      && j.get<int64_t>() > 0)
+    return j.get<int64_t>();
+  return make_error(runtime_errc::invalid_argument,
+                    "\"ts\" must be a positive integer (ms since the epoch)");
+}
+
+caf::expected<device_telemetry> device_telemetry_from_json(std::string_view payload) {
+  // The object, then values as deep as value_from_json takes them below it.
+  constexpr int max_depth = 34;
+  auto bad = [](std::string what) {
+    return make_error(runtime_errc::invalid_argument, std::move(what));
+  };
+  if (nests_deeper_than(payload, max_depth))
+    return bad("the payload nests deeper than " + std::to_string(max_depth) + " levels");
+  auto doc = nlohmann::json::parse(payload, nullptr, false);
+  if (doc.is_discarded())
+    return bad("the payload is not JSON");
+  if (!doc.is_object())
+    return bad(std::string{"the payload must be a JSON object of property values, not "}
+               + doc.type_name());
+  device_telemetry out;
+  if (auto ts = doc.find("ts"); ts != doc.end()) {
+    auto t = ts_from_json(*ts);
+    if (!t)
+      return t.error();
+    out.ts_ms = *t;
+    doc.erase(ts);
+  }
+  auto values = map_from_json(doc);
+  if (!values)
+    return values.error();
+  if (values->empty())
+    return bad("the payload has no property values");
+  out.values = std::move(*values);
   return out;
 }
 

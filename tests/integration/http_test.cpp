@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "gauge_model.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
@@ -21,20 +22,6 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-const char* gauge_model = R"({
-  "@context": "dtmi:dtdl:context;3",
-  "@id": "dtmi:test:gauge;1",
-  "@type": "Interface",
-  "contents": [
-    {"@type": "Telemetry", "name": "level", "schema": "double", "minimum": 0, "maximum": 100},
-    {"@type": "Property", "name": "label", "schema": "string"},
-    {"@type": "Property", "name": "target", "schema": "double", "writable": true}
-  ],
-  "twin": {"kind": "component"}
-})";
-
-const std::map<std::string, std::string> json_type{{"Content-Type", "application/json"}};
 
 class http_test : public ::testing::Test {
 protected:

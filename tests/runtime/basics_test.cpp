@@ -10,6 +10,7 @@
 #include "record_codec.hpp"
 #include "test_support.hpp"
 #include "twin/runtime/expression.hpp"
+#include "twin/runtime/json.hpp"
 #include "twin/runtime/record.hpp"
 #include "twin/schema/twin.capnp.h"
 
@@ -78,6 +79,31 @@ twin_record sample_record() {
   r.created_ms = 1;
   r.updated_ms = 2;
   return r;
+}
+
+TEST(device_telemetry, takes_an_object_of_values_with_an_optional_ts) {
+  auto t = device_telemetry_from_json(R"({"level": 4.5, "on": true, "ts": 1700000000000})");
+  ASSERT_TRUE(t) << error_message(t.error());
+  EXPECT_EQ(t->ts_ms, 1700000000000);
+  EXPECT_EQ(t->values, (value_map{{"level", value{4.5}}, {"on", value{true}}}));
+  auto no_ts = device_telemetry_from_json(R"({"level": 1, "ts": null})");
+  ASSERT_TRUE(no_ts);
+  EXPECT_EQ(no_ts->ts_ms, 0);
+}
+
+TEST(device_telemetry, refuses_everything_else_with_a_reason) {
+  std::vector<std::string> bad_payloads{
+    "", "{", "[1]", "42", "{}", R"({"ts": 5})", R"({"a": 1, "ts": 0})", R"({"a": 1, "ts": -5})",
+    R"({"a": 1, "ts": 1.5})", R"({"a": 1, "ts": "now"})",
+    R"({"a": 1, "ts": 18446744073709551615})", R"({"a": 1e400})",
+    R"({"a": 18446744073709551615})",
+    "{\"a\": " + std::string(40, '[') + std::string(40, ']') + "}"};
+  for (const auto& bad : bad_payloads) {
+    auto t = device_telemetry_from_json(bad);
+    ASSERT_FALSE(t) << bad;
+    EXPECT_EQ(error_code(t.error()), runtime_errc::invalid_argument) << bad;
+    EXPECT_FALSE(error_message(t.error()).empty());
+  }
 }
 
 TEST(record_codec, round_trips_every_field) {

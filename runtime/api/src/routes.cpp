@@ -22,32 +22,6 @@ namespace {
 /// `value_from_json`), inside the body's object and its "properties".
 constexpr int max_json_depth = 34;
 
-/// Whether `text` nests arrays and objects deeper than `limit` (strings skipped). Checked
-/// before parsing, so that a hostile body costs one pass and no deep document.
-bool nests_deeper_than(const std::string& text, int limit) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit)
-        return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 unsigned status_of(runtime_errc code) {
   switch (code) {
     case runtime_errc::invalid_id:
@@ -66,6 +40,7 @@ unsigned status_of(runtime_errc code) {
       return 422;
     case runtime_errc::shutting_down:
     case runtime_errc::timeout:
+    case runtime_errc::unavailable:
       return 503;
     default:
       return 500;
@@ -378,12 +353,13 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
       continue;
     }
     ingest_request ingest;
-    if (auto ts = item.find("ts"); ts != item.end() && !ts->is_null()) {
-      if (!ts->is_number_integer() || ts->get<int64_t>() <= 0) {
-        reject(bad("\"ts\" must be a positive integer (ms since the epoch)"));
+    if (auto ts = item.find("ts"); ts != item.end()) {
+      auto t = ts_from_json(*ts);
+      if (!t) {
+        reject(t.error());
         continue;
       }
-      ingest.ts_ms = ts->get<int64_t>();
+      ingest.ts_ms = *t;
     }
     auto values = map_field(item, "values");
     if (!values || values->empty()) {

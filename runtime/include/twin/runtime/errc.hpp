@@ -28,6 +28,7 @@ enum class runtime_errc : uint8_t {
   store_corrupt,     ///< the data directory cannot be read
   shutting_down,     ///< the runtime is stopping and takes no new work
   timeout,           ///< no answer in time
+  unavailable,       ///< a service the node needs (e.g. the MQTT broker) cannot be reached
 };
 
 /// Returns the enum name, e.g. "not_found".

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <string_view>
+
 #include <caf/expected.hpp>
 #include <nlohmann/json.hpp>
 
@@ -26,6 +28,22 @@ struct state_maps {
   value_map desired;
 };
 caf::expected<state_maps> state_fields(const nlohmann::json& doc);
+
+/// Whether `text` nests arrays and objects deeper than `limit` (strings skipped). Checked
+/// before parsing, so that a hostile document costs one pass and no deep tree.
+bool nests_deeper_than(std::string_view text, int limit);
+
+/// A sample time "ts": a positive integer (ms since the epoch); null: none (0).
+caf::expected<int64_t> ts_from_json(const nlohmann::json& j);
+
+/// A device's telemetry message (MQTT): a JSON object of property values with an
+/// optional "ts", a positive integer (ms since the epoch; 0 in `ts_ms` if absent).
+struct device_telemetry {
+  value_map values;
+  int64_t ts_ms = 0;
+};
+/// Parses a device's telemetry message; `invalid_argument` saying what is wrong.
+caf::expected<device_telemetry> device_telemetry_from_json(std::string_view payload);
 
 /// An error as the API shows it: {"code": its runtime_errc name or "internal", "message"}.
 nlohmann::json to_json(const caf::error& err);

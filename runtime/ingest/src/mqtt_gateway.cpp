@@ -1,0 +1,259 @@
+#include "twin/ingest/mqtt_gateway.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+
+#include <mqtt/async_client.h>
+
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/json.hpp"
+
+namespace twin::ingest {
+
+using namespace twin::runtime;
+
+namespace {
+
+constexpr const char* telemetry_filter = "twins/+/telemetry";
+constexpr int max_logged_per_second = 10;
+constexpr int max_buffered_while_disconnected = 10000;
+
+} // namespace
+
+caf::expected<twin_id> telemetry_topic_id(std::string_view topic) {
+  constexpr std::string_view prefix = "twins/";
+  constexpr std::string_view suffix = "/telemetry";
+  if (topic.size() <= prefix.size() + suffix.size() || topic.substr(0, prefix.size()) != prefix
+      || topic.substr(topic.size() - suffix.size()) != suffix)
+    return make_error(runtime_errc::invalid_argument,
+                      "a telemetry topic is twins/{id}/telemetry");
+  return twin_id::parse(topic.substr(prefix.size(), topic.size() - prefix.size() - suffix.size()));
+}
+
+/// What the client's callbacks and the twins' answers share. It does not own the client:
+/// the last reference may go on any thread.
+struct mqtt_gateway::shared : mqtt::iaction_listener {
+  shared(router& r, mqtt_options o) : rt(r), opts(std::move(o)) {}
+
+  void log(bool warning, const std::string& text) {
+    if (opts.log)
+      opts.log(warning, text);
+  }
+
+  /// Tells of a dropped or refused message or a failed publish, at most
+  /// `max_logged_per_second` a second, and then how many were not told.
+  void log_limited(const std::string& text) {
+    auto now = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> guard{log_mtx};
+    if (now - log_window >= std::chrono::seconds{1}) {
+      if (suppressed > 0)
+        log(true, std::to_string(suppressed) + " more MQTT problems not logged");
+      log_window = now;
+      logged = 0;
+      suppressed = 0;
+    }
+    if (logged < max_logged_per_second) {
+      ++logged;
+      log(true, text);
+    } else {
+      ++suppressed;
+    }
+  }
+
+  /// On the client's thread, which holds the client library's lock: never blocks.
+  void on_message(const mqtt::const_message_ptr& msg) {
+    if (closed.load())
+      return;
+    const auto& topic = msg->get_topic();
+    auto id = telemetry_topic_id(topic);
+    if (!id)
+      return drop(malformed, topic, error_message(id.error()));
+    const auto& payload = msg->get_payload_ref();
+    if (payload.size() > opts.max_payload)
+      return drop(malformed, topic,
+                  "the payload has " + std::to_string(payload.size())
+                    + " bytes, more than the limit of " + std::to_string(opts.max_payload));
+    auto t = device_telemetry_from_json(std::string_view{payload.data(), payload.size()});
+    if (!t)
+      return drop(malformed, topic, error_message(t.error()));
+    if (in_flight.fetch_add(1) >= opts.max_in_flight) {
+      in_flight.fetch_sub(1);
+      return drop(overloaded, topic,
+                  std::to_string(opts.max_in_flight) + " messages are on their way already");
+    }
+    ingest_request req;
+    req.values = std::move(t->values);
+    req.ts_ms = t->ts_ms;
+    req.source = "mqtt";
+    req.done = [self = shared_from_this(), topic](caf::expected<uint64_t> v) {
+      if (v) {
+        self->accepted.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        self->rejected.fetch_add(1, std::memory_order_relaxed);
+        self->log_limited("MQTT telemetry on " + topic + " refused: " + error_message(v.error()));
+      }
+      if (self->in_flight.fetch_sub(1) == 1) {
+        std::lock_guard<std::mutex> guard{self->drain_mtx};
+        self->drained.notify_all();
+      }
+    };
+    rt.route(*id, std::move(req));
+  }
+
+  void drop(std::atomic<uint64_t>& counter, const std::string& topic, const std::string& why) {
+    counter.fetch_add(1, std::memory_order_relaxed);
+    log_limited("MQTT message on " + topic + " dropped: " + why);
+  }
+
+  std::shared_ptr<shared> shared_from_this() { return self.lock(); }
+
+  // The subscription's answer (iaction_listener), on the client's thread.
+  void on_success(const mqtt::token&) override {
+    subscribed.store(true);
+    log(false, "MQTT connected to " + opts.url + ", subscribed to " + telemetry_filter);
+    std::lock_guard<std::mutex> guard{drain_mtx};
+    drained.notify_all();  // start() waits for this too
+  }
+  void on_failure(const mqtt::token& tok) override {
+    log(true, "MQTT subscription to " + std::string{telemetry_filter}
+                + " refused (code " + std::to_string(tok.get_return_code()) + ")");
+  }
+
+  router& rt;
+  mqtt_options opts;
+  std::weak_ptr<shared> self;
+  std::atomic<bool> subscribed{false};  ///< connected, and the subscription confirmed
+  std::atomic<bool> closed{false};      ///< stopping: take no more messages
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<uint64_t> rejected{0};
+  std::atomic<uint64_t> malformed{0};
+  std::atomic<uint64_t> overloaded{0};
+  std::atomic<uint64_t> published{0};
+  std::mutex drain_mtx;
+  std::condition_variable drained;  ///< in_flight reached 0, or the subscription came
+  std::mutex log_mtx;
+  std::chrono::steady_clock::time_point log_window{};
+  int logged = 0;
+  int suppressed = 0;
+};
+
+mqtt_gateway::mqtt_gateway(router& rt, mqtt_options opts)
+  : shared_(std::make_shared<shared>(rt, std::move(opts))) {
+  shared_->self = shared_;
+}
+
+mqtt_gateway::~mqtt_gateway() {
+  stop();
+}
+
+caf::error mqtt_gateway::start(std::chrono::milliseconds timeout) {
+  const auto& url = shared_->opts.url;
+  try {
+    // Desired deltas and commands published while the broker is away wait for it.
+    mqtt::create_options co{MQTTVERSION_3_1_1, max_buffered_while_disconnected};
+    co.set_send_while_disconnected(true);
+    client_ = std::make_unique<mqtt::async_client>(url, shared_->opts.client_id, co);
+  } catch (const mqtt::exception& e) {
+    return make_error(runtime_errc::invalid_argument,
+                      "invalid MQTT broker URL " + url + ": " + e.what());
+  }
+  std::weak_ptr<shared> weak = shared_;
+  client_->set_message_callback([weak](mqtt::const_message_ptr msg) {
+    if (auto s = weak.lock()) {
+      try {
+        s->on_message(msg);
+      } catch (const std::exception& e) {
+        s->log_limited("MQTT message on " + msg->get_topic() + " failed: " + e.what());
+      }
+    }
+  });
+  // Subscribed at every (re)connection: a broker that restarted may have lost the session.
+  auto* client = client_.get();
+  client_->set_connected_handler([weak, client](const std::string&) {
+    if (auto s = weak.lock()) {
+      try {
+        client->subscribe(telemetry_filter, 1, nullptr, *s);
+      } catch (const std::exception& e) {
+        s->log(true, std::string{"MQTT subscribe failed: "} + e.what());
+      }
+    }
+  });
+  client_->set_connection_lost_handler([weak](const std::string& cause) {
+    if (auto s = weak.lock()) {
+      s->subscribed.store(false);
+      s->log(true, "MQTT connection to " + s->opts.url + " lost"
+                     + (cause.empty() ? std::string{} : ": " + cause) + "; reconnecting");
+    }
+  });
+  auto co = mqtt::connect_options_builder{}
+              .clean_session(false)
+              .keep_alive_interval(std::chrono::seconds{20})
+              .connect_timeout(timeout)
+              .automatic_reconnect(std::chrono::seconds{1}, std::chrono::seconds{30})
+              .finalize();
+  auto unreachable = make_error(runtime_errc::unavailable,
+                                "cannot reach the MQTT broker at " + url + " within "
+                                  + std::to_string(timeout.count()) + " ms");
+  try {
+    if (!client_->connect(co)->wait_for(timeout + std::chrono::seconds{1}))
+      return unreachable;
+  } catch (const mqtt::exception& e) {
+    return make_error(runtime_errc::unavailable,
+                      "cannot connect to the MQTT broker at " + url + ": " + e.what());
+  }
+  std::unique_lock<std::mutex> guard{shared_->drain_mtx};
+  if (!shared_->drained.wait_for(guard, timeout, [&] { return shared_->subscribed.load(); }))
+    return unreachable;
+  return {};
+}
+
+void mqtt_gateway::stop(std::chrono::milliseconds drain) {
+  if (!client_ || shared_->closed.exchange(true))
+    return;
+  // No more messages or reconnections; then the twins answer what was routed.
+  try {
+    client_->disconnect()->wait_for(std::chrono::seconds{2});
+  } catch (const mqtt::exception&) {
+    // not connected (or reconnecting): the disconnect still ends the reconnection
+  }
+  try {
+    client_->disable_callbacks();
+  } catch (const mqtt::exception&) {
+  }
+  shared_->subscribed.store(false);
+  std::unique_lock<std::mutex> guard{shared_->drain_mtx};
+  shared_->drained.wait_for(guard, drain, [&] { return shared_->in_flight.load() == 0; });
+}
+
+bool mqtt_gateway::connected() const {
+  return shared_->subscribed.load();
+}
+
+mqtt_counts mqtt_gateway::counts() const {
+  const auto& s = *shared_;
+  return {s.accepted.load(), s.rejected.load(), s.malformed.load(), s.overloaded.load(),
+          s.published.load()};
+}
+
+void mqtt_gateway::publish(const std::string& topic, const std::string& payload, bool retained) {
+  if (!client_ || shared_->closed.load())
+    return;
+  try {
+    client_->publish(topic, payload.data(), payload.size(), 1, retained);
+    shared_->published.fetch_add(1, std::memory_order_relaxed);
+  } catch (const mqtt::exception& e) {
+    shared_->log_limited("MQTT publish to " + topic + " failed: " + e.what());
+  }
+}
+
+void mqtt_gateway::publish_desired(const twin_id& id, const value_map& delta) {
+  publish("twins/" + id.str() + "/desired", to_json(delta).dump(), true);
+}
+
+void mqtt_gateway::send_command(const twin_id& id, const std::string& name, const value& args) {
+  publish("twins/" + id.str() + "/commands/" + name, to_json(args).dump(), false);
+}
+
+} // namespace twin::ingest

@@ -1,0 +1,280 @@
+// The MQTT device path of a real twind process through a real Mosquitto broker, both on
+// 127.0.0.1 ports of their own: telemetry in, desired deltas out, bad messages dropped
+// without stopping ingestion, and QoS 1 telemetry sent while the node was down.
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <mqtt/async_client.h>
+#include <nlohmann/json.hpp>
+
+#include "gauge_model.hpp"
+#include "http_client.hpp"
+#include "process.hpp"
+#include "test_support.hpp"
+
+namespace twin::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string mosquitto_path() {
+  for (const char* p : {"/usr/sbin/mosquitto", "/usr/bin/mosquitto"})
+    if (std::filesystem::exists(p))
+      return p;
+  return {};
+}
+
+/// Polls `pred` every 20 ms for at most `timeout`.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return pred();
+}
+
+/// A device: an MQTT client that publishes and keeps what it receives.
+class device {
+public:
+  explicit device(int broker_port)
+    : client_("tcp://127.0.0.1:" + std::to_string(broker_port),
+              "test-device-" + std::to_string(next_id_++)) {
+    client_.set_message_callback([this](mqtt::const_message_ptr m) {
+      std::lock_guard<std::mutex> guard{mtx_};
+      received_.push_back({m->get_topic(), m->to_string(), m->is_retained()});
+    });
+    auto co = mqtt::connect_options_builder{}.clean_session(true).finalize();
+    EXPECT_TRUE(client_.connect(co)->wait_for(5s)) << "the test device cannot connect";
+  }
+  ~device() {
+    try {
+      client_.disconnect()->wait_for(2s);
+    } catch (const mqtt::exception&) {
+    }
+  }
+
+  void publish(const std::string& topic, const std::string& payload, int qos = 1) {
+    EXPECT_TRUE(client_.publish(topic, payload.data(), payload.size(), qos, false)->wait_for(5s))
+      << "not published: " << topic;
+  }
+  void subscribe(const std::string& filter) {
+    EXPECT_TRUE(client_.subscribe(filter, 1)->wait_for(5s)) << "not subscribed: " << filter;
+  }
+
+  struct message {
+    std::string topic;
+    std::string payload;
+    bool retained;
+  };
+  /// The messages received on `topic` so far.
+  std::vector<message> on(const std::string& topic) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::vector<message> out;
+    for (const auto& m : received_)
+      if (m.topic == topic)
+        out.push_back(m);
+    return out;
+  }
+
+private:
+  static inline int next_id_ = 0;  ///< client ids are unique: a broker drops a duplicate
+  mqtt::async_client client_;
+  std::mutex mtx_;
+  std::deque<message> received_;
+};
+
+class mqtt_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    auto broker = mosquitto_path();
+    if (broker.empty())
+      GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the MQTT tests did not run";
+    broker_port_ = free_port();
+    std::ofstream{dir_.sub("mosquitto.conf")}
+      << "listener " << broker_port_ << " 127.0.0.1\nallow_anonymous true\npersistence false\n";
+    ASSERT_NO_FATAL_FAILURE(start_broker());
+    std::filesystem::create_directories(dir_.sub("models"));
+    std::ofstream{dir_.sub("models/gauge.json")} << gauge_model;
+    http_port_ = free_port();
+    metrics_port_ = free_port();
+    ASSERT_NO_FATAL_FAILURE(start_node());
+    ASSERT_EQ(client_->call("PUT", "/v1/twins/t:g1",
+                            json{{"type", "gauge"}, {"properties", {{"level", 1.0}}}}.dump(),
+                            json_type)
+                .status,
+              201u);
+  }
+
+  void TearDown() override {
+    stop_node();
+    stop_broker();
+  }
+
+  void start_broker() {
+    broker_ = std::make_unique<process>(
+      std::vector<std::string>{mosquitto_path(), "-c", dir_.sub("mosquitto.conf")});
+    ASSERT_TRUE(eventually([&] { return port_open(broker_port_); }))
+      << broker_->stderr_text();
+  }
+
+  void stop_broker() {
+    if (broker_) {
+      broker_->signal(SIGTERM);
+      broker_->wait(10s);
+      broker_.reset();
+    }
+  }
+
+  void start_node() {
+    node_ = std::make_unique<process>(std::vector<std::string>{
+      TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"), "--bind",
+      "127.0.0.1", "--http-port", std::to_string(http_port_), "--metrics-port",
+      std::to_string(metrics_port_), "--mqtt-url",
+      "tcp://127.0.0.1:" + std::to_string(broker_port_), "--mqtt-client-id", "twind-test"});
+    ASSERT_TRUE(wait_for_200(http_port_, "/readyz", 20s)) << node_->stderr_text();
+    client_ = std::make_unique<http_client>(http_port_);
+  }
+
+  void stop_node() {
+    client_.reset();
+    if (node_) {
+      node_->signal(SIGTERM);
+      EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
+      node_.reset();
+    }
+  }
+
+  static bool port_open(int port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    return ok;
+  }
+
+  json twin(const std::string& id) {
+    auto r = client_->call("GET", "/v1/twins/" + id);
+    return r.status == 200 ? json::parse(r.body) : json{};
+  }
+
+  /// The value of a sample of /metrics, e.g. `twin_mqtt_connected`; -1 if absent.
+  double metric(const std::string& sample) {
+    http_client m{metrics_port_};
+    auto body = m.call("GET", "/metrics").body;
+    auto at = body.find("\n" + sample + " ");
+    if (at == std::string::npos)
+      return -1;
+    return std::stod(body.substr(at + sample.size() + 2));
+  }
+
+  temp_dir dir_;
+  int broker_port_ = 0;
+  int http_port_ = 0;
+  int metrics_port_ = 0;
+  std::unique_ptr<process> broker_;
+  std::unique_ptr<process> node_;
+  std::unique_ptr<http_client> client_;
+};
+
+TEST_F(mqtt_test, telemetry_reaches_the_twin_and_bad_messages_are_dropped) {
+  device d{broker_port_};
+  EXPECT_TRUE(eventually([&] { return metric("twin_mqtt_connected") == 1; }));
+  // A sample time after the twin's creation (an older sample would not replace it).
+  auto ts = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count();
+  d.publish("twins/t:g1/telemetry", json{{"level", 42.5}, {"ts", ts}}.dump());
+  ASSERT_TRUE(eventually([&] { return twin("t:g1")["properties"]["level"] == 42.5; }));
+  EXPECT_EQ(twin("t:g1")["metadata"]["level"]["updated"], ts);
+
+  // Not JSON, not an object, a bad "ts", a bad id, an unknown twin, a value out of range,
+  // a number beyond double, a payload over 64 KiB, then a QoS 0 message: nothing stops
+  // the next one.
+  d.publish("twins/t:g1/telemetry", "{not json");
+  d.publish("twins/t:g1/telemetry", "[1, 2]");
+  d.publish("twins/t:g1/telemetry", R"({"level": 5, "ts": "now"})");
+  d.publish("twins/Bad Id/telemetry", R"({"level": 5})");
+  d.publish("twins/t:nobody/telemetry", R"({"level": 5})");
+  d.publish("twins/t:g1/telemetry", R"({"level": 500})");
+  d.publish("twins/t:g1/telemetry", R"({"level": 1e400})");
+  d.publish("twins/t:g1/telemetry", R"({"level": "x)" + std::string(70000, 'x') + R"("})");
+  d.publish("twins/t:g1/telemetry", R"({"level": 7.25, "ts": null})", 0);
+  ASSERT_TRUE(eventually([&] { return twin("t:g1")["properties"]["level"] == 7.25; }));
+  EXPECT_TRUE(eventually([&] {
+    return metric(R"(twin_ingest_messages_total{source="mqtt",result="malformed"})") == 6
+           && metric(R"(twin_ingest_messages_total{source="mqtt",result="rejected"})") == 2
+           && metric(R"(twin_ingest_messages_total{source="mqtt",result="accepted"})") == 2;
+  }));
+  EXPECT_NE(node_->stderr_text().find("twins/t:g1/telemetry dropped"), std::string::npos);
+}
+
+TEST_F(mqtt_test, the_desired_delta_goes_to_the_device_retained_until_it_reports) {
+  device d{broker_port_};
+  d.subscribe("twins/t:g1/desired");
+  auto patched = client_->call("PATCH", "/v1/twins/t:g1", R"({"desired": {"target": 50}})",
+                               {{"Content-Type", "application/merge-patch+json"}});
+  ASSERT_EQ(patched.status, 200u) << patched.body;
+  ASSERT_TRUE(eventually([&] { return !d.on("twins/t:g1/desired").empty(); }));
+  EXPECT_EQ(json::parse(d.on("twins/t:g1/desired").back().payload), json({{"target", 50.0}}));
+
+  // A device that subscribes later gets the retained delta.
+  device late{broker_port_};
+  late.subscribe("twins/t:g1/desired");
+  ASSERT_TRUE(eventually([&] { return !late.on("twins/t:g1/desired").empty(); }));
+  EXPECT_TRUE(late.on("twins/t:g1/desired").front().retained);
+
+  // The device reports the target: the delta is empty, and says so.
+  d.publish("twins/t:g1/telemetry", R"({"target": 50})");
+  ASSERT_TRUE(eventually([&] {
+    auto m = d.on("twins/t:g1/desired");
+    return !m.empty() && json::parse(m.back().payload) == json::object();
+  })) << twin("t:g1").dump();
+  EXPECT_EQ(twin("t:g1")["delta"], json::object());
+}
+
+TEST_F(mqtt_test, qos1_telemetry_sent_while_the_node_was_down_is_applied_when_it_returns) {
+  stop_node();
+  {
+    device d{broker_port_};
+    for (int i = 1; i <= 20; ++i)
+      d.publish("twins/t:g1/telemetry", json{{"level", static_cast<double>(i)}}.dump());
+  }
+  ASSERT_NO_FATAL_FAILURE(start_node());
+  ASSERT_TRUE(eventually([&] { return twin("t:g1")["properties"]["level"] == 20.0; }))
+    << twin("t:g1").dump();
+}
+
+TEST_F(mqtt_test, the_node_reconnects_when_the_broker_restarts) {
+  stop_broker();
+  EXPECT_TRUE(eventually([&] { return metric("twin_mqtt_connected") == 0; }));
+  ASSERT_NO_FATAL_FAILURE(start_broker());
+  // The node retries after 1 s, then at growing intervals (at most 30 s).
+  ASSERT_TRUE(eventually([&] { return metric("twin_mqtt_connected") == 1; }, 40s));
+  device d{broker_port_};
+  d.publish("twins/t:g1/telemetry", R"({"level": 33})");
+  ASSERT_TRUE(eventually([&] { return twin("t:g1")["properties"]["level"] == 33; }));
+  EXPECT_NE(node_->stderr_text().find("lost"), std::string::npos);
+}
+
+} // namespace
+} // namespace twin::test
