@@ -183,6 +183,7 @@ int main(int argc, char** argv) {
       node_host.stop();
       return fail(error_message(err));
     }
+    metrics->set_http(http.get());
     spdlog::info("HTTP API on http://{}:{}/v1/", o.bind, http->port());
   }
 
@@ -200,7 +201,7 @@ int main(int argc, char** argv) {
     mqtt = std::make_unique<ingest::mqtt_gateway>(node_host, mo);
     metrics->set_mqtt(mqtt.get());
     if (auto err = mqtt->start()) {
-      metrics->set_mqtt(nullptr);
+      exposer.reset();  // no scrape reads the gateway or the HTTP server any more
       mqtt.reset();
       if (http)
         http->stop();

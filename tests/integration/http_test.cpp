@@ -29,9 +29,11 @@ protected:
     std::filesystem::create_directories(dir_.sub("models"));
     std::ofstream{dir_.sub("models/gauge.json")} << gauge_model;
     port_ = free_port();
+    metrics_port_ = free_port();
     node_ = std::make_unique<process>(std::vector<std::string>{
       TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"),
-      "--metrics-port", "0", "--bind", "127.0.0.1", "--http-port", std::to_string(port_),
+      "--metrics-port", std::to_string(metrics_port_), "--bind", "127.0.0.1", "--http-port",
+      std::to_string(port_),
       "--http-max-body", "4096"});
     ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
     client_ = std::make_unique<http_client>(port_);
@@ -67,6 +69,7 @@ protected:
 
   temp_dir dir_;
   int port_ = 0;
+  int metrics_port_ = 0;
   std::unique_ptr<process> node_;
   std::unique_ptr<http_client> client_;
 };
@@ -333,6 +336,26 @@ TEST_F(http_test, a_telemetry_batch_answers_per_item_once_the_accepted_items_are
   EXPECT_EQ(client_->call("POST", "/v1/telemetry", "{}", json_type).status, 400u);
   EXPECT_EQ(client_->call("POST", "/v1/telemetry", "[]").status, 415u);
   EXPECT_EQ(client_->call("GET", "/v1/telemetry").status, 405u);
+}
+
+TEST_F(http_test, metrics_count_requests_by_route_and_status_with_their_latency) {
+  ASSERT_EQ(put("t:m1", {{"type", "gauge"}}).status, 201u);
+  EXPECT_EQ(client_->call("GET", "/v1/twins/t:m1").status, 200u);
+  EXPECT_EQ(client_->call("GET", "/v1/twins/t:m1").status, 200u);
+  EXPECT_EQ(client_->call("GET", "/v1/twins/t:nobody").status, 404u);
+  EXPECT_EQ(client_->call("GET", "/nowhere").status, 404u);
+  http_client m{metrics_port_};
+  auto scrape = m.call("GET", "/metrics");
+  ASSERT_EQ(scrape.status, 200u);
+  const auto& text = scrape.body;
+  for (const char* sample :
+       {R"(twin_http_requests_total{route="/v1/twins/{id}",code="201"} 1)",
+        R"(twin_http_requests_total{route="/v1/twins/{id}",code="200"} 2)",
+        R"(twin_http_requests_total{route="/v1/twins/{id}",code="404"} 1)",
+        R"(twin_http_requests_total{route="other",code="404"} 1)",
+        R"(twin_http_request_duration_seconds_count{route="/v1/twins/{id}"} 4)",
+        R"(twin_http_request_duration_seconds_bucket{route="/v1/twins/{id}",le="+Inf"} 4)"})
+    EXPECT_NE(text.find(sample), std::string::npos) << sample << "\n" << text;
 }
 
 } // namespace

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -34,6 +35,10 @@ namespace {
 constexpr auto idle_timeout = std::chrono::seconds{60};
 constexpr size_t max_header_bytes = 16 * 1024;
 
+std::string_view target_of(const http::request<http::string_body>& msg) {
+  return {msg.target().data(), msg.target().size()};
+}
+
 /// What the connections share with the server: whether it still takes answers (those
 /// that the runtime gives after it stopped are dropped instead of being posted to its
 /// stopped I/O context) and how many requests await their answer.
@@ -41,6 +46,25 @@ struct shared_state {
   std::mutex mtx;
   bool open = true;
   std::atomic<int> unanswered{0};
+  std::mutex metrics_mtx;
+  /// Answers by route (a template from `route_of`) and status.
+  std::map<std::pair<std::string_view, unsigned>, uint64_t> answered;
+  std::map<std::string_view, http_route_latency> latency;
+
+  void record(const char* route, unsigned status, std::chrono::steady_clock::duration took) {
+    auto s = std::chrono::duration<double>(took).count();
+    const auto& bounds = http_metrics::bounds_s();
+    auto bucket = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), s)
+                                      - bounds.begin());
+    std::lock_guard<std::mutex> guard{metrics_mtx};
+    ++answered[{route, status}];
+    auto& l = latency[route];
+    if (l.buckets.empty())
+      l.buckets.resize(bounds.size() + 1);
+    ++l.buckets[bucket];
+    l.sum_s += s;
+    ++l.count;
+  }
 };
 
 /// One HTTP/1.1 connection: reads a request, answers it, and reads the next while the
@@ -106,6 +130,8 @@ private:
     if (ec == http::error::end_of_stream || ec == beast::error::timeout
         || ec == asio::error::operation_aborted)
       return shut();
+    received_ = std::chrono::steady_clock::now();
+    route_ = parser_->is_header_done() ? route_of(target_of(parser_->get())) : route_of("");
     if (ec == http::error::body_limit)
       return write(error_response(413, "payload_too_large",
                                   "the body is larger than " + std::to_string(max_body_)
@@ -145,6 +171,7 @@ private:
   /// Writes `res`; `counted`: it answers a request counted in `unanswered`, which is
   /// released once the answer is out.
   void write(response res, bool keep_alive, bool counted = false) {
+    state_->record(route_, res.status, std::chrono::steady_clock::now() - received_);
     auto msg = std::make_shared<http::response<http::string_body>>(
       static_cast<http::status>(res.status), version_);
     msg->set(http::field::server, "twind");
@@ -185,6 +212,8 @@ private:
   std::shared_ptr<shared_state> state_;
   bool keep_alive_ = false;
   unsigned version_ = 11;
+  const char* route_ = nullptr;  ///< the template of the request being answered
+  std::chrono::steady_clock::time_point received_;
 };
 
 } // namespace
@@ -282,6 +311,25 @@ caf::error http_server::start() {
 
 uint16_t http_server::port() const {
   return impl_->bound_port;
+}
+
+const std::vector<double>& http_metrics::bounds_s() {
+  static const std::vector<double> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                          0.05,   0.1,   0.25,   0.5,   1,    2.5};
+  return bounds;
+}
+
+http_metrics http_server::metrics() const {
+  auto& st = *impl_->state;
+  http_metrics out;
+  std::lock_guard<std::mutex> guard{st.metrics_mtx};
+  for (const auto& [key, n] : st.answered)
+    out.requests.push_back({std::string{key.first}, key.second, n});
+  for (const auto& [route, l] : st.latency) {
+    out.latency.push_back(l);
+    out.latency.back().route = std::string{route};
+  }
+  return out;
 }
 
 void http_server::stop(std::chrono::milliseconds drain) {

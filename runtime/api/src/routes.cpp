@@ -387,6 +387,28 @@ response method_not_allowed(const std::string& allow) {
 
 } // namespace
 
+const char* route_of(std::string_view target) {
+  auto path = target.substr(0, target.find('?'));
+  for (const char* fixed :
+       {"/healthz", "/readyz", "/v1/twins", "/v1/telemetry", "/v1/events", "/v1/cluster"})
+    if (path == fixed)
+      return fixed;
+  constexpr std::string_view twins = "/v1/twins/";
+  constexpr std::string_view commands = "/commands/";
+  if (path.substr(0, twins.size()) == twins && path.size() > twins.size()) {
+    auto rest = path.substr(twins.size());
+    auto slash = rest.find('/');
+    if (slash == std::string_view::npos)
+      return "/v1/twins/{id}";
+    auto sub = rest.substr(slash);
+    if (sub == "/history")
+      return "/v1/twins/{id}/history";
+    if (sub.substr(0, commands.size()) == commands && sub.size() > commands.size())
+      return "/v1/twins/{id}/commands/{name}";
+  }
+  return "other";
+}
+
 response error_response(unsigned status, const std::string& code, const std::string& message) {
   return json_response(status, {{"error", {{"code", code}, {"message", message}}}});
 }

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -33,6 +34,10 @@ using respond_fn = std::function<void(response)>;
 /// the node, from a runtime thread once the router has answered otherwise.
 void handle(runtime::router& rt, const std::function<bool()>& ready, request req,
             respond_fn respond);
+
+/// The template of the route that serves `target` (path and query), for metrics:
+/// "/v1/twins/{id}", "/healthz", ...; "other" if no route serves it.
+const char* route_of(std::string_view target);
 
 /// The error shape of every non-2xx answer: {"error":{"code":..,"message":..}}.
 response error_response(unsigned status, const std::string& code, const std::string& message);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <caf/error.hpp>
 
@@ -18,6 +19,28 @@ struct http_options {
   uint16_t port = 8080;            ///< 0: any free port (see `http_server::port`)
   size_t max_body = 1u << 20;      ///< larger bodies get 413
   int threads = 1;                 ///< I/O threads
+};
+
+/// Requests answered by one route with one status.
+struct http_route_count {
+  std::string route;  ///< the route's template, e.g. "/v1/twins/{id}"; "other": none
+  unsigned status = 0;
+  uint64_t count = 0;
+};
+
+/// The time from a request's last byte to its answer, for one route: how many took at
+/// most each bound of `http_metrics::bounds_s` (not cumulative), then the total.
+struct http_route_latency {
+  std::string route;
+  std::vector<uint64_t> buckets;  ///< one per bound, and one for the rest
+  double sum_s = 0;
+  uint64_t count = 0;
+};
+
+struct http_metrics {
+  static const std::vector<double>& bounds_s();
+  std::vector<http_route_count> requests;
+  std::vector<http_route_latency> latency;
 };
 
 /// The HTTP/JSON API of DESIGN.md on Boost.Beast: HTTP/1.1 with keep-alive. Requests go
@@ -33,6 +56,8 @@ public:
   caf::error start();
   /// The bound port (the chosen one if the options asked for port 0).
   uint16_t port() const;
+  /// The requests answered so far, by route and status, and their latency by route.
+  http_metrics metrics() const;
   /// Stops accepting, writes the answers that come within `drain`, then closes every
   /// connection; later answers are dropped. Not from an I/O thread or an answer.
   void stop(std::chrono::milliseconds drain = std::chrono::seconds{5});
