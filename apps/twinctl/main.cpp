@@ -1,0 +1,387 @@
+// twinctl: the command line of the twin runtime, over a node's HTTP API.
+//
+//   twinctl get plant1:motor-7
+//   twinctl put plant1:motor-7 --type motor --parent plant1:robot-2 --properties '{"rpm": 1200}'
+//   twinctl patch plant1:motor-7 --desired '{"rpm": 1500}' --if-match 3
+//   twinctl telemetry send plant1:motor-7 '{"temperature": 71.5}'
+//   twinctl --json get plant1:motor-7 | jq .properties
+//
+// Exit codes: 0 done; 1 usage; 2 the node cannot be reached; 3 no such twin (404);
+// 4 a version conflict or failed precondition (409, 412); 5 a refused request (another
+// 4xx); 6 the node failed or does not serve the call (5xx).
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <iostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using nlohmann::json;
+
+enum exit_code : int {
+  ok = 0,
+  usage = 1,
+  unreachable = 2,
+  not_found = 3,
+  conflict = 4,
+  refused = 5,
+  server_error = 6,
+};
+
+struct server_address {
+  std::string host;
+  std::string port;
+};
+
+/// "http://host:port" (or "host:port"); the port defaults to 8080.
+bool parse_server(const std::string& url, server_address& out) {
+  std::string rest = url;
+  if (rest.rfind("http://", 0) == 0)
+    rest = rest.substr(7);
+  else if (rest.find("://") != std::string::npos)
+    return false;  // https and others: not spoken here
+  while (!rest.empty() && rest.back() == '/')
+    rest.pop_back();
+  auto colon = rest.rfind(':');
+  out.host = colon == std::string::npos ? rest : rest.substr(0, colon);
+  out.port = colon == std::string::npos ? "8080" : rest.substr(colon + 1);
+  return !out.host.empty() && !out.port.empty()
+         && out.port.find_first_not_of("0123456789") == std::string::npos;
+}
+
+struct reply {
+  unsigned status = 0;
+  std::string etag;
+  json body;  ///< null if none or not JSON
+  std::string text;
+};
+
+class client {
+public:
+  client(server_address addr, std::string token) : addr_(std::move(addr)), token_(token) {}
+
+  /// One request; throws beast::system_error if the node cannot be reached.
+  reply call(http::verb method, const std::string& target, const std::string& body = {},
+             const std::string& content_type = "application/json",
+             const std::string& if_match = {}) {
+    asio::io_context ioc;
+    tcp::resolver resolver{ioc};
+    beast::tcp_stream stream{ioc};
+    stream.expires_after(std::chrono::seconds{30});
+    stream.connect(resolver.resolve(addr_.host, addr_.port));
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, addr_.host);
+    req.set(http::field::user_agent, "twinctl");
+    if (!token_.empty())
+      req.set(http::field::authorization, "Bearer " + token_);
+    if (!if_match.empty())
+      req.set(http::field::if_match, "\"" + if_match + "\"");
+    if (!body.empty()) {
+      req.set(http::field::content_type, content_type);
+      req.body() = body;
+    }
+    req.prepare_payload();
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64u << 20);
+    http::read(stream, buffer, parser);
+    auto& res = parser.get();
+    reply out;
+    out.status = res.result_int();
+    out.etag = std::string{res[http::field::etag]};
+    out.text = res.body();
+    out.body = json::parse(out.text, nullptr, false);
+    if (out.body.is_discarded())
+      out.body = nullptr;
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    return out;
+  }
+
+private:
+  server_address addr_;
+  std::string token_;
+};
+
+int exit_code_of(unsigned status) {
+  if (status < 300)
+    return ok;
+  if (status == 404)
+    return not_found;
+  if (status == 409 || status == 412)
+    return conflict;
+  if (status < 500)
+    return refused;
+  return server_error;
+}
+
+std::string text_of(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+/// A table with a header row, columns as wide as their widest cell.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      width.resize(std::max(width.size(), r.size()));
+      width[i] = std::max(width[i], r[i].size());
+    }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size())
+        line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << line << '\n';
+  }
+}
+
+void print_twin(const json& t) {
+  std::cout << t.value("id", "") << "  type " << t.value("type", "") << "  kind "
+            << t.value("kind", "") << "  version " << t.value("version", 0);
+  if (t.contains("parent") && t["parent"].is_string())
+    std::cout << "  parent " << t["parent"].get<std::string>();
+  std::cout << "\n\n";
+  std::vector<std::vector<std::string>> rows{{"PROPERTY", "REPORTED", "DESIRED", "SOURCE"}};
+  std::set<std::string> names;
+  for (const auto* part : {"properties", "desired"})
+    if (t.contains(part) && t[part].is_object())
+      for (const auto& [k, v] : t[part].items())
+        names.insert(k);
+  for (const auto& n : names) {
+    auto get = [&](const char* part) {
+      return t.contains(part) && t[part].contains(n) ? text_of(t[part][n]) : std::string{};
+    };
+    std::string source;
+    if (t.contains("metadata") && t["metadata"].contains(n))
+      source = t["metadata"][n].value("source", "");
+    rows.push_back({n, get("properties"), get("desired"), source});
+  }
+  print_table(rows);
+  if (t.contains("alerts") && !t["alerts"].empty()) {
+    std::cout << "\nalerts:";
+    for (const auto& a : t["alerts"])
+      std::cout << ' ' << a.value("name", "") << " (" << a.value("severity", "") << ')';
+    std::cout << '\n';
+  }
+  if (t.contains("children") && !t["children"].empty())
+    std::cout << "\nchildren: " << t["children"].size() << '\n';
+}
+
+/// The error of an answer, in its DESIGN.md shape or as the raw text.
+std::string error_text(const reply& r) {
+  if (r.body.is_object() && r.body.contains("error"))
+    return r.body["error"].value("code", "") + ": " + r.body["error"].value("message", "");
+  return r.text.empty() ? "HTTP " + std::to_string(r.status) : r.text;
+}
+
+/// Checks that `text` is a JSON object; prints why not.
+bool json_object_arg(const std::string& what, const std::string& text, json& out) {
+  out = json::parse(text, nullptr, false);
+  if (out.is_discarded() || !out.is_object()) {
+    std::cerr << "twinctl: " << what << " must be a JSON object, e.g. '{\"rpm\": 1200}'\n";
+    return false;
+  }
+  return true;
+}
+
+std::string query_string(const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string out;
+  for (const auto& [k, v] : params) {
+    if (v.empty())
+      continue;
+    out += out.empty() ? '?' : '&';
+    out += k + '=';
+    for (unsigned char c : v) {
+      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ':') {
+        out += static_cast<char>(c);
+      } else {
+        char hex[4];
+        std::snprintf(hex, sizeof hex, "%%%02X", c);
+        out += hex;
+      }
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"twinctl: the twins of a node, over its HTTP API"};
+  app.require_subcommand(1);
+  std::string server = "http://127.0.0.1:8080";
+  std::string token;
+  bool as_json = false;
+  app.add_option("--server", server, "The node's HTTP API")->capture_default_str();
+  app.add_option("--token", token, "Bearer token sent with every request");
+  app.add_flag("--json", as_json, "Print the node's JSON answer as it is");
+
+  std::string id, type, parent, properties, desired, if_match, values;
+  int64_t ts = 0;
+  auto* get = app.add_subcommand("get", "Show a twin");
+  get->add_option("id", id, "Twin id (namespace:name)")->required();
+  // put and patch take the same state.
+  auto state_options = [&](CLI::App* cmd) {
+    cmd->add_option("id", id, "Twin id")->required();
+    cmd->add_option("--properties", properties, "Reported properties, a JSON object");
+    cmd->add_option("--desired", desired, "Desired properties, a JSON object");
+    cmd->add_option("--if-match", if_match,
+                    "Only if the twin has this version (put: 0, only if it does not exist)");
+  };
+  auto* put = app.add_subcommand("put", "Create or replace a twin");
+  state_options(put);
+  put->add_option("--type", type, "Twin type")->required();
+  put->add_option("--parent", parent, "Parent twin id");
+  auto* patch = app.add_subcommand("patch", "Merge-patch a twin's properties (null deletes)");
+  state_options(patch);
+  auto* del = app.add_subcommand("delete", "Delete a twin");
+  del->add_option("id", id, "Twin id")->required();
+  del->add_option("--if-match", if_match, "Only if the twin has this version");
+  auto* telemetry = app.add_subcommand("telemetry", "Device telemetry");
+  telemetry->require_subcommand(1);
+  auto* send = telemetry->add_subcommand("send", "Report property values of a twin");
+  send->add_option("id", id, "Twin id")->required();
+  send->add_option("values", values, "Values, a JSON object")->required();
+  send->add_option("--ts", ts, "Sample time, ms since the epoch (default: now)");
+  std::string kind, where, cursor, from, to, ns, prefix;
+  size_t limit = 0;
+  auto* query = app.add_subcommand("query", "Find twins");
+  query->add_option("--type", type, "Of this type");
+  query->add_option("--kind", kind, "Of this kind");
+  query->add_option("--parent", parent, "Children of this twin");
+  query->add_option("--where", where, "A condition on properties, e.g. 'temperature > 80'");
+  query->add_option("--limit", limit, "At most this many");
+  query->add_option("--cursor", cursor, "Where the previous page ended");
+  auto* history = app.add_subcommand("history", "A twin's past states");
+  history->add_option("id", id, "Twin id")->required();
+  history->add_option("--from", from, "From this time (ms since the epoch)");
+  history->add_option("--to", to, "Up to this time (ms since the epoch)");
+  history->add_option("--limit", limit, "At most this many");
+  auto* events = app.add_subcommand("events", "Follow twin changes");
+  events->add_option("--namespace", ns, "Of twins in this namespace");
+  events->add_option("--type", type, "Of twins of this type");
+  events->add_option("--prefix", prefix, "Of twins whose id starts so");
+  auto* cluster = app.add_subcommand("cluster", "The cluster");
+  cluster->require_subcommand(1);
+  auto* status = cluster->add_subcommand("status", "Members, their state and their shards");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? ok : usage;
+  }
+  server_address addr;
+  if (!parse_server(server, addr)) {
+    std::cerr << "twinctl: --server must be http://host:port, not " << server << '\n';
+    return usage;
+  }
+  client c{addr, token};
+  auto twin_path = [&] { return "/v1/twins/" + id; };
+  reply r;
+  try {
+    if (get->parsed()) {
+      r = c.call(http::verb::get, twin_path());
+    } else if (put->parsed() || patch->parsed()) {
+      json body = json::object();
+      json p;
+      json d;
+      if (!properties.empty() && !json_object_arg("--properties", properties, p))
+        return usage;
+      if (!desired.empty() && !json_object_arg("--desired", desired, d))
+        return usage;
+      if (!p.is_null())
+        body["properties"] = p;
+      if (!d.is_null())
+        body["desired"] = d;
+      if (put->parsed()) {
+        body["type"] = type;
+        if (!parent.empty())
+          body["parent"] = parent;
+        r = c.call(http::verb::put, twin_path(), body.dump(), "application/json", if_match);
+      } else {
+        r = c.call(http::verb::patch, twin_path(), body.dump(), "application/merge-patch+json",
+                   if_match);
+      }
+    } else if (del->parsed()) {
+      r = c.call(http::verb::delete_, twin_path(), {}, {}, if_match);
+    } else if (send->parsed()) {
+      json v;
+      if (!json_object_arg("values", values, v))
+        return usage;
+      json item{{"twin", id}, {"values", v}};
+      if (ts > 0)
+        item["ts"] = ts;
+      r = c.call(http::verb::post, "/v1/telemetry", json::array({item}).dump());
+      // A refused item is the command's failure, although the batch was answered 202.
+      if (r.status == 202 && r.body.is_object() && r.body.value("rejected", 0) > 0) {
+        const auto& result = r.body["results"][0];
+        if (as_json)
+          std::cout << r.body.dump(2) << '\n';
+        else
+          std::cerr << "twinctl: " << result["error"].value("code", "") << ": "
+                    << result["error"].value("message", "") << '\n';
+        auto code = result["error"].value("code", "");
+        return code == "not_found" ? not_found : refused;
+      }
+    } else if (query->parsed()) {
+      r = c.call(http::verb::get,
+                 "/v1/twins" + query_string({{"type", type}, {"kind", kind}, {"parent", parent},
+                                             {"where", where},
+                                             {"limit", limit ? std::to_string(limit) : ""},
+                                             {"cursor", cursor}}));
+    } else if (history->parsed()) {
+      r = c.call(http::verb::get,
+                 twin_path() + "/history"
+                   + query_string({{"from", from}, {"to", to},
+                                   {"limit", limit ? std::to_string(limit) : ""}}));
+    } else if (events->parsed()) {
+      r = c.call(http::verb::get, "/v1/events"
+                                    + query_string({{"namespace", ns}, {"type", type},
+                                                    {"prefix", prefix}}));
+    } else if (status->parsed()) {
+      r = c.call(http::verb::get, "/v1/cluster");
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "twinctl: cannot reach the node at " << server << ": " << e.what() << '\n';
+    return unreachable;
+  }
+  int code = exit_code_of(r.status);
+  if (as_json) {
+    if (!r.body.is_null())
+      std::cout << r.body.dump(2) << '\n';
+  } else if (code != ok) {
+    std::cerr << "twinctl: " << error_text(r) << '\n';
+  } else if (get->parsed()) {
+    print_twin(r.body);
+  } else if (del->parsed()) {
+    std::cout << "deleted " << id << '\n';
+  } else if (put->parsed() || patch->parsed()) {
+    std::cout << (r.body.value("created", false) ? "created " : "updated ") << id
+              << ", version " << r.body.value("version", 0) << '\n';
+  } else if (send->parsed()) {
+    std::cout << "applied to " << id << ", version "
+              << r.body["results"][0].value("version", 0) << '\n';
+  } else if (!r.body.is_null()) {
+    std::cout << r.body.dump(2) << '\n';
+  }
+  return code;
+}

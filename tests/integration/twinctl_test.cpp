@@ -1,0 +1,121 @@
+// twinctl against a real twind on 127.0.0.1: each command's output, its --json answer and
+// its exit code.
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gauge_model.hpp"
+#include "http_client.hpp"
+#include "process.hpp"
+#include "test_support.hpp"
+
+namespace twin::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+struct run_result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+class twinctl_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    std::filesystem::create_directories(dir_.sub("models"));
+    std::ofstream{dir_.sub("models/gauge.json")} << gauge_model;
+    port_ = free_port();
+    node_ = std::make_unique<process>(std::vector<std::string>{
+      TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"),
+      "--metrics-port", "0", "--bind", "127.0.0.1", "--http-port", std::to_string(port_)});
+    ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
+  }
+
+  void TearDown() override {
+    node_->signal(SIGTERM);
+    EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
+  }
+
+  /// Runs twinctl with `args` against the node; waits at most 20 s.
+  run_result twinctl(std::vector<std::string> args, int port = 0) {
+    std::vector<std::string> argv{TWINCTL_PATH, "--server",
+                                  "http://127.0.0.1:" + std::to_string(port ? port : port_)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    process p{argv};
+    run_result r;
+    while (auto line = p.read_line(20s))
+      r.out += *line + "\n";
+    auto code = p.wait(20s);
+    r.code = code ? *code : -1;
+    r.err = p.stderr_text();
+    return r;
+  }
+
+  temp_dir dir_;
+  int port_ = 0;
+  std::unique_ptr<process> node_;
+};
+
+TEST_F(twinctl_test, puts_patches_reports_shows_and_deletes_a_twin) {
+  auto put = twinctl({"put", "t:g1", "--type", "gauge", "--properties", R"({"level": 10})"});
+  ASSERT_EQ(put.code, 0) << put.err;
+  EXPECT_EQ(put.out, "created t:g1, version 1\n");
+
+  auto patch = twinctl({"patch", "t:g1", "--desired", R"({"target": 40})", "--if-match", "1"});
+  ASSERT_EQ(patch.code, 0) << patch.err;
+  EXPECT_EQ(patch.out, "updated t:g1, version 2\n");
+
+  auto sent = twinctl({"telemetry", "send", "t:g1", R"({"level": 55.5})"});
+  ASSERT_EQ(sent.code, 0) << sent.err;
+  EXPECT_EQ(sent.out, "applied to t:g1, version 3\n");
+
+  auto shown = twinctl({"get", "t:g1"});
+  ASSERT_EQ(shown.code, 0) << shown.err;
+  EXPECT_NE(shown.out.find("t:g1  type gauge  kind component  version 3"), std::string::npos)
+    << shown.out;
+  EXPECT_NE(shown.out.find("level"), std::string::npos);
+  EXPECT_NE(shown.out.find("55.5"), std::string::npos);
+
+  auto as_json = twinctl({"--json", "get", "t:g1"});
+  ASSERT_EQ(as_json.code, 0) << as_json.err;
+  auto doc = json::parse(as_json.out);
+  EXPECT_EQ(doc["properties"]["level"], 55.5);
+  EXPECT_EQ(doc["desired"]["target"], 40);
+  EXPECT_EQ(doc["delta"]["target"], 40);
+
+  auto deleted = twinctl({"delete", "t:g1", "--if-match", "3"});
+  ASSERT_EQ(deleted.code, 0) << deleted.err;
+  EXPECT_EQ(twinctl({"get", "t:g1"}).code, 3);
+}
+
+TEST_F(twinctl_test, exit_codes_say_what_went_wrong) {
+  ASSERT_EQ(twinctl({"put", "t:g1", "--type", "gauge"}).code, 0);
+  auto missing = twinctl({"get", "t:nobody"});
+  EXPECT_EQ(missing.code, 3);
+  EXPECT_NE(missing.err.find("not_found"), std::string::npos) << missing.err;
+  auto stale = twinctl({"patch", "t:g1", "--desired", R"({"target": 1})", "--if-match", "7"});
+  EXPECT_EQ(stale.code, 4);
+  EXPECT_NE(stale.err.find("version_conflict"), std::string::npos) << stale.err;
+  auto refused = twinctl({"telemetry", "send", "t:g1", R"({"level": 500})"});
+  EXPECT_EQ(refused.code, 5);
+  EXPECT_NE(refused.err.find("out_of_range"), std::string::npos) << refused.err;
+  EXPECT_EQ(twinctl({"telemetry", "send", "t:nobody", R"({"level": 5})"}).code, 3);
+  EXPECT_EQ(twinctl({"put", "t:g2", "--type", "gauge", "--properties", "[1]"}).code, 1);
+  EXPECT_EQ(twinctl({"get"}).code, 1);
+  EXPECT_EQ(twinctl({"get", "t:g1"}, free_port()).code, 2);
+  // Nothing the refused commands sent changed the twin.
+  auto doc = json::parse(twinctl({"--json", "get", "t:g1"}).out);
+  EXPECT_EQ(doc["version"], 1);
+}
+
+} // namespace
+} // namespace twin::test
