@@ -6,12 +6,16 @@
 //   twinctl telemetry send plant1:motor-7 '{"temperature": 71.5}'
 //   twinctl --json get plant1:motor-7 | jq .properties
 //
-// Exit codes: 0 done; 1 usage; 2 the node cannot be reached; 3 no such twin (404);
-// 4 a version conflict or failed precondition (409, 412); 5 a refused request (another
-// 4xx); 6 the node failed or does not serve the call (5xx).
+// Exit codes: 0 done; 1 usage; 2 no answer from the node (unreachable, or --timeout);
+// 3 no such twin (404); 4 a version conflict or failed precondition (409, 412); 5 a
+// refused request (another 4xx); 6 the node failed or does not serve the call (5xx).
+// `events` reads the node's answer whole: following the stream comes with the node's
+// server-sent events.
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <set>
@@ -66,45 +70,60 @@ bool parse_server(const std::string& url, server_address& out) {
 
 struct reply {
   unsigned status = 0;
-  std::string etag;
   json body;  ///< null if none or not JSON
   std::string text;
 };
 
 class client {
 public:
-  client(server_address addr, std::string token) : addr_(std::move(addr)), token_(token) {}
+  client(server_address addr, std::string token, std::chrono::seconds timeout)
+    : addr_(std::move(addr)), token_(std::move(token)), timeout_(timeout) {}
 
-  /// One request; throws beast::system_error if the node cannot be reached.
+  /// One request, given at most the timeout; throws beast::system_error if the node
+  /// cannot be reached or does not answer in time.
   reply call(http::verb method, const std::string& target, const std::string& body = {},
              const std::string& content_type = "application/json",
-             const std::string& if_match = {}) {
+             const std::vector<std::pair<http::field, std::string>>& headers = {}) {
     asio::io_context ioc;
     tcp::resolver resolver{ioc};
     beast::tcp_stream stream{ioc};
-    stream.expires_after(std::chrono::seconds{30});
-    stream.connect(resolver.resolve(addr_.host, addr_.port));
     http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, addr_.host);
+    req.set(http::field::host, addr_.host + ":" + addr_.port);
     req.set(http::field::user_agent, "twinctl");
     if (!token_.empty())
       req.set(http::field::authorization, "Bearer " + token_);
-    if (!if_match.empty())
-      req.set(http::field::if_match, "\"" + if_match + "\"");
+    for (const auto& [name, value] : headers)
+      req.set(name, value);
     if (!body.empty()) {
       req.set(http::field::content_type, content_type);
       req.body() = body;
     }
     req.prepare_payload();
-    http::write(stream, req);
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(64u << 20);
-    http::read(stream, buffer, parser);
+    // Asynchronous steps, so that the stream's deadline bounds each of them.
+    beast::error_code failure;
+    stream.expires_after(timeout_);
+    stream.async_connect(resolver.resolve(addr_.host, addr_.port),
+                         [&](beast::error_code ec, const tcp::endpoint&) {
+      if ((failure = ec))
+        return;
+      stream.expires_after(timeout_);
+      http::async_write(stream, req, [&](beast::error_code ec, size_t) {
+        if ((failure = ec))
+          return;
+        stream.expires_after(timeout_);
+        http::async_read(stream, buffer, parser,
+                         [&](beast::error_code ec, size_t) { failure = ec; });
+      });
+    });
+    ioc.run();
+    if (failure)
+      throw beast::system_error{failure};
     auto& res = parser.get();
     reply out;
     out.status = res.result_int();
-    out.etag = std::string{res[http::field::etag]};
     out.text = res.body();
     out.body = json::parse(out.text, nullptr, false);
     if (out.body.is_discarded())
@@ -117,6 +136,7 @@ public:
 private:
   server_address addr_;
   std::string token_;
+  std::chrono::seconds timeout_;
 };
 
 int exit_code_of(unsigned status) {
@@ -138,11 +158,11 @@ std::string text_of(const json& v) {
 /// A table with a header row, columns as wide as their widest cell.
 void print_table(const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width;
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) {
-      width.resize(std::max(width.size(), r.size()));
+  for (const auto& r : rows) {
+    width.resize(std::max(width.size(), r.size()));
+    for (size_t i = 0; i < r.size(); ++i)
       width[i] = std::max(width[i], r[i].size());
-    }
+  }
   for (const auto& r : rows) {
     std::string line;
     for (size_t i = 0; i < r.size(); ++i) {
@@ -203,24 +223,39 @@ bool json_object_arg(const std::string& what, const std::string& text, json& out
   return true;
 }
 
-std::string query_string(const std::vector<std::pair<std::string, std::string>>& params) {
+/// `text` with every byte outside [A-Za-z0-9._~:-] percent-encoded.
+std::string percent_encode(const std::string& text) {
   std::string out;
-  for (const auto& [k, v] : params) {
-    if (v.empty())
-      continue;
-    out += out.empty() ? '?' : '&';
-    out += k + '=';
-    for (unsigned char c : v) {
-      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ':') {
-        out += static_cast<char>(c);
-      } else {
-        char hex[4];
-        std::snprintf(hex, sizeof hex, "%%%02X", c);
-        out += hex;
-      }
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ':') {
+      out += static_cast<char>(c);
+    } else {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", c);
+      out += hex;
     }
   }
   return out;
+}
+
+std::string query_string(const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string out;
+  for (const auto& [k, v] : params)
+    if (!v.empty())
+      out += (out.empty() ? "?" : "&") + k + '=' + percent_encode(v);
+  return out;
+}
+
+/// The exit code of an error that the node names (an item of a telemetry batch).
+int exit_code_of(const std::string& error_code) {
+  if (error_code == "not_found")
+    return not_found;
+  if (error_code == "version_conflict")
+    return conflict;
+  if (error_code == "store_failure" || error_code == "shutting_down" || error_code == "timeout"
+      || error_code == "unavailable" || error_code == "internal")
+    return server_error;
+  return refused;
 }
 
 } // namespace
@@ -231,7 +266,11 @@ int main(int argc, char** argv) {
   std::string server = "http://127.0.0.1:8080";
   std::string token;
   bool as_json = false;
+  int timeout_s = 30;
   app.add_option("--server", server, "The node's HTTP API")->capture_default_str();
+  app.add_option("--timeout", timeout_s, "Seconds to wait for the node")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 3600));
   app.add_option("--token", token, "Bearer token sent with every request");
   app.add_flag("--json", as_json, "Print the node's JSON answer as it is");
 
@@ -294,94 +333,123 @@ int main(int argc, char** argv) {
     std::cerr << "twinctl: --server must be http://host:port, not " << server << '\n';
     return usage;
   }
-  client c{addr, token};
-  auto twin_path = [&] { return "/v1/twins/" + id; };
+  // The request, checked before anything is sent.
+  auto twin_path = "/v1/twins/" + percent_encode(id);
+  http::verb method = http::verb::get;
+  std::string target;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<http::field, std::string>> headers;
+  if (!if_match.empty()) {
+    if (put->parsed() && if_match == "0")
+      headers.emplace_back(http::field::if_none_match, "*");  // create only
+    else
+      headers.emplace_back(http::field::if_match, "\"" + if_match + "\"");
+  }
+  if (get->parsed()) {
+    target = twin_path;
+  } else if (put->parsed() || patch->parsed()) {
+    json doc = json::object();
+    json p;
+    json d;
+    if (!properties.empty() && !json_object_arg("--properties", properties, p))
+      return usage;
+    if (!desired.empty() && !json_object_arg("--desired", desired, d))
+      return usage;
+    if (!p.is_null())
+      doc["properties"] = p;
+    if (!d.is_null())
+      doc["desired"] = d;
+    target = twin_path;
+    if (put->parsed()) {
+      method = http::verb::put;
+      doc["type"] = type;
+      if (!parent.empty())
+        doc["parent"] = parent;
+    } else {
+      if (doc.empty()) {
+        std::cerr << "twinctl: patch needs --properties or --desired\n";
+        return usage;
+      }
+      method = http::verb::patch;
+      content_type = "application/merge-patch+json";
+    }
+    body = doc.dump();
+  } else if (del->parsed()) {
+    method = http::verb::delete_;
+    target = twin_path;
+  } else if (send->parsed()) {
+    json v;
+    if (!json_object_arg("values", values, v))
+      return usage;
+    json item{{"twin", id}, {"values", v}};
+    if (ts > 0)
+      item["ts"] = ts;
+    method = http::verb::post;
+    target = "/v1/telemetry";
+    body = json::array({item}).dump();
+  } else if (query->parsed()) {
+    target = "/v1/twins"
+             + query_string({{"type", type}, {"kind", kind}, {"parent", parent},
+                             {"where", where}, {"limit", limit ? std::to_string(limit) : ""},
+                             {"cursor", cursor}});
+  } else if (history->parsed()) {
+    target = twin_path + "/history"
+             + query_string({{"from", from}, {"to", to},
+                             {"limit", limit ? std::to_string(limit) : ""}});
+  } else if (events->parsed()) {
+    target = "/v1/events" + query_string({{"namespace", ns}, {"type", type}, {"prefix", prefix}});
+  } else if (status->parsed()) {
+    target = "/v1/cluster";
+  }
+
+  client c{addr, token, std::chrono::seconds{timeout_s}};
   reply r;
   try {
-    if (get->parsed()) {
-      r = c.call(http::verb::get, twin_path());
-    } else if (put->parsed() || patch->parsed()) {
-      json body = json::object();
-      json p;
-      json d;
-      if (!properties.empty() && !json_object_arg("--properties", properties, p))
-        return usage;
-      if (!desired.empty() && !json_object_arg("--desired", desired, d))
-        return usage;
-      if (!p.is_null())
-        body["properties"] = p;
-      if (!d.is_null())
-        body["desired"] = d;
-      if (put->parsed()) {
-        body["type"] = type;
-        if (!parent.empty())
-          body["parent"] = parent;
-        r = c.call(http::verb::put, twin_path(), body.dump(), "application/json", if_match);
-      } else {
-        r = c.call(http::verb::patch, twin_path(), body.dump(), "application/merge-patch+json",
-                   if_match);
-      }
-    } else if (del->parsed()) {
-      r = c.call(http::verb::delete_, twin_path(), {}, {}, if_match);
-    } else if (send->parsed()) {
-      json v;
-      if (!json_object_arg("values", values, v))
-        return usage;
-      json item{{"twin", id}, {"values", v}};
-      if (ts > 0)
-        item["ts"] = ts;
-      r = c.call(http::verb::post, "/v1/telemetry", json::array({item}).dump());
-      // A refused item is the command's failure, although the batch was answered 202.
-      if (r.status == 202 && r.body.is_object() && r.body.value("rejected", 0) > 0) {
-        const auto& result = r.body["results"][0];
-        if (as_json)
-          std::cout << r.body.dump(2) << '\n';
-        else
-          std::cerr << "twinctl: " << result["error"].value("code", "") << ": "
-                    << result["error"].value("message", "") << '\n';
-        auto code = result["error"].value("code", "");
-        return code == "not_found" ? not_found : refused;
-      }
-    } else if (query->parsed()) {
-      r = c.call(http::verb::get,
-                 "/v1/twins" + query_string({{"type", type}, {"kind", kind}, {"parent", parent},
-                                             {"where", where},
-                                             {"limit", limit ? std::to_string(limit) : ""},
-                                             {"cursor", cursor}}));
-    } else if (history->parsed()) {
-      r = c.call(http::verb::get,
-                 twin_path() + "/history"
-                   + query_string({{"from", from}, {"to", to},
-                                   {"limit", limit ? std::to_string(limit) : ""}}));
-    } else if (events->parsed()) {
-      r = c.call(http::verb::get, "/v1/events"
-                                    + query_string({{"namespace", ns}, {"type", type},
-                                                    {"prefix", prefix}}));
-    } else if (status->parsed()) {
-      r = c.call(http::verb::get, "/v1/cluster");
-    }
+    r = c.call(method, target, body, content_type, headers);
   } catch (const std::exception& e) {
-    std::cerr << "twinctl: cannot reach the node at " << server << ": " << e.what() << '\n';
+    std::cerr << "twinctl: no answer from the node at " << server << ": " << e.what() << '\n';
     return unreachable;
   }
   int code = exit_code_of(r.status);
-  if (as_json) {
-    if (!r.body.is_null())
-      std::cout << r.body.dump(2) << '\n';
-  } else if (code != ok) {
+  // A batch is answered 202 with a result per item: the one item's result decides.
+  json item;
+  if (send->parsed() && code == ok) {
+    if (!r.body.is_object() || !r.body.contains("results") || !r.body["results"].is_array()
+        || r.body["results"].empty() || !r.body["results"][0].is_object()) {
+      std::cerr << "twinctl: an answer of an unexpected shape: " << r.text << '\n';
+      return server_error;
+    }
+    item = r.body["results"][0];
+    if (!item.value("ok", false)) {
+      const auto& err = item.contains("error") ? item["error"] : json::object();
+      std::cerr << "twinctl: " << err.value("code", "") << ": " << err.value("message", "")
+                << '\n';
+      if (as_json)
+        std::cout << r.body.dump(2) << '\n';
+      return exit_code_of(err.value("code", ""));
+    }
+  }
+  if (code != ok) {
     std::cerr << "twinctl: " << error_text(r) << '\n';
-  } else if (get->parsed()) {
+    return code;
+  }
+  if (r.status != 204 && !r.body.is_object()) {  // the API answers with JSON objects
+    std::cerr << "twinctl: an answer that is not a JSON object: " << r.text << '\n';
+    return server_error;
+  }
+  if (as_json)
+    std::cout << r.body.dump(2) << '\n';
+  else if (get->parsed())
     print_twin(r.body);
-  } else if (del->parsed()) {
+  else if (del->parsed())
     std::cout << "deleted " << id << '\n';
-  } else if (put->parsed() || patch->parsed()) {
+  else if (put->parsed() || patch->parsed())
     std::cout << (r.body.value("created", false) ? "created " : "updated ") << id
               << ", version " << r.body.value("version", 0) << '\n';
-  } else if (send->parsed()) {
-    std::cout << "applied to " << id << ", version "
-              << r.body["results"][0].value("version", 0) << '\n';
-  } else if (!r.body.is_null()) {
+  else if (send->parsed())
+    std::cout << "applied to " << id << ", version " << item.value("version", 0) << '\n';
+  else
     std::cout << r.body.dump(2) << '\n';
-  }
-  return code;
+  return ok;
 }

@@ -146,8 +146,9 @@ int main(int argc, char** argv) {
   hopts.max_active = o.max_active;
   host node_host{*sys, **store, types, hopts};
 
+  // The demo's devices run in-process, unless they come over MQTT (twinsim).
   std::unique_ptr<actors::device_simulator> sim;
-  if (o.demo) {
+  if (o.demo && o.mqtt_url.empty()) {
     actors::device_simulator::options so;
     so.period = std::chrono::milliseconds{o.demo_period_ms};
     sim = std::make_unique<actors::device_simulator>(node_host, so);
@@ -208,8 +209,7 @@ int main(int argc, char** argv) {
       node_host.stop();
       return fail(error_message(err));
     }
-    if (!o.demo)  // the demo's simulated devices stay its gateway
-      node_host.set_gateway(mqtt.get());
+    node_host.set_gateway(mqtt.get());
   }
 
   if (o.demo) {
@@ -220,16 +220,28 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     auto created = factory::build_plant(node_host, l, sim.get());
     if (!created) {
+      exposer.reset();  // no scrape reads the gateway or the HTTP server any more
+      if (mqtt)
+        mqtt->stop();
+      if (http)
+        http->stop();
       node_host.stop();
       return fail("cannot build the demo plant: " + error_message(created.error()));
     }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                 std::chrono::steady_clock::now() - t0)
                 .count();
-    spdlog::info("demo plant: {} twins ({} created in {} ms), {} simulated motors; "
-                 "watch factory:plant, e.g. max_temperature and health",
-                 l.twins(), *created, ms, sim->size());
-    sim->start();
+    if (sim) {
+      spdlog::info("demo plant: {} twins ({} created in {} ms), {} simulated motors; "
+                   "watch factory:plant, e.g. max_temperature and health",
+                   l.twins(), *created, ms, sim->size());
+      sim->start();
+    } else {
+      spdlog::info("demo plant: {} twins ({} created in {} ms); its devices come over MQTT: "
+                   "twinsim --mqtt-url {} --lines {} --robots {} --motors {}",
+                   l.twins(), *created, ms, o.mqtt_url, l.lines, l.robots_per_line,
+                   l.motors_per_robot);
+    }
   }
 
   std::atomic<bool> stop_stdin{false};

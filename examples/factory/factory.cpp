@@ -137,31 +137,43 @@ caf::expected<size_t> build_plant(router& rt, const layout& l, actors::device_si
                          value_map{{"model", value{ri % 2 == 0 ? "KR-60" : "IRB-6700"}}});
   if (auto err = flush())
     return err;
+  for (int li = 1; li <= l.lines; ++li)
+    for (int ri = 1; ri <= l.robots_per_line; ++ri)
+      for (int mi = 1; mi <= l.motors_per_robot; ++mi)
+        level.emplace_back(*make_id("motor-" + std::to_string(li) + "-" + std::to_string(ri) + "-"
+                                    + std::to_string(mi)),
+                           "motor",
+                           *make_id("robot-" + std::to_string(li) + "-" + std::to_string(ri)),
+                           value_map{});
+  if (auto err = flush())
+    return err;
+  if (sim != nullptr)
+    if (auto err = add_motors(l, *sim))
+      return err;
+  return created;
+}
+
+caf::error add_motors(const layout& l, actors::device_simulator& sim) {
   std::mt19937_64 rng{7};
   std::uniform_real_distribution<double> unit{0.0, 1.0};
   for (int li = 1; li <= l.lines; ++li)
     for (int ri = 1; ri <= l.robots_per_line; ++ri)
       for (int mi = 1; mi <= l.motors_per_robot; ++mi) {
-        auto suffix = std::to_string(li) + "-" + std::to_string(ri) + "-" + std::to_string(mi);
-        auto id = *make_id("motor-" + suffix);
-        level.emplace_back(id, "motor",
-                           *make_id("robot-" + std::to_string(li) + "-" + std::to_string(ri)),
-                           value_map{});
-        if (sim != nullptr) {
-          // Most motors run comfortably; a few are driven hard and overheat, some run warm.
-          actors::motor_model m;
-          double r = unit(rng);
-          m.base_load = r < 0.03 ? 0.95 : r < 0.10 ? 0.8 : 0.3 + 0.3 * unit(rng);
-          m.target_rpm = r < 0.03 ? 3600 : r < 0.10 ? 3000 : 1200 + 600 * unit(rng);
-          m.load = m.base_load;
-          m.wear = 0.5 * unit(rng) * unit(rng);
-          m.temperature = m.ambient + 5 * unit(rng);
-          sim->add_motor(id, m);
-        }
+        auto id = twin_id::parse(l.ns + ":motor-" + std::to_string(li) + "-"
+                                 + std::to_string(ri) + "-" + std::to_string(mi));
+        if (!id)
+          return id.error();
+        // Most motors run comfortably; a few are driven hard and overheat, some run warm.
+        actors::motor_model m;
+        double r = unit(rng);
+        m.base_load = r < 0.03 ? 0.95 : r < 0.10 ? 0.8 : 0.3 + 0.3 * unit(rng);
+        m.target_rpm = r < 0.03 ? 3600 : r < 0.10 ? 3000 : 1200 + 600 * unit(rng);
+        m.load = m.base_load;
+        m.wear = 0.5 * unit(rng) * unit(rng);
+        m.temperature = m.ambient + 5 * unit(rng);
+        sim.add_motor(*id, m);
       }
-  if (auto err = flush())
-    return err;
-  return created;
+  return {};
 }
 
 } // namespace twin::factory

@@ -37,4 +37,8 @@ struct layout {
 caf::expected<size_t> build_plant(runtime::router& rt, const layout& l,
                                   actors::device_simulator* sim);
 
+/// Adds a simulated device for every motor of the plant `l` to `sim` (the same devices
+/// each time: twinsim drives over MQTT what `build_plant` drives in-process).
+caf::error add_motors(const layout& l, actors::device_simulator& sim);
+
 } // namespace twin::factory

@@ -276,5 +276,33 @@ TEST_F(mqtt_test, the_node_reconnects_when_the_broker_restarts) {
   EXPECT_NE(node_->stderr_text().find("lost"), std::string::npos);
 }
 
+TEST_F(mqtt_test, twinsim_drives_the_demo_plant_over_mqtt) {
+  stop_node();
+  auto broker = "tcp://127.0.0.1:" + std::to_string(broker_port_);
+  node_ = std::make_unique<process>(std::vector<std::string>{
+    TWIND_PATH, "--demo", "--demo-lines", "1", "--demo-robots", "2", "--demo-motors", "2",
+    "--data-dir", dir_.sub("demo"), "--bind", "127.0.0.1", "--http-port",
+    std::to_string(http_port_), "--metrics-port", "0", "--mqtt-url", broker});
+  ASSERT_TRUE(wait_for_200(http_port_, "/readyz", 20s)) << node_->stderr_text();
+  client_ = std::make_unique<http_client>(http_port_);
+  process sim{{TWINSIM_PATH, "--mqtt-url", broker, "--lines", "1", "--robots", "2", "--motors",
+               "2", "--period-ms", "50"}};
+  // The motors' reports come over MQTT, and roll up to the plant.
+  ASSERT_TRUE(eventually([&] {
+    auto m = twin("factory:motor-1-2-2");
+    return m["metadata"]["temperature"]["source"] == "mqtt";
+  })) << sim.stderr_text() << node_->stderr_text();
+  EXPECT_TRUE(eventually([&] { return twin("factory:plant")["properties"].contains("power_kw"); }));
+  // A desired rpm reaches the simulated motor, which then reports it.
+  auto patched = client_->call("PATCH", "/v1/twins/factory:motor-1-2-2",
+                               R"({"desired": {"rpm": 100}})", json_type);
+  ASSERT_EQ(patched.status, 200u) << patched.body;
+  EXPECT_TRUE(eventually([&] {
+    return twin("factory:motor-1-2-2")["properties"]["rpm"] == 100.0;
+  })) << twin("factory:motor-1-2-2").dump();
+  sim.signal(SIGTERM);
+  EXPECT_EQ(sim.wait(10s), 0) << sim.stderr_text();
+}
+
 } // namespace
 } // namespace twin::test

@@ -112,6 +112,18 @@ TEST_F(twinctl_test, exit_codes_say_what_went_wrong) {
   EXPECT_EQ(twinctl({"put", "t:g2", "--type", "gauge", "--properties", "[1]"}).code, 1);
   EXPECT_EQ(twinctl({"get"}).code, 1);
   EXPECT_EQ(twinctl({"get", "t:g1"}, free_port()).code, 2);
+  EXPECT_EQ(twinctl({"patch", "t:g1"}).code, 1);  // nothing to patch
+  // A put with --if-match 0 creates only.
+  EXPECT_EQ(twinctl({"put", "t:g1", "--type", "gauge", "--if-match", "0"}).code, 4);
+  EXPECT_EQ(twinctl({"put", "t:g3", "--type", "gauge", "--if-match", "0"}).code, 0);
+  // The id is sent encoded: "t:g1?x" is an invalid id, not a request for t:g1.
+  auto odd = twinctl({"get", "t:g1?x"});
+  EXPECT_EQ(odd.code, 5);
+  EXPECT_NE(odd.err.find("invalid_id"), std::string::npos) << odd.err;
+  // Calls the node does not serve yet are its failure, with the node's message.
+  auto query = twinctl({"query", "--type", "gauge"});
+  EXPECT_EQ(query.code, 6);
+  EXPECT_NE(query.err.find("not_implemented"), std::string::npos) << query.err;
   // Nothing the refused commands sent changed the twin.
   auto doc = json::parse(twinctl({"--json", "get", "t:g1"}).out);
   EXPECT_EQ(doc["version"], 1);

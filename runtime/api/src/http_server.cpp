@@ -127,17 +127,19 @@ private:
   }
 
   void on_read(beast::error_code ec) {
+    // A connection that closed, timed out or broke (also mid-request) has no one to answer.
     if (ec == http::error::end_of_stream || ec == beast::error::timeout
-        || ec == asio::error::operation_aborted)
+        || ec == asio::error::operation_aborted || ec == http::error::partial_message
+        || (ec && ec.category() == asio::error::get_system_category()))
       return shut();
     received_ = std::chrono::steady_clock::now();
-    route_ = parser_->is_header_done() ? route_of(target_of(parser_->get())) : route_of("");
+    route_ = route_of(target_of(parser_->get()));  // empty before the request line: "other"
     if (ec == http::error::body_limit)
       return write(error_response(413, "payload_too_large",
                                   "the body is larger than " + std::to_string(max_body_)
                                     + " bytes"),
                    false);
-    if (ec)  // malformed HTTP, or the connection broke
+    if (ec)  // malformed HTTP
       return write(error_response(400, "bad_request", "malformed HTTP request: " + ec.message()),
                    false);
     auto& msg = parser_->get();

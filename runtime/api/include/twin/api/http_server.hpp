@@ -28,8 +28,9 @@ struct http_route_count {
   uint64_t count = 0;
 };
 
-/// The time from a request's last byte to its answer, for one route: how many took at
-/// most each bound of `http_metrics::bounds_s` (not cumulative), then the total.
+/// The time from a request's last byte to its answer, for one route: per bound of
+/// `http_metrics::bounds_s`, how many took more than the bound before it and at most this
+/// one; then how many took longer, the sum and the count.
 struct http_route_latency {
   std::string route;
   std::vector<uint64_t> buckets;  ///< one per bound, and one for the rest
@@ -37,7 +38,9 @@ struct http_route_latency {
   uint64_t count = 0;
 };
 
+/// What the server answered so far.
 struct http_metrics {
+  /// The latency buckets' upper bounds in seconds, 0.5 ms to 2.5 s.
   static const std::vector<double>& bounds_s();
   std::vector<http_route_count> requests;
   std::vector<http_route_latency> latency;
@@ -57,6 +60,7 @@ public:
   /// The bound port (the chosen one if the options asked for port 0).
   uint16_t port() const;
   /// The requests answered so far, by route and status, and their latency by route.
+  /// Thread-safe.
   http_metrics metrics() const;
   /// Stops accepting, writes the answers that come within `drain`, then closes every
   /// connection; later answers are dropped. Not from an I/O thread or an answer.

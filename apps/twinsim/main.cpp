@@ -1,0 +1,224 @@
+// twinsim: simulated factory motors that speak MQTT, as real devices would. Each motor
+// steps its physical model and publishes temperature, rpm, load and wear to
+// `twins/{id}/telemetry`; desired rpm (`twins/{id}/desired`) and the `stop` command
+// (`twins/{id}/commands/stop`) reach the simulated motors.
+//
+//   twind --demo --mqtt-url tcp://127.0.0.1:1883 &     # builds the plant, no devices
+//   twinsim --mqtt-url tcp://127.0.0.1:1883            # its 1,800 motors, 2 reports/s each
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <mqtt/async_client.h>
+
+#include "twin/actors/device_simulator.hpp"
+#include "factory.hpp"
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/json.hpp"
+
+namespace {
+
+using namespace twin;
+using namespace twin::runtime;
+
+/// The answer to one published report: the device's request is done once the broker
+/// has it (QoS 1) or once it is sent (QoS 0). Deletes itself.
+struct delivery final : mqtt::iaction_listener {
+  explicit delivery(version_fn d) : done(std::move(d)) {}
+  void on_success(const mqtt::token&) override {
+    done(uint64_t{0});
+    delete this;
+  }
+  void on_failure(const mqtt::token& t) override {
+    done(make_error(runtime_errc::unavailable,
+                    "publish failed (code " + std::to_string(t.get_return_code()) + ")"));
+    delete this;
+  }
+  version_fn done;
+};
+
+/// The simulated devices' way out: their reports become MQTT messages.
+class mqtt_out final : public router {
+public:
+  mqtt_out(mqtt::async_client& client, int qos) : client_(client), qos_(qos) {}
+
+  void route(const twin_id& id, twin_request req) override {
+    auto* t = std::get_if<ingest_request>(&req);
+    if (t == nullptr)
+      return fail_request(req, make_error(runtime_errc::invalid_argument,
+                                          "a device only reports telemetry"));
+    auto payload = to_json(t->values);
+    if (t->ts_ms > 0)
+      payload["ts"] = t->ts_ms;
+    auto* d = new delivery{std::move(t->done)};
+    try {
+      auto text = payload.dump();
+      client_.publish("twins/" + id.str() + "/telemetry", text.data(), text.size(), qos_, false,
+                      nullptr, *d);
+    } catch (const mqtt::exception& e) {
+      d->done(make_error(runtime_errc::unavailable, e.what()));
+      delete d;
+    }
+  }
+
+private:
+  mqtt::async_client& client_;
+  int qos_;
+};
+
+/// "twins/{id}/desired" or "twins/{id}/commands/{name}": the id, and the command's name.
+bool parse_device_topic(const std::string& topic, std::string& id, std::string& command) {
+  constexpr std::string_view prefix = "twins/";
+  if (topic.rfind(prefix, 0) != 0)
+    return false;
+  auto slash = topic.find('/', prefix.size());
+  if (slash == std::string::npos)
+    return false;
+  id = topic.substr(prefix.size(), slash - prefix.size());
+  auto rest = topic.substr(slash + 1);
+  command.clear();
+  if (rest == "desired")
+    return true;
+  constexpr std::string_view commands = "commands/";
+  if (rest.rfind(commands, 0) != 0 || rest.size() == commands.size())
+    return false;
+  command = rest.substr(commands.size());
+  return true;
+}
+
+std::atomic<bool> stop_requested{false};
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"twinsim: simulated factory motors over MQTT"};
+  std::string url = "tcp://127.0.0.1:1883";
+  std::string client_id = "twinsim";
+  factory::layout l;
+  int period_ms = 500;
+  double time_scale = 10;
+  int qos = 1;
+  int duration_s = 0;
+  int summary_s = 5;
+  app.add_option("--mqtt-url", url, "The broker")->capture_default_str();
+  app.add_option("--client-id", client_id, "MQTT client id")->capture_default_str();
+  app.add_option("--ns", l.ns, "Namespace of the plant's twins")->capture_default_str();
+  app.add_option("--lines", l.lines, "Production lines")->capture_default_str();
+  app.add_option("--robots", l.robots_per_line, "Robots per line")->capture_default_str();
+  app.add_option("--motors", l.motors_per_robot, "Motors per robot")->capture_default_str();
+  app.add_option("--period-ms", period_ms, "ms between a motor's reports")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 3600000));
+  app.add_option("--time-scale", time_scale, "Simulated seconds per second")
+    ->capture_default_str();
+  app.add_option("--qos", qos, "QoS of the reports")->capture_default_str()->check(
+    CLI::IsMember({0, 1}));
+  app.add_option("--duration", duration_s, "Stop after this many seconds (0: on SIGINT)")
+    ->capture_default_str();
+  app.add_option("--summary-interval", summary_s, "Seconds between summaries")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 3600));
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  std::unique_ptr<mqtt::async_client> client;
+  try {
+    mqtt::create_options co{MQTTVERSION_3_1_1, 100000};
+    co.set_send_while_disconnected(true);
+    client = std::make_unique<mqtt::async_client>(url, client_id, co);
+  } catch (const mqtt::exception& e) {
+    std::fprintf(stderr, "twinsim: invalid broker URL %s: %s\n", url.c_str(), e.what());
+    return 1;
+  }
+  mqtt_out out{*client, qos};
+  actors::device_simulator::options so;
+  so.period = std::chrono::milliseconds{period_ms};
+  so.time_scale = time_scale;
+  actors::device_simulator sim{out, so};
+  if (auto err = factory::add_motors(l, sim)) {
+    std::fprintf(stderr, "twinsim: %s\n", error_message(err).c_str());
+    return 1;
+  }
+  client->set_message_callback([&sim](mqtt::const_message_ptr msg) {
+    std::string id;
+    std::string command;
+    if (!parse_device_topic(msg->get_topic(), id, command))
+      return;
+    auto twin = twin_id::parse(id);
+    auto doc = nlohmann::json::parse(msg->get_payload_ref().data(),
+                                     msg->get_payload_ref().data() + msg->get_payload_ref().size(),
+                                     nullptr, false);
+    if (!twin || doc.is_discarded())
+      return;
+    if (command.empty()) {
+      if (auto delta = map_from_json(doc))
+        sim.publish_desired(*twin, *delta);
+    } else if (auto args = value_from_json(doc)) {
+      sim.send_command(*twin, command, *args);
+    }
+  });
+  client->set_connected_handler([&client](const std::string&) {
+    try {
+      client->subscribe("twins/+/desired", 1);
+      client->subscribe("twins/+/commands/+", 1);
+    } catch (const mqtt::exception& e) {
+      std::fprintf(stderr, "twinsim: subscribe failed: %s\n", e.what());
+    }
+  });
+  auto connect = mqtt::connect_options_builder{}
+                   .clean_session(true)
+                   .automatic_reconnect(std::chrono::seconds{1}, std::chrono::seconds{30})
+                   .finalize();
+  try {
+    if (!client->connect(connect)->wait_for(std::chrono::seconds{10})) {
+      std::fprintf(stderr, "twinsim: cannot reach the broker at %s\n", url.c_str());
+      return 1;
+    }
+  } catch (const mqtt::exception& e) {
+    std::fprintf(stderr, "twinsim: cannot connect to %s: %s\n", url.c_str(), e.what());
+    return 1;
+  }
+  std::printf("twinsim: %zu motors of %s reporting every %d ms to %s\n", sim.size(),
+              l.ns.c_str(), period_ms, url.c_str());
+  std::fflush(stdout);
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sim.start();
+  auto t0 = std::chrono::steady_clock::now();
+  uint64_t last_acked = 0;
+  for (;;) {
+    timespec timeout{summary_s, 0};
+    int sig = sigtimedwait(&signals, nullptr, &timeout);
+    if (sig == SIGINT || sig == SIGTERM)
+      break;
+    const auto& c = sim.counters();
+    auto acked = c.acked.load();
+    std::printf("twinsim: sent %llu, delivered %llu (%.0f/s), failed %llu\n",
+                static_cast<unsigned long long>(c.sent.load()),
+                static_cast<unsigned long long>(acked),
+                static_cast<double>(acked - last_acked) / summary_s,
+                static_cast<unsigned long long>(c.failed.load()));
+    std::fflush(stdout);
+    last_acked = acked;
+    if (duration_s > 0 && std::chrono::steady_clock::now() - t0 >= std::chrono::seconds{duration_s})
+      break;
+  }
+  sim.stop();
+  try {
+    client->disconnect()->wait_for(std::chrono::seconds{5});
+  } catch (const mqtt::exception&) {
+  }
+  return 0;
+}
