@@ -129,6 +129,14 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
+  // Signals are taken by the main thread only (sigwait below): blocked before any other
+  // thread starts, so that every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   std::unique_ptr<mqtt::async_client> client;
   try {
     mqtt::create_options co{MQTTVERSION_3_1_1, 100000};
@@ -190,11 +198,6 @@ int main(int argc, char** argv) {
               l.ns.c_str(), period_ms, url.c_str());
   std::fflush(stdout);
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   sim.start();
   auto t0 = std::chrono::steady_clock::now();
   uint64_t last_acked = 0;
