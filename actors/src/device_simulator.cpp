@@ -42,20 +42,29 @@ void device_simulator::stop() {
 void device_simulator::run() {
   auto next = std::chrono::steady_clock::now();
   double dt_s = std::chrono::duration<double>(opts_.period).count() * opts_.time_scale;
-  std::unique_lock<std::mutex> guard{mtx_};
-  while (!stopping_) {
-    next += opts_.period;
-    if (cv_.wait_until(guard, next, [this] { return stopping_; }))
-      break;
-    tick(dt_s);
+  std::vector<ingest_request> reports;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> guard{mtx_};
+      next += opts_.period;
+      if (cv_.wait_until(guard, next, [this] { return stopping_; }))
+        break;
+      tick(dt_s, reports);
+    }
+    // Sent without the lock: a router may wait on what calls the gateway methods (an
+    // MQTT client's lock, held while it hands a desired delta to us).
+    for (size_t i = 0; i < reports.size(); ++i) {
+      stats_.sent.fetch_add(1, std::memory_order_relaxed);
+      rt_.route(ids_[i], std::move(reports[i]));
+    }
   }
 }
 
 // Called with mtx_ held.
-void device_simulator::tick(double dt_s) {
+void device_simulator::tick(double dt_s, std::vector<ingest_request>& reports) {
   auto ts = now_ms();
-  for (size_t i = 0; i < models_.size(); ++i) {
-    auto& m = models_[i];
+  reports.clear();
+  for (auto& m : models_) {
     m.step(dt_s, rng_);
     auto round2 = [](double x) { return std::round(x * 100.0) / 100.0; };
     ingest_request req;
@@ -68,8 +77,7 @@ void device_simulator::tick(double dt_s) {
     req.done = [this](caf::expected<uint64_t> v) {
       (v ? stats_.acked : stats_.failed).fetch_add(1, std::memory_order_relaxed);
     };
-    stats_.sent.fetch_add(1, std::memory_order_relaxed);
-    rt_.route(ids_[i], std::move(req));
+    reports.push_back(std::move(req));
   }
 }
 

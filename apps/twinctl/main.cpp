@@ -25,6 +25,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
@@ -102,20 +103,33 @@ public:
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(64u << 20);
-    // Asynchronous steps, so that the stream's deadline bounds each of them.
+    // Asynchronous steps under one deadline for the whole call.
     beast::error_code failure;
-    stream.expires_after(timeout_);
-    stream.async_connect(resolver.resolve(addr_.host, addr_.port),
-                         [&](beast::error_code ec, const tcp::endpoint&) {
-      if ((failure = ec))
-        return;
-      stream.expires_after(timeout_);
-      http::async_write(stream, req, [&](beast::error_code ec, size_t) {
-        if ((failure = ec))
-          return;
-        stream.expires_after(timeout_);
-        http::async_read(stream, buffer, parser,
-                         [&](beast::error_code ec, size_t) { failure = ec; });
+    asio::steady_timer deadline{ioc, timeout_};
+    deadline.async_wait([&](beast::error_code ec) {
+      if (!ec) {
+        failure = beast::error::timeout;
+        resolver.cancel();
+        stream.cancel();
+      }
+    });
+    auto finish = [&](beast::error_code ec) {
+      if (!failure)
+        failure = ec;
+      deadline.cancel();
+    };
+    resolver.async_resolve(addr_.host, addr_.port, [&](beast::error_code ec, auto results) {
+      if (ec || failure)
+        return finish(ec);
+      stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
+        if (ec || failure)
+          return finish(ec);
+        http::async_write(stream, req, [&](beast::error_code ec, size_t) {
+          if (ec || failure)
+            return finish(ec);
+          http::async_read(stream, buffer, parser,
+                           [&](beast::error_code ec, size_t) { finish(ec); });
+        });
       });
     });
     ioc.run();
@@ -208,8 +222,10 @@ void print_twin(const json& t) {
 
 /// The error of an answer, in its DESIGN.md shape or as the raw text.
 std::string error_text(const reply& r) {
-  if (r.body.is_object() && r.body.contains("error"))
-    return r.body["error"].value("code", "") + ": " + r.body["error"].value("message", "");
+  if (r.body.is_object() && r.body.contains("error") && r.body["error"].is_object()) {
+    const auto& e = r.body["error"];
+    return text_of(e.value("code", json{})) + ": " + text_of(e.value("message", json{}));
+  }
   return r.text.empty() ? "HTTP " + std::to_string(r.status) : r.text;
 }
 
@@ -411,45 +427,53 @@ int main(int argc, char** argv) {
     std::cerr << "twinctl: no answer from the node at " << server << ": " << e.what() << '\n';
     return unreachable;
   }
-  int code = exit_code_of(r.status);
-  // A batch is answered 202 with a result per item: the one item's result decides.
-  json item;
-  if (send->parsed() && code == ok) {
-    if (!r.body.is_object() || !r.body.contains("results") || !r.body["results"].is_array()
-        || r.body["results"].empty() || !r.body["results"][0].is_object()) {
-      std::cerr << "twinctl: an answer of an unexpected shape: " << r.text << '\n';
+  try {  // the answer's shape is the node's: nothing about it may abort
+    int code = exit_code_of(r.status);
+    // A batch is answered 202 with a result per item: the one item's result decides.
+    json item;
+    if (send->parsed() && code == ok) {
+      if (!r.body.is_object() || !r.body.contains("results") || !r.body["results"].is_array()
+          || r.body["results"].empty() || !r.body["results"][0].is_object()) {
+        std::cerr << "twinctl: an answer without the item's result: " << r.text << '\n';
+        return server_error;
+      }
+      item = r.body["results"][0];
+      if (!item.value("ok", false)) {
+        const auto& err = item.contains("error") ? item["error"] : json::object();
+        std::cerr << "twinctl: " << err.value("code", "") << ": " << err.value("message", "")
+                  << '\n';
+        if (as_json)
+          std::cout << r.body.dump(2) << '\n';
+        return exit_code_of(err.value("code", ""));
+      }
+    }
+    if (code != ok) {
+      std::cerr << "twinctl: " << error_text(r) << '\n';
+      return code;
+    }
+    if (r.status != 204 && !r.body.is_object()) {  // the API answers with JSON objects
+      std::cerr << "twinctl: an answer that is not a JSON object: " << r.text << '\n';
       return server_error;
     }
-    item = r.body["results"][0];
-    if (!item.value("ok", false)) {
-      const auto& err = item.contains("error") ? item["error"] : json::object();
-      std::cerr << "twinctl: " << err.value("code", "") << ": " << err.value("message", "")
-                << '\n';
-      if (as_json)
+    if (as_json) {
+      if (!r.body.is_null())
         std::cout << r.body.dump(2) << '\n';
-      return exit_code_of(err.value("code", ""));
+    } else if (get->parsed()) {
+      print_twin(r.body);
+    } else if (del->parsed()) {
+      std::cout << "deleted " << id << '\n';
+    } else if (put->parsed() || patch->parsed()) {
+      std::cout << (r.body.value("created", false) ? "created " : "updated ") << id
+                << ", version " << r.body.value("version", 0) << '\n';
+    } else if (send->parsed()) {
+      std::cout << "applied to " << id << ", version " << item.value("version", 0) << '\n';
+    } else {
+      std::cout << r.body.dump(2) << '\n';
     }
-  }
-  if (code != ok) {
-    std::cerr << "twinctl: " << error_text(r) << '\n';
-    return code;
-  }
-  if (r.status != 204 && !r.body.is_object()) {  // the API answers with JSON objects
-    std::cerr << "twinctl: an answer that is not a JSON object: " << r.text << '\n';
+    return ok;
+  } catch (const json::exception& e) {
+    std::cerr << "twinctl: an answer of an unexpected shape (" << e.what() << "): " << r.text
+              << '\n';
     return server_error;
   }
-  if (as_json)
-    std::cout << r.body.dump(2) << '\n';
-  else if (get->parsed())
-    print_twin(r.body);
-  else if (del->parsed())
-    std::cout << "deleted " << id << '\n';
-  else if (put->parsed() || patch->parsed())
-    std::cout << (r.body.value("created", false) ? "created " : "updated ") << id
-              << ", version " << r.body.value("version", 0) << '\n';
-  else if (send->parsed())
-    std::cout << "applied to " << id << ", version " << item.value("version", 0) << '\n';
-  else
-    std::cout << r.body.dump(2) << '\n';
-  return ok;
 }

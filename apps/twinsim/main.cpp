@@ -8,9 +8,9 @@
 
 #include <signal.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -55,14 +55,14 @@ public:
     auto payload = to_json(t->values);
     if (t->ts_ms > 0)
       payload["ts"] = t->ts_ms;
-    auto* d = new delivery{std::move(t->done)};
+    auto d = std::make_unique<delivery>(std::move(t->done));
     try {
       auto text = payload.dump();
       client_.publish("twins/" + id.str() + "/telemetry", text.data(), text.size(), qos_, false,
                       nullptr, *d);
-    } catch (const mqtt::exception& e) {
+      d.release();  // the client answers it, once
+    } catch (const std::exception& e) {
       d->done(make_error(runtime_errc::unavailable, e.what()));
-      delete d;
     }
   }
 
@@ -90,8 +90,6 @@ bool parse_device_topic(const std::string& topic, std::string& id, std::string& 
   command = rest.substr(commands.size());
   return true;
 }
-
-std::atomic<bool> stop_requested{false};
 
 } // namespace
 
@@ -156,23 +154,39 @@ int main(int argc, char** argv) {
     return 1;
   }
   client->set_message_callback([&sim](mqtt::const_message_ptr msg) {
-    std::string id;
-    std::string command;
-    if (!parse_device_topic(msg->get_topic(), id, command))
-      return;
-    auto twin = twin_id::parse(id);
-    auto doc = nlohmann::json::parse(msg->get_payload_ref().data(),
-                                     msg->get_payload_ref().data() + msg->get_payload_ref().size(),
-                                     nullptr, false);
-    if (!twin || doc.is_discarded())
-      return;
-    if (command.empty()) {
-      if (auto delta = map_from_json(doc))
-        sim.publish_desired(*twin, *delta);
-    } else if (auto args = value_from_json(doc)) {
-      sim.send_command(*twin, command, *args);
+    try {  // nothing may escape into the client library
+      std::string id;
+      std::string command;
+      if (!parse_device_topic(msg->get_topic(), id, command))
+        return;
+      auto twin = twin_id::parse(id);
+      const auto& payload = msg->get_payload_ref();
+      auto doc = nlohmann::json::parse(payload.data(), payload.data() + payload.size(), nullptr,
+                                       false);
+      if (!twin || doc.is_discarded())
+        return;
+      if (command.empty()) {
+        if (auto delta = map_from_json(doc))
+          sim.publish_desired(*twin, *delta);
+      } else if (auto args = value_from_json(doc)) {
+        sim.send_command(*twin, command, *args);
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "twinsim: message on %s: %s\n", msg->get_topic().c_str(), e.what());
     }
   });
+  // The client goes before the simulator: destroying it fails the reports still under way,
+  // whose answers reach the simulator.
+  auto finish = [&](int code) {
+    sim.stop();
+    try {
+      if (client->is_connected())
+        client->disconnect()->wait_for(std::chrono::seconds{5});
+    } catch (const mqtt::exception&) {
+    }
+    client.reset();
+    return code;
+  };
   client->set_connected_handler([&client](const std::string&) {
     try {
       client->subscribe("twins/+/desired", 1);
@@ -188,11 +202,11 @@ int main(int argc, char** argv) {
   try {
     if (!client->connect(connect)->wait_for(std::chrono::seconds{10})) {
       std::fprintf(stderr, "twinsim: cannot reach the broker at %s\n", url.c_str());
-      return 1;
+      return finish(1);
     }
   } catch (const mqtt::exception& e) {
     std::fprintf(stderr, "twinsim: cannot connect to %s: %s\n", url.c_str(), e.what());
-    return 1;
+    return finish(1);
   }
   std::printf("twinsim: %zu motors of %s reporting every %d ms to %s\n", sim.size(),
               l.ns.c_str(), period_ms, url.c_str());
@@ -218,10 +232,5 @@ int main(int argc, char** argv) {
     if (duration_s > 0 && std::chrono::steady_clock::now() - t0 >= std::chrono::seconds{duration_s})
       break;
   }
-  sim.stop();
-  try {
-    client->disconnect()->wait_for(std::chrono::seconds{5});
-  } catch (const mqtt::exception&) {
-  }
-  return 0;
+  return finish(0);
 }

@@ -286,7 +286,7 @@ TEST_F(mqtt_test, twinsim_drives_the_demo_plant_over_mqtt) {
   ASSERT_TRUE(wait_for_200(http_port_, "/readyz", 20s)) << node_->stderr_text();
   client_ = std::make_unique<http_client>(http_port_);
   process sim{{TWINSIM_PATH, "--mqtt-url", broker, "--lines", "1", "--robots", "2", "--motors",
-               "2", "--period-ms", "50"}};
+               "2", "--period-ms", "5"}};
   // The motors' reports come over MQTT, and roll up to the plant.
   ASSERT_TRUE(eventually([&] {
     auto m = twin("factory:motor-1-2-2");
@@ -300,6 +300,19 @@ TEST_F(mqtt_test, twinsim_drives_the_demo_plant_over_mqtt) {
   EXPECT_TRUE(eventually([&] {
     return twin("factory:motor-1-2-2")["properties"]["rpm"] == 100.0;
   })) << twin("factory:motor-1-2-2").dump();
+  // A burst of commands and desired states while the motors report: the simulator keeps
+  // reporting (what hears the broker and what publishes to it share the client's lock).
+  {
+    device d{broker_port_};
+    for (int i = 0; i < 200; ++i) {
+      d.publish("twins/factory:motor-1-1-1/commands/stop", "{}", 0);
+      d.publish("twins/factory:motor-1-1-1/desired", R"({"rpm": 900})", 0);
+    }
+  }
+  auto version = twin("factory:motor-1-2-2")["version"].get<int64_t>();
+  EXPECT_TRUE(eventually([&] {
+    return twin("factory:motor-1-2-2")["version"].get<int64_t>() > version + 20;
+  }));
   sim.signal(SIGTERM);
   EXPECT_EQ(sim.wait(10s), 0) << sim.stderr_text();
 }

@@ -1,7 +1,10 @@
 // twinctl against a real twind on 127.0.0.1: each command's output, its --json answer and
 // its exit code.
 
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -112,6 +115,21 @@ TEST_F(twinctl_test, exit_codes_say_what_went_wrong) {
   EXPECT_EQ(twinctl({"put", "t:g2", "--type", "gauge", "--properties", "[1]"}).code, 1);
   EXPECT_EQ(twinctl({"get"}).code, 1);
   EXPECT_EQ(twinctl({"get", "t:g1"}, free_port()).code, 2);
+  {
+    // A node that takes the connection and never answers: --timeout ends the wait.
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ASSERT_EQ(::listen(fd, 4), 0);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(twinctl({"--timeout", "1", "get", "t:g1"}, ntohs(a.sin_port)).code, 2);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+    ::close(fd);
+  }
   EXPECT_EQ(twinctl({"patch", "t:g1"}).code, 1);  // nothing to patch
   // A put with --if-match 0 creates only.
   EXPECT_EQ(twinctl({"put", "t:g1", "--type", "gauge", "--if-match", "0"}).code, 4);

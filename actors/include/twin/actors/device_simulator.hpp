@@ -21,7 +21,8 @@ namespace twin::actors {
 /// the device_gateway interface, as they would reach real devices over MQTT.
 ///
 /// Owned by the node's main; `start` after the router, `stop` before it.
-/// The gateway methods are thread-safe.
+/// The gateway methods are thread-safe; reports are routed without the simulator's lock
+/// held, so a router may wait on a thread that calls them.
 class device_simulator final : public runtime::device_gateway {
 public:
   struct options {
@@ -54,7 +55,8 @@ public:
 
 private:
   void run();
-  void tick(double dt_s);
+  /// Steps every model and makes its report (in the order of `ids_`); mtx_ held.
+  void tick(double dt_s, std::vector<runtime::ingest_request>& reports);
 
   runtime::router& rt_;
   options opts_;
