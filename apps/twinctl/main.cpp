@@ -467,6 +467,12 @@ int main(int argc, char** argv) {
                 << ", version " << r.body.value("version", 0) << '\n';
     } else if (send->parsed()) {
       std::cout << "applied to " << id << ", version " << item.value("version", 0) << '\n';
+    } else if (status->parsed()) {
+      std::vector<std::vector<std::string>> rows{{"NODE", "STATE", "SHARDS", "HTTP"}};
+      for (const auto& m : r.body.value("members", json::array()))
+        rows.push_back({text_of(m.value("node", json{})), text_of(m.value("state", json{})),
+                        text_of(m.value("shards", json{})), text_of(m.value("http", json{}))});
+      print_table(rows);
     } else {
       std::cout << r.body.dump(2) << '\n';
     }

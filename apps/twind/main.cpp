@@ -129,6 +129,12 @@ int main(int argc, char** argv) {
   spdlog::info("twind {} starting: data {}, {} twin types ({})", version, o.data_dir,
                types.size(), fmt::join(types.names(), ", "));
 
+  std::string node_id = o.node_id;
+  if (node_id.empty()) {
+    char host[256] = {};
+    node_id = gethostname(host, sizeof host - 1) == 0 && host[0] != '\0' ? host : "twind";
+  }
+
   rocksdb_options store_opts;
   store_opts.path = o.data_dir;
   store_opts.sync = o.sync;
@@ -178,6 +184,7 @@ int main(int argc, char** argv) {
     ho.bind = o.bind;
     ho.port = static_cast<uint16_t>(o.http_port);
     ho.max_body = o.http_max_body;
+    ho.node_id = node_id;
     http = std::make_unique<api::http_server>(node_host, [&ready] { return ready.load(); }, ho);
     if (auto err = http->start()) {
       http.reset();

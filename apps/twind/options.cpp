@@ -11,6 +11,7 @@ void add_options(CLI::App& app, options& o) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--config", o.config, "TOML file with any of these options (the command line wins)");
   app.add_option("--data-dir", o.data_dir, "Directory of the twin database")->capture_default_str();
+  app.add_option("--node-id", o.node_id, "This node's name (default: the host's name)");
   app.add_option("--bind", o.bind, "Address the node's ports listen on")->capture_default_str();
   app.add_option("--metrics-port", o.metrics_port, "Port of /metrics (0: off)")
     ->capture_default_str()

@@ -11,6 +11,7 @@ namespace twin::node {
 struct options {
   std::string config;                  ///< --config FILE
   std::string data_dir = "data";       ///< --data-dir
+  std::string node_id;                 ///< --node-id; empty: the host's name
   std::string bind = "127.0.0.1";      ///< --bind: address of the listening ports
   int metrics_port = 9464;             ///< --metrics-port; 0 disables /metrics
   int http_port = 8080;                ///< --http-port of the HTTP API; 0 disables it

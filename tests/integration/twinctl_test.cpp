@@ -138,6 +138,9 @@ TEST_F(twinctl_test, exit_codes_say_what_went_wrong) {
   auto odd = twinctl({"get", "t:g1?x"});
   EXPECT_EQ(odd.code, 5);
   EXPECT_NE(odd.err.find("invalid_id"), std::string::npos) << odd.err;
+  auto cluster = twinctl({"--json", "cluster", "status"});
+  ASSERT_EQ(cluster.code, 0) << cluster.err;
+  EXPECT_EQ(json::parse(cluster.out)["members"].size(), 1u);
   // Calls the node does not serve yet are its failure, with the node's message.
   auto query = twinctl({"query", "--type", "gauge"});
   EXPECT_EQ(query.code, 6);

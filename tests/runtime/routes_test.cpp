@@ -36,7 +36,8 @@ api::response call(router& rt, bool ready, const std::string& method, const std:
   req.content_type = "application/json";
   req.body = body;
   std::optional<api::response> out;
-  api::handle(rt, [ready] { return ready; }, std::move(req),
+  api::handle(rt, api::node_info{"n1", "http://127.0.0.1:8080"}, [ready] { return ready; },
+              std::move(req),
               [&](api::response r) { out = std::move(r); });
   EXPECT_TRUE(out.has_value()) << method << " " << target << " was not answered";
   return out ? *out : api::response{0, {}, {}};
@@ -73,12 +74,28 @@ TEST(routes, a_stopping_node_answers_503_and_a_failing_store_500) {
 
 TEST(routes, routes_not_served_yet_answer_501_without_reaching_a_twin) {
   refusing_router rt{caf::error{}};
-  for (auto target : {"/v1/twins", "/v1/twins?type=motor", "/v1/events", "/v1/cluster",
+  for (auto target : {"/v1/twins", "/v1/twins?type=motor", "/v1/events",
                       "/v1/twins/t:a/history"}) {
     auto r = call(rt, true, "GET", target);
     EXPECT_EQ(r.status, 501u) << target;
     EXPECT_EQ(code_of(r), "not_implemented") << target;
   }
+  EXPECT_EQ(rt.routed, 0);
+}
+
+TEST(routes, a_lone_node_shows_itself_as_the_cluster_owning_every_shard) {
+  refusing_router rt{caf::error{}};
+  auto r = call(rt, true, "GET", "/v1/cluster");
+  ASSERT_EQ(r.status, 200u);
+  EXPECT_EQ(r.body["node"], "n1");
+  EXPECT_EQ(r.body["shards"], 1024);
+  ASSERT_EQ(r.body["members"].size(), 1u);
+  EXPECT_EQ(r.body["members"][0]["node"], "n1");
+  EXPECT_EQ(r.body["members"][0]["state"], "up");
+  EXPECT_EQ(r.body["members"][0]["shards"], 1024);
+  EXPECT_EQ(r.body["members"][0]["http"], "http://127.0.0.1:8080");
+  EXPECT_EQ(call(rt, false, "GET", "/v1/cluster").body["members"][0]["state"], "starting");
+  EXPECT_EQ(call(rt, true, "POST", "/v1/cluster").status, 405u);
   EXPECT_EQ(rt.routed, 0);
 }
 

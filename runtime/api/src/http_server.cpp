@@ -73,10 +73,12 @@ struct shared_state {
 class session : public std::enable_shared_from_this<session> {
 public:
   session(std::shared_ptr<asio::io_context> ioc, tcp::socket socket, runtime::router& rt,
-          std::function<bool()> ready, size_t max_body, std::shared_ptr<shared_state> state)
+          const node_info& node, std::function<bool()> ready, size_t max_body,
+          std::shared_ptr<shared_state> state)
     : ioc_(std::move(ioc)),
       stream_(std::move(socket)),
       rt_(rt),
+      node_(node),
       ready_(std::move(ready)),
       max_body_(max_body),
       state_(std::move(state)) {}
@@ -164,7 +166,7 @@ private:
       });
     };
     try {
-      handle(rt_, ready_, std::move(req), answer);
+      handle(rt_, node_, ready_, std::move(req), answer);
     } catch (const std::exception& e) {  // a defect: answered, and the server goes on
       answer(error_response(500, "internal", e.what()));
     }
@@ -209,6 +211,7 @@ private:
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   runtime::router& rt_;
+  const node_info& node_;  ///< the server's, which outlives its sessions' work
   std::function<bool()> ready_;
   size_t max_body_;
   std::shared_ptr<shared_state> state_;
@@ -243,7 +246,8 @@ struct http_server::impl {
         });
         return;
       }
-      auto conn = std::make_shared<session>(ioc, std::move(s), rt, ready, opts.max_body, state);
+      auto conn =
+        std::make_shared<session>(ioc, std::move(s), rt, node, ready, opts.max_body, state);
       {
         std::lock_guard<std::mutex> guard{sessions_mtx};
         sessions.push_back(conn);
@@ -261,6 +265,7 @@ struct http_server::impl {
   runtime::router& rt;
   std::function<bool()> ready;
   http_options opts;
+  node_info node;
   std::shared_ptr<asio::io_context> ioc;  ///< shared with the connections
   asio::executor_work_guard<asio::io_context::executor_type> work;
   tcp::acceptor acceptor;
@@ -305,6 +310,7 @@ caf::error http_server::start() {
   if (ec)
     return fail("listen");
   d.bound_port = d.acceptor.local_endpoint().port();
+  d.node = node_info{d.opts.node_id, "http://" + d.opts.bind + ":" + std::to_string(d.bound_port)};
   d.accept();
   for (int i = 0; i < std::max(1, d.opts.threads); ++i)
     d.threads.emplace_back([&d] { d.ioc->run(); });

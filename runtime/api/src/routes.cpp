@@ -22,6 +22,9 @@ namespace {
 /// `value_from_json`), inside the body's object and its "properties".
 constexpr int max_json_depth = 34;
 
+/// Shards of a cluster (DESIGN.md's default); a lone node owns them all.
+constexpr int cluster_shards = 1024;
+
 unsigned status_of(runtime_errc code) {
   switch (code) {
     case runtime_errc::invalid_id:
@@ -413,7 +416,8 @@ response error_response(unsigned status, const std::string& code, const std::str
   return json_response(status, {{"error", {{"code", code}, {"message", message}}}});
 }
 
-void handle(router& rt, const std::function<bool()>& ready, request req, respond_fn respond) {
+void handle(router& rt, const node_info& node, const std::function<bool()>& ready, request req,
+            respond_fn respond) {
   std::string_view path = req.target;
   path = path.substr(0, path.find('?'));
   if (path == "/healthz" || path == "/readyz") {
@@ -463,7 +467,16 @@ void handle(router& rt, const std::function<bool()>& ready, request req, respond
                                     "POST /v1/telemetry takes Content-Type: application/json"));
     return post_telemetry(rt, req, std::move(respond));
   }
-  if (path == "/v1/twins" || path == "/v1/events" || path == "/v1/cluster")
+  if (path == "/v1/cluster") {
+    if (req.method != "GET")
+      return respond(method_not_allowed("GET"));
+    // One node, alone: it owns every shard (DESIGN.md: 1024 by default).
+    json me{{"node", node.id}, {"state", ready() ? "up" : "starting"},
+            {"shards", cluster_shards}, {"http", node.http_url}};
+    return respond(json_response(
+      200, {{"node", node.id}, {"shards", cluster_shards}, {"members", json::array({me})}}));
+  }
+  if (path == "/v1/twins" || path == "/v1/events")
     return respond(error_response(501, "not_implemented",
                                   std::string{path} + " is not served yet"));
   respond(error_response(404, "not_found", "no route " + std::string{path}));

@@ -30,10 +30,16 @@ struct response {
 
 using respond_fn = std::function<void(response)>;
 
+/// The node that serves, as GET /v1/cluster shows it while it is alone.
+struct node_info {
+  std::string id;
+  std::string http_url;  ///< where its API listens
+};
+
 /// Answers `req` through `respond`, exactly once: at once for bad requests and reads of
 /// the node, from a runtime thread once the router has answered otherwise.
-void handle(runtime::router& rt, const std::function<bool()>& ready, request req,
-            respond_fn respond);
+void handle(runtime::router& rt, const node_info& node, const std::function<bool()>& ready,
+            request req, respond_fn respond);
 
 /// The template of the route that serves `target` (path and query), for metrics:
 /// "/v1/twins/{id}", "/healthz", ...; "other" if no route serves it.
