@@ -356,6 +356,10 @@ TEST_F(http_test, metrics_count_requests_by_route_and_status_with_their_latency)
         R"(twin_http_request_duration_seconds_count{route="/v1/twins/{id}"} 4)",
         R"(twin_http_request_duration_seconds_bucket{route="/v1/twins/{id}",le="+Inf"} 4)"})
     EXPECT_NE(text.find(sample), std::string::npos) << sample << "\n" << text;
+  auto problems = promtool_problems(text);
+  if (!problems)
+    GTEST_SKIP() << "PROMTOOL IS NOT INSTALLED: run scripts/setup; the metrics were not linted";
+  EXPECT_EQ(*problems, "") << text;
 }
 
 } // namespace

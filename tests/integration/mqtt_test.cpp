@@ -226,6 +226,12 @@ TEST_F(mqtt_test, telemetry_reaches_the_twin_and_bad_messages_are_dropped) {
            && metric(R"(twin_ingest_messages_total{source="mqtt",result="accepted"})") == 2;
   }));
   EXPECT_NE(node_->stderr_text().find("twins/t:g1/telemetry dropped"), std::string::npos);
+  http_client m{metrics_port_};
+  auto text = m.call("GET", "/metrics").body;
+  auto problems = promtool_problems(text);
+  if (!problems)
+    GTEST_SKIP() << "PROMTOOL IS NOT INSTALLED: run scripts/setup; the metrics were not linted";
+  EXPECT_EQ(*problems, "") << text;
 }
 
 TEST_F(mqtt_test, the_desired_delta_goes_to_the_device_retained_until_it_reports) {

@@ -150,4 +150,21 @@ int free_port() {
   return port;
 }
 
+std::optional<std::string> promtool_problems(const std::string& exposition) {
+  const char* promtool = "/usr/bin/promtool";
+  if (::access(promtool, X_OK) != 0)
+    return std::nullopt;
+  process p{{promtool, "check", "metrics"}};
+  p.write(exposition);
+  p.close_stdin();
+  std::string said;
+  while (auto line = p.read_line(std::chrono::seconds{30}))
+    said += *line + "\n";
+  auto code = p.wait(std::chrono::seconds{30});
+  said += p.stderr_text();
+  if (code == 0 && said.empty())
+    return std::string{};
+  return "exit " + (code ? std::to_string(*code) : std::string{"none"}) + ": " + said;
+}
+
 } // namespace twin::test

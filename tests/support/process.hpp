@@ -52,4 +52,8 @@ private:
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 int free_port();
 
+/// What `promtool check metrics` (Prometheus' linter) says of a /metrics answer: "" for
+/// no problems; nullopt if promtool is not installed.
+std::optional<std::string> promtool_problems(const std::string& exposition);
+
 } // namespace twin::test
