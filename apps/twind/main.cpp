@@ -184,6 +184,7 @@ int main(int argc, char** argv) {
     ho.bind = o.bind;
     ho.port = static_cast<uint16_t>(o.http_port);
     ho.max_body = o.http_max_body;
+    ho.max_connections = o.http_max_connections;
     ho.node_id = node_id;
     http = std::make_unique<api::http_server>(node_host, [&ready] { return ready.load(); }, ho);
     if (auto err = http->start()) {

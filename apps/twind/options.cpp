@@ -22,6 +22,10 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--http-max-body", o.http_max_body, "Largest HTTP request body in bytes")
     ->capture_default_str()
     ->check(CLI::Range(size_t{1}, size_t{1} << 30));
+  app.add_option("--http-max-connections", o.http_max_connections,
+                 "Open HTTP connections at most (more are answered 503)")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 20));
   app.add_option("--mqtt-url", o.mqtt_url,
                  "MQTT broker for device telemetry, e.g. tcp://127.0.0.1:1883 (empty: none)");
   app.add_option("--mqtt-client-id", o.mqtt_client_id,

@@ -16,6 +16,7 @@ struct options {
   int metrics_port = 9464;             ///< --metrics-port; 0 disables /metrics
   int http_port = 8080;                ///< --http-port of the HTTP API; 0 disables it
   size_t http_max_body = 1u << 20;     ///< --http-max-body: larger request bodies get 413
+  size_t http_max_connections = 10000;  ///< --http-max-connections: more get 503
   std::string mqtt_url;                ///< --mqtt-url of the broker; empty: no MQTT
   std::string mqtt_client_id = "twind";  ///< --mqtt-client-id: the persistent session's id
   std::string models;                  ///< --models DIR of model files

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -56,6 +57,17 @@ protected:
     auto r = client_->call("GET", "/v1/twins/" + id);
     EXPECT_EQ(r.status, 200u) << r.body;
     return r.status == 200 ? json::parse(r.body) : json{};
+  }
+
+  /// Calls GET /healthz on `c` until it answers 200, for at most 10 s (a connection that
+  /// was refused or closed is opened again).
+  static bool eventually_200(http_client& c) {
+    for (int i = 0; i < 200; ++i) {
+      if (c.call("GET", "/healthz").status == 200)
+        return true;
+      std::this_thread::sleep_for(50ms);
+    }
+    return false;
   }
 
   /// The error code of an error answer, checking its shape.
@@ -360,6 +372,28 @@ TEST_F(http_test, metrics_count_requests_by_route_and_status_with_their_latency)
   if (!problems)
     GTEST_SKIP() << "PROMTOOL IS NOT INSTALLED: run scripts/setup; the metrics were not linted";
   EXPECT_EQ(*problems, "") << text;
+}
+
+TEST_F(http_test, connections_beyond_the_cap_are_answered_503) {
+  int port = free_port();
+  process capped{{TWIND_PATH, "--data-dir", dir_.sub("capped"), "--metrics-port", "0", "--bind",
+                  "127.0.0.1", "--http-port", std::to_string(port), "--http-max-connections",
+                  "2"}};
+  ASSERT_TRUE(wait_for_200(port, "/healthz", 20s)) << capped.stderr_text();
+  // wait_for_200's connections are closed; two kept-alive ones fill the node.
+  auto a = std::make_unique<http_client>(port);
+  http_client b{port};
+  ASSERT_TRUE(eventually_200(*a) && eventually_200(b));
+  http_client c{port};
+  auto refused = c.call("GET", "/healthz");
+  EXPECT_EQ(refused.status, 503u);
+  EXPECT_EQ(error_code(refused), "too_many_connections");
+  // Once a connection closes, a new one is served.
+  a.reset();
+  EXPECT_TRUE(eventually_200(c));
+  EXPECT_EQ(b.call("GET", "/healthz").status, 200u);
+  capped.signal(SIGTERM);
+  EXPECT_EQ(capped.wait(30s), 0) << capped.stderr_text();
 }
 
 } // namespace

@@ -46,6 +46,7 @@ struct shared_state {
   std::mutex mtx;
   bool open = true;
   std::atomic<int> unanswered{0};
+  std::atomic<size_t> connections{0};  ///< sessions alive
   std::mutex metrics_mtx;
   /// Answers by route (a template from `route_of`) and status.
   std::map<std::pair<std::string_view, unsigned>, uint64_t> answered;
@@ -83,8 +84,21 @@ public:
       max_body_(max_body),
       state_(std::move(state)) {}
 
+  ~session() { state_->connections.fetch_sub(1); }
+
   void start() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+  }
+
+  /// Answers 503 at once and closes: the server has as many connections as it takes.
+  void refuse() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      self->received_ = std::chrono::steady_clock::now();
+      self->route_ = route_of("");
+      self->write(error_response(503, "too_many_connections",
+                                 "the node serves as many connections as it takes; retry later"),
+                  false);
+    });
   }
 
   /// Closes the connection on its strand: its reads and writes end.
@@ -246,8 +260,14 @@ struct http_server::impl {
         });
         return;
       }
+      bool full = state->connections.fetch_add(1) >= opts.max_connections;
       auto conn =
         std::make_shared<session>(ioc, std::move(s), rt, node, ready, opts.max_body, state);
+      if (full) {
+        conn->refuse();
+        accept();
+        return;
+      }
       {
         std::lock_guard<std::mutex> guard{sessions_mtx};
         sessions.push_back(conn);

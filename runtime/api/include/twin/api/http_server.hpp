@@ -19,6 +19,8 @@ struct http_options {
   uint16_t port = 8080;            ///< 0: any free port (see `http_server::port`)
   size_t max_body = 1u << 20;      ///< larger bodies get 413
   int threads = 1;                 ///< I/O threads
+  /// Open connections at most; one more is answered 503 and closed.
+  size_t max_connections = 10000;
   std::string node_id = "twind";   ///< the node's name in GET /v1/cluster
 };
 
