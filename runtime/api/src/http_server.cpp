@@ -1,6 +1,7 @@
 #include "twin/api/http_server.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -34,6 +35,9 @@ namespace {
 /// closed.
 constexpr auto idle_timeout = std::chrono::seconds{60};
 constexpr size_t max_header_bytes = 16 * 1024;
+// What is read and dropped of a refused body, at most, before the connection closes.
+constexpr size_t max_drained_bytes = 64u << 20;
+constexpr auto drain_time = std::chrono::seconds{5};
 
 std::string_view target_of(const http::request<http::string_body>& msg) {
   return {msg.target().data(), msg.target().size()};
@@ -150,11 +154,13 @@ private:
       return shut();
     received_ = std::chrono::steady_clock::now();
     route_ = route_of(target_of(parser_->get()));  // empty before the request line: "other"
-    if (ec == http::error::body_limit)
+    if (ec == http::error::body_limit) {
+      unread_body_ = true;
       return write(error_response(413, "payload_too_large",
                                   "the body is larger than " + std::to_string(max_body_)
                                     + " bytes"),
                    false);
+    }
     if (ec)  // malformed HTTP
       return write(error_response(400, "bad_request", "malformed HTTP request: " + ec.message()),
                    false);
@@ -209,10 +215,27 @@ private:
                        counted](beast::error_code ec, size_t) {
                         if (counted)
                           self->state_->unanswered.fetch_sub(1);
-                        if (ec || !keep_alive)
-                          return self->shut();
+                        if (ec || !keep_alive) {
+                          self->shut();
+                          if (!ec && self->unread_body_)
+                            self->drain(max_drained_bytes);
+                          return;
+                        }
                         self->read();
                       });
+  }
+
+  /// Reads and drops what the client still sends of a body that was refused, for a
+  /// while, so that it reads the answer instead of a reset of the connection.
+  void drain(size_t left) {
+    auto scrap = std::make_shared<std::array<char, 16384>>();
+    stream_.expires_after(drain_time);
+    stream_.async_read_some(asio::buffer(*scrap),
+                            [self = shared_from_this(), scrap, left](beast::error_code ec,
+                                                                    size_t n) {
+                              if (!ec && n < left)
+                                self->drain(left - n);
+                            });
   }
 
   void shut() {
@@ -230,6 +253,7 @@ private:
   size_t max_body_;
   std::shared_ptr<shared_state> state_;
   bool keep_alive_ = false;
+  bool unread_body_ = false;  ///< a refused body may still be on its way
   unsigned version_ = 11;
   const char* route_ = nullptr;  ///< the template of the request being answered
   std::chrono::steady_clock::time_point received_;
