@@ -86,7 +86,9 @@ public:
       node_(node),
       ready_(std::move(ready)),
       max_body_(max_body),
-      state_(std::move(state)) {}
+      state_(std::move(state)) {
+    state_->connections.fetch_add(1);
+  }
 
   ~session() { state_->connections.fetch_sub(1); }
 
@@ -284,10 +286,9 @@ struct http_server::impl {
         });
         return;
       }
-      bool full = state->connections.fetch_add(1) >= opts.max_connections;
       auto conn =
         std::make_shared<session>(ioc, std::move(s), rt, node, ready, opts.max_body, state);
-      if (full) {
+      if (state->connections.load() > opts.max_connections) {
         conn->refuse();
         accept();
         return;

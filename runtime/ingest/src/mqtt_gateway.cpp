@@ -36,14 +36,18 @@ caf::expected<twin_id> telemetry_topic_id(std::string_view topic) {
 struct mqtt_gateway::shared : mqtt::iaction_listener {
   shared(router& r, mqtt_options o) : rt(r), opts(std::move(o)) {}
 
-  void log(bool warning, const std::string& text) {
-    if (opts.log)
-      opts.log(warning, text);
+  /// Never throws: it runs on the client library's threads too.
+  void log(bool warning, const std::string& text) noexcept {
+    try {
+      if (opts.log)
+        opts.log(warning, text);
+    } catch (...) {
+    }
   }
 
   /// Tells of a dropped or refused message or a failed publish, at most
   /// `max_logged_per_second` a second, and then how many were not told.
-  void log_limited(const std::string& text) {
+  void log_limited(const std::string& text) noexcept {
     auto now = std::chrono::steady_clock::now();
     std::lock_guard<std::mutex> guard{log_mtx};
     if (now - log_window >= std::chrono::seconds{1}) {
@@ -63,7 +67,7 @@ struct mqtt_gateway::shared : mqtt::iaction_listener {
 
   /// On the client's thread, which holds the client library's lock: never blocks.
   void on_message(const mqtt::const_message_ptr& msg) {
-    if (closed.load())
+    if (!accepting.load())
       return;
     const auto& topic = msg->get_topic();
     auto id = telemetry_topic_id(topic);
@@ -77,11 +81,9 @@ struct mqtt_gateway::shared : mqtt::iaction_listener {
     auto t = device_telemetry_from_json(std::string_view{payload.data(), payload.size()});
     if (!t)
       return drop(malformed, topic, error_message(t.error()));
-    if (in_flight.fetch_add(1) >= opts.max_in_flight) {
-      in_flight.fetch_sub(1);
+    if (in_flight.load() >= opts.max_in_flight)
       return drop(overloaded, topic,
                   std::to_string(opts.max_in_flight) + " messages are on their way already");
-    }
     ingest_request req;
     req.values = std::move(t->values);
     req.ts_ms = t->ts_ms;
@@ -93,12 +95,23 @@ struct mqtt_gateway::shared : mqtt::iaction_listener {
         self->rejected.fetch_add(1, std::memory_order_relaxed);
         self->log_limited("MQTT telemetry on " + topic + " refused: " + error_message(v.error()));
       }
-      if (self->in_flight.fetch_sub(1) == 1) {
-        std::lock_guard<std::mutex> guard{self->drain_mtx};
-        self->drained.notify_all();
-      }
+      self->answered();
     };
-    rt.route(*id, std::move(req));
+    in_flight.fetch_add(1);  // only this thread adds: the bound above holds
+    try {
+      rt.route(*id, std::move(req));
+    } catch (...) {
+      answered();
+      throw;
+    }
+  }
+
+  /// A routed message was answered (or never went out).
+  void answered() {
+    if (in_flight.fetch_sub(1) == 1) {
+      std::lock_guard<std::mutex> guard{drain_mtx};
+      drained.notify_all();
+    }
   }
 
   void drop(std::atomic<uint64_t>& counter, const std::string& topic, const std::string& why) {
@@ -110,21 +123,30 @@ struct mqtt_gateway::shared : mqtt::iaction_listener {
 
   // The subscription's answer (iaction_listener), on the client's thread.
   void on_success(const mqtt::token&) override {
+    if (closed.load())
+      return;
     subscribed.store(true);
-    log(false, "MQTT connected to " + opts.url + ", subscribed to " + telemetry_filter);
+    try {
+      log(false, "MQTT connected to " + opts.url + ", subscribed to " + telemetry_filter);
+    } catch (...) {
+    }
     std::lock_guard<std::mutex> guard{drain_mtx};
     drained.notify_all();  // start() waits for this too
   }
   void on_failure(const mqtt::token& tok) override {
-    log(true, "MQTT subscription to " + std::string{telemetry_filter}
-                + " refused (code " + std::to_string(tok.get_return_code()) + ")");
+    try {
+      log(true, "MQTT subscription to " + std::string{telemetry_filter}
+                  + " refused (code " + std::to_string(tok.get_return_code()) + ")");
+    } catch (...) {
+    }
   }
 
   router& rt;
   mqtt_options opts;
   std::weak_ptr<shared> self;
   std::atomic<bool> subscribed{false};  ///< connected, and the subscription confirmed
-  std::atomic<bool> closed{false};      ///< stopping: take no more messages
+  std::atomic<bool> closed{false};      ///< stop() ran (or runs)
+  std::atomic<bool> accepting{true};    ///< routes what arrives: until disconnected
   std::atomic<int64_t> in_flight{0};
   std::atomic<uint64_t> accepted{0};
   std::atomic<uint64_t> rejected{0};
@@ -165,26 +187,32 @@ caf::error mqtt_gateway::start(std::chrono::milliseconds timeout) {
       try {
         s->on_message(msg);
       } catch (const std::exception& e) {
-        s->log_limited("MQTT message on " + msg->get_topic() + " failed: " + e.what());
+        s->log_limited(std::string{"MQTT message dropped: "} + e.what());
+      } catch (...) {
       }
     }
   });
   // Subscribed at every (re)connection: a broker that restarted may have lost the session.
   auto* client = client_.get();
   client_->set_connected_handler([weak, client](const std::string&) {
-    if (auto s = weak.lock()) {
-      try {
-        client->subscribe(telemetry_filter, 1, nullptr, *s);
-      } catch (const std::exception& e) {
-        s->log(true, std::string{"MQTT subscribe failed: "} + e.what());
-      }
+    auto s = weak.lock();
+    if (!s || s->closed.load())
+      return;
+    try {
+      client->subscribe(telemetry_filter, 1, nullptr, *s);
+    } catch (const std::exception& e) {
+      s->log(true, std::string{"MQTT subscribe failed: "} + e.what());
+    } catch (...) {
     }
   });
   client_->set_connection_lost_handler([weak](const std::string& cause) {
     if (auto s = weak.lock()) {
       s->subscribed.store(false);
-      s->log(true, "MQTT connection to " + s->opts.url + " lost"
-                     + (cause.empty() ? std::string{} : ": " + cause) + "; reconnecting");
+      try {
+        s->log(true, "MQTT connection to " + s->opts.url + " lost"
+                       + (cause.empty() ? std::string{} : ": " + cause) + "; reconnecting");
+      } catch (...) {
+      }
     }
   });
   auto co = mqtt::connect_options_builder{}
@@ -193,31 +221,40 @@ caf::error mqtt_gateway::start(std::chrono::milliseconds timeout) {
               .connect_timeout(timeout)
               .automatic_reconnect(std::chrono::seconds{1}, std::chrono::seconds{30})
               .finalize();
-  auto unreachable = make_error(runtime_errc::unavailable,
-                                "cannot reach the MQTT broker at " + url + " within "
-                                  + std::to_string(timeout.count()) + " ms");
+  // A failed start leaves no client behind (it would go on reconnecting).
+  auto give_up = [&](std::string why) {
+    stop(std::chrono::milliseconds{0});
+    client_.reset();
+    return make_error(runtime_errc::unavailable, std::move(why));
+  };
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto unreachable = "cannot reach the MQTT broker at " + url + " (connected and subscribed) "
+                     + "within " + std::to_string(timeout.count()) + " ms";
   try {
-    if (!client_->connect(co)->wait_for(timeout + std::chrono::seconds{1}))
-      return unreachable;
+    if (!client_->connect(co)->wait_until(deadline))
+      return give_up(unreachable);
   } catch (const mqtt::exception& e) {
-    return make_error(runtime_errc::unavailable,
-                      "cannot connect to the MQTT broker at " + url + ": " + e.what());
+    return give_up("cannot connect to the MQTT broker at " + url + ": " + e.what());
   }
   std::unique_lock<std::mutex> guard{shared_->drain_mtx};
-  if (!shared_->drained.wait_for(guard, timeout, [&] { return shared_->subscribed.load(); }))
-    return unreachable;
+  if (!shared_->drained.wait_until(guard, deadline, [&] { return shared_->subscribed.load(); })) {
+    guard.unlock();
+    return give_up(unreachable);
+  }
   return {};
 }
 
 void mqtt_gateway::stop(std::chrono::milliseconds drain) {
   if (!client_ || shared_->closed.exchange(true))
     return;
-  // No more messages or reconnections; then the twins answer what was routed.
+  // No more messages or reconnections (what arrives meanwhile is still routed: the client
+  // acknowledged it); then the twins answer what was routed.
   try {
     client_->disconnect()->wait_for(std::chrono::seconds{2});
   } catch (const mqtt::exception&) {
     // not connected (or reconnecting): the disconnect still ends the reconnection
   }
+  shared_->accepting.store(false);
   try {
     client_->disable_callbacks();
   } catch (const mqtt::exception&) {
