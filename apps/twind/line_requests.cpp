@@ -38,6 +38,8 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
   };
   if (line.size() > max_line)
     return fail(bad("request line longer than 1 MiB"));
+  if (nests_deeper_than(line, max_depth))
+    return fail(bad("the request nests deeper than " + std::to_string(max_depth) + " levels"));
   auto doc = json::parse(line, nullptr, false);
   if (doc.is_discarded() || !doc.is_object())
     return fail(bad("not a JSON object"));
@@ -69,9 +71,10 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
     ingest_request req;
     req.values = std::move(*values);
     if (auto ts = doc.find("ts"); ts != doc.end()) {
-      if (!ts->is_number_integer())
-        return fail(bad("\"ts\" must be an integer (ms since the epoch)"));
-      req.ts_ms = ts->get<int64_t>();
+      auto t = ts_from_json(*ts);
+      if (!t)
+        return fail(t.error());
+      req.ts_ms = *t;
     }
     req.source = "stdin";
     req.done = on_version;

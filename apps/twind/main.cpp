@@ -164,21 +164,38 @@ int main(int argc, char** argv) {
     return fail(error_message(err));
 
   std::unique_ptr<prometheus::Exposer> exposer;
+  std::atomic<bool> ready{false};
+  std::unique_ptr<api::http_server> http;
+  std::unique_ptr<ingest::mqtt_gateway> mqtt;
+  // Stops what takes work in, then the twins: also when starting fails half way. HTTP
+  // requests that come while the twins stop are answered 503; answers under way are
+  // written before the server closes.
+  auto stop_node = [&] {
+    ready = false;
+    if (sim)
+      sim->stop();
+    if (mqtt)
+      mqtt->stop();
+    exposer.reset();  // no scrape reads the gateway or the HTTP server any more
+    auto err = node_host.stop();
+    if (http)
+      http->stop();
+    node_host.set_gateway(nullptr);
+    return err;
+  };
   auto metrics = std::make_shared<node::node_metrics>(node_host);
   if (o.metrics_port > 0) {
     auto addr = o.bind + ":" + std::to_string(o.metrics_port);
     try {
       exposer = std::make_unique<prometheus::Exposer>(addr, 1);
     } catch (const std::exception& e) {
-      node_host.stop();
+      stop_node();
       return fail("cannot listen on " + addr + " for /metrics (is the port in use?): " + e.what());
     }
     exposer->RegisterCollectable(metrics);
     spdlog::info("metrics on http://{}/metrics", addr);
   }
 
-  std::atomic<bool> ready{false};
-  std::unique_ptr<api::http_server> http;
   if (o.http_port > 0) {
     api::http_options ho;
     ho.bind = o.bind;
@@ -189,14 +206,13 @@ int main(int argc, char** argv) {
     http = std::make_unique<api::http_server>(node_host, [&ready] { return ready.load(); }, ho);
     if (auto err = http->start()) {
       http.reset();
-      node_host.stop();
+      stop_node();
       return fail(error_message(err));
     }
     metrics->set_http(http.get());
     spdlog::info("HTTP API on http://{}:{}/v1/", o.bind, http->port());
   }
 
-  std::unique_ptr<ingest::mqtt_gateway> mqtt;
   if (!o.mqtt_url.empty()) {
     ingest::mqtt_options mo;
     mo.url = o.mqtt_url;
@@ -210,11 +226,7 @@ int main(int argc, char** argv) {
     mqtt = std::make_unique<ingest::mqtt_gateway>(node_host, mo);
     metrics->set_mqtt(mqtt.get());
     if (auto err = mqtt->start()) {
-      exposer.reset();  // no scrape reads the gateway or the HTTP server any more
-      mqtt.reset();
-      if (http)
-        http->stop();
-      node_host.stop();
+      stop_node();
       return fail(error_message(err));
     }
     node_host.set_gateway(mqtt.get());
@@ -228,12 +240,7 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     auto created = factory::build_plant(node_host, l, sim.get());
     if (!created) {
-      exposer.reset();  // no scrape reads the gateway or the HTTP server any more
-      if (mqtt)
-        mqtt->stop();
-      if (http)
-        http->stop();
-      node_host.stop();
+      stop_node();
       return fail("cannot build the demo plant: " + error_message(created.error()));
     }
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -289,21 +296,11 @@ int main(int argc, char** argv) {
     last_updates = updates;
   }
 
-  // Stop the inputs first, then the twins, then the store. HTTP requests that come while
-  // the twins stop are answered 503; answers under way are written before it closes.
-  ready = false;
+  // The inputs, then the twins, then the store.
   stop_stdin = true;
   if (stdin_thread.joinable())
     stdin_thread.join();
-  if (sim)
-    sim->stop();
-  if (mqtt)
-    mqtt->stop();
-  exposer.reset();
-  auto err = node_host.stop();
-  if (http)
-    http->stop();
-  node_host.set_gateway(nullptr);
+  auto err = stop_node();
   sys.reset();
   store->reset();
   if (err)

@@ -105,6 +105,11 @@ caf::expected<size_t> create_all(router& rt,
   return created.load();
 }
 
+/// The name of motor `mi` of robot `ri` of line `li` (each from 1).
+std::string motor_name(int li, int ri, int mi) {
+  return "motor-" + std::to_string(li) + "-" + std::to_string(ri) + "-" + std::to_string(mi);
+}
+
 } // namespace
 
 caf::expected<size_t> build_plant(router& rt, const layout& l, actors::device_simulator* sim) {
@@ -140,9 +145,7 @@ caf::expected<size_t> build_plant(router& rt, const layout& l, actors::device_si
   for (int li = 1; li <= l.lines; ++li)
     for (int ri = 1; ri <= l.robots_per_line; ++ri)
       for (int mi = 1; mi <= l.motors_per_robot; ++mi)
-        level.emplace_back(*make_id("motor-" + std::to_string(li) + "-" + std::to_string(ri) + "-"
-                                    + std::to_string(mi)),
-                           "motor",
+        level.emplace_back(*make_id(motor_name(li, ri, mi)), "motor",
                            *make_id("robot-" + std::to_string(li) + "-" + std::to_string(ri)),
                            value_map{});
   if (auto err = flush())
@@ -159,8 +162,7 @@ caf::error add_motors(const layout& l, actors::device_simulator& sim) {
   for (int li = 1; li <= l.lines; ++li)
     for (int ri = 1; ri <= l.robots_per_line; ++ri)
       for (int mi = 1; mi <= l.motors_per_robot; ++mi) {
-        auto id = twin_id::parse(l.ns + ":motor-" + std::to_string(li) + "-"
-                                 + std::to_string(ri) + "-" + std::to_string(mi));
+        auto id = twin_id::parse(l.ns + ":" + motor_name(li, ri, mi));
         if (!id)
           return id.error();
         // Most motors run comfortably; a few are driven hard and overheat, some run warm.

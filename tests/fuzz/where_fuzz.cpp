@@ -21,11 +21,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto e = expression::parse(text);
   if (!e)
     return 0;
-  // Properties from the input's own bytes: numbers, strings, booleans and nulls.
+  // Properties from the input's own bytes: numbers, strings, booleans and nulls, and some
+  // missing (names of a length divisible by 6).
   value values[] = {value{static_cast<double>(size)}, value{std::string{text.substr(0, 8)}},
                     value{size % 2 == 0}, value{}, value{int64_t{-7}}};
   auto get = [&](std::string_view name) -> const value* {
-    return name.empty() ? nullptr : &values[name.size() % 5];
+    return name.size() % 6 == 0 ? nullptr : &values[name.size() % 6 - 1];
   };
   bool first = e->eval(get);
   auto again = expression::parse(e->text());

@@ -27,15 +27,10 @@ using namespace std::chrono_literals;
 class http_test : public ::testing::Test {
 protected:
   void SetUp() override {
-    std::filesystem::create_directories(dir_.sub("models"));
-    std::ofstream{dir_.sub("models/gauge.json")} << gauge_model;
     port_ = free_port();
     metrics_port_ = free_port();
-    node_ = std::make_unique<process>(std::vector<std::string>{
-      TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"),
-      "--metrics-port", std::to_string(metrics_port_), "--bind", "127.0.0.1", "--http-port",
-      std::to_string(port_),
-      "--http-max-body", "4096"});
+    node_ = start_gauge_node(dir_, port_, {"--metrics-port", std::to_string(metrics_port_),
+                                           "--http-max-body", "4096"});
     ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
     client_ = std::make_unique<http_client>(port_);
   }
@@ -57,17 +52,6 @@ protected:
     auto r = client_->call("GET", "/v1/twins/" + id);
     EXPECT_EQ(r.status, 200u) << r.body;
     return r.status == 200 ? json::parse(r.body) : json{};
-  }
-
-  /// Calls GET /healthz on `c` until it answers 200, for at most 10 s (a connection that
-  /// was refused or closed is opened again).
-  static bool eventually_200(http_client& c) {
-    for (int i = 0; i < 200; ++i) {
-      if (c.call("GET", "/healthz").status == 200)
-        return true;
-      std::this_thread::sleep_for(50ms);
-    }
-    return false;
   }
 
   /// The error code of an error answer, checking its shape.
@@ -242,24 +226,6 @@ std::string read_until(int fd, const std::string& text) {
   return got;
 }
 
-/// A socket connected to 127.0.0.1:`port` whose reads give up after 10 s; -1 if none.
-int connect_loopback(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return -1;
-  timeval limit{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 /// The head of a PUT of twin `id` that announces `length` body bytes and waits for 100.
 std::string expecting_put(const std::string& id, size_t length) {
   return "PUT /v1/twins/" + id + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -406,14 +372,14 @@ TEST_F(http_test, connections_beyond_the_cap_are_answered_503) {
   // wait_for_200's connections are closed; two kept-alive ones fill the node.
   auto a = std::make_unique<http_client>(port);
   http_client b{port};
-  ASSERT_TRUE(eventually_200(*a) && eventually_200(b));
+  ASSERT_TRUE(wait_for_200(*a, "/healthz", 10s) && wait_for_200(b, "/healthz", 10s));
   http_client c{port};
   auto refused = c.call("GET", "/healthz");
   EXPECT_EQ(refused.status, 503u);
   EXPECT_EQ(error_code(refused), "too_many_connections");
   // Once a connection closes, a new one is served.
   a.reset();
-  EXPECT_TRUE(eventually_200(c));
+  EXPECT_TRUE(wait_for_200(c, "/healthz", 10s));
   EXPECT_EQ(b.call("GET", "/healthz").status, 200u);
   capped.signal(SIGTERM);
   EXPECT_EQ(capped.wait(30s), 0) << capped.stderr_text();

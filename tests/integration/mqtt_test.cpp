@@ -110,8 +110,6 @@ protected:
     std::ofstream{dir_.sub("mosquitto.conf")}
       << "listener " << broker_port_ << " 127.0.0.1\nallow_anonymous true\npersistence false\n";
     ASSERT_NO_FATAL_FAILURE(start_broker());
-    std::filesystem::create_directories(dir_.sub("models"));
-    std::ofstream{dir_.sub("models/gauge.json")} << gauge_model;
     http_port_ = free_port();
     metrics_port_ = free_port();
     ASSERT_NO_FATAL_FAILURE(start_node());
@@ -143,11 +141,10 @@ protected:
   }
 
   void start_node() {
-    node_ = std::make_unique<process>(std::vector<std::string>{
-      TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"), "--bind",
-      "127.0.0.1", "--http-port", std::to_string(http_port_), "--metrics-port",
-      std::to_string(metrics_port_), "--mqtt-url",
-      "tcp://127.0.0.1:" + std::to_string(broker_port_), "--mqtt-client-id", "twind-test"});
+    node_ = start_gauge_node(dir_, http_port_,
+                             {"--metrics-port", std::to_string(metrics_port_), "--mqtt-url",
+                              "tcp://127.0.0.1:" + std::to_string(broker_port_),
+                              "--mqtt-client-id", "twind-test"});
     ASSERT_TRUE(wait_for_200(http_port_, "/readyz", 20s)) << node_->stderr_text();
     client_ = std::make_unique<http_client>(http_port_);
   }
@@ -162,14 +159,10 @@ protected:
   }
 
   static bool port_open(int port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    return ok;
+    int fd = connect_loopback(port);
+    if (fd >= 0)
+      ::close(fd);
+    return fd >= 0;
   }
 
   json twin(const std::string& id) {

@@ -34,12 +34,8 @@ struct run_result {
 class twinctl_test : public ::testing::Test {
 protected:
   void SetUp() override {
-    std::filesystem::create_directories(dir_.sub("models"));
-    std::ofstream{dir_.sub("models/gauge.json")} << gauge_model;
     port_ = free_port();
-    node_ = std::make_unique<process>(std::vector<std::string>{
-      TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"),
-      "--metrics-port", "0", "--bind", "127.0.0.1", "--http-port", std::to_string(port_)});
+    node_ = start_gauge_node(dir_, port_, {"--metrics-port", "0"});
     ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
   }
 

@@ -1,10 +1,17 @@
 #pragma once
 
 // The twin type that the integration tests load from a model file: a gauge with a level
-// reported by its device (0 to 100), a label and a writable target.
+// reported by its device (0 to 100), a label and a writable target; and a twind serving it.
 
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <memory>
 #include <string>
+#include <vector>
+
+#include "process.hpp"
+#include "test_support.hpp"
 
 namespace twin::test {
 
@@ -22,5 +29,19 @@ inline const char* gauge_model = R"({
 
 inline const std::map<std::string, std::string> json_type{
   {"Content-Type", "application/json"}};
+
+/// Starts twind with the gauge type (its model file written to `dir`/models), data in
+/// `dir`/data, the HTTP API on 127.0.0.1:`http_port`, and `extra` arguments. The caller
+/// waits for /readyz.
+inline std::unique_ptr<process> start_gauge_node(const temp_dir& dir, int http_port,
+                                                 std::vector<std::string> extra = {}) {
+  std::filesystem::create_directories(dir.sub("models"));
+  std::ofstream{dir.sub("models/gauge.json")} << gauge_model;
+  std::vector<std::string> argv{TWIND_PATH,        "--data-dir", dir.sub("data"),
+                                "--models",        dir.sub("models"), "--bind",
+                                "127.0.0.1",       "--http-port", std::to_string(http_port)};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return std::make_unique<process>(argv);
+}
 
 } // namespace twin::test

@@ -96,15 +96,19 @@ http_reply http_client::call(const std::string& method, const std::string& targe
   return {};
 }
 
-bool wait_for_200(int port, const std::string& path, std::chrono::milliseconds timeout) {
+bool wait_for_200(http_client& c, const std::string& path, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
-    http_client c{port};
     if (c.call("GET", path).status == 200)
       return true;
     std::this_thread::sleep_for(std::chrono::milliseconds{50});
   }
   return false;
+}
+
+bool wait_for_200(int port, const std::string& path, std::chrono::milliseconds timeout) {
+  http_client c{port};
+  return wait_for_200(c, path, timeout);
 }
 
 } // namespace twin::test

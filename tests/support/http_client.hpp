@@ -39,5 +39,7 @@ private:
 
 /// Calls GET `path` until it answers 200, for at most `timeout`.
 bool wait_for_200(int port, const std::string& path, std::chrono::milliseconds timeout);
+/// The same over `c`'s connection (opened again when the server closed it).
+bool wait_for_200(http_client& c, const std::string& path, std::chrono::milliseconds timeout);
 
 } // namespace twin::test

@@ -52,6 +52,9 @@ private:
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 int free_port();
 
+/// A socket connected to 127.0.0.1:`port` whose reads give up after 10 s; -1 if none.
+int connect_loopback(int port);
+
 /// What `promtool check metrics` (Prometheus' linter) says of a /metrics answer: "" for
 /// no problems; nullopt if promtool is not installed.
 std::optional<std::string> promtool_problems(const std::string& exposition);
