@@ -418,24 +418,25 @@ response error_response(unsigned status, const std::string& code, const std::str
 
 void handle(router& rt, const node_info& node, const std::function<bool()>& ready, request req,
             respond_fn respond) {
+  // Dispatched on the route template, as the metrics count it.
+  std::string_view route = route_of(req.target);
   std::string_view path = req.target;
   path = path.substr(0, path.find('?'));
-  if (path == "/healthz" || path == "/readyz") {
+  if (route == "/healthz" || route == "/readyz") {
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
-    if (path == "/healthz")
+    if (route == "/healthz")
       return respond(json_response(200, {{"status", "ok"}}));
     if (!ready())
       return respond(error_response(503, "not_ready", "the node is not ready"));
     return respond(json_response(200, {{"status", "ready"}}));
   }
-  constexpr std::string_view twins = "/v1/twins/";
-  if (path.substr(0, twins.size()) == twins && path.size() > twins.size()) {
-    auto rest = path.substr(twins.size());
-    if (rest.find('/') != std::string_view::npos)
-      return respond(error_response(501, "not_implemented",
-                                    "history and commands are not served yet"));
-    auto text = percent_decode(rest);
+  if (route == "/v1/twins/{id}/history" || route == "/v1/twins/{id}/commands/{name}")
+    return respond(error_response(501, "not_implemented",
+                                  "history and commands are not served yet"));
+  if (route == "/v1/twins/{id}") {
+    constexpr std::string_view twins = "/v1/twins/";
+    auto text = percent_decode(path.substr(twins.size()));
     if (!text)
       return respond(error_of(text.error()));
     auto id = twin_id::parse(*text);
@@ -459,7 +460,7 @@ void handle(router& rt, const node_info& node, const std::function<bool()>& read
         "PATCH takes Content-Type: application/merge-patch+json or application/json"));
     return patch_twin(rt, *id, req, std::move(respond));
   }
-  if (path == "/v1/telemetry") {
+  if (route == "/v1/telemetry") {
     if (req.method != "POST")
       return respond(method_not_allowed("POST"));
     if (!has_media_type(req, {"application/json"}))
@@ -467,7 +468,7 @@ void handle(router& rt, const node_info& node, const std::function<bool()>& read
                                     "POST /v1/telemetry takes Content-Type: application/json"));
     return post_telemetry(rt, req, std::move(respond));
   }
-  if (path == "/v1/cluster") {
+  if (route == "/v1/cluster") {
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
     // One node, alone: it owns every shard (DESIGN.md: 1024 by default).
@@ -476,7 +477,7 @@ void handle(router& rt, const node_info& node, const std::function<bool()>& read
     return respond(json_response(
       200, {{"node", node.id}, {"shards", cluster_shards}, {"members", json::array({me})}}));
   }
-  if (path == "/v1/twins" || path == "/v1/events")
+  if (route == "/v1/twins" || route == "/v1/events")
     return respond(error_response(501, "not_implemented",
                                   std::string{path} + " is not served yet"));
   respond(error_response(404, "not_found", "no route " + std::string{path}));
