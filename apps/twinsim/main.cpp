@@ -18,6 +18,7 @@
 
 #include "twin/actors/device_simulator.hpp"
 #include "factory.hpp"
+#include "twin/ingest/mqtt_gateway.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/json.hpp"
 
@@ -58,7 +59,7 @@ public:
     auto d = std::make_unique<delivery>(std::move(t->done));
     try {
       auto text = payload.dump();
-      client_.publish("twins/" + id.str() + "/telemetry", text.data(), text.size(), qos_, false,
+      client_.publish(ingest::telemetry_topic(id), text.data(), text.size(), qos_, false,
                       nullptr, *d);
       d.release();  // the client answers it, once
     } catch (const std::exception& e) {
@@ -70,26 +71,6 @@ private:
   mqtt::async_client& client_;
   int qos_;
 };
-
-/// "twins/{id}/desired" or "twins/{id}/commands/{name}": the id, and the command's name.
-bool parse_device_topic(const std::string& topic, std::string& id, std::string& command) {
-  constexpr std::string_view prefix = "twins/";
-  if (topic.rfind(prefix, 0) != 0)
-    return false;
-  auto slash = topic.find('/', prefix.size());
-  if (slash == std::string::npos)
-    return false;
-  id = topic.substr(prefix.size(), slash - prefix.size());
-  auto rest = topic.substr(slash + 1);
-  command.clear();
-  if (rest == "desired")
-    return true;
-  constexpr std::string_view commands = "commands/";
-  if (rest.rfind(commands, 0) != 0 || rest.size() == commands.size())
-    return false;
-  command = rest.substr(commands.size());
-  return true;
-}
 
 } // namespace
 
@@ -155,21 +136,20 @@ int main(int argc, char** argv) {
   }
   client->set_message_callback([&sim](mqtt::const_message_ptr msg) {
     try {  // nothing may escape into the client library
-      std::string id;
+      twin_id twin;
       std::string command;
-      if (!parse_device_topic(msg->get_topic(), id, command))
+      if (!ingest::parse_device_topic(msg->get_topic(), twin, command))
         return;
-      auto twin = twin_id::parse(id);
       const auto& payload = msg->get_payload_ref();
       auto doc = nlohmann::json::parse(payload.data(), payload.data() + payload.size(), nullptr,
                                        false);
-      if (!twin || doc.is_discarded())
+      if (doc.is_discarded())
         return;
       if (command.empty()) {
         if (auto delta = map_from_json(doc))
-          sim.publish_desired(*twin, *delta);
+          sim.publish_desired(twin, *delta);
       } else if (auto args = value_from_json(doc)) {
-        sim.send_command(*twin, command, *args);
+        sim.send_command(twin, command, *args);
       }
     } catch (const std::exception& e) {
       std::fprintf(stderr, "twinsim: message on %s: %s\n", msg->get_topic().c_str(), e.what());

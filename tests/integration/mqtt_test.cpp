@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gauge_model.hpp"
+#include "twin/ingest/mqtt_gateway.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
@@ -30,6 +31,7 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
+using runtime::twin_id;
 
 std::string mosquitto_path() {
   for (const char* p : {"/usr/sbin/mosquitto", "/usr/bin/mosquitto"})
@@ -99,6 +101,27 @@ private:
   std::mutex mtx_;
   std::deque<message> received_;
 };
+
+TEST(mqtt_topics, are_built_and_read_back_as_designed) {
+  auto id = twin_id::trusted("factory:motor-1-2-3");
+  EXPECT_EQ(ingest::telemetry_topic(id), "twins/factory:motor-1-2-3/telemetry");
+  EXPECT_EQ(ingest::desired_topic(id), "twins/factory:motor-1-2-3/desired");
+  EXPECT_EQ(ingest::command_topic(id, "stop"), "twins/factory:motor-1-2-3/commands/stop");
+  EXPECT_EQ(*ingest::telemetry_topic_id(ingest::telemetry_topic(id)), id);
+  twin_id heard;
+  std::string command = "x";
+  ASSERT_TRUE(ingest::parse_device_topic(ingest::desired_topic(id), heard, command));
+  EXPECT_EQ(heard, id);
+  EXPECT_EQ(command, "");
+  ASSERT_TRUE(ingest::parse_device_topic(ingest::command_topic(id, "stop"), heard, command));
+  EXPECT_EQ(command, "stop");
+  for (auto bad : {"twins/factory:m/telemetry", "twins/Bad Id/desired", "twins/a:b/commands/",
+                   "twins/a:b", "other/a:b/desired", "twins//desired"})
+    EXPECT_FALSE(ingest::parse_device_topic(bad, heard, command)) << bad;
+  for (auto bad : {"twins/a:b/desired", "twins//telemetry", "twins/Bad Id/telemetry",
+                   "twins/a:b/telemetry/x"})
+    EXPECT_FALSE(ingest::telemetry_topic_id(bad)) << bad;
+}
 
 class mqtt_test : public ::testing::Test {
 protected:

@@ -21,14 +21,51 @@ constexpr int max_buffered_while_disconnected = 10000;
 
 } // namespace
 
+constexpr std::string_view topic_root = "twins/";
+
+std::string telemetry_topic(const twin_id& id) {
+  return std::string{topic_root} + id.str() + "/telemetry";
+}
+
+std::string desired_topic(const twin_id& id) {
+  return std::string{topic_root} + id.str() + "/desired";
+}
+
+std::string command_topic(const twin_id& id, const std::string& name) {
+  return std::string{topic_root} + id.str() + "/commands/" + name;
+}
+
 caf::expected<twin_id> telemetry_topic_id(std::string_view topic) {
-  constexpr std::string_view prefix = "twins/";
   constexpr std::string_view suffix = "/telemetry";
-  if (topic.size() <= prefix.size() + suffix.size() || topic.substr(0, prefix.size()) != prefix
+  if (topic.size() <= topic_root.size() + suffix.size()
+      || topic.substr(0, topic_root.size()) != topic_root
       || topic.substr(topic.size() - suffix.size()) != suffix)
     return make_error(runtime_errc::invalid_argument,
                       "a telemetry topic is twins/{id}/telemetry");
-  return twin_id::parse(topic.substr(prefix.size(), topic.size() - prefix.size() - suffix.size()));
+  return twin_id::parse(
+    topic.substr(topic_root.size(), topic.size() - topic_root.size() - suffix.size()));
+}
+
+bool parse_device_topic(std::string_view topic, twin_id& id, std::string& command) {
+  constexpr std::string_view commands = "commands/";
+  if (topic.substr(0, topic_root.size()) != topic_root)
+    return false;
+  auto slash = topic.find('/', topic_root.size());
+  if (slash == std::string_view::npos)
+    return false;
+  auto parsed = twin_id::parse(topic.substr(topic_root.size(), slash - topic_root.size()));
+  auto rest = topic.substr(slash + 1);
+  if (!parsed)
+    return false;
+  if (rest == "desired") {
+    command.clear();
+  } else if (rest.substr(0, commands.size()) == commands && rest.size() > commands.size()) {
+    command = std::string{rest.substr(commands.size())};
+  } else {
+    return false;
+  }
+  id = std::move(*parsed);
+  return true;
 }
 
 /// What the client's callbacks and the twins' answers share. It does not own the client:
@@ -286,11 +323,11 @@ void mqtt_gateway::publish(const std::string& topic, const std::string& payload,
 }
 
 void mqtt_gateway::publish_desired(const twin_id& id, const value_map& delta) {
-  publish("twins/" + id.str() + "/desired", to_json(delta).dump(), true);
+  publish(desired_topic(id), to_json(delta).dump(), true);
 }
 
 void mqtt_gateway::send_command(const twin_id& id, const std::string& name, const value& args) {
-  publish("twins/" + id.str() + "/commands/" + name, to_json(args).dump(), false);
+  publish(command_topic(id, name), to_json(args).dump(), false);
 }
 
 } // namespace twin::ingest

@@ -75,8 +75,20 @@ private:
   std::unique_ptr<mqtt::async_client> client_;  ///< destroyed here, never on its own thread
 };
 
-/// The twin id of a telemetry topic `twins/{id}/telemetry`, or an error saying what is
-/// wrong with the topic.
+// The topics of DESIGN.md, for the node and for devices (twinsim).
+
+/// Where a device publishes its telemetry: `twins/{id}/telemetry`.
+std::string telemetry_topic(const runtime::twin_id& id);
+/// Where a device hears its desired delta: `twins/{id}/desired`.
+std::string desired_topic(const runtime::twin_id& id);
+/// Where a device hears command `name`: `twins/{id}/commands/{name}`.
+std::string command_topic(const runtime::twin_id& id, const std::string& name);
+
+/// The twin id of a telemetry topic, or an error saying what is wrong with the topic.
 caf::expected<runtime::twin_id> telemetry_topic_id(std::string_view topic);
+
+/// What a device hears on `topic`: its twin, and the command's name (empty for the
+/// desired delta); false for a topic of another shape or an invalid id.
+bool parse_device_topic(std::string_view topic, runtime::twin_id& id, std::string& command);
 
 } // namespace twin::ingest
