@@ -9,8 +9,9 @@
 // Exit codes: 0 done; 1 usage; 2 no answer from the node (unreachable, or --timeout);
 // 3 no such twin (404); 4 a version conflict or failed precondition (409, 412); 5 a
 // refused request (another 4xx); 6 the node failed or does not serve the call (5xx).
-// `events` reads the node's answer whole: following the stream comes with the node's
-// server-sent events.
+// `events` follows the node's server-sent events: one line per event (`--json`: one
+// JSON object per line) until --count events, or exit code 6 if the stream fell behind
+// and the node ended it, 2 if the node went away.
 
 #include <algorithm>
 #include <cctype>
@@ -21,6 +22,9 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include <array>
+#include <functional>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/connect.hpp>
@@ -229,6 +233,148 @@ std::string error_text(const reply& r) {
   return r.text.empty() ? "HTTP " + std::to_string(r.status) : r.text;
 }
 
+/// Prints one server-sent event: a line of text, or with `as_json` its data as one line
+/// of JSON with the event's name in "event".
+void print_event(const std::string& name, const std::string& data, bool as_json) {
+  auto doc = json::parse(data, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    doc = json::object({{"data", data}});
+  if (as_json) {
+    doc["event"] = name;
+    std::cout << doc.dump() << std::endl;
+    return;
+  }
+  std::string line = text_of(doc.value("ts", json{})) + "  " + name + "  "
+                     + text_of(doc.value("id", json{}));
+  if (name == "command")
+    line += "  " + text_of(doc.value("command", json{})) + " " + doc.value("args", json{}).dump();
+  else if (doc.contains("version"))
+    line += "  v" + text_of(doc["version"]);
+  if (doc.contains("properties"))
+    line += "  " + doc["properties"].dump();
+  if (name == "lagged")
+    line += text_of(doc.value("message", json{}));
+  std::cout << line << std::endl;
+}
+
+/// Follows GET `target`, a stream of server-sent events, and prints each event as it
+/// comes, until `count` events (0: no end), the node ends the stream, or nothing (not
+/// even a heartbeat) came for 45 s. `timeout` bounds the wait for the answer's header.
+int follow_events(const server_address& addr, const std::string& token, const std::string& target,
+                  std::chrono::seconds timeout, bool as_json, size_t count) {
+  asio::io_context ioc;
+  tcp::resolver resolver{ioc};
+  beast::tcp_stream stream{ioc};
+  http::request<http::empty_body> req{http::verb::get, target, 11};
+  req.set(http::field::host, addr.host + ":" + addr.port);
+  req.set(http::field::user_agent, "twinctl");
+  req.set(http::field::accept, "text/event-stream");
+  if (!token.empty())
+    req.set(http::field::authorization, "Bearer " + token);
+  beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  parser.body_limit(boost::none);
+  std::array<char, 16384> chunk;
+  std::string text;  // of the body, not yet a whole event
+  size_t printed = 0;
+  int code = ok;
+  beast::error_code failure;
+  std::string error_body;
+
+  // Takes the whole events out of `text`; returns false once done.
+  auto take_events = [&] {
+    size_t end;
+    while ((end = text.find("\n\n")) != std::string::npos) {
+      std::string name = "message";
+      std::string data;
+      std::string block = text.substr(0, end);
+      text.erase(0, end + 2);
+      size_t pos = 0;
+      while (pos <= block.size()) {
+        auto nl = block.find('\n', pos);
+        auto line = block.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+        pos = nl == std::string::npos ? block.size() + 1 : nl + 1;
+        if (line.rfind("event: ", 0) == 0)
+          name = line.substr(7);
+        else if (line.rfind("data: ", 0) == 0)
+          data += line.substr(6);
+      }
+      if (data.empty())
+        continue;  // a comment (heartbeat)
+      print_event(name, data, as_json);
+      if (name == "lagged") {
+        std::cerr << "twinctl: the stream fell too far behind and the node ended it\n";
+        code = server_error;
+        return false;
+      }
+      if (count > 0 && ++printed == count)
+        return false;
+    }
+    return true;
+  };
+  std::function<void()> read_body = [&] {
+    parser.get().body().data = chunk.data();
+    parser.get().body().size = chunk.size();
+    stream.expires_after(std::chrono::seconds{45});
+    http::async_read_some(stream, buffer, parser, [&](beast::error_code ec, size_t) {
+      auto n = chunk.size() - parser.get().body().size;
+      if (ec == http::error::need_buffer)
+        ec = {};
+      if (parser.get().result_int() != 200) {
+        error_body.append(chunk.data(), n);
+        if (!ec && !parser.is_done())
+          return read_body();
+        code = exit_code_of(parser.get().result_int());
+        return;
+      }
+      text.append(chunk.data(), n);
+      if (!take_events())
+        return stream.close();
+      if (ec || parser.is_done()) {
+        std::cerr << "twinctl: the node ended the stream" << (ec ? ": " + ec.message() : "")
+                  << '\n';
+        code = unreachable;
+        return;
+      }
+      read_body();
+    });
+  };
+  stream.expires_after(timeout);
+  resolver.async_resolve(addr.host, addr.port, [&](beast::error_code ec, auto results) {
+    if (ec)
+      return void(failure = ec);
+    stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
+      if (ec)
+        return void(failure = ec);
+      http::async_write(stream, req, [&](beast::error_code ec, size_t) {
+        if (ec)
+          return void(failure = ec);
+        http::async_read_header(stream, buffer, parser, [&](beast::error_code ec, size_t) {
+          if (ec)
+            return void(failure = ec);
+          read_body();
+        });
+      });
+    });
+  });
+  ioc.run();
+  if (failure) {
+    std::cerr << "twinctl: no answer from the node at " << addr.host << ':' << addr.port << ": "
+              << failure.message() << '\n';
+    return unreachable;
+  }
+  if (parser.is_header_done() && parser.get().result_int() != 200) {
+    reply r;
+    r.status = parser.get().result_int();
+    r.text = error_body;
+    r.body = json::parse(error_body, nullptr, false);
+    if (r.body.is_discarded())
+      r.body = nullptr;
+    std::cerr << "twinctl: " << error_text(r) << '\n';
+  }
+  return code;
+}
+
 /// Checks that `text` is a JSON object; prints why not.
 bool json_object_arg(const std::string& what, const std::string& text, json& out) {
   out = json::parse(text, nullptr, false);
@@ -317,8 +463,9 @@ int main(int argc, char** argv) {
   send->add_option("id", id, "Twin id")->required();
   send->add_option("values", values, "Values, a JSON object")->required();
   send->add_option("--ts", ts, "Sample time, ms since the epoch (default: now)");
-  std::string kind, where, cursor, from, to, ns, prefix;
+  std::string kind, where, cursor, from, to, ns, prefix, property, step;
   size_t limit = 0;
+  size_t count = 0;
   auto* query = app.add_subcommand("query", "Find twins");
   query->add_option("--type", type, "Of this type");
   query->add_option("--kind", kind, "Of this kind");
@@ -328,13 +475,16 @@ int main(int argc, char** argv) {
   query->add_option("--cursor", cursor, "Where the previous page ended");
   auto* history = app.add_subcommand("history", "A twin's past states");
   history->add_option("id", id, "Twin id")->required();
+  history->add_option("--property", property, "The property")->required();
   history->add_option("--from", from, "From this time (ms since the epoch)");
   history->add_option("--to", to, "Up to this time (ms since the epoch)");
-  history->add_option("--limit", limit, "At most this many");
+  history->add_option("--step", step, "Downsample: min, max, avg per this many ms");
+  history->add_option("--limit", limit, "At most this many samples or steps");
   auto* events = app.add_subcommand("events", "Follow twin changes");
   events->add_option("--namespace", ns, "Of twins in this namespace");
   events->add_option("--type", type, "Of twins of this type");
   events->add_option("--prefix", prefix, "Of twins whose id starts so");
+  events->add_option("--count", count, "Stop after this many events (default: follow)");
   auto* cluster = app.add_subcommand("cluster", "The cluster");
   cluster->require_subcommand(1);
   auto* status = cluster->add_subcommand("status", "Members, their state and their shards");
@@ -411,10 +561,11 @@ int main(int argc, char** argv) {
                              {"cursor", cursor}});
   } else if (history->parsed()) {
     target = twin_path + "/history"
-             + query_string({{"from", from}, {"to", to},
-                             {"limit", limit ? std::to_string(limit) : ""}});
+             + query_string({{"property", property}, {"from", from}, {"to", to},
+                             {"step", step}, {"limit", limit ? std::to_string(limit) : ""}});
   } else if (events->parsed()) {
     target = "/v1/events" + query_string({{"namespace", ns}, {"type", type}, {"prefix", prefix}});
+    return follow_events(addr, token, target, std::chrono::seconds{timeout_s}, as_json, count);
   } else if (status->parsed()) {
     target = "/v1/cluster";
   }
@@ -467,6 +618,33 @@ int main(int argc, char** argv) {
                 << ", version " << r.body.value("version", 0) << '\n';
     } else if (send->parsed()) {
       std::cout << "applied to " << id << ", version " << item.value("version", 0) << '\n';
+    } else if (query->parsed()) {
+      std::vector<std::vector<std::string>> rows{{"ID", "TYPE", "KIND", "PARENT", "VERSION",
+                                                  "HEALTH"}};
+      for (const auto& t : r.body.value("items", json::array()))
+        rows.push_back({text_of(t.value("id", json{})), text_of(t.value("type", json{})),
+                        text_of(t.value("kind", json{})), text_of(t.value("parent", json{})),
+                        text_of(t.value("version", json{})),
+                        text_of(t.value("properties", json::object()).value("health", json{}))});
+      print_table(rows);
+      if (r.body.contains("cursor") && r.body["cursor"].is_string())
+        std::cout << "\nmore: --cursor " << r.body["cursor"].get<std::string>() << '\n';
+    } else if (history->parsed()) {
+      std::vector<std::vector<std::string>> rows;
+      if (r.body.contains("buckets")) {
+        rows.push_back({"TS", "MIN", "MAX", "AVG", "COUNT"});
+        for (const auto& b : r.body["buckets"])
+          rows.push_back({text_of(b.value("ts", json{})), text_of(b.value("min", json{})),
+                          text_of(b.value("max", json{})), text_of(b.value("avg", json{})),
+                          text_of(b.value("count", json{}))});
+      } else {
+        rows.push_back({"TS", "VALUE"});
+        for (const auto& x : r.body.value("points", json::array()))
+          rows.push_back({text_of(x.value("ts", json{})), text_of(x.value("value", json{}))});
+      }
+      print_table(rows);
+      if (r.body.contains("next_from") && !r.body["next_from"].is_null())
+        std::cout << "\nmore: --from " << text_of(r.body["next_from"]) << '\n';
     } else if (status->parsed()) {
       std::vector<std::vector<std::string>> rows{{"NODE", "STATE", "SHARDS", "HTTP"}};
       for (const auto& m : r.body.value("members", json::array()))

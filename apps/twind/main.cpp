@@ -22,6 +22,7 @@
 #include "twin/api/http_server.hpp"
 #include "twin/ingest/mqtt_gateway.hpp"
 #include "twin/runtime/await.hpp"
+#include "twin/runtime/change_feed.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/host.hpp"
 #include "twin/runtime/scheduler.hpp"
@@ -139,6 +140,7 @@ int main(int argc, char** argv) {
   store_opts.path = o.data_dir;
   store_opts.sync = o.sync;
   store_opts.block_cache_bytes = o.cache_mb << 20;
+  store_opts.history_retention = std::chrono::hours{o.history_hours};
   auto store = open_rocksdb_store(store_opts);
   if (!store)
     return fail(error_message(store.error()));
@@ -151,6 +153,8 @@ int main(int argc, char** argv) {
   hopts.idle_timeout = std::chrono::seconds{o.idle_timeout_s};
   hopts.max_active = o.max_active;
   host node_host{*sys, **store, types, hopts};
+  change_feed feed;
+  node_host.set_feed(&feed);
 
   // The demo's devices run in-process, unless they come over MQTT (twinsim).
   std::unique_ptr<actors::device_simulator> sim;
@@ -202,8 +206,17 @@ int main(int argc, char** argv) {
     ho.port = static_cast<uint16_t>(o.http_port);
     ho.max_body = o.http_max_body;
     ho.max_connections = o.http_max_connections;
+    ho.event_buffer = o.http_event_buffer;
     ho.node_id = node_id;
-    http = std::make_unique<api::http_server>(node_host, [&ready] { return ready.load(); }, ho);
+    api::backend be;
+    be.rt = &node_host;
+    be.ready = [&ready] { return ready.load(); };
+    be.query = [&db = **store, &types](const twin_query& q) { return run_query(db, types, q); };
+    be.history = [&db = **store, &types](const history_query& q) {
+      return read_history(db, types, q);
+    };
+    be.feed = &feed;
+    http = std::make_unique<api::http_server>(std::move(be), ho);
     if (auto err = http->start()) {
       http.reset();
       stop_node();

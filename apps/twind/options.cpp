@@ -26,6 +26,10 @@ void add_options(CLI::App& app, options& o) {
                  "Open HTTP connections at most (more are answered 503)")
     ->capture_default_str()
     ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--http-event-buffer", o.http_event_buffer,
+                 "Events a /v1/events stream may fall behind by before it ends")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 24));
   app.add_option("--mqtt-url", o.mqtt_url,
                  "MQTT broker for device telemetry, e.g. tcp://127.0.0.1:1883 (empty: none)");
   app.add_option("--mqtt-client-id", o.mqtt_client_id,
@@ -50,6 +54,10 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--cache-mb", o.cache_mb, "RocksDB block cache in MiB")
     ->capture_default_str()
     ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--history-hours", o.history_hours,
+                 "Keep the history of properties this many hours")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 24 * 365 * 10));
   app.add_option("--demo-lines", o.demo_lines, "Demo: production lines")
     ->capture_default_str()
     ->check(CLI::Range(1, 1000));

@@ -17,6 +17,7 @@ struct options {
   int http_port = 8080;                ///< --http-port of the HTTP API; 0 disables it
   size_t http_max_body = 1u << 20;     ///< --http-max-body: larger request bodies get 413
   size_t http_max_connections = 10000;  ///< --http-max-connections: more get 503
+  size_t http_event_buffer = 4096;      ///< --http-event-buffer: events a stream may lag
   std::string mqtt_url;                ///< --mqtt-url of the broker; empty: no MQTT
   std::string mqtt_client_id = "twind";  ///< --mqtt-client-id: the persistent session's id
   std::string models;                  ///< --models DIR of model files
@@ -28,6 +29,7 @@ struct options {
   size_t max_active = 2'000'000;       ///< --max-active twins
   bool sync = false;                   ///< --sync: fsync every write (power-loss safe)
   size_t cache_mb = 256;               ///< --cache-mb: RocksDB block cache
+  int history_hours = 24 * 7;          ///< --history-hours: history retention
   // demo
   int demo_lines = 12;                 ///< --demo-lines
   int demo_robots = 25;                ///< --demo-robots per line

@@ -21,6 +21,7 @@ caf::expected<type_ptr> motor_type() {
   b.property("load", property_type::real).range(0, 1);
   b.property("wear", property_type::real).range(0, 1);
   b.property("power_kw", property_type::real).unit("kW").describe("derived from rpm and load");
+  b.keep_history("temperature").keep_history("rpm").keep_history("load").keep_history("wear");
   b.command("stop", "Bring the motor to a standstill (desired rpm 0).");
   b.alert("hot", "temperature > 75", severity::warning);
   b.alert("overheat", "temperature > 90", severity::critical);

@@ -225,6 +225,10 @@ void host::set_gateway(device_gateway* gw) {
   impl_->gateway = gw;
 }
 
+void host::set_feed(change_feed* feed) {
+  impl_->feed = feed;
+}
+
 void host::set_router(router* r) {
   impl_->rt = r;
 }

@@ -14,6 +14,7 @@
 
 #include "id_table.hpp"
 #include "store_writer.hpp"
+#include "twin/runtime/change_feed.hpp"
 #include "twin/runtime/host.hpp"
 
 namespace twin::runtime {
@@ -71,6 +72,7 @@ struct host::impl {
   host_options opts;
   router* rt = nullptr;
   device_gateway* gateway = nullptr;
+  change_feed* feed = nullptr;
   host_stats stats;
   store_writer writer;
   std::array<stripe, stripe_count> stripes;

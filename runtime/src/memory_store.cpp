@@ -1,6 +1,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <tuple>
 
 #include "twin/runtime/state_store.hpp"
 
@@ -18,14 +19,19 @@ public:
     for (size_t i = 0; i < n; ++i) {
       const auto& b = batches[i];
       // Same order as the RocksDB store: deletes, then puts; index removes, then adds.
-      for (const auto& id : b.deletes)
+      for (const auto& id : b.deletes) {
         twins_.erase(id);
+        history_.erase(history_.lower_bound({id, {}, INT64_MIN}),
+                       history_.upper_bound({twin_id::trusted(id.str() + '\x01'), {}, 0}));
+      }
       for (const auto& [id, bytes] : b.puts)
         twins_[id] = bytes;
       for (const auto& e : b.index_removes)
         index(e.index).erase({e.key, e.id});
       for (const auto& e : b.index_adds)
         index(e.index).insert({e.key, e.id});
+      for (const auto& h : b.history)
+        history_[{h.id, h.property, h.ts_ms}] = h.bytes;
       for (const auto& [k, v] : b.meta_puts)
         meta_[k] = v;
     }
@@ -59,6 +65,19 @@ public:
     return out;
   }
 
+  caf::expected<std::vector<history_sample>> history(const twin_id& id, const std::string& property,
+                                                     int64_t from, int64_t to,
+                                                     size_t limit) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::vector<history_sample> out;
+    for (auto i = history_.lower_bound({id, property, from});
+         i != history_.end() && std::get<0>(i->first) == id && std::get<1>(i->first) == property
+         && std::get<2>(i->first) <= to && out.size() < limit;
+         ++i)
+      out.emplace_back(std::get<2>(i->first), i->second);
+    return out;
+  }
+
   caf::expected<std::optional<std::string>> get_meta(const std::string& key) override {
     std::lock_guard<std::mutex> guard{mtx_};
     auto i = meta_.find(key);
@@ -83,6 +102,7 @@ private:
   std::map<twin_id, std::string> twins_;
   index_set by_type_;
   index_set by_parent_;
+  std::map<std::tuple<twin_id, std::string, int64_t>, std::string> history_;
   std::map<std::string, std::string> meta_;
 };
 

@@ -236,6 +236,11 @@ type_builder& type_builder::handlers(type_handlers h) {
   return *this;
 }
 
+type_builder& type_builder::keep_history(std::string name) {
+  history_names_.push_back(std::move(name));
+  return *this;
+}
+
 caf::expected<type_ptr> type_builder::build() {
   if (error_)
     return error_;
@@ -283,6 +288,18 @@ caf::expected<type_ptr> type_builder::build() {
   health.computed = true;
   health.description = "worst active alert of this twin and everything below it";
   type_.properties_.push_back(std::move(health));
+  type_.history_.clear();
+  for (const auto& name : history_names_) {
+    int i = type_.index_of(name);
+    if (i < 0)
+      return fail("history of '" + name + "', which is no property");
+    auto& p = type_.properties_[static_cast<size_t>(i)];
+    if (p.type == property_type::object)
+      return fail("history of '" + name + "', an object: only scalars have a history");
+    if (!p.history)
+      type_.history_.push_back(i);
+    p.history = true;
+  }
   for (size_t i = 0; i < type_.commands_.size(); ++i) {
     if (!valid_name(type_.commands_[i].name))
       return fail("invalid command name '" + type_.commands_[i].name + "'");

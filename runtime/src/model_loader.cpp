@@ -1,6 +1,7 @@
 // Model files: a DTDL v3 Interface (contents: Property, Telemetry, Command,
 // Relationship) plus a "twin" object for what DTDL has no words for: the kind,
-// aggregates over children and alert rules. See examples/factory/models.
+// aggregates over children, alert rules, and the properties whose history is kept. See
+// examples/factory/models.
 
 #include <algorithm>
 #include <filesystem>
@@ -155,6 +156,15 @@ type_ptr parse_model(const json& doc) {
       if (!from_string(string_member(a, "severity", "an alert"), level) || level == severity::ok)
         fail("an alert's \"severity\" must be warning or critical");
       b.alert(string_member(a, "name", "an alert"), string_member(a, "when", "an alert"), level);
+    }
+  }
+  if (auto history = ext->find("history"); history != ext->end()) {
+    if (!history->is_array())
+      fail("\"history\" must be a list of property names");
+    for (const auto& h : *history) {
+      if (!h.is_string())
+        fail("\"history\" must be a list of property names");
+      b.keep_history(h.get<std::string>());
     }
   }
   auto t = b.build();

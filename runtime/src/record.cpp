@@ -541,6 +541,61 @@ caf::expected<twin_record> decode_record(std::string_view bytes) {
   return rec;
 }
 
+// A sample is a tag byte and its payload: 'n'; 'f'/'t'; 'i' or 'd' with 8 little-endian
+// bytes; 's' with the string's bytes. Lists and maps have no history.
+std::string encode_sample(const value& v) {
+  std::string out;
+  auto word = [&](uint64_t u) {
+    for (int i = 0; i < 8; ++i)
+      out += static_cast<char>((u >> (8 * i)) & 0xff);
+  };
+  switch (v.type()) {
+    case value::kind::boolean:
+      out = v.as_bool() ? "t" : "f";
+      break;
+    case value::kind::integer:
+      out = "i";
+      word(static_cast<uint64_t>(v.as_int()));
+      break;
+    case value::kind::real: {
+      out = "d";
+      uint64_t u;
+      double d = v.as_double();
+      std::memcpy(&u, &d, sizeof u);
+      word(u);
+      break;
+    }
+    case value::kind::string:
+      out = "s" + v.as_string();
+      break;
+    default:
+      out = "n";
+  }
+  return out;
+}
+
+caf::expected<value> decode_sample(std::string_view bytes) {
+  auto word = [&] {
+    uint64_t u = 0;
+    for (int i = 7; i >= 0; --i)
+      u = (u << 8) | static_cast<unsigned char>(bytes[1 + static_cast<size_t>(i)]);
+    return u;
+  };
+  if (bytes.size() == 1 && (bytes[0] == 'n' || bytes[0] == 't' || bytes[0] == 'f'))
+    return bytes[0] == 'n' ? value{} : value{bytes[0] == 't'};
+  if (!bytes.empty() && bytes[0] == 's')
+    return value{std::string{bytes.substr(1)}};
+  if (bytes.size() == 9 && bytes[0] == 'i')
+    return value{static_cast<int64_t>(word())};
+  if (bytes.size() == 9 && bytes[0] == 'd') {
+    uint64_t u = word();
+    double d;
+    std::memcpy(&d, &u, sizeof d);
+    return value{d};
+  }
+  return make_error(runtime_errc::store_corrupt, "a stored history sample is malformed");
+}
+
 int64_t now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();

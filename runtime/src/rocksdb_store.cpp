@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <mutex>
 
+#include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
@@ -16,10 +17,72 @@ namespace twin::runtime {
 namespace {
 
 // Column families: twins (id -> record), by_type and by_parent ("<key>\0<id>" -> ""),
-// and the default one for node metadata.
+// history ("<id>\0<property>\0<time>" -> sample, the time as 8 bytes that sort in time
+// order) and the default one for node metadata.
 constexpr const char* cf_twins = "twins";
 constexpr const char* cf_by_type = "by_type";
 constexpr const char* cf_by_parent = "by_parent";
+constexpr const char* cf_history = "history";
+
+/// The prefix of every history key of `id`, and of its `property` if given.
+std::string history_prefix(const twin_id& id, const std::string* property = nullptr) {
+  std::string out = id.str();
+  out += '\0';
+  if (property != nullptr) {
+    out += *property;
+    out += '\0';
+  }
+  return out;
+}
+
+std::string history_key(const twin_id& id, const std::string& property, int64_t ts) {
+  auto out = history_prefix(id, &property);
+  auto u = static_cast<uint64_t>(ts) ^ (uint64_t{1} << 63);  // signed order as unsigned
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out += static_cast<char>((u >> shift) & 0xff);
+  return out;
+}
+
+int64_t history_time(rocksdb::Slice key) {
+  uint64_t u = 0;
+  for (size_t i = key.size() - 8; i < key.size(); ++i)
+    u = (u << 8) | static_cast<unsigned char>(key[i]);
+  return static_cast<int64_t>(u ^ (uint64_t{1} << 63));
+}
+
+/// Drops history samples older than the retention when their files are compacted.
+class retention_filter final : public rocksdb::CompactionFilter {
+public:
+  explicit retention_filter(int64_t cutoff_ms) : cutoff_ms_(cutoff_ms) {}
+
+  bool Filter(int, const rocksdb::Slice& key, const rocksdb::Slice&, std::string*,
+              bool*) const override {
+    return key.size() >= 8 && history_time(key) < cutoff_ms_;
+  }
+
+  const char* Name() const override { return "twin.history_retention"; }
+
+private:
+  int64_t cutoff_ms_;
+};
+
+/// A filter per compaction, with the cutoff as of its start.
+class retention_filter_factory final : public rocksdb::CompactionFilterFactory {
+public:
+  explicit retention_filter_factory(std::chrono::hours retention) : retention_(retention) {}
+
+  std::unique_ptr<rocksdb::CompactionFilter>
+  CreateCompactionFilter(const rocksdb::CompactionFilter::Context&) override {
+    auto cutoff = std::chrono::system_clock::now().time_since_epoch() - retention_;
+    return std::make_unique<retention_filter>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(cutoff).count());
+  }
+
+  const char* Name() const override { return "twin.history_retention_factory"; }
+
+private:
+  std::chrono::hours retention_;
+};
 
 std::string index_key(const std::string& key, const twin_id& id) {
   std::string out;
@@ -81,6 +144,14 @@ public:
         batch_.Delete(index(e.index), index_key(e.key, e.id));
       for (const auto& e : b.index_adds)
         batch_.Put(index(e.index), index_key(e.key, e.id), rocksdb::Slice{});
+      for (const auto& id : b.deletes) {
+        auto from = history_prefix(id);
+        auto to = from;
+        to.back() = '\1';
+        batch_.DeleteRange(history_cf(), from, to);
+      }
+      for (const auto& h : b.history)
+        batch_.Put(history_cf(), history_key(h.id, h.property, h.ts_ms), h.bytes);
       for (const auto& [k, v] : b.meta_puts)
         batch_.Put(handles_[0], k, v);
     }
@@ -135,6 +206,27 @@ public:
     return out;
   }
 
+  caf::expected<std::vector<history_sample>> history(const twin_id& id, const std::string& property,
+                                                     int64_t from, int64_t to,
+                                                     size_t limit) override {
+    auto prefix = history_prefix(id, &property);
+    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, history_cf())};
+    std::vector<history_sample> out;
+    for (it->Seek(history_key(id, property, from)); it->Valid() && out.size() < limit;
+         it->Next()) {
+      auto k = it->key();
+      if (!k.starts_with(prefix) || k.size() != prefix.size() + 8)
+        break;
+      auto ts = history_time(k);
+      if (ts > to)
+        break;
+      out.emplace_back(ts, it->value().ToString());
+    }
+    if (!it->status().ok())
+      return to_error(it->status(), "history read failed");
+    return out;
+  }
+
   caf::expected<std::optional<std::string>> get_meta(const std::string& key) override {
     return get_from(handles_[0], key);
   }
@@ -156,6 +248,7 @@ public:
 
 private:
   rocksdb::ColumnFamilyHandle* twins() const { return handles_[1]; }
+  rocksdb::ColumnFamilyHandle* history_cf() const { return handles_[4]; }
   rocksdb::ColumnFamilyHandle* index(index_kind k) const {
     return k == index_kind::by_type ? handles_[2] : handles_[3];
   }
@@ -230,11 +323,16 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
   index_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   index_opts.write_buffer_size = o.write_buffer_bytes / 4;
 
+  rocksdb::ColumnFamilyOptions history_opts{index_opts};
+  history_opts.compaction_filter_factory =
+    std::make_shared<retention_filter_factory>(o.history_retention);
+
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs{
     {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions{db_opts}},
     {cf_twins, twins_opts},
     {cf_by_type, index_opts},
     {cf_by_parent, index_opts},
+    {cf_history, history_opts},
   };
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* db = nullptr;

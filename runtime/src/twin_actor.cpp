@@ -311,6 +311,41 @@ void notify_write_failed(host_impl* host, const twin_id& id) {
     caf::anon_send(e->actor, twin_signal(signal_kind::failed));
 }
 
+/// The event of the change being committed, if anyone listens; the record holds its
+/// state after the change.
+std::shared_ptr<change_event> change_of(const twin_state& st) {
+  auto* feed = st.host->feed;
+  if (feed == nullptr || !feed->active())
+    return nullptr;
+  auto ev = std::make_shared<change_event>();
+  ev->id = st.rec.id;
+  ev->version = st.rec.version;
+  if (auto* t = st.rec.type())
+    ev->type = t->name();
+  if (st.delete_pending) {
+    ev->kind = change_event::kind_t::deleted;
+    return ev;
+  }
+  st.rec.for_each([&](const std::string& name, const live_record::property& p) {
+    ev->properties.emplace(name, p.v);
+  });
+  ev->desired = st.rec.desired();
+  return ev;
+}
+
+/// Adds the current sample of each property whose history is kept. A sample is keyed by
+/// its time, so writing one again (the property did not change) overwrites it with itself.
+void add_history(const live_record& rec, store_batch& batch) {
+  if (rec.type() == nullptr)
+    return;
+  const auto& specs = rec.type()->properties();
+  for (int i : rec.type()->history_properties()) {
+    const auto& name = specs[static_cast<size_t>(i)].name;
+    if (const auto* p = rec.find(name))
+      batch.history.push_back(history_entry{rec.id, name, p->updated_ms, encode_sample(p->v)});
+  }
+}
+
 /// Records an accepted change and hands it to the writer at once. Once the change is
 /// durable or failed, on the writer thread, `w` is called (with no error or the error)
 /// and `answer` with the twin's new version (or the error); on success the change's
@@ -332,15 +367,18 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
   }
   rec.version += 1;
   rec.updated_ms = now_ms();
+  auto event = change_of(st);
   store_batch batch;
   if (st.cold_) {
     batch = std::move(st.cold_->pending);
     st.cold_->pending = store_batch{};
   }
-  if (st.delete_pending)
+  if (st.delete_pending) {
     batch.deletes.push_back(st.rec.id);
-  else
+  } else {
     batch.puts.emplace_back(st.rec.id, rec.encode());
+    add_history(rec, batch);
+  }
   st.delete_pending = false;
   auto counts = st.pending_counts;
   st.pending_counts = host_counts{};
@@ -367,7 +405,8 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
   host->writer.submit(
     st.rec.id, std::move(batch), counts,
     [host, id = st.rec.id, version = rec.version, w = std::move(w), answer = std::move(answer),
-     notes = std::move(notes), desired_delta = std::move(desired_delta)](caf::error err) mutable {
+     notes = std::move(notes), desired_delta = std::move(desired_delta),
+     event = std::move(event)](caf::error err) mutable {
       if (err)  // the twin hears of it first: what the caller sends next finds it reloading
         notify_write_failed(host, id);
       else if (w || answer)
@@ -382,6 +421,10 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
         host->rt->route(target, std::move(note));
       if (desired_delta)
         host->gateway->publish_desired(id, *desired_delta);
+      if (event) {
+        event->ts_ms = now_ms();
+        host->feed->publish(std::move(event));
+      }
     });
 }
 
@@ -864,10 +907,23 @@ void on_command(twin_actor* self, command_request& req) {
     }
     answer = std::move(*r);
   }
+  // Sent commands go to the change feed too: the record of what devices were told.
   auto* gateway = st.host->gateway;
-  auto send = [gateway, id = st.rec.id, name = req.name, args = req.args] {
+  auto* feed = st.host->feed;
+  auto send = [gateway, feed, id = st.rec.id, type = type.name(), name = req.name,
+               args = req.args] {
     if (gateway != nullptr)
       gateway->send_command(id, name, args);
+    if (feed == nullptr || !feed->active())
+      return;
+    auto ev = std::make_shared<change_event>();
+    ev->kind = change_event::kind_t::command;
+    ev->id = id;
+    ev->type = type;
+    ev->ts_ms = now_ms();
+    ev->command = name;
+    ev->args = args;
+    feed->publish(ev);
   };
   if (!changed) {
     send();

@@ -137,13 +137,61 @@ TEST_F(twinctl_test, exit_codes_say_what_went_wrong) {
   auto cluster = twinctl({"--json", "cluster", "status"});
   ASSERT_EQ(cluster.code, 0) << cluster.err;
   EXPECT_EQ(json::parse(cluster.out)["members"].size(), 1u);
-  // Calls the node does not serve yet are its failure, with the node's message.
-  auto query = twinctl({"query", "--type", "gauge"});
-  EXPECT_EQ(query.code, 6);
-  EXPECT_NE(query.err.find("not_implemented"), std::string::npos) << query.err;
   // Nothing the refused commands sent changed the twin.
   auto doc = json::parse(twinctl({"--json", "get", "t:g1"}).out);
   EXPECT_EQ(doc["version"], 1);
+}
+
+TEST_F(twinctl_test, queries_reads_history_and_follows_events) {
+  for (int i = 1; i <= 3; ++i) {
+    auto id = "t:g" + std::to_string(i);
+    ASSERT_EQ(twinctl({"put", id, "--type", "gauge"}).code, 0);
+    for (int k = 0; k < 3; ++k)
+      ASSERT_EQ(twinctl({"telemetry", "send", id, json{{"level", i * 10 + k}}.dump(), "--ts",
+                         std::to_string(1'700'000'000'000 + k * 1000)})
+                  .code,
+                0);
+  }
+  auto query = twinctl({"query", "--type", "gauge", "--where", "level > 15", "--limit", "1"});
+  ASSERT_EQ(query.code, 0) << query.err;
+  EXPECT_EQ(query.out.rfind("ID ", 0), 0u) << query.out;
+  EXPECT_NE(query.out.find("t:g2 "), std::string::npos) << query.out;
+  EXPECT_EQ(query.out.find("t:g1 "), std::string::npos) << query.out;
+  EXPECT_NE(query.out.find("more: --cursor "), std::string::npos) << query.out;
+  auto all = json::parse(twinctl({"--json", "query", "--kind", "component"}).out);
+  EXPECT_EQ(all["items"].size(), 3u);
+  EXPECT_EQ(twinctl({"query", "--kind", "gadget"}).code, 5);
+
+  auto history = twinctl({"history", "t:g2", "--property", "level"});
+  ASSERT_EQ(history.code, 0) << history.err;
+  EXPECT_EQ(history.out,
+            "TS             VALUE\n1700000000000  20\n1700000001000  21\n1700000002000  22\n");
+  auto steps = json::parse(
+    twinctl({"--json", "history", "t:g2", "--property", "level", "--step", "60000"}).out);
+  ASSERT_EQ(steps["buckets"].size(), 1u);
+  EXPECT_EQ(steps["buckets"][0]["max"], 22.0);
+  EXPECT_EQ(twinctl({"history", "t:g2", "--property", "label"}).code, 5);
+
+  // events follows the stream: twinctl prints each change as it comes, and stops after
+  // --count. Changes are sent until it has subscribed and printed two.
+  process follow{{TWINCTL_PATH, "--server", "http://127.0.0.1:" + std::to_string(port_),
+                  "--json", "events", "--prefix", "t:g3", "--count", "2"}};
+  http_client c{port_};
+  std::vector<json> seen;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  for (int level = 0; seen.size() < 2 && std::chrono::steady_clock::now() < deadline; ++level) {
+    auto r = c.call("POST", "/v1/telemetry",
+                    json::array({{{"twin", "t:g3"}, {"values", {{"level", level % 100}}}}}).dump(),
+                    json_type);
+    ASSERT_EQ(r.status, 202u);
+    if (auto line = follow.read_line(100ms))
+      seen.push_back(json::parse(*line));
+  }
+  ASSERT_EQ(seen.size(), 2u) << follow.stderr_text();
+  EXPECT_EQ(seen[0]["event"], "changed");
+  EXPECT_EQ(seen[0]["id"], "t:g3");
+  EXPECT_EQ(seen[1]["version"], seen[0]["version"].get<int>() + 1);
+  EXPECT_EQ(follow.wait(10s), 0) << follow.stderr_text();
 }
 
 } // namespace

@@ -114,7 +114,8 @@ TEST(model_files, load_a_dtdl_interface_with_the_twin_extension) {
     "twin": {
       "kind": "asset",
       "aggregates": [{"name": "max_motor_temperature", "function": "max", "source": "temperature"}],
-      "alerts": [{"name": "hot", "when": "max_motor_temperature > 80", "severity": "warning"}]
+      "alerts": [{"name": "hot", "when": "max_motor_temperature > 80", "severity": "warning"}],
+      "history": ["temperature", "max_motor_temperature"]
     }
   })");
   type_registry reg;
@@ -129,6 +130,10 @@ TEST(model_files, load_a_dtdl_interface_with_the_twin_extension) {
   EXPECT_TRUE(t->has_command("stop"));
   EXPECT_EQ(t->alerts().size(), 1u);
   EXPECT_EQ(t->aggregates()[0].fn, aggregate_fn::max);
+  EXPECT_TRUE(t->property("temperature")->history);
+  EXPECT_TRUE(t->property("max_motor_temperature")->history);
+  EXPECT_FALSE(t->property("status")->history);
+  EXPECT_EQ(t->history_properties().size(), 2u);
 }
 
 TEST(model_files, errors_name_the_file_and_the_problem) {
@@ -148,6 +153,15 @@ TEST(model_files, errors_name_the_file_and_the_problem) {
          {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset",
              "alerts":[{"name":"a","when":"nope > 1","severity":"critical"}]}})",
           "unknown property"},
+         {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset",
+             "history":["nope"]}})",
+          "history of 'nope'"},
+         {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset","history":"a"}})",
+          "list of property names"},
+         {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset",
+             "history":["o"]}, "contents":[{"@type":"Property","name":"o",
+             "schema":{"@type":"Object","fields":[]}}]})",
+          "only scalars"},
        }) {
     auto path = dir.sub("m.json");
     write_file(path, text);

@@ -27,8 +27,9 @@ private:
   caf::error answer_;
 };
 
-/// The answer of `handle` to `method target` (the routes answer these synchronously).
-api::response call(router& rt, bool ready, const std::string& method, const std::string& target,
+/// The answer of `handle` to `method target` on `be` (the routes answer these at once:
+/// blocking work runs in the call).
+api::response call(const api::backend& be, const std::string& method, const std::string& target,
                    const std::string& body = {}) {
   api::request req;
   req.method = method;
@@ -36,11 +37,20 @@ api::response call(router& rt, bool ready, const std::string& method, const std:
   req.content_type = "application/json";
   req.body = body;
   std::optional<api::response> out;
-  api::handle(rt, api::node_info{"n1", "http://127.0.0.1:8080"}, [ready] { return ready; },
-              std::move(req),
-              [&](api::response r) { out = std::move(r); });
+  api::node_info node{"n1", "http://127.0.0.1:8080"};
+  api::route_context ctx{be, node, [](std::function<void()> fn) { fn(); }};
+  api::handle(ctx, std::move(req), [&](api::response r) { out = std::move(r); });
   EXPECT_TRUE(out.has_value()) << method << " " << target << " was not answered";
-  return out ? *out : api::response{0, {}, {}};
+  return out ? *out : api::response{0, {}, {}, nullptr};
+}
+
+/// The same on a backend of a router alone.
+api::response call(router& rt, bool ready, const std::string& method, const std::string& target,
+                   const std::string& body = {}) {
+  api::backend be;
+  be.rt = &rt;
+  be.ready = [ready] { return ready; };
+  return call(be, method, target, body);
 }
 
 std::string code_of(const api::response& r) {
@@ -72,15 +82,74 @@ TEST(routes, a_stopping_node_answers_503_and_a_failing_store_500) {
   EXPECT_EQ(code_of(r), "store_failure");
 }
 
-TEST(routes, routes_not_served_yet_answer_501_without_reaching_a_twin) {
+TEST(routes, parts_that_a_node_lacks_answer_501_without_reaching_a_twin) {
   refusing_router rt{caf::error{}};
   for (auto target : {"/v1/twins", "/v1/twins?type=motor", "/v1/events",
-                      "/v1/twins/t:a/history"}) {
+                      "/v1/twins/t:a/history?property=x"}) {
     auto r = call(rt, true, "GET", target);
     EXPECT_EQ(r.status, 501u) << target;
     EXPECT_EQ(code_of(r), "not_implemented") << target;
   }
   EXPECT_EQ(rt.routed, 0);
+}
+
+TEST(routes, bad_parameters_of_reads_get_400_before_anything_runs) {
+  refusing_router rt{caf::error{}};
+  int queries = 0;
+  int histories = 0;
+  change_feed feed;
+  api::backend be;
+  be.rt = &rt;
+  be.ready = [] { return true; };
+  be.query = [&](const twin_query&) -> caf::expected<query_page> {
+    ++queries;
+    return query_page{};
+  };
+  be.history = [&](const history_query&) -> caf::expected<history_page> {
+    ++histories;
+    return history_page{};
+  };
+  be.feed = &feed;
+  for (auto target :
+       {"/v1/twins?kind=gadget", "/v1/twins?limit=0", "/v1/twins?limit=1001",
+        "/v1/twins?limit=ten", "/v1/twins?where=temperature%20%3E", "/v1/twins?cursor=xyz",
+        "/v1/twins?parent=no-colon", "/v1/twins?type=", "/v1/twins?color=red",
+        "/v1/twins?type=a&type=b", "/v1/twins?where=%ZZ", "/v1/twins/t:a/history",
+        "/v1/twins/t:a/history?property=x&from=5&to=4", "/v1/twins/t:a/history?property=x&step=0",
+        "/v1/twins/t:a/history?property=x&from=yesterday", "/v1/twins/bad/history?property=x",
+        "/v1/events?id=t:a"}) {
+    auto r = call(be, "GET", target);
+    EXPECT_EQ(r.status, 400u) << target << " " << r.body.dump();
+    EXPECT_TRUE(code_of(r) == "invalid_argument" || code_of(r) == "invalid_id") << target;
+  }
+  EXPECT_EQ(queries + histories, 0);
+  EXPECT_EQ(feed.subscribers(), 0u);
+  // Good parameters reach the backend, decoded ("+" and %20 are spaces).
+  EXPECT_EQ(call(be, "GET", "/v1/twins?where=a+%3E%201&kind=asset&limit=5").status, 200u);
+  EXPECT_EQ(call(be, "GET", "/v1/twins/t:a/history?property=x&from=-5&step=10").status, 200u);
+  EXPECT_EQ(queries, 1);
+  EXPECT_EQ(histories, 1);
+  auto events = call(be, "GET", "/v1/events?namespace=t&type=gauge&prefix=t:g");
+  EXPECT_EQ(events.status, 200u);
+  EXPECT_TRUE(events.stream);
+  EXPECT_EQ(feed.subscribers(), 1u);
+  EXPECT_EQ(call(be, "POST", "/v1/twins").status, 405u);
+  EXPECT_EQ(call(be, "DELETE", "/v1/events").status, 405u);
+  EXPECT_EQ(rt.routed, 0);
+}
+
+TEST(routes, a_command_is_checked_before_it_reaches_the_twin) {
+  refusing_router rt{caf::error{}};
+  for (auto target : {"/v1/twins/t:a/commands/bad%20name", "/v1/twins/t:a/commands/a/b",
+                      "/v1/twins/bad/commands/stop"})
+    EXPECT_EQ(call(rt, true, "POST", target).status, 400u) << target;
+  EXPECT_EQ(call(rt, true, "POST", "/v1/twins/t:a/commands/stop", "{").status, 400u);
+  EXPECT_EQ(call(rt, true, "GET", "/v1/twins/t:a/commands/stop").status, 405u);
+  EXPECT_EQ(rt.routed, 0);
+  refusing_router missing{make_error(runtime_errc::not_found, "no twin t:a")};
+  EXPECT_EQ(call(missing, true, "POST", "/v1/twins/t:a/commands/stop", R"({"fast":true})").status,
+            404u);
+  EXPECT_EQ(missing.routed, 1);
 }
 
 TEST(routes, a_lone_node_shows_itself_as_the_cluster_owning_every_shard) {

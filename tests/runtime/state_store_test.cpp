@@ -164,6 +164,37 @@ TEST_P(state_store_conformance, binary_values_survive) {
   EXPECT_EQ(**store_->get(id("a:bin")), bytes);
 }
 
+TEST_P(state_store_conformance, history_reads_a_time_range_and_goes_with_its_twin) {
+  store_batch b;
+  b.puts.emplace_back(id("a:1"), "rec");
+  for (int64_t ts : {-5, 10, 20, 30, 40})
+    b.history.push_back({id("a:1"), "t", ts, "v" + std::to_string(ts)});
+  b.history.push_back({id("a:1"), "u", 20, "other property"});
+  b.history.push_back({id("a:10"), "t", 20, "other twin"});
+  ASSERT_FALSE(store_->write(b));
+  auto h = store_->history(id("a:1"), "t", 10, 30, 100);
+  ASSERT_TRUE(h);
+  ASSERT_EQ(h->size(), 3u);
+  EXPECT_EQ((*h)[0], (history_sample{10, "v10"}));
+  EXPECT_EQ((*h)[2], (history_sample{30, "v30"}));
+  auto all = store_->history(id("a:1"), "t", INT64_MIN, INT64_MAX, 100);
+  ASSERT_EQ(all->size(), 5u);
+  EXPECT_EQ(all->front().first, -5);  // times before the epoch sort first
+  EXPECT_EQ(store_->history(id("a:1"), "t", INT64_MIN, INT64_MAX, 2)->size(), 2u);
+  // A sample of the same time is replaced.
+  store_batch again;
+  again.history.push_back({id("a:1"), "t", 20, "new"});
+  ASSERT_FALSE(store_->write(again));
+  EXPECT_EQ((*store_->history(id("a:1"), "t", 20, 20, 10))[0].second, "new");
+  // Deleting the twin deletes its history, not that of a twin whose id starts alike.
+  store_batch del;
+  del.deletes.push_back(id("a:1"));
+  ASSERT_FALSE(store_->write(del));
+  EXPECT_TRUE(store_->history(id("a:1"), "t", INT64_MIN, INT64_MAX, 100)->empty());
+  EXPECT_TRUE(store_->history(id("a:1"), "u", INT64_MIN, INT64_MAX, 100)->empty());
+  EXPECT_EQ(store_->history(id("a:10"), "t", INT64_MIN, INT64_MAX, 100)->size(), 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(
   stores, state_store_conformance,
   ::testing::Values(

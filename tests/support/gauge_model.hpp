@@ -1,7 +1,8 @@
 #pragma once
 
 // The twin type that the integration tests load from a model file: a gauge with a level
-// reported by its device (0 to 100), a label and a writable target; and a twind serving it.
+// reported by its device (0 to 100, its history kept), a label, a writable target and
+// the command reset; and a twind serving it.
 
 #include <filesystem>
 #include <fstream>
@@ -22,9 +23,10 @@ inline const char* gauge_model = R"({
   "contents": [
     {"@type": "Telemetry", "name": "level", "schema": "double", "minimum": 0, "maximum": 100},
     {"@type": "Property", "name": "label", "schema": "string"},
-    {"@type": "Property", "name": "target", "schema": "double", "writable": true}
+    {"@type": "Property", "name": "target", "schema": "double", "writable": true},
+    {"@type": "Command", "name": "reset"}
   ],
-  "twin": {"kind": "component"}
+  "twin": {"kind": "component", "history": ["level"]}
 })";
 
 inline const std::map<std::string, std::string> json_type{

@@ -169,12 +169,14 @@ std::optional<std::string> promtool_problems(const std::string& exposition) {
 }
 
 /// A socket connected to 127.0.0.1:`port` whose reads give up after 10 s; -1 if none.
-int connect_loopback(int port) {
+int connect_loopback(int port, int rcvbuf) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
     return -1;
   timeval limit{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit));
+  if (rcvbuf > 0)  // before connecting: the window is agreed on then
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -53,7 +53,8 @@ private:
 int free_port();
 
 /// A socket connected to 127.0.0.1:`port` whose reads give up after 10 s; -1 if none.
-int connect_loopback(int port);
+/// `rcvbuf` > 0: its receive buffer is that small (a slow reader).
+int connect_loopback(int port, int rcvbuf = 0);
 
 /// What `promtool check metrics` (Prometheus' linter) says of a /metrics answer: "" for
 /// no problems; nullopt if promtool is not installed.

@@ -117,6 +117,7 @@ void add_test_types(type_registry& reg) {
   motor.property("mode", property_type::string).writable();
   motor.property("count", property_type::integer);
   motor.command("stop");
+  motor.keep_history("temperature").keep_history("mode");
   motor.alert("warm", "temperature > 70", severity::warning);
   motor.alert("overheat", "temperature > 90", severity::critical);
   must(motor.build());
@@ -124,6 +125,7 @@ void add_test_types(type_registry& reg) {
   robot.aggregate("max_temperature", aggregate_fn::max, "temperature");
   robot.aggregate("motors", aggregate_fn::count, "");
   robot.aggregate("avg_load", aggregate_fn::avg, "load");
+  robot.keep_history("max_temperature");
   must(robot.build());
   type_builder line{"line", twin_kind::system};
   line.aggregate("max_temperature", aggregate_fn::max, "max_temperature");

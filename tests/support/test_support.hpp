@@ -66,9 +66,10 @@ namespace twin::test {
 
 /// Registers motor < robot < line < plant, a small version of the factory types:
 /// motor: temperature (-50..250), rpm (0..6000, writable), load (0..1), mode (string,
-/// writable); alerts warm (> 70, warning) and overheat (> 90, critical); command stop.
-/// robot/line/plant: max_temperature = max of the children's temperature or
-/// max_temperature; robot also motors = count.
+/// writable); alerts warm (> 70, warning) and overheat (> 90, critical); command stop;
+/// the history of temperature and mode. robot/line/plant: max_temperature = max of the
+/// children's temperature or max_temperature (its history kept for robot); robot also
+/// motors = count.
 void add_test_types(type_registry& reg);
 
 } // namespace twin::test
@@ -129,6 +130,11 @@ public:
   }
   caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) override {
     return inner_->scan_ids(after, limit);
+  }
+  caf::expected<std::vector<runtime::history_sample>>
+  history(const twin_id& id, const std::string& property, int64_t from, int64_t to,
+          size_t limit) override {
+    return inner_->history(id, property, from, to, limit);
   }
   caf::expected<std::optional<std::string>> get_meta(const std::string& key) override {
     return inner_->get_meta(key);

@@ -16,6 +16,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -38,6 +40,9 @@ constexpr size_t max_header_bytes = 16 * 1024;
 // What is read and dropped of a refused body, at most, before the connection closes.
 constexpr size_t max_drained_bytes = 64u << 20;
 constexpr auto drain_time = std::chrono::seconds{5};
+/// An event stream sends a comment this often while it has no events: proxies keep the
+/// connection open, and a client that is gone is noticed.
+constexpr auto heartbeat = std::chrono::seconds{15};
 
 std::string_view target_of(const http::request<http::string_body>& msg) {
   return {msg.target().data(), msg.target().size()};
@@ -77,14 +82,12 @@ struct shared_state {
 /// to the connection's strand, where they are serialized and written.
 class session : public std::enable_shared_from_this<session> {
 public:
-  session(std::shared_ptr<asio::io_context> ioc, tcp::socket socket, runtime::router& rt,
-          const node_info& node, std::function<bool()> ready, size_t max_body,
-          std::shared_ptr<shared_state> state)
+  session(std::shared_ptr<asio::io_context> ioc, tcp::socket socket, const route_context& ctx,
+          size_t max_body, std::shared_ptr<shared_state> state)
     : ioc_(std::move(ioc)),
       stream_(std::move(socket)),
-      rt_(rt),
-      node_(node),
-      ready_(std::move(ready)),
+      ctx_(ctx),
+      heartbeat_(stream_.get_executor()),
       max_body_(max_body),
       state_(std::move(state)) {
     state_->connections.fetch_add(1);
@@ -109,7 +112,10 @@ public:
 
   /// Closes the connection on its strand: its reads and writes end.
   void close() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->stream_.close(); });
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->heartbeat_.cancel();
+      self->stream_.close();
+    });
   }
 
 private:
@@ -188,7 +194,7 @@ private:
       });
     };
     try {
-      handle(rt_, node_, ready_, std::move(req), answer);
+      handle(ctx_, std::move(req), answer);
     } catch (const std::exception& e) {  // a defect: answered, and the server goes on
       answer(error_response(500, "internal", e.what()));
     }
@@ -198,6 +204,8 @@ private:
   /// released once the answer is out.
   void write(response res, bool keep_alive, bool counted = false) {
     state_->record(route_, res.status, std::chrono::steady_clock::now() - received_);
+    if (res.stream)
+      return start_events(std::move(res.stream), counted);
     auto msg = std::make_shared<http::response<http::string_body>>(
       static_cast<http::status>(res.status), version_);
     msg->set(http::field::server, "twind");
@@ -245,13 +253,84 @@ private:
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
+  // -- server-sent events: the answer is the header, then events until either side ends.
+  // The connection is not kept alive after it; nothing more is read from the client.
+
+  void start_events(std::shared_ptr<runtime::change_feed::subscription> sub, bool counted) {
+    events_ = std::move(sub);
+    std::weak_ptr<session> weak = shared_from_this();
+    events_->on_ready([weak] {
+      if (auto self = weak.lock())
+        asio::post(self->stream_.get_executor(), [self] { self->send_events(); });
+    });
+    pending_ =
+      "HTTP/1.1 200 OK\r\nServer: twind\r\nContent-Type: text/event-stream\r\n"
+      "Cache-Control: no-cache\r\nConnection: close\r\n\r\n: subscribed\n\n";
+    header_counted_ = counted;
+    arm_heartbeat();
+    send_events();
+  }
+
+  void arm_heartbeat() {
+    heartbeat_.expires_after(heartbeat);
+    heartbeat_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || !self->events_)
+        return;
+      self->pending_ += ": heartbeat\n\n";
+      self->send_events();
+      self->arm_heartbeat();
+    });
+  }
+
+  /// Writes what is pending and the events queued since the last write; one write at a
+  /// time. A lagged subscription gets a "lagged" event, and the stream ends.
+  void send_events() {
+    if (writing_ || !events_)
+      return;
+    for (const auto& ev : events_->take())
+      pending_ += sse_event(*ev);
+    if (events_->lagged() && !ending_) {
+      pending_ += "event: lagged\ndata: {\"message\":\"this stream fell too far behind and "
+                  "ends; read the twins again and subscribe anew\"}\n\n";
+      ending_ = true;
+    }
+    if (pending_.empty())
+      return;
+    writing_ = true;
+    auto out = std::make_shared<std::string>(std::move(pending_));
+    pending_.clear();
+    // A client that takes nothing for this long is gone: the write fails and the stream
+    // ends (its subscription lags meanwhile, so publishers never wait for it).
+    stream_.expires_after(idle_timeout);
+    asio::async_write(stream_, asio::buffer(*out),
+                      [self = shared_from_this(), out](beast::error_code ec, size_t) {
+                        self->writing_ = false;
+                        if (std::exchange(self->header_counted_, false))
+                          self->state_->unanswered.fetch_sub(1);
+                        if (ec || self->ending_)
+                          return self->end_events();
+                        self->send_events();
+                      });
+  }
+
+  void end_events() {
+    events_->on_ready(nullptr);
+    events_.reset();
+    heartbeat_.cancel();
+    shut();
+  }
+
   std::shared_ptr<asio::io_context> ioc_;  ///< outlives the stream, which uses it
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  runtime::router& rt_;
-  const node_info& node_;  ///< the server's, which outlives its sessions' work
-  std::function<bool()> ready_;
+  const route_context& ctx_;  ///< the server's, which outlives its sessions' work
+  asio::steady_timer heartbeat_;
+  std::shared_ptr<runtime::change_feed::subscription> events_;  ///< set: streaming events
+  std::string pending_;  ///< what the event stream writes next
+  bool writing_ = false;
+  bool ending_ = false;
+  bool header_counted_ = false;
   size_t max_body_;
   std::shared_ptr<shared_state> state_;
   bool keep_alive_ = false;
@@ -264,10 +343,11 @@ private:
 } // namespace
 
 struct http_server::impl {
-  impl(runtime::router& rt, std::function<bool()> ready, http_options opts)
-    : rt(rt),
-      ready(std::move(ready)),
-      opts(std::move(opts)),
+  impl(backend be_, http_options opts_)
+    : be(std::move(be_)),
+      opts(std::move(opts_)),
+      ctx{be, node, [this](std::function<void()> fn) { asio::post(blocking, std::move(fn)); },
+          opts.event_buffer},
       ioc(std::make_shared<asio::io_context>()),
       work(ioc->get_executor()),
       acceptor(*ioc),
@@ -286,8 +366,7 @@ struct http_server::impl {
         });
         return;
       }
-      auto conn =
-        std::make_shared<session>(ioc, std::move(s), rt, node, ready, opts.max_body, state);
+      auto conn = std::make_shared<session>(ioc, std::move(s), ctx, opts.max_body, state);
       if (state->connections.load() > opts.max_connections) {
         conn->refuse();
         accept();
@@ -307,10 +386,12 @@ struct http_server::impl {
     });
   }
 
-  runtime::router& rt;
-  std::function<bool()> ready;
+  backend be;
   http_options opts;
   node_info node;
+  route_context ctx;
+  /// Where queries run: they block on the store.
+  asio::thread_pool blocking{2};
   std::shared_ptr<asio::io_context> ioc;  ///< shared with the connections
   asio::executor_work_guard<asio::io_context::executor_type> work;
   tcp::acceptor acceptor;
@@ -322,8 +403,8 @@ struct http_server::impl {
   uint16_t bound_port = 0;
 };
 
-http_server::http_server(runtime::router& rt, std::function<bool()> ready, http_options opts)
-  : impl_(std::make_unique<impl>(rt, std::move(ready), std::move(opts))) {
+http_server::http_server(backend be, http_options opts)
+  : impl_(std::make_unique<impl>(std::move(be), std::move(opts))) {
 }
 
 http_server::~http_server() {
@@ -402,6 +483,7 @@ void http_server::stop(std::chrono::milliseconds drain) {
     std::lock_guard<std::mutex> guard{d.state->mtx};
     d.state->open = false;
   }
+  d.blocking.join();
   {
     std::lock_guard<std::mutex> guard{d.sessions_mtx};
     for (auto& w : d.sessions)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -10,6 +11,7 @@
 
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/json.hpp"
+#include "twin/runtime/query.hpp"
 
 namespace twin::api {
 
@@ -57,11 +59,11 @@ response error_of(const caf::error& err, bool conditional = false) {
   auto status = status_of(code);
   if (conditional && code == runtime_errc::not_found)
     status = 412;
-  return response{status, {}, {{"error", to_json(err)}}};
+  return response{status, {}, {{"error", to_json(err)}}, nullptr};
 }
 
 response json_response(unsigned status, json body) {
-  return response{status, {}, std::move(body)};
+  return response{status, {}, std::move(body), nullptr};
 }
 
 std::string etag(uint64_t version) {
@@ -72,13 +74,14 @@ caf::error bad(std::string why) {
   return make_error(runtime_errc::invalid_argument, std::move(why));
 }
 
-/// Decodes %XX escapes of a path segment.
-caf::expected<std::string> percent_decode(std::string_view s) {
+/// Decodes %XX escapes of a path segment, or of a query parameter (`form`: where "+"
+/// is a space too).
+caf::expected<std::string> percent_decode(std::string_view s, bool form = false) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] != '%') {
-      out += s[i];
+      out += form && s[i] == '+' ? ' ' : s[i];
       continue;
     }
     auto hex = [](char c) -> int {
@@ -93,7 +96,7 @@ caf::expected<std::string> percent_decode(std::string_view s) {
     int hi = i + 2 < s.size() ? hex(s[i + 1]) : -1;
     int lo = i + 2 < s.size() ? hex(s[i + 2]) : -1;
     if (hi < 0 || lo < 0)
-      return bad("malformed %-escape in the path");
+      return bad("malformed %-escape in the request target");
     out += static_cast<char>(hi * 16 + lo);
     i += 2;
   }
@@ -173,6 +176,64 @@ caf::expected<precondition> if_match(const request& req) {
   return precondition{true, n};
 }
 
+using params = std::map<std::string, std::string, std::less<>>;
+
+/// The parameters of the query string of `target`, decoded; `invalid_argument` for a
+/// malformed or repeated one, or one that is not in `known`.
+caf::expected<params> query_params(std::string_view target,
+                                   std::initializer_list<std::string_view> known) {
+  params out;
+  auto q = target.find('?');
+  if (q == std::string_view::npos)
+    return out;
+  auto rest = target.substr(q + 1);
+  while (!rest.empty()) {
+    auto pair = rest.substr(0, rest.find('&'));
+    rest.remove_prefix(std::min(rest.size(), pair.size() + 1));
+    if (pair.empty())
+      continue;
+    auto eq = pair.find('=');
+    auto key = percent_decode(pair.substr(0, eq), true);
+    if (!key)
+      return key.error();
+    auto val = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
+    if (!val)
+      return val.error();
+    if (std::find(known.begin(), known.end(), *key) == known.end())
+      return bad("unknown parameter \"" + *key + "\"");
+    if (out.count(*key) > 0)
+      return bad("parameter \"" + *key + "\" is given twice");
+    out.emplace(std::move(*key), std::move(*val));
+  }
+  return out;
+}
+
+/// The integer of parameter `key`, from `lo` to `hi`.
+caf::expected<int64_t> int_param(const std::string& key, const std::string& text, int64_t lo,
+                                 int64_t hi) {
+  auto fail = [&] {
+    return bad(key + " must be an integer from " + std::to_string(lo) + " to "
+               + std::to_string(hi));
+  };
+  if (text.empty() || text.size() > 19)
+    return fail();
+  size_t i = text[0] == '-' ? 1 : 0;
+  if (i == text.size() || text.find_first_not_of("0123456789", i) != std::string::npos)
+    return fail();
+  auto n = std::stoll(text);
+  if (n < lo || n > hi)
+    return fail();
+  return n;
+}
+
+/// The twin id of a path "/v1/twins/{id}..." that ends at `end` (a position in `path`).
+caf::expected<twin_id> id_in_path(std::string_view path, size_t end = std::string_view::npos) {
+  constexpr std::string_view twins = "/v1/twins/";
+  auto text = percent_decode(path.substr(twins.size(), end - twins.size()));
+  if (!text)
+    return text.error();
+  return twin_id::parse(*text);
+}
 
 void get_twin(router& rt, const twin_id& id, respond_fn respond) {
   rt.route(id, get_request{[respond = std::move(respond)](caf::expected<twin_record> r) {
@@ -288,7 +349,7 @@ void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn r
                  conditional = pre->given](caf::expected<uint64_t> v) {
     if (!v)
       return respond(error_of(v.error(), conditional));
-    respond(response{204, {}, {}});
+    respond(response{204, {}, {}, nullptr});
   };
   rt.route(id, std::move(remove));
 }
@@ -382,6 +443,165 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
   b->done(doc.size(), {});  // every item is routed: the routing's own count
 }
 
+/// GET /v1/twins: a page of the twins that match, with the cursor of the next page.
+void query_twins(const route_context& ctx, const request& req, respond_fn respond) {
+  if (!ctx.be.query)
+    return respond(error_response(501, "not_implemented", "this node serves no queries"));
+  auto p = query_params(req.target, {"type", "kind", "parent", "where", "limit", "cursor"});
+  if (!p)
+    return respond(error_of(p.error()));
+  twin_query q;
+  for (const auto& [key, text] : *p) {
+    if (key == "type") {
+      if (text.empty())
+        return respond(error_of(bad("type must name a twin type")));
+      q.type = text;
+    } else if (key == "kind") {
+      twin_kind k;
+      if (!from_string(text, k))
+        return respond(error_of(bad("kind must be component, asset, system or process")));
+      q.kind = k;
+    } else if (key == "parent") {
+      auto id = twin_id::parse(text);
+      if (!id)
+        return respond(error_of(id.error()));
+      q.parent = std::move(*id);
+    } else if (key == "where") {
+      auto e = expression::parse(text);
+      if (!e)
+        return respond(error_of(e.error()));
+      q.where = std::move(*e);
+    } else if (key == "limit") {
+      auto n = int_param(key, text, 1, twin_query::max_limit);
+      if (!n)
+        return respond(error_of(n.error()));
+      q.limit = static_cast<size_t>(*n);
+    } else {
+      auto after = decode_cursor(text);
+      if (!after)
+        return respond(error_of(after.error()));
+      q.after = std::move(*after);
+    }
+  }
+  ctx.run_blocking([&be = ctx.be, q = std::move(q), respond = std::move(respond)] {
+    auto page = be.query(q);
+    if (!page)
+      return respond(error_of(page.error()));
+    auto items = json::array();
+    for (const auto& rec : page->items)
+      items.push_back(to_json(rec));
+    json cursor = page->cursor.empty() ? json{} : json(page->cursor);
+    respond(json_response(200, {{"items", std::move(items)}, {"cursor", std::move(cursor)}}));
+  });
+}
+
+/// GET /v1/twins/{id}/history: samples of one property, or their buckets with `step`.
+void get_history(const route_context& ctx, const twin_id& id, const request& req,
+                 respond_fn respond) {
+  if (!ctx.be.history)
+    return respond(error_response(501, "not_implemented", "this node keeps no history"));
+  auto p = query_params(req.target, {"property", "from", "to", "step", "limit"});
+  if (!p)
+    return respond(error_of(p.error()));
+  history_query q;
+  q.id = id;
+  for (const auto& [key, text] : *p) {
+    if (key == "property") {
+      q.property = text;
+      continue;
+    }
+    auto n = key == "limit" ? int_param(key, text, 1, history_query::max_limit)
+             : key == "step" ? int_param(key, text, 1, INT64_MAX)
+                             : int_param(key, text, INT64_MIN + 1, INT64_MAX);
+    if (!n)
+      return respond(error_of(n.error()));
+    if (key == "limit")
+      q.limit = static_cast<size_t>(*n);
+    else if (key == "step")
+      q.step_ms = *n;
+    else
+      (key == "from" ? q.from_ms : q.to_ms) = *n;
+  }
+  if (q.property.empty())
+    return respond(error_of(bad("property is required: whose history to read")));
+  if (q.from_ms > q.to_ms)
+    return respond(error_of(bad("from is later than to")));
+  ctx.run_blocking([&be = ctx.be, q = std::move(q), respond = std::move(respond)] {
+    auto page = be.history(q);
+    if (!page)
+      return respond(error_of(page.error()));
+    json doc{{"twin", q.id.str()}, {"property", q.property}};
+    if (q.step_ms > 0) {
+      auto buckets = json::array();
+      for (const auto& b : page->buckets)
+        buckets.push_back(
+          {{"ts", b.ts_ms}, {"min", b.min}, {"max", b.max}, {"avg", b.avg}, {"count", b.count}});
+      doc["step"] = q.step_ms;
+      doc["buckets"] = std::move(buckets);
+    } else {
+      auto points = json::array();
+      for (const auto& x : page->points)
+        points.push_back({{"ts", x.ts_ms}, {"value", to_json(x.v)}});
+      doc["points"] = std::move(points);
+    }
+    doc["next_from"] = page->next_from_ms ? json(*page->next_from_ms) : json{};
+    respond(json_response(200, std::move(doc)));
+  });
+}
+
+/// POST /v1/twins/{id}/commands/{name}: the body (optional) holds the arguments. 202
+/// once the twin took the command and sent it to the device, with its handler's result.
+void post_command(router& rt, const twin_id& id, std::string name, const request& req,
+                  respond_fn respond) {
+  constexpr size_t max_name = 128;
+  bool valid = !name.empty() && name.size() <= max_name;
+  for (unsigned char c : name)
+    valid = valid && (std::isalnum(c) || c == '_' || c == '-' || c == '.');
+  if (!valid)
+    return respond(error_of(bad("a command name is 1 to 128 letters, digits, _ - or .")));
+  command_request cmd;
+  cmd.name = std::move(name);
+  if (!req.body.empty()) {
+    if (!has_media_type(req, {"application/json"}))
+      return respond(error_response(415, "unsupported_media_type",
+                                    "a command's arguments take Content-Type: application/json"));
+    auto doc = parse_body(req, max_json_depth);
+    if (!doc)
+      return respond(error_of(doc.error()));
+    auto args = value_from_json(*doc);
+    if (!args)
+      return respond(error_of(args.error()));
+    cmd.args = std::move(*args);
+  }
+  cmd.done = [respond = std::move(respond), twin = id.str(),
+              command = cmd.name](caf::expected<value> r) {
+    if (!r)
+      return respond(error_of(r.error()));
+    respond(json_response(202, {{"twin", twin}, {"command", command}, {"result", to_json(*r)}}));
+  };
+  rt.route(id, std::move(cmd));
+}
+
+/// GET /v1/events: a stream of the changes that match the filters.
+void stream_events(const route_context& ctx, const request& req, respond_fn respond) {
+  if (ctx.be.feed == nullptr)
+    return respond(error_response(501, "not_implemented", "this node streams no events"));
+  auto p = query_params(req.target, {"namespace", "type", "prefix"});
+  if (!p)
+    return respond(error_of(p.error()));
+  event_filter f;
+  auto field = [&](const char* key) {
+    auto it = p->find(key);
+    return it == p->end() ? std::string{} : it->second;
+  };
+  f.ns = field("namespace");
+  f.type = field("type");
+  f.prefix = field("prefix");
+  response res;
+  res.stream = ctx.be.feed->subscribe(std::move(f), ctx.event_buffer);
+  respond(std::move(res));
+}
+
 response method_not_allowed(const std::string& allow) {
   auto res = error_response(405, "method_not_allowed", "this resource allows " + allow);
   res.headers.emplace_back("Allow", allow);
@@ -412,34 +632,67 @@ const char* route_of(std::string_view target) {
   return "other";
 }
 
+std::string sse_event(const change_event& ev) {
+  json doc{{"id", ev.id.str()}, {"type", ev.type}, {"ts", ev.ts_ms}};
+  if (ev.kind == change_event::kind_t::command) {
+    doc["command"] = ev.command;
+    doc["args"] = to_json(ev.args);
+  } else {
+    doc["version"] = ev.version;
+  }
+  if (ev.kind == change_event::kind_t::changed) {
+    doc["properties"] = to_json(ev.properties);
+    doc["desired"] = to_json(ev.desired);
+  }
+  std::string out = "event: ";
+  out += to_string(ev.kind);
+  out += "\ndata: ";
+  out += doc.dump(-1, ' ', false, json::error_handler_t::replace);
+  out += "\n\n";
+  return out;
+}
+
 response error_response(unsigned status, const std::string& code, const std::string& message) {
   return json_response(status, {{"error", {{"code", code}, {"message", message}}}});
 }
 
-void handle(router& rt, const node_info& node, const std::function<bool()>& ready, request req,
-            respond_fn respond) {
+void handle(const route_context& ctx, request req, respond_fn respond) {
   // Dispatched on the route template, as the metrics count it.
   std::string_view route = route_of(req.target);
   std::string_view path = req.target;
   path = path.substr(0, path.find('?'));
+  auto& rt = *ctx.be.rt;
   if (route == "/healthz" || route == "/readyz") {
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
     if (route == "/healthz")
       return respond(json_response(200, {{"status", "ok"}}));
-    if (!ready())
+    if (!ctx.be.ready())
       return respond(error_response(503, "not_ready", "the node is not ready"));
     return respond(json_response(200, {{"status", "ready"}}));
   }
-  if (route == "/v1/twins/{id}/history" || route == "/v1/twins/{id}/commands/{name}")
-    return respond(error_response(501, "not_implemented",
-                                  "history and commands are not served yet"));
+  if (route == "/v1/twins/{id}/history") {
+    if (req.method != "GET")
+      return respond(method_not_allowed("GET"));
+    auto id = id_in_path(path, path.rfind("/history"));
+    if (!id)
+      return respond(error_of(id.error()));
+    return get_history(ctx, *id, req, std::move(respond));
+  }
+  if (route == "/v1/twins/{id}/commands/{name}") {
+    if (req.method != "POST")
+      return respond(method_not_allowed("POST"));
+    auto at = path.find("/commands/");
+    auto id = id_in_path(path, at);
+    if (!id)
+      return respond(error_of(id.error()));
+    auto name = percent_decode(path.substr(at + std::string_view{"/commands/"}.size()));
+    if (!name)
+      return respond(error_of(name.error()));
+    return post_command(rt, *id, std::move(*name), req, std::move(respond));
+  }
   if (route == "/v1/twins/{id}") {
-    constexpr std::string_view twins = "/v1/twins/";
-    auto text = percent_decode(path.substr(twins.size()));
-    if (!text)
-      return respond(error_of(text.error()));
-    auto id = twin_id::parse(*text);
+    auto id = id_in_path(path);
     if (!id)
       return respond(error_of(id.error()));
     if (req.method == "GET")
@@ -460,6 +713,13 @@ void handle(router& rt, const node_info& node, const std::function<bool()>& read
         "PATCH takes Content-Type: application/merge-patch+json or application/json"));
     return patch_twin(rt, *id, req, std::move(respond));
   }
+  if (route == "/v1/twins" || route == "/v1/events") {
+    if (req.method != "GET")
+      return respond(method_not_allowed("GET"));
+    if (route == "/v1/twins")
+      return query_twins(ctx, req, std::move(respond));
+    return stream_events(ctx, req, std::move(respond));
+  }
   if (route == "/v1/telemetry") {
     if (req.method != "POST")
       return respond(method_not_allowed("POST"));
@@ -472,14 +732,12 @@ void handle(router& rt, const node_info& node, const std::function<bool()>& read
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
     // One node, alone: it owns every shard (DESIGN.md: 1024 by default).
-    json me{{"node", node.id}, {"state", ready() ? "up" : "starting"},
+    const auto& node = ctx.node;
+    json me{{"node", node.id}, {"state", ctx.be.ready() ? "up" : "starting"},
             {"shards", cluster_shards}, {"http", node.http_url}};
     return respond(json_response(
       200, {{"node", node.id}, {"shards", cluster_shards}, {"members", json::array({me})}}));
   }
-  if (route == "/v1/twins" || route == "/v1/events")
-    return respond(error_response(501, "not_implemented",
-                                  std::string{path} + " is not served yet"));
   respond(error_response(404, "not_found", "no route " + std::string{path}));
 }
 

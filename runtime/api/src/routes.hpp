@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -8,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "twin/api/http_server.hpp"
+#include "twin/runtime/change_feed.hpp"
 #include "twin/runtime/router.hpp"
 
 namespace twin::api {
@@ -26,7 +29,12 @@ struct response {
   unsigned status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
   nlohmann::json body;  ///< null: no body. Serialized by the server on its own thread.
+  /// Set: the answer is a stream of server-sent events of this subscription (no body).
+  std::shared_ptr<runtime::change_feed::subscription> stream;
 };
+
+/// The server-sent event of `ev`: "event: <kind>" and its JSON as "data".
+std::string sse_event(const runtime::change_event& ev);
 
 using respond_fn = std::function<void(response)>;
 
@@ -36,10 +44,19 @@ struct node_info {
   std::string http_url;  ///< where its API listens
 };
 
+/// What the routes need of the server: the node's parts, the node's name, and where
+/// work that blocks runs (not on an I/O thread).
+struct route_context {
+  const backend& be;
+  const node_info& node;
+  std::function<void(std::function<void()>)> run_blocking;
+  size_t event_buffer = 4096;  ///< see `http_options::event_buffer`
+};
+
 /// Answers `req` through `respond`, exactly once: at once for bad requests and reads of
-/// the node, from a runtime thread once the router has answered otherwise.
-void handle(runtime::router& rt, const node_info& node, const std::function<bool()>& ready,
-            request req, respond_fn respond);
+/// the node, from a runtime thread once the router has answered, or from `run_blocking`
+/// for queries. GET /v1/events answers with a subscription in `stream`.
+void handle(const route_context& ctx, request req, respond_fn respond);
 
 /// The template of the route that serves `target` (path and query), for metrics:
 /// "/v1/twins/{id}", "/healthz", ...; "other" if no route serves it.

@@ -15,6 +15,8 @@ class actor_system;
 
 namespace twin::runtime {
 
+class change_feed;
+
 struct host_options {
   /// Idle twins are passivated after this long without a request. Default: 5 minutes.
   std::chrono::milliseconds idle_timeout = std::chrono::minutes{5};
@@ -78,6 +80,9 @@ public:
 
   /// Sets where desired deltas and commands go; call before `start`. Default: nowhere.
   void set_gateway(device_gateway* gw);
+  /// Sets where durable changes and sent commands are published; call before `start`.
+  /// Default: nowhere.
+  void set_feed(change_feed* feed);
   /// Sets the router twins use to reach other twins; call before `start`.
   /// Default: this host.
   void set_router(router* r);

@@ -31,6 +31,7 @@ struct property_spec {
   std::optional<double> max;   ///< inclusive; default: unbounded
   bool writable = false;       ///< may be set as desired state; default: no
   bool computed = false;       ///< an aggregate or `health`: read-only for everyone
+  bool history = false;        ///< its samples are kept in the twin's history; default: no
   std::string description;
 };
 
@@ -109,6 +110,8 @@ public:
   /// Returns the position of property `name` in `properties()`, -1 if the type has none.
   int index_of(std::string_view name) const;
   bool has_command(std::string_view name) const;
+  /// The positions in `properties()` of the properties whose history is kept.
+  const std::vector<int>& history_properties() const { return history_; }
 
   /// Checks values written as reported state (telemetry, API): every name is a declared,
   /// non-computed property and every value has its type and lies in its range. Null
@@ -129,6 +132,7 @@ private:
   std::vector<aggregate_spec> aggregates_;
   std::vector<alert_rule> alerts_;
   std::vector<command_spec> commands_;
+  std::vector<int> history_;
   type_handlers handlers_;
 };
 
@@ -161,6 +165,8 @@ public:
   /// `condition` is parsed by `build`.
   type_builder& alert(std::string name, std::string condition, severity level);
   type_builder& handlers(type_handlers h);
+  /// Keeps the history of property `name` (declared or an aggregate; not an object).
+  type_builder& keep_history(std::string name);
 
   /// Checks the definition (valid names, no duplicates, conditions parse and read
   /// known properties, ranges ordered) and returns the type, or `invalid_model`.
@@ -173,6 +179,7 @@ private:
   twin_type type_;
   std::vector<std::pair<std::string, std::string>> alert_texts_;
   std::vector<severity> alert_levels_;
+  std::vector<std::string> history_names_;
   caf::error error_;
 };
 

@@ -77,6 +77,11 @@ std::string encode(const twin_record& rec);
 /// Decodes what `encode` wrote; returns `runtime_errc::store_corrupt` on malformed bytes.
 caf::expected<twin_record> decode_record(std::string_view bytes);
 
+/// A history sample's value (null, a boolean, a number or a string) as the store keeps
+/// it, and back; `store_corrupt` on malformed bytes.
+std::string encode_sample(const value& v);
+caf::expected<value> decode_sample(std::string_view bytes);
+
 /// Milliseconds since the Unix epoch.
 int64_t now_ms();
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -23,20 +24,32 @@ struct index_entry {
   twin_id id;
 };
 
-/// One atomic write: twin records (already encoded), deletions, index changes and
-/// metadata. Applied all or nothing.
+/// One sample of a property's history (its value already encoded).
+struct history_entry {
+  twin_id id;
+  std::string property;
+  int64_t ts_ms = 0;
+  std::string bytes;
+};
+
+/// One atomic write: twin records (already encoded), deletions, index changes, history
+/// samples and metadata. Applied all or nothing. Deleting a twin deletes its history.
 struct store_batch {
   std::vector<std::pair<twin_id, std::string>> puts;
   std::vector<twin_id> deletes;
   std::vector<index_entry> index_adds;
   std::vector<index_entry> index_removes;
+  std::vector<history_entry> history;
   std::vector<std::pair<std::string, std::string>> meta_puts;
 
   bool empty() const {
     return puts.empty() && deletes.empty() && index_adds.empty() && index_removes.empty()
-           && meta_puts.empty();
+           && history.empty() && meta_puts.empty();
   }
 };
+
+/// A stored history sample: its time and encoded value.
+using history_sample = std::pair<int64_t, std::string>;
 
 /// Durable storage of twin records, two secondary indexes and node metadata.
 ///
@@ -68,6 +81,12 @@ public:
   /// Returns up to `limit` twin ids, ascending, strictly after `after`.
   virtual caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) = 0;
 
+  /// Returns up to `limit` samples of `property` of twin `id` with `from` <= time <= `to`,
+  /// by ascending time. Samples older than the store's retention may be gone.
+  virtual caf::expected<std::vector<history_sample>>
+  history(const twin_id& id, const std::string& property, int64_t from, int64_t to,
+          size_t limit) = 0;
+
   /// Returns the metadata value of `key`, std::nullopt if there is none.
   virtual caf::expected<std::optional<std::string>> get_meta(const std::string& key) = 0;
 
@@ -90,6 +109,8 @@ struct rocksdb_options {
   size_t block_cache_bytes = 256u << 20;
   /// Size of one memtable. Default: 64 MiB.
   size_t write_buffer_bytes = 64u << 20;
+  /// History samples older than this are dropped (at compaction). Default: 7 days.
+  std::chrono::hours history_retention{24 * 7};
 };
 
 /// Opens (or creates) a RocksDB store. Returns `store_locked` if another process has

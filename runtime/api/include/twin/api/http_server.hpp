@@ -10,9 +10,29 @@
 
 #include <caf/error.hpp>
 
+#include "twin/runtime/query.hpp"
 #include "twin/runtime/router.hpp"
 
+namespace twin::runtime {
+class change_feed;
+}
+
 namespace twin::api {
+
+/// What the API serves from. `rt` and `ready` are required; a route whose part is
+/// missing answers 501.
+struct backend {
+  runtime::router* rt = nullptr;
+  /// Answers /readyz; runs on the I/O threads.
+  std::function<bool()> ready;
+  /// Runs a query on the durable state of the twins; may block (it runs on a thread of
+  /// its own, never an I/O thread).
+  std::function<caf::expected<runtime::query_page>(const runtime::twin_query&)> query;
+  /// Reads a property's history; may block, like `query`.
+  std::function<caf::expected<runtime::history_page>(const runtime::history_query&)> history;
+  /// The changes that GET /v1/events streams.
+  runtime::change_feed* feed = nullptr;
+};
 
 struct http_options {
   std::string bind = "127.0.0.1";  ///< address to listen on
@@ -22,6 +42,9 @@ struct http_options {
   /// Open connections at most; one more is answered 503 and closed.
   size_t max_connections = 10000;
   std::string node_id = "twind";   ///< the node's name in GET /v1/cluster
+  /// Events a /v1/events stream may fall behind by; beyond it the stream gets a
+  /// "lagged" event and ends.
+  size_t event_buffer = 4096;
 };
 
 /// Requests answered by one route with one status.
@@ -54,8 +77,8 @@ struct http_metrics {
 /// durable), so a slow store never blocks an I/O thread.
 class http_server {
 public:
-  /// `ready` answers /readyz; it runs on the I/O threads. `rt` must outlive the server.
-  http_server(runtime::router& rt, std::function<bool()> ready, http_options opts);
+  /// What `be` points to must outlive the server.
+  http_server(backend be, http_options opts);
   ~http_server();  ///< stops
 
   /// Binds and starts serving, once; an error if the address cannot be bound.

@@ -1,0 +1,95 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "twin/runtime/twin_id.hpp"
+#include "twin/runtime/value.hpp"
+
+namespace twin::runtime {
+
+/// One durable change of a twin, or a command sent to its device.
+struct change_event {
+  enum class kind_t : uint8_t { changed, deleted, command };
+  kind_t kind = kind_t::changed;
+  twin_id id;
+  std::string type;
+  uint64_t version = 0;  ///< the twin's version after the change
+  int64_t ts_ms = 0;     ///< when it became durable
+  value_map properties;  ///< changed: the reported and computed properties after it
+  value_map desired;     ///< changed: the desired properties after it
+  std::string command;   ///< command: its name
+  value args;            ///< command: its arguments
+};
+
+const char* to_string(change_event::kind_t x);
+
+/// Which events a subscriber wants; every field set must match (empty: any).
+struct event_filter {
+  std::string ns;      ///< the id's namespace
+  std::string type;
+  std::string prefix;  ///< of the whole id, "namespace:name"
+
+  bool matches(const change_event& ev) const;
+};
+
+/// The stream of twin changes that a node publishes, to any number of subscribers.
+///
+/// Events of one twin are published in version order (by the store writer, once the
+/// change is durable). Each subscriber has a bounded queue: publishing never waits for a
+/// subscriber, and one that falls `capacity` events behind is marked lagged and gets no
+/// more events (its consumer resynchronises from the API and subscribes again).
+/// Thread-safe.
+class change_feed {
+public:
+  using event_ptr = std::shared_ptr<const change_event>;
+
+  class subscription {
+  public:
+    subscription(event_filter filter, size_t capacity);
+
+    /// Takes every queued event, in order.
+    std::vector<event_ptr> take();
+    /// Whether events were dropped because the queue was full.
+    bool lagged() const;
+    /// Called, on a publishing thread, when the queue stops being empty or the
+    /// subscription lags; must be quick. Replaces the previous callback.
+    void on_ready(std::function<void()> fn);
+
+  private:
+    friend class change_feed;
+    /// Queues `ev` if the filter admits it; returns the callback to call (outside locks).
+    std::function<void()> offer(const event_ptr& ev);
+
+    const event_filter filter_;
+    const size_t capacity_;
+    mutable std::mutex mtx_;
+    std::vector<event_ptr> queue_;
+    bool lagged_ = false;
+    bool notified_ = false;  ///< the callback ran since the last `take`
+    std::function<void()> ready_;
+  };
+
+  /// A new subscriber; it gets events published after this call, until it is destroyed.
+  std::shared_ptr<subscription> subscribe(event_filter filter, size_t capacity = 4096);
+
+  /// Whether anyone may listen: publishers skip building events when no one does.
+  bool active() const { return subscribers_.load(std::memory_order_relaxed) > 0; }
+
+  void publish(const event_ptr& ev);
+
+  /// Subscribers alive (dropped ones are forgotten at the next publish).
+  size_t subscribers() const { return subscribers_.load(std::memory_order_relaxed); }
+
+private:
+  std::mutex mtx_;
+  std::vector<std::weak_ptr<subscription>> subs_;
+  std::atomic<size_t> subscribers_{0};
+};
+
+} // namespace twin::runtime

@@ -1,0 +1,90 @@
+#include "twin/runtime/change_feed.hpp"
+
+#include <algorithm>
+
+namespace twin::runtime {
+
+const char* to_string(change_event::kind_t x) {
+  switch (x) {
+    case change_event::kind_t::changed: return "changed";
+    case change_event::kind_t::deleted: return "deleted";
+    default: return "command";
+  }
+}
+
+bool event_filter::matches(const change_event& ev) const {
+  const auto& id = ev.id.str();
+  if (!ns.empty() && (id.size() <= ns.size() || id.compare(0, ns.size(), ns) != 0
+                      || id[ns.size()] != ':'))
+    return false;
+  if (!type.empty() && ev.type != type)
+    return false;
+  return prefix.empty() || id.compare(0, prefix.size(), prefix) == 0;
+}
+
+change_feed::subscription::subscription(event_filter filter, size_t capacity)
+  : filter_(std::move(filter)), capacity_(std::max<size_t>(capacity, 1)) {}
+
+std::vector<change_feed::event_ptr> change_feed::subscription::take() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  notified_ = false;
+  return std::exchange(queue_, {});
+}
+
+bool change_feed::subscription::lagged() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return lagged_;
+}
+
+void change_feed::subscription::on_ready(std::function<void()> fn) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  ready_ = std::move(fn);
+  notified_ = false;
+}
+
+std::function<void()> change_feed::subscription::offer(const event_ptr& ev) {
+  if (!filter_.matches(*ev))
+    return nullptr;
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (lagged_)
+    return nullptr;
+  if (queue_.size() >= capacity_)
+    lagged_ = true;
+  else
+    queue_.push_back(ev);
+  if (notified_)
+    return nullptr;
+  notified_ = true;
+  return ready_;
+}
+
+std::shared_ptr<change_feed::subscription> change_feed::subscribe(event_filter filter,
+                                                                  size_t capacity) {
+  auto sub = std::make_shared<subscription>(std::move(filter), capacity);
+  std::lock_guard<std::mutex> guard{mtx_};
+  subs_.push_back(sub);
+  subscribers_.store(subs_.size(), std::memory_order_relaxed);
+  return sub;
+}
+
+void change_feed::publish(const event_ptr& ev) {
+  std::vector<std::function<void()>> wake;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto it = subs_.begin(); it != subs_.end();) {
+      auto sub = it->lock();
+      if (!sub) {
+        it = subs_.erase(it);
+        continue;
+      }
+      if (auto fn = sub->offer(ev))
+        wake.push_back(std::move(fn));
+      ++it;
+    }
+    subscribers_.store(subs_.size(), std::memory_order_relaxed);
+  }
+  for (auto& fn : wake)
+    fn();
+}
+
+} // namespace twin::runtime

@@ -1,0 +1,243 @@
+#include "twin/runtime/query.hpp"
+
+#include <cstring>
+#include <algorithm>
+#include <deque>
+
+#include "twin/runtime/errc.hpp"
+
+namespace twin::runtime {
+
+namespace {
+
+constexpr char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// The version byte of a cursor: a later layout can tell its own cursors from these.
+constexpr char cursor_v1 = '1';
+
+/// Ids in ascending order from one index key (or from every twin), read in chunks.
+class id_source {
+public:
+  id_source(state_store& store, std::optional<index_kind> index, std::string key, twin_id after)
+    : store_(store), index_(index), key_(std::move(key)), after_(std::move(after)) {}
+
+  /// The smallest id not taken yet; nullptr when there is none. Sets `err` on a failure.
+  const twin_id* front(caf::error& err) {
+    if (buffer_.empty() && !exhausted_) {
+      auto ids = index_ ? store_.list(*index_, key_, after_, chunk)
+                        : store_.scan_ids(after_, chunk);
+      if (!ids) {
+        err = ids.error();
+        return nullptr;
+      }
+      exhausted_ = ids->size() < chunk;
+      if (!ids->empty())
+        after_ = ids->back();
+      buffer_.assign(std::make_move_iterator(ids->begin()), std::make_move_iterator(ids->end()));
+    }
+    return buffer_.empty() ? nullptr : &buffer_.front();
+  }
+
+  void pop() { buffer_.pop_front(); }
+
+private:
+  static constexpr size_t chunk = 256;
+  state_store& store_;
+  std::optional<index_kind> index_;
+  std::string key_;
+  twin_id after_;
+  std::deque<twin_id> buffer_;
+  bool exhausted_ = false;
+};
+
+/// The sources of a query's candidates: one index key, the types of a kind, or all.
+std::vector<id_source> sources_of(state_store& store, const type_registry& types,
+                                  const twin_query& q) {
+  std::vector<id_source> out;
+  if (q.parent)
+    out.emplace_back(store, index_kind::by_parent, q.parent->str(), q.after);
+  else if (!q.type.empty())
+    out.emplace_back(store, index_kind::by_type, q.type, q.after);
+  else if (q.kind) {
+    for (const auto& name : types.names())
+      if (auto t = types.find(name); t && t->kind() == *q.kind)
+        out.emplace_back(store, index_kind::by_type, name, q.after);
+  } else {
+    out.emplace_back(store, std::nullopt, std::string{}, q.after);
+  }
+  return out;
+}
+
+bool matches(const twin_query& q, const twin_record& rec) {
+  if (!q.type.empty() && rec.type != q.type)
+    return false;
+  if (q.kind && rec.kind != *q.kind)
+    return false;
+  if (q.parent && rec.parent != *q.parent)
+    return false;
+  if (!q.where)
+    return true;
+  return q.where->eval([&rec](std::string_view name) -> const value* {
+    auto it = rec.reported.find(name);
+    return it == rec.reported.end() ? nullptr : &it->second;
+  });
+}
+
+} // namespace
+
+caf::expected<query_page> run_query(state_store& store, const type_registry& types,
+                                    const twin_query& q) {
+  if (q.limit == 0 || q.limit > twin_query::max_limit)
+    return make_error(runtime_errc::invalid_argument,
+                      "limit must be 1 to " + std::to_string(twin_query::max_limit));
+  auto sources = sources_of(store, types, q);
+  query_page page;
+  caf::error err;
+  twin_id last;
+  for (size_t examined = 0; examined < twin_query::max_examined; ++examined) {
+    // The next candidate is the smallest id of all sources (they hold disjoint sets).
+    id_source* next = nullptr;
+    for (auto& s : sources) {
+      auto* id = s.front(err);
+      if (err)
+        return err;
+      if (id != nullptr && (next == nullptr || *id < *next->front(err)))
+        next = &s;
+    }
+    if (next == nullptr)
+      return page;  // every source is exhausted: no cursor
+    last = *next->front(err);
+    next->pop();
+    auto bytes = store.get(last);
+    if (!bytes)
+      return bytes.error();
+    if (!*bytes)
+      continue;  // deleted since the index was read
+    auto rec = decode_record(**bytes);
+    if (!rec)
+      return rec.error();
+    if (!matches(q, *rec))
+      continue;
+    page.items.push_back(std::move(*rec));
+    if (page.items.size() == q.limit)
+      break;
+  }
+  page.cursor = encode_cursor(last);
+  return page;
+}
+
+caf::expected<history_page> read_history(state_store& store, const type_registry& types,
+                                         const history_query& q) {
+  if (q.limit == 0 || q.limit > history_query::max_limit)
+    return make_error(runtime_errc::invalid_argument,
+                      "limit must be 1 to " + std::to_string(history_query::max_limit));
+  auto bytes = store.get(q.id);
+  if (!bytes)
+    return bytes.error();
+  if (!*bytes)
+    return make_error(runtime_errc::not_found, "no twin " + q.id.str());
+  auto rec = decode_record(**bytes);
+  if (!rec)
+    return rec.error();
+  auto type = types.find(rec->type);
+  const auto* spec = type ? type->property(q.property) : nullptr;
+  if (spec == nullptr || !spec->history)
+    return make_error(runtime_errc::unknown_property,
+                      "type '" + rec->type + "' keeps no history of '" + q.property + "'");
+  bool numeric = spec->type == property_type::real || spec->type == property_type::integer;
+  if (q.step_ms > 0 && !numeric)
+    return make_error(runtime_errc::type_mismatch,
+                      "'" + q.property + "' is not a number: its history has no steps");
+  history_page page;
+  // Samples are read in chunks; a bucket is complete once a sample of a later step comes.
+  constexpr size_t chunk = 4096;
+  auto step_of = [&](int64_t ts) {
+    auto b = ts / q.step_ms * q.step_ms;
+    return b > ts ? b - q.step_ms : b;  // floor for times before the epoch
+  };
+  int64_t from = q.from_ms;
+  while (from <= q.to_ms) {
+    auto samples = store.history(q.id, q.property, from, q.to_ms, chunk);
+    if (!samples)
+      return samples.error();
+    for (const auto& [ts, raw] : *samples) {
+      auto v = decode_sample(raw);
+      if (!v)
+        return v.error();
+      if (q.step_ms <= 0) {
+        if (page.points.size() == q.limit) {
+          page.next_from_ms = ts;
+          return page;
+        }
+        page.points.push_back({ts, std::move(*v)});
+        continue;
+      }
+      if (!v->is_number())
+        continue;  // a null sample: the property was cleared
+      auto start = step_of(ts);
+      auto x = v->as_double();
+      if (page.buckets.empty() || page.buckets.back().ts_ms != start) {
+        if (page.buckets.size() == q.limit) {
+          page.next_from_ms = start;
+          return page;
+        }
+        page.buckets.push_back({start, x, x, 0, 0});
+      }
+      auto& b = page.buckets.back();
+      b.min = std::min(b.min, x);
+      b.max = std::max(b.max, x);
+      b.avg += (x - b.avg) / static_cast<double>(++b.count);
+    }
+    if (samples->size() < chunk || samples->back().first == INT64_MAX)
+      break;
+    from = samples->back().first + 1;
+  }
+  return page;
+}
+
+std::string encode_cursor(const twin_id& id) {
+  std::string in = cursor_v1 + id.str();
+  std::string out;
+  uint32_t bits = 0;
+  int n = 0;
+  for (unsigned char c : in) {
+    bits = (bits << 8) | c;
+    n += 8;
+    while (n >= 6) {
+      n -= 6;
+      out += b64[(bits >> n) & 63];
+    }
+  }
+  if (n > 0)
+    out += b64[(bits << (6 - n)) & 63];
+  return out;
+}
+
+caf::expected<twin_id> decode_cursor(std::string_view text) {
+  auto fail = [] {
+    return make_error(runtime_errc::invalid_argument,
+                      "the cursor is not one that this API returned");
+  };
+  std::string raw;
+  uint32_t bits = 0;
+  int n = 0;
+  for (char c : text) {
+    const char* p = c == '\0' ? nullptr : std::strchr(b64, c);
+    if (p == nullptr)
+      return fail();
+    bits = (bits << 6) | static_cast<uint32_t>(p - b64);
+    n += 6;
+    if (n >= 8) {
+      n -= 8;
+      raw += static_cast<char>((bits >> n) & 0xff);
+    }
+  }
+  if (raw.size() < 2 || raw[0] != cursor_v1)
+    return fail();
+  auto id = twin_id::parse(std::string_view{raw}.substr(1));
+  if (!id)
+    return fail();
+  return id;
+}
+
+} // namespace twin::runtime

@@ -1,0 +1,297 @@
+// The reads across twins of a real twind process on 127.0.0.1: queries with paging,
+// property history, commands, and the change stream (server-sent events), including a
+// consumer that reads nothing while the node takes a burst of telemetry.
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gauge_model.hpp"
+#include "http_client.hpp"
+#include "process.hpp"
+#include "test_support.hpp"
+
+namespace twin::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+/// A GET /v1/events stream read over a raw socket, event by event.
+class event_reader {
+public:
+  /// Subscribes with `query` (e.g. "?prefix=t:"); `rcvbuf` > 0 shrinks the socket's
+  /// receive buffer first (a slow consumer).
+  event_reader(int port, const std::string& query, int rcvbuf = 0) {
+    fd_ = connect_loopback(port, rcvbuf);
+    if (fd_ < 0)
+      return;
+    std::string req = "GET /v1/events" + query + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    send(fd_, req.data(), req.size(), 0);
+  }
+  ~event_reader() {
+    if (fd_ >= 0)
+      close(fd_);
+  }
+
+  /// The answer's head, once the node subscribed us (it sends ": subscribed" first).
+  std::string head() {
+    fill_until("\n\n");
+    auto end = buf_.find("\r\n\r\n");
+    if (end == std::string::npos)
+      return buf_;
+    auto out = buf_.substr(0, end);
+    buf_.erase(0, end + 4);
+    return out;
+  }
+
+  /// The next event as {"event": name, "data": parsed data}; null at the end of the
+  /// stream or after 10 s without one. Comments (heartbeats) are skipped.
+  json next() {
+    for (;;) {
+      if (!fill_until("\n\n"))
+        return nullptr;
+      auto end = buf_.find("\n\n");
+      auto block = buf_.substr(0, end);
+      buf_.erase(0, end + 2);
+      json ev{{"event", "message"}};
+      size_t pos = 0;
+      while (pos < block.size()) {
+        auto nl = std::min(block.find('\n', pos), block.size());
+        auto line = block.substr(pos, nl - pos);
+        pos = nl + 1;
+        if (line.rfind("event: ", 0) == 0)
+          ev["event"] = line.substr(7);
+        else if (line.rfind("data: ", 0) == 0)
+          ev["data"] = json::parse(line.substr(6));
+      }
+      if (ev.contains("data"))
+        return ev;
+    }
+  }
+
+  /// Whether the node closed the stream (reads the rest).
+  bool closed() {
+    char c[4096];
+    for (int i = 0; i < 100000; ++i) {
+      auto n = recv(fd_, c, sizeof c, 0);
+      if (n == 0)
+        return true;
+      if (n < 0)
+        return false;
+    }
+    return false;
+  }
+
+  int fd() const { return fd_; }
+
+private:
+  bool fill_until(const std::string& marker) {
+    char chunk[16384];
+    while (buf_.find(marker) == std::string::npos) {
+      auto n = recv(fd_, chunk, sizeof chunk, 0);  // at most 10 s each (connect_loopback)
+      if (n <= 0)
+        return false;
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  int fd_ = -1;
+  std::string buf_;
+};
+
+class reads_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    port_ = free_port();
+    node_ = start_gauge_node(dir_, port_, {"--metrics-port", "0", "--http-event-buffer", "64"});
+    ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
+    client_ = std::make_unique<http_client>(port_);
+  }
+
+  void TearDown() override {
+    client_.reset();
+    if (node_) {
+      node_->signal(SIGTERM);
+      EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
+    }
+  }
+
+  http_reply put(const std::string& id, const json& body) {
+    return client_->call("PUT", "/v1/twins/" + id, body.dump(), json_type);
+  }
+
+  json get_json(const std::string& target, unsigned status = 200) {
+    auto r = client_->call("GET", target);
+    EXPECT_EQ(r.status, status) << target << ": " << r.body;
+    auto doc = json::parse(r.body, nullptr, false);
+    return doc.is_discarded() ? json{} : doc;
+  }
+
+  /// Sends telemetry items [{"twin", "ts"?, "values"}]; expects every one accepted.
+  void telemetry(const json& items) {
+    auto r = client_->call("POST", "/v1/telemetry", items.dump(), json_type);
+    ASSERT_EQ(r.status, 202u) << r.body;
+    ASSERT_EQ(json::parse(r.body)["rejected"], 0) << r.body;
+  }
+
+  temp_dir dir_;
+  int port_ = 0;
+  std::unique_ptr<process> node_;
+  std::unique_ptr<http_client> client_;
+};
+
+TEST_F(reads_test, a_query_pages_through_the_matching_twins_with_an_opaque_cursor) {
+  ASSERT_EQ(put("q:root", {{"type", "gauge"}}).status, 201u);
+  for (int i = 0; i < 25; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "q:g%02d", i);
+    json body{{"type", "gauge"}, {"properties", {{"label", i % 2 ? "odd" : "even"}}}};
+    if (i < 10)
+      body["parent"] = "q:root";
+    ASSERT_EQ(put(name, body).status, 201u);
+    telemetry(json::array({{{"twin", name}, {"values", {{"level", i * 4}}}}}));
+  }
+  // "where" over properties, URL-encoded, paged by 4.
+  std::vector<std::string> seen;
+  std::string target = "/v1/twins?type=gauge&where=level%20%3E%3D%2040%20and%20label%20%3D%20%22odd%22&limit=4";
+  for (int pages = 0; pages < 10; ++pages) {
+    auto doc = get_json(target);
+    ASSERT_TRUE(doc.contains("items") && doc["items"].is_array()) << doc.dump();
+    EXPECT_LE(doc["items"].size(), 4u);
+    for (const auto& t : doc["items"]) {
+      seen.push_back(t["id"]);
+      EXPECT_EQ(t["properties"]["label"], "odd");
+      EXPECT_GE(t["properties"]["level"].get<double>(), 40);
+    }
+    if (doc["cursor"].is_null())
+      break;
+    target = "/v1/twins?type=gauge&where=level%20%3E%3D%2040%20and%20label%20%3D%20%22odd%22"
+             "&limit=4&cursor=" + doc["cursor"].get<std::string>();
+  }
+  EXPECT_EQ(seen, (std::vector<std::string>{"q:g11", "q:g13", "q:g15", "q:g17", "q:g19",
+                                            "q:g21", "q:g23"}));
+  // Children of a parent; kinds; nothing that matches is an empty page.
+  EXPECT_EQ(get_json("/v1/twins?parent=q:root&limit=100")["items"].size(), 10u);
+  EXPECT_EQ(get_json("/v1/twins?kind=component&limit=100")["items"].size(), 26u);
+  auto none = get_json("/v1/twins?kind=process");
+  EXPECT_TRUE(none["items"].empty());
+  EXPECT_TRUE(none["cursor"].is_null());
+  // Bad parameters are refused with the reason.
+  auto bad = client_->call("GET", "/v1/twins?where=level%20%3E");
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_NE(bad.body.find("invalid_argument"), std::string::npos) << bad.body;
+}
+
+TEST_F(reads_test, history_returns_the_samples_and_their_steps) {
+  ASSERT_EQ(put("h:g", {{"type", "gauge"}}).status, 201u);
+  json items = json::array();
+  for (int i = 0; i < 30; ++i)
+    items.push_back({{"twin", "h:g"}, {"ts", 1'700'000'000'000 + i * 1000}, {"values", {{"level", i}}}});
+  telemetry(items);
+  auto doc = get_json("/v1/twins/h:g/history?property=level&from=1700000005000&to=1700000009000");
+  ASSERT_EQ(doc["points"].size(), 5u) << doc.dump();
+  EXPECT_EQ(doc["points"][0]["ts"], 1'700'000'005'000);
+  EXPECT_EQ(doc["points"][0]["value"], 5.0);
+  EXPECT_TRUE(doc["next_from"].is_null());
+  auto steps = get_json("/v1/twins/h:g/history?property=level&step=10000");
+  ASSERT_EQ(steps["buckets"].size(), 3u) << steps.dump();
+  EXPECT_EQ(steps["buckets"][1]["ts"], 1'700'000'010'000);
+  EXPECT_EQ(steps["buckets"][1]["count"], 10);
+  EXPECT_EQ(steps["buckets"][1]["min"], 10.0);
+  EXPECT_EQ(steps["buckets"][1]["avg"], 14.5);
+  auto page = get_json("/v1/twins/h:g/history?property=level&limit=7");
+  EXPECT_EQ(page["points"].size(), 7u);
+  EXPECT_EQ(page["next_from"], 1'700'000'007'000);
+  // The history survives a restart of the node.
+  node_->signal(SIGTERM);
+  ASSERT_EQ(node_->wait(30s), 0) << node_->stderr_text();
+  node_ = start_gauge_node(dir_, port_, {"--metrics-port", "0"});
+  ASSERT_TRUE(wait_for_200(*client_, "/readyz", 20s)) << node_->stderr_text();
+  EXPECT_EQ(get_json("/v1/twins/h:g/history?property=level")["points"].size(), 30u);
+  // A property without history, and a twin that does not exist.
+  EXPECT_EQ(client_->call("GET", "/v1/twins/h:g/history?property=label").status, 422u);
+  EXPECT_EQ(client_->call("GET", "/v1/twins/h:none/history?property=level").status, 404u);
+}
+
+TEST_F(reads_test, the_event_stream_shows_changes_in_version_order_and_commands) {
+  ASSERT_EQ(put("e:g1", {{"type", "gauge"}}).status, 201u);
+  event_reader events{port_, "?namespace=e&type=gauge"};
+  ASSERT_GE(events.fd(), 0);
+  auto head = events.head();
+  EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  EXPECT_NE(head.find("text/event-stream"), std::string::npos) << head;
+  ASSERT_EQ(put("other:g1", {{"type", "gauge"}}).status, 201u);  // another namespace
+  for (int i = 1; i <= 5; ++i)
+    telemetry(json::array({{{"twin", "e:g1"}, {"values", {{"level", i}}}}}));
+  auto cmd = client_->call("POST", "/v1/twins/e:g1/commands/reset", R"({"hard":true})",
+                           json_type);
+  EXPECT_EQ(cmd.status, 202u) << cmd.body;
+  EXPECT_EQ(client_->call("DELETE", "/v1/twins/e:g1").status, 204u);
+  for (int i = 1; i <= 5; ++i) {
+    auto ev = events.next();
+    ASSERT_FALSE(ev.is_null()) << "event " << i;
+    EXPECT_EQ(ev["event"], "changed");
+    EXPECT_EQ(ev["data"]["id"], "e:g1");
+    EXPECT_EQ(ev["data"]["version"], i + 1);
+    EXPECT_EQ(ev["data"]["properties"]["level"], static_cast<double>(i));
+  }
+  auto command = events.next();
+  EXPECT_EQ(command["event"], "command");
+  EXPECT_EQ(command["data"]["command"], "reset");
+  EXPECT_EQ(command["data"]["args"]["hard"], true);
+  auto deleted = events.next();
+  EXPECT_EQ(deleted["event"], "deleted");
+  EXPECT_EQ(deleted["data"]["version"], 7);
+  // A command the type does not have is refused and not sent.
+  EXPECT_EQ(client_->call("POST", "/v1/twins/other:g1/commands/explode").status, 400u);
+}
+
+TEST_F(reads_test, a_consumer_that_reads_nothing_does_not_slow_ingestion_and_gets_lagged) {
+  ASSERT_EQ(put("s:g", {{"type", "gauge"}}).status, 201u);
+  event_reader slow{port_, "?prefix=s:", 4096};
+  ASSERT_GE(slow.fd(), 0);
+  ASSERT_EQ(slow.head().rfind("HTTP/1.1 200", 0), 0u);
+  // 40,000 changes while the consumer reads nothing: far more than its socket and the
+  // node's buffer of 64 events hold.
+  auto t0 = std::chrono::steady_clock::now();
+  for (int b = 0; b < 40; ++b) {
+    json items = json::array();
+    for (int i = 0; i < 1000; ++i)
+      items.push_back({{"twin", "s:g"}, {"values", {{"level", (b * 1000 + i) % 100}}},
+                       {"ts", 1'700'000'000'000 + b * 1000 + i}});
+    telemetry(items);
+  }
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(took, 60s);
+  EXPECT_EQ(get_json("/v1/twins/s:g")["version"], 40001);
+  // The consumer gets what fit, in order, then "lagged", and the stream ends.
+  json ev;
+  uint64_t last = 0;
+  int n = 0;
+  for (; n < 100000; ++n) {
+    ev = slow.next();
+    if (ev.is_null() || ev["event"] != "changed")
+      break;
+    EXPECT_GT(ev["data"]["version"].get<uint64_t>(), last);
+    last = ev["data"]["version"];
+  }
+  ASSERT_FALSE(ev.is_null()) << "the stream ended without a lagged event after " << n;
+  EXPECT_EQ(ev["event"], "lagged");
+  EXPECT_LT(last, 40001u);
+  EXPECT_TRUE(slow.closed());
+  // A new subscriber starts afresh.
+  event_reader fresh{port_, "?prefix=s:"};
+  ASSERT_EQ(fresh.head().rfind("HTTP/1.1 200", 0), 0u);
+  telemetry(json::array({{{"twin", "s:g"}, {"values", {{"level", 1}}}}}));
+  auto next = fresh.next();
+  EXPECT_EQ(next["data"]["version"], 40002);
+}
+
+} // namespace
+} // namespace twin::test
