@@ -207,6 +207,7 @@ int main(int argc, char** argv) {
     ho.max_body = o.http_max_body;
     ho.max_connections = o.http_max_connections;
     ho.event_buffer = o.http_event_buffer;
+    ho.threads = o.http_threads;
     ho.node_id = node_id;
     api::backend be;
     be.rt = &node_host;

@@ -26,6 +26,9 @@ void add_options(CLI::App& app, options& o) {
                  "Open HTTP connections at most (more are answered 503)")
     ->capture_default_str()
     ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--http-threads", o.http_threads, "HTTP I/O threads")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 64));
   app.add_option("--http-event-buffer", o.http_event_buffer,
                  "Events a /v1/events stream may fall behind by before it ends")
     ->capture_default_str()

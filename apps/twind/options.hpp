@@ -18,6 +18,7 @@ struct options {
   size_t http_max_body = 1u << 20;     ///< --http-max-body: larger request bodies get 413
   size_t http_max_connections = 10000;  ///< --http-max-connections: more get 503
   size_t http_event_buffer = 4096;      ///< --http-event-buffer: events a stream may lag
+  int http_threads = 1;                 ///< --http-threads: HTTP I/O threads
   std::string mqtt_url;                ///< --mqtt-url of the broker; empty: no MQTT
   std::string mqtt_client_id = "twind";  ///< --mqtt-client-id: the persistent session's id
   std::string models;                  ///< --models DIR of model files

@@ -1,5 +1,6 @@
 #include "twin/runtime/json.hpp"
 
+#include <charconv>
 #include <cmath>
 
 #include "twin/runtime/errc.hpp"
@@ -211,6 +212,210 @@ nlohmann::json to_json(const twin_record& rec) {
   j["created"] = rec.created_ms;
   j["updated"] = rec.updated_ms;
   return j;
+}
+
+namespace {
+
+/// Appends JSON text to a string.
+class json_writer {
+public:
+  explicit json_writer(std::string& out) : out_(out) {}
+
+  void raw(std::string_view text) { out_ += text; }
+  void key(std::string_view k) {
+    string(k);
+    out_ += ':';
+  }
+  void integer(int64_t x) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, x);
+    out_.append(buf, r.ptr);
+  }
+  void real(double x) {
+    if (!std::isfinite(x)) {
+      out_ += "null";
+      return;
+    }
+    char buf[32];
+    auto r = std::to_chars(buf, buf + sizeof buf, x);
+    std::string_view text{buf, static_cast<size_t>(r.ptr - buf)};
+    out_ += text;
+    if (text.find_first_of(".e") == std::string_view::npos)
+      out_ += ".0";  // stays a double to whoever reads it
+  }
+  void string(std::string_view s);
+  void value(const runtime::value& v);
+  void map(const value_map& m) {
+    out_ += '{';
+    bool first = true;
+    for (const auto& [k, v] : m) {
+      if (!std::exchange(first, false))
+        out_ += ',';
+      key(k);
+      value(v);
+    }
+    out_ += '}';
+  }
+
+private:
+  std::string& out_;
+};
+
+/// The length of the UTF-8 sequence at `s[i]`, 0 if it is not a valid one.
+size_t utf8_length(std::string_view s, size_t i) {
+  auto c = static_cast<unsigned char>(s[i]);
+  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+  if (n == 0 || i + n > s.size())
+    return 0;
+  uint32_t cp = n == 1 ? c : c & (0x7f >> n);
+  for (size_t k = 1; k < n; ++k) {
+    auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xc0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (b & 0x3f);
+  }
+  // Overlong forms, surrogates and code points past U+10FFFF are not valid.
+  static constexpr uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < least[n] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+    return 0;
+  return n;
+}
+
+void json_writer::string(std::string_view s) {
+  out_ += '"';
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      size_t j = i + 1;
+      while (j < s.size()) {
+        auto d = static_cast<unsigned char>(s[j]);
+        if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\')
+          break;
+        ++j;
+      }
+      out_.append(s.data() + i, j - i);
+      i = j;
+      continue;
+    }
+    switch (c) {
+      case '"': out_ += "\\\""; break;
+      case '\\': out_ += "\\\\"; break;
+      case '\b': out_ += "\\b"; break;
+      case '\f': out_ += "\\f"; break;
+      case '\n': out_ += "\\n"; break;
+      case '\r': out_ += "\\r"; break;
+      case '\t': out_ += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          static constexpr char hex[] = "0123456789abcdef";
+          out_ += "\\u00";
+          out_ += hex[c >> 4];
+          out_ += hex[c & 0xf];
+        } else if (auto n = utf8_length(s, i); n > 0) {
+          out_.append(s.data() + i, n);
+          i += n;
+          continue;
+        } else {
+          out_ += "\xef\xbf\xbd";  // U+FFFD for a byte that is not UTF-8
+        }
+    }
+    ++i;
+  }
+  out_ += '"';
+}
+
+void json_writer::value(const runtime::value& v) {
+  switch (v.type()) {
+    case value::kind::null: out_ += "null"; break;
+    case value::kind::boolean: out_ += v.as_bool() ? "true" : "false"; break;
+    case value::kind::integer: integer(v.as_int()); break;
+    case value::kind::real: real(v.as_double()); break;
+    case value::kind::string: string(v.as_string()); break;
+    case value::kind::list: {
+      out_ += '[';
+      bool first = true;
+      for (const auto& x : v.as_list()) {
+        if (!std::exchange(first, false))
+          out_ += ',';
+        value(x);
+      }
+      out_ += ']';
+      break;
+    }
+    case value::kind::map: map(v.as_map()); break;
+  }
+}
+
+} // namespace
+
+std::string to_json_text(const twin_record& rec) {
+  // The keys in the order nlohmann's objects keep them: sorted.
+  std::string out;
+  out.reserve(512);
+  json_writer w{out};
+  w.raw("{\"alerts\":[");
+  for (size_t i = 0; i < rec.alerts.size(); ++i) {
+    const auto& a = rec.alerts[i];
+    w.raw(i == 0 ? "{\"name\":" : ",{\"name\":");
+    w.string(a.name);
+    w.raw(",\"severity\":");
+    w.string(to_string(a.level));
+    w.raw(",\"since\":");
+    w.integer(a.since_ms);
+    w.raw("}");
+  }
+  w.raw("],\"children\":[");
+  for (size_t i = 0; i < rec.children.size(); ++i) {
+    if (i > 0)
+      w.raw(",");
+    w.string(rec.children[i].id.str());
+  }
+  w.raw("],\"created\":");
+  w.integer(rec.created_ms);
+  w.raw(",\"delta\":");
+  w.map(delta(rec));
+  w.raw(",\"desired\":");
+  w.map(rec.desired);
+  w.raw(",\"id\":");
+  w.string(rec.id.str());
+  w.raw(",\"kind\":");
+  w.string(to_string(rec.kind));
+  w.raw(",\"metadata\":{");
+  bool first = true;
+  for (const auto& [k, m] : rec.metadata) {
+    if (!std::exchange(first, false))
+      w.raw(",");
+    w.key(k);
+    w.raw("{\"source\":");
+    w.string(m.source);
+    w.raw(",\"updated\":");
+    w.integer(m.updated_ms);
+    w.raw("}");
+  }
+  w.raw("},\"parent\":");
+  if (rec.parent.empty())
+    w.raw("null");
+  else
+    w.string(rec.parent.str());
+  w.raw(",\"properties\":");
+  w.map(rec.reported);
+  w.raw(",\"relationships\":[");
+  for (size_t i = 0; i < rec.relationships.size(); ++i) {
+    w.raw(i == 0 ? "{\"name\":" : ",{\"name\":");
+    w.string(rec.relationships[i].name);
+    w.raw(",\"target\":");
+    w.string(rec.relationships[i].target.str());
+    w.raw("}");
+  }
+  w.raw("],\"type\":");
+  w.string(rec.type);
+  w.raw(",\"updated\":");
+  w.integer(rec.updated_ms);
+  w.raw(",\"version\":");
+  w.integer(static_cast<int64_t>(rec.version));
+  w.raw("}");
+  return out;
 }
 
 } // namespace twin::runtime

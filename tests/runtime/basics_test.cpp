@@ -1,5 +1,6 @@
 // Twin ids, values, the record codec and expressions.
 
+#include <cmath>
 #include <functional>
 #include <random>
 
@@ -370,6 +371,49 @@ TEST(record_codec, rejects_garbage_without_crashing) {
   auto good = encode(sample_record());
   auto truncated = good.substr(0, good.size() - 16);
   EXPECT_FALSE(decode_record(truncated));
+}
+
+TEST(json_text, writes_the_document_of_to_json) {
+  auto r = sample_record();
+  EXPECT_EQ(nlohmann::json::parse(to_json_text(r)), to_json(r));
+  // Strings that need escapes, numbers of every size, nesting, and doubles that stay
+  // doubles when they have no fraction.
+  std::mt19937_64 rng{5};
+  const std::vector<std::string> texts{"plain", "quote \" and \\ back", "tab\tnl\n\x01\x1f",
+                                       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", ""};
+  for (int i = 0; i < 200; ++i) {
+    twin_record rec;
+    rec.id = id("j:t" + std::to_string(i));
+    rec.type = "t";
+    rec.version = rng();
+    for (int k = 0; k < 6; ++k) {
+      auto name = "p" + std::to_string(k);
+      double d = std::ldexp(static_cast<double>(rng() % 2000000) - 1e6,
+                            static_cast<int>(rng() % 120) - 60);
+      switch (rng() % 6) {
+        case 0: rec.reported[name] = value{d}; break;
+        case 1: rec.reported[name] = value{static_cast<int64_t>(rng())}; break;
+        case 2: rec.reported[name] = value{std::floor(d)}; break;
+        case 3: rec.reported[name] = value{texts[rng() % texts.size()]}; break;
+        case 4: rec.reported[name] = value{value_map{{"in", value{value_list{value{d}, value{}}}}}}; break;
+        default: rec.desired[name] = value{rng() % 2 == 0};
+      }
+      rec.metadata[name] = property_meta{static_cast<int64_t>(rng() >> 20), texts[k % 3]};
+    }
+    auto text = to_json_text(rec);
+    auto parsed = nlohmann::json::parse(text);
+    ASSERT_EQ(parsed, to_json(rec)) << text;
+    for (const auto& [k, v] : rec.reported)
+      if (v.is_double())
+        EXPECT_TRUE(parsed["properties"][k].is_number_float()) << text;
+  }
+  // Bytes that are not UTF-8 become U+FFFD, as the server's other answers have them.
+  twin_record bad;
+  bad.id = id("j:bad");
+  bad.reported["s"] = value{std::string{"a\xff\xc3(b\xed\xa0\x80"}};
+  auto parsed = nlohmann::json::parse(to_json_text(bad));
+  EXPECT_EQ(parsed["properties"]["s"], "a\xef\xbf\xbd\xef\xbf\xbd(b\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  EXPECT_EQ(parsed["parent"], nullptr);
 }
 
 TEST(delta, holds_desired_keys_that_reported_does_not_match) {

@@ -41,7 +41,7 @@ api::response call(const api::backend& be, const std::string& method, const std:
   api::route_context ctx{be, node, [](std::function<void()> fn) { fn(); }};
   api::handle(ctx, std::move(req), [&](api::response r) { out = std::move(r); });
   EXPECT_TRUE(out.has_value()) << method << " " << target << " was not answered";
-  return out ? *out : api::response{0, {}, {}, nullptr};
+  return out ? *out : api::response{0, {}, {}, {}, nullptr};
 }
 
 /// The same on a backend of a router alone.

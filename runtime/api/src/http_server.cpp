@@ -1,5 +1,7 @@
 #include "twin/api/http_server.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -57,9 +59,10 @@ struct shared_state {
   std::atomic<int> unanswered{0};
   std::atomic<size_t> connections{0};  ///< sessions alive
   std::mutex metrics_mtx;
-  /// Answers by route (a template from `route_of`) and status.
-  std::map<std::pair<std::string_view, unsigned>, uint64_t> answered;
-  std::map<std::string_view, http_route_latency> latency;
+  /// Answers by route (a template from `route_of`, one pointer per route: compared as
+  /// such) and status.
+  std::map<std::pair<const char*, unsigned>, uint64_t> answered;
+  std::map<const char*, http_route_latency> latency;
 
   void record(const char* route, unsigned status, std::chrono::steady_clock::duration took) {
     auto s = std::chrono::duration<double>(took).count();
@@ -211,7 +214,10 @@ private:
     msg->set(http::field::server, "twind");
     for (auto& [name, value] : res.headers)
       msg->set(name, value);
-    if (!res.body.is_null()) {
+    if (!res.text.empty()) {
+      msg->set(http::field::content_type, "application/json");
+      msg->body() = std::move(res.text);
+    } else if (!res.body.is_null()) {
       msg->set(http::field::content_type, "application/json");
       // Invalid UTF-8 that a request smuggled into a message is replaced, not thrown on.
       msg->body() = res.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -439,7 +445,13 @@ caf::error http_server::start() {
   d.node = node_info{d.opts.node_id, "http://" + d.opts.bind + ":" + std::to_string(d.bound_port)};
   d.accept();
   for (int i = 0; i < std::max(1, d.opts.threads); ++i)
-    d.threads.emplace_back([&d] { d.ioc->run(); });
+    d.threads.emplace_back([&d] {
+#ifdef SCHED_BATCH
+      sched_param none{};
+      sched_setscheduler(0, SCHED_BATCH, &none);
+#endif
+      d.ioc->run();
+    });
   return {};
 }
 
@@ -458,10 +470,10 @@ http_metrics http_server::metrics() const {
   http_metrics out;
   std::lock_guard<std::mutex> guard{st.metrics_mtx};
   for (const auto& [key, n] : st.answered)
-    out.requests.push_back({std::string{key.first}, key.second, n});
+    out.requests.push_back({key.first, key.second, n});
   for (const auto& [route, l] : st.latency) {
     out.latency.push_back(l);
-    out.latency.back().route = std::string{route};
+    out.latency.back().route = route;
   }
   return out;
 }

@@ -29,6 +29,7 @@ struct response {
   unsigned status = 200;
   std::vector<std::pair<std::string, std::string>> headers;
   nlohmann::json body;  ///< null: no body. Serialized by the server on its own thread.
+  std::string text;     ///< set: the body, JSON already serialized (`body` is ignored)
   /// Set: the answer is a stream of server-sent events of this subscription (no body).
   std::shared_ptr<runtime::change_feed::subscription> stream;
 };

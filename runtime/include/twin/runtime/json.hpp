@@ -1,5 +1,6 @@
 #pragma once
 
+#include <string>
 #include <string_view>
 
 #include <caf/expected.hpp>
@@ -51,5 +52,10 @@ nlohmann::json to_json(const caf::error& err);
 /// The twin as the API shows it: id, type, kind, parent, children, properties,
 /// desired, delta, metadata, alerts, version, created, updated.
 nlohmann::json to_json(const twin_record& rec);
+/// The same document as `to_json(rec).dump()`, written straight to text without building
+/// the tree first, several times faster (reads of single twins are the API's hottest
+/// path). Doubles may be written in another but equal form; bytes that are not UTF-8
+/// are replaced with U+FFFD.
+std::string to_json_text(const twin_record& rec);
 
 } // namespace twin::runtime
