@@ -8,6 +8,7 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -30,39 +31,51 @@ using namespace twin::runtime;
 /// The answer to one published report: the device's request is done once the broker
 /// has it (QoS 1) or once it is sent (QoS 0). Deletes itself.
 struct delivery final : mqtt::iaction_listener {
-  explicit delivery(version_fn d) : done(std::move(d)) {}
+  delivery(version_fn d, std::atomic<int64_t>& in_flight)
+    : done(std::move(d)), in_flight(in_flight) {}
   void on_success(const mqtt::token&) override {
+    in_flight.fetch_sub(1, std::memory_order_relaxed);
     done(uint64_t{0});
     delete this;
   }
   void on_failure(const mqtt::token& t) override {
+    in_flight.fetch_sub(1, std::memory_order_relaxed);
     done(make_error(runtime_errc::unavailable,
                     "publish failed (code " + std::to_string(t.get_return_code()) + ")"));
     delete this;
   }
   version_fn done;
+  std::atomic<int64_t>& in_flight;
 };
 
-/// The simulated devices' way out: their reports become MQTT messages.
+/// The simulated devices' way out: their reports become MQTT messages. A report made while
+/// `window` reports are still unanswered is dropped (and counted as failed), as a device
+/// drops samples that its link cannot carry: the client's queue stays short instead of
+/// growing for as long as the motors report faster than the link sends.
 class mqtt_out final : public router {
 public:
-  mqtt_out(mqtt::async_client& client, int qos) : client_(client), qos_(qos) {}
+  mqtt_out(mqtt::async_client& client, int qos, int64_t window)
+    : client_(client), qos_(qos), window_(window) {}
 
   void route(const twin_id& id, twin_request req) override {
     auto* t = std::get_if<ingest_request>(&req);
     if (t == nullptr)
       return fail_request(req, make_error(runtime_errc::invalid_argument,
                                           "a device only reports telemetry"));
+    if (in_flight_.load(std::memory_order_relaxed) >= window_)
+      return t->done(make_error(runtime_errc::unavailable, "the link is saturated"));
     auto payload = to_json(t->values);
     if (t->ts_ms > 0)
       payload["ts"] = t->ts_ms;
-    auto d = std::make_unique<delivery>(std::move(t->done));
+    in_flight_.fetch_add(1, std::memory_order_relaxed);
+    auto d = std::make_unique<delivery>(std::move(t->done), in_flight_);
     try {
       auto text = payload.dump();
       client_.publish(ingest::telemetry_topic(id), text.data(), text.size(), qos_, false,
                       nullptr, *d);
       d.release();  // the client answers it, once
     } catch (const std::exception& e) {
+      in_flight_.fetch_sub(1, std::memory_order_relaxed);
       d->done(make_error(runtime_errc::unavailable, e.what()));
     }
   }
@@ -70,6 +83,8 @@ public:
 private:
   mqtt::async_client& client_;
   int qos_;
+  int64_t window_;
+  std::atomic<int64_t> in_flight_{0};
 };
 
 } // namespace
@@ -84,6 +99,7 @@ int main(int argc, char** argv) {
   int qos = 1;
   int duration_s = 0;
   int summary_s = 5;
+  int64_t window = 10000;
   app.add_option("--mqtt-url", url, "The broker")->capture_default_str();
   app.add_option("--client-id", client_id, "MQTT client id")->capture_default_str();
   app.add_option("--ns", l.ns, "Namespace of the plant's twins")->capture_default_str();
@@ -99,6 +115,10 @@ int main(int argc, char** argv) {
     CLI::IsMember({0, 1}));
   app.add_option("--duration", duration_s, "Stop after this many seconds (0: on SIGINT)")
     ->capture_default_str();
+  app.add_option("--window", window,
+                 "Reports unanswered at most; more are dropped and counted as failed")
+    ->capture_default_str()
+    ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
   app.add_option("--summary-interval", summary_s, "Seconds between summaries")
     ->capture_default_str()
     ->check(CLI::Range(1, 3600));
@@ -125,7 +145,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "twinsim: invalid broker URL %s: %s\n", url.c_str(), e.what());
     return 1;
   }
-  mqtt_out out{*client, qos};
+  mqtt_out out{*client, qos, window};
   actors::device_simulator::options so;
   so.period = std::chrono::milliseconds{period_ms};
   so.time_scale = time_scale;
