@@ -226,7 +226,8 @@ public:
     string(k);
     out_ += ':';
   }
-  void integer(int64_t x) {
+  template <class Int>
+  void integer(Int x) {
     char buf[24];
     auto r = std::to_chars(buf, buf + sizeof buf, x);
     out_.append(buf, r.ptr);
@@ -413,7 +414,7 @@ std::string to_json_text(const twin_record& rec) {
   w.raw(",\"updated\":");
   w.integer(rec.updated_ms);
   w.raw(",\"version\":");
-  w.integer(static_cast<int64_t>(rec.version));
+  w.integer(rec.version);
   w.raw("}");
   return out;
 }

@@ -18,12 +18,13 @@ public:
     std::lock_guard<std::mutex> guard{mtx_};
     for (size_t i = 0; i < n; ++i) {
       const auto& b = batches[i];
-      // Same order as the RocksDB store: deletes, then puts; index removes, then adds.
-      for (const auto& id : b.deletes) {
+      // Same order as the RocksDB store: deletes, then puts; index removes, then adds;
+      // history deletes, then samples.
+      for (const auto& id : b.deletes)
         twins_.erase(id);
+      for (const auto& id : b.history_deletes)
         history_.erase(history_.lower_bound({id, {}, INT64_MIN}),
                        history_.upper_bound({twin_id::trusted(id.str() + '\x01'), {}, 0}));
-      }
       for (const auto& [id, bytes] : b.puts)
         twins_[id] = bytes;
       for (const auto& e : b.index_removes)

@@ -106,8 +106,11 @@ caf::expected<query_page> run_query(state_store& store, const type_registry& typ
     }
     if (next == nullptr)
       return page;  // every source is exhausted: no cursor
-    last = *next->front(err);
+    auto id = *next->front(err);
     next->pop();
+    if (id == last)
+      continue;  // in two sources: its type changed between two reads of the indexes
+    last = std::move(id);
     auto bytes = store.get(last);
     if (!bytes)
       return bytes.error();
@@ -156,11 +159,23 @@ caf::expected<history_page> read_history(state_store& store, const type_registry
     return b > ts ? b - q.step_ms : b;  // floor for times before the epoch
   };
   int64_t from = q.from_ms;
+  size_t read = 0;
   while (from <= q.to_ms) {
     auto samples = store.history(q.id, q.property, from, q.to_ms, chunk);
     if (!samples)
       return samples.error();
     for (const auto& [ts, raw] : *samples) {
+      if (++read > history_query::max_read) {
+        // The page ends before the open bucket, which the next page reads whole; a bucket
+        // of more samples than a page reads is split at this sample.
+        if (page.buckets.size() > 1 && page.buckets.back().ts_ms == step_of(ts)) {
+          page.next_from_ms = page.buckets.back().ts_ms;
+          page.buckets.pop_back();
+        } else {
+          page.next_from_ms = ts;
+        }
+        return page;
+      }
       auto v = decode_sample(raw);
       if (!v)
         return v.error();
@@ -173,7 +188,7 @@ caf::expected<history_page> read_history(state_store& store, const type_registry
         continue;
       }
       if (!v->is_number())
-        continue;  // a null sample: the property was cleared
+        continue;  // written while the property had another type
       auto start = step_of(ts);
       auto x = v->as_double();
       if (page.buckets.empty() || page.buckets.back().ts_ms != start) {

@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <mutex>
+#include <string_view>
+#include <unordered_map>
 
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
@@ -49,31 +51,6 @@ int64_t history_time(rocksdb::Slice key) {
     u = (u << 8) | static_cast<unsigned char>(key[i]);
   return static_cast<int64_t>(u ^ (uint64_t{1} << 63));
 }
-
-/// The series of a history key: "<id>\0<property>\0". Samples of one series come in time
-/// order, so the memtable inserts each after the series' previous one (an insert hint per
-/// series) instead of searching its skip list from the top.
-class history_series final : public rocksdb::SliceTransform {
-public:
-  const char* Name() const override { return "twin.history_series"; }
-
-  rocksdb::Slice Transform(const rocksdb::Slice& key) const override {
-    return rocksdb::Slice{key.data(), series_length(key)};
-  }
-
-  bool InDomain(const rocksdb::Slice& key) const override { return series_length(key) > 0; }
-
-private:
-  /// The length of the key's series prefix, 0 if it has none.
-  static size_t series_length(const rocksdb::Slice& key) {
-    const char* end = key.data() + key.size();
-    const char* first = std::find(key.data(), end, '\0');
-    if (first == end)
-      return 0;
-    const char* second = std::find(first + 1, end, '\0');
-    return second == end ? 0 : static_cast<size_t>(second + 1 - key.data());
-  }
-};
 
 /// Drops history samples older than the retention when their files are compacted.
 class retention_filter final : public rocksdb::CompactionFilter {
@@ -169,17 +146,32 @@ public:
         batch_.Delete(index(e.index), index_key(e.key, e.id));
       for (const auto& e : b.index_adds)
         batch_.Put(index(e.index), index_key(e.key, e.id), rocksdb::Slice{});
-      for (const auto& id : b.deletes) {
+      for (const auto& id : b.history_deletes) {
         auto from = history_prefix(id);
         auto to = from;
         to.back() = '\1';
         batch_.DeleteRange(history_cf(), from, to);
       }
-      for (const auto& h : b.history)
-        batch_.Put(history_cf(), history_key(h.id, h.property, h.ts_ms), h.bytes);
       for (const auto& [k, v] : b.meta_puts)
         batch_.Put(handles_[0], k, v);
     }
+    // History samples go in after every deletion of the write, in key order; a sample
+    // that a later batch's deletion covers is left out.
+    std::unordered_map<std::string_view, size_t> last_delete;  // id -> its last batch
+    for (size_t i = 0; i < n; ++i)
+      for (const auto& id : batches[i].history_deletes)
+        last_delete[id.str()] = i;
+    for (size_t i = 0; i < n; ++i)
+      for (const auto& h : batches[i].history) {
+        auto d = last_delete.find(h.id.str());
+        if (d == last_delete.end() || d->second <= i)
+          history_ops_.emplace_back(history_key(h.id, h.property, h.ts_ms), &h.bytes);
+      }
+    std::stable_sort(history_ops_.begin(), history_ops_.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [key, bytes] : history_ops_)
+      batch_.Put(history_cf(), key, *bytes);
+    history_ops_.clear();
     auto st = db_->Write(write_opts_, &batch_);
     if (batch_.GetDataSize() > max_kept_batch_bytes)
       batch_ = rocksdb::WriteBatch{};  // after a burst: give the memory back
@@ -235,7 +227,12 @@ public:
                                                      int64_t from, int64_t to,
                                                      size_t limit) override {
     auto prefix = history_prefix(id, &property);
-    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(rocksdb::ReadOptions{}, history_cf())};
+    auto end = prefix;
+    end.back() = '\1';  // the first key after the series
+    rocksdb::Slice upper{end};
+    rocksdb::ReadOptions ro;
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> it{db_->NewIterator(ro, history_cf())};
     std::vector<history_sample> out;
     for (it->Seek(history_key(id, property, from)); it->Valid() && out.size() < limit;
          it->Next()) {
@@ -302,6 +299,7 @@ private:
   rocksdb::WriteOptions write_opts_;
   std::mutex write_mtx_;  ///< guards the two below, which every write reuses
   std::vector<twin_op> ops_;
+  std::vector<std::pair<std::string, const std::string*>> history_ops_;
   rocksdb::WriteBatch batch_;
 };
 
@@ -351,7 +349,9 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
   rocksdb::ColumnFamilyOptions history_opts{index_opts};
   history_opts.compaction_filter_factory =
     std::make_shared<retention_filter_factory>(o.history_retention);
-  history_opts.memtable_insert_with_hint_prefix_extractor = std::make_shared<history_series>();
+  // The retention filter runs when files are compacted: compact each at least this often.
+  history_opts.periodic_compaction_seconds = static_cast<uint64_t>(
+    std::chrono::duration_cast<std::chrono::seconds>(o.history_retention).count());
 
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs{
     {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions{db_opts}},

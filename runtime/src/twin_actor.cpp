@@ -44,6 +44,13 @@ struct twin_cold {
   }
 };
 
+/// The last sample written of each property whose history the twin's type keeps, by
+/// position in `history_properties()`.
+struct history_marks {
+  const twin_type* type = nullptr;
+  std::vector<std::pair<int64_t, value>> written;
+};
+
 struct twin_state {
   host_impl* host = nullptr;
   caf::error load_error;  ///< set if the record could not be loaded
@@ -60,6 +67,7 @@ struct twin_state {
   live_record rec;
   host_counts pending_counts;
   std::unique_ptr<twin_cold> cold_;
+  std::unique_ptr<history_marks> history;  ///< set once a twin whose type keeps any commits
 
   twin_cold& cold() {
     if (!cold_)
@@ -333,16 +341,27 @@ std::shared_ptr<change_event> change_of(const twin_state& st) {
   return ev;
 }
 
-/// Adds the current sample of each property whose history is kept. A sample is keyed by
-/// its time, so writing one again (the property did not change) overwrites it with itself.
-void add_history(const live_record& rec, store_batch& batch) {
-  if (rec.type() == nullptr)
+/// Adds a sample of each property whose history is kept and which changed (its value or
+/// its time) since the last sample written. The first commit after an activation writes
+/// every one: a sample is keyed by its time, so one written again overwrites itself.
+void add_history(twin_state& st, store_batch& batch) {
+  const auto* type = st.rec.type();
+  if (type == nullptr || type->history_properties().empty())
     return;
-  const auto& specs = rec.type()->properties();
-  for (int i : rec.type()->history_properties()) {
-    const auto& name = specs[static_cast<size_t>(i)].name;
-    if (const auto* p = rec.find(name))
-      batch.history.push_back(history_entry{rec.id, name, p->updated_ms, encode_sample(p->v)});
+  const auto& positions = type->history_properties();
+  if (!st.history || st.history->type != type) {
+    st.history = std::make_unique<history_marks>();
+    st.history->type = type;
+    st.history->written.assign(positions.size(), {INT64_MIN, value{}});
+  }
+  auto& written = st.history->written;
+  for (size_t k = 0; k < positions.size(); ++k) {
+    const auto& name = type->properties()[static_cast<size_t>(positions[k])].name;
+    const auto* p = st.rec.find(name);
+    if (p == nullptr || (p->updated_ms == written[k].first && p->v == written[k].second))
+      continue;
+    written[k] = {p->updated_ms, p->v};
+    batch.history.push_back(history_entry{st.rec.id, name, p->updated_ms, encode_sample(p->v)});
   }
 }
 
@@ -377,7 +396,7 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
     batch.deletes.push_back(st.rec.id);
   } else {
     batch.puts.emplace_back(st.rec.id, rec.encode());
-    add_history(rec, batch);
+    add_history(st, batch);
   }
   st.delete_pending = false;
   auto counts = st.pending_counts;
@@ -411,6 +430,10 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
         notify_write_failed(host, id);
       else if (w || answer)
         host->stats.updates.fetch_add(1, std::memory_order_relaxed);
+      if (event && !err) {  // before the answer: whoever got it finds the event published
+        event->ts_ms = now_ms();
+        host->feed->publish(std::move(event));
+      }
       if (w)
         w(err);
       if (answer)
@@ -421,10 +444,6 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
         host->rt->route(target, std::move(note));
       if (desired_delta)
         host->gateway->publish_desired(id, *desired_delta);
-      if (event) {
-        event->ts_ms = now_ms();
-        host->feed->publish(std::move(event));
-      }
     });
 }
 
@@ -872,6 +891,8 @@ void on_remove(twin_actor* self, remove_request& req) {
   for (const auto& a : rec.alerts())
     count_alert(st.pending_counts, a.level, -1);
   st.pending_counts.twins -= 1;
+  if (!rec.type()->history_properties().empty())
+    st.cold().pending.history_deletes.push_back(st.rec.id);
   st.delete_pending = true;
   st.notify_parent = false;
   st.publish_desired = false;
@@ -907,7 +928,8 @@ void on_command(twin_actor* self, command_request& req) {
     }
     answer = std::move(*r);
   }
-  // Sent commands go to the change feed too: the record of what devices were told.
+  // Sent commands go to the change feed too, the record of what devices were told: from
+  // the writer, behind the events of the twin's earlier changes.
   auto* gateway = st.host->gateway;
   auto* feed = st.host->feed;
   auto send = [gateway, feed, id = st.rec.id, type = type.name(), name = req.name,
@@ -926,8 +948,12 @@ void on_command(twin_actor* self, command_request& req) {
     feed->publish(ev);
   };
   if (!changed) {
-    send();
-    return req.done(std::move(answer));
+    st.host->writer.submit(st.rec.id, store_batch{}, host_counts{},
+                           [send, answer, done = std::move(req.done)](caf::error) {
+                             send();
+                             done(answer);
+                           });
+    return;
   }
   // The command's effect on the twin is durable before the device hears of it.
   after_reported_change(self);

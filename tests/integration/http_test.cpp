@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "gauge_model.hpp"
+#include "gauge_node_test.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
@@ -24,28 +24,11 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-class http_test : public ::testing::Test {
+class http_test : public gauge_node_test {
 protected:
-  void SetUp() override {
-    port_ = free_port();
+  std::vector<std::string> extra_args() override {
     metrics_port_ = free_port();
-    node_ = start_gauge_node(dir_, port_, {"--metrics-port", std::to_string(metrics_port_),
-                                           "--http-max-body", "4096"});
-    ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
-    client_ = std::make_unique<http_client>(port_);
-  }
-
-  void TearDown() override {
-    client_.reset();
-    if (node_) {
-      node_->signal(SIGTERM);
-      EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
-    }
-  }
-
-  http_reply put(const std::string& id, const json& body,
-                 std::map<std::string, std::string> headers = json_type) {
-    return client_->call("PUT", "/v1/twins/" + id, body.dump(), headers);
+    return {"--metrics-port", std::to_string(metrics_port_), "--http-max-body", "4096"};
   }
 
   json get_json(const std::string& id) {
@@ -63,11 +46,7 @@ protected:
     return doc["error"]["code"].get<std::string>();
   }
 
-  temp_dir dir_;
-  int port_ = 0;
   int metrics_port_ = 0;
-  std::unique_ptr<process> node_;
-  std::unique_ptr<http_client> client_;
 };
 
 TEST_F(http_test, health_answers_get_only) {

@@ -248,7 +248,7 @@ TEST_F(query_test, the_feed_streams_durable_changes_in_version_order_and_lags_wi
   EXPECT_EQ(commands, 1);
   EXPECT_EQ(deletes, 1);
   auto motor_events = only_motors->take();
-  EXPECT_EQ(motor_events.size(), 13u);
+  ASSERT_EQ(motor_events.size(), 13u);
   for (const auto& ev : motor_events)
     EXPECT_EQ(ev->type, "motor");
   EXPECT_EQ(motor_events[5]->properties.at("temperature"), value{24.0});
@@ -260,8 +260,7 @@ TEST_F(query_test, the_feed_streams_durable_changes_in_version_order_and_lags_wi
   sub.reset();
   only_motors.reset();
   tiny.reset();
-  ASSERT_TRUE(put(*host_, "p:x", "robot"));
-  EXPECT_EQ(feed_.subscribers(), 0u);
+  ASSERT_TRUE(put(*host_, "p:x", "robot"));  // its event, published before the answer
   EXPECT_FALSE(feed_.active());
 }
 

@@ -189,10 +189,21 @@ TEST_P(state_store_conformance, history_reads_a_time_range_and_goes_with_its_twi
   // Deleting the twin deletes its history, not that of a twin whose id starts alike.
   store_batch del;
   del.deletes.push_back(id("a:1"));
+  del.history_deletes.push_back(id("a:1"));
   ASSERT_FALSE(store_->write(del));
   EXPECT_TRUE(store_->history(id("a:1"), "t", INT64_MIN, INT64_MAX, 100)->empty());
   EXPECT_TRUE(store_->history(id("a:1"), "u", INT64_MIN, INT64_MAX, 100)->empty());
   EXPECT_EQ(store_->history(id("a:10"), "t", INT64_MIN, INT64_MAX, 100)->size(), 1u);
+  // In one write: a sample, then the deletion of its twin's history in a later batch (it
+  // goes), then a sample of the twin created again (it stays).
+  std::vector<store_batch> bs(3);
+  bs[0].history.push_back({id("a:2"), "t", 1, "old"});
+  bs[1].history_deletes.push_back(id("a:2"));
+  bs[2].history.push_back({id("a:2"), "t", 2, "new"});
+  ASSERT_FALSE(store_->write_all(bs.data(), bs.size()));
+  auto left = store_->history(id("a:2"), "t", INT64_MIN, INT64_MAX, 100);
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].second, "new");
 }
 
 INSTANTIATE_TEST_SUITE_P(

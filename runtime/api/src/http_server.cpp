@@ -352,12 +352,25 @@ struct http_server::impl {
   impl(backend be_, http_options opts_)
     : be(std::move(be_)),
       opts(std::move(opts_)),
-      ctx{be, node, [this](std::function<void()> fn) { asio::post(blocking, std::move(fn)); },
+      ctx{be, node, [this](std::function<void()> fn) { return run_blocking(std::move(fn)); },
           opts.event_buffer},
       ioc(std::make_shared<asio::io_context>()),
       work(ioc->get_executor()),
       acceptor(*ioc),
       retry(*ioc) {}
+
+  /// Queues work on the blocking pool, at most `max_blocking` jobs at once.
+  bool run_blocking(std::function<void()> fn) {
+    if (blocking_queued.fetch_add(1) >= max_blocking) {
+      blocking_queued.fetch_sub(1);
+      return false;
+    }
+    asio::post(blocking, [this, fn = std::move(fn)] {
+      fn();
+      blocking_queued.fetch_sub(1);
+    });
+    return true;
+  }
 
   void accept() {
     acceptor.async_accept(asio::make_strand(*ioc), [this](beast::error_code ec, tcp::socket s) {
@@ -396,8 +409,10 @@ struct http_server::impl {
   http_options opts;
   node_info node;
   route_context ctx;
-  /// Where queries run: they block on the store.
+  /// Where queries and history reads run: they block on the store.
   asio::thread_pool blocking{2};
+  static constexpr int max_blocking = 64;
+  std::atomic<int> blocking_queued{0};
   std::shared_ptr<asio::io_context> ioc;  ///< shared with the connections
   asio::executor_work_guard<asio::io_context::executor_type> work;
   tcp::acceptor acceptor;

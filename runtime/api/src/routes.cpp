@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -215,13 +216,10 @@ caf::expected<int64_t> int_param(const std::string& key, const std::string& text
     return bad(key + " must be an integer from " + std::to_string(lo) + " to "
                + std::to_string(hi));
   };
-  if (text.empty() || text.size() > 19)
-    return fail();
-  size_t i = text[0] == '-' ? 1 : 0;
-  if (i == text.size() || text.find_first_not_of("0123456789", i) != std::string::npos)
-    return fail();
-  auto n = std::stoll(text);
-  if (n < lo || n > hi)
+  int64_t n = 0;
+  auto end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, n);
+  if (ec != std::errc{} || ptr != end || n < lo || n > hi)
     return fail();
   return n;
 }
@@ -444,6 +442,22 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
   b->done(doc.size(), {});  // every item is routed: the routing's own count
 }
 
+/// Answers with what `work` returns, run off the I/O threads: 500 if it throws, 503 at
+/// once if too much such work is queued already.
+void answer_blocking(const route_context& ctx, respond_fn respond,
+                     std::function<response()> work) {
+  auto task = [respond, work = std::move(work)] {
+    try {
+      respond(work());
+    } catch (const std::exception& e) {  // a defect: answered, and the node goes on
+      respond(error_response(500, "internal", e.what()));
+    }
+  };
+  if (!ctx.run_blocking(std::move(task)))
+    respond(error_response(503, "busy",
+                           "too many queries and history reads are under way; retry later"));
+}
+
 /// GET /v1/twins: a page of the twins that match, with the cursor of the next page.
 void query_twins(const route_context& ctx, const request& req, respond_fn respond) {
   if (!ctx.be.query)
@@ -484,15 +498,15 @@ void query_twins(const route_context& ctx, const request& req, respond_fn respon
       q.after = std::move(*after);
     }
   }
-  ctx.run_blocking([&be = ctx.be, q = std::move(q), respond = std::move(respond)] {
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
     auto page = be.query(q);
     if (!page)
-      return respond(error_of(page.error()));
+      return error_of(page.error());
     auto items = json::array();
     for (const auto& rec : page->items)
       items.push_back(to_json(rec));
     json cursor = page->cursor.empty() ? json{} : json(page->cursor);
-    respond(json_response(200, {{"items", std::move(items)}, {"cursor", std::move(cursor)}}));
+    return json_response(200, {{"items", std::move(items)}, {"cursor", std::move(cursor)}});
   });
 }
 
@@ -527,10 +541,10 @@ void get_history(const route_context& ctx, const twin_id& id, const request& req
     return respond(error_of(bad("property is required: whose history to read")));
   if (q.from_ms > q.to_ms)
     return respond(error_of(bad("from is later than to")));
-  ctx.run_blocking([&be = ctx.be, q = std::move(q), respond = std::move(respond)] {
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
     auto page = be.history(q);
     if (!page)
-      return respond(error_of(page.error()));
+      return error_of(page.error());
     json doc{{"twin", q.id.str()}, {"property", q.property}};
     if (q.step_ms > 0) {
       auto buckets = json::array();
@@ -546,7 +560,7 @@ void get_history(const route_context& ctx, const twin_id& id, const request& req
       doc["points"] = std::move(points);
     }
     doc["next_from"] = page->next_from_ms ? json(*page->next_from_ms) : json{};
-    respond(json_response(200, std::move(doc)));
+    return json_response(200, std::move(doc));
   });
 }
 

@@ -50,7 +50,8 @@ struct node_info {
 struct route_context {
   const backend& be;
   const node_info& node;
-  std::function<void(std::function<void()>)> run_blocking;
+  /// Queues the work; false (and it is dropped) if too much is queued already.
+  std::function<bool(std::function<void()>)> run_blocking;
   size_t event_buffer = 4096;  ///< see `http_options::event_buffer`
 };
 

@@ -75,16 +75,15 @@ public:
     std::function<void()> ready_;
   };
 
-  /// A new subscriber; it gets events published after this call, until it is destroyed.
+  /// A new subscriber; it gets the events published after this call, until it is
+  /// destroyed (a change committed just before may be durable after it and still missed).
   std::shared_ptr<subscription> subscribe(event_filter filter, size_t capacity = 4096);
 
-  /// Whether anyone may listen: publishers skip building events when no one does.
+  /// Whether anyone may listen: publishers skip building events when no one does. Dropped
+  /// subscribers are forgotten at the next publish.
   bool active() const { return subscribers_.load(std::memory_order_relaxed) > 0; }
 
   void publish(const event_ptr& ev);
-
-  /// Subscribers alive (dropped ones are forgotten at the next publish).
-  size_t subscribers() const { return subscribers_.load(std::memory_order_relaxed); }
 
 private:
   std::mutex mtx_;

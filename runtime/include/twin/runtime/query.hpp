@@ -59,6 +59,9 @@ struct history_query {
   size_t limit = 1000;  ///< samples or buckets per page, 1 to `max_limit`
 
   static constexpr size_t max_limit = 10000;
+  /// Samples read per page at most: a page of few wide buckets may end early (with
+  /// `next_from_ms`), rather than read a long series in one request.
+  static constexpr size_t max_read = 200000;
 };
 
 struct history_point {

@@ -33,18 +33,19 @@ struct history_entry {
 };
 
 /// One atomic write: twin records (already encoded), deletions, index changes, history
-/// samples and metadata. Applied all or nothing. Deleting a twin deletes its history.
+/// samples and their deletion, and metadata. Applied all or nothing.
 struct store_batch {
   std::vector<std::pair<twin_id, std::string>> puts;
   std::vector<twin_id> deletes;
   std::vector<index_entry> index_adds;
   std::vector<index_entry> index_removes;
   std::vector<history_entry> history;
+  std::vector<twin_id> history_deletes;  ///< twins whose every sample goes
   std::vector<std::pair<std::string, std::string>> meta_puts;
 
   bool empty() const {
     return puts.empty() && deletes.empty() && index_adds.empty() && index_removes.empty()
-           && history.empty() && meta_puts.empty();
+           && history.empty() && history_deletes.empty() && meta_puts.empty();
   }
 };
 
@@ -67,7 +68,8 @@ public:
 
   /// Applies `n` batches atomically, one after the other in order: an operation of a
   /// later batch wins over one of an earlier batch on the same key. Within one batch,
-  /// deletes come before puts and index removes before index adds.
+  /// deletes come before puts, index removes before index adds and history deletes
+  /// before history samples.
   virtual caf::error write_all(const store_batch* batches, size_t n) = 0;
 
   /// Returns the encoded record of `id`, std::nullopt if there is none.
