@@ -224,6 +224,35 @@ INSTANTIATE_TEST_SUITE_P(
 
 // -- RocksDB specifics ------------------------------------------------------------
 
+TEST(rocksdb_store, compactions_drop_history_older_than_the_retention) {
+  temp_dir dir;
+  rocksdb_options o;
+  o.path = dir.sub("db");
+  o.history_retention = std::chrono::hours{1};
+  auto s = open_rocksdb_store(o);
+  ASSERT_TRUE(s) << error_message(s.error());
+  auto& store = **s;
+  auto now = now_ms();
+  auto two_hours_ago = now - 2 * 3600 * 1000;
+  // Four files of samples, half of them past the retention: four files on the first level
+  // start a compaction.
+  for (int f = 0; f < 4; ++f) {
+    store_batch b;
+    for (int i = 0; i < 50; ++i) {
+      b.history.push_back({id("a:1"), "t", two_hours_ago + f * 100 + i, "old"});
+      b.history.push_back({id("a:1"), "t", now + f * 100 + i, "new"});
+    }
+    ASSERT_FALSE(store.write(b));
+    ASSERT_FALSE(store.flush());
+  }
+  EXPECT_TRUE(eventually(
+    [&] {
+      auto h = store.history(id("a:1"), "t", INT64_MIN, INT64_MAX, 1000);
+      return h && h->size() == 200u && h->front().first >= now;
+    },
+    std::chrono::seconds{20}));
+}
+
 TEST(rocksdb_store, data_survives_reopen) {
   temp_dir dir;
   rocksdb_options o;
