@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <set>
 #include <string>
@@ -233,6 +234,21 @@ std::string error_text(const reply& r) {
   return r.text.empty() ? "HTTP " + std::to_string(r.status) : r.text;
 }
 
+/// A time in ms since the epoch as UTC, e.g. 2026-11-23T06:16:14.123Z; other JSON as is.
+std::string time_of(const json& ms) {
+  if (!ms.is_number_integer())
+    return text_of(ms);
+  auto t = ms.get<int64_t>();
+  std::time_t secs = static_cast<std::time_t>(t / 1000);
+  std::tm utc{};
+  if (t < 0 || gmtime_r(&secs, &utc) == nullptr)
+    return text_of(ms);
+  char buf[40];
+  auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(t % 1000));
+  return buf;
+}
+
 /// Prints one server-sent event: a line of text, or with `as_json` its data as one line
 /// of JSON with the event's name in "event".
 void print_event(const std::string& name, const std::string& data, bool as_json) {
@@ -244,7 +260,7 @@ void print_event(const std::string& name, const std::string& data, bool as_json)
     std::cout << doc.dump() << std::endl;
     return;
   }
-  std::string line = text_of(doc.value("ts", json{})) + "  " + name + "  "
+  std::string line = time_of(doc.value("ts", json{})) + "  " + name + "  "
                      + text_of(doc.value("id", json{}));
   if (name == "command")
     line += "  " + text_of(doc.value("command", json{})) + " " + doc.value("args", json{}).dump();
@@ -632,15 +648,15 @@ int main(int argc, char** argv) {
     } else if (history->parsed()) {
       std::vector<std::vector<std::string>> rows;
       if (r.body.contains("buckets")) {
-        rows.push_back({"TS", "MIN", "MAX", "AVG", "COUNT"});
+        rows.push_back({"TIME", "MIN", "MAX", "AVG", "COUNT"});
         for (const auto& b : r.body["buckets"])
-          rows.push_back({text_of(b.value("ts", json{})), text_of(b.value("min", json{})),
+          rows.push_back({time_of(b.value("ts", json{})), text_of(b.value("min", json{})),
                           text_of(b.value("max", json{})), text_of(b.value("avg", json{})),
                           text_of(b.value("count", json{}))});
       } else {
-        rows.push_back({"TS", "VALUE"});
+        rows.push_back({"TIME", "VALUE"});
         for (const auto& x : r.body.value("points", json::array()))
-          rows.push_back({text_of(x.value("ts", json{})), text_of(x.value("value", json{}))});
+          rows.push_back({time_of(x.value("ts", json{})), text_of(x.value("value", json{}))});
       }
       print_table(rows);
       if (r.body.contains("next_from") && !r.body["next_from"].is_null())

@@ -165,7 +165,8 @@ TEST_F(twinctl_test, queries_reads_history_and_follows_events) {
   auto history = twinctl({"history", "t:g2", "--property", "level"});
   ASSERT_EQ(history.code, 0) << history.err;
   EXPECT_EQ(history.out,
-            "TS             VALUE\n1700000000000  20\n1700000001000  21\n1700000002000  22\n");
+            "TIME                      VALUE\n2023-11-14T22:13:20.000Z  20\n"
+            "2023-11-14T22:13:21.000Z  21\n2023-11-14T22:13:22.000Z  22\n");
   auto steps = json::parse(
     twinctl({"--json", "history", "t:g2", "--property", "level", "--step", "60000"}).out);
   ASSERT_EQ(steps["buckets"].size(), 1u);
