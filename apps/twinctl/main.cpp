@@ -428,7 +428,7 @@ std::string query_string(const std::vector<std::pair<std::string, std::string>>&
 int exit_code_of(const std::string& error_code) {
   if (error_code == "not_found")
     return not_found;
-  if (error_code == "version_conflict")
+  if (error_code == "version_conflict" || error_code == "conflict")
     return conflict;
   if (error_code == "store_failure" || error_code == "shutting_down" || error_code == "timeout"
       || error_code == "unavailable" || error_code == "internal")

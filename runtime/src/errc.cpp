@@ -25,6 +25,7 @@ std::string to_string(runtime_errc x) {
     case runtime_errc::shutting_down: return "shutting_down";
     case runtime_errc::timeout: return "timeout";
     case runtime_errc::unavailable: return "unavailable";
+    case runtime_errc::conflict: return "conflict";
   }
   return "unknown";
 }

@@ -755,7 +755,7 @@ void on_put(twin_actor* self, put_request& req) {
   if (auto err = check_version(st, req.if_version))
     return reject(std::move(err));
   if (st.exists && st.rec.type()->name() != req.type)
-    return reject(make_error(runtime_errc::invalid_argument,
+    return reject(make_error(runtime_errc::conflict,
                              "twin " + st.rec.id.str() + " has type '" + st.rec.type()->name()
                                + "'; delete it to create it with type '" + req.type + "'"));
   if (auto err = type->check_reported(req.properties))
@@ -1001,7 +1001,7 @@ void on_attach(twin_actor* self, attach_request& req) {
   if (req.kind < st.rec.kind || up.empty() || known)
     return finish_attach(self, req);
   if (up == req.state.id)
-    return req.done(make_error(runtime_errc::invalid_parent,
+    return req.done(make_error(runtime_errc::conflict,
                                req.state.id.str() + " is (or is becoming) the parent of "
                                  + st.rec.id.str() + ": the link would make a cycle"));
   // Same kind: the child must not be one of this twin's ancestors.
@@ -1027,7 +1027,7 @@ void on_checked(twin_actor* self, uint64_t token, bool cycle) {
   auto req = std::move(i->second);
   st.cold_->checking.erase(i);
   if (cycle)
-    return req.done(make_error(runtime_errc::invalid_parent,
+    return req.done(make_error(runtime_errc::conflict,
                                req.state.id.str() + " is an ancestor of " + st.rec.id.str()
                                  + " (or the chain could not be checked): the link would make "
                                    "a cycle"));

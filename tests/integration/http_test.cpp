@@ -139,6 +139,8 @@ TEST_F(http_test, conditional_requests_fail_on_a_stale_version_and_change_nothin
 
 TEST_F(http_test, bad_requests_get_their_status_in_the_error_shape_and_change_nothing) {
   ASSERT_EQ(put("t:g4", {{"type", "gauge"}, {"properties", {{"level", 10.0}}}}).status, 201u);
+  ASSERT_EQ(put("t:c1", {{"type", "gauge"}}).status, 201u);
+  ASSERT_EQ(put("t:c2", {{"type", "gauge"}, {"parent", "t:c1"}}).status, 201u);
   struct bad_case {
     std::string method;
     std::string target;
@@ -175,6 +177,8 @@ TEST_F(http_test, bad_requests_get_their_status_in_the_error_shape_and_change_no
     {"PATCH", "/v1/twins/t:nobody", "{}", json_type, 404, "not_found"},
     {"GET", "/v2/things", "", {}, 404, "not_found"},
     {"POST", "/v1/twins/t:g4", "{}", json_type, 405, "method_not_allowed"},
+    {"PUT", "/v1/twins/t:c1", R"({"type":"gauge","parent":"t:c2"})", json_type, 409,
+     "conflict"},
   };
   for (const auto& c : cases) {
     auto r = client_->call(c.method, c.target, c.body, c.headers);
@@ -188,6 +192,7 @@ TEST_F(http_test, bad_requests_get_their_status_in_the_error_shape_and_change_no
   auto twin = get_json("t:g4");
   EXPECT_EQ(twin["version"], 1);
   EXPECT_EQ(twin["properties"]["level"], 10.0);
+  EXPECT_TRUE(get_json("t:c1")["parent"].is_null());
   EXPECT_EQ(client_->call("GET", "/v1/twins/t%3Ag4").status, 200u);  // an escaped ':'
 }
 

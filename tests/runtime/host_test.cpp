@@ -153,7 +153,7 @@ TEST_F(host_test, bad_input_is_rejected_and_changes_nothing) {
   EXPECT_EQ(code(ingest(h(), "f:m1", {{"health", value{"ok"}}})), runtime_errc::read_only);
   EXPECT_EQ(code(patch(h(), "f:m1", {}, {{"temperature", value{3}}})), runtime_errc::read_only);
   EXPECT_EQ(code(put(h(), "f:m1", "gadget")), runtime_errc::unknown_type);
-  EXPECT_EQ(code(put(h(), "f:m1", "robot")), runtime_errc::invalid_argument);
+  EXPECT_EQ(code(put(h(), "f:m1", "robot")), runtime_errc::conflict);
   EXPECT_EQ(code(ingest(h(), "f:nobody", {{"temperature", value{1.0}}})),
             runtime_errc::not_found);
   auto after = get(h(), "f:m1");
@@ -229,12 +229,12 @@ TEST_F(host_test, links_that_would_make_a_cycle_are_refused) {
   ASSERT_TRUE(put(h(), "f:c", "motor", "f:b"));
   auto loop = put(h(), "f:a", "motor", "f:c");  // a -> c -> b -> a
   ASSERT_FALSE(loop);
-  EXPECT_EQ(error_code(loop.error()), runtime_errc::invalid_parent);
+  EXPECT_EQ(error_code(loop.error()), runtime_errc::conflict);
   EXPECT_NE(error_message(loop.error()).find("cycle"), std::string::npos);
   EXPECT_TRUE(get(h(), "f:a")->parent.empty());
   auto direct = put(h(), "f:a", "motor", "f:b");  // a -> b -> a
   ASSERT_FALSE(direct);
-  EXPECT_EQ(error_code(direct.error()), runtime_errc::invalid_parent);
+  EXPECT_EQ(error_code(direct.error()), runtime_errc::conflict);
   // A sibling branch is fine.
   ASSERT_TRUE(put(h(), "f:d", "motor", "f:a"));
   EXPECT_TRUE(put(h(), "f:e", "motor", "f:d"));

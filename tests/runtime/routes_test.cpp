@@ -146,6 +146,26 @@ TEST(routes, bad_parameters_of_reads_get_400_before_anything_runs) {
   EXPECT_EQ(rt.routed, 0);
 }
 
+TEST(routes, reads_beyond_the_queue_get_429_with_a_retry_time) {
+  refusing_router rt{caf::error{}};
+  api::backend be;
+  be.rt = &rt;
+  be.ready = [] { return true; };
+  be.query = [](const twin_query&) -> caf::expected<query_page> { return query_page{}; };
+  api::node_info node{"n1", "http://127.0.0.1:8080"};
+  api::route_context full{be, node, [](std::function<void()>) { return false; }};
+  std::optional<api::response> out;
+  api::request req;
+  req.method = "GET";
+  req.target = "/v1/twins?type=gauge";
+  api::handle(full, std::move(req), [&](api::response r) { out = std::move(r); });
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->status, 429u);
+  EXPECT_EQ(code_of(*out), "too_many_requests");
+  ASSERT_EQ(out->headers.size(), 1u);
+  EXPECT_EQ(out->headers[0], (std::pair<std::string, std::string>{"Retry-After", "1"}));
+}
+
 TEST(routes, a_command_is_checked_before_it_reaches_the_twin) {
   refusing_router rt{caf::error{}};
   for (auto target : {"/v1/twins/t:a/commands/bad%20name", "/v1/twins/t:a/commands/a/b",

@@ -37,6 +37,8 @@ unsigned status_of(runtime_errc code) {
       return 404;
     case runtime_errc::version_conflict:  // only conditional requests meet one
       return 412;
+    case runtime_errc::conflict:
+      return 409;
     case runtime_errc::unknown_type:
     case runtime_errc::unknown_property:
     case runtime_errc::type_mismatch:
@@ -442,7 +444,7 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
   b->done(doc.size(), {});  // every item is routed: the routing's own count
 }
 
-/// Answers with what `work` returns, run off the I/O threads: 500 if it throws, 503 at
+/// Answers with what `work` returns, run off the I/O threads: 500 if it throws, 429 at
 /// once if too much such work is queued already.
 void answer_blocking(const route_context& ctx, respond_fn respond,
                      std::function<response()> work) {
@@ -453,9 +455,12 @@ void answer_blocking(const route_context& ctx, respond_fn respond,
       respond(error_response(500, "internal", e.what()));
     }
   };
-  if (!ctx.run_blocking(std::move(task)))
-    respond(error_response(503, "busy",
-                           "too many queries and history reads are under way; retry later"));
+  if (!ctx.run_blocking(std::move(task))) {
+    auto res = error_response(429, "too_many_requests",
+                              "too many queries and history reads are under way; retry later");
+    res.headers.emplace_back("Retry-After", "1");
+    respond(std::move(res));
+  }
 }
 
 /// GET /v1/twins: a page of the twins that match, with the cursor of the next page.

@@ -29,6 +29,7 @@ enum class runtime_errc : uint8_t {
   shutting_down,     ///< the runtime is stopping and takes no new work
   timeout,           ///< no answer in time
   unavailable,       ///< a service the node needs (e.g. the MQTT broker) cannot be reached
+  conflict,          ///< the request conflicts with the current state (a cycle, another type)
 };
 
 /// Returns the enum name, e.g. "not_found".
