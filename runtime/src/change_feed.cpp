@@ -12,12 +12,12 @@ const char* to_string(change_event::kind_t x) {
   }
 }
 
-bool event_filter::matches(const change_event& ev) const {
-  const auto& id = ev.id.str();
+bool event_filter::matches(const twin_id& twin, std::string_view twin_type) const {
+  const auto& id = twin.str();
   if (!ns.empty() && (id.size() <= ns.size() || id.compare(0, ns.size(), ns) != 0
                       || id[ns.size()] != ':'))
     return false;
-  if (!type.empty() && ev.type != type)
+  if (!type.empty() && twin_type != type)
     return false;
   return prefix.empty() || id.compare(0, prefix.size(), prefix) == 0;
 }
@@ -43,7 +43,7 @@ void change_feed::subscription::on_ready(std::function<void()> fn) {
 }
 
 std::function<void()> change_feed::subscription::offer(const event_ptr& ev) {
-  if (!filter_.matches(*ev))
+  if (!filter_.matches(ev->id, ev->type))
     return nullptr;
   std::lock_guard<std::mutex> guard{mtx_};
   if (lagged_)
@@ -65,6 +65,22 @@ std::shared_ptr<change_feed::subscription> change_feed::subscribe(event_filter f
   subs_.push_back(sub);
   subscribers_.store(subs_.size(), std::memory_order_relaxed);
   return sub;
+}
+
+bool change_feed::wants(const twin_id& id, std::string_view type) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  bool wanted = false;
+  for (auto it = subs_.begin(); it != subs_.end();) {
+    auto sub = it->lock();
+    if (!sub) {
+      it = subs_.erase(it);
+      continue;
+    }
+    wanted = wanted || sub->filter_.matches(id, type);
+    ++it;
+  }
+  subscribers_.store(subs_.size(), std::memory_order_relaxed);
+  return wanted;
 }
 
 void change_feed::publish(const event_ptr& ev) {

@@ -323,13 +323,14 @@ void notify_write_failed(host_impl* host, const twin_id& id) {
 /// state after the change.
 std::shared_ptr<change_event> change_of(const twin_state& st) {
   auto* feed = st.host->feed;
-  if (feed == nullptr || !feed->active())
+  const auto* type = st.rec.type();
+  if (feed == nullptr || !feed->active() || type == nullptr
+      || !feed->wants(st.rec.id, type->name()))
     return nullptr;
   auto ev = std::make_shared<change_event>();
   ev->id = st.rec.id;
   ev->version = st.rec.version;
-  if (auto* t = st.rec.type())
-    ev->type = t->name();
+  ev->type = type->name();
   if (st.delete_pending) {
     ev->kind = change_event::kind_t::deleted;
     return ev;
@@ -936,7 +937,7 @@ void on_command(twin_actor* self, command_request& req) {
                args = req.args] {
     if (gateway != nullptr)
       gateway->send_command(id, name, args);
-    if (feed == nullptr || !feed->active())
+    if (feed == nullptr || !feed->active() || !feed->wants(id, type))
       return;
     auto ev = std::make_shared<change_event>();
     ev->kind = change_event::kind_t::command;

@@ -260,7 +260,7 @@ TEST_F(query_test, the_feed_streams_durable_changes_in_version_order_and_lags_wi
   sub.reset();
   only_motors.reset();
   tiny.reset();
-  ASSERT_TRUE(put(*host_, "p:x", "robot"));  // its event, published before the answer
+  ASSERT_TRUE(put(*host_, "p:x", "robot"));  // its commit asked the feed, before the answer
   EXPECT_FALSE(feed_.active());
 }
 

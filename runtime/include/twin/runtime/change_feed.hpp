@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "twin/runtime/twin_id.hpp"
@@ -35,7 +36,7 @@ struct event_filter {
   std::string type;
   std::string prefix;  ///< of the whole id, "namespace:name"
 
-  bool matches(const change_event& ev) const;
+  bool matches(const twin_id& id, std::string_view type) const;
 };
 
 /// The stream of twin changes that a node publishes, to any number of subscribers.
@@ -80,8 +81,12 @@ public:
   std::shared_ptr<subscription> subscribe(event_filter filter, size_t capacity = 4096);
 
   /// Whether anyone may listen: publishers skip building events when no one does. Dropped
-  /// subscribers are forgotten at the next publish.
+  /// subscribers are forgotten at the next `wants` or `publish`.
   bool active() const { return subscribers_.load(std::memory_order_relaxed) > 0; }
+
+  /// Whether a subscriber wants the events of twin `id` of type `type`: publishers build
+  /// an event only then.
+  bool wants(const twin_id& id, std::string_view type);
 
   void publish(const event_ptr& ev);
 
