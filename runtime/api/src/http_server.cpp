@@ -461,6 +461,9 @@ caf::error http_server::start() {
   d.accept();
   for (int i = 0; i < std::max(1, d.opts.threads); ++i)
     d.threads.emplace_back([&d] {
+      // In the batch scheduling class, like the actor workers: the thread that answers a
+      // read and the one that asked do not preempt each other at every wakeup, and each
+      // handles what queued meanwhile at once (about a quarter more reads on two cores).
 #ifdef SCHED_BATCH
       sched_param none{};
       sched_setscheduler(0, SCHED_BATCH, &none);
