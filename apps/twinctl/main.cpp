@@ -80,6 +80,25 @@ struct reply {
   std::string text;
 };
 
+reply reply_of(unsigned status, std::string text) {
+  reply out;
+  out.status = status;
+  out.text = std::move(text);
+  out.body = json::parse(out.text, nullptr, false);
+  if (out.body.is_discarded())
+    out.body = nullptr;
+  return out;
+}
+
+/// Sets the headers that name the node and the caller on `req`.
+template <class Request>
+void address(Request& req, const server_address& addr, const std::string& token) {
+  req.set(http::field::host, addr.host + ":" + addr.port);
+  req.set(http::field::user_agent, "twinctl");
+  if (!token.empty())
+    req.set(http::field::authorization, "Bearer " + token);
+}
+
 class client {
 public:
   client(server_address addr, std::string token, std::chrono::seconds timeout)
@@ -94,10 +113,7 @@ public:
     tcp::resolver resolver{ioc};
     beast::tcp_stream stream{ioc};
     http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, addr_.host + ":" + addr_.port);
-    req.set(http::field::user_agent, "twinctl");
-    if (!token_.empty())
-      req.set(http::field::authorization, "Bearer " + token_);
+    address(req, addr_, token_);
     for (const auto& [name, value] : headers)
       req.set(name, value);
     if (!body.empty()) {
@@ -140,13 +156,7 @@ public:
     ioc.run();
     if (failure)
       throw beast::system_error{failure};
-    auto& res = parser.get();
-    reply out;
-    out.status = res.result_int();
-    out.text = res.body();
-    out.body = json::parse(out.text, nullptr, false);
-    if (out.body.is_discarded())
-      out.body = nullptr;
+    auto out = reply_of(parser.get().result_int(), std::move(parser.get().body()));
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
     return out;
@@ -282,11 +292,8 @@ int follow_events(const server_address& addr, const std::string& token, const st
   tcp::resolver resolver{ioc};
   beast::tcp_stream stream{ioc};
   http::request<http::empty_body> req{http::verb::get, target, 11};
-  req.set(http::field::host, addr.host + ":" + addr.port);
-  req.set(http::field::user_agent, "twinctl");
+  address(req, addr, token);
   req.set(http::field::accept, "text/event-stream");
-  if (!token.empty())
-    req.set(http::field::authorization, "Bearer " + token);
   beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
   parser.body_limit(boost::none);
@@ -379,15 +386,9 @@ int follow_events(const server_address& addr, const std::string& token, const st
               << failure.message() << '\n';
     return unreachable;
   }
-  if (parser.is_header_done() && parser.get().result_int() != 200) {
-    reply r;
-    r.status = parser.get().result_int();
-    r.text = error_body;
-    r.body = json::parse(error_body, nullptr, false);
-    if (r.body.is_discarded())
-      r.body = nullptr;
-    std::cerr << "twinctl: " << error_text(r) << '\n';
-  }
+  if (parser.is_header_done() && parser.get().result_int() != 200)
+    std::cerr << "twinctl: " << error_text(reply_of(parser.get().result_int(), error_body))
+              << '\n';
   return code;
 }
 
@@ -422,18 +423,6 @@ std::string query_string(const std::vector<std::pair<std::string, std::string>>&
     if (!v.empty())
       out += (out.empty() ? "?" : "&") + k + '=' + percent_encode(v);
   return out;
-}
-
-/// The exit code of an error that the node names (an item of a telemetry batch).
-int exit_code_of(const std::string& error_code) {
-  if (error_code == "not_found")
-    return not_found;
-  if (error_code == "version_conflict" || error_code == "conflict")
-    return conflict;
-  if (error_code == "store_failure" || error_code == "shutting_down" || error_code == "timeout"
-      || error_code == "unavailable" || error_code == "internal")
-    return server_error;
-  return refused;
 }
 
 } // namespace
@@ -611,7 +600,7 @@ int main(int argc, char** argv) {
                   << '\n';
         if (as_json)
           std::cout << r.body.dump(2) << '\n';
-        return exit_code_of(err.value("code", ""));
+        return exit_code_of(item.value("status", 500u));  // what the error answers alone
       }
     }
     if (code != ok) {

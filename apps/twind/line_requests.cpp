@@ -38,8 +38,8 @@ void line_requests::handle(const std::string& line, uint64_t seq) {
   };
   if (line.size() > max_line)
     return fail(bad("request line longer than 1 MiB"));
-  if (nests_deeper_than(line, max_depth))
-    return fail(bad("the request nests deeper than " + std::to_string(max_depth) + " levels"));
+  if (nests_deeper_than(line, max_document_depth))
+    return fail(bad("the request nests deeper than " + std::to_string(max_document_depth) + " levels"));
   auto doc = json::parse(line, nullptr, false);
   if (doc.is_discarded() || !doc.is_object())
     return fail(bad("not a JSON object"));

@@ -32,9 +32,6 @@ public:
   uint64_t pending() const { return pending_.load(); }
 
   static constexpr size_t max_line = 1 << 20;
-  /// Nesting of a request at most: its object, "values" (or "properties"), then values
-  /// as deep as value_from_json takes them.
-  static constexpr int max_depth = 34;
 
 private:
   void answer(const std::string& json);

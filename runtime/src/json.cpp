@@ -126,13 +126,12 @@ caf::expected<int64_t> ts_from_json(const nlohmann::json& j) {
 }
 
 caf::expected<device_telemetry> device_telemetry_from_json(std::string_view payload) {
-  // The object, then values as deep as value_from_json takes them below it.
-  constexpr int max_depth = 34;
   auto bad = [](std::string what) {
     return make_error(runtime_errc::invalid_argument, std::move(what));
   };
-  if (nests_deeper_than(payload, max_depth))
-    return bad("the payload nests deeper than " + std::to_string(max_depth) + " levels");
+  if (nests_deeper_than(payload, max_document_depth))
+    return bad("the payload nests deeper than " + std::to_string(max_document_depth)
+               + " levels");
   auto doc = nlohmann::json::parse(payload, nullptr, false);
   if (doc.is_discarded())
     return bad("the payload is not JSON");

@@ -56,6 +56,9 @@ public:
   const property* find(std::string_view name) const;
   /// Returns the slot of `name`, set or not, nullptr if the type does not declare it.
   property* declared(std::string_view name) const;
+  /// Returns the reported property at position `i` of the type's properties, nullptr if
+  /// it is not set.
+  const property* at(size_t i) const { return slots_[i].v.is_null() ? nullptr : &slots_[i]; }
   /// Returns the reported value of `name`, nullptr if it is not set.
   const value* get(std::string_view name) const {
     auto* p = find(name);

@@ -23,8 +23,9 @@ public:
       for (const auto& id : b.deletes)
         twins_.erase(id);
       for (const auto& id : b.history_deletes)
-        history_.erase(history_.lower_bound({id, {}, INT64_MIN}),
-                       history_.upper_bound({twin_id::trusted(id.str() + '\x01'), {}, 0}));
+        for (auto it = history_.lower_bound({id, {}, INT64_MIN});
+             it != history_.end() && std::get<0>(it->first) == id;)
+          it = history_.erase(it);
       for (const auto& [id, bytes] : b.puts)
         twins_[id] = bytes;
       for (const auto& e : b.index_removes)

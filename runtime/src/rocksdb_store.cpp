@@ -1,8 +1,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <mutex>
-#include <string_view>
-#include <unordered_map>
 
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
@@ -152,26 +150,11 @@ public:
         to.back() = '\1';
         batch_.DeleteRange(history_cf(), from, to);
       }
+      for (const auto& h : b.history)
+        batch_.Put(history_cf(), history_key(h.id, h.property, h.ts_ms), h.bytes);
       for (const auto& [k, v] : b.meta_puts)
         batch_.Put(handles_[0], k, v);
     }
-    // History samples go in after every deletion of the write, in key order; a sample
-    // that a later batch's deletion covers is left out.
-    std::unordered_map<std::string_view, size_t> last_delete;  // id -> its last batch
-    for (size_t i = 0; i < n; ++i)
-      for (const auto& id : batches[i].history_deletes)
-        last_delete[id.str()] = i;
-    for (size_t i = 0; i < n; ++i)
-      for (const auto& h : batches[i].history) {
-        auto d = last_delete.find(h.id.str());
-        if (d == last_delete.end() || d->second <= i)
-          history_ops_.emplace_back(history_key(h.id, h.property, h.ts_ms), &h.bytes);
-      }
-    std::stable_sort(history_ops_.begin(), history_ops_.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [key, bytes] : history_ops_)
-      batch_.Put(history_cf(), key, *bytes);
-    history_ops_.clear();
     auto st = db_->Write(write_opts_, &batch_);
     if (batch_.GetDataSize() > max_kept_batch_bytes)
       batch_ = rocksdb::WriteBatch{};  // after a burst: give the memory back
@@ -299,7 +282,6 @@ private:
   rocksdb::WriteOptions write_opts_;
   std::mutex write_mtx_;  ///< guards the two below, which every write reuses
   std::vector<twin_op> ops_;
-  std::vector<std::pair<std::string, const std::string*>> history_ops_;
   rocksdb::WriteBatch batch_;
 };
 

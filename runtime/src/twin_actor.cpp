@@ -357,12 +357,13 @@ void add_history(twin_state& st, store_batch& batch) {
   }
   auto& written = st.history->written;
   for (size_t k = 0; k < positions.size(); ++k) {
-    const auto& name = type->properties()[static_cast<size_t>(positions[k])].name;
-    const auto* p = st.rec.find(name);
+    auto i = static_cast<size_t>(positions[k]);
+    const auto* p = st.rec.at(i);
     if (p == nullptr || (p->updated_ms == written[k].first && p->v == written[k].second))
       continue;
     written[k] = {p->updated_ms, p->v};
-    batch.history.push_back(history_entry{st.rec.id, name, p->updated_ms, encode_sample(p->v)});
+    batch.history.push_back(
+      history_entry{st.rec.id, type->properties()[i].name, p->updated_ms, encode_sample(p->v)});
   }
 }
 

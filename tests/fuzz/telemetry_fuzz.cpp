@@ -48,7 +48,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::abort();  // accepted without values, or with a negative time
   for (const auto& [k, v] : t->values) {
     check(v);
-    if (depth_of(v) > 32)  // value_from_json's default limit, which the parser applies
+    if (depth_of(v) > twin::runtime::max_value_depth)
       std::abort();
   }
   return 0;

@@ -40,18 +40,6 @@ std::string mosquitto_path() {
   return {};
 }
 
-/// Polls `pred` every 20 ms for at most `timeout`.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred())
-      return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
-
 /// A device: an MQTT client that publishes and keeps what it receives.
 class device {
 public:

@@ -14,7 +14,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "gauge_model.hpp"
+#include "gauge_node_test.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
@@ -31,19 +31,8 @@ struct run_result {
   std::string err;
 };
 
-class twinctl_test : public ::testing::Test {
+class twinctl_test : public gauge_node_test {
 protected:
-  void SetUp() override {
-    port_ = free_port();
-    node_ = start_gauge_node(dir_, port_, {"--metrics-port", "0"});
-    ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
-  }
-
-  void TearDown() override {
-    node_->signal(SIGTERM);
-    EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
-  }
-
   /// Runs twinctl with `args` against the node; waits at most 20 s.
   run_result twinctl(std::vector<std::string> args, int port = 0) {
     std::vector<std::string> argv{TWINCTL_PATH, "--server",
@@ -59,9 +48,6 @@ protected:
     return r;
   }
 
-  temp_dir dir_;
-  int port_ = 0;
-  std::unique_ptr<process> node_;
 };
 
 TEST_F(twinctl_test, puts_patches_reports_shows_and_deletes_a_twin) {

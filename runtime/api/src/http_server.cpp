@@ -179,6 +179,7 @@ private:
     request req;
     req.method = std::string{msg.method_string()};
     req.target = std::string{msg.target()};
+    req.route = route_;
     req.content_type = std::string{msg[http::field::content_type]};
     req.if_match = std::string{msg[http::field::if_match]};
     req.if_none_match = std::string{msg[http::field::if_none_match]};

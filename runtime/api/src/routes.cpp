@@ -21,10 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-/// Nesting allowed in a request body: a twin's values may nest 32 deep (see
-/// `value_from_json`), inside the body's object and its "properties".
-constexpr int max_json_depth = 34;
-
 /// Shards of a cluster (DESIGN.md's default); a lone node owns them all.
 constexpr int cluster_shards = 1024;
 
@@ -144,7 +140,7 @@ caf::expected<json> parse_body(const request& req, int depth) {
 /// The body as a JSON object whose keys are all in `fields`.
 caf::expected<json> object_body(const request& req,
                                 std::initializer_list<std::string_view> fields) {
-  auto doc = parse_body(req, max_json_depth);
+  auto doc = parse_body(req, max_document_depth);
   if (!doc)
     return doc;
   if (!doc->is_object())
@@ -359,7 +355,7 @@ void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn r
 /// routed on its own; the answer (202) comes once every accepted item is durable, with a
 /// result per item in the order of the request, so one bad item does not sink the batch.
 void post_telemetry(router& rt, const request& req, respond_fn respond) {
-  auto parsed = parse_body(req, max_json_depth + 1);  // items sit in an array
+  auto parsed = parse_body(req, max_document_depth + 1);  // items sit in an array
   if (!parsed)
     return respond(error_of(parsed.error()));
   const auto& doc = *parsed;
@@ -394,7 +390,10 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
   b->pending = doc.size() + 1;  // + 1 until every item is routed
   b->respond = std::move(respond);
   auto fail = [](const json& twin, const caf::error& err) {
-    return json{{"twin", twin}, {"ok", false}, {"error", to_json(err)}};
+    return json{{"twin", twin},
+                {"ok", false},
+                {"status", status_of(error_code(err))},
+                {"error", to_json(err)}};
   };
   for (size_t i = 0; i < doc.size(); ++i) {
     const auto& item = doc[i];
@@ -507,11 +506,18 @@ void query_twins(const route_context& ctx, const request& req, respond_fn respon
     auto page = be.query(q);
     if (!page)
       return error_of(page.error());
-    auto items = json::array();
-    for (const auto& rec : page->items)
-      items.push_back(to_json(rec));
-    json cursor = page->cursor.empty() ? json{} : json(page->cursor);
-    return json_response(200, {{"items", std::move(items)}, {"cursor", std::move(cursor)}});
+    // Written as text, the way a single twin is (the cursor is base64url: no escapes).
+    response res;
+    res.text = R"({"cursor":)";
+    res.text += page->cursor.empty() ? "null" : '"' + page->cursor + '"';
+    res.text += R"(,"items":[)";
+    for (size_t i = 0; i < page->items.size(); ++i) {
+      if (i > 0)
+        res.text += ',';
+      res.text += to_json_text(page->items[i]);
+    }
+    res.text += "]}";
+    return res;
   });
 }
 
@@ -585,7 +591,7 @@ void post_command(router& rt, const twin_id& id, std::string name, const request
     if (!has_media_type(req, {"application/json"}))
       return respond(error_response(415, "unsupported_media_type",
                                     "a command's arguments take Content-Type: application/json"));
-    auto doc = parse_body(req, max_json_depth);
+    auto doc = parse_body(req, max_document_depth);
     if (!doc)
       return respond(error_of(doc.error()));
     auto args = value_from_json(*doc);
@@ -678,7 +684,7 @@ response error_response(unsigned status, const std::string& code, const std::str
 
 void handle(const route_context& ctx, request req, respond_fn respond) {
   // Dispatched on the route template, as the metrics count it.
-  std::string_view route = route_of(req.target);
+  std::string_view route = req.route != nullptr ? req.route : route_of(req.target);
   std::string_view path = req.target;
   path = path.substr(0, path.find('?'));
   auto& rt = *ctx.be.rt;

@@ -19,6 +19,7 @@ namespace twin::api {
 struct request {
   std::string method;  ///< "GET", "PUT", ...
   std::string target;  ///< path and query
+  const char* route = nullptr;  ///< `route_of(target)`; nullptr: the routes find it
   std::string content_type;
   std::string if_match;       ///< empty: none
   std::string if_none_match;  ///< empty: none

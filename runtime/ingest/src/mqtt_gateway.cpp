@@ -70,7 +70,7 @@ bool parse_device_topic(std::string_view topic, twin_id& id, std::string& comman
 
 /// What the client's callbacks and the twins' answers share. It does not own the client:
 /// the last reference may go on any thread.
-struct mqtt_gateway::shared : mqtt::iaction_listener {
+struct mqtt_gateway::shared : mqtt::iaction_listener, std::enable_shared_from_this<shared> {
   shared(router& r, mqtt_options o) : rt(r), opts(std::move(o)) {}
 
   /// Never throws: it runs on the client library's threads too.
@@ -83,8 +83,10 @@ struct mqtt_gateway::shared : mqtt::iaction_listener {
   }
 
   /// Tells of a dropped or refused message or a failed publish, at most
-  /// `max_logged_per_second` a second, and then how many were not told.
-  void log_limited(const std::string& text) noexcept {
+  /// `max_logged_per_second` a second, and then how many were not told. The text is made
+  /// (by `make_text`) only if it is told: a flood of bad messages costs no formatting.
+  template <class MakeText>
+  void log_limited(MakeText&& make_text) noexcept {
     auto now = std::chrono::steady_clock::now();
     std::lock_guard<std::mutex> guard{log_mtx};
     if (now - log_window >= std::chrono::seconds{1}) {
@@ -96,7 +98,10 @@ struct mqtt_gateway::shared : mqtt::iaction_listener {
     }
     if (logged < max_logged_per_second) {
       ++logged;
-      log(true, text);
+      try {
+        log(true, make_text());
+      } catch (...) {
+      }
     } else {
       ++suppressed;
     }
@@ -109,28 +114,33 @@ struct mqtt_gateway::shared : mqtt::iaction_listener {
     const auto& topic = msg->get_topic();
     auto id = telemetry_topic_id(topic);
     if (!id)
-      return drop(malformed, topic, error_message(id.error()));
+      return drop(malformed, topic, [&] { return error_message(id.error()); });
     const auto& payload = msg->get_payload_ref();
     if (payload.size() > opts.max_payload)
-      return drop(malformed, topic,
-                  "the payload has " + std::to_string(payload.size())
-                    + " bytes, more than the limit of " + std::to_string(opts.max_payload));
+      return drop(malformed, topic, [&] {
+        return "the payload has " + std::to_string(payload.size())
+               + " bytes, more than the limit of " + std::to_string(opts.max_payload);
+      });
     auto t = device_telemetry_from_json(std::string_view{payload.data(), payload.size()});
     if (!t)
-      return drop(malformed, topic, error_message(t.error()));
+      return drop(malformed, topic, [&] { return error_message(t.error()); });
     if (in_flight.load() >= opts.max_in_flight)
-      return drop(overloaded, topic,
-                  std::to_string(opts.max_in_flight) + " messages are on their way already");
+      return drop(overloaded, topic, [&] {
+        return std::to_string(opts.max_in_flight) + " messages are on their way already";
+      });
     ingest_request req;
     req.values = std::move(t->values);
     req.ts_ms = t->ts_ms;
     req.source = "mqtt";
-    req.done = [self = shared_from_this(), topic](caf::expected<uint64_t> v) {
+    // The message is kept (no copy) for its topic, should the twin refuse it.
+    req.done = [self = shared_from_this(), msg](caf::expected<uint64_t> v) {
       if (v) {
         self->accepted.fetch_add(1, std::memory_order_relaxed);
       } else {
         self->rejected.fetch_add(1, std::memory_order_relaxed);
-        self->log_limited("MQTT telemetry on " + topic + " refused: " + error_message(v.error()));
+        self->log_limited([&] {
+          return "MQTT telemetry on " + msg->get_topic() + " refused: " + error_message(v.error());
+        });
       }
       self->answered();
     };
@@ -151,12 +161,11 @@ struct mqtt_gateway::shared : mqtt::iaction_listener {
     }
   }
 
-  void drop(std::atomic<uint64_t>& counter, const std::string& topic, const std::string& why) {
+  template <class Why>
+  void drop(std::atomic<uint64_t>& counter, const std::string& topic, Why&& why) {
     counter.fetch_add(1, std::memory_order_relaxed);
-    log_limited("MQTT message on " + topic + " dropped: " + why);
+    log_limited([&] { return "MQTT message on " + topic + " dropped: " + why(); });
   }
-
-  std::shared_ptr<shared> shared_from_this() { return self.lock(); }
 
   // The subscription's answer (iaction_listener), on the client's thread.
   void on_success(const mqtt::token&) override {
@@ -180,7 +189,6 @@ struct mqtt_gateway::shared : mqtt::iaction_listener {
 
   router& rt;
   mqtt_options opts;
-  std::weak_ptr<shared> self;
   std::atomic<bool> subscribed{false};  ///< connected, and the subscription confirmed
   std::atomic<bool> closed{false};      ///< stop() ran (or runs)
   std::atomic<bool> accepting{true};    ///< routes what arrives: until disconnected
@@ -199,9 +207,7 @@ struct mqtt_gateway::shared : mqtt::iaction_listener {
 };
 
 mqtt_gateway::mqtt_gateway(router& rt, mqtt_options opts)
-  : shared_(std::make_shared<shared>(rt, std::move(opts))) {
-  shared_->self = shared_;
-}
+  : shared_(std::make_shared<shared>(rt, std::move(opts))) {}
 
 mqtt_gateway::~mqtt_gateway() {
   stop();
@@ -224,7 +230,7 @@ caf::error mqtt_gateway::start(std::chrono::milliseconds timeout) {
       try {
         s->on_message(msg);
       } catch (const std::exception& e) {
-        s->log_limited(std::string{"MQTT message dropped: "} + e.what());
+        s->log_limited([&] { return std::string{"MQTT message dropped: "} + e.what(); });
       } catch (...) {
       }
     }
@@ -318,7 +324,7 @@ void mqtt_gateway::publish(const std::string& topic, const std::string& payload,
     client_->publish(topic, payload.data(), payload.size(), 1, retained);
     shared_->published.fetch_add(1, std::memory_order_relaxed);
   } catch (const mqtt::exception& e) {
-    shared_->log_limited("MQTT publish to " + topic + " failed: " + e.what());
+    shared_->log_limited([&] { return "MQTT publish to " + topic + " failed: " + e.what(); });
   }
 }
 

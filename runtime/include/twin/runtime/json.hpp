@@ -11,15 +11,23 @@
 
 namespace twin::runtime {
 
+/// How deep a property value may nest.
+constexpr int max_value_depth = 32;
+/// How deep a request may nest: its object, a map of values ("properties", "values"),
+/// then the values.
+constexpr int max_document_depth = max_value_depth + 2;
+
 /// Converts a value to JSON. Non-finite doubles become null.
 nlohmann::json to_json(const value& x);
 nlohmann::json to_json(const value_map& x);
 
 /// Converts JSON to a value; returns `invalid_argument` if it nests deeper than
 /// `max_depth` or holds an integer beyond int64 range.
-caf::expected<value> value_from_json(const nlohmann::json& j, int max_depth = 32);
+caf::expected<value> value_from_json(const nlohmann::json& j,
+                                     int max_depth = max_value_depth);
 /// The same for a JSON object (e.g. "properties"); `invalid_argument` if not an object.
-caf::expected<value_map> map_from_json(const nlohmann::json& j, int max_depth = 32);
+caf::expected<value_map> map_from_json(const nlohmann::json& j,
+                                       int max_depth = max_value_depth);
 /// The map under `key` of the object `doc` (absent or null: empty); `invalid_argument`
 /// naming the key if it is not an object of values.
 caf::expected<value_map> map_field(const nlohmann::json& doc, const char* key);
