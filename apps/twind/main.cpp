@@ -10,21 +10,23 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <prometheus/exposer.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "factory.hpp"
 #include "line_requests.hpp"
-#include "node_metrics.hpp"
+#include "logging.hpp"
 #include "options.hpp"
 #include "twin/actors/device_simulator.hpp"
 #include "twin/api/http_server.hpp"
+#include "twin/api/probe.hpp"
 #include "twin/ingest/mqtt_gateway.hpp"
+#include "twin/ingest/probe.hpp"
 #include "twin/runtime/await.hpp"
 #include "twin/runtime/change_feed.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/host.hpp"
+#include "twin/runtime/metrics.hpp"
+#include "twin/runtime/probe.hpp"
 #include "twin/runtime/scheduler.hpp"
 #include "twin/runtime/version.hpp"
 
@@ -103,12 +105,12 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  // Logs go to stderr: stdout carries answers with --stdin.
-  spdlog::set_default_logger(spdlog::stderr_color_mt("twind"));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  if (!o.config.empty())
+  node::setup_logging(o.log_format);
+  if (!o.config.empty()) {
     if (auto msg = node::apply_config_file(app, o.config); !msg.empty())
       return fail(msg);
+    node::setup_logging(o.log_format);
+  }
   spdlog::set_level(spdlog::level::from_str(o.log_level));
 
   // Signals are taken by the main thread only (sigwait below).
@@ -152,6 +154,7 @@ int main(int argc, char** argv) {
   host_options hopts;
   hopts.idle_timeout = std::chrono::seconds{o.idle_timeout_s};
   hopts.max_active = o.max_active;
+  hopts.histograms = o.metrics_port > 0;
   host node_host{*sys, **store, types, hopts};
   change_feed feed;
   node_host.set_feed(&feed);
@@ -167,37 +170,67 @@ int main(int argc, char** argv) {
   if (auto err = node_host.start())
     return fail(error_message(err));
 
-  std::unique_ptr<prometheus::Exposer> exposer;
   std::atomic<bool> ready{false};
+  std::unique_ptr<api::http_server> ops;  // the metrics port: /metrics, /healthz, /readyz
   std::unique_ptr<api::http_server> http;
   std::unique_ptr<ingest::mqtt_gateway> mqtt;
+  std::atomic<const ingest::mqtt_gateway*> mqtt_started{nullptr};  // read by /readyz
   // Stops what takes work in, then the twins: also when starting fails half way. HTTP
   // requests that come while the twins stop are answered 503; answers under way are
-  // written before the server closes.
+  // written before the server closes. The metrics port goes last.
   auto stop_node = [&] {
     ready = false;
     if (sim)
       sim->stop();
     if (mqtt)
       mqtt->stop();
-    exposer.reset();  // no scrape reads the gateway or the HTTP server any more
     auto err = node_host.stop();
     if (http)
       http->stop();
     node_host.set_gateway(nullptr);
+    if (ops)
+      ops->stop();  // no scrape reads the probes below any more
     return err;
   };
-  auto metrics = std::make_shared<node::node_metrics>(node_host);
-  if (o.metrics_port > 0) {
-    auto addr = o.bind + ":" + std::to_string(o.metrics_port);
-    try {
-      exposer = std::make_unique<prometheus::Exposer>(addr, 1);
-    } catch (const std::exception& e) {
-      stop_node();
-      return fail("cannot listen on " + addr + " for /metrics (is the port in use?): " + e.what());
+  // Each module's probe, read when /metrics is asked for.
+  metrics::registry probes;
+  probe runtime_probe{node_host, **store};
+  std::unique_ptr<api::probe> http_probe;
+  std::unique_ptr<ingest::probe> mqtt_probe;
+  probes.add(&runtime_probe);
+  auto readiness = [&] {
+    std::vector<api::readiness_check> checks;
+    checks.push_back({"node", ready.load(), ready.load() ? "started" : "starting or stopping"});
+    auto errors = (*store)->stats().background_errors;
+    checks.push_back({"store", errors == 0,
+                      errors == 0 ? "open at " + o.data_dir
+                                  : std::to_string(errors)
+                                      + " failed flushes or compactions (it takes no writes)"});
+    checks.push_back({"models", true, std::to_string(types.size()) + " twin types"});
+    if (!o.mqtt_url.empty()) {
+      const auto* g = mqtt_started.load();
+      bool up = g != nullptr && g->connected();
+      checks.push_back({"mqtt", up, (up ? "connected to " : "not connected to ") + o.mqtt_url});
     }
-    exposer->RegisterCollectable(metrics);
-    spdlog::info("metrics on http://{}/metrics", addr);
+    return checks;
+  };
+  if (o.metrics_port > 0) {
+    api::http_options oo;
+    oo.bind = o.bind;
+    oo.port = static_cast<uint16_t>(o.metrics_port);
+    oo.max_body = 4096;
+    oo.max_connections = 64;
+    oo.node_id = node_id;
+    api::backend ob;
+    ob.ready = readiness;
+    ob.metrics = [&probes] { return metrics::to_text(probes.collect()); };
+    ops = std::make_unique<api::http_server>(std::move(ob), oo);
+    if (auto err = ops->start()) {
+      ops.reset();
+      stop_node();
+      return fail(error_message(err));
+    }
+    spdlog::info("metrics on http://{}:{}/metrics (also /healthz, /readyz)", o.bind, ops->port());
   }
 
   if (o.http_port > 0) {
@@ -211,7 +244,7 @@ int main(int argc, char** argv) {
     ho.node_id = node_id;
     api::backend be;
     be.rt = &node_host;
-    be.ready = [&ready] { return ready.load(); };
+    be.ready = readiness;
     be.query = [&db = **store, &types](const twin_query& q) { return run_query(db, types, q); };
     be.history = [&db = **store, &types](const history_query& q) {
       return read_history(db, types, q);
@@ -223,7 +256,8 @@ int main(int argc, char** argv) {
       stop_node();
       return fail(error_message(err));
     }
-    metrics->set_http(http.get());
+    http_probe = std::make_unique<api::probe>(*http);
+    probes.add(http_probe.get());
     spdlog::info("HTTP API on http://{}:{}/v1/", o.bind, http->port());
   }
 
@@ -238,11 +272,13 @@ int main(int argc, char** argv) {
         spdlog::info("{}", text);
     };
     mqtt = std::make_unique<ingest::mqtt_gateway>(node_host, mo);
-    metrics->set_mqtt(mqtt.get());
+    mqtt_probe = std::make_unique<ingest::probe>(*mqtt);
+    probes.add(mqtt_probe.get());
     if (auto err = mqtt->start()) {
       stop_node();
       return fail(error_message(err));
     }
+    mqtt_started = mqtt.get();
     node_host.set_gateway(mqtt.get());
   }
 

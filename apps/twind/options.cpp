@@ -45,6 +45,10 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")
     ->capture_default_str()
     ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_option("--log-format", o.log_format,
+                 "text, or json: one JSON object a line (ts, level, logger, thread, msg)")
+    ->capture_default_str()
+    ->check(CLI::IsMember({"text", "json"}));
   app.add_option("--threads", o.threads, "Actor scheduler threads (0: one per core)")
     ->check(CLI::Range(0, 256));
   app.add_option("--idle-timeout", o.idle_timeout_s, "Seconds before an idle twin is passivated")

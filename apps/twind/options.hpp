@@ -25,6 +25,7 @@ struct options {
   bool demo = false;                   ///< --demo: the factory with simulated devices
   bool stdin_requests = false;         ///< --stdin: JSON-lines requests on stdin
   std::string log_level = "info";      ///< --log-level
+  std::string log_format = "text";     ///< --log-format: text or json
   int threads = 0;                     ///< --threads of the actor scheduler; 0: one per core
   int idle_timeout_s = 300;            ///< --idle-timeout: passivate after this many s
   size_t max_active = 2'000'000;       ///< --max-active twins

@@ -11,8 +11,22 @@ device_gateway::~device_gateway() = default;
 
 host::impl::impl(caf::actor_system& sys, state_store& store, const type_registry& types,
                  host_options opts)
-  : sys(sys), store(store), types(types), opts(opts), writer(store, stats) {
+  : sys(sys), store(store), types(types), opts(opts), writer(store, stats, opts.histograms) {
 }
+
+namespace {
+
+/// The name of each kind of `twin_request`, in its order.
+constexpr std::array<const char*, std::variant_size_v<twin_request>> message_kinds{
+  "telemetry", "put",        "patch",  "get",    "delete",        "command",
+  "child_update", "attach", "detach", "orphan", "ancestor_query"};
+
+template <class T, class = void>
+struct has_received : std::false_type {};
+template <class T>
+struct has_received<T, std::void_t<decltype(T::received)>> : std::true_type {};
+
+} // namespace
 
 caf::actor host::impl::spawn_twin(const twin_id& id) {
   active.fetch_add(1, std::memory_order_relaxed);
@@ -28,7 +42,15 @@ void host::impl::route(const twin_id& id, twin_request req) {
     fail_request(req, make_error(runtime_errc::shutting_down, "the node is shutting down"));
     return;
   }
+  auto& routed = s.messages[req.index()];
+  routed.store(routed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   auto now = std::chrono::steady_clock::now();
+  std::visit(
+    [now](auto& r) {
+      if constexpr (has_received<std::decay_t<decltype(r)>>::value)
+        r.received = now;
+    },
+    req);
   auto [slot, inserted] = s.entries.try_emplace(id, h);
   auto& e = *slot;
   if (inserted) {
@@ -239,6 +261,17 @@ size_t host::active_count() const {
 
 const host_stats& host::stats() const {
   return impl_->stats;
+}
+
+std::vector<message_count> host::message_counts() const {
+  std::vector<message_count> out;
+  for (size_t k = 0; k < message_kinds.size(); ++k) {
+    uint64_t n = 0;
+    for (const auto& s : impl_->stripes)
+      n += s.messages[k].load(std::memory_order_relaxed);
+    out.push_back({message_kinds[k], n});
+  }
+  return out;
 }
 
 host_counts host::counts() const {

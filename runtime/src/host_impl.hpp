@@ -39,6 +39,9 @@ struct host::impl {
     id_table<entry> entries;
     size_t active = 0;  ///< entries not deactivating
     uint64_t rng = 0x9e3779b97f4a7c15;  ///< xorshift state for sampling
+    /// Requests routed, by index in `twin_request`; written under the lock, read by
+    /// metrics without it.
+    std::array<std::atomic<uint64_t>, std::variant_size_v<twin_request>> messages{};
   };
 
   static constexpr size_t stripe_count = 64;

@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <mutex>
 
 #include <rocksdb/compaction_filter.h>
@@ -240,6 +242,35 @@ public:
     uint64_t n = 0;
     db_->GetIntProperty(twins(), "rocksdb.estimate-num-keys", &n);
     return n;
+  }
+
+  store_stats stats() override {
+    store_stats s;
+    auto number = [this](rocksdb::ColumnFamilyHandle* cf, const char* property) {
+      uint64_t n = 0;
+      db_->GetIntProperty(cf, property, &n);
+      return n;
+    };
+    auto db_number = [&](const char* property) { return number(db_->DefaultColumnFamily(), property); };
+    for (auto* cf : handles_) {
+      s.parts.push_back({cf->GetName(), number(cf, "rocksdb.estimate-num-keys"),
+                         number(cf, "rocksdb.cur-size-all-mem-tables"),
+                         number(cf, "rocksdb.total-sst-files-size"),
+                         number(cf, "rocksdb.estimate-pending-compaction-bytes")});
+      // Stalls are counted per column family, in the map of its statistics.
+      std::map<std::string, std::string> cf_stats;
+      if (db_->GetMapProperty(cf, "rocksdb.cfstats", &cf_stats)) {
+        s.stalls_slowdown += std::strtoull(cf_stats["io_stalls.total_slowdown"].c_str(), nullptr, 10);
+        s.stalls_stop += std::strtoull(cf_stats["io_stalls.total_stop"].c_str(), nullptr, 10);
+      }
+    }
+    s.running_compactions = db_number("rocksdb.num-running-compactions");
+    s.running_flushes = db_number("rocksdb.num-running-flushes");
+    s.block_cache_bytes = db_number("rocksdb.block-cache-usage");
+    s.delayed_write_rate = db_number("rocksdb.actual-delayed-write-rate");
+    s.write_stopped = db_number("rocksdb.is-write-stopped") != 0;
+    s.background_errors = db_number("rocksdb.background-errors");
+    return s;
   }
 
   caf::error flush() override {

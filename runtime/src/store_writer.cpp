@@ -17,7 +17,8 @@ std::string encode_counts(const host_counts& c) {
 
 } // namespace
 
-store_writer::store_writer(state_store& store, host_stats& stats) : store_(store), stats_(stats) {
+store_writer::store_writer(state_store& store, host_stats& stats, bool histograms)
+  : store_(store), stats_(stats), histograms_(histograms) {
 }
 
 store_writer::~store_writer() {
@@ -135,7 +136,18 @@ void store_writer::run() {
       batches.back().meta_puts.emplace_back(counts_key, encode_counts(next));
     }
     bool anything = !batches.empty();
-    auto err = anything ? store_.write_all(batches.data(), batches.size()) : caf::error{};
+    caf::error err;
+    if (anything) {
+      auto t0 = histograms_ ? std::chrono::steady_clock::now() : durable_at_;
+      err = store_.write_all(batches.data(), batches.size());
+      if (histograms_) {
+        durable_at_ = std::chrono::steady_clock::now();
+        stats_.write_duration.observe(std::chrono::duration<double>(durable_at_ - t0).count());
+        stats_.write_records.observe(static_cast<double>(records));
+      }
+    }
+    if (err)
+      stats_.store_errors.fetch_add(1, std::memory_order_relaxed);
     if (!err && anything) {
       stats_.store_writes.fetch_add(1, std::memory_order_relaxed);
       stats_.store_records.fetch_add(records, std::memory_order_relaxed);

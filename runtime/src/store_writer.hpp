@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -27,7 +28,8 @@ class store_writer {
 public:
   using done_fn = std::function<void(caf::error)>;
 
-  store_writer(state_store& store, host_stats& stats);
+  /// `histograms`: record each write's duration and size in `stats`.
+  store_writer(state_store& store, host_stats& stats, bool histograms);
   ~store_writer();
 
   /// Reads the durable counts from the store.
@@ -42,6 +44,10 @@ public:
   void reset(const twin_id& owner, done_fn done);
 
   host_counts counts() const;
+
+  /// When the write whose callbacks run now was durable (writer thread, with
+  /// histograms on).
+  std::chrono::steady_clock::time_point durable_at() const { return durable_at_; }
 
 private:
   struct item {
@@ -58,6 +64,8 @@ private:
 
   state_store& store_;
   host_stats& stats_;
+  const bool histograms_;
+  std::chrono::steady_clock::time_point durable_at_;
   mutable std::mutex mtx_;
   std::condition_variable cv_;
   std::vector<item> queue_;

@@ -371,8 +371,10 @@ void add_history(twin_state& st, store_batch& batch) {
 /// durable or failed, on the writer thread, `w` is called (with no error or the error)
 /// and `answer` with the twin's new version (or the error); on success the change's
 /// effects on other twins and devices follow, computed from the state as of this change.
-/// Writes of one twin reach the store in commit order (the writer is FIFO).
-void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
+/// Writes of one twin reach the store in commit order (the writer is FIFO). `received`:
+/// when the request that made the change reached the host (none: not timed).
+void commit(twin_actor* self, waiter w, version_fn answer = nullptr,
+            std::chrono::steady_clock::time_point received = {}) {
   auto& st = self->state;
   auto& rec = st.rec;
   if (st.reloading) {
@@ -426,12 +428,16 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr) {
   host->writer.submit(
     st.rec.id, std::move(batch), counts,
     [host, id = st.rec.id, version = rec.version, w = std::move(w), answer = std::move(answer),
-     notes = std::move(notes), desired_delta = std::move(desired_delta),
-     event = std::move(event)](caf::error err) mutable {
-      if (err)  // the twin hears of it first: what the caller sends next finds it reloading
+     notes = std::move(notes), desired_delta = std::move(desired_delta), event = std::move(event),
+     received](caf::error err) mutable {
+      if (err) {  // the twin hears of it first: what the caller sends next finds it reloading
         notify_write_failed(host, id);
-      else if (w || answer)
+      } else if (w || answer) {
         host->stats.updates.fetch_add(1, std::memory_order_relaxed);
+        if (host->opts.histograms && received != std::chrono::steady_clock::time_point{})
+          host->stats.update_latency.observe(
+            std::chrono::duration<double>(host->writer.durable_at() - received).count());
+      }
       if (event && !err) {  // before the answer: whoever got it finds the event published
         event->ts_ms = now_ms();
         host->feed->publish(std::move(event));
@@ -689,7 +695,7 @@ void on_ingest(twin_actor* self, ingest_request& req) {
   if (!changed)
     return answer_when_durable(self, std::move(req.done));
   after_reported_change(self, &req.values);
-  commit(self, nullptr, std::move(req.done));
+  commit(self, nullptr, std::move(req.done), req.received);
 }
 
 /// Applies a put once the parent (if any) accepted the child.
@@ -737,12 +743,15 @@ void finish_put(twin_actor* self, put_request& req, bool created) {
     st.notify_parent = true;
   auto done = std::move(req.done);
   auto version = rec.version + 1;
-  commit(self, [done, version, created](caf::error err) {
-    if (err)
-      done(std::move(err));
-    else
-      done(put_result{version, created});
-  });
+  commit(
+    self,
+    [done, version, created](caf::error err) {
+      if (err)
+        done(std::move(err));
+      else
+        done(put_result{version, created});
+    },
+    nullptr, req.received);
 }
 
 void on_put(twin_actor* self, put_request& req) {
@@ -873,7 +882,7 @@ void on_patch(twin_actor* self, patch_request& req) {
     after_reported_change(self, &req.properties);
   if (desired_changed)
     st.publish_desired = true;
-  commit(self, nullptr, std::move(req.done));
+  commit(self, nullptr, std::move(req.done), req.received);
 }
 
 void on_remove(twin_actor* self, remove_request& req) {
@@ -898,7 +907,7 @@ void on_remove(twin_actor* self, remove_request& req) {
   st.delete_pending = true;
   st.notify_parent = false;
   st.publish_desired = false;
-  commit(self, nullptr, std::move(req.done));
+  commit(self, nullptr, std::move(req.done), req.received);
   st.exists = false;
   live_record gone;
   gone.id = std::move(st.rec.id);

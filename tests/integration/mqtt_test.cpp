@@ -12,6 +12,8 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -278,13 +280,49 @@ TEST_F(mqtt_test, qos1_telemetry_sent_while_the_node_was_down_is_applied_when_it
 TEST_F(mqtt_test, the_node_reconnects_when_the_broker_restarts) {
   stop_broker();
   EXPECT_TRUE(eventually([&] { return metric("twin_mqtt_connected") == 0; }));
+  // Alive, but not ready, and /readyz says why.
+  auto ready = client_->call("GET", "/readyz");
+  EXPECT_EQ(ready.status, 503u);
+  auto body = json::parse(ready.body);
+  EXPECT_EQ(body["checks"]["mqtt"]["ok"], false) << ready.body;
+  EXPECT_EQ(body["checks"]["store"]["ok"], true) << ready.body;
+  EXPECT_EQ(body["error"]["message"],
+            "mqtt: not connected to tcp://127.0.0.1:" + std::to_string(broker_port_));
+  EXPECT_EQ(client_->call("GET", "/healthz").status, 200u);
   ASSERT_NO_FATAL_FAILURE(start_broker());
   // The node retries after 1 s, then at growing intervals (at most 30 s).
   ASSERT_TRUE(eventually([&] { return metric("twin_mqtt_connected") == 1; }, 40s));
+  EXPECT_EQ(client_->call("GET", "/readyz").status, 200u);
   device d{broker_port_};
   d.publish("twins/t:g1/telemetry", R"({"level": 33})");
   ASSERT_TRUE(eventually([&] { return twin("t:g1")["properties"]["level"] == 33; }));
   EXPECT_NE(node_->stderr_text().find("lost"), std::string::npos);
+}
+
+/// The names of `twin_` metrics and series (e.g. a histogram's `_bucket`) in `text`.
+std::set<std::string> metric_names_in(const std::string& text) {
+  static const std::regex name{R"(\btwin_[a-z0-9_]+)"};
+  std::set<std::string> out;
+  for (std::sregex_iterator it{text.begin(), text.end(), name}, end; it != end; ++it)
+    out.insert(it->str());
+  return out;
+}
+
+TEST_F(mqtt_test, the_dashboard_and_the_alert_rules_use_only_metrics_the_node_serves) {
+  // With a broker and the HTTP API, the node serves every family it has.
+  http_client m{metrics_port_};
+  auto served = metric_names_in(m.call("GET", "/metrics").body);
+  ASSERT_GT(served.size(), 40u);
+  for (const char* file :
+       {"/docker/grafana/dashboards/twin-runtime.json", "/docker/prometheus/rules.yml"}) {
+    std::ifstream in{std::string{SOURCE_DIR} + file};
+    ASSERT_TRUE(in) << file;
+    std::string text{std::istreambuf_iterator<char>{in}, {}};
+    auto used = metric_names_in(text);
+    EXPECT_GT(used.size(), 5u) << file;
+    for (const auto& n : used)
+      EXPECT_EQ(served.count(n), 1u) << file << " uses " << n << ", which the node does not serve";
+  }
 }
 
 TEST_F(mqtt_test, twinsim_drives_the_demo_plant_over_mqtt) {

@@ -52,7 +52,10 @@ api::response call(router& rt, bool ready, const std::string& method, const std:
                    const std::string& body = {}) {
   api::backend be;
   be.rt = &rt;
-  be.ready = [ready] { return ready; };
+  be.ready = [ready] {
+    return std::vector<api::readiness_check>{{"store", true, "open"},
+                                             {"node", ready, ready ? "started" : "starting"}};
+  };
   return call(be, method, target, body);
 }
 
@@ -65,7 +68,14 @@ TEST(routes, a_node_that_is_not_ready_says_so) {
   auto r = call(rt, false, "GET", "/readyz");
   EXPECT_EQ(r.status, 503u);
   EXPECT_EQ(code_of(r), "not_ready");
-  EXPECT_EQ(call(rt, true, "GET", "/readyz").status, 200u);
+  EXPECT_EQ(r.body["error"]["message"], "node: starting");  // what is not ready, only
+  EXPECT_EQ(r.body["status"], "not_ready");
+  EXPECT_EQ(r.body["checks"]["store"]["ok"], true);
+  EXPECT_EQ(r.body["checks"]["node"]["ok"], false);
+  auto ok = call(rt, true, "GET", "/readyz");
+  EXPECT_EQ(ok.status, 200u);
+  EXPECT_EQ(ok.body["status"], "ready");
+  EXPECT_EQ(ok.body["checks"]["node"]["detail"], "started");
   EXPECT_EQ(call(rt, false, "GET", "/healthz").status, 200u);
 }
 
@@ -103,7 +113,7 @@ TEST(routes, bad_parameters_of_reads_get_400_before_anything_runs) {
   change_feed feed;
   api::backend be;
   be.rt = &rt;
-  be.ready = [] { return true; };
+  be.ready = [] { return std::vector<api::readiness_check>{}; };
   be.query = [&](const twin_query&) -> caf::expected<query_page> {
     ++queries;
     return query_page{};
@@ -150,7 +160,7 @@ TEST(routes, reads_beyond_the_queue_get_429_with_a_retry_time) {
   refusing_router rt{caf::error{}};
   api::backend be;
   be.rt = &rt;
-  be.ready = [] { return true; };
+  be.ready = [] { return std::vector<api::readiness_check>{}; };
   be.query = [](const twin_query&) -> caf::expected<query_page> { return query_page{}; };
   api::node_info node{"n1", "http://127.0.0.1:8080"};
   api::route_context full{be, node, [](std::function<void()>) { return false; }};

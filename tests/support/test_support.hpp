@@ -140,6 +140,7 @@ public:
     return inner_->get_meta(key);
   }
   uint64_t approximate_count() override { return inner_->approximate_count(); }
+  runtime::store_stats stats() override { return inner_->stats(); }
   caf::error flush() override { return inner_->flush(); }
 
 private:

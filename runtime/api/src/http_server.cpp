@@ -213,13 +213,13 @@ private:
     auto msg = std::make_shared<http::response<http::string_body>>(
       static_cast<http::status>(res.status), version_);
     msg->set(http::field::server, "twind");
+    if (!res.text.empty() || !res.body.is_null())
+      msg->set(http::field::content_type, "application/json");  // unless a header says
     for (auto& [name, value] : res.headers)
       msg->set(name, value);
     if (!res.text.empty()) {
-      msg->set(http::field::content_type, "application/json");
       msg->body() = std::move(res.text);
     } else if (!res.body.is_null()) {
-      msg->set(http::field::content_type, "application/json");
       // Invalid UTF-8 that a request smuggled into a message is replaced, not thrown on.
       msg->body() = res.body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
@@ -354,7 +354,7 @@ struct http_server::impl {
     : be(std::move(be_)),
       opts(std::move(opts_)),
       ctx{be, node, [this](std::function<void()> fn) { return run_blocking(std::move(fn)); },
-          opts.event_buffer},
+          opts.event_buffer, &telemetry},
       ioc(std::make_shared<asio::io_context>()),
       work(ioc->get_executor()),
       acceptor(*ioc),
@@ -409,6 +409,7 @@ struct http_server::impl {
   backend be;
   http_options opts;
   node_info node;
+  telemetry_counts telemetry;
   route_context ctx;
   /// Where queries and history reads run: they block on the store.
   asio::thread_pool blocking{2};
@@ -494,6 +495,9 @@ http_metrics http_server::metrics() const {
     out.latency.push_back(l);
     out.latency.back().route = route;
   }
+  out.telemetry_accepted = impl_->telemetry.accepted.load(std::memory_order_relaxed);
+  out.telemetry_rejected = impl_->telemetry.rejected.load(std::memory_order_relaxed);
+  out.connections = st.connections.load(std::memory_order_relaxed);
   return out;
 }
 

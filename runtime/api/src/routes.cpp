@@ -354,7 +354,7 @@ void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn r
 /// POST /v1/telemetry: items `{"twin": id, "ts": ms?, "values": {...}}`. Each item is
 /// routed on its own; the answer (202) comes once every accepted item is durable, with a
 /// result per item in the order of the request, so one bad item does not sink the batch.
-void post_telemetry(router& rt, const request& req, respond_fn respond) {
+void post_telemetry(const route_context& ctx, const request& req, respond_fn respond) {
   auto parsed = parse_body(req, max_document_depth + 1);  // items sit in an array
   if (!parsed)
     return respond(error_of(parsed.error()));
@@ -367,6 +367,7 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
     size_t pending = 0;
     size_t accepted = 0;
     respond_fn respond;
+    telemetry_counts* counts = nullptr;
 
     /// Records item `i`'s result (an `i` past the items: the routing's own count); the
     /// last one answers.
@@ -380,6 +381,10 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
         if (--pending > 0)
           return;
       }
+      if (counts != nullptr) {
+        counts->accepted.fetch_add(accepted, std::memory_order_relaxed);
+        counts->rejected.fetch_add(results.size() - accepted, std::memory_order_relaxed);
+      }
       respond(json_response(202, {{"accepted", accepted},
                                   {"rejected", results.size() - accepted},
                                   {"results", std::move(results)}}));
@@ -389,6 +394,7 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
   b->results.resize(doc.size());
   b->pending = doc.size() + 1;  // + 1 until every item is routed
   b->respond = std::move(respond);
+  b->counts = ctx.telemetry;
   auto fail = [](const json& twin, const caf::error& err) {
     return json{{"twin", twin},
                 {"ok", false},
@@ -438,9 +444,31 @@ void post_telemetry(router& rt, const request& req, respond_fn respond) {
       else
         b->done(i, fail(twin, v.error()));
     };
-    rt.route(*id, std::move(ingest));
+    ctx.be.rt->route(*id, std::move(ingest));
   }
   b->done(doc.size(), {});  // every item is routed: the routing's own count
+}
+
+bool all_ok(const std::vector<readiness_check>& checks) {
+  return std::all_of(checks.begin(), checks.end(), [](const auto& c) { return c.ok; });
+}
+
+/// GET /readyz: 200 when every check is ok, else 503 naming what is not. Each check is
+/// shown either way.
+response readiness(const std::vector<readiness_check>& checks) {
+  json shown = json::object();
+  std::string failing;
+  for (const auto& c : checks) {
+    shown[c.name] = {{"ok", c.ok}, {"detail", c.detail}};
+    if (!c.ok)
+      failing += (failing.empty() ? "" : "; ") + c.name + ": " + c.detail;
+  }
+  if (failing.empty())
+    return json_response(200, {{"status", "ready"}, {"checks", std::move(shown)}});
+  auto r = error_response(503, "not_ready", failing);
+  r.body["status"] = "not_ready";
+  r.body["checks"] = std::move(shown);
+  return r;
 }
 
 /// Answers with what `work` returns, run off the I/O threads: 500 if it throws, 429 at
@@ -639,7 +667,8 @@ response method_not_allowed(const std::string& allow) {
 const char* route_of(std::string_view target) {
   auto path = target.substr(0, target.find('?'));
   for (const char* fixed :
-       {"/healthz", "/readyz", "/v1/twins", "/v1/telemetry", "/v1/events", "/v1/cluster"})
+       {"/healthz", "/readyz", "/metrics", "/v1/twins", "/v1/telemetry", "/v1/events",
+        "/v1/cluster"})
     if (path == fixed)
       return fixed;
   constexpr std::string_view twins = "/v1/twins/";
@@ -687,16 +716,21 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
   std::string_view route = req.route != nullptr ? req.route : route_of(req.target);
   std::string_view path = req.target;
   path = path.substr(0, path.find('?'));
-  auto& rt = *ctx.be.rt;
-  if (route == "/healthz" || route == "/readyz") {
+  if (route == "/healthz" || route == "/readyz" || (route == "/metrics" && ctx.be.metrics)) {
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
     if (route == "/healthz")
       return respond(json_response(200, {{"status", "ok"}}));
-    if (!ctx.be.ready())
-      return respond(error_response(503, "not_ready", "the node is not ready"));
-    return respond(json_response(200, {{"status", "ready"}}));
+    if (route == "/readyz")
+      return respond(readiness(ctx.be.ready()));
+    response r;
+    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    r.text = ctx.be.metrics();
+    return respond(std::move(r));
   }
+  if (ctx.be.rt == nullptr)  // the operations port: nothing else
+    return respond(error_response(404, "not_found", "no route " + std::string{path}));
+  auto& rt = *ctx.be.rt;
   if (route == "/v1/twins/{id}/history") {
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
@@ -752,14 +786,14 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
     if (!has_media_type(req, {"application/json"}))
       return respond(error_response(415, "unsupported_media_type",
                                     "POST /v1/telemetry takes Content-Type: application/json"));
-    return post_telemetry(rt, req, std::move(respond));
+    return post_telemetry(ctx, req, std::move(respond));
   }
   if (route == "/v1/cluster") {
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
     // One node, alone: it owns every shard (DESIGN.md: 1024 by default).
     const auto& node = ctx.node;
-    json me{{"node", node.id}, {"state", ctx.be.ready() ? "up" : "starting"},
+    json me{{"node", node.id}, {"state", all_ok(ctx.be.ready()) ? "up" : "starting"},
             {"shards", cluster_shards}, {"http", node.http_url}};
     return respond(json_response(
       200, {{"node", node.id}, {"shards", cluster_shards}, {"members", json::array({me})}}));

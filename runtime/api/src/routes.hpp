@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -46,14 +47,21 @@ struct node_info {
   std::string http_url;  ///< where its API listens
 };
 
-/// What the routes need of the server: the node's parts, the node's name, and where
-/// work that blocks runs (not on an I/O thread).
+/// Telemetry items the routes have answered, for metrics.
+struct telemetry_counts {
+  std::atomic<uint64_t> accepted{0};
+  std::atomic<uint64_t> rejected{0};
+};
+
+/// What the routes need of the server: the node's parts, the node's name, where work
+/// that blocks runs (not on an I/O thread), and what they count.
 struct route_context {
   const backend& be;
   const node_info& node;
   /// Queues the work; false (and it is dropped) if too much is queued already.
   std::function<bool(std::function<void()>)> run_blocking;
   size_t event_buffer = 4096;  ///< see `http_options::event_buffer`
+  telemetry_counts* telemetry = nullptr;  ///< nullptr: not counted
 };
 
 /// Answers `req` through `respond`, exactly once: at once for bad requests and reads of

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "twin/runtime/metrics.hpp"
 #include "twin/runtime/model.hpp"
 #include "twin/runtime/router.hpp"
 #include "twin/runtime/state_store.hpp"
@@ -27,6 +28,9 @@ struct host_options {
   /// Delay before a parent recomputes after a child change, to coalesce bursts.
   /// Default: 0 (recompute once the changes already queued are applied).
   std::chrono::milliseconds aggregate_delay{0};
+  /// Records the update latency and the store writes' durations and sizes in the
+  /// histograms of `host_stats` (the counters are kept either way). Default: on.
+  bool histograms = true;
 };
 
 /// Counters of a host, readable from any thread.
@@ -37,6 +41,19 @@ struct host_stats {
   std::atomic<uint64_t> rejected{0};         ///< requests rejected by validation
   std::atomic<uint64_t> store_writes{0};     ///< batches written
   std::atomic<uint64_t> store_records{0};    ///< records written
+  std::atomic<uint64_t> store_errors{0};     ///< batches the store failed to write
+  /// Seconds from a change's request reaching the host to the change being durable.
+  metrics::histogram update_latency{metrics::histogram::latency_bounds()};
+  /// Seconds one store write (a group commit) took.
+  metrics::histogram write_duration{metrics::histogram::latency_bounds()};
+  /// Twin records (written or deleted) per store write.
+  metrics::histogram write_records{{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536}};
+};
+
+/// Requests routed to twins, by kind.
+struct message_count {
+  const char* kind;  ///< "telemetry", "put", "patch", "get", "delete", "command", ...
+  uint64_t count;
 };
 
 /// Totals kept durable with the twins (they survive restarts and kill -9).
@@ -89,6 +106,8 @@ public:
 
   size_t active_count() const;
   const host_stats& stats() const;
+  /// Requests routed so far, one entry per kind of `twin_request`.
+  std::vector<message_count> message_counts() const;
   host_counts counts() const;
 
   struct impl;

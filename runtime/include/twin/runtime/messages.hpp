@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -32,6 +33,9 @@ struct ingest_request {
   int64_t ts_ms = 0;
   std::string source = "telemetry";
   version_fn done;
+  /// When the runtime took the request (set by the host's `route`); the update latency
+  /// is measured from it.
+  std::chrono::steady_clock::time_point received{};
 };
 
 /// Create or replace. Replacing keeps children and creation time; `created` in the
@@ -49,6 +53,7 @@ struct put_request {
   std::optional<uint64_t> if_version;  ///< compare-and-set; 0 means "must not exist"
   std::string source = "api";
   std::function<void(caf::expected<put_result>)> done;
+  std::chrono::steady_clock::time_point received{};  ///< as in ingest_request
 };
 
 /// JSON merge patch of reported and desired properties (null deletes).
@@ -58,6 +63,7 @@ struct patch_request {
   std::optional<uint64_t> if_version;
   std::string source = "api";
   version_fn done;
+  std::chrono::steady_clock::time_point received{};  ///< as in ingest_request
 };
 
 /// Reads the twin as its actor holds it: every acknowledged change, and possibly a
@@ -70,6 +76,7 @@ struct get_request {
 struct remove_request {
   std::optional<uint64_t> if_version;
   version_fn done;
+  std::chrono::steady_clock::time_point received{};  ///< as in ingest_request
 };
 
 /// A command to the device behind the twin (and the type's command handler).

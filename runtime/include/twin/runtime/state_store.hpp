@@ -52,6 +52,28 @@ struct store_batch {
 /// A stored history sample: its time and encoded value.
 using history_sample = std::pair<int64_t, std::string>;
 
+/// Figures of one part of a store (a RocksDB column family).
+struct store_part_stats {
+  std::string name;
+  uint64_t keys = 0;                      ///< estimated
+  uint64_t memtable_bytes = 0;
+  uint64_t sst_bytes = 0;                 ///< table files on disk
+  uint64_t pending_compaction_bytes = 0;  ///< estimated bytes compaction still has to rewrite
+};
+
+/// Figures of a store, for metrics and readiness. Counts are since the store was opened.
+struct store_stats {
+  std::vector<store_part_stats> parts;
+  uint64_t running_compactions = 0;
+  uint64_t running_flushes = 0;
+  uint64_t block_cache_bytes = 0;
+  uint64_t delayed_write_rate = 0;  ///< bytes/s while writes are slowed down, else 0
+  bool write_stopped = false;       ///< writes wait for compaction or flushes
+  uint64_t stalls_slowdown = 0;     ///< times writes were slowed down
+  uint64_t stalls_stop = 0;         ///< times writes were stopped
+  uint64_t background_errors = 0;   ///< failed flushes or compactions
+};
+
 /// Durable storage of twin records, two secondary indexes and node metadata.
 ///
 /// Thread safety: every method may be called from any thread at any time.
@@ -95,6 +117,9 @@ public:
   /// Returns the number of stored twins (exact for the memory store, RocksDB's
   /// estimate for the RocksDB store).
   virtual uint64_t approximate_count() = 0;
+
+  /// Reads the store's figures (RocksDB: from the database's own properties).
+  virtual store_stats stats() = 0;
 
   /// Moves what is buffered in memory to the store's files and waits for it (RocksDB:
   /// flushes the memtables). Durability does not need it; it frees the write buffers.

@@ -19,12 +19,22 @@ class change_feed;
 
 namespace twin::api {
 
-/// What the API serves from. `rt` and `ready` are required; a route whose part is
-/// missing answers 501.
+/// One thing a node needs before it serves, as /readyz shows it.
+struct readiness_check {
+  std::string name;    ///< "node", "store", "models", "mqtt", ...
+  bool ok = false;
+  std::string detail;  ///< what it is, or what is wrong with it
+};
+
+/// What the API serves from. `ready` is required; a route whose part is missing answers
+/// 501. Without `rt`, only /healthz, /readyz and /metrics are served (an operations port).
 struct backend {
   runtime::router* rt = nullptr;
-  /// Answers /readyz; runs on the I/O threads.
-  std::function<bool()> ready;
+  /// Answers GET /metrics: the Prometheus text format. Runs on the I/O threads. None: 404.
+  std::function<std::string()> metrics;
+  /// Answers /readyz: the node is ready when every check is ok. Runs on the I/O threads:
+  /// it must be quick.
+  std::function<std::vector<readiness_check>()> ready;
   /// Runs a query on the durable state of the twins; may block (it runs on a thread of
   /// its own, never an I/O thread).
   std::function<caf::expected<runtime::query_page>(const runtime::twin_query&)> query;
@@ -70,6 +80,9 @@ struct http_metrics {
   static const std::vector<double>& bounds_s();
   std::vector<http_route_count> requests;
   std::vector<http_route_latency> latency;
+  uint64_t telemetry_accepted = 0;  ///< items of POST /v1/telemetry applied, durably
+  uint64_t telemetry_rejected = 0;  ///< items refused (bad item, unknown twin, bad values)
+  uint64_t connections = 0;         ///< open now
 };
 
 /// The HTTP/JSON API of DESIGN.md on Boost.Beast: HTTP/1.1 with keep-alive. Requests go
