@@ -93,6 +93,29 @@ value read_property(router& rt, const std::string& id, const std::string& name) 
   return i == r->reported.end() ? value{} : i->second;
 }
 
+/// The node's membership, as GET /v1/cluster shows it until a cluster exists: one
+/// member, up once started, owning every shard; nothing is handed off.
+class lone_node_probe final : public metrics::collectable {
+public:
+  explicit lone_node_probe(const std::atomic<bool>& started) : started_(started) {}
+  void collect(std::vector<metrics::family>& out) const override {
+    bool up = started_.load();
+    metrics::family members{"twin_cluster_members", "Members of the node's cluster, by state.",
+                            metrics::metric_type::gauge, {}};
+    members.samples.push_back({{{"state", "up"}}, up ? 1.0 : 0.0, {}});
+    members.samples.push_back({{{"state", "starting"}}, up ? 0.0 : 1.0, {}});
+    out.push_back(std::move(members));
+    out.push_back(metrics::single("twin_shards_owned", "Shards this node owns.",
+                                  metrics::metric_type::gauge, default_shard_count));
+    out.push_back(metrics::single("twin_handoffs_total",
+                                  "Shards handed to or taken from another node.",
+                                  metrics::metric_type::counter, 0));
+  }
+
+private:
+  const std::atomic<bool>& started_;
+};
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -197,15 +220,16 @@ int main(int argc, char** argv) {
   probe runtime_probe{node_host, **store};
   std::unique_ptr<api::probe> http_probe;
   std::unique_ptr<ingest::probe> mqtt_probe;
+  lone_node_probe node_probe{ready};
   probes.add(&runtime_probe);
+  probes.add(&node_probe);
   auto readiness = [&] {
     std::vector<api::readiness_check> checks;
-    checks.push_back({"node", ready.load(), ready.load() ? "started" : "starting or stopping"});
-    auto errors = (*store)->stats().background_errors;
-    checks.push_back({"store", errors == 0,
-                      errors == 0 ? "open at " + o.data_dir
-                                  : std::to_string(errors)
-                                      + " failed flushes or compactions (it takes no writes)"});
+    bool started = ready.load();
+    checks.push_back({"node", started, started ? "started" : "starting or stopping"});
+    auto failure = (*store)->write_failure();
+    checks.push_back({"store", failure.empty(),
+                      failure.empty() ? "open at " + o.data_dir : "takes no writes: " + failure});
     checks.push_back({"models", true, std::to_string(types.size()) + " twin types"});
     if (!o.mqtt_url.empty()) {
       const auto* g = mqtt_started.load();

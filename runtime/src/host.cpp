@@ -18,8 +18,16 @@ namespace {
 
 /// The name of each kind of `twin_request`, in its order.
 constexpr std::array<const char*, std::variant_size_v<twin_request>> message_kinds{
-  "telemetry", "put",        "patch",  "get",    "delete",        "command",
+  "telemetry", "put",    "patch",  "get",    "delete",        "command",
   "child_update", "attach", "detach", "orphan", "ancestor_query"};
+
+constexpr bool every_kind_named() {
+  for (const char* k : message_kinds)
+    if (k == nullptr)
+      return false;
+  return true;
+}
+static_assert(every_kind_named(), "a kind of twin_request has no name in message_kinds");
 
 template <class T, class = void>
 struct has_received : std::false_type {};

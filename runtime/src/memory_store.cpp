@@ -96,12 +96,15 @@ public:
   store_stats stats() override {
     std::lock_guard<std::mutex> guard{mtx_};
     store_stats s;
+    s.parts.push_back({"default", meta_.size(), 0, 0, 0});
     s.parts.push_back({"twins", twins_.size(), 0, 0, 0});
     s.parts.push_back({"by_type", by_type_.size(), 0, 0, 0});
     s.parts.push_back({"by_parent", by_parent_.size(), 0, 0, 0});
     s.parts.push_back({"history", history_.size(), 0, 0, 0});
     return s;
   }
+
+  std::string write_failure() override { return {}; }
 
   caf::error flush() override { return {}; }  // nothing is buffered
 

@@ -45,8 +45,14 @@ uint64_t cgroup_memory_limit() {
       continue;
     auto controllers = line.substr(a + 1, b - a - 1);
     auto path = line.substr(b + 1);
-    if (controllers.empty()) {  // v2
-      consider(read_number("/sys/fs/cgroup" + path + "/memory.max"));
+    if (controllers.empty()) {  // v2: the group's limit and those of the groups above it
+      for (;;) {
+        consider(read_number("/sys/fs/cgroup" + path + "/memory.max"));
+        auto up = path.rfind('/');
+        if (up == std::string::npos || path.size() <= 1)
+          break;
+        path.resize(up == 0 ? 1 : up);
+      }
     } else if (controllers == "memory") {
       consider(read_number("/sys/fs/cgroup/memory" + path + "/memory.limit_in_bytes"));
       consider(read_number("/sys/fs/cgroup/memory/memory.limit_in_bytes"));

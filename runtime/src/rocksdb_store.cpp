@@ -7,6 +7,7 @@
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
@@ -99,10 +100,37 @@ caf::error to_error(const rocksdb::Status& st, const std::string& what) {
   return make_error(runtime_errc::store_failure, what + ": " + st.ToString());
 }
 
+/// Keeps the background error RocksDB has not recovered from (a failed flush or
+/// compaction stops writes until it recovers, by itself or never).
+class background_errors final : public rocksdb::EventListener {
+public:
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override {
+    if (error != nullptr && !error->ok())
+      set(error->ToString());
+  }
+  void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override {
+    set(info.new_bg_error.ok() ? std::string{} : info.new_bg_error.ToString());
+  }
+  std::string current() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return error_;
+  }
+
+private:
+  void set(std::string e) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    error_ = std::move(e);
+  }
+
+  mutable std::mutex mtx_;
+  std::string error_;
+};
+
 class rocksdb_store final : public state_store {
 public:
-  rocksdb_store(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> handles, bool sync)
-    : db_(db), handles_(std::move(handles)) {
+  rocksdb_store(rocksdb::DB* db, std::vector<rocksdb::ColumnFamilyHandle*> handles, bool sync,
+                std::shared_ptr<rocksdb::Cache> cache, std::shared_ptr<background_errors> errors)
+    : db_(db), handles_(std::move(handles)), cache_(std::move(cache)), errors_(std::move(errors)) {
     write_opts_.sync = sync;
   }
 
@@ -251,7 +279,9 @@ public:
       db_->GetIntProperty(cf, property, &n);
       return n;
     };
-    auto db_number = [&](const char* property) { return number(db_->DefaultColumnFamily(), property); };
+    auto db_number = [&](const char* property) {
+      return number(db_->DefaultColumnFamily(), property);
+    };
     for (auto* cf : handles_) {
       s.parts.push_back({cf->GetName(), number(cf, "rocksdb.estimate-num-keys"),
                          number(cf, "rocksdb.cur-size-all-mem-tables"),
@@ -260,18 +290,23 @@ public:
       // Stalls are counted per column family, in the map of its statistics.
       std::map<std::string, std::string> cf_stats;
       if (db_->GetMapProperty(cf, "rocksdb.cfstats", &cf_stats)) {
-        s.stalls_slowdown += std::strtoull(cf_stats["io_stalls.total_slowdown"].c_str(), nullptr, 10);
-        s.stalls_stop += std::strtoull(cf_stats["io_stalls.total_stop"].c_str(), nullptr, 10);
+        auto count = [&cf_stats](const char* key) {
+          return std::strtoull(cf_stats[key].c_str(), nullptr, 10);
+        };
+        s.stalls_slowdown += count("io_stalls.total_slowdown");
+        s.stalls_stop += count("io_stalls.total_stop");
       }
     }
     s.running_compactions = db_number("rocksdb.num-running-compactions");
     s.running_flushes = db_number("rocksdb.num-running-flushes");
-    s.block_cache_bytes = db_number("rocksdb.block-cache-usage");
+    s.block_cache_bytes = cache_->GetUsage();
     s.delayed_write_rate = db_number("rocksdb.actual-delayed-write-rate");
     s.write_stopped = db_number("rocksdb.is-write-stopped") != 0;
     s.background_errors = db_number("rocksdb.background-errors");
     return s;
   }
+
+  std::string write_failure() override { return errors_->current(); }
 
   caf::error flush() override {
     rocksdb::FlushOptions o;
@@ -310,6 +345,8 @@ private:
 
   rocksdb::DB* db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  std::shared_ptr<rocksdb::Cache> cache_;  ///< the block cache of every column family
+  std::shared_ptr<background_errors> errors_;
   rocksdb::WriteOptions write_opts_;
   std::mutex write_mtx_;  ///< guards the two below, which every write reuses
   std::vector<twin_op> ops_;
@@ -336,6 +373,8 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
   db_opts.compression = rocksdb::kLZ4Compression;
   db_opts.write_buffer_size = o.write_buffer_bytes;
   db_opts.enable_pipelined_write = true;
+  auto errors = std::make_shared<background_errors>();
+  db_opts.listeners.push_back(errors);
 
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(o.block_cache_bytes);
@@ -367,7 +406,7 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
     std::chrono::duration_cast<std::chrono::seconds>(o.history_retention).count());
 
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs{
-    {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions{db_opts}},
+    {rocksdb::kDefaultColumnFamilyName, index_opts},
     {cf_twins, twins_opts},
     {cf_by_type, index_opts},
     {cf_by_parent, index_opts},
@@ -391,7 +430,8 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
     return make_error(runtime_errc::store_failure,
                       "cannot open data directory " + o.path + ": " + msg);
   }
-  return std::unique_ptr<state_store>{new rocksdb_store(db, std::move(handles), o.sync)};
+  return std::unique_ptr<state_store>{
+    new rocksdb_store(db, std::move(handles), o.sync, table.block_cache, std::move(errors))};
 }
 
 } // namespace twin::runtime

@@ -138,12 +138,14 @@ void store_writer::run() {
     bool anything = !batches.empty();
     caf::error err;
     if (anything) {
-      auto t0 = histograms_ ? std::chrono::steady_clock::now() : durable_at_;
-      err = store_.write_all(batches.data(), batches.size());
       if (histograms_) {
+        auto t0 = std::chrono::steady_clock::now();
+        err = store_.write_all(batches.data(), batches.size());
         durable_at_ = std::chrono::steady_clock::now();
         stats_.write_duration.observe(std::chrono::duration<double>(durable_at_ - t0).count());
         stats_.write_records.observe(static_cast<double>(records));
+      } else {
+        err = store_.write_all(batches.data(), batches.size());
       }
     }
     if (err)

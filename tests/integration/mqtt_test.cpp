@@ -14,6 +14,7 @@
 #include <mutex>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -299,26 +300,31 @@ TEST_F(mqtt_test, the_node_reconnects_when_the_broker_restarts) {
   EXPECT_NE(node_->stderr_text().find("lost"), std::string::npos);
 }
 
-/// The names of `twin_` metrics and series (e.g. a histogram's `_bucket`) in `text`.
-std::set<std::string> metric_names_in(const std::string& text) {
+/// The names of `twin_` series (e.g. a histogram's `_bucket`, never the histogram's own
+/// name) in `text`, leaving out the comments of the text format.
+std::set<std::string> series_in(const std::string& text) {
   static const std::regex name{R"(\btwin_[a-z0-9_]+)"};
   std::set<std::string> out;
-  for (std::sregex_iterator it{text.begin(), text.end(), name}, end; it != end; ++it)
-    out.insert(it->str());
+  std::istringstream lines{text};
+  std::string line;
+  while (std::getline(lines, line))
+    if (line.rfind("# HELP", 0) != 0 && line.rfind("# TYPE", 0) != 0)
+      for (std::sregex_iterator it{line.begin(), line.end(), name}, end; it != end; ++it)
+        out.insert(it->str());
   return out;
 }
 
 TEST_F(mqtt_test, the_dashboard_and_the_alert_rules_use_only_metrics_the_node_serves) {
   // With a broker and the HTTP API, the node serves every family it has.
   http_client m{metrics_port_};
-  auto served = metric_names_in(m.call("GET", "/metrics").body);
+  auto served = series_in(m.call("GET", "/metrics").body);
   ASSERT_GT(served.size(), 40u);
   for (const char* file :
        {"/docker/grafana/dashboards/twin-runtime.json", "/docker/prometheus/rules.yml"}) {
     std::ifstream in{std::string{SOURCE_DIR} + file};
     ASSERT_TRUE(in) << file;
     std::string text{std::istreambuf_iterator<char>{in}, {}};
-    auto used = metric_names_in(text);
+    auto used = series_in(text);
     EXPECT_GT(used.size(), 5u) << file;
     for (const auto& n : used)
       EXPECT_EQ(served.count(n), 1u) << file << " uses " << n << ", which the node does not serve";

@@ -152,7 +152,10 @@ TEST_F(sre_test, the_metrics_port_serves_health_and_readiness_and_nothing_else) 
     EXPECT_EQ(body["checks"][check]["ok"], true) << check << ": " << ready.body;
   EXPECT_EQ(body["checks"]["models"]["detail"], "1 twin types");
   EXPECT_FALSE(body["checks"].contains("mqtt")) << "no broker is configured";
-  EXPECT_EQ(ops.call("GET", "/v1/twins/t:g1").status, 404u);
+  ASSERT_EQ(put("t:g1", {{"type", "gauge"}}).status, 201u);
+  auto twin = ops.call("GET", "/v1/twins/t:g1");
+  EXPECT_EQ(twin.status, 404u);
+  EXPECT_EQ(json::parse(twin.body)["error"]["message"], "no route /v1/twins/t:g1");
   EXPECT_EQ(ops.call("POST", "/metrics").status, 405u);
   EXPECT_EQ(client_->call("GET", "/metrics").status, 404u) << "the API port serves no metrics";
 }
@@ -262,8 +265,10 @@ TEST(sre, the_prometheus_files_of_docker_pass_promtool_and_their_unit_tests) {
 TEST(sre, json_logs_are_one_object_a_line) {
   temp_dir dir;
   int port = free_port();
-  // A data directory whose name needs escaping, which the first lines show.
-  std::string data = dir.sub("da\"ta\\x");
+  // A data directory whose name needs escaping and is not UTF-8, which the first lines
+  // show: the byte that is not UTF-8 is shown as U+FFFD.
+  std::string data = dir.sub("da\"ta\\x\xff");
+  std::string shown = dir.sub("da\"ta\\x\xef\xbf\xbd");
   process node{{TWIND_PATH, "--data-dir", data, "--http-port", std::to_string(port),
                 "--metrics-port", "0", "--log-format", "json", "--log-level", "debug"}};
   ASSERT_TRUE(wait_for_200(port, "/readyz", 20s)) << node.stderr_text();
@@ -289,7 +294,7 @@ TEST(sre, json_logs_are_one_object_a_line) {
   EXPECT_TRUE(messages.count("stopped cleanly")) << node.stderr_text();
   bool named = false;
   for (const auto& m : messages)
-    named = named || m.find("data " + data + ",") != std::string::npos;
+    named = named || m.find("data " + shown + ",") != std::string::npos;
   EXPECT_TRUE(named) << "the data directory's name did not come through intact:\n"
                      << node.stderr_text();
 }

@@ -1,6 +1,7 @@
 // Conformance suite of the state_store interface: every implementation passes it.
 
 #include <fstream>
+#include <map>
 
 #include <gtest/gtest.h>
 
@@ -206,6 +207,22 @@ TEST_P(state_store_conformance, history_reads_a_time_range_and_goes_with_its_twi
   EXPECT_EQ((*left)[0].second, "new");
 }
 
+TEST_P(state_store_conformance, stats_name_each_part_and_count_its_keys) {
+  store_batch b;
+  for (int i = 0; i < 20; ++i)
+    b.puts.emplace_back(id("t:k" + std::to_string(i)), "record");
+  b.index_adds.push_back({index_kind::by_type, "sensor", id("t:k1")});
+  ASSERT_FALSE(store_->write(b));
+  std::map<std::string, uint64_t> keys;
+  for (const auto& p : store_->stats().parts)
+    keys[p.name] = p.keys;
+  for (const char* part : {"default", "twins", "by_type", "by_parent", "history"})
+    EXPECT_EQ(keys.count(part), 1u) << part;
+  EXPECT_EQ(keys["twins"], 20u);
+  EXPECT_EQ(keys["by_type"], 1u);
+  EXPECT_EQ(store_->write_failure(), "");
+}
+
 INSTANTIATE_TEST_SUITE_P(
   stores, state_store_conformance,
   ::testing::Values(
@@ -269,6 +286,37 @@ TEST(rocksdb_store, data_survives_reopen) {
   ASSERT_TRUE(s);
   EXPECT_EQ(**(*s)->get(id("a:1")), "kept");
   EXPECT_EQ((*s)->list(index_kind::by_type, "t", {}, 10)->size(), 1u);
+}
+
+TEST(rocksdb_store, reports_its_column_families_from_the_databases_properties) {
+  temp_dir dir;
+  rocksdb_options o;
+  o.path = dir.sub("db");
+  auto store = open_rocksdb_store(o);
+  ASSERT_TRUE(store);
+  store_batch b;
+  for (int i = 0; i < 100; ++i)
+    b.puts.emplace_back(id("t:k" + std::to_string(i)), std::string(200, 'x'));
+  ASSERT_FALSE((*store)->write(b));
+  auto before = (*store)->stats();
+  ASSERT_FALSE((*store)->flush());
+  auto after = (*store)->stats();
+  std::map<std::string, store_part_stats> parts;
+  for (const auto& p : after.parts)
+    parts[p.name] = p;
+  for (const char* name : {"default", "twins", "by_type", "by_parent", "history"})
+    EXPECT_EQ(parts.count(name), 1u) << name;
+  EXPECT_EQ(parts["twins"].keys, 100u);
+  EXPECT_GT(parts["twins"].sst_bytes, 0u);  // flushed into a table file
+  ASSERT_TRUE((*store)->get(id("t:k7")));  // read through the block cache
+  EXPECT_GT((*store)->stats().block_cache_bytes, 0u);
+  for (const auto& p : before.parts)
+    if (p.name == "twins")
+      EXPECT_GT(p.memtable_bytes, parts["twins"].memtable_bytes);
+  EXPECT_EQ(after.background_errors, 0u);
+  EXPECT_EQ((*store)->write_failure(), "");
+  EXPECT_FALSE(after.write_stopped);
+  EXPECT_EQ(after.stalls_stop, 0u);
 }
 
 TEST(rocksdb_store, second_open_of_a_directory_is_refused_clearly) {

@@ -141,6 +141,7 @@ public:
   }
   uint64_t approximate_count() override { return inner_->approximate_count(); }
   runtime::store_stats stats() override { return inner_->stats(); }
+  std::string write_failure() override { return inner_->write_failure(); }
   caf::error flush() override { return inner_->flush(); }
 
 private:

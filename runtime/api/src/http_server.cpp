@@ -62,21 +62,14 @@ struct shared_state {
   /// Answers by route (a template from `route_of`, one pointer per route: compared as
   /// such) and status.
   std::map<std::pair<const char*, unsigned>, uint64_t> answered;
-  std::map<const char*, http_route_latency> latency;
+  std::map<const char*, runtime::metrics::histogram> latency;
 
   void record(const char* route, unsigned status, std::chrono::steady_clock::duration took) {
-    auto s = std::chrono::duration<double>(took).count();
-    const auto& bounds = http_metrics::bounds_s();
-    auto bucket = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), s)
-                                      - bounds.begin());
+    static const auto bounds = runtime::metrics::histogram::latency_bounds();
     std::lock_guard<std::mutex> guard{metrics_mtx};
     ++answered[{route, status}];
-    auto& l = latency[route];
-    if (l.buckets.empty())
-      l.buckets.resize(bounds.size() + 1);
-    ++l.buckets[bucket];
-    l.sum_s += s;
-    ++l.count;
+    latency.try_emplace(route, bounds).first->second.observe(
+      std::chrono::duration<double>(took).count());
   }
 };
 
@@ -479,22 +472,14 @@ uint16_t http_server::port() const {
   return impl_->bound_port;
 }
 
-const std::vector<double>& http_metrics::bounds_s() {
-  static const std::vector<double> bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                          0.05,   0.1,   0.25,   0.5,   1,    2.5};
-  return bounds;
-}
-
 http_metrics http_server::metrics() const {
   auto& st = *impl_->state;
   http_metrics out;
   std::lock_guard<std::mutex> guard{st.metrics_mtx};
   for (const auto& [key, n] : st.answered)
     out.requests.push_back({key.first, key.second, n});
-  for (const auto& [route, l] : st.latency) {
-    out.latency.push_back(l);
-    out.latency.back().route = route;
-  }
+  for (const auto& [route, h] : st.latency)
+    out.latency.emplace_back(route, h.snapshot());
   out.telemetry_accepted = impl_->telemetry.accepted.load(std::memory_order_relaxed);
   out.telemetry_rejected = impl_->telemetry.rejected.load(std::memory_order_relaxed);
   out.connections = st.connections.load(std::memory_order_relaxed);

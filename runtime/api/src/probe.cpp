@@ -23,9 +23,8 @@ void probe::collect(std::vector<family>& out) const {
                  "Time from a request's last byte to its answer, by route template.",
                  metric_type::histogram,
                  {}};
-  for (const auto& l : m.latency)
-    latency.samples.push_back(
-      {{{"route", l.route}}, 0, {http_metrics::bounds_s(), l.buckets, l.sum_s, l.count}});
+  for (auto& [route, h] : m.latency)
+    latency.samples.push_back({{{"route", route}}, 0, std::move(h)});
   out.push_back(std::move(latency));
   out.push_back(runtime::metrics::single("twin_http_connections_open", "Open HTTP connections.",
                                          metric_type::gauge,

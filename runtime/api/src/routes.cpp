@@ -21,8 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-/// Shards of a cluster (DESIGN.md's default); a lone node owns them all.
-constexpr int cluster_shards = 1024;
 
 unsigned status_of(runtime_errc code) {
   switch (code) {
@@ -449,10 +447,6 @@ void post_telemetry(const route_context& ctx, const request& req, respond_fn res
   b->done(doc.size(), {});  // every item is routed: the routing's own count
 }
 
-bool all_ok(const std::vector<readiness_check>& checks) {
-  return std::all_of(checks.begin(), checks.end(), [](const auto& c) { return c.ok; });
-}
-
 /// GET /readyz: 200 when every check is ok, else 503 naming what is not. Each check is
 /// shown either way.
 response readiness(const std::vector<readiness_check>& checks) {
@@ -793,10 +787,13 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
       return respond(method_not_allowed("GET"));
     // One node, alone: it owns every shard (DESIGN.md: 1024 by default).
     const auto& node = ctx.node;
-    json me{{"node", node.id}, {"state", all_ok(ctx.be.ready()) ? "up" : "starting"},
-            {"shards", cluster_shards}, {"http", node.http_url}};
+    auto checks = ctx.be.ready();  // its membership follows the "node" check only
+    bool up = std::all_of(checks.begin(), checks.end(),
+                          [](const auto& c) { return c.name != "node" || c.ok; });
+    json me{{"node", node.id}, {"state", up ? "up" : "starting"},
+            {"shards", default_shard_count}, {"http", node.http_url}};
     return respond(json_response(
-      200, {{"node", node.id}, {"shards", cluster_shards}, {"members", json::array({me})}}));
+      200, {{"node", node.id}, {"shards", default_shard_count}, {"members", json::array({me})}}));
   }
   respond(error_response(404, "not_found", "no route " + std::string{path}));
 }

@@ -121,6 +121,10 @@ public:
   /// Reads the store's figures (RocksDB: from the database's own properties).
   virtual store_stats stats() = 0;
 
+  /// Why the store takes no writes now (RocksDB: a failed flush or compaction it has not
+  /// recovered from); "" when it takes them. Cheap enough for every readiness check.
+  virtual std::string write_failure() = 0;
+
   /// Moves what is buffered in memory to the store's files and waits for it (RocksDB:
   /// flushes the memtables). Durability does not need it; it frees the write buffers.
   virtual caf::error flush() = 0;

@@ -10,6 +10,7 @@
 
 #include <caf/error.hpp>
 
+#include "twin/runtime/metrics.hpp"
 #include "twin/runtime/query.hpp"
 #include "twin/runtime/router.hpp"
 
@@ -64,22 +65,11 @@ struct http_route_count {
   uint64_t count = 0;
 };
 
-/// The time from a request's last byte to its answer, for one route: per bound of
-/// `http_metrics::bounds_s`, how many took more than the bound before it and at most this
-/// one; then how many took longer, the sum and the count.
-struct http_route_latency {
-  std::string route;
-  std::vector<uint64_t> buckets;  ///< one per bound, and one for the rest
-  double sum_s = 0;
-  uint64_t count = 0;
-};
-
 /// What the server answered so far.
 struct http_metrics {
-  /// The latency buckets' upper bounds in seconds, 0.5 ms to 2.5 s.
-  static const std::vector<double>& bounds_s();
   std::vector<http_route_count> requests;
-  std::vector<http_route_latency> latency;
+  /// By route template: seconds from a request's last byte to its answer.
+  std::vector<std::pair<std::string, runtime::metrics::histogram_snapshot>> latency;
   uint64_t telemetry_accepted = 0;  ///< items of POST /v1/telemetry applied, durably
   uint64_t telemetry_rejected = 0;  ///< items refused (bad item, unknown twin, bad values)
   uint64_t connections = 0;         ///< open now
