@@ -7,7 +7,7 @@
 //   (c) cold activations (twin loaded from the store) with p50/p99 latency
 //   (d) resident memory per active twin holding 4 numeric properties
 //   (e) child-to-parent aggregate latency p50/p99, unloaded
-//   (f) the cost of metrics: (b) with metrics off and on, in alternating rounds
+//   (f) the cost of metrics: (b) with metrics off and on, in alternating parts
 
 #include <malloc.h>
 #include <sys/resource.h>
@@ -319,39 +319,62 @@ rate_result ingest(router& rt, size_t twins, size_t updates, uint64_t& failures)
 
 // -- (f) ------------------------------------------------------------------------
 
-/// (b) on a host with metrics off (no histograms, no scrapes) or on (histograms, and the
-/// runtime's probe scraped into the text format every second, 15 times as often as
-/// Prometheus' default).
-rate_result ingest_with_metrics(bench_node& node, const type_registry& types, bool on,
-                                size_t twins, size_t updates) {
-  host_options opts;
-  opts.histograms = on;
-  node.start(types, opts);
+struct metrics_cost {
+  rate_result off;
+  rate_result on;
+};
+
+/// (b) on a warm host in `segments` parts of `per_segment` updates, alternating metrics
+/// off and on in the order off, on, on, off, off, on, ... (so that a drift of the machine's
+/// speed weighs on both alike). Off: no histograms, nobody scraping. On: the histograms,
+/// and the runtime's probe collected into the text format every second (15 times as often
+/// as Prometheus' default).
+metrics_cost ingest_with_and_without_metrics(host& h, state_store& store, size_t twins,
+                                             int segments, size_t per_segment) {
+  uint64_t failures = 0;
+  ingest(h, twins, twins, failures);  // every twin active before the first segment
+  std::atomic<bool> scraping{false};
   std::atomic<bool> done{false};
   size_t scraped = 0;
-  std::thread scraper;
-  if (on)
-    scraper = std::thread{[&] {
-      probe p{*node.h, *node.store};
-      metrics::registry r;
-      r.add(&p);
-      while (!done.load()) {
+  std::thread scraper{[&] {
+    probe p{h, store};
+    metrics::registry r;
+    r.add(&p);
+    while (!done.load()) {
+      if (scraping.load())
         scraped += metrics::to_text(r.collect()).size();
-        for (int i = 0; i < 100 && !done.load(); ++i)
-          std::this_thread::sleep_for(std::chrono::milliseconds{10});
-      }
-    }};
-  uint64_t failures = 0;
-  auto rate = ingest(*node.h, twins, updates, failures);
+      for (int i = 0; i < 100 && !done.load(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+  }};
+  double seconds[2] = {0, 0};
+  double cpu[2] = {0, 0};
+  size_t done_updates[2] = {0, 0};
+  for (int k = 0; k < segments; ++k) {
+    bool on = ((k + 1) / 2) % 2 == 1;
+    h.set_histograms(on);
+    scraping = on;
+    meter m;
+    uint64_t failed = 0;
+    ingest(h, twins, per_segment, failed);
+    failures += failed;
+    seconds[on] += seconds_since(m.t0);
+    cpu[on] += cpu_seconds() - m.cpu0;
+    done_updates[on] += per_segment;
+  }
   done = true;
-  if (scraper.joinable())
-    scraper.join();
+  scraper.join();
+  h.set_histograms(true);
   if (failures > 0)
     die(std::to_string(failures) + " updates failed");
-  if (on && scraped == 0)
+  if (scraped == 0)
     die("no scrape happened");
-  node.stop();
-  return rate;
+  metrics_cost c;
+  for (int on = 0; on < 2; ++on) {
+    auto n = static_cast<double>(done_updates[on]);
+    (on ? c.on : c.off) = {n / seconds[on], cpu[on] * 1e6 / n};
+  }
+  return c;
 }
 
 // -- (c) ------------------------------------------------------------------------
@@ -447,7 +470,7 @@ int main(int argc, char** argv) {
   int64_t activation_window = 64;
   int threads = 2;
   std::string policy = "sharing";
-  int metrics_rounds = 3;
+  int metrics_segments = 16;
   app.add_option("--dir", dir, "Scratch directory (wiped)")->capture_default_str();
   app.add_option("--twins", twins, "Twins for (b) and (c)")->capture_default_str();
   app.add_option("--updates", updates, "Updates for (b)")->capture_default_str();
@@ -457,8 +480,8 @@ int main(int argc, char** argv) {
   app.add_option("--activation-window", activation_window, "Activations in flight for (c)")
     ->capture_default_str();
   app.add_option("--threads", threads, "Actor scheduler threads")->capture_default_str();
-  app.add_option("--metrics-rounds", metrics_rounds,
-                 "Rounds of (f), each (b) with half the updates, metrics off and on; 0 skips (f)")
+  app.add_option("--metrics-parts", metrics_segments,
+                 "Parts of (f), each an eighth of --updates, metrics off and on; 0 skips (f)")
     ->capture_default_str();
   app.add_option("--policy", policy, "Actor scheduler policy: sharing or stealing")
     ->capture_default_str();
@@ -499,31 +522,15 @@ int main(int argc, char** argv) {
               static_cast<double>(st.store_records.load())
                 / static_cast<double>(std::max<uint64_t>(1, st.store_writes.load())));
 
-  if (metrics_rounds > 0) {
-    node.stop();
-    std::vector<double> off_rate, on_rate, off_cpu, on_cpu;
-    for (int round = 0; round < metrics_rounds; ++round)
-      for (int k = 0; k < 2; ++k) {
-        bool on = (round + k) % 2 == 1;  // off, on; then on, off; ...
-        auto r = ingest_with_metrics(node, types, on, twins, updates / 2);
-        (on ? on_rate : off_rate).push_back(r.per_second);
-        (on ? on_cpu : off_cpu).push_back(r.cpu_us);
-      }
-    double off = percentile(off_rate, 0.5);
-    double on = percentile(on_rate, 0.5);
-    std::printf("(f) ingest with metrics off / on (median of %d rounds): %.0f / %.0f updates/s"
+  if (metrics_segments > 0) {
+    auto c = ingest_with_and_without_metrics(*node.h, *node.store, twins, metrics_segments,
+                                             updates / 8);
+    std::printf("(f) ingest with metrics off / on (%d alternating parts): %.0f / %.0f updates/s"
                 " = %.1f %% cost   [target < 5 %%]\n",
-                metrics_rounds, off, on, (1 - on / off) * 100);
-    std::printf("    (CPU per update off / on: %.2f / %.2f us, %+.1f %%; rounds off:",
-                percentile(off_cpu, 0.5), percentile(on_cpu, 0.5),
-                (percentile(on_cpu, 0.5) / percentile(off_cpu, 0.5) - 1) * 100);
-    for (double r : off_rate)
-      std::printf(" %.0f", r);
-    std::printf("; on:");
-    for (double r : on_rate)
-      std::printf(" %.0f", r);
-    std::printf(")\n");
-    node.start(types);
+                metrics_segments, c.off.per_second, c.on.per_second,
+                (1 - c.on.per_second / c.off.per_second) * 100);
+    std::printf("    (CPU per update off / on: %.2f / %.2f us, %+.1f %%)\n", c.off.cpu_us,
+                c.on.cpu_us, (c.on.cpu_us / c.off.cpu_us - 1) * 100);
   }
 
   node.stop();

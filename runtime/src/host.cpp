@@ -11,7 +11,8 @@ device_gateway::~device_gateway() = default;
 
 host::impl::impl(caf::actor_system& sys, state_store& store, const type_registry& types,
                  host_options opts)
-  : sys(sys), store(store), types(types), opts(opts), writer(store, stats, opts.histograms) {
+  : sys(sys), store(store), types(types), opts(opts), writer(store, stats) {
+  stats.histograms = opts.histograms;
 }
 
 namespace {
@@ -257,6 +258,10 @@ void host::set_gateway(device_gateway* gw) {
 
 void host::set_feed(change_feed* feed) {
   impl_->feed = feed;
+}
+
+void host::set_histograms(bool on) {
+  impl_->stats.histograms.store(on, std::memory_order_relaxed);
 }
 
 void host::set_router(router* r) {

@@ -17,8 +17,7 @@ std::string encode_counts(const host_counts& c) {
 
 } // namespace
 
-store_writer::store_writer(state_store& store, host_stats& stats, bool histograms)
-  : store_(store), stats_(stats), histograms_(histograms) {
+store_writer::store_writer(state_store& store, host_stats& stats) : store_(store), stats_(stats) {
 }
 
 store_writer::~store_writer() {
@@ -138,7 +137,7 @@ void store_writer::run() {
     bool anything = !batches.empty();
     caf::error err;
     if (anything) {
-      if (histograms_) {
+      if (stats_.histograms.load(std::memory_order_relaxed)) {
         auto t0 = std::chrono::steady_clock::now();
         err = store_.write_all(batches.data(), batches.size());
         durable_at_ = std::chrono::steady_clock::now();
@@ -146,6 +145,7 @@ void store_writer::run() {
         stats_.write_records.observe(static_cast<double>(records));
       } else {
         err = store_.write_all(batches.data(), batches.size());
+        durable_at_ = {};
       }
     }
     if (err)

@@ -28,8 +28,8 @@ class store_writer {
 public:
   using done_fn = std::function<void(caf::error)>;
 
-  /// `histograms`: record each write's duration and size in `stats`.
-  store_writer(state_store& store, host_stats& stats, bool histograms);
+  /// Records each write's duration and size in `stats` while its histograms are on.
+  store_writer(state_store& store, host_stats& stats);
   ~store_writer();
 
   /// Reads the durable counts from the store.
@@ -45,8 +45,8 @@ public:
 
   host_counts counts() const;
 
-  /// When the write whose callbacks run now was durable (writer thread, with
-  /// histograms on).
+  /// When the write whose callbacks run now was durable (writer thread); none if the
+  /// histograms were off for it.
   std::chrono::steady_clock::time_point durable_at() const { return durable_at_; }
 
 private:
@@ -64,7 +64,6 @@ private:
 
   state_store& store_;
   host_stats& stats_;
-  const bool histograms_;
   std::chrono::steady_clock::time_point durable_at_;
   mutable std::mutex mtx_;
   std::condition_variable cv_;

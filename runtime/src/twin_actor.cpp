@@ -434,9 +434,10 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr,
         notify_write_failed(host, id);
       } else if (w || answer) {
         host->stats.updates.fetch_add(1, std::memory_order_relaxed);
-        if (host->opts.histograms && received != std::chrono::steady_clock::time_point{})
+        auto durable = host->writer.durable_at();
+        if (received != std::chrono::steady_clock::time_point{} && durable != decltype(durable){})
           host->stats.update_latency.observe(
-            std::chrono::duration<double>(host->writer.durable_at() - received).count());
+            std::chrono::duration<double>(durable - received).count());
       }
       if (event && !err) {  // before the answer: whoever got it finds the event published
         event->ts_ms = now_ms();

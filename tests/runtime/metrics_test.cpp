@@ -137,6 +137,10 @@ TEST_P(probe_test, reports_the_hosts_requests_updates_and_their_latency) {
   EXPECT_GT(s["twin_process_open_fds"], 2);
   auto now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch());
   EXPECT_NEAR(s["twin_process_start_time_seconds"], now.count(), 3600);
+  // Switched while the host runs: the next change is timed only if they are on now.
+  h.set_histograms(!histograms);
+  ASSERT_TRUE(ingest(h, "t:m1", {{"temperature", value{99.0}}}));
+  EXPECT_EQ(h.stats().update_latency.snapshot().count, histograms ? 11u : 1u);
   ASSERT_FALSE(h.stop());
 }
 

@@ -29,7 +29,8 @@ struct host_options {
   /// Default: 0 (recompute once the changes already queued are applied).
   std::chrono::milliseconds aggregate_delay{0};
   /// Records the update latency and the store writes' durations and sizes in the
-  /// histograms of `host_stats` (the counters are kept either way). Default: on.
+  /// histograms of `host_stats` (the counters are kept either way); see also
+  /// `host::set_histograms`. Default: on.
   bool histograms = true;
 };
 
@@ -42,6 +43,7 @@ struct host_stats {
   std::atomic<uint64_t> store_writes{0};     ///< batches written
   std::atomic<uint64_t> store_records{0};    ///< records written
   std::atomic<uint64_t> store_errors{0};     ///< batches the store failed to write
+  std::atomic<bool> histograms{true};        ///< the three below are recorded
   /// Seconds from a change's request reaching the host to the change being durable.
   metrics::histogram update_latency{metrics::histogram::latency_bounds()};
   /// Seconds one store write (a group commit) took.
@@ -100,6 +102,8 @@ public:
   /// Sets where durable changes and sent commands are published; call before `start`.
   /// Default: nowhere.
   void set_feed(change_feed* feed);
+  /// Turns the histograms of `host_stats` on or off; any time, from any thread.
+  void set_histograms(bool on);
   /// Sets the router twins use to reach other twins; call before `start`.
   /// Default: this host.
   void set_router(router* r);
