@@ -133,7 +133,8 @@ TEST_F(sre_test, metrics_pass_promtool_and_cover_every_layer) {
         R"(twin_messages_total{kind="telemetry"} 6)", "\ntwin_requests_rejected_total 1\n",
         "\ntwin_updates_total 6\n",  // the put and five changes
         "\ntwin_update_latency_seconds_count 6\n", "\ntwin_twins_stored 1\n",
-        R"(twin_store_keys{column_family="twins"})", R"(twin_alerts_active{severity="critical"} 0)"})
+        R"(twin_store_keys{column_family="twins"})",
+        R"(twin_alerts_active{severity="critical"} 0)"})
     EXPECT_NE(text.find(sample), std::string::npos) << sample << "\n" << text;
   auto problems = promtool_problems(text);
   if (!problems)
