@@ -282,47 +282,7 @@ size_t utf8_length(std::string_view s, size_t i) {
 }
 
 void json_writer::string(std::string_view s) {
-  out_ += '"';
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      size_t j = i + 1;
-      while (j < s.size()) {
-        auto d = static_cast<unsigned char>(s[j]);
-        if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\')
-          break;
-        ++j;
-      }
-      out_.append(s.data() + i, j - i);
-      i = j;
-      continue;
-    }
-    switch (c) {
-      case '"': out_ += "\\\""; break;
-      case '\\': out_ += "\\\\"; break;
-      case '\b': out_ += "\\b"; break;
-      case '\f': out_ += "\\f"; break;
-      case '\n': out_ += "\\n"; break;
-      case '\r': out_ += "\\r"; break;
-      case '\t': out_ += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          static constexpr char hex[] = "0123456789abcdef";
-          out_ += "\\u00";
-          out_ += hex[c >> 4];
-          out_ += hex[c & 0xf];
-        } else if (auto n = utf8_length(s, i); n > 0) {
-          out_.append(s.data() + i, n);
-          i += n;
-          continue;
-        } else {
-          out_ += "\xef\xbf\xbd";  // U+FFFD for a byte that is not UTF-8
-        }
-    }
-    ++i;
-  }
-  out_ += '"';
+  append_json_string(out_, s);
 }
 
 void json_writer::value(const runtime::value& v) {
@@ -348,6 +308,50 @@ void json_writer::value(const runtime::value& v) {
 }
 
 } // namespace
+
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+      size_t j = i + 1;
+      while (j < s.size()) {
+        auto d = static_cast<unsigned char>(s[j]);
+        if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\')
+          break;
+        ++j;
+      }
+      out.append(s.data() + i, j - i);
+      i = j;
+      continue;
+    }
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          static constexpr char hex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 0xf];
+        } else if (auto n = utf8_length(s, i); n > 0) {
+          out.append(s.data() + i, n);
+          i += n;
+          continue;
+        } else {
+          out += "\xef\xbf\xbd";  // U+FFFD for a byte that is not UTF-8
+        }
+    }
+    ++i;
+  }
+  out += '"';
+}
 
 std::string to_json_text(const twin_record& rec) {
   // The keys in the order nlohmann's objects keep them: sorted.

@@ -7,7 +7,6 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
-
 namespace twin::runtime::metrics {
 
 family single(std::string name, std::string help, metric_type type, double value) {

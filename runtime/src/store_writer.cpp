@@ -137,15 +137,13 @@ void store_writer::run() {
     bool anything = !batches.empty();
     caf::error err;
     if (anything) {
-      if (stats_.histograms.load(std::memory_order_relaxed)) {
-        auto t0 = std::chrono::steady_clock::now();
-        err = store_.write_all(batches.data(), batches.size());
-        durable_at_ = std::chrono::steady_clock::now();
+      bool timed = stats_.histograms.load(std::memory_order_relaxed);
+      auto t0 = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+      err = store_.write_all(batches.data(), batches.size());
+      durable_at_ = timed ? std::chrono::steady_clock::now() : t0;
+      if (timed) {
         stats_.write_duration.observe(std::chrono::duration<double>(durable_at_ - t0).count());
         stats_.write_records.observe(static_cast<double>(records));
-      } else {
-        err = store_.write_all(batches.data(), batches.size());
-        durable_at_ = {};
       }
     }
     if (err)

@@ -28,17 +28,6 @@ bool installed(const char* path) {
   return ::access(path, X_OK) == 0;
 }
 
-/// Runs `argv` to its end (at most 60 s); its exit code and what it printed.
-std::pair<int, std::string> run(std::vector<std::string> argv) {
-  process p{std::move(argv)};
-  p.close_stdin();
-  std::string said;
-  while (auto line = p.read_line(60s))
-    said += *line + "\n";
-  auto code = p.wait(60s);
-  return {code.value_or(-1), said + p.stderr_text()};
-}
-
 /// The families a /metrics answer declares (its "# TYPE" lines), with their types.
 std::map<std::string, std::string> families_of(const std::string& exposition) {
   std::map<std::string, std::string> out;
@@ -259,8 +248,8 @@ TEST(sre, the_prometheus_files_of_docker_pass_promtool_and_their_unit_tests) {
          {"/usr/bin/promtool", "check", "rules", dir + "rules.yml"},
          {"/usr/bin/promtool", "check", "config", dir + "prometheus.yml"},
          {"/usr/bin/promtool", "test", "rules", dir + "rules_test.yml"}}) {
-    auto [code, said] = run(argv);
-    EXPECT_EQ(code, 0) << argv[1] << " " << argv[2] << ":\n" << said;
+    auto r = run_to_end(argv);
+    EXPECT_EQ(r.code, 0) << argv[1] << " " << argv[2] << ":\n" << r.out << r.err;
   }
 }
 

@@ -25,12 +25,6 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-struct run_result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
 class twinctl_test : public gauge_node_test {
 protected:
   /// Runs twinctl with `args` against the node; waits at most 20 s.
@@ -38,14 +32,7 @@ protected:
     std::vector<std::string> argv{TWINCTL_PATH, "--server",
                                   "http://127.0.0.1:" + std::to_string(port ? port : port_)};
     argv.insert(argv.end(), args.begin(), args.end());
-    process p{argv};
-    run_result r;
-    while (auto line = p.read_line(20s))
-      r.out += *line + "\n";
-    auto code = p.wait(20s);
-    r.code = code ? *code : -1;
-    r.err = p.stderr_text();
-    return r;
+    return run_to_end(argv, {}, 20s);
   }
 
 };

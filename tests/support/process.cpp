@@ -151,21 +151,28 @@ int free_port() {
   return port;
 }
 
+run_result run_to_end(std::vector<std::string> argv, const std::string& input,
+                      std::chrono::milliseconds timeout) {
+  process p{std::move(argv)};
+  if (!input.empty())
+    p.write(input);
+  p.close_stdin();
+  run_result r;
+  while (auto line = p.read_line(timeout))
+    r.out += *line + "\n";
+  r.code = p.wait(timeout).value_or(-1);
+  r.err = p.stderr_text();
+  return r;
+}
+
 std::optional<std::string> promtool_problems(const std::string& exposition) {
   const char* promtool = "/usr/bin/promtool";
   if (::access(promtool, X_OK) != 0)
     return std::nullopt;
-  process p{{promtool, "check", "metrics"}};
-  p.write(exposition);
-  p.close_stdin();
-  std::string said;
-  while (auto line = p.read_line(std::chrono::seconds{30}))
-    said += *line + "\n";
-  auto code = p.wait(std::chrono::seconds{30});
-  said += p.stderr_text();
-  if (code == 0 && said.empty())
+  auto r = run_to_end({promtool, "check", "metrics"}, exposition);
+  if (r.code == 0 && r.out.empty() && r.err.empty())
     return std::string{};
-  return "exit " + (code ? std::to_string(*code) : std::string{"none"}) + ": " + said;
+  return "exit " + std::to_string(r.code) + ": " + r.out + r.err;
 }
 
 /// A socket connected to 127.0.0.1:`port` whose reads give up after 10 s; -1 if none.

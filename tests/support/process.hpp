@@ -56,6 +56,18 @@ int free_port();
 /// `rcvbuf` > 0: its receive buffer is that small (a slow reader).
 int connect_loopback(int port, int rcvbuf = 0);
 
+/// What a process that ran to its end said.
+struct run_result {
+  int code = -1;  ///< the exit code; -1 if it did not end in time
+  std::string out;
+  std::string err;
+};
+
+/// Runs `argv` with `input` on its stdin to its end, waiting at most `timeout` for each
+/// line and for the exit.
+run_result run_to_end(std::vector<std::string> argv, const std::string& input = {},
+                      std::chrono::milliseconds timeout = std::chrono::seconds{60});
+
 /// What `promtool check metrics` (Prometheus' linter) says of a /metrics answer: "" for
 /// no problems; nullopt if promtool is not installed.
 std::optional<std::string> promtool_problems(const std::string& exposition);

@@ -57,6 +57,10 @@ caf::expected<device_telemetry> device_telemetry_from_json(std::string_view payl
 /// An error as the API shows it: {"code": its runtime_errc name or "internal", "message"}.
 nlohmann::json to_json(const caf::error& err);
 
+/// Appends `s` to `out` as a JSON string: quoted, with quotes, backslashes and control
+/// characters escaped and each byte that is not part of valid UTF-8 replaced by U+FFFD.
+void append_json_string(std::string& out, std::string_view s);
+
 /// The twin as the API shows it: id, type, kind, parent, children, properties,
 /// desired, delta, metadata, alerts, version, created, updated.
 nlohmann::json to_json(const twin_record& rec);
