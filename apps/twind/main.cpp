@@ -178,6 +178,7 @@ int main(int argc, char** argv) {
   hopts.idle_timeout = std::chrono::seconds{o.idle_timeout_s};
   hopts.max_active = o.max_active;
   hopts.histograms = o.metrics_port > 0;
+  hopts.max_clock_skew = std::chrono::seconds{o.max_clock_skew_s};
   host node_host{*sys, **store, types, hopts};
   change_feed feed;
   node_host.set_feed(&feed);

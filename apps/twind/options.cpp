@@ -65,6 +65,10 @@ void add_options(CLI::App& app, options& o) {
                  "Keep the history of properties this many hours")
     ->capture_default_str()
     ->check(CLI::Range(1, 24 * 365 * 10));
+  app.add_option("--max-clock-skew", o.max_clock_skew_s,
+                 "Seconds a device sample's ts may be ahead of the node's clock (more: refused)")
+    ->capture_default_str()
+    ->check(CLI::Range(0, 86400 * 365));
   app.add_option("--demo-lines", o.demo_lines, "Demo: production lines")
     ->capture_default_str()
     ->check(CLI::Range(1, 1000));

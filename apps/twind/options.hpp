@@ -32,6 +32,7 @@ struct options {
   bool sync = false;                   ///< --sync: fsync every write (power-loss safe)
   size_t cache_mb = 256;               ///< --cache-mb: RocksDB block cache
   int history_hours = 24 * 7;          ///< --history-hours: history retention
+  int max_clock_skew_s = 60;           ///< --max-clock-skew: device samples ahead of it are refused
   // demo
   int demo_lines = 12;                 ///< --demo-lines
   int demo_robots = 25;                ///< --demo-robots per line

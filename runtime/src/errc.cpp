@@ -26,6 +26,7 @@ std::string to_string(runtime_errc x) {
     case runtime_errc::timeout: return "timeout";
     case runtime_errc::unavailable: return "unavailable";
     case runtime_errc::conflict: return "conflict";
+    case runtime_errc::future_timestamp: return "future_timestamp";
   }
   return "unknown";
 }

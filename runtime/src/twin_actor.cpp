@@ -648,10 +648,18 @@ void answer_when_durable(twin_actor* self, version_fn done) {
 
 void handle(twin_actor* self, twin_request& req);
 
+/// How values meet the stored ones.
+enum class ordering {
+  by_ts,       ///< device telemetry: a sample older than the stored one is skipped
+  by_version,  ///< API writes: applied whatever the stored timestamps say
+};
+
 /// Applies reported values at `ts`; a newer sample of the same value is a change too
-/// (its metadata says when the property was last reported). Returns whether anything
-/// changed.
-bool apply_values(twin_state& st, const value_map& values, int64_t ts, const std::string& source) {
+/// (its metadata says when the property was last reported). A stored timestamp beyond
+/// `horizon_ms` (written before samples from the future were refused) orders nothing: the
+/// next sample replaces it. Returns whether anything changed.
+bool apply_values(twin_state& st, const value_map& values, int64_t ts, const std::string& source,
+                  ordering order, int64_t horizon_ms) {
   const std::string* src = intern_source(source);
   bool changed = false;
   for (const auto& [k, v] : values) {
@@ -663,7 +671,7 @@ bool apply_values(twin_state& st, const value_map& values, int64_t ts, const std
       }
       continue;
     }
-    if (ts < p->updated_ms)
+    if (order == ordering::by_ts && ts < p->updated_ms && p->updated_ms <= horizon_ms)
       continue;  // an older sample than the one we have
     if (v.is_null()) {
       *p = live_record::property{};
@@ -682,13 +690,25 @@ void on_ingest(twin_actor* self, ingest_request& req) {
     req.done(not_found(st.rec.id));
     return;
   }
+  auto now = now_ms();
+  auto horizon = now + static_cast<int64_t>(st.host->opts.max_clock_skew.count());
+  if (req.ts_ms > horizon) {
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    req.done(make_error(runtime_errc::future_timestamp,
+                        "the sample's ts " + std::to_string(req.ts_ms) + " is "
+                          + std::to_string(req.ts_ms - now)
+                          + " ms ahead of the node's clock; at most "
+                          + std::to_string(st.host->opts.max_clock_skew.count())
+                          + " ms are allowed"));
+    return;
+  }
   if (auto err = st.rec.type()->check_reported(req.values)) {
     st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
     req.done(std::move(err));
     return;
   }
-  auto ts = req.ts_ms > 0 ? req.ts_ms : now_ms();
-  bool changed = apply_values(st, req.values, ts, req.source);
+  auto ts = req.ts_ms > 0 ? req.ts_ms : now;
+  bool changed = apply_values(st, req.values, ts, req.source, ordering::by_ts, horizon);
   if (const auto& h = st.rec.type()->handlers().on_telemetry) {
     context_impl ctx{self, changed};
     h(ctx, req.values);
@@ -862,7 +882,8 @@ void on_patch(twin_actor* self, patch_request& req) {
     return reject(std::move(err));
   if (auto err = st.rec.type()->check_desired(req.desired))
     return reject(std::move(err));
-  bool changed = apply_values(st, req.properties, now_ms(), req.source);
+  auto now = now_ms();
+  bool changed = apply_values(st, req.properties, now, req.source, ordering::by_version, now);
   bool desired_changed = false;
   for (const auto& [k, v] : req.desired) {
     auto i = st.rec.desired().find(k);

@@ -289,13 +289,14 @@ TEST_F(http_test, a_telemetry_batch_answers_per_item_once_the_accepted_items_are
     {{"twin", "t:g6"}},                                       // no values
     42,                                                       // not an item
     {{"twin", "t:g6"}, {"values", {{"level", 7.0}}}, {"extra", 1}},
+    {{"twin", "t:g6"}, {"ts", INT64_MAX}, {"values", {{"level", 3.0}}}},  // from the future
     {{"twin", "t:g6"}, {"values", {{"level", 99.0}}}},
   });
   auto r = client_->call("POST", "/v1/telemetry", batch.dump(), json_type);
   ASSERT_EQ(r.status, 202u) << r.body;
   auto answer = json::parse(r.body);
   EXPECT_EQ(answer["accepted"], 2);
-  EXPECT_EQ(answer["rejected"], 6);
+  EXPECT_EQ(answer["rejected"], 7);
   auto& results = answer["results"];
   ASSERT_EQ(results.size(), batch.size());
   std::vector<std::string> codes;
@@ -303,7 +304,7 @@ TEST_F(http_test, a_telemetry_batch_answers_per_item_once_the_accepted_items_are
     codes.push_back(item["ok"].get<bool>() ? "ok" : item["error"]["code"].get<std::string>());
   EXPECT_EQ(codes, (std::vector<std::string>{"ok", "out_of_range", "not_found", "invalid_id",
                                              "invalid_argument", "invalid_argument",
-                                             "invalid_argument", "ok"}));
+                                             "invalid_argument", "future_timestamp", "ok"}));
   EXPECT_EQ(results[0]["twin"], "t:g5");
   EXPECT_EQ(results[0]["version"], 2);
   // Acknowledged means applied: the values, their time and source are in the twins.

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <future>
+#include <limits>
 #include <mutex>
 
 #include <caf/actor_system.hpp>
@@ -416,25 +417,60 @@ TEST_F(host_test, concurrent_writers_with_compare_and_set_never_lose_an_update) 
 TEST_F(host_test, older_samples_do_not_overwrite_newer_ones) {
   start();
   ASSERT_TRUE(put(h(), "f:m1", "motor"));
-  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 2'000'000'000'000));
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 1'700'000'000'000));
   ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{10.0}}}, 1'000'000'000'000));
   EXPECT_EQ(prop(h(), "f:m1", "temperature"), value{50.0});
+}
+
+TEST_F(host_test, samples_from_the_future_are_refused_and_pin_nothing) {
+  host_options opts;
+  opts.max_clock_skew = std::chrono::seconds{60};
+  start(opts);
+  ASSERT_TRUE(put(h(), "f:m1", "motor", {}, {{"temperature", value{20.0}}}));
+  auto far = ingest(h(), "f:m1", {{"temperature", value{249.0}}},
+                    std::numeric_limits<int64_t>::max());
+  ASSERT_FALSE(far);
+  EXPECT_EQ(error_code(far.error()), runtime_errc::future_timestamp);
+  EXPECT_EQ(prop(h(), "f:m1", "temperature"), value{20.0});
+  // Within the allowed skew a sample is taken; later samples without a ts are older and
+  // skipped (the device's own order), but an operator's patch is applied.
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{50.0}}}, now_ms() + 30'000));
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{51.0}}}));
+  EXPECT_EQ(prop(h(), "f:m1", "temperature"), value{50.0});
+  ASSERT_TRUE(patch(h(), "f:m1", {{"temperature", value{40.0}}}, {}));
+  EXPECT_EQ(prop(h(), "f:m1", "temperature"), value{40.0});
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{41.0}}}));
+  EXPECT_EQ(prop(h(), "f:m1", "temperature"), value{41.0});
+}
+
+TEST_F(host_test, a_twin_that_holds_a_timestamp_from_the_future_recovers_at_the_next_sample) {
+  // Written while samples from the future were still taken (a skew of ~292 million years).
+  host_options lax;
+  lax.max_clock_skew = std::chrono::milliseconds{std::numeric_limits<int64_t>::max() / 2};
+  start(lax);
+  ASSERT_TRUE(put(h(), "f:m1", "motor"));
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{249.0}}}, now_ms() + 3'600'000));
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{20.0}}}));
+  ASSERT_EQ(prop(h(), "f:m1", "temperature"), value{249.0});
+  restart();  // the default skew of 60 s
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{21.0}}}));
+  EXPECT_EQ(prop(h(), "f:m1", "temperature"), value{21.0});
 }
 
 TEST_F(host_test, property_metadata_follows_reports_and_deletions) {
   start();
   ASSERT_TRUE(put(h(), "f:m1", "motor"));
-  auto v1 = ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 2'000'000'000'000);
+  auto v1 = ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 1'700'000'000'000);
   // The same value, reported later: the update time moves, durably.
-  auto v2 = ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 2'000'000'000'500);
+  auto v2 = ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 1'700'000'000'500);
   ASSERT_TRUE(v1 && v2);
   EXPECT_EQ(*v2, *v1 + 1);
   // The very same sample again changes nothing.
-  EXPECT_EQ(*ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 2'000'000'000'500), *v2);
+  EXPECT_EQ(*ingest(h(), "f:m1", {{"temperature", value{50.0}}}, 1'700'000'000'500), *v2);
   restart();
-  EXPECT_EQ(get(h(), "f:m1")->metadata.at("temperature").updated_ms, 2'000'000'000'500);
+  EXPECT_EQ(get(h(), "f:m1")->metadata.at("temperature").updated_ms, 1'700'000'000'500);
   // null deletes the property and its metadata.
-  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{}}}, 2'000'000'001'000));
+  ASSERT_TRUE(ingest(h(), "f:m1", {{"temperature", value{}}}, 1'700'000'001'000));
   auto rec = get(h(), "f:m1");
   EXPECT_EQ(rec->reported.count("temperature"), 0u);
   EXPECT_EQ(rec->metadata.count("temperature"), 0u);

@@ -39,6 +39,7 @@ unsigned status_of(runtime_errc code) {
     case runtime_errc::out_of_range:
     case runtime_errc::read_only:
     case runtime_errc::invalid_parent:
+    case runtime_errc::future_timestamp:
       return 422;
     case runtime_errc::shutting_down:
     case runtime_errc::timeout:

@@ -30,6 +30,7 @@ enum class runtime_errc : uint8_t {
   timeout,           ///< no answer in time
   unavailable,       ///< a service the node needs (e.g. the MQTT broker) cannot be reached
   conflict,          ///< the request conflicts with the current state (a cycle, another type)
+  future_timestamp,  ///< a device sample stamped further ahead of the node's clock than allowed
 };
 
 /// Returns the enum name, e.g. "not_found".

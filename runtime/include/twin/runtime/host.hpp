@@ -32,6 +32,10 @@ struct host_options {
   /// histograms of `host_stats` (the counters are kept either way); see also
   /// `host::set_histograms`. Default: on.
   bool histograms = true;
+  /// How far ahead of the node's clock a device sample's timestamp may be; a sample
+  /// further ahead is refused (`runtime_errc::future_timestamp`), so that a device whose
+  /// clock runs ahead cannot pin a property. Default: 60 s.
+  std::chrono::milliseconds max_clock_skew = std::chrono::seconds{60};
 };
 
 /// Counters of a host, readable from any thread.

@@ -27,7 +27,10 @@ namespace twin::runtime {
 using version_fn = std::function<void(caf::expected<uint64_t>)>;
 
 /// Device telemetry: reported values at `ts_ms` (0: now). Values older than the stored
-/// value of a property are skipped (last writer wins by timestamp).
+/// value of a property are skipped (last writer wins by timestamp). A `ts_ms` further
+/// ahead of the node's clock than `host_options::max_clock_skew` is refused
+/// (`runtime_errc::future_timestamp`). API writes (put, patch) are ordered by version:
+/// they apply whatever timestamps a property holds.
 struct ingest_request {
   value_map values;
   int64_t ts_ms = 0;
