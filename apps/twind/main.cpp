@@ -5,7 +5,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
 #include <thread>
 
 #include <caf/actor_system.hpp>
@@ -78,6 +82,39 @@ void read_stdin(node::line_requests& lr, const std::atomic<bool>& stop) {
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
   if (!stop.load())
     kill(getpid(), SIGTERM);
+}
+
+/// The client id of the node's MQTT session: made once (`twind-{node id}-{8 random hex
+/// digits}`, so that no other client guesses it by accident) and kept in the data
+/// directory, so that the session outlives restarts.
+caf::expected<std::string> node_session_id(const std::string& data_dir, const std::string& node) {
+  auto path = std::filesystem::path{data_dir} / "mqtt-client-id";
+  std::ifstream in{path};
+  std::string id;
+  if (in && std::getline(in, id) && !id.empty())
+    return id;
+  std::string name;
+  for (char c : node)
+    if (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')
+      name += c;
+  std::random_device rd;
+  char suffix[16];
+  std::snprintf(suffix, sizeof suffix, "%08x", rd());
+  id = "twind-" + name.substr(0, 40) + "-" + suffix;
+  auto tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream f{tmp, std::ios::trunc};
+    f << id << '\n';
+    if (!f.flush())
+      return make_error(runtime_errc::store_failure, "cannot write " + tmp.string());
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec)
+    return make_error(runtime_errc::store_failure,
+                      "cannot write " + path.string() + ": " + ec.message());
+  return id;
 }
 
 /// Reads a twin's property, for the demo summary (waits at most 1 s).
@@ -290,6 +327,21 @@ int main(int argc, char** argv) {
     ingest::mqtt_options mo;
     mo.url = o.mqtt_url;
     mo.client_id = o.mqtt_client_id;
+    if (mo.client_id.empty()) {
+      auto id = node_session_id(o.data_dir, node_id);
+      if (!id) {
+        stop_node();
+        return fail(error_message(id.error()));
+      }
+      mo.client_id = std::move(*id);
+    }
+    mo.version = static_cast<uint8_t>(o.mqtt_version);
+    mo.username = o.mqtt_username;
+    mo.password = o.mqtt_password;
+    mo.tls_ca_file = o.mqtt_ca_file;
+    mo.tls_cert_file = o.mqtt_cert_file;
+    mo.tls_key_file = o.mqtt_key_file;
+    mo.shared_group = o.mqtt_shared_group;
     mo.log = [](bool warning, const std::string& text) {
       if (warning)
         spdlog::warn("{}", text);

@@ -36,8 +36,21 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--mqtt-url", o.mqtt_url,
                  "MQTT broker for device telemetry, e.g. tcp://127.0.0.1:1883 (empty: none)");
   app.add_option("--mqtt-client-id", o.mqtt_client_id,
-                 "Client id of the node's persistent MQTT session")
-    ->capture_default_str();
+                 "Client id of the node's persistent MQTT session (default: made once from "
+                 "the node id and a random part, kept in the data directory)");
+  app.add_option("--mqtt-version", o.mqtt_version, "MQTT protocol: 5, or 4 for 3.1.1")
+    ->capture_default_str()
+    ->check(CLI::IsMember({4, 5}));
+  app.add_option("--mqtt-username", o.mqtt_username, "User name at the MQTT broker");
+  app.add_option("--mqtt-password", o.mqtt_password,
+                 "Password at the MQTT broker (better in the environment or the config file)")
+    ->envname("TWIN_MQTT_PASSWORD");
+  app.add_option("--mqtt-ca-file", o.mqtt_ca_file,
+                 "PEM certificates that sign the broker's (ssl:// URLs; default: the system's)");
+  app.add_option("--mqtt-cert-file", o.mqtt_cert_file, "PEM client certificate for the broker");
+  app.add_option("--mqtt-key-file", o.mqtt_key_file, "PEM key of --mqtt-cert-file");
+  app.add_option("--mqtt-shared-group", o.mqtt_shared_group,
+                 "Subscribe as a member of this MQTT 5 shared subscription group");
   app.add_option("--models", o.models, "Directory of twin model files (*.json)");
   app.add_flag("--demo", o.demo, "Run the factory example with simulated devices");
   app.add_flag("--stdin", o.stdin_requests,

@@ -20,7 +20,16 @@ struct options {
   size_t http_event_buffer = 4096;      ///< --http-event-buffer: events a stream may lag
   int http_threads = 1;                 ///< --http-threads: HTTP I/O threads
   std::string mqtt_url;                ///< --mqtt-url of the broker; empty: no MQTT
-  std::string mqtt_client_id = "twind";  ///< --mqtt-client-id: the persistent session's id
+  /// --mqtt-client-id of the persistent session; empty: made once from the node id and a
+  /// random part, and kept in the data directory (file `mqtt-client-id`)
+  std::string mqtt_client_id;
+  int mqtt_version = 5;                ///< --mqtt-version: 5 or 4 (3.1.1)
+  std::string mqtt_username;           ///< --mqtt-username; empty: none
+  std::string mqtt_password;           ///< --mqtt-password (or TWIN_MQTT_PASSWORD); empty: none
+  std::string mqtt_ca_file;            ///< --mqtt-ca-file for ssl:// URLs; empty: the system's
+  std::string mqtt_cert_file;          ///< --mqtt-cert-file: client certificate; empty: none
+  std::string mqtt_key_file;           ///< --mqtt-key-file of that certificate
+  std::string mqtt_shared_group;       ///< --mqtt-shared-group: MQTT 5 shared subscription
   std::string models;                  ///< --models DIR of model files
   bool demo = false;                   ///< --demo: the factory with simulated devices
   bool stdin_requests = false;         ///< --stdin: JSON-lines requests on stdin

@@ -15,10 +15,10 @@
 #include <string>
 
 #include <CLI/CLI.hpp>
-#include <mqtt/async_client.h>
 
 #include "twin/actors/device_simulator.hpp"
 #include "factory.hpp"
+#include "twin/ingest/mqtt_client.hpp"
 #include "twin/ingest/mqtt_gateway.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/json.hpp"
@@ -28,64 +28,64 @@ namespace {
 using namespace twin;
 using namespace twin::runtime;
 
-/// The answer to one published report: the device's request is done once the broker
-/// has it (QoS 1) or once it is sent (QoS 0). Deletes itself.
-struct delivery final : mqtt::iaction_listener {
-  delivery(version_fn d, std::atomic<int64_t>& in_flight)
-    : done(std::move(d)), in_flight(in_flight) {}
-  void on_success(const mqtt::token&) override {
-    in_flight.fetch_sub(1, std::memory_order_relaxed);
-    done(uint64_t{0});
-    delete this;
-  }
-  void on_failure(const mqtt::token& t) override {
-    in_flight.fetch_sub(1, std::memory_order_relaxed);
-    done(make_error(runtime_errc::unavailable,
-                    "publish failed (code " + std::to_string(t.get_return_code()) + ")"));
-    delete this;
-  }
-  version_fn done;
-  std::atomic<int64_t>& in_flight;
-};
-
-/// The simulated devices' way out: their reports become MQTT messages. A report made while
-/// `window` reports are still unanswered is dropped (and counted as failed), as a device
-/// drops samples that its link cannot carry: the client's queue stays short instead of
-/// growing for as long as the motors report faster than the link sends.
+/// The simulated devices' way out: their reports become MQTT messages, answered once the
+/// broker has them (QoS 1) or once they are written (QoS 0). A report made while `window`
+/// reports are still unanswered is dropped (and counted as failed), as a device drops
+/// samples that its link cannot carry: the client's queue stays short instead of growing
+/// for as long as the motors report faster than the link sends.
 class mqtt_out final : public router {
 public:
-  mqtt_out(mqtt::async_client& client, int qos, int64_t window)
-    : client_(client), qos_(qos), window_(window) {}
+  mqtt_out(int qos, int64_t window) : qos_(qos), window_(window) {}
+
+  void set_client(ingest::mqtt_client* c) { client_.store(c); }
 
   void route(const twin_id& id, twin_request req) override {
     auto* t = std::get_if<ingest_request>(&req);
     if (t == nullptr)
       return fail_request(req, make_error(runtime_errc::invalid_argument,
                                           "a device only reports telemetry"));
-    if (in_flight_.load(std::memory_order_relaxed) >= window_)
+    auto* client = client_.load();
+    if (client == nullptr || in_flight_.load(std::memory_order_relaxed) >= window_)
       return t->done(make_error(runtime_errc::unavailable, "the link is saturated"));
     auto payload = to_json(t->values);
     if (t->ts_ms > 0)
       payload["ts"] = t->ts_ms;
     in_flight_.fetch_add(1, std::memory_order_relaxed);
-    auto d = std::make_unique<delivery>(std::move(t->done), in_flight_);
-    try {
-      auto text = payload.dump();
-      client_.publish(ingest::telemetry_topic(id), text.data(), text.size(), qos_, false,
-                      nullptr, *d);
-      d.release();  // the client answers it, once
-    } catch (const std::exception& e) {
+    auto answer = [this, done = std::move(t->done)](bool delivered) {
       in_flight_.fetch_sub(1, std::memory_order_relaxed);
-      d->done(make_error(runtime_errc::unavailable, e.what()));
-    }
+      if (delivered)
+        done(uint64_t{0});
+      else
+        done(make_error(runtime_errc::unavailable, "not delivered"));
+    };
+    if (!client->publish(ingest::telemetry_topic(id), payload.dump(), static_cast<uint8_t>(qos_),
+                          false, answer))
+      answer(false);
   }
 
 private:
-  mqtt::async_client& client_;
+  std::atomic<ingest::mqtt_client*> client_{nullptr};
   int qos_;
   int64_t window_;
   std::atomic<int64_t> in_flight_{0};
 };
+
+/// Hands what the node sends to devices (desired deltas, commands) to the simulated motors.
+void to_devices(actors::device_simulator& sim, const ingest::mqtt_message& msg) {
+  twin_id twin;
+  std::string command;
+  if (!ingest::parse_device_topic(msg.topic, twin, command))
+    return;
+  auto doc = nlohmann::json::parse(msg.payload.begin(), msg.payload.end(), nullptr, false);
+  if (doc.is_discarded())
+    return;
+  if (command.empty()) {
+    if (auto delta = map_from_json(doc))
+      sim.publish_desired(twin, *delta);
+  } else if (auto args = value_from_json(doc)) {
+    sim.send_command(twin, command, *args);
+  }
+}
 
 } // namespace
 
@@ -136,16 +136,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  std::unique_ptr<mqtt::async_client> client;
-  try {
-    mqtt::create_options co{MQTTVERSION_3_1_1, 100000};
-    co.set_send_while_disconnected(true);
-    client = std::make_unique<mqtt::async_client>(url, client_id, co);
-  } catch (const mqtt::exception& e) {
-    std::fprintf(stderr, "twinsim: invalid broker URL %s: %s\n", url.c_str(), e.what());
-    return 1;
-  }
-  mqtt_out out{*client, qos, window};
+  mqtt_out out{qos, window};
   actors::device_simulator::options so;
   so.period = std::chrono::milliseconds{period_ms};
   so.time_scale = time_scale;
@@ -154,60 +145,39 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "twinsim: %s\n", error_message(err).c_str());
     return 1;
   }
-  client->set_message_callback([&sim](mqtt::const_message_ptr msg) {
-    try {  // nothing may escape into the client library
-      twin_id twin;
-      std::string command;
-      if (!ingest::parse_device_topic(msg->get_topic(), twin, command))
-        return;
-      const auto& payload = msg->get_payload_ref();
-      auto doc = nlohmann::json::parse(payload.data(), payload.data() + payload.size(), nullptr,
-                                       false);
-      if (doc.is_discarded())
-        return;
-      if (command.empty()) {
-        if (auto delta = map_from_json(doc))
-          sim.publish_desired(twin, *delta);
-      } else if (auto args = value_from_json(doc)) {
-        sim.send_command(twin, command, *args);
+  ingest::mqtt_client_options co;
+  co.url = url;
+  co.client_id = client_id;
+  co.clean_session = true;
+  co.max_queued = static_cast<size_t>(window);
+  co.subscriptions = {{"twins/+/desired", 1}, {"twins/+/commands/+", 1}};
+  ingest::mqtt_client client{
+    co,
+    [&sim](const ingest::mqtt_message& msg, ingest::mqtt_ack ack) {
+      try {
+        to_devices(sim, msg);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "twinsim: message on %.*s: %s\n",
+                     static_cast<int>(msg.topic.size()), msg.topic.data(), e.what());
       }
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "twinsim: message on %s: %s\n", msg->get_topic().c_str(), e.what());
-    }
-  });
-  // The client goes before the simulator: destroying it fails the reports still under way,
-  // whose answers reach the simulator.
+      ack.done();
+    },
+    [](bool up, const std::string& text) {
+      if (!up)
+        std::fprintf(stderr, "twinsim: %s\n", text.c_str());
+    }};
+  // The client stops before the simulator: the reports still under way are answered first.
   auto finish = [&](int code) {
+    client.stop();
+    out.set_client(nullptr);
     sim.stop();
-    try {
-      if (client->is_connected())
-        client->disconnect()->wait_for(std::chrono::seconds{5});
-    } catch (const mqtt::exception&) {
-    }
-    client.reset();
     return code;
   };
-  client->set_connected_handler([&client](const std::string&) {
-    try {
-      client->subscribe("twins/+/desired", 1);
-      client->subscribe("twins/+/commands/+", 1);
-    } catch (const mqtt::exception& e) {
-      std::fprintf(stderr, "twinsim: subscribe failed: %s\n", e.what());
-    }
-  });
-  auto connect = mqtt::connect_options_builder{}
-                   .clean_session(true)
-                   .automatic_reconnect(std::chrono::seconds{1}, std::chrono::seconds{30})
-                   .finalize();
-  try {
-    if (!client->connect(connect)->wait_for(std::chrono::seconds{10})) {
-      std::fprintf(stderr, "twinsim: cannot reach the broker at %s\n", url.c_str());
-      return finish(1);
-    }
-  } catch (const mqtt::exception& e) {
-    std::fprintf(stderr, "twinsim: cannot connect to %s: %s\n", url.c_str(), e.what());
-    return finish(1);
+  if (auto err = client.start()) {
+    std::fprintf(stderr, "twinsim: %s\n", error_message(err).c_str());
+    return 1;
   }
+  out.set_client(&client);
   std::printf("twinsim: %zu motors of %s reporting every %d ms to %s\n", sim.size(),
               l.ns.c_str(), period_ms, url.c_str());
   std::fflush(stdout);

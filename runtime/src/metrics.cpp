@@ -18,7 +18,8 @@ family single(std::string name, std::string help, metric_type type, double value
 family ingest_messages() {
   return family{"twin_ingest_messages_total",
                 "Device messages by source and result: accepted, rejected by the twin, "
-                "malformed or overloaded (both dropped before any twin saw them).",
+                "malformed, future_ts (stamped too far ahead), retained (replayed without "
+                "ts) or deferred (not applied for now; QoS 1 ones come again).",
                 metric_type::counter,
                 {}};
 }

@@ -20,12 +20,13 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <mqtt/async_client.h>
 #include <nlohmann/json.hpp>
 
 #include "gauge_model.hpp"
 #include "twin/ingest/mqtt_gateway.hpp"
 #include "http_client.hpp"
+#include "mqtt_device.hpp"
+#include "mqtt_node_test.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
 
@@ -35,63 +36,6 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 using runtime::twin_id;
-
-std::string mosquitto_path() {
-  for (const char* p : {"/usr/sbin/mosquitto", "/usr/bin/mosquitto"})
-    if (std::filesystem::exists(p))
-      return p;
-  return {};
-}
-
-/// A device: an MQTT client that publishes and keeps what it receives.
-class device {
-public:
-  explicit device(int broker_port)
-    : client_("tcp://127.0.0.1:" + std::to_string(broker_port),
-              "test-device-" + std::to_string(next_id_++)) {
-    client_.set_message_callback([this](mqtt::const_message_ptr m) {
-      std::lock_guard<std::mutex> guard{mtx_};
-      received_.push_back({m->get_topic(), m->to_string(), m->is_retained()});
-    });
-    auto co = mqtt::connect_options_builder{}.clean_session(true).finalize();
-    EXPECT_TRUE(client_.connect(co)->wait_for(5s)) << "the test device cannot connect";
-  }
-  ~device() {
-    try {
-      client_.disconnect()->wait_for(2s);
-    } catch (const mqtt::exception&) {
-    }
-  }
-
-  void publish(const std::string& topic, const std::string& payload, int qos = 1) {
-    EXPECT_TRUE(client_.publish(topic, payload.data(), payload.size(), qos, false)->wait_for(5s))
-      << "not published: " << topic;
-  }
-  void subscribe(const std::string& filter) {
-    EXPECT_TRUE(client_.subscribe(filter, 1)->wait_for(5s)) << "not subscribed: " << filter;
-  }
-
-  struct message {
-    std::string topic;
-    std::string payload;
-    bool retained;
-  };
-  /// The messages received on `topic` so far.
-  std::vector<message> on(const std::string& topic) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    std::vector<message> out;
-    for (const auto& m : received_)
-      if (m.topic == topic)
-        out.push_back(m);
-    return out;
-  }
-
-private:
-  static inline int next_id_ = 0;  ///< client ids are unique: a broker drops a duplicate
-  mqtt::async_client client_;
-  std::mutex mtx_;
-  std::deque<message> received_;
-};
 
 TEST(mqtt_topics, are_built_and_read_back_as_designed) {
   auto id = twin_id::trusted("factory:motor-1-2-3");
@@ -114,94 +58,7 @@ TEST(mqtt_topics, are_built_and_read_back_as_designed) {
     EXPECT_FALSE(ingest::telemetry_topic_id(bad)) << bad;
 }
 
-class mqtt_test : public ::testing::Test {
-protected:
-  void SetUp() override {
-    auto broker = mosquitto_path();
-    if (broker.empty())
-      GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the MQTT tests did not run";
-    broker_port_ = free_port();
-    std::ofstream{dir_.sub("mosquitto.conf")}
-      << "listener " << broker_port_ << " 127.0.0.1\nallow_anonymous true\npersistence false\n";
-    ASSERT_NO_FATAL_FAILURE(start_broker());
-    http_port_ = free_port();
-    metrics_port_ = free_port();
-    ASSERT_NO_FATAL_FAILURE(start_node());
-    ASSERT_EQ(client_->call("PUT", "/v1/twins/t:g1",
-                            json{{"type", "gauge"}, {"properties", {{"level", 1.0}}}}.dump(),
-                            json_type)
-                .status,
-              201u);
-  }
-
-  void TearDown() override {
-    stop_node();
-    stop_broker();
-  }
-
-  void start_broker() {
-    broker_ = std::make_unique<process>(
-      std::vector<std::string>{mosquitto_path(), "-c", dir_.sub("mosquitto.conf")});
-    ASSERT_TRUE(eventually([&] { return port_open(broker_port_); }))
-      << broker_->stderr_text();
-  }
-
-  void stop_broker() {
-    if (broker_) {
-      broker_->signal(SIGTERM);
-      broker_->wait(10s);
-      broker_.reset();
-    }
-  }
-
-  void start_node() {
-    node_ = start_gauge_node(dir_, http_port_,
-                             {"--metrics-port", std::to_string(metrics_port_), "--mqtt-url",
-                              "tcp://127.0.0.1:" + std::to_string(broker_port_),
-                              "--mqtt-client-id", "twind-test"});
-    ASSERT_TRUE(wait_for_200(http_port_, "/readyz", 20s)) << node_->stderr_text();
-    client_ = std::make_unique<http_client>(http_port_);
-  }
-
-  void stop_node() {
-    client_.reset();
-    if (node_) {
-      node_->signal(SIGTERM);
-      EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
-      node_.reset();
-    }
-  }
-
-  static bool port_open(int port) {
-    int fd = connect_loopback(port);
-    if (fd >= 0)
-      ::close(fd);
-    return fd >= 0;
-  }
-
-  json twin(const std::string& id) {
-    auto r = client_->call("GET", "/v1/twins/" + id);
-    return r.status == 200 ? json::parse(r.body) : json{};
-  }
-
-  /// The value of a sample of /metrics, e.g. `twin_mqtt_connected`; -1 if absent.
-  double metric(const std::string& sample) {
-    http_client m{metrics_port_};
-    auto body = m.call("GET", "/metrics").body;
-    auto at = body.find("\n" + sample + " ");
-    if (at == std::string::npos)
-      return -1;
-    return std::stod(body.substr(at + sample.size() + 2));
-  }
-
-  temp_dir dir_;
-  int broker_port_ = 0;
-  int http_port_ = 0;
-  int metrics_port_ = 0;
-  std::unique_ptr<process> broker_;
-  std::unique_ptr<process> node_;
-  std::unique_ptr<http_client> client_;
-};
+class mqtt_test : public mqtt_node_test {};
 
 TEST_F(mqtt_test, telemetry_reaches_the_twin_and_bad_messages_are_dropped) {
   device d{broker_port_};
@@ -242,8 +99,7 @@ TEST_F(mqtt_test, telemetry_reaches_the_twin_and_bad_messages_are_dropped) {
 }
 
 TEST_F(mqtt_test, the_desired_delta_goes_to_the_device_retained_until_it_reports) {
-  device d{broker_port_};
-  d.subscribe("twins/t:g1/desired");
+  device d{broker_port_, {"twins/t:g1/desired"}};
   auto patched = client_->call("PATCH", "/v1/twins/t:g1", R"({"desired": {"target": 50}})",
                                {{"Content-Type", "application/merge-patch+json"}});
   ASSERT_EQ(patched.status, 200u) << patched.body;
@@ -255,8 +111,7 @@ TEST_F(mqtt_test, the_desired_delta_goes_to_the_device_retained_until_it_reports
   ASSERT_TRUE(eventually([&] { return latest_is(d, {{"target", 50.0}}); }));
 
   // A device that subscribes later gets the retained delta.
-  device late{broker_port_};
-  late.subscribe("twins/t:g1/desired");
+  device late{broker_port_, {"twins/t:g1/desired"}};
   ASSERT_TRUE(eventually([&] { return latest_is(late, {{"target", 50.0}}); }));
   EXPECT_TRUE(late.on("twins/t:g1/desired").back().retained);
 
@@ -291,8 +146,8 @@ TEST_F(mqtt_test, the_node_reconnects_when_the_broker_restarts) {
             "mqtt: not connected to tcp://127.0.0.1:" + std::to_string(broker_port_));
   EXPECT_EQ(client_->call("GET", "/healthz").status, 200u);
   ASSERT_NO_FATAL_FAILURE(start_broker());
-  // The node retries after 1 s, then at growing intervals (at most 30 s).
-  ASSERT_TRUE(eventually([&] { return metric("twin_mqtt_connected") == 1; }, 40s));
+  // The node retries after 100 ms, then at growing intervals (at most 10 s).
+  ASSERT_TRUE(eventually([&] { return metric("twin_mqtt_connected") == 1; }, 20s));
   EXPECT_EQ(client_->call("GET", "/readyz").status, 200u);
   device d{broker_port_};
   d.publish("twins/t:g1/telemetry", R"({"level": 33})");

@@ -1,10 +1,9 @@
 #include "twin/ingest/mqtt_gateway.hpp"
 
 #include <atomic>
-#include <condition_variable>
 #include <mutex>
 
-#include <mqtt/async_client.h>
+#include "twin/ingest/mqtt_client.hpp"
 
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/json.hpp"
@@ -17,7 +16,6 @@ namespace {
 
 constexpr const char* telemetry_filter = "twins/+/telemetry";
 constexpr int max_logged_per_second = 10;
-constexpr int max_buffered_while_disconnected = 10000;
 
 } // namespace
 
@@ -68,12 +66,12 @@ bool parse_device_topic(std::string_view topic, twin_id& id, std::string& comman
   return true;
 }
 
-/// What the client's callbacks and the twins' answers share. It does not own the client:
-/// the last reference may go on any thread.
-struct mqtt_gateway::shared : mqtt::iaction_listener, std::enable_shared_from_this<shared> {
+/// What the client's callback and the twins' answers share: the counts and the log. The
+/// last reference may go on any thread.
+struct mqtt_gateway::shared : std::enable_shared_from_this<shared> {
   shared(router& r, mqtt_options o) : rt(r), opts(std::move(o)) {}
 
-  /// Never throws: it runs on the client library's threads too.
+  /// Never throws: it runs on the client's thread and the store writer's.
   void log(bool warning, const std::string& text) noexcept {
     try {
       if (opts.log)
@@ -82,9 +80,9 @@ struct mqtt_gateway::shared : mqtt::iaction_listener, std::enable_shared_from_th
     }
   }
 
-  /// Tells of a dropped or refused message or a failed publish, at most
-  /// `max_logged_per_second` a second, and then how many were not told. The text is made
-  /// (by `make_text`) only if it is told: a flood of bad messages costs no formatting.
+  /// Tells of a dropped or refused message, at most `max_logged_per_second` a second, and
+  /// then how many were not told. The text is made (by `make_text`) only if it is told: a
+  /// flood of bad messages costs no formatting.
   template <class MakeText>
   void log_limited(MakeText&& make_text) noexcept {
     auto now = std::chrono::steady_clock::now();
@@ -107,99 +105,76 @@ struct mqtt_gateway::shared : mqtt::iaction_listener, std::enable_shared_from_th
     }
   }
 
-  /// On the client's thread, which holds the client library's lock: never blocks.
-  void on_message(const mqtt::const_message_ptr& msg) {
-    if (!accepting.load())
-      return;
-    const auto& topic = msg->get_topic();
-    auto id = telemetry_topic_id(topic);
+  /// On the client's thread: never blocks.
+  void on_message(const mqtt_message& msg, mqtt_ack ack) {
+    auto id = telemetry_topic_id(msg.topic);
     if (!id)
-      return drop(malformed, topic, [&] { return error_message(id.error()); });
-    const auto& payload = msg->get_payload_ref();
-    if (payload.size() > opts.max_payload)
-      return drop(malformed, topic, [&] {
-        return "the payload has " + std::to_string(payload.size())
+      return drop(malformed, msg.topic, ack, [&] { return error_message(id.error()); });
+    if (msg.payload.size() > opts.max_payload)
+      return drop(malformed, msg.topic, ack, [&] {
+        return "the payload has " + std::to_string(msg.payload.size())
                + " bytes, more than the limit of " + std::to_string(opts.max_payload);
       });
-    auto t = device_telemetry_from_json(std::string_view{payload.data(), payload.size()});
+    auto t = device_telemetry_from_json(msg.payload);
     if (!t)
-      return drop(malformed, topic, [&] { return error_message(t.error()); });
-    if (in_flight.load() >= opts.max_in_flight)
-      return drop(overloaded, topic, [&] {
-        return std::to_string(opts.max_in_flight) + " messages are on their way already";
+      return drop(malformed, msg.topic, ack, [&] { return error_message(t.error()); });
+    if (msg.retained && t->ts_ms == 0)
+      return drop(retained, msg.topic, ack, [] {
+        return std::string{"retained telemetry without \"ts\" is not applied again"};
       });
     ingest_request req;
     req.values = std::move(t->values);
     req.ts_ms = t->ts_ms;
     req.source = "mqtt";
-    // The message is kept (no copy) for its topic, should the twin refuse it.
-    req.done = [self = shared_from_this(), msg](caf::expected<uint64_t> v) {
-      if (v) {
-        self->accepted.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        self->rejected.fetch_add(1, std::memory_order_relaxed);
-        self->log_limited([&] {
-          return "MQTT telemetry on " + msg->get_topic() + " refused: " + error_message(v.error());
-        });
-      }
-      self->answered();
-    };
-    in_flight.fetch_add(1);  // only this thread adds: the bound above holds
-    try {
-      rt.route(*id, std::move(req));
-    } catch (...) {
-      answered();
-      throw;
-    }
+    req.done = [self = shared_from_this(), ack, topic = std::string{msg.topic}](
+                 caf::expected<uint64_t> v) mutable { self->answered(v, ack, topic); };
+    rt.route(*id, std::move(req));
   }
 
-  /// A routed message was answered (or never went out).
-  void answered() {
-    if (in_flight.fetch_sub(1) == 1) {
-      std::lock_guard<std::mutex> guard{drain_mtx};
-      drained.notify_all();
+  /// A twin answered: counts it and acknowledges the message, or asks for it again.
+  void answered(const caf::expected<uint64_t>& v, mqtt_ack& ack, const std::string& topic) {
+    if (v) {
+      accepted.fetch_add(1, std::memory_order_relaxed);
+      return ack.done();
     }
+    switch (error_code(v.error())) {
+      case runtime_errc::future_timestamp:
+        future_ts.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case runtime_errc::shutting_down:
+      case runtime_errc::unavailable:
+      case runtime_errc::timeout:
+      case runtime_errc::store_failure:
+        deferred.fetch_add(1, std::memory_order_relaxed);
+        log_limited([&] {
+          return "MQTT telemetry on " + topic + " not applied for now: " + error_message(v.error());
+        });
+        return ack.retry();
+      default:
+        rejected.fetch_add(1, std::memory_order_relaxed);
+        break;
+    }
+    log_limited([&] {
+      return "MQTT telemetry on " + topic + " refused: " + error_message(v.error());
+    });
+    ack.done();
   }
 
   template <class Why>
-  void drop(std::atomic<uint64_t>& counter, const std::string& topic, Why&& why) {
+  void drop(std::atomic<uint64_t>& counter, std::string_view topic, mqtt_ack& ack, Why&& why) {
     counter.fetch_add(1, std::memory_order_relaxed);
-    log_limited([&] { return "MQTT message on " + topic + " dropped: " + why(); });
-  }
-
-  // The subscription's answer (iaction_listener), on the client's thread.
-  void on_success(const mqtt::token&) override {
-    if (closed.load())
-      return;
-    subscribed.store(true);
-    try {
-      log(false, "MQTT connected to " + opts.url + ", subscribed to " + telemetry_filter);
-    } catch (...) {
-    }
-    std::lock_guard<std::mutex> guard{drain_mtx};
-    drained.notify_all();  // start() waits for this too
-  }
-  void on_failure(const mqtt::token& tok) override {
-    try {
-      log(true, "MQTT subscription to " + std::string{telemetry_filter}
-                  + " refused (code " + std::to_string(tok.get_return_code()) + ")");
-    } catch (...) {
-    }
+    ack.done();
+    log_limited([&] { return "MQTT message on " + std::string{topic} + " dropped: " + why(); });
   }
 
   router& rt;
   mqtt_options opts;
-  std::atomic<bool> subscribed{false};  ///< connected, and the subscription confirmed
-  std::atomic<bool> closed{false};      ///< stop() ran (or runs)
-  std::atomic<bool> accepting{true};    ///< routes what arrives: until disconnected
-  std::atomic<int64_t> in_flight{0};
   std::atomic<uint64_t> accepted{0};
   std::atomic<uint64_t> rejected{0};
   std::atomic<uint64_t> malformed{0};
-  std::atomic<uint64_t> overloaded{0};
-  std::atomic<uint64_t> published{0};
-  std::mutex drain_mtx;
-  std::condition_variable drained;  ///< in_flight reached 0, or the subscription came
+  std::atomic<uint64_t> future_ts{0};
+  std::atomic<uint64_t> retained{0};
+  std::atomic<uint64_t> deferred{0};
   std::mutex log_mtx;
   std::chrono::steady_clock::time_point log_window{};
   int logged = 0;
@@ -214,126 +189,73 @@ mqtt_gateway::~mqtt_gateway() {
 }
 
 caf::error mqtt_gateway::start(std::chrono::milliseconds timeout) {
-  const auto& url = shared_->opts.url;
-  try {
-    // Desired deltas and commands published while the broker is away wait for it.
-    mqtt::create_options co{MQTTVERSION_3_1_1, max_buffered_while_disconnected};
-    co.set_send_while_disconnected(true);
-    client_ = std::make_unique<mqtt::async_client>(url, shared_->opts.client_id, co);
-  } catch (const mqtt::exception& e) {
-    return make_error(runtime_errc::invalid_argument,
-                      "invalid MQTT broker URL " + url + ": " + e.what());
-  }
+  if (client_)
+    return make_error(runtime_errc::invalid_argument, "the MQTT gateway was started already");
+  const auto& o = shared_->opts;
+  mqtt_client_options co;
+  co.url = o.url;
+  co.client_id = o.client_id;
+  co.version = o.version;
+  co.username = o.username;
+  co.password = o.password;
+  co.tls_ca_file = o.tls_ca_file;
+  co.tls_cert_file = o.tls_cert_file;
+  co.tls_key_file = o.tls_key_file;
+  co.max_unhandled = o.max_in_flight;
+  co.connect_timeout = timeout;
+  std::string filter = telemetry_filter;
+  if (!o.shared_group.empty())
+    filter = "$share/" + o.shared_group + "/" + filter;
+  co.subscriptions = {{filter, 1}};
   std::weak_ptr<shared> weak = shared_;
-  client_->set_message_callback([weak](mqtt::const_message_ptr msg) {
-    if (auto s = weak.lock()) {
-      try {
-        s->on_message(msg);
-      } catch (const std::exception& e) {
-        s->log_limited([&] { return std::string{"MQTT message dropped: "} + e.what(); });
-      } catch (...) {
-      }
-    }
-  });
-  // Subscribed at every (re)connection: a broker that restarted may have lost the session.
-  auto* client = client_.get();
-  client_->set_connected_handler([weak, client](const std::string&) {
-    auto s = weak.lock();
-    if (!s || s->closed.load())
-      return;
-    try {
-      client->subscribe(telemetry_filter, 1, nullptr, *s);
-    } catch (const std::exception& e) {
-      s->log(true, std::string{"MQTT subscribe failed: "} + e.what());
-    } catch (...) {
-    }
-  });
-  client_->set_connection_lost_handler([weak](const std::string& cause) {
-    if (auto s = weak.lock()) {
-      s->subscribed.store(false);
-      try {
-        s->log(true, "MQTT connection to " + s->opts.url + " lost"
-                       + (cause.empty() ? std::string{} : ": " + cause) + "; reconnecting");
-      } catch (...) {
-      }
-    }
-  });
-  auto co = mqtt::connect_options_builder{}
-              .clean_session(false)
-              .keep_alive_interval(std::chrono::seconds{20})
-              .connect_timeout(timeout)
-              .automatic_reconnect(std::chrono::seconds{1}, std::chrono::seconds{30})
-              .finalize();
-  // A failed start leaves no client behind (it would go on reconnecting).
-  auto give_up = [&](std::string why) {
-    stop(std::chrono::milliseconds{0});
+  client_ = std::make_unique<mqtt_client>(
+    std::move(co),
+    [weak](const mqtt_message& m, mqtt_ack ack) {
+      if (auto s = weak.lock())
+        s->on_message(m, std::move(ack));
+      else
+        ack.retry();
+    },
+    [weak](bool up, const std::string& text) {
+      if (auto s = weak.lock())
+        s->log(!up, text);
+    });
+  if (auto err = client_->start()) {
     client_.reset();
-    return make_error(runtime_errc::unavailable, std::move(why));
-  };
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto unreachable = "cannot reach the MQTT broker at " + url + " (connected and subscribed) "
-                     + "within " + std::to_string(timeout.count()) + " ms";
-  try {
-    if (!client_->connect(co)->wait_until(deadline))
-      return give_up(unreachable);
-  } catch (const mqtt::exception& e) {
-    return give_up("cannot connect to the MQTT broker at " + url + ": " + e.what());
-  }
-  std::unique_lock<std::mutex> guard{shared_->drain_mtx};
-  if (!shared_->drained.wait_until(guard, deadline, [&] { return shared_->subscribed.load(); })) {
-    guard.unlock();
-    return give_up(unreachable);
+    return err;
   }
   return {};
 }
 
 void mqtt_gateway::stop(std::chrono::milliseconds drain) {
-  if (!client_ || shared_->closed.exchange(true))
-    return;
-  // No more messages or reconnections (what arrives meanwhile is still routed: the client
-  // acknowledged it); then the twins answer what was routed.
-  try {
-    client_->disconnect()->wait_for(std::chrono::seconds{2});
-  } catch (const mqtt::exception&) {
-    // not connected (or reconnecting): the disconnect still ends the reconnection
-  }
-  shared_->accepting.store(false);
-  try {
-    client_->disable_callbacks();
-  } catch (const mqtt::exception&) {
-  }
-  shared_->subscribed.store(false);
-  std::unique_lock<std::mutex> guard{shared_->drain_mtx};
-  shared_->drained.wait_for(guard, drain, [&] { return shared_->in_flight.load() == 0; });
+  if (client_)
+    client_->stop(drain);
 }
 
 bool mqtt_gateway::connected() const {
-  return shared_->subscribed.load();
+  return client_ && client_->connected();
 }
 
 mqtt_counts mqtt_gateway::counts() const {
   const auto& s = *shared_;
-  return {s.accepted.load(), s.rejected.load(), s.malformed.load(), s.overloaded.load(),
-          s.published.load()};
-}
-
-void mqtt_gateway::publish(const std::string& topic, const std::string& payload, bool retained) {
-  if (!client_ || shared_->closed.load())
-    return;
-  try {
-    client_->publish(topic, payload.data(), payload.size(), 1, retained);
-    shared_->published.fetch_add(1, std::memory_order_relaxed);
-  } catch (const mqtt::exception& e) {
-    shared_->log_limited([&] { return "MQTT publish to " + topic + " failed: " + e.what(); });
+  mqtt_counts c{s.accepted.load(), s.rejected.load(), s.malformed.load(), s.future_ts.load(),
+                s.retained.load(), s.deferred.load(), 0, 0};
+  if (client_) {
+    auto k = client_->counts();
+    c.published = k.published;
+    c.refused = k.refused;
   }
+  return c;
 }
 
 void mqtt_gateway::publish_desired(const twin_id& id, const value_map& delta) {
-  publish(desired_topic(id), to_json(delta).dump(), true);
+  if (client_)
+    client_->publish(desired_topic(id), to_json(delta).dump(), 1, true);
 }
 
 void mqtt_gateway::send_command(const twin_id& id, const std::string& name, const value& args) {
-  publish(command_topic(id, name), to_json(args).dump(), false);
+  if (client_)
+    client_->publish(command_topic(id, name), to_json(args).dump(), 1, false);
 }
 
 } // namespace twin::ingest

@@ -47,7 +47,8 @@ struct family {
 family single(std::string name, std::string help, metric_type type, double value);
 
 /// `twin_ingest_messages_total`, empty: each front door adds its samples, labelled with
-/// its `source` and each `result` (accepted, rejected, malformed, overloaded).
+/// its `source` and each `result` (accepted, rejected, malformed, future_ts,
+/// retained, deferred).
 family ingest_messages();
 
 /// Observations counted in fixed buckets. `observe` is lock-free and may be called from

@@ -11,21 +11,31 @@
 
 #include "twin/runtime/router.hpp"
 
-namespace mqtt {
-class async_client;
-}
-
 namespace twin::ingest {
 
+class mqtt_client;
+
 struct mqtt_options {
-  std::string url = "tcp://127.0.0.1:1883";  ///< the broker
-  /// The session's client id. The session is persistent: QoS 1 telemetry published while
-  /// the node was away is delivered when it connects again under the same id.
-  std::string client_id = "twind";
+  std::string url = "tcp://127.0.0.1:1883";  ///< the broker: tcp://, mqtt://, ssl://, mqtts://
+  /// The session's client id, required: unique per node and stable across its restarts.
+  /// The session is persistent: QoS 1 telemetry published while the node was away is
+  /// delivered when it connects again under the same id.
+  std::string client_id;
+  uint8_t version = 5;   ///< 5 (MQTT 5.0) or 4 (MQTT 3.1.1)
+  std::string username;  ///< empty: none
+  std::string password;  ///< empty: none
+  std::string tls_ca_file;    ///< ssl:// URLs: certificates to trust; empty: the system's
+  std::string tls_cert_file;  ///< a client certificate (PEM); empty: none
+  std::string tls_key_file;   ///< its key (PEM); empty: in the certificate's file
+  /// Non-empty: subscribe as a member of this MQTT 5 shared subscription group
+  /// (`$share/{group}/twins/+/telemetry`), so that the nodes of a group split the devices'
+  /// telemetry between them.
+  std::string shared_group;
   size_t max_payload = 64u << 10;  ///< larger telemetry messages are malformed
-  /// Telemetry routed and not yet durable; beyond it messages are dropped (overloaded),
-  /// so that a flood cannot grow the node's memory without bound.
-  int64_t max_in_flight = 100000;
+  /// Telemetry received and not yet durable (or refused), at most; at the bound the node
+  /// reads no more from the broker until twins answer, so that a flood cannot grow the
+  /// node's memory. MQTT 5 tells the broker as Receive Maximum. Default: 65,535.
+  size_t max_in_flight = 65535;
   /// Where connection changes and dropped messages are told (at most 10 a second of the
   /// latter); none: not told.
   std::function<void(bool warning, const std::string& text)> log;
@@ -33,30 +43,39 @@ struct mqtt_options {
 
 /// What the gateway counted since it started.
 struct mqtt_counts {
-  uint64_t accepted = 0;    ///< applied by their twin, durably
-  uint64_t rejected = 0;    ///< refused by their twin (unknown twin or property, wrong type)
-  uint64_t malformed = 0;   ///< bad topic or payload: dropped before any twin saw them
-  uint64_t overloaded = 0;  ///< dropped: too many on their way to twins already
-  uint64_t published = 0;   ///< desired deltas and commands handed to the client
+  uint64_t accepted = 0;   ///< applied by their twin, durably (or older than it: skipped)
+  uint64_t rejected = 0;   ///< refused by their twin (unknown twin or property, wrong type)
+  uint64_t malformed = 0;  ///< bad topic or payload: dropped before any twin saw them
+  uint64_t future_ts = 0;  ///< stamped further ahead of the node's clock than allowed
+  uint64_t retained = 0;   ///< retained telemetry without "ts", replayed on subscribing: dropped
+  /// Could not be applied now (the store takes no writes, the node stops): QoS 1 ones are
+  /// not acknowledged, so the broker sends them again; QoS 0 ones are lost.
+  uint64_t deferred = 0;
+  uint64_t published = 0;  ///< desired deltas and commands the broker acknowledged
+  uint64_t refused = 0;    ///< desired deltas and commands dropped: too many waiting
 };
 
 /// The MQTT device path of DESIGN.md over a broker: telemetry from `twins/{id}/telemetry`
 /// (QoS 0 and 1) goes to the twins through the router; desired deltas go to
 /// `twins/{id}/desired` (retained) and commands to `twins/{id}/commands/{name}`.
-/// Reconnects with backoff when the broker goes away. QoS 1 is at least once to the
-/// node's client, not to the store: the client acknowledges a message when it receives
-/// it, so telemetry not yet durable is lost on a crash. Thread-safe.
+///
+/// A QoS 1 message is acknowledged to the broker (PUBACK) only once its change is
+/// durable (or its twin refused it), in the order the messages arrived: a node killed at
+/// any moment loses nothing the broker considers delivered. Retained telemetry that the
+/// broker replays when the node subscribes is applied only if it carries a "ts" (and is
+/// then ordered by it, like any sample); without one it is dropped and counted.
+/// Reconnects with backoff when the broker goes away. Thread-safe.
 class mqtt_gateway : public runtime::device_gateway {
 public:
   /// `rt` must outlive the gateway.
   mqtt_gateway(runtime::router& rt, mqtt_options opts);
   ~mqtt_gateway() override;  ///< stops
 
-  /// Connects and subscribes, once, waiting at most `timeout`; an error if the URL is
-  /// invalid or the broker cannot be reached in time.
+  /// Connects and subscribes, once, waiting at most `timeout`; an error if the URL or the
+  /// TLS files are invalid or the broker cannot be reached in time.
   caf::error start(std::chrono::milliseconds timeout = std::chrono::seconds{10});
-  /// Disconnects (no more messages), then waits at most `drain` for the twins to answer
-  /// the telemetry routed to them. Before the router stops.
+  /// Reads no more, waits at most `drain` for the twins to answer the telemetry routed to
+  /// them (and acknowledges it), then disconnects. Before the router stops.
   void stop(std::chrono::milliseconds drain = std::chrono::seconds{5});
   /// Connected, and the broker confirmed the subscription.
   bool connected() const;
@@ -69,10 +88,8 @@ public:
 private:
   struct shared;
 
-  void publish(const std::string& topic, const std::string& payload, bool retained);
-
   std::shared_ptr<shared> shared_;
-  std::unique_ptr<mqtt::async_client> client_;  ///< destroyed here, never on its own thread
+  std::unique_ptr<mqtt_client> client_;
 };
 
 // The topics of DESIGN.md, for the node and for devices (twinsim).
