@@ -74,6 +74,11 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--cache-mb", o.cache_mb, "RocksDB block cache in MiB")
     ->capture_default_str()
     ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--min-free-mb", o.min_free_mb,
+                 "MiB kept free on the data directory's disk: writes that would leave less "
+                 "are refused (507) until space returns")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{0}, size_t{1} << 30));
   app.add_option("--history-hours", o.history_hours,
                  "Keep the history of properties this many hours")
     ->capture_default_str()

@@ -27,6 +27,7 @@ std::string to_string(runtime_errc x) {
     case runtime_errc::unavailable: return "unavailable";
     case runtime_errc::conflict: return "conflict";
     case runtime_errc::future_timestamp: return "future_timestamp";
+    case runtime_errc::insufficient_storage: return "insufficient_storage";
   }
   return "unknown";
 }

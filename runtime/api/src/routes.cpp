@@ -45,6 +45,8 @@ unsigned status_of(runtime_errc code) {
     case runtime_errc::timeout:
     case runtime_errc::unavailable:
       return 503;
+    case runtime_errc::insufficient_storage:
+      return 507;
     default:
       return 500;
   }

@@ -124,7 +124,10 @@ void finish(outgoing& m, bool delivered) {
 
 constexpr size_t initial_buffer = 64u << 10;
 constexpr auto tick_period = std::chrono::milliseconds{250};
-constexpr auto retry_delay = std::chrono::seconds{1};  ///< after a message asked to be retried
+/// Reconnection after a message asked to be retried waits this long, doubling while the
+/// retried messages keep failing (e.g. a full disk), up to `max_retry_delay`.
+constexpr auto retry_delay = std::chrono::milliseconds{1000};
+constexpr auto max_retry_delay = std::chrono::milliseconds{30000};
 
 } // namespace
 
@@ -424,7 +427,7 @@ struct mqtt_client::core : std::enable_shared_from_this<core> {
       if (codes[i] >= 0x80)
         return fail("the broker refused the subscription to " + opts.subscriptions[i].first
                       + " (code " + std::to_string(codes[i]) + ")",
-                    retry_delay);
+                    next_retry_delay);
     subscribe_id = 0;
     became_up();
   }
@@ -480,16 +483,22 @@ struct mqtt_client::core : std::enable_shared_from_this<core> {
     window->pop_handled([&](uint16_t id, mqtt_ack_window::state s) {
       if (s == mqtt_ack_window::retry) {
         retry = true;
-      } else if (id != 0) {
+        return;
+      }
+      next_retry_delay = retry_delay;  // handled: the trouble is over
+      if (id != 0) {
         mqtt::write_puback(out, id);
         ++acked;
       }
     });
     acknowledged.fetch_add(acked, std::memory_order_relaxed);
     flush_out();
-    if (retry)
+    if (retry) {
+      auto wait = next_retry_delay;
+      next_retry_delay = std::min(next_retry_delay * 2, max_retry_delay);
       return fail("a message could not be handled for now; the broker will send it again",
-                  retry_delay);
+                  wait);
+    }
     if (window->empty())
       drained_cv_notify();
     if (paused && !window->full()) {
@@ -693,6 +702,7 @@ struct mqtt_client::core : std::enable_shared_from_this<core> {
   clock_type::time_point last_heard{};
   clock_type::time_point connect_deadline{};
   std::chrono::milliseconds backoff{};
+  std::chrono::milliseconds next_retry_delay{retry_delay};
   uint16_t broker_receive_max = 65535;
   bool session_present = false;
   uint16_t packet_id = 0;

@@ -145,6 +145,7 @@ struct mqtt_gateway::shared : std::enable_shared_from_this<shared> {
       case runtime_errc::unavailable:
       case runtime_errc::timeout:
       case runtime_errc::store_failure:
+      case runtime_errc::insufficient_storage:
         deferred.fetch_add(1, std::memory_order_relaxed);
         log_limited([&] {
           return "MQTT telemetry on " + topic + " not applied for now: " + error_message(v.error());

@@ -31,6 +31,7 @@ enum class runtime_errc : uint8_t {
   unavailable,       ///< a service the node needs (e.g. the MQTT broker) cannot be reached
   conflict,          ///< the request conflicts with the current state (a cycle, another type)
   future_timestamp,  ///< a device sample stamped further ahead of the node's clock than allowed
+  insufficient_storage,  ///< the store's disk is (nearly) full: writes are refused for now
 };
 
 /// Returns the enum name, e.g. "not_found".

@@ -84,8 +84,9 @@ class state_store {
 public:
   virtual ~state_store();
 
-  /// Applies `batch` atomically. Returns `store_failure` with the reason on error,
-  /// in which case nothing of the batch is applied.
+  /// Applies `batch` atomically. Returns `store_failure` with the reason on error, or
+  /// `insufficient_storage` when the disk is too full to take it; nothing of the batch is
+  /// applied then.
   caf::error write(const store_batch& batch) { return write_all(&batch, 1); }
 
   /// Applies `n` batches atomically, one after the other in order: an operation of a
@@ -121,8 +122,9 @@ public:
   /// Reads the store's figures (RocksDB: from the database's own properties).
   virtual store_stats stats() = 0;
 
-  /// Why the store takes no writes now (RocksDB: a failed flush or compaction it has not
-  /// recovered from); "" when it takes them. Cheap enough for every readiness check.
+  /// Why the store takes no writes now (RocksDB: its disk has less free space than the
+  /// reserve, or a failed flush or compaction it has not recovered from); "" when it
+  /// takes them. Cheap enough for every readiness check.
   virtual std::string write_failure() = 0;
 
   /// Moves what is buffered in memory to the store's files and waits for it (RocksDB:
@@ -142,6 +144,11 @@ struct rocksdb_options {
   size_t write_buffer_bytes = 64u << 20;
   /// History samples older than this are dropped (at compaction). Default: 7 days.
   std::chrono::hours history_retention{24 * 7};
+  /// Space kept free on the data directory's filesystem: a write that would leave less
+  /// is refused (`insufficient_storage`), so that RocksDB always has room to flush its
+  /// memtables and never meets a full disk itself. Writes resume by themselves once
+  /// space returns. Default: 256 MiB.
+  uint64_t min_free_bytes = 256u << 20;
 };
 
 /// Opens (or creates) a RocksDB store. Returns `store_locked` if another process has

@@ -1,0 +1,84 @@
+#pragma once
+
+// How the RocksDB store is laid out and opened: its column families and their options, the
+// history keys and their retention, the listener of background errors, and the disk space
+// a database needs. Private to the RocksDB store.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+#include <rocksdb/db.h>
+#include <rocksdb/listener.h>
+
+#include "twin/runtime/state_store.hpp"
+
+namespace twin::runtime::rocks {
+
+// Column families, in the order of their handles: the default one for node metadata,
+// twins (id -> record), by_type and by_parent ("<key>\0<id>" -> ""), and history
+// ("<id>\0<property>\0<time>" -> sample, the time as 8 bytes that sort in time order).
+enum cf_slot : size_t { meta_cf = 0, twins_cf = 1, by_type_cf = 2, by_parent_cf = 3, history_cf = 4 };
+
+/// The prefix of every history key of `id`, and of its `property` if given.
+std::string history_prefix(const twin_id& id, const std::string* property = nullptr);
+std::string history_key(const twin_id& id, const std::string& property, int64_t ts);
+/// The time of a history key.
+int64_t history_time(rocksdb::Slice key);
+
+/// Keeps the background error RocksDB has not recovered from (a failed flush or
+/// compaction stops writes until it recovers, by itself or never).
+class background_errors final : public rocksdb::EventListener {
+public:
+  void OnBackgroundError(rocksdb::BackgroundErrorReason, rocksdb::Status* error) override;
+  void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override;
+  std::string current() const;
+
+private:
+  void set(std::string e);
+
+  mutable std::mutex mtx_;
+  std::string error_;
+};
+
+/// Everything a database is opened with; the same for every opening of one store.
+struct db_setup {
+  rocksdb::DBOptions db;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  std::shared_ptr<rocksdb::Cache> cache;  ///< the block cache of every column family
+  std::shared_ptr<background_errors> errors;
+};
+
+db_setup make_setup(const rocksdb_options& o);
+
+/// An open database and its column families (in `cf_slot` order).
+struct open_db {
+  rocksdb::DB* db = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  bool read_only = false;
+
+  /// Closes it (nothing if none is open).
+  void close();
+};
+
+/// Opens the database at `path`, for reading only if asked (which writes nothing to the
+/// disk). Returns `store_locked`, `store_corrupt` or `store_failure` with the reason.
+caf::expected<open_db> open(const std::string& path, const db_setup& setup, bool read_only);
+
+/// Bytes free for unprivileged use on the filesystem of `path`; nullopt if unknown.
+std::optional<uint64_t> free_bytes(const std::string& path);
+
+/// Bytes of the write-ahead logs in `path`: what opening for writing may flush to files.
+uint64_t log_bytes(const std::string& path);
+
+/// Why a disk with `free` bytes cannot take `more` (new data, the memtables to flush)
+/// while keeping `reserve` free; "" if it can.
+std::string short_of_space(const std::string& path, uint64_t free, uint64_t more,
+                           uint64_t reserve);
+
+} // namespace twin::runtime::rocks
