@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -117,6 +118,24 @@ caf::expected<std::string> node_session_id(const std::string& data_dir, const st
   return id;
 }
 
+/// Raises the soft limit of open files to the hard one, and warns when that cannot hold
+/// `connections` and the node's own files: connections beyond it are answered 503.
+void raise_fd_limit(size_t connections) {
+  rlimit r{};
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+    return;
+  if (r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+    getrlimit(RLIMIT_NOFILE, &r);
+  }
+  constexpr size_t own_files = 512;  // the store's files, the broker, the metrics port
+  if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < connections + own_files)
+    spdlog::warn("open files are limited to {} (ulimit -n), fewer than --http-max-connections "
+                 "{} and {} for the node itself: connections beyond it are answered 503",
+                 r.rlim_cur, connections, own_files);
+}
+
 /// Reads a twin's property, for the demo summary (waits at most 1 s).
 value read_property(router& rt, const std::string& id, const std::string& name) {
   auto tid = twin_id::parse(id);
@@ -172,6 +191,7 @@ int main(int argc, char** argv) {
     node::setup_logging(o.log_format);
   }
   spdlog::set_level(spdlog::level::from_str(o.log_level));
+  raise_fd_limit(o.http_port > 0 ? o.http_max_connections : 0);
 
   // Signals are taken by the main thread only (sigwait below).
   sigset_t signals;
@@ -237,6 +257,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<api::http_server> http;
   std::unique_ptr<ingest::mqtt_gateway> mqtt;
   std::atomic<const ingest::mqtt_gateway*> mqtt_started{nullptr};  // read by /readyz
+  std::atomic<const api::http_server*> api_started{nullptr};
+  std::atomic<const api::http_server*> ops_started{nullptr};
   // Stops what takes work in, then the twins: also when starting fails half way. HTTP
   // requests that come while the twins stop are answered 503; answers under way are
   // written before the server closes. The metrics port goes last.
@@ -270,6 +292,11 @@ int main(int argc, char** argv) {
     checks.push_back({"store", failure.empty(),
                       failure.empty() ? "open at " + o.data_dir : "takes no writes: " + failure});
     checks.push_back({"models", true, std::to_string(types.size()) + " twin types"});
+    std::string fds;
+    for (const auto* s : {api_started.load(), ops_started.load()})
+      if (s != nullptr && fds.empty())
+        fds = s->saturation();
+    checks.push_back({"fds", fds.empty(), fds.empty() ? "connections are taken" : fds});
     if (!o.mqtt_url.empty()) {
       const auto* g = mqtt_started.load();
       bool up = g != nullptr && g->connected();
@@ -282,7 +309,11 @@ int main(int argc, char** argv) {
     oo.bind = o.bind;
     oo.port = static_cast<uint16_t>(o.metrics_port);
     oo.max_body = 4096;
-    oo.max_connections = 64;
+    oo.max_inflight_body_bytes = 1u << 20;
+    // Probes and scrapes make short requests: idle sockets go quickly, and at the bound
+    // the oldest waiting one makes room, so that /healthz always answers.
+    oo.max_connections = 256;
+    oo.idle_timeout = std::chrono::seconds{5};
     oo.node_id = node_id;
     api::backend ob;
     ob.ready = readiness;
@@ -293,6 +324,7 @@ int main(int argc, char** argv) {
       stop_node();
       return fail(error_message(err));
     }
+    ops_started = ops.get();
     spdlog::info("metrics on http://{}:{}/metrics (also /healthz, /readyz)", o.bind, ops->port());
   }
 
@@ -303,6 +335,8 @@ int main(int argc, char** argv) {
     ho.max_body = o.http_max_body;
     ho.max_connections = o.http_max_connections;
     ho.event_buffer = o.http_event_buffer;
+    ho.event_buffer_bytes = o.http_event_buffer_kb << 10;
+    ho.max_inflight_body_bytes = o.http_max_inflight_mb << 20;
     ho.threads = o.http_threads;
     ho.node_id = node_id;
     api::backend be;
@@ -319,6 +353,7 @@ int main(int argc, char** argv) {
       stop_node();
       return fail(error_message(err));
     }
+    api_started = http.get();
     http_probe = std::make_unique<api::probe>(*http);
     probes.add(http_probe.get());
     spdlog::info("HTTP API on http://{}:{}/v1/", o.bind, http->port());

@@ -26,6 +26,14 @@ void add_options(CLI::App& app, options& o) {
                  "Open HTTP connections at most (more are answered 503)")
     ->capture_default_str()
     ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  app.add_option("--http-event-buffer-kb", o.http_event_buffer_kb,
+                 "KiB of events a /v1/events stream may fall behind by before it ends")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 22));
+  app.add_option("--http-max-inflight-mb", o.http_max_inflight_mb,
+                 "MiB of HTTP request bodies in memory at once (more are answered 503)")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{1}, size_t{1} << 20));
   app.add_option("--http-threads", o.http_threads, "HTTP I/O threads")
     ->capture_default_str()
     ->check(CLI::Range(1, 64));

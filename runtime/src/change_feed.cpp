@@ -12,6 +12,44 @@ const char* to_string(change_event::kind_t x) {
   }
 }
 
+namespace {
+
+size_t approximate_size(const value& v) {
+  switch (v.type()) {
+    case value::kind::string:
+      return v.as_string().size() + 2;
+    case value::kind::list: {
+      size_t n = 2;
+      for (const auto& x : v.as_list())
+        n += approximate_size(x) + 1;
+      return n;
+    }
+    case value::kind::map: {
+      size_t n = 2;
+      for (const auto& [k, x] : v.as_map())
+        n += k.size() + 4 + approximate_size(x);
+      return n;
+    }
+    default:
+      return 8;
+  }
+}
+
+size_t approximate_size(const value_map& m) {
+  size_t n = 2;
+  for (const auto& [k, x] : m)
+    n += k.size() + 4 + approximate_size(x);
+  return n;
+}
+
+} // namespace
+
+size_t approximate_size(const change_event& ev) {
+  return 128 + ev.id.str().size() + ev.type.size() + ev.command.size()
+         + approximate_size(ev.properties) + approximate_size(ev.desired)
+         + approximate_size(ev.args);
+}
+
 bool event_filter::matches(const twin_id& twin, std::string_view twin_type) const {
   const auto& id = twin.str();
   if (!ns.empty() && (id.size() <= ns.size() || id.compare(0, ns.size(), ns) != 0
@@ -22,12 +60,15 @@ bool event_filter::matches(const twin_id& twin, std::string_view twin_type) cons
   return prefix.empty() || id.compare(0, prefix.size(), prefix) == 0;
 }
 
-change_feed::subscription::subscription(event_filter filter, size_t capacity)
-  : filter_(std::move(filter)), capacity_(std::max<size_t>(capacity, 1)) {}
+change_feed::subscription::subscription(event_filter filter, size_t capacity, size_t max_bytes)
+  : filter_(std::move(filter)),
+    capacity_(std::max<size_t>(capacity, 1)),
+    max_bytes_(std::max<size_t>(max_bytes, 1)) {}
 
 std::vector<change_feed::event_ptr> change_feed::subscription::take() {
   std::lock_guard<std::mutex> guard{mtx_};
   notified_ = false;
+  queued_bytes_ = 0;
   return std::exchange(queue_, {});
 }
 
@@ -42,16 +83,18 @@ void change_feed::subscription::on_ready(std::function<void()> fn) {
   notified_ = false;
 }
 
-std::function<void()> change_feed::subscription::offer(const event_ptr& ev) {
+std::function<void()> change_feed::subscription::offer(const event_ptr& ev, size_t bytes) {
   if (!filter_.matches(ev->id, ev->type))
     return nullptr;
   std::lock_guard<std::mutex> guard{mtx_};
   if (lagged_)
     return nullptr;
-  if (queue_.size() >= capacity_)
+  if (queue_.size() >= capacity_ || (!queue_.empty() && queued_bytes_ + bytes > max_bytes_)) {
     lagged_ = true;
-  else
+  } else {
     queue_.push_back(ev);
+    queued_bytes_ += bytes;
+  }
   if (notified_)
     return nullptr;
   notified_ = true;
@@ -59,8 +102,9 @@ std::function<void()> change_feed::subscription::offer(const event_ptr& ev) {
 }
 
 std::shared_ptr<change_feed::subscription> change_feed::subscribe(event_filter filter,
-                                                                  size_t capacity) {
-  auto sub = std::make_shared<subscription>(std::move(filter), capacity);
+                                                                  size_t capacity,
+                                                                  size_t max_bytes) {
+  auto sub = std::make_shared<subscription>(std::move(filter), capacity, max_bytes);
   std::lock_guard<std::mutex> guard{mtx_};
   subs_.push_back(sub);
   subscribers_.store(subs_.size(), std::memory_order_relaxed);
@@ -85,6 +129,7 @@ bool change_feed::wants(const twin_id& id, std::string_view type) {
 
 void change_feed::publish(const event_ptr& ev) {
   std::vector<std::function<void()>> wake;
+  auto bytes = approximate_size(*ev);
   {
     std::lock_guard<std::mutex> guard{mtx_};
     for (auto it = subs_.begin(); it != subs_.end();) {
@@ -93,7 +138,7 @@ void change_feed::publish(const event_ptr& ev) {
         it = subs_.erase(it);
         continue;
       }
-      if (auto fn = sub->offer(ev))
+      if (auto fn = sub->offer(ev, bytes))
         wake.push_back(std::move(fn));
       ++it;
     }

@@ -348,24 +348,42 @@ TEST_F(http_test, metrics_count_requests_by_route_and_status_with_their_latency)
   EXPECT_EQ(*problems, "") << text;
 }
 
-TEST_F(http_test, connections_beyond_the_cap_are_answered_503) {
+TEST_F(http_test, at_the_connection_cap_an_idle_connection_makes_room_and_busy_ones_do_not) {
   int port = free_port();
   process capped{{TWIND_PATH, "--data-dir", dir_.sub("capped"), "--metrics-port", "0", "--bind",
                   "127.0.0.1", "--http-port", std::to_string(port), "--http-max-connections",
                   "2"}};
   ASSERT_TRUE(wait_for_200(port, "/healthz", 20s)) << capped.stderr_text();
-  // wait_for_200's connections are closed; two kept-alive ones fill the node.
-  auto a = std::make_unique<http_client>(port);
+  // Two kept-alive connections wait for their next request: a third one is served, and
+  // the oldest of them is closed to make room.
+  http_client a{port};
   http_client b{port};
-  ASSERT_TRUE(wait_for_200(*a, "/healthz", 10s) && wait_for_200(b, "/healthz", 10s));
+  ASSERT_TRUE(wait_for_200(a, "/healthz", 10s) && wait_for_200(b, "/healthz", 10s));
   http_client c{port};
-  auto refused = c.call("GET", "/healthz");
+  EXPECT_EQ(c.call("GET", "/healthz").status, 200u);
+  EXPECT_EQ(b.call("GET", "/healthz").status, 200u);
+  EXPECT_TRUE(b.reused());
+  EXPECT_EQ(a.call("GET", "/healthz").status, 200u);  // on a new connection
+  EXPECT_FALSE(a.reused());
+  // Two streams of events are busy, not idle: beyond them a connection is refused.
+  std::vector<int> streams;
+  for (int i = 0; i < 2; ++i) {
+    int fd = connect_loopback(port);
+    ASSERT_GE(fd, 0);
+    std::string req = "GET /v1/events HTTP/1.1\r\nHost: t\r\n\r\n";
+    ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    char head[64];
+    ASSERT_GT(::read(fd, head, sizeof head), 0);  // the stream began
+    streams.push_back(fd);
+  }
+  http_client d{port};
+  auto refused = d.call("GET", "/healthz");
   EXPECT_EQ(refused.status, 503u);
   EXPECT_EQ(error_code(refused), "too_many_connections");
-  // Once a connection closes, a new one is served.
-  a.reset();
-  EXPECT_TRUE(wait_for_200(c, "/healthz", 10s));
-  EXPECT_EQ(b.call("GET", "/healthz").status, 200u);
+  EXPECT_EQ(refused.headers["retry-after"], "1");
+  for (int fd : streams)
+    ::close(fd);
+  EXPECT_TRUE(wait_for_200(d, "/healthz", 10s));
   capped.signal(SIGTERM);
   EXPECT_EQ(capped.wait(30s), 0) << capped.stderr_text();
 }

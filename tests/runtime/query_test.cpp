@@ -264,5 +264,25 @@ TEST_F(query_test, the_feed_streams_durable_changes_in_version_order_and_lags_wi
   EXPECT_FALSE(feed_.active());
 }
 
+TEST(change_feed_bounds, a_subscriber_lags_once_its_queue_holds_too_many_bytes) {
+  change_feed feed;
+  auto small = feed.subscribe({}, 4096, 10'000);
+  auto roomy = feed.subscribe({}, 4096, 1u << 20);
+  for (int i = 0; i < 10; ++i) {
+    auto ev = std::make_shared<change_event>();
+    ev->id = twin_id::trusted("f:m" + std::to_string(i));
+    ev->type = "motor";
+    ev->version = 1;
+    ev->properties.emplace("label", value{std::string(3000, 'x')});
+    EXPECT_GT(approximate_size(*ev), 3000u);
+    feed.publish(ev);
+  }
+  // About 3 KB an event: three fit in 10 KB, and then it lags; the other keeps all ten.
+  EXPECT_TRUE(small->lagged());
+  EXPECT_EQ(small->take().size(), 3u);
+  EXPECT_FALSE(roomy->lagged());
+  EXPECT_EQ(roomy->take().size(), 10u);
+}
+
 } // namespace
 } // namespace twin::test

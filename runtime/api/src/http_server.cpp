@@ -3,8 +3,12 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <array>
 #include <atomic>
+#include <deque>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -35,9 +39,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-/// A connection idle for this long (or a request that takes this long to arrive) is
-/// closed.
-constexpr auto idle_timeout = std::chrono::seconds{60};
 constexpr size_t max_header_bytes = 16 * 1024;
 // What is read and dropped of a refused body, at most, before the connection closes.
 constexpr size_t max_drained_bytes = 64u << 20;
@@ -45,6 +46,13 @@ constexpr auto drain_time = std::chrono::seconds{5};
 /// An event stream sends a comment this often while it has no events: proxies keep the
 /// connection open, and a client that is gone is noticed.
 constexpr auto heartbeat = std::chrono::seconds{15};
+/// An event stream writes at most this much text at once, through a socket buffer of
+/// this size, and ends when its client takes nothing for `event_write_timeout`.
+constexpr size_t event_chunk = 64u << 10;
+constexpr int event_socket_buffer = 64 << 10;
+constexpr auto event_write_timeout = std::chrono::seconds{10};
+/// How long running out of file descriptors shows in `saturation`.
+constexpr auto fd_shortage_shown = std::chrono::seconds{5};
 
 std::string_view target_of(const http::request<http::string_body>& msg) {
   return {msg.target().data(), msg.target().size()};
@@ -54,10 +62,19 @@ std::string_view target_of(const http::request<http::string_body>& msg) {
 /// that the runtime gives after it stopped are dropped instead of being posted to its
 /// stopped I/O context) and how many requests await their answer.
 struct shared_state {
+  explicit shared_state(const http_options& o)
+    : max_body(o.max_body), max_inflight_body(o.max_inflight_body_bytes),
+      idle_timeout(o.idle_timeout) {}
+
+  const size_t max_body;
+  const size_t max_inflight_body;
+  const std::chrono::milliseconds idle_timeout;
   std::mutex mtx;
   bool open = true;
   std::atomic<int> unanswered{0};
   std::atomic<size_t> connections{0};  ///< sessions alive
+  std::atomic<size_t> inflight_body{0};  ///< bytes of request bodies reserved
+  std::atomic<uint64_t> refused_bodies{0};
   std::mutex metrics_mtx;
   /// Answers by route (a template from `route_of`, one pointer per route: compared as
   /// such) and status.
@@ -79,30 +96,36 @@ struct shared_state {
 class session : public std::enable_shared_from_this<session> {
 public:
   session(std::shared_ptr<asio::io_context> ioc, tcp::socket socket, const route_context& ctx,
-          size_t max_body, std::shared_ptr<shared_state> state)
+          std::shared_ptr<shared_state> state)
     : ioc_(std::move(ioc)),
       stream_(std::move(socket)),
       ctx_(ctx),
       heartbeat_(stream_.get_executor()),
-      max_body_(max_body),
+      max_body_(state->max_body),
       state_(std::move(state)) {
     state_->connections.fetch_add(1);
   }
 
-  ~session() { state_->connections.fetch_sub(1); }
+  ~session() {
+    release_body();
+    state_->connections.fetch_sub(1);
+  }
+
+  /// Waiting for a request that has not begun to arrive: it may be closed for a new
+  /// connection when the server is full.
+  bool idle() const { return idle_.load(std::memory_order_relaxed); }
 
   void start() {
     asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
   }
 
-  /// Answers 503 at once and closes: the server has as many connections as it takes.
-  void refuse() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+  /// Answers 503 at once and closes: the server cannot take the connection.
+  void refuse(std::string code, std::string message) {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this(), code = std::move(code),
+                                            message = std::move(message)] {
       self->received_ = std::chrono::steady_clock::now();
       self->route_ = route_of("");
-      self->write(error_response(503, "too_many_connections",
-                                 "the node serves as many connections as it takes; retry later"),
-                  false);
+      self->write(error_response(503, code, message), false);
     });
   }
 
@@ -116,21 +139,56 @@ public:
 
 private:
   void read() {
+    release_body();
     parser_.emplace();
     parser_->body_limit(max_body_);
     parser_->header_limit(max_header_bytes);
-    stream_.expires_after(idle_timeout);
+    stream_.expires_after(state_->idle_timeout);
+    idle_ = buffer_.size() == 0;  // nothing of the next request has come yet
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code ec, size_t) {
                               self->on_header(ec);
                             });
   }
 
+  void release_body() {
+    if (body_reserved_ > 0)
+      state_->inflight_body.fetch_sub(std::exchange(body_reserved_, 0));
+  }
+
+  /// Reserves the memory of the request's body (its length, or the most a body may have
+  /// when it comes in chunks); false if the bodies in memory would pass the bound.
+  bool reserve_body() {
+    auto length = parser_->content_length();
+    size_t want = parser_->chunked() ? max_body_
+                                     : static_cast<size_t>(std::min<uint64_t>(
+                                         length ? *length : 0, max_body_));
+    if (want == 0)
+      return true;
+    if (state_->inflight_body.fetch_add(want) + want > state_->max_inflight_body) {
+      state_->inflight_body.fetch_sub(want);
+      return false;
+    }
+    body_reserved_ = want;
+    return true;
+  }
+
   /// A client that asks whether to send its body (`Expect: 100-continue`, as curl does
   /// for bodies over 1 KiB) is told to go on; a body over the limit was refused already.
   void on_header(beast::error_code ec) {
+    idle_ = false;
     if (ec)
       return on_read(ec);
+    if (!reserve_body()) {
+      state_->refused_bodies.fetch_add(1, std::memory_order_relaxed);
+      received_ = std::chrono::steady_clock::now();
+      route_ = route_of(target_of(parser_->get()));
+      unread_body_ = true;
+      return write(error_response(503, "too_many_requests_in_flight",
+                                  "the node holds as many request bodies as it takes; retry "
+                                  "later"),
+                   false);
+    }
     if (!beast::iequals(parser_->get()[http::field::expect], "100-continue"))
       return read_body();
     auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -210,6 +268,8 @@ private:
       msg->set(http::field::content_type, "application/json");  // unless a header says
     for (auto& [name, value] : res.headers)
       msg->set(name, value);
+    if (res.status == 503)
+      msg->set(http::field::retry_after, "1");  // unless a header below says otherwise
     if (!res.text.empty()) {
       msg->body() = std::move(res.text);
     } else if (!res.body.is_null()) {
@@ -219,7 +279,7 @@ private:
     msg->keep_alive(keep_alive);
     if (res.status != 204)  // a 204 carries no Content-Length
       msg->prepare_payload();
-    stream_.expires_after(idle_timeout);
+    stream_.expires_after(state_->idle_timeout);
     http::async_write(stream_, *msg,
                       [self = shared_from_this(), msg, keep_alive,
                        counted](beast::error_code ec, size_t) {
@@ -258,6 +318,9 @@ private:
 
   void start_events(std::shared_ptr<runtime::change_feed::subscription> sub, bool counted) {
     events_ = std::move(sub);
+    // A small socket buffer: a client that reads nothing holds little, and is noticed.
+    beast::error_code ignored;
+    stream_.socket().set_option(asio::socket_base::send_buffer_size(event_socket_buffer), ignored);
     std::weak_ptr<session> weak = shared_from_this();
     events_->on_ready([weak] {
       if (auto self = weak.lock())
@@ -268,7 +331,22 @@ private:
       "Cache-Control: no-cache\r\nConnection: close\r\n\r\n: subscribed\n\n";
     header_counted_ = counted;
     arm_heartbeat();
+    watch_client();
     send_events();
+  }
+
+  /// Notices at once a client that closes its end: the stream ends and its connection
+  /// goes, instead of waiting for the next write to fail. What a client sends is ignored.
+  void watch_client() {
+    auto scrap = std::make_shared<std::array<char, 512>>();
+    stream_.socket().async_read_some(
+      asio::buffer(*scrap), [self = shared_from_this(), scrap](beast::error_code ec, size_t) {
+        if (!self->events_)
+          return;
+        if (ec)
+          return self->end_events();
+        self->watch_client();
+      });
   }
 
   void arm_heartbeat() {
@@ -282,14 +360,22 @@ private:
     });
   }
 
-  /// Writes what is pending and the events queued since the last write; one write at a
-  /// time. A lagged subscription gets a "lagged" event, and the stream ends.
+  /// Writes what is pending and the events queued since the last write, at most
+  /// `event_chunk` of text at a time; one write at a time. A lagged subscription gets a
+  /// "lagged" event once its last events are out, and the stream ends.
   void send_events() {
     if (writing_ || !events_)
       return;
-    for (const auto& ev : events_->take())
-      pending_ += sse_event(*ev);
-    if (events_->lagged() && !ending_) {
+    if (backlog_.empty()) {
+      lagged_ = events_->lagged();  // before taking: a lagged queue gets no more events
+      for (auto& ev : events_->take())
+        backlog_.push_back(std::move(ev));
+    }
+    while (!backlog_.empty() && pending_.size() < event_chunk) {
+      pending_ += sse_event(*backlog_.front());
+      backlog_.pop_front();
+    }
+    if (backlog_.empty() && lagged_ && !ending_) {
       pending_ += "event: lagged\ndata: {\"message\":\"this stream fell too far behind and "
                   "ends; read the twins again and subscribe anew\"}\n\n";
       ending_ = true;
@@ -301,7 +387,7 @@ private:
     pending_.clear();
     // A client that takes nothing for this long is gone: the write fails and the stream
     // ends (its subscription lags meanwhile, so publishers never wait for it).
-    stream_.expires_after(idle_timeout);
+    stream_.expires_after(event_write_timeout);
     asio::async_write(stream_, asio::buffer(*out),
                       [self = shared_from_this(), out](beast::error_code ec, size_t) {
                         self->writing_ = false;
@@ -314,8 +400,11 @@ private:
   }
 
   void end_events() {
+    if (!events_)
+      return;
     events_->on_ready(nullptr);
     events_.reset();
+    backlog_.clear();
     heartbeat_.cancel();
     shut();
   }
@@ -328,6 +417,8 @@ private:
   asio::steady_timer heartbeat_;
   std::shared_ptr<runtime::change_feed::subscription> events_;  ///< set: streaming events
   std::string pending_;  ///< what the event stream writes next
+  std::deque<runtime::change_feed::event_ptr> backlog_;  ///< taken, not yet in `pending_`
+  bool lagged_ = false;  ///< the subscription lagged before `backlog_` was taken
   bool writing_ = false;
   bool ending_ = false;
   bool header_counted_ = false;
@@ -335,6 +426,8 @@ private:
   std::shared_ptr<shared_state> state_;
   bool keep_alive_ = false;
   bool unread_body_ = false;  ///< a refused body may still be on its way
+  size_t body_reserved_ = 0;  ///< of `shared_state::inflight_body`, for this request
+  std::atomic<bool> idle_{false};
   unsigned version_ = 11;
   const char* route_ = nullptr;  ///< the template of the request being answered
   std::chrono::steady_clock::time_point received_;
@@ -347,11 +440,19 @@ struct http_server::impl {
     : be(std::move(be_)),
       opts(std::move(opts_)),
       ctx{be, node, [this](std::function<void()> fn) { return run_blocking(std::move(fn)); },
-          opts.event_buffer, &telemetry},
+          opts.event_buffer, opts.event_buffer_bytes, &telemetry},
       ioc(std::make_shared<asio::io_context>()),
       work(ioc->get_executor()),
       acceptor(*ioc),
-      retry(*ioc) {}
+      retry(*ioc),
+      state(std::make_shared<shared_state>(opts)) {
+    spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+
+  ~impl() {
+    if (spare_fd >= 0)
+      ::close(spare_fd);
+  }
 
   /// Queues work on the blocking pool, at most `max_blocking` jobs at once.
   bool run_blocking(std::function<void()> fn) {
@@ -370,8 +471,18 @@ struct http_server::impl {
     acceptor.async_accept(asio::make_strand(*ioc), [this](beast::error_code ec, tcp::socket s) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open())
         return;  // stopped
+      if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+        // Out of file descriptors: the spare one goes to the waiting client, which is
+        // told so instead of hanging in the backlog.
+        out_of_fds_at.store(std::chrono::steady_clock::now().time_since_epoch().count());
+        if (spare_fd >= 0) {
+          ::close(spare_fd);
+          spare_fd = -1;
+          refuse_next = true;
+          return accept();
+        }
+      }
       if (ec) {
-        // E.g. out of file descriptors: try again shortly instead of giving up for good.
         retry.expires_after(std::chrono::milliseconds{100});
         retry.async_wait([this](beast::error_code e) {
           if (!e)
@@ -379,9 +490,24 @@ struct http_server::impl {
         });
         return;
       }
-      auto conn = std::make_shared<session>(ioc, std::move(s), ctx, opts.max_body, state);
-      if (state->connections.load() > opts.max_connections) {
-        conn->refuse();
+      auto conn = std::make_shared<session>(ioc, std::move(s), ctx, state);
+      if (std::exchange(refuse_next, false)) {
+        refused_no_fds.fetch_add(1, std::memory_order_relaxed);
+        conn->refuse("out_of_file_descriptors",
+                     "the node has no file descriptor left for this connection; retry later");
+        conn.reset();  // closes once the answer is out, and then the spare comes back
+        retry.expires_after(std::chrono::milliseconds{50});
+        retry.async_wait([this](beast::error_code e) {
+          if (e)
+            return;
+          spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+          accept();
+        });
+        return;
+      }
+      if (state->connections.load() > opts.max_connections && !close_idle_session()) {
+        conn->refuse("too_many_connections",
+                     "the node serves as many connections as it takes; retry later");
         accept();
         return;
       }
@@ -399,6 +525,19 @@ struct http_server::impl {
     });
   }
 
+  /// At the connection bound: closes the connection that has been idle longest (the
+  /// oldest one waiting for a request); false if none is idle.
+  bool close_idle_session() {
+    std::lock_guard<std::mutex> guard{sessions_mtx};
+    for (auto& w : sessions)
+      if (auto s = w.lock(); s && s->idle()) {
+        s->close();
+        w.reset();
+        return true;
+      }
+    return false;
+  }
+
   backend be;
   http_options opts;
   node_info node;
@@ -413,7 +552,11 @@ struct http_server::impl {
   tcp::acceptor acceptor;
   asio::steady_timer retry;
   std::vector<std::thread> threads;
-  std::shared_ptr<shared_state> state = std::make_shared<shared_state>();
+  std::shared_ptr<shared_state> state;
+  int spare_fd = -1;         ///< given up when file descriptors run out (I/O thread)
+  bool refuse_next = false;  ///< the next connection took the spare descriptor
+  std::atomic<int64_t> out_of_fds_at{0};  ///< steady clock ticks; 0: never
+  std::atomic<uint64_t> refused_no_fds{0};
   std::mutex sessions_mtx;
   std::vector<std::weak_ptr<session>> sessions;
   uint16_t bound_port = 0;
@@ -483,7 +626,21 @@ http_metrics http_server::metrics() const {
   out.telemetry_accepted = impl_->telemetry.accepted.load(std::memory_order_relaxed);
   out.telemetry_rejected = impl_->telemetry.rejected.load(std::memory_order_relaxed);
   out.connections = st.connections.load(std::memory_order_relaxed);
+  out.refused_bodies = st.refused_bodies.load(std::memory_order_relaxed);
+  out.refused_no_fds = impl_->refused_no_fds.load(std::memory_order_relaxed);
   return out;
+}
+
+std::string http_server::saturation() const {
+  auto at = impl_->out_of_fds_at.load();
+  if (at == 0)
+    return {};
+  auto since = std::chrono::steady_clock::now()
+               - std::chrono::steady_clock::time_point{std::chrono::steady_clock::duration{at}};
+  if (since > fd_shortage_shown)
+    return {};
+  return "out of file descriptors (ulimit -n) for new connections on port "
+         + std::to_string(impl_->bound_port);
 }
 
 void http_server::stop(std::chrono::milliseconds drain) {

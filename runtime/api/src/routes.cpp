@@ -649,7 +649,7 @@ void stream_events(const route_context& ctx, const request& req, respond_fn resp
   f.type = field("type");
   f.prefix = field("prefix");
   response res;
-  res.stream = ctx.be.feed->subscribe(std::move(f), ctx.event_buffer);
+  res.stream = ctx.be.feed->subscribe(std::move(f), ctx.event_buffer, ctx.event_buffer_bytes);
   respond(std::move(res));
 }
 

@@ -61,6 +61,7 @@ struct route_context {
   /// Queues the work; false (and it is dropped) if too much is queued already.
   std::function<bool(std::function<void()>)> run_blocking;
   size_t event_buffer = 4096;  ///< see `http_options::event_buffer`
+  size_t event_buffer_bytes = 1u << 20;  ///< see `http_options::event_buffer_bytes`
   telemetry_counts* telemetry = nullptr;  ///< nullptr: not counted
 };
 

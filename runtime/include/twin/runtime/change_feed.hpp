@@ -30,6 +30,9 @@ struct change_event {
 
 const char* to_string(change_event::kind_t x);
 
+/// About the bytes of `ev` as JSON text.
+size_t approximate_size(const change_event& ev);
+
 /// Which events a subscriber wants; every field set must match (empty: any).
 struct event_filter {
   std::string ns;      ///< the id's namespace
@@ -42,17 +45,18 @@ struct event_filter {
 /// The stream of twin changes that a node publishes, to any number of subscribers.
 ///
 /// Events of one twin are published in version order (by the store writer, once the
-/// change is durable). Each subscriber has a bounded queue: publishing never waits for a
-/// subscriber, and one that falls `capacity` events behind is marked lagged and gets no
-/// more events (its consumer resynchronises from the API and subscribes again).
-/// Thread-safe.
+/// change is durable). Each subscriber has a queue bounded in events and in bytes (as
+/// their JSON text would take, about): publishing never waits for a subscriber, and one
+/// that falls further behind is marked lagged and gets no more events (its consumer
+/// resynchronises from the API and subscribes again). Thread-safe.
 class change_feed {
 public:
   using event_ptr = std::shared_ptr<const change_event>;
 
   class subscription {
   public:
-    subscription(event_filter filter, size_t capacity);
+    /// At most `capacity` events and `max_bytes` of them queued.
+    subscription(event_filter filter, size_t capacity, size_t max_bytes);
 
     /// Takes every queued event, in order.
     std::vector<event_ptr> take();
@@ -64,13 +68,16 @@ public:
 
   private:
     friend class change_feed;
-    /// Queues `ev` if the filter admits it; returns the callback to call (outside locks).
-    std::function<void()> offer(const event_ptr& ev);
+    /// Queues `ev` (of about `bytes`) if the filter admits it; returns the callback to
+    /// call (outside locks).
+    std::function<void()> offer(const event_ptr& ev, size_t bytes);
 
     const event_filter filter_;
     const size_t capacity_;
+    const size_t max_bytes_;
     mutable std::mutex mtx_;
     std::vector<event_ptr> queue_;
+    size_t queued_bytes_ = 0;
     bool lagged_ = false;
     bool notified_ = false;  ///< the callback ran since the last `take`
     std::function<void()> ready_;
@@ -78,7 +85,8 @@ public:
 
   /// A new subscriber; it gets the events published after this call, until it is
   /// destroyed (a change committed just before may be durable after it and still missed).
-  std::shared_ptr<subscription> subscribe(event_filter filter, size_t capacity = 4096);
+  std::shared_ptr<subscription> subscribe(event_filter filter, size_t capacity = 4096,
+                                          size_t max_bytes = 1u << 20);
 
   /// Whether anyone may listen: publishers skip building events when no one does. Dropped
   /// subscribers are forgotten at the next `wants` or `publish`.

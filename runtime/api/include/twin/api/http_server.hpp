@@ -54,8 +54,19 @@ struct http_options {
   size_t max_connections = 10000;
   std::string node_id = "twind";   ///< the node's name in GET /v1/cluster
   /// Events a /v1/events stream may fall behind by; beyond it the stream gets a
-  /// "lagged" event and ends.
+  /// "lagged" event and ends. Default: 4,096.
   size_t event_buffer = 4096;
+  /// Bytes of events (as JSON text, about) a stream may fall behind by, likewise. A stream
+  /// also holds at most 64 KiB of text being written and 64 KiB in the kernel's socket
+  /// buffer, and one whose client takes nothing for 10 s ends. Default: 1 MiB.
+  size_t event_buffer_bytes = 1u << 20;
+  /// Request bodies in memory at once, in bytes (a body without a length counts as
+  /// `max_body`); a request beyond it is answered 503. Default: 256 MiB.
+  size_t max_inflight_body_bytes = 256u << 20;
+  /// A connection idle for this long, or a request that takes this long to arrive, is
+  /// closed. At `max_connections`, the oldest connection waiting for a request is closed
+  /// for a new one (503 only when none waits). Default: 60 s.
+  std::chrono::milliseconds idle_timeout = std::chrono::seconds{60};
 };
 
 /// Requests answered by one route with one status.
@@ -73,6 +84,8 @@ struct http_metrics {
   uint64_t telemetry_accepted = 0;  ///< items of POST /v1/telemetry applied, durably
   uint64_t telemetry_rejected = 0;  ///< items refused (bad item, unknown twin, bad values)
   uint64_t connections = 0;         ///< open now
+  uint64_t refused_bodies = 0;      ///< requests answered 503: too many bodies in memory
+  uint64_t refused_no_fds = 0;      ///< connections answered 503: no file descriptor left
 };
 
 /// The HTTP/JSON API of DESIGN.md on Boost.Beast: HTTP/1.1 with keep-alive. Requests go
@@ -91,6 +104,9 @@ public:
   /// The requests answered so far, by route and status, and their latency by route.
   /// Thread-safe.
   http_metrics metrics() const;
+  /// Why the server cannot take every connection now ("" when it can): it ran out of
+  /// file descriptors in the last 5 seconds. Thread-safe.
+  std::string saturation() const;
   /// Stops accepting, writes the answers that come within `drain`, then closes every
   /// connection; later answers are dropped. Not from an I/O thread or an answer.
   void stop(std::chrono::milliseconds drain = std::chrono::seconds{5});
