@@ -19,7 +19,7 @@ struct options {
   size_t http_max_connections = 10000;  ///< --http-max-connections: more get 503
   size_t http_event_buffer = 4096;      ///< --http-event-buffer: events a stream may lag
   size_t http_event_buffer_kb = 1024;   ///< --http-event-buffer-kb: bytes a stream may lag
-  size_t http_max_inflight_mb = 256;    ///< --http-max-inflight-mb: request bodies in memory
+  size_t http_max_inflight_mb = 128;    ///< --http-max-inflight-mb: request bodies in memory
   int http_threads = 1;                 ///< --http-threads: HTTP I/O threads
   std::string mqtt_url;                ///< --mqtt-url of the broker; empty: no MQTT
   /// --mqtt-client-id of the persistent session; empty: made once from the node id and a

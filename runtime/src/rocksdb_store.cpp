@@ -101,7 +101,7 @@ public:
     // Refused before RocksDB could meet a full disk: the batch goes to the log and then
     // to a file, and what the memtables hold must still fit when they are flushed.
     if (auto why = space_for(2 * batch_.GetDataSize()); !why.empty()) {
-      flush_if_it_frees_space();
+      flush_if_it_frees_space(2 * batch_.GetDataSize());
       return make_error(runtime_errc::insufficient_storage, std::move(why));
     }
     auto st = db_.db->Write(write_opts_, &batch_);
@@ -281,24 +281,27 @@ private:
     auto needed = rocks::log_bytes(path_) + write_buffer_;
     if (!free || !rocks::short_of_space(path_, *free, needed, min_free_).empty())
       return;
-    std::unique_lock<std::shared_mutex> open{db_mtx_};
-    db_.close();
+    // A read-only database holds no lock: the one for writing opens beside it, and the
+    // read-only one goes only once it did.
     auto rw = rocks::open(path_, setup_, false);
-    if (rw) {
-      db_ = std::move(*rw);
-      reopen_pending_ = false;
+    if (!rw) {
+      std::unique_lock<std::shared_mutex> open{db_mtx_};
+      read_only_reason_ = "the store is open for reading only: " + error_message(rw.error());
       return;
     }
-    read_only_reason_ = "the store is open for reading only: " + error_message(rw.error());
-    if (auto ro = rocks::open(path_, setup_, true))
-      db_ = std::move(*ro);
+    std::unique_lock<std::shared_mutex> open{db_mtx_};
+    db_.close();
+    db_ = std::move(*rw);
+    reopen_pending_ = false;
   }
 
   /// Starts a flush (without waiting for it) when the disk is short only because of what
   /// the memtables hold: their log then goes, and the space with it. At most once a second.
-  void flush_if_it_frees_space() {
+  void flush_if_it_frees_space(uint64_t more) {
     auto now = std::chrono::steady_clock::now();
-    if (now - last_space_flush_ < std::chrono::seconds{1})
+    auto free = rocks::free_bytes(path_);
+    if (now - last_space_flush_ < std::chrono::seconds{1} || !free
+        || !rocks::short_of_space(path_, *free, more, min_free_).empty())
       return;
     last_space_flush_ = now;
     rocksdb::FlushOptions o;
@@ -340,7 +343,7 @@ private:
   uint64_t min_free_;
   uint64_t write_buffer_;  ///< what a new log may take at once
   std::atomic<bool> reopen_pending_{false};  ///< open for reading only, to open for writing
-  std::string read_only_reason_;              ///< why (with write_mtx_ or db_mtx_)
+  std::string read_only_reason_;              ///< why (written with db_mtx_ held alone)
   std::chrono::steady_clock::time_point last_reopen_{};
   rocksdb::WriteOptions write_opts_;
   std::mutex write_mtx_;  ///< guards the three below, which every write reuses
@@ -371,9 +374,11 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
     auto db = rocks::open(o.path, setup, false);
     if (db)
       return std::unique_ptr<state_store>{new rocksdb_store(std::move(*db), std::move(setup), o)};
-    if (error_code(db.error()) != runtime_errc::store_failure)
-      return db.error();
+    // Only a disk that filled up meanwhile makes it open for reading.
     why = error_message(db.error());
+    if (error_code(db.error()) != runtime_errc::store_failure
+        || why.find("No space left") == std::string::npos)
+      return db.error();
   }
   {
     auto ro = rocks::open(o.path, setup, true);

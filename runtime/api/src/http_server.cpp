@@ -48,8 +48,8 @@ constexpr auto drain_time = std::chrono::seconds{5};
 constexpr auto heartbeat = std::chrono::seconds{15};
 /// An event stream writes at most this much text at once, through a socket buffer of
 /// this size, and ends when its client takes nothing for `event_write_timeout`.
-constexpr size_t event_chunk = 64u << 10;
-constexpr int event_socket_buffer = 64 << 10;
+constexpr size_t event_chunk = 16u << 10;
+constexpr int event_socket_buffer = 32 << 10;
 constexpr auto event_write_timeout = std::chrono::seconds{10};
 /// How long running out of file descriptors shows in `saturation`.
 constexpr auto fd_shortage_shown = std::chrono::seconds{5};
@@ -134,6 +134,14 @@ public:
     asio::post(stream_.get_executor(), [self = shared_from_this()] {
       self->heartbeat_.cancel();
       self->stream_.close();
+    });
+  }
+
+  /// Closes the connection if it still waits for a request once on its strand.
+  void close_if_idle() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      if (self->idle())
+        self->stream_.close();
     });
   }
 
@@ -399,6 +407,7 @@ private:
                       });
   }
 
+  /// Ends the stream and the connection (the client is not read from: it would keep it).
   void end_events() {
     if (!events_)
       return;
@@ -407,6 +416,8 @@ private:
     backlog_.clear();
     heartbeat_.cancel();
     shut();
+    beast::error_code ignored;
+    stream_.socket().close(ignored);
   }
 
   std::shared_ptr<asio::io_context> ioc_;  ///< outlives the stream, which uses it
@@ -483,6 +494,7 @@ struct http_server::impl {
         }
       }
       if (ec) {
+        refuse_next = false;
         retry.expires_after(std::chrono::milliseconds{100});
         retry.async_wait([this](beast::error_code e) {
           if (!e)
@@ -490,6 +502,8 @@ struct http_server::impl {
         });
         return;
       }
+      if (spare_fd < 0 && !refuse_next)  // given up before: take one back when there is one
+        spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
       auto conn = std::make_shared<session>(ioc, std::move(s), ctx, state);
       if (std::exchange(refuse_next, false)) {
         refused_no_fds.fetch_add(1, std::memory_order_relaxed);
@@ -500,7 +514,8 @@ struct http_server::impl {
         retry.async_wait([this](beast::error_code e) {
           if (e)
             return;
-          spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+          if (spare_fd < 0)
+            spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
           accept();
         });
         return;
@@ -531,7 +546,7 @@ struct http_server::impl {
     std::lock_guard<std::mutex> guard{sessions_mtx};
     for (auto& w : sessions)
       if (auto s = w.lock(); s && s->idle()) {
-        s->close();
+        s->close_if_idle();
         w.reset();
         return true;
       }

@@ -19,6 +19,7 @@ public:
   mqtt_ack_window(size_t capacity, std::function<void()> wake)
     : capacity_(capacity),
       states_(new std::atomic<uint8_t>[capacity]()),
+      seqs_(new std::atomic<uint64_t>[capacity]()),
       ids_(new uint16_t[capacity]()),
       wake_(std::move(wake)) {}
 
@@ -31,7 +32,8 @@ public:
   uint64_t add(uint16_t packet_id) {
     auto seq = tail_++;
     ids_[seq % capacity_] = packet_id;
-    states_[seq % capacity_].store(pending, std::memory_order_relaxed);
+    states_[seq % capacity_].store(pending);
+    seqs_[seq % capacity_].store(seq);
     return seq;
   }
   /// Calls `f(packet_id, state)` for each message of the handled prefix, oldest first,
@@ -53,7 +55,10 @@ public:
 
   // -- any thread -----------------------------------------------------------------
 
+  /// A completion of a message already popped (its slot reused) is ignored.
   void complete(uint64_t seq, state s) {
+    if (seqs_[seq % capacity_].load() != seq)
+      return;
     states_[seq % capacity_].store(s);
     if (!woken_.exchange(true))
       wake_();
@@ -62,6 +67,7 @@ public:
 private:
   const size_t capacity_;
   std::unique_ptr<std::atomic<uint8_t>[]> states_;
+  std::unique_ptr<std::atomic<uint64_t>[]> seqs_;  ///< whose message a slot holds
   std::unique_ptr<uint16_t[]> ids_;
   std::function<void()> wake_;
   std::atomic<bool> woken_{false};

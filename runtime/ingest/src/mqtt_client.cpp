@@ -407,7 +407,10 @@ struct mqtt_client::core : std::enable_shared_from_this<core> {
     window = std::make_shared<mqtt_ack_window>(
       std::max<size_t>(opts.max_unhandled, 1), [weak, g] {
         if (auto self = weak.lock())
-          asio::post(self->ioc, [self, g] { self->flush_acks(g); });
+          asio::post(self->ioc, [weak, g] {
+            if (auto s = weak.lock())
+              s->flush_acks(g);
+          });
       });
     current = phase::subscribing;
     if (opts.subscriptions.empty())
@@ -501,8 +504,9 @@ struct mqtt_client::core : std::enable_shared_from_this<core> {
     }
     if (window->empty())
       drained_cv_notify();
-    if (paused && !window->full()) {
-      paused = draining;
+    if (paused && !draining && !window->full()) {
+      paused = false;
+      last_heard = clock_type::now();  // nothing was read while paused
       parse();
       read();
     }
@@ -589,8 +593,12 @@ struct mqtt_client::core : std::enable_shared_from_this<core> {
       return;  // an answer to a message of an earlier session
     auto m = std::move(i->second.msg);
     unacked.erase(i);
-    published.fetch_add(1, std::memory_order_relaxed);
-    finish(m, true);
+    // MQTT 5: a reason code of 0x80 or more says the broker refused the message.
+    bool refused_by_broker = opts.version == mqtt::v5 && f.body.size() > 2
+                             && static_cast<uint8_t>(f.body[2]) >= 0x80;
+    if (!refused_by_broker)
+      published.fetch_add(1, std::memory_order_relaxed);
+    finish(m, !refused_by_broker);
     {
       std::lock_guard<std::mutex> guard{pub_mtx};
       --queued;
@@ -638,7 +646,8 @@ struct mqtt_client::core : std::enable_shared_from_this<core> {
       return fail("no answer within " + std::to_string(opts.connect_timeout.count()) + " ms");
     if (current != phase::up || keep_alive.count() == 0)
       return;
-    if (now - last_heard > keep_alive * 3 / 2)
+    // While paused (messages wait to be handled) nothing is read, so nothing is heard.
+    if (!paused && now - last_heard > keep_alive * 3 / 2)
       return fail("nothing heard for " + std::to_string(keep_alive.count() * 3 / 2) + " s");
     if (now - last_sent >= keep_alive) {
       mqtt::write_pingreq(out);
@@ -765,9 +774,9 @@ caf::error mqtt_client::start() {
   guard.unlock();
   std::string why;
   {
-    std::promise<std::string> last;
-    auto f = last.get_future();
-    asio::post(c.ioc, [&c, &last] { last.set_value(c.last_text); });
+    auto last = std::make_shared<std::promise<std::string>>();
+    auto f = last->get_future();
+    asio::post(c.ioc, [self = core_, last] { last->set_value(self->last_text); });
     if (f.wait_for(std::chrono::seconds{1}) == std::future_status::ready)
       why = f.get();
   }
@@ -787,18 +796,20 @@ void mqtt_client::stop(std::chrono::milliseconds drain) {
     c.stopped_publishing = true;
   }
   // No more messages; the ones received are handled and acknowledged, within `drain`.
-  std::promise<void> paused;
-  asio::post(c.ioc, [&c, &paused] {
-    c.draining = true;
-    c.paused = true;
-    paused.set_value();
+  auto paused = std::make_shared<std::promise<void>>();
+  asio::post(c.ioc, [self = core_, paused] {
+    self->draining = true;
+    self->paused = true;
+    paused->set_value();
   });
-  paused.get_future().wait_for(std::chrono::seconds{1});
+  paused->get_future().wait_for(std::chrono::seconds{1});
   auto deadline = clock_type::now() + drain;
   for (;;) {
-    std::promise<bool> empty;
-    auto f = empty.get_future();
-    asio::post(c.ioc, [&c, &empty] { empty.set_value(!c.window || c.window->empty()); });
+    auto empty = std::make_shared<std::promise<bool>>();
+    auto f = empty->get_future();
+    asio::post(c.ioc, [self = core_, empty] {
+      empty->set_value(!self->window || self->window->empty());
+    });
     if (f.wait_for(std::chrono::seconds{1}) != std::future_status::ready || f.get())
       break;
     std::unique_lock<std::mutex> guard{c.mtx};
@@ -808,7 +819,8 @@ void mqtt_client::stop(std::chrono::milliseconds drain) {
       break;
   }
   // DISCONNECT (the session stays with the broker), then close.
-  asio::post(c.ioc, [&c] {
+  asio::post(c.ioc, [self = core_] {
+    auto& c = *self;
     if (c.current == core::phase::up || c.current == core::phase::subscribing) {
       mqtt::write_disconnect(c.out);
       c.close_after_write = true;
@@ -825,14 +837,18 @@ void mqtt_client::stop(std::chrono::milliseconds drain) {
     std::unique_lock<std::mutex> guard{c.mtx};
     c.cv.wait_for(guard, std::chrono::seconds{1}, [&] { return !c.is_up.load(); });
   }
-  std::promise<void> closed;
-  asio::post(c.ioc, [&c, &closed] {
-    c.finish_stop();
-    closed.set_value();
+  auto closed = std::make_shared<std::promise<void>>();
+  asio::post(c.ioc, [self = core_, closed] {
+    self->finish_stop();
+    closed->set_value();
   });
-  closed.get_future().wait_for(std::chrono::seconds{1});
+  closed->get_future().wait_for(std::chrono::seconds{1});
   c.ioc.stop();
   c.thread.join();
+  // Run what the stop left queued (handlers of cancelled operations), so that none keeps
+  // the client, which owns the I/O context, alive.
+  c.ioc.restart();
+  c.ioc.poll();
 }
 
 bool mqtt_client::connected() const {

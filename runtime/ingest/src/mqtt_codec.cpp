@@ -205,7 +205,7 @@ void write_connect(std::string& out, const connect_fields& c) {
   uint8_t flags = c.clean_start ? 0x02 : 0;
   if (!c.username.empty())
     flags |= 0x80;
-  if (!c.password.empty())
+  if (!c.password.empty() && !c.username.empty())  // 3.1.1: no password without a name
     flags |= 0x40;
   put_u8(body, flags);
   put_u16(body, c.keep_alive_s);
@@ -229,7 +229,7 @@ void write_connect(std::string& out, const connect_fields& c) {
   put_string(body, c.client_id);
   if (!c.username.empty())
     put_string(body, c.username);
-  if (!c.password.empty())
+  if ((flags & 0x40) != 0)
     put_string(body, c.password);
   put_header(out, 0x10, body.size());
   out += body;

@@ -57,12 +57,12 @@ struct http_options {
   /// "lagged" event and ends. Default: 4,096.
   size_t event_buffer = 4096;
   /// Bytes of events (as JSON text, about) a stream may fall behind by, likewise. A stream
-  /// also holds at most 64 KiB of text being written and 64 KiB in the kernel's socket
+  /// also holds at most 16 KiB of text being written and 32 KiB in the kernel's socket
   /// buffer, and one whose client takes nothing for 10 s ends. Default: 1 MiB.
   size_t event_buffer_bytes = 1u << 20;
   /// Request bodies in memory at once, in bytes (a body without a length counts as
-  /// `max_body`); a request beyond it is answered 503. Default: 256 MiB.
-  size_t max_inflight_body_bytes = 256u << 20;
+  /// `max_body`); a request beyond it is answered 503. Default: 128 MiB.
+  size_t max_inflight_body_bytes = 128u << 20;
   /// A connection idle for this long, or a request that takes this long to arrive, is
   /// closed. At `max_connections`, the oldest connection waiting for a request is closed
   /// for a new one (503 only when none waits). Default: 60 s.
