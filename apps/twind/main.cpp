@@ -361,22 +361,23 @@ int main(int argc, char** argv) {
 
   if (!o.mqtt_url.empty()) {
     ingest::mqtt_options mo;
-    mo.url = o.mqtt_url;
-    mo.client_id = o.mqtt_client_id;
-    if (mo.client_id.empty()) {
+    auto& c = mo.client;
+    c.url = o.mqtt_url;
+    c.client_id = o.mqtt_client_id;
+    if (c.client_id.empty()) {
       auto id = node_session_id(o.data_dir, node_id);
       if (!id) {
         stop_node();
         return fail(error_message(id.error()));
       }
-      mo.client_id = std::move(*id);
+      c.client_id = std::move(*id);
     }
-    mo.version = static_cast<uint8_t>(o.mqtt_version);
-    mo.username = o.mqtt_username;
-    mo.password = o.mqtt_password;
-    mo.tls_ca_file = o.mqtt_ca_file;
-    mo.tls_cert_file = o.mqtt_cert_file;
-    mo.tls_key_file = o.mqtt_key_file;
+    c.version = static_cast<uint8_t>(o.mqtt_version);
+    c.username = o.mqtt_username;
+    c.password = o.mqtt_password;
+    c.tls_ca_file = o.mqtt_ca_file;
+    c.tls_cert_file = o.mqtt_cert_file;
+    c.tls_key_file = o.mqtt_key_file;
     mo.shared_group = o.mqtt_shared_group;
     mo.log = [](bool warning, const std::string& text) {
       if (warning)

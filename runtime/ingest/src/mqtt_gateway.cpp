@@ -193,16 +193,7 @@ caf::error mqtt_gateway::start(std::chrono::milliseconds timeout) {
   if (client_)
     return make_error(runtime_errc::invalid_argument, "the MQTT gateway was started already");
   const auto& o = shared_->opts;
-  mqtt_client_options co;
-  co.url = o.url;
-  co.client_id = o.client_id;
-  co.version = o.version;
-  co.username = o.username;
-  co.password = o.password;
-  co.tls_ca_file = o.tls_ca_file;
-  co.tls_cert_file = o.tls_cert_file;
-  co.tls_key_file = o.tls_key_file;
-  co.max_unhandled = o.max_in_flight;
+  auto co = o.client;
   co.connect_timeout = timeout;
   std::string filter = telemetry_filter;
   if (!o.shared_group.empty())

@@ -9,33 +9,24 @@
 
 #include <caf/error.hpp>
 
+#include "twin/ingest/mqtt_client.hpp"
 #include "twin/runtime/router.hpp"
 
 namespace twin::ingest {
 
-class mqtt_client;
-
 struct mqtt_options {
-  std::string url = "tcp://127.0.0.1:1883";  ///< the broker: tcp://, mqtt://, ssl://, mqtts://
-  /// The session's client id, required: unique per node and stable across its restarts.
-  /// The session is persistent: QoS 1 telemetry published while the node was away is
-  /// delivered when it connects again under the same id.
-  std::string client_id;
-  uint8_t version = 5;   ///< 5 (MQTT 5.0) or 4 (MQTT 3.1.1)
-  std::string username;  ///< empty: none
-  std::string password;  ///< empty: none
-  std::string tls_ca_file;    ///< ssl:// URLs: certificates to trust; empty: the system's
-  std::string tls_cert_file;  ///< a client certificate (PEM); empty: none
-  std::string tls_key_file;   ///< its key (PEM); empty: in the certificate's file
+  /// The connection: the broker's URL, the version, credentials and TLS files, and the
+  /// session's client id, which is required: unique per node and stable across its
+  /// restarts (the session is persistent: QoS 1 telemetry published while the node was
+  /// away is delivered when it connects again under the same id). `max_unhandled` bounds
+  /// the telemetry received and not yet durable (or refused): at the bound the node reads
+  /// no more from the broker until twins answer. The subscriptions are the gateway's.
+  mqtt_client_options client;
   /// Non-empty: subscribe as a member of this MQTT 5 shared subscription group
   /// (`$share/{group}/twins/+/telemetry`), so that the nodes of a group split the devices'
   /// telemetry between them.
   std::string shared_group;
   size_t max_payload = 64u << 10;  ///< larger telemetry messages are malformed
-  /// Telemetry received and not yet durable (or refused), at most; at the bound the node
-  /// reads no more from the broker until twins answer, so that a flood cannot grow the
-  /// node's memory. MQTT 5 tells the broker as Receive Maximum. Default: 65,535.
-  size_t max_in_flight = 65535;
   /// Where connection changes and dropped messages are told (at most 10 a second of the
   /// latter); none: not told.
   std::function<void(bool warning, const std::string& text)> log;
