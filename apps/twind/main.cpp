@@ -223,6 +223,7 @@ int main(int argc, char** argv) {
   store_opts.sync = o.sync;
   store_opts.block_cache_bytes = o.cache_mb << 20;
   store_opts.min_free_bytes = uint64_t{o.min_free_mb} << 20;
+  store_opts.max_disk_bytes = uint64_t{o.max_disk_mb} << 20;
   store_opts.history_retention = std::chrono::hours{o.history_hours};
   auto store = open_rocksdb_store(store_opts);
   if (!store)

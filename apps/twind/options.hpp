@@ -43,6 +43,7 @@ struct options {
   bool sync = false;                   ///< --sync: fsync every write (power-loss safe)
   size_t cache_mb = 256;               ///< --cache-mb: RocksDB block cache
   size_t min_free_mb = 256;            ///< --min-free-mb: disk space writes never use
+  size_t max_disk_mb = 0;              ///< --max-disk-mb: the store's files at most; 0: none
   int history_hours = 24 * 7;          ///< --history-hours: history retention
   int max_clock_skew_s = 60;           ///< --max-clock-skew: device samples ahead of it are refused
   // demo

@@ -124,8 +124,11 @@ db_setup make_setup(const rocksdb_options& o) {
   s.errors = std::make_shared<background_errors>();
   db_opts.listeners.push_back(s.errors);
   // With a file manager, RocksDB recovers by itself from a flush or compaction that met a
-  // full disk, once space returns.
-  db_opts.sst_file_manager.reset(rocksdb::NewSstFileManager(rocksdb::Env::Default()));
+  // full disk, once space returns; it also holds the files to the store's limit.
+  s.files.reset(rocksdb::NewSstFileManager(rocksdb::Env::Default()));
+  if (o.max_disk_bytes > 0)
+    s.files->SetMaxAllowedSpaceUsage(o.max_disk_bytes);
+  db_opts.sst_file_manager = s.files;
 
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = rocksdb::NewLRUCache(o.block_cache_bytes);

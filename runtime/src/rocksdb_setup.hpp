@@ -15,6 +15,7 @@
 #include <caf/expected.hpp>
 #include <rocksdb/db.h>
 #include <rocksdb/listener.h>
+#include <rocksdb/sst_file_manager.h>
 
 #include "twin/runtime/state_store.hpp"
 
@@ -52,6 +53,8 @@ struct db_setup {
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
   std::shared_ptr<rocksdb::Cache> cache;  ///< the block cache of every column family
   std::shared_ptr<background_errors> errors;
+  /// Tracks the size of the database's files (and holds them to `max_disk_bytes`).
+  std::shared_ptr<rocksdb::SstFileManager> files;
 };
 
 db_setup make_setup(const rocksdb_options& o);

@@ -38,6 +38,7 @@ public:
       setup_(std::move(setup)),
       path_(o.path),
       min_free_(o.min_free_bytes),
+      max_disk_(o.max_disk_bytes),
       write_buffer_(o.write_buffer_bytes) {
     write_opts_.sync = o.sync;
   }
@@ -258,11 +259,17 @@ private:
   /// Why `more` bytes cannot be written now while the reserve and the memtables' flush
   /// still fit on the disk; "" if they can (or the free space is unknown). With `db_mtx_`.
   std::string space_for(uint64_t more) {
+    uint64_t memtables = 0;
+    db_.db->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
+    auto files = setup_.files->GetTotalSize();
+    if (max_disk_ > 0 && files + memtables + more > max_disk_)
+      return "the store's files take " + std::to_string(files >> 20) + " MiB and its memtables "
+             + std::to_string(memtables >> 20) + " MiB of its limit of "
+             + std::to_string(max_disk_ >> 20) + " MiB; writes resume once compactions or "
+             + "the history's retention free space";
     auto free = rocks::free_bytes(path_);
     if (!free)
       return {};
-    uint64_t memtables = 0;
-    db_.db->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
     return rocks::short_of_space(path_, *free, more + memtables, min_free_);
   }
 
@@ -341,6 +348,7 @@ private:
   rocks::db_setup setup_;
   std::string path_;
   uint64_t min_free_;
+  uint64_t max_disk_;      ///< 0: no limit
   uint64_t write_buffer_;  ///< what a new log may take at once
   std::atomic<bool> reopen_pending_{false};  ///< open for reading only, to open for writing
   std::string read_only_reason_;              ///< why (written with db_mtx_ held alone)

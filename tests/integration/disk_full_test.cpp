@@ -162,5 +162,32 @@ TEST_F(disk_full_test, writes_are_refused_before_the_disk_is_full_and_resume_whe
   ASSERT_NO_FATAL_FAILURE(expect_acknowledged_intact());
 }
 
+TEST(store_limit, writes_beyond_the_store_limit_are_refused_and_reads_go_on) {
+  temp_dir dir;
+  int port = free_port();
+  auto node = start_gauge_node(dir, port, {"--metrics-port", "0", "--max-disk-mb", "24"});
+  ASSERT_TRUE(wait_for_200(port, "/readyz", 20s)) << node->stderr_text();
+  http_client c{port};
+  std::string label(500'000, 'z');
+  http_reply refused;
+  int taken = 0;
+  for (int i = 0; i < 200 && refused.status == 0; ++i) {
+    label[0] = static_cast<char>('a' + i % 26);
+    auto r = c.call("PUT", "/v1/twins/t:z" + std::to_string(i),
+                    json{{"type", "gauge"}, {"properties", {{"label", label}}}}.dump(), json_type);
+    if (r.status == 201)
+      ++taken;
+    else
+      refused = r;
+  }
+  ASSERT_EQ(refused.status, 507u) << refused.body;
+  EXPECT_NE(refused.body.find("limit of 24 MiB"), std::string::npos) << refused.body;
+  EXPECT_GT(taken, 10);
+  EXPECT_LT(taken, 60);  // about 24 MB of labels
+  EXPECT_EQ(c.call("GET", "/v1/twins/t:z0").status, 200u);
+  node->signal(SIGTERM);
+  EXPECT_EQ(node->wait(30s), 0) << node->stderr_text();
+}
+
 } // namespace
 } // namespace twin::test

@@ -149,6 +149,10 @@ struct rocksdb_options {
   /// memtables and never meets a full disk itself. Writes resume by themselves once
   /// space returns. Default: 256 MiB.
   uint64_t min_free_bytes = 256u << 20;
+  /// The most the store's files may take (RocksDB's SST file manager holds its files to it,
+  /// with what the memtables will add): a write that would pass it is refused
+  /// (`insufficient_storage`). Default: 0, no limit but the disk's.
+  uint64_t max_disk_bytes = 0;
 };
 
 /// Opens (or creates) a RocksDB store. Returns `store_locked` if another process has
