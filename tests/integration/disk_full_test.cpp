@@ -10,6 +10,8 @@
 #include <random>
 
 #include "gauge_node_test.hpp"
+#include "mqtt_device.hpp"
+#include "mqtt_node_test.hpp"
 
 namespace twin::test {
 namespace {
@@ -69,9 +71,13 @@ protected:
     node_.reset();
   }
 
+  /// twind's arguments beyond the data directory and the reserve.
+  virtual std::vector<std::string> extra_args() { return {"--metrics-port", "0"}; }
+
   void start() {
-    node_ = start_gauge_node(dir_, port_, {"--metrics-port", "0", "--data-dir",
-                                           dir_.sub("disk/data"), "--min-free-mb", "32"});
+    auto args = extra_args();
+    args.insert(args.end(), {"--data-dir", dir_.sub("disk/data"), "--min-free-mb", "32"});
+    node_ = start_gauge_node(dir_, port_, args);
     ASSERT_TRUE(wait_for_200(port_, "/healthz", 20s)) << node_->stderr_text();
     client_ = std::make_unique<http_client>(port_);
   }
@@ -160,6 +166,59 @@ TEST_F(disk_full_test, writes_are_refused_before_the_disk_is_full_and_resume_whe
   acknowledged_.push_back("t:reopened");
   EXPECT_TRUE(eventually([&] { return client_->call("GET", "/readyz").status == 200; }));
   ASSERT_NO_FATAL_FAILURE(expect_acknowledged_intact());
+}
+
+/// The same with a broker: QoS 1 telemetry that comes while the disk is full is not
+/// acknowledged, and is applied once there is room again.
+class disk_full_mqtt_test : public disk_full_test {
+protected:
+  void SetUp() override {
+    if (mosquitto_path().empty())
+      GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the test did not run";
+    broker_port_ = free_port();
+    std::ofstream{dir_.sub("mosquitto.conf")}
+      << "listener " << broker_port_ << " 127.0.0.1\nallow_anonymous true\n"
+      << "persistence false\nmax_queued_messages 0\n";
+    broker_ = std::make_unique<process>(
+      std::vector<std::string>{mosquitto_path(), "-c", dir_.sub("mosquitto.conf")});
+    metrics_port_ = free_port();
+    disk_full_test::SetUp();
+  }
+
+  std::vector<std::string> extra_args() override {
+    return {"--metrics-port", std::to_string(metrics_port_), "--mqtt-url",
+            "tcp://127.0.0.1:" + std::to_string(broker_port_), "--mqtt-client-id", "twind-disk"};
+  }
+
+  double deferred() {
+    http_client m{metrics_port_};
+    auto body = m.call("GET", "/metrics").body;
+    std::string sample = R"(twin_ingest_messages_total{source="mqtt",result="deferred"} )";
+    auto at = body.find(sample);
+    return at == std::string::npos ? -1 : std::stod(body.substr(at + sample.size()));
+  }
+
+  int broker_port_ = 0;
+  int metrics_port_ = 0;
+  std::unique_ptr<process> broker_;
+};
+
+TEST_F(disk_full_mqtt_test, qos1_telemetry_on_a_full_disk_waits_in_the_broker_until_there_is_room) {
+  ASSERT_EQ(client_->call("PUT", "/v1/twins/t:g", json{{"type", "gauge"}}.dump(), json_type)
+              .status,
+            201u);
+  ASSERT_EQ(fill_until_refused().status, 507u);
+  device d{broker_port_};
+  ASSERT_TRUE(d.publish("twins/t:g/telemetry", R"({"level": 77})"));
+  ASSERT_TRUE(eventually([&] { return deferred() >= 1; })) << node_->stderr_text();
+  EXPECT_EQ(json::parse(client_->call("GET", "/v1/twins/t:g").body)["properties"].count("level"),
+            0u);
+  // Room again: the broker sends it once more, and this time it is applied.
+  ASSERT_TRUE(disk_->resize(384));
+  EXPECT_TRUE(eventually([&] {
+    auto twin = json::parse(client_->call("GET", "/v1/twins/t:g").body);
+    return twin["properties"].value("level", 0.0) == 77.0;
+  }, 40s)) << node_->stderr_text();
 }
 
 TEST(store_limit, writes_beyond_the_store_limit_are_refused_and_reads_go_on) {
