@@ -195,6 +195,15 @@ void probe::collect(std::vector<family>& out) const {
   counter("twin_store_background_errors_total",
           "Flushes or compactions that failed (since the store opened).",
           n(st.background_errors));
+  gauge("twin_store_writable",
+        "1 while the store takes writes; 0 while it refuses them (its disk is short of space, "
+        "or a flush or compaction failed; /readyz says why).",
+        store_.write_failure().empty() ? 1 : 0);
+  gauge("twin_store_disk_free_bytes", "Bytes free on the filesystem of the store's files.",
+        n(st.disk_free_bytes));
+  gauge("twin_store_disk_reserve_bytes",
+        "Bytes of that free space that writes never use (--min-free-mb).",
+        n(st.disk_reserve_bytes));
 
   // The build and the process.
   auto& build = labelled("twin_build_info", "Build of this node; the value is always 1.",

@@ -230,6 +230,8 @@ public:
     s.delayed_write_rate = db_number("rocksdb.actual-delayed-write-rate");
     s.write_stopped = db_number("rocksdb.is-write-stopped") != 0;
     s.background_errors = db_number("rocksdb.background-errors");
+    s.disk_free_bytes = rocks::free_bytes(path_).value_or(0);
+    s.disk_reserve_bytes = min_free_;
     return s;
   }
 

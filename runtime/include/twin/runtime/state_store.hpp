@@ -72,6 +72,8 @@ struct store_stats {
   uint64_t stalls_slowdown = 0;     ///< times writes were slowed down
   uint64_t stalls_stop = 0;         ///< times writes were stopped
   uint64_t background_errors = 0;   ///< failed flushes or compactions
+  uint64_t disk_free_bytes = 0;     ///< free on the filesystem of the store's files; 0: none
+  uint64_t disk_reserve_bytes = 0;  ///< of which writes never use (`min_free_bytes`)
 };
 
 /// Durable storage of twin records, two secondary indexes and node metadata.
