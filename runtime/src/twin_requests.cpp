@@ -1,0 +1,595 @@
+// What a twin does with each request: telemetry, put, patch, delete, commands, and the
+// messages between parents and children.
+
+#include <algorithm>
+
+#include "twin_actor.hpp"
+
+namespace twin::runtime::twin_detail {
+
+// -- request handlers -----------------------------------------------------------
+
+void answer_when_durable(twin_actor* self, version_fn done) {
+  auto version = self->state.rec.version;
+  self->state.host->writer.submit(
+    self->state.rec.id, store_batch{}, host_counts{},
+    [done = std::move(done), version](caf::error err) { answer_version(done, err, version); });
+}
+
+void handle(twin_actor* self, twin_request& req);
+
+
+bool apply_values(twin_state& st, const value_map& values, int64_t ts, const std::string& source,
+                  ordering order, int64_t horizon_ms) {
+  const std::string* src = intern_source(source);
+  bool changed = false;
+  for (const auto& [k, v] : values) {
+    auto* p = st.rec.declared(k);  // validation admitted declared properties only
+    if (p->v.is_null()) {
+      if (!v.is_null()) {
+        *p = live_record::property{v, ts, src};
+        changed = true;
+      }
+      continue;
+    }
+    if (order == ordering::by_ts && ts < p->updated_ms && p->updated_ms <= horizon_ms)
+      continue;  // an older sample than the one we have
+    if (v.is_null()) {
+      *p = live_record::property{};
+      changed = true;
+    } else if (p->v != v || p->updated_ms != ts || p->source != src) {
+      *p = live_record::property{v, ts, src};
+      changed = true;
+    }  // else: the same sample again
+  }
+  return changed;
+}
+
+void on_ingest(twin_actor* self, ingest_request& req) {
+  auto& st = self->state;
+  if (!st.exists) {
+    req.done(not_found(st.rec.id));
+    return;
+  }
+  auto now = now_ms();
+  auto horizon = now + static_cast<int64_t>(st.host->opts.max_clock_skew.count());
+  if (req.ts_ms > horizon) {
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    req.done(make_error(runtime_errc::future_timestamp,
+                        "the sample's ts " + std::to_string(req.ts_ms) + " is "
+                          + std::to_string(req.ts_ms - now)
+                          + " ms ahead of the node's clock; at most "
+                          + std::to_string(st.host->opts.max_clock_skew.count())
+                          + " ms are allowed"));
+    return;
+  }
+  if (auto err = st.rec.type()->check_reported(req.values)) {
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    req.done(std::move(err));
+    return;
+  }
+  auto ts = req.ts_ms > 0 ? req.ts_ms : now;
+  bool changed = apply_values(st, req.values, ts, req.source, ordering::by_ts, horizon);
+  if (const auto& h = st.rec.type()->handlers().on_telemetry) {
+    context_impl ctx{self, changed};
+    h(ctx, req.values);
+  }
+  if (!changed)
+    return answer_when_durable(self, std::move(req.done));
+  after_reported_change(self, &req.values);
+  commit(self, nullptr, std::move(req.done), req.received);
+}
+
+void finish_put(twin_actor* self, put_request& req, bool created) {
+  auto& st = self->state;
+  auto& rec = st.rec;
+  auto now = now_ms();
+  if (created) {
+    live_record fresh;
+    fresh.id = std::move(rec.id);
+    fresh.created_ms = now;
+    rec = std::move(fresh);
+    st.cold().pending.index_adds.push_back({index_kind::by_type, req.type, st.rec.id});
+    st.pending_counts.twins += 1;
+    st.exists = true;
+    st.delete_pending = false;
+  }
+  const auto& type = *st.host->types.find(req.type);
+  rec.set_type(type);
+  rec.kind = type.kind();
+  if (rec.parent != req.parent) {
+    if (!rec.parent.empty()) {
+      st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.rec.id});
+      st.cold().detach_from = rec.parent;
+    }
+    if (!req.parent.empty())
+      st.cold().pending.index_adds.push_back({index_kind::by_parent, req.parent.str(), st.rec.id});
+    rec.parent = req.parent;
+  }
+  // Replace reported state, keeping what the runtime computes.
+  rec.erase_uncomputed();
+  const auto* source = intern_source(req.source);
+  for (auto& [k, v] : req.properties)
+    rec.set(k, std::move(v), now, source);
+  auto& desired = rec.mutable_desired();
+  desired.clear();
+  for (auto& [k, v] : req.desired)
+    if (!v.is_null())
+      desired.emplace(k, std::move(v));
+  rec.mutable_relationships() = std::move(req.relationships);
+  rec.trim();
+  after_reported_change(self);
+  st.publish_desired = true;
+  if (!rec.parent.empty())
+    st.notify_parent = true;
+  auto done = std::move(req.done);
+  auto version = rec.version + 1;
+  commit(
+    self,
+    [done, version, created](caf::error err) {
+      if (err)
+        done(std::move(err));
+      else
+        done(put_result{version, created});
+    },
+    nullptr, req.received);
+}
+
+void on_put(twin_actor* self, put_request& req) {
+  auto& st = self->state;
+  auto reject = [&](caf::error err) {
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    req.done(std::move(err));
+  };
+  auto type = st.host->types.find(req.type);
+  if (!type)
+    return reject(make_error(runtime_errc::unknown_type, "unknown twin type '" + req.type + "'"));
+  if (auto err = check_version(st, req.if_version))
+    return reject(std::move(err));
+  if (st.exists && st.rec.type()->name() != req.type)
+    return reject(make_error(runtime_errc::conflict,
+                             "twin " + st.rec.id.str() + " has type '" + st.rec.type()->name()
+                               + "'; delete it to create it with type '" + req.type + "'"));
+  if (auto err = type->check_reported(req.properties))
+    return reject(std::move(err));
+  if (auto err = type->check_desired(req.desired))
+    return reject(std::move(err));
+  for (const auto& r : req.relationships)
+    if (r.name.empty() || r.target.empty())
+      return reject(make_error(runtime_errc::invalid_argument,
+                               "a relationship needs a name and a target twin id"));
+  if (req.parent == st.rec.id)
+    return reject(make_error(runtime_errc::invalid_parent, "a twin cannot be its own parent"));
+  bool created = !st.exists;
+  if (req.parent.empty() || (st.exists && req.parent == st.rec.parent)) {
+    finish_put(self, req, created);
+    return;
+  }
+  // Ask the new parent first: it checks the kinds and records the child.
+  child_state cs;
+  cs.id = st.rec.id;
+  cs.type = req.type;
+  for (const auto& [k, v] : req.properties)
+    if (v.is_number() || v.is_bool())
+      cs.values.emplace(k, v);
+  if (st.exists)
+    cs.health = health_of(st.rec);
+  caf::actor me = self->as_actor();
+  attach_request ar;
+  ar.state = std::move(cs);
+  ar.kind = type->kind();
+  ar.done = [me](caf::error err) {
+    caf::anon_send(me, twin_signal(signal_kind::attached, 0, false, std::move(err)));
+  };
+  auto parent = req.parent;
+  st.cold().waiting_put = pending_put{std::move(req), created};
+  st.host->rt->route(parent, std::move(ar));
+}
+
+void run_deferred(twin_actor* self) {
+  auto& st = self->state;
+  if (!st.cold_)
+    return;
+  auto pending = std::move(st.cold_->deferred);
+  st.cold_->deferred.clear();
+  for (size_t i = 0; i < pending.size(); ++i) {
+    if (st.waiting() || st.reloading) {
+      auto& rest = st.cold().deferred;
+      rest.insert(rest.begin(), std::make_move_iterator(pending.begin() + i),
+                  std::make_move_iterator(pending.end()));
+      break;
+    }
+    handle(self, pending[i]);
+  }
+}
+
+void on_attached(twin_actor* self, caf::error err) {
+  auto& st = self->state;
+  if (!st.waiting())
+    return;
+  auto pp = std::move(*st.cold_->waiting_put);
+  st.cold_->waiting_put.reset();
+  if (err) {
+    if (error_code(err) == runtime_errc::not_found)
+      err = make_error(runtime_errc::invalid_parent,
+                       "parent " + pp.req.parent.str() + " does not exist");
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    pp.req.done(std::move(err));
+  } else if (auto conflict = check_version(st, pp.req.if_version)) {
+    // The twin changed while the put waited: undo the parent's side, refuse the put.
+    st.host->rt->route(pp.req.parent, detach_notice{st.rec.id});
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    pp.req.done(std::move(conflict));
+  } else {
+    finish_put(self, pp.req, pp.created && !st.exists);
+  }
+  run_deferred(self);
+}
+
+void on_patch(twin_actor* self, patch_request& req) {
+  auto& st = self->state;
+  auto reject = [&](caf::error err) {
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    req.done(std::move(err));
+  };
+  if (!st.exists)
+    return req.done(not_found(st.rec.id));
+  if (auto err = check_version(st, req.if_version))
+    return reject(std::move(err));
+  if (auto err = st.rec.type()->check_reported(req.properties))
+    return reject(std::move(err));
+  if (auto err = st.rec.type()->check_desired(req.desired))
+    return reject(std::move(err));
+  auto now = now_ms();
+  bool changed = apply_values(st, req.properties, now, req.source, ordering::by_version, now);
+  bool desired_changed = false;
+  for (const auto& [k, v] : req.desired) {
+    auto i = st.rec.desired().find(k);
+    if (v.is_null()) {
+      if (i != st.rec.desired().end()) {
+        st.rec.mutable_desired().erase(k);
+        desired_changed = true;
+      }
+    } else if (i == st.rec.desired().end() || i->second != v) {
+      st.rec.mutable_desired()[k] = v;
+      desired_changed = true;
+    }
+  }
+  st.rec.trim();
+  if (!changed && !desired_changed)
+    return answer_when_durable(self, std::move(req.done));
+  if (changed)
+    after_reported_change(self, &req.properties);
+  if (desired_changed)
+    st.publish_desired = true;
+  commit(self, nullptr, std::move(req.done), req.received);
+}
+
+void on_remove(twin_actor* self, remove_request& req) {
+  auto& st = self->state;
+  if (!st.exists)
+    return req.done(not_found(st.rec.id));
+  if (auto err = check_version(st, req.if_version))
+    return req.done(std::move(err));
+  auto& rec = st.rec;
+  st.cold().pending.index_removes.push_back({index_kind::by_type, rec.type()->name(), st.rec.id});
+  if (!rec.parent.empty()) {
+    st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.rec.id});
+    st.cold().detach_from = rec.parent;
+  }
+  for (const auto& c : rec.children())
+    st.cold().orphans.push_back(c.id);
+  for (const auto& a : rec.alerts())
+    count_alert(st.pending_counts, a.level, -1);
+  st.pending_counts.twins -= 1;
+  if (!rec.type()->history_properties().empty())
+    st.cold().pending.history_deletes.push_back(st.rec.id);
+  st.delete_pending = true;
+  st.notify_parent = false;
+  st.publish_desired = false;
+  commit(self, nullptr, std::move(req.done), req.received);
+  st.exists = false;
+  live_record gone;
+  gone.id = std::move(st.rec.id);
+  st.rec = std::move(gone);
+}
+
+void on_command(twin_actor* self, command_request& req) {
+  auto& st = self->state;
+  if (!st.exists)
+    return req.done(not_found(st.rec.id));
+  const auto& type = *st.rec.type();
+  if (!type.has_command(req.name))
+    return req.done(make_error(runtime_errc::invalid_argument,
+                               "type '" + type.name() + "' has no command '" + req.name + "'"));
+  value answer;
+  bool changed = false;
+  if (const auto& h = type.handlers().on_command) {
+    // A handler that fails leaves nothing behind.
+    auto saved_rec = st.rec;
+    auto saved_counts = st.pending_counts;
+    auto saved_publish = st.publish_desired;
+    context_impl ctx{self, changed};
+    auto r = h(ctx, req.name, req.args);
+    if (!r) {
+      st.rec = std::move(saved_rec);
+      st.pending_counts = saved_counts;
+      st.publish_desired = saved_publish;
+      return req.done(r.error());
+    }
+    answer = std::move(*r);
+  }
+  // Sent commands go to the change feed too, the record of what devices were told: from
+  // the writer, behind the events of the twin's earlier changes.
+  auto* gateway = st.host->gateway;
+  auto* feed = st.host->feed;
+  auto send = [gateway, feed, id = st.rec.id, type = type.name(), name = req.name,
+               args = req.args] {
+    if (gateway != nullptr)
+      gateway->send_command(id, name, args);
+    if (feed == nullptr || !feed->active() || !feed->wants(id, type))
+      return;
+    auto ev = std::make_shared<change_event>();
+    ev->kind = change_event::kind_t::command;
+    ev->id = id;
+    ev->type = type;
+    ev->ts_ms = now_ms();
+    ev->command = name;
+    ev->args = args;
+    feed->publish(ev);
+  };
+  if (!changed) {
+    st.host->writer.submit(st.rec.id, store_batch{}, host_counts{},
+                           [send, answer, done = std::move(req.done)](caf::error) {
+                             send();
+                             done(answer);
+                           });
+    return;
+  }
+  // The command's effect on the twin is durable before the device hears of it.
+  after_reported_change(self);
+  commit(self, [send, answer, done = std::move(req.done)](caf::error err) {
+    if (err)
+      return done(std::move(err));
+    send();
+    done(answer);
+  });
+}
+
+void finish_attach(twin_actor* self, attach_request& req) {
+  auto& st = self->state;
+  if (!st.exists)
+    return req.done(not_found(st.rec.id));
+  bool changed = false;
+  if (const auto& h = st.rec.type()->handlers().on_child_change) {
+    context_impl ctx{self, changed};
+    h(ctx, req.state);
+  }
+  upsert_child(st.rec, std::move(req.state));
+  auto done = std::move(req.done);
+  commit(self, [done](caf::error err) { done(std::move(err)); });
+  schedule_recompute(self);
+}
+
+const twin_id& effective_parent(const twin_state& st) {
+  return st.waiting() ? st.cold_->waiting_put->req.parent : st.rec.parent;
+}
+
+void on_attach(twin_actor* self, attach_request& req) {
+  auto& st = self->state;
+  if (!st.exists)
+    return req.done(not_found(st.rec.id));
+  if (req.kind > st.rec.kind)
+    return req.done(make_error(runtime_errc::invalid_parent,
+                               "a " + std::string{to_string(req.kind)} + " cannot be a child of "
+                                 + st.rec.id.str() + ", a " + to_string(st.rec.kind)
+                                 + " (component < asset < system < process)"));
+  const auto& children = st.rec.children();
+  bool known = std::any_of(children.begin(), children.end(),
+                           [&](const child_state& c) { return c.id == req.state.id; });
+  const auto& up = effective_parent(st);
+  if (req.kind < st.rec.kind || up.empty() || known)
+    return finish_attach(self, req);
+  if (up == req.state.id)
+    return req.done(make_error(runtime_errc::conflict,
+                               req.state.id.str() + " is (or is becoming) the parent of "
+                                 + st.rec.id.str() + ": the link would make a cycle"));
+  // Same kind: the child must not be one of this twin's ancestors.
+  auto token = st.cold().next_token++;
+  ancestor_query q;
+  q.candidate = req.state.id;
+  q.kind = req.kind;
+  caf::actor me = self->as_actor();
+  q.done = [me, token](bool cycle) {
+    caf::anon_send(me, twin_signal(signal_kind::checked, token, cycle));
+  };
+  st.cold().checking.emplace(token, std::move(req));
+  st.host->rt->route(up, std::move(q));
+}
+
+void on_checked(twin_actor* self, uint64_t token, bool cycle) {
+  auto& st = self->state;
+  if (!st.cold_)
+    return;
+  auto i = st.cold_->checking.find(token);
+  if (i == st.cold_->checking.end())
+    return;
+  auto req = std::move(i->second);
+  st.cold_->checking.erase(i);
+  if (cycle)
+    return req.done(make_error(runtime_errc::conflict,
+                               req.state.id.str() + " is an ancestor of " + st.rec.id.str()
+                                 + " (or the chain could not be checked): the link would make "
+                                   "a cycle"));
+  finish_attach(self, req);
+}
+
+void on_ancestor_query(twin_actor* self, ancestor_query& q) {
+  auto& st = self->state;
+  if (q.candidate == st.rec.id)
+    return q.done(true);
+  const auto& up = effective_parent(st);
+  if (!st.exists || up.empty() || st.rec.kind > q.kind)
+    return q.done(false);
+  st.host->rt->route(up, std::move(q));
+}
+
+void on_child_update(twin_actor* self, child_update& upd) {
+  auto& st = self->state;
+  if (!st.exists) {
+    // This parent is gone (its orphan notice may have been lost in a crash): let the
+    // child drop the link.
+    st.host->rt->route(upd.state.id, orphan_notice{st.rec.id});
+    return;
+  }
+  if (upd.kind > st.rec.kind)
+    return;  // not a child this twin would have accepted
+  bool changed = false;
+  if (const auto& h = st.rec.type()->handlers().on_child_change) {
+    context_impl ctx{self, changed};
+    h(ctx, upd.state);
+  }
+  // An unchanged child changes nothing here: no recompute, no write, no notification.
+  if (upsert_child(st.rec, std::move(upd.state)))
+    schedule_recompute(self);
+}
+
+void on_detach(twin_actor* self, const detach_notice& n) {
+  auto& st = self->state;
+  if (!st.exists)
+    return;
+  const auto& cs = st.rec.children();
+  auto i = std::find_if(cs.begin(), cs.end(), [&](const child_state& c) { return c.id == n.child; });
+  if (i == cs.end())
+    return;
+  st.rec.mutable_children().erase(i);
+  st.rec.trim();
+  schedule_recompute(self);
+}
+
+void on_orphan(twin_actor* self, const orphan_notice& n) {
+  auto& st = self->state;
+  if (!st.exists || st.rec.parent != n.parent)
+    return;
+  st.cold().pending.index_removes.push_back({index_kind::by_parent, st.rec.parent.str(), st.rec.id});
+  st.rec.parent = twin_id{};
+  commit(self, nullptr);
+}
+
+void handle(twin_actor* self, twin_request& req) {
+  auto& st = self->state;
+  if (st.load_error) {
+    fail_request(req, st.load_error);
+    return;
+  }
+  // While a put waits for the parent, later client requests wait behind it (their order
+  // is kept); messages between twins go on, or an ancestor walk through here would stall.
+  bool from_client = std::holds_alternative<ingest_request>(req)
+                     || std::holds_alternative<put_request>(req)
+                     || std::holds_alternative<patch_request>(req)
+                     || std::holds_alternative<get_request>(req)
+                     || std::holds_alternative<remove_request>(req)
+                     || std::holds_alternative<command_request>(req);
+  if (st.reloading || (st.waiting() && from_client)) {
+    st.cold().deferred.push_back(std::move(req));
+    return;
+  }
+  std::visit(
+    [&](auto& r) {
+      using T = std::decay_t<decltype(r)>;
+      if constexpr (std::is_same_v<T, ingest_request>)
+        on_ingest(self, r);
+      else if constexpr (std::is_same_v<T, put_request>)
+        on_put(self, r);
+      else if constexpr (std::is_same_v<T, patch_request>)
+        on_patch(self, r);
+      else if constexpr (std::is_same_v<T, get_request>)
+        st.exists ? r.done(st.rec.to_record()) : r.done(not_found(st.rec.id));
+      else if constexpr (std::is_same_v<T, remove_request>)
+        on_remove(self, r);
+      else if constexpr (std::is_same_v<T, command_request>)
+        on_command(self, r);
+      else if constexpr (std::is_same_v<T, child_update>)
+        on_child_update(self, r);
+      else if constexpr (std::is_same_v<T, attach_request>)
+        on_attach(self, r);
+      else if constexpr (std::is_same_v<T, detach_notice>)
+        on_detach(self, r);
+      else if constexpr (std::is_same_v<T, orphan_notice>)
+        on_orphan(self, r);
+      else if constexpr (std::is_same_v<T, ancestor_query>)
+        on_ancestor_query(self, r);
+    },
+    req);
+}
+
+void reconcile_children(twin_actor* self) {
+  auto& st = self->state;
+  auto& store = st.host->store;
+  std::vector<child_state> found;
+  twin_id after;
+  for (;;) {
+    auto ids = store.list(index_kind::by_parent, st.rec.id.str(), after, 1024);
+    if (!ids)
+      return;  // keep what the record says; the next child change corrects it
+    for (const auto& cid : *ids) {
+      auto bytes = store.get(cid);
+      if (!bytes || !*bytes)
+        continue;
+      auto child = decode_record(**bytes);
+      if (!child || child->parent != st.rec.id)
+        continue;
+      found.push_back(child_state_of(*child));
+    }
+    if (ids->size() < 1024)
+      break;
+    after = ids->back();
+  }
+  auto same = [](const child_state& a, const child_state& b) {
+    return a.id == b.id && a.values == b.values && a.health == b.health && a.type == b.type;
+  };
+  auto& kept = st.rec.mutable_children();
+  std::sort(kept.begin(), kept.end(),
+            [](const child_state& a, const child_state& b) { return a.id < b.id; });
+  bool unchanged =
+    found.size() == kept.size() && std::equal(found.begin(), found.end(), kept.begin(), same);
+  if (!unchanged)
+    kept = std::move(found);
+  st.rec.trim();
+  if (unchanged)
+    return;
+  schedule_recompute(self);
+}
+
+void load(twin_actor* self) {
+  auto& st = self->state;
+  st.exists = false;
+  live_record none;
+  none.id = std::move(st.rec.id);
+  st.rec = std::move(none);
+  auto bytes = st.host->store.get(st.rec.id);
+  if (!bytes) {
+    st.load_error = bytes.error();
+    return;
+  }
+  if (!*bytes)
+    return;
+  auto rec = decode_record(**bytes);
+  if (!rec) {
+    st.load_error = rec.error();
+    return;
+  }
+  auto type = st.host->types.find(rec->type);
+  if (!type) {
+    st.load_error = make_error(runtime_errc::unknown_type,
+                               "twin " + st.rec.id.str() + " has type '" + rec->type
+                                 + "', which no loaded model defines");
+    return;
+  }
+  st.rec = live_record{std::move(*rec), *type};
+  st.exists = true;
+  if (st.rec.kind != twin_kind::component || !st.rec.children().empty())
+    reconcile_children(self);
+}
+
+} // namespace twin::runtime::twin_detail

@@ -1,0 +1,159 @@
+// A twin's alerts, health and aggregates over its children, recomputed as they change.
+
+#include <algorithm>
+
+#include "twin_actor.hpp"
+
+namespace twin::runtime::twin_detail {
+
+// -- alerts, health, aggregates -------------------------------------------------
+
+bool evaluate_alerts(twin_actor* self) {
+  auto& st = self->state;
+  auto& rec = st.rec;
+  bool changed = false;
+  auto lookup = [&](std::string_view n) { return rec.get(n); };
+  for (const auto& rule : rec.type()->alerts()) {
+    bool active = rule.condition.eval(lookup);
+    const auto& alerts = rec.alerts();
+    auto i = std::find_if(alerts.begin(), alerts.end(),
+                          [&](const alert_state& a) { return a.name == rule.name; });
+    if (active && i == alerts.end()) {
+      rec.mutable_alerts().push_back(alert_state{rule.name, rule.level, now_ms()});
+      count_alert(st.pending_counts, rule.level, 1);
+      changed = true;
+    } else if (!active && i != alerts.end()) {
+      count_alert(st.pending_counts, i->level, -1);
+      rec.mutable_alerts().erase(i);
+      rec.trim();
+      changed = true;
+    }
+  }
+  severity worst = severity::ok;
+  for (const auto& a : rec.alerts())
+    worst = std::max(worst, a.level);
+  for (const auto& c : rec.children())
+    worst = std::max(worst, c.health);
+  const char* health = to_string(worst);
+  auto* cur = rec.get("health");
+  if (cur == nullptr || !cur->is_string() || cur->as_string() != health) {
+    rec.set("health", value{health}, now_ms(), computed_source());
+    changed = true;
+  }
+  return changed;
+}
+
+value compute_aggregate(const aggregate_spec& a, const std::vector<child_state>& children) {
+  size_t n = 0;
+  double sum = 0;
+  double lo = 0;
+  double hi = 0;
+  bool any = false;
+  bool all = true;
+  severity worst = severity::ok;
+  for (const auto& c : children) {
+    if (!a.child_type.empty() && c.type != a.child_type)
+      continue;
+    if (a.fn == aggregate_fn::count && a.source.empty()) {
+      ++n;
+      continue;
+    }
+    auto i = c.values.find(a.source);
+    if (i == c.values.end())
+      continue;
+    const value& v = i->second;
+    if (a.fn == aggregate_fn::worst) {
+      severity s;
+      if (v.is_string() && from_string(v.as_string(), s))
+        worst = std::max(worst, s);
+      ++n;
+      continue;
+    }
+    if (a.fn == aggregate_fn::any || a.fn == aggregate_fn::all) {
+      bool b = v.is_bool() ? v.as_bool() : v.is_number() && v.as_double() != 0;
+      any = any || b;
+      all = all && b;
+      ++n;
+      continue;
+    }
+    if (!v.is_number())
+      continue;
+    double x = v.as_double();
+    lo = n == 0 ? x : std::min(lo, x);
+    hi = n == 0 ? x : std::max(hi, x);
+    sum += x;
+    ++n;
+  }
+  switch (a.fn) {
+    case aggregate_fn::count: return value{static_cast<int64_t>(n)};
+    case aggregate_fn::any: return value{any};
+    case aggregate_fn::all: return value{all && n > 0};
+    case aggregate_fn::worst: return value{std::string{to_string(worst)}};
+    default: break;
+  }
+  if (n == 0)
+    return value{};  // nothing to aggregate: the property is absent
+  switch (a.fn) {
+    case aggregate_fn::sum: return value{sum};
+    case aggregate_fn::avg: return value{sum / static_cast<double>(n)};
+    case aggregate_fn::min: return value{lo};
+    default: return value{hi};
+  }
+}
+
+void recompute(twin_actor* self) {
+  auto& st = self->state;
+  st.recompute_scheduled = false;
+  if (!st.exists)
+    return;
+  auto& rec = st.rec;
+  for (const auto& a : rec.type()->aggregates()) {
+    auto v = compute_aggregate(a, rec.children());
+    auto* cur = rec.get(a.name);
+    if (v.is_null())
+      rec.erase(a.name);
+    else if (cur == nullptr || *cur != v)
+      rec.set(a.name, std::move(v), now_ms(), computed_source());
+  }
+  evaluate_alerts(self);
+  if (!rec.parent.empty())
+    st.notify_parent = true;
+  commit(self, nullptr);
+}
+
+void schedule_recompute(twin_actor* self) {
+  auto& st = self->state;
+  if (st.recompute_scheduled)
+    return;
+  st.recompute_scheduled = true;
+  auto delay = st.host->opts.aggregate_delay;
+  self->send_self(twin_signal(signal_kind::recompute), delay);
+}
+
+void after_reported_change(twin_actor* self, const value_map* reported) {
+  auto& st = self->state;
+  evaluate_alerts(self);
+  if (!st.rec.parent.empty())
+    st.notify_parent = true;
+  if (reported != nullptr && !st.rec.desired().empty())
+    for (const auto& [k, v] : *reported)
+      if (st.rec.desired().count(k) > 0) {
+        st.publish_desired = true;
+        break;
+      }
+}
+
+bool upsert_child(live_record& rec, child_state cs) {
+  auto& children = rec.mutable_children();
+  for (auto& c : children)
+    if (c.id == cs.id) {
+      if (c.values == cs.values && c.health == cs.health && c.type == cs.type)
+        return false;
+      c = std::move(cs);
+      return true;
+    }
+  children.push_back(std::move(cs));
+  return true;
+}
+
+} // namespace twin::runtime::twin_detail
