@@ -88,8 +88,8 @@ void add_options(CLI::App& app, options& o) {
     ->capture_default_str()
     ->check(CLI::Range(size_t{0}, size_t{1} << 30));
   app.add_option("--max-disk-mb", o.max_disk_mb,
-                 "MiB the store's files may take at most: writes beyond are refused (507); "
-                 "0: no limit but the disk's")
+                 "MiB the store's table files may take at most (writes are refused, 507, at "
+                 "three quarters of it, leaving compactions room); 0: no limit but the disk's")
     ->capture_default_str()
     ->check(CLI::Range(size_t{0}, size_t{1} << 30));
   app.add_option("--history-hours", o.history_hours,

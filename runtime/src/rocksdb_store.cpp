@@ -28,6 +28,9 @@ std::string index_key(const std::string& key, const twin_id& id) {
 }
 
 caf::error to_error(const rocksdb::Status& st, const std::string& what) {
+  // A full disk, or the store's limit, met by RocksDB itself: refused for now, not failed.
+  if (st.IsNoSpace() || (st.IsIOError() && st.subcode() == rocksdb::Status::kSpaceLimit))
+    return make_error(runtime_errc::insufficient_storage, what + ": " + st.ToString());
   return make_error(runtime_errc::store_failure, what + ": " + st.ToString());
 }
 
@@ -102,7 +105,8 @@ public:
     // Refused before RocksDB could meet a full disk: the batch goes to the log and then
     // to a file, and what the memtables hold must still fit when they are flushed.
     if (auto why = space_for(2 * batch_.GetDataSize()); !why.empty()) {
-      flush_if_it_frees_space(2 * batch_.GetDataSize());
+      if (!over_limit_)
+        flush_if_it_frees_space(2 * batch_.GetDataSize());
       return make_error(runtime_errc::insufficient_storage, std::move(why));
     }
     auto st = db_.db->Write(write_opts_, &batch_);
@@ -230,8 +234,10 @@ public:
     s.delayed_write_rate = db_number("rocksdb.actual-delayed-write-rate");
     s.write_stopped = db_number("rocksdb.is-write-stopped") != 0;
     s.background_errors = db_number("rocksdb.background-errors");
-    s.disk_free_bytes = rocks::free_bytes(path_).value_or(0);
-    s.disk_reserve_bytes = min_free_;
+    if (auto free = rocks::free_bytes(path_)) {  // unknown: both 0
+      s.disk_free_bytes = *free;
+      s.disk_reserve_bytes = min_free_;
+    }
     return s;
   }
 
@@ -253,7 +259,7 @@ public:
     o.wait = true;
     auto st = db_.db->Flush(o, db_.handles);
     if (!st.ok())
-      return make_error(runtime_errc::store_failure, "flush failed: " + st.ToString());
+      return to_error(st, "flush failed");
     return {};
   }
 
@@ -263,12 +269,15 @@ private:
   std::string space_for(uint64_t more) {
     uint64_t memtables = 0;
     db_.db->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
+    // Writes stop at three quarters of the limit: compactions need room for their output
+    // before they delete their input, and RocksDB skips those that would pass the limit.
     auto files = setup_.files->GetTotalSize();
-    if (max_disk_ > 0 && files + memtables + more > max_disk_)
+    over_limit_ = max_disk_ > 0 && files + memtables + more >= max_disk_ / 4 * 3;
+    if (over_limit_)
       return "the store's files take " + std::to_string(files >> 20) + " MiB and its memtables "
-             + std::to_string(memtables >> 20) + " MiB of its limit of "
-             + std::to_string(max_disk_ >> 20) + " MiB; writes resume once compactions or "
-             + "the history's retention free space";
+             + std::to_string(memtables >> 20) + " MiB, at three quarters of its limit of "
+             + std::to_string(max_disk_ >> 20) + " MiB (the rest is room for compactions); "
+             + "writes resume once compactions or the history's retention free space";
     auto free = rocks::free_bytes(path_);
     if (!free)
       return {};
@@ -351,6 +360,7 @@ private:
   std::string path_;
   uint64_t min_free_;
   uint64_t max_disk_;      ///< 0: no limit
+  bool over_limit_ = false;  ///< the last `space_for` met the limit (with write_mtx_)
   uint64_t write_buffer_;  ///< what a new log may take at once
   std::atomic<bool> reopen_pending_{false};  ///< open for reading only, to open for writing
   std::string read_only_reason_;              ///< why (written with db_mtx_ held alone)

@@ -72,8 +72,8 @@ struct store_stats {
   uint64_t stalls_slowdown = 0;     ///< times writes were slowed down
   uint64_t stalls_stop = 0;         ///< times writes were stopped
   uint64_t background_errors = 0;   ///< failed flushes or compactions
-  uint64_t disk_free_bytes = 0;     ///< free on the filesystem of the store's files; 0: none
-  uint64_t disk_reserve_bytes = 0;  ///< of which writes never use (`min_free_bytes`)
+  uint64_t disk_free_bytes = 0;     ///< free on the filesystem of the store's files
+  uint64_t disk_reserve_bytes = 0;  ///< of which writes never use; both 0: not known
 };
 
 /// Durable storage of twin records, two secondary indexes and node metadata.
@@ -151,9 +151,11 @@ struct rocksdb_options {
   /// memtables and never meets a full disk itself. Writes resume by themselves once
   /// space returns. Default: 256 MiB.
   uint64_t min_free_bytes = 256u << 20;
-  /// The most the store's files may take (RocksDB's SST file manager holds its files to it,
-  /// with what the memtables will add): a write that would pass it is refused
-  /// (`insufficient_storage`). Default: 0, no limit but the disk's.
+  /// The most the store's table files may take (as RocksDB's SST file manager counts
+  /// them; its logs and metadata files come on top): RocksDB holds them to it, and writes
+  /// are refused (`insufficient_storage`) once the files and what the memtables will add
+  /// reach three quarters of it, which leaves compactions room. Default: 0, no limit but
+  /// the disk's.
   uint64_t max_disk_bytes = 0;
 };
 
