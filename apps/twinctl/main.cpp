@@ -235,7 +235,7 @@ void print_twin(const json& t) {
     std::cout << "\nchildren: " << t["children"].size() << '\n';
 }
 
-/// The error of an answer, in its DESIGN.md shape or as the raw text.
+/// The error of an answer, in the API's error shape or as the raw text.
 std::string error_text(const reply& r) {
   if (r.body.is_object() && r.body.contains("error") && r.body["error"].is_object()) {
     const auto& e = r.body["error"];

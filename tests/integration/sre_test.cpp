@@ -97,7 +97,7 @@ TEST_F(sre_test, metrics_pass_promtool_and_cover_every_layer) {
   ASSERT_EQ(bad.status, 202u);
   auto text = scrape();
   auto families = families_of(text);
-  // DESIGN.md's list: twins, activations, messages, updates and their latency, store
+  // The list the README states: twins, activations, messages, updates and their latency, store
   // writes, RocksDB figures, ingest by source and result, HTTP by route and code with
   // latency, alerts, build, process CPU and memory.
   for (const char* name :

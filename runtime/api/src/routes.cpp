@@ -788,7 +788,7 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
   if (route == "/v1/cluster") {
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
-    // One node, alone: it owns every shard (DESIGN.md: 1024 by default).
+    // One node, alone: it owns every shard (1,024 by default).
     const auto& node = ctx.node;
     auto checks = ctx.be.ready();  // its membership follows the "node" check only
     bool up = std::all_of(checks.begin(), checks.end(),

@@ -88,7 +88,7 @@ struct http_metrics {
   uint64_t refused_no_fds = 0;      ///< connections answered 503: no file descriptor left
 };
 
-/// The HTTP/JSON API of DESIGN.md on Boost.Beast: HTTP/1.1 with keep-alive. Requests go
+/// The node's HTTP/JSON API on Boost.Beast: HTTP/1.1 with keep-alive. Requests go
 /// to the router and are answered when the router answers (a change once it is
 /// durable), so a slow store never blocks an I/O thread.
 class http_server {

@@ -46,7 +46,7 @@ struct mqtt_counts {
   uint64_t refused = 0;    ///< desired deltas and commands dropped: too many waiting
 };
 
-/// The MQTT device path of DESIGN.md over a broker: telemetry from `twins/{id}/telemetry`
+/// The node's MQTT device path over a broker: telemetry from `twins/{id}/telemetry`
 /// (QoS 0 and 1) goes to the twins through the router; desired deltas go to
 /// `twins/{id}/desired` (retained) and commands to `twins/{id}/commands/{name}`.
 ///
@@ -83,7 +83,7 @@ private:
   std::unique_ptr<mqtt_client> client_;
 };
 
-// The topics of DESIGN.md, for the node and for devices (twinsim).
+// The device topics (runtime/ingest/README.md), for the node and for devices (twinsim).
 
 /// Where a device publishes its telemetry: `twins/{id}/telemetry`.
 std::string telemetry_topic(const runtime::twin_id& id);
