@@ -1,0 +1,122 @@
+#pragma once
+
+// What the files of the routes share: the helpers that parse requests and build answers
+// (routes_common.cpp), and the handlers of each group of routes (routes_twins.cpp: one
+// twin and telemetry; routes_reads.cpp: readiness, queries, history, commands and events),
+// which `handle` (routes.cpp) dispatches to. Private to runtime/api.
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/expected.hpp>
+#include <nlohmann/json.hpp>
+
+#include "routes.hpp"
+#include "twin/runtime/errc.hpp"
+
+namespace twin::api::route_detail {
+
+using namespace twin::runtime;
+using nlohmann::json;
+
+/// What If-Match asks for: nothing (absent), any version (`*`: the twin must exist) or
+/// one version (one strong ETag of this API, `"<version>"`).
+struct precondition {
+  bool given = false;
+  std::optional<uint64_t> version;
+};
+
+using params = std::map<std::string, std::string, std::less<>>;
+
+unsigned status_of(runtime_errc code);
+
+/// The answer to a runtime error. For a conditional request (If-Match), no twin at all
+/// is a failed precondition too.
+response error_of(const caf::error& err, bool conditional = false);
+
+response json_response(unsigned status, json body);
+
+std::string etag(uint64_t version);
+
+caf::error bad(std::string why);
+
+/// Decodes %XX escapes of a path segment, or of a query parameter (`form`: where "+"
+/// is a space too).
+caf::expected<std::string> percent_decode(std::string_view s, bool form = false);
+
+/// Whether the request's media type is one of `accepted` (parameters such as charset
+/// are ignored).
+bool has_media_type(const request& req, std::initializer_list<std::string_view> accepted);
+
+/// An error naming the first key of the object `obj` that is not one of `fields`.
+caf::error check_fields(const json& obj, std::initializer_list<std::string_view> fields);
+
+/// The body as JSON, nesting at most `depth` levels.
+caf::expected<json> parse_body(const request& req, int depth);
+
+/// The body as a JSON object whose keys are all in `fields`.
+caf::expected<json> object_body(const request& req,
+                                std::initializer_list<std::string_view> fields);
+
+caf::expected<precondition> if_match(const request& req);
+
+/// The parameters of the query string of `target`, decoded; `invalid_argument` for a
+/// malformed or repeated one, or one that is not in `known`.
+caf::expected<params> query_params(std::string_view target,
+                                   std::initializer_list<std::string_view> known);
+
+/// The integer of parameter `key`, from `lo` to `hi`.
+caf::expected<int64_t> int_param(const std::string& key, const std::string& text, int64_t lo,
+                                 int64_t hi);
+
+/// The twin id of a path "/v1/twins/{id}..." that ends at `end` (a position in `path`).
+caf::expected<twin_id> id_in_path(std::string_view path, size_t end = std::string_view::npos);
+
+// -- one twin and telemetry (routes_twins.cpp) ----------------------------------------
+
+void get_twin(router& rt, const twin_id& id, respond_fn respond);
+
+void put_twin(router& rt, const twin_id& id, const request& req, respond_fn respond);
+
+void patch_twin(router& rt, const twin_id& id, const request& req, respond_fn respond);
+
+void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn respond);
+
+/// POST /v1/telemetry: items `{"twin": id, "ts": ms?, "values": {...}}`. Each item is
+/// routed on its own; the answer (202) comes once every accepted item is durable, with a
+/// result per item in the order of the request, so one bad item does not sink the batch.
+void post_telemetry(const route_context& ctx, const request& req, respond_fn respond);
+
+// -- readiness, queries, history, commands, events (routes_reads.cpp) -------------------
+
+/// GET /readyz: 200 when every check is ok, else 503 naming what is not. Each check is
+/// shown either way.
+response readiness(const std::vector<readiness_check>& checks);
+
+/// Answers with what `work` returns, run off the I/O threads: 500 if it throws, 429 at
+/// once if too much such work is queued already.
+void answer_blocking(const route_context& ctx, respond_fn respond,
+                     std::function<response()> work);
+
+/// GET /v1/twins: a page of the twins that match, with the cursor of the next page.
+void query_twins(const route_context& ctx, const request& req, respond_fn respond);
+
+/// GET /v1/twins/{id}/history: samples of one property, or their buckets with `step`.
+void get_history(const route_context& ctx, const twin_id& id, const request& req,
+                 respond_fn respond);
+
+/// POST /v1/twins/{id}/commands/{name}: the body (optional) holds the arguments. 202
+/// once the twin took the command and sent it to the device, with its handler's result.
+void post_command(router& rt, const twin_id& id, std::string name, const request& req,
+                  respond_fn respond);
+
+/// GET /v1/events: a stream of the changes that match the filters.
+void stream_events(const route_context& ctx, const request& req, respond_fn respond);
+
+} // namespace twin::api::route_detail

@@ -1,0 +1,212 @@
+// The routes that read across twins or over time, and commands and events: readiness,
+// queries, history, commands and the change stream.
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string_view>
+
+#include "route_helpers.hpp"
+#include "twin/runtime/json.hpp"
+#include "twin/runtime/query.hpp"
+
+namespace twin::api::route_detail {
+
+response readiness(const std::vector<readiness_check>& checks) {
+  json shown = json::object();
+  std::string failing;
+  for (const auto& c : checks) {
+    shown[c.name] = {{"ok", c.ok}, {"detail", c.detail}};
+    if (!c.ok)
+      failing += (failing.empty() ? "" : "; ") + c.name + ": " + c.detail;
+  }
+  if (failing.empty())
+    return json_response(200, {{"status", "ready"}, {"checks", std::move(shown)}});
+  auto r = error_response(503, "not_ready", failing);
+  r.body["status"] = "not_ready";
+  r.body["checks"] = std::move(shown);
+  return r;
+}
+
+void answer_blocking(const route_context& ctx, respond_fn respond,
+                     std::function<response()> work) {
+  auto task = [respond, work = std::move(work)] {
+    try {
+      respond(work());
+    } catch (const std::exception& e) {  // a defect: answered, and the node goes on
+      respond(error_response(500, "internal", e.what()));
+    }
+  };
+  if (!ctx.run_blocking(std::move(task))) {
+    auto res = error_response(429, "too_many_requests",
+                              "too many queries and history reads are under way; retry later");
+    res.headers.emplace_back("Retry-After", "1");
+    respond(std::move(res));
+  }
+}
+
+void query_twins(const route_context& ctx, const request& req, respond_fn respond) {
+  if (!ctx.be.query)
+    return respond(error_response(501, "not_implemented", "this node serves no queries"));
+  auto p = query_params(req.target, {"type", "kind", "parent", "where", "limit", "cursor"});
+  if (!p)
+    return respond(error_of(p.error()));
+  twin_query q;
+  for (const auto& [key, text] : *p) {
+    if (key == "type") {
+      if (text.empty())
+        return respond(error_of(bad("type must name a twin type")));
+      q.type = text;
+    } else if (key == "kind") {
+      twin_kind k;
+      if (!from_string(text, k))
+        return respond(error_of(bad("kind must be component, asset, system or process")));
+      q.kind = k;
+    } else if (key == "parent") {
+      auto id = twin_id::parse(text);
+      if (!id)
+        return respond(error_of(id.error()));
+      q.parent = std::move(*id);
+    } else if (key == "where") {
+      auto e = expression::parse(text);
+      if (!e)
+        return respond(error_of(e.error()));
+      q.where = std::move(*e);
+    } else if (key == "limit") {
+      auto n = int_param(key, text, 1, twin_query::max_limit);
+      if (!n)
+        return respond(error_of(n.error()));
+      q.limit = static_cast<size_t>(*n);
+    } else {
+      auto after = decode_cursor(text);
+      if (!after)
+        return respond(error_of(after.error()));
+      q.after = std::move(*after);
+    }
+  }
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
+    auto page = be.query(q);
+    if (!page)
+      return error_of(page.error());
+    // Written as text, the way a single twin is (the cursor is base64url: no escapes).
+    response res;
+    res.text = R"({"cursor":)";
+    res.text += page->cursor.empty() ? "null" : '"' + page->cursor + '"';
+    res.text += R"(,"items":[)";
+    for (size_t i = 0; i < page->items.size(); ++i) {
+      if (i > 0)
+        res.text += ',';
+      res.text += to_json_text(page->items[i]);
+    }
+    res.text += "]}";
+    return res;
+  });
+}
+
+void get_history(const route_context& ctx, const twin_id& id, const request& req,
+                 respond_fn respond) {
+  if (!ctx.be.history)
+    return respond(error_response(501, "not_implemented", "this node keeps no history"));
+  auto p = query_params(req.target, {"property", "from", "to", "step", "limit"});
+  if (!p)
+    return respond(error_of(p.error()));
+  history_query q;
+  q.id = id;
+  for (const auto& [key, text] : *p) {
+    if (key == "property") {
+      q.property = text;
+      continue;
+    }
+    auto n = key == "limit" ? int_param(key, text, 1, history_query::max_limit)
+             : key == "step" ? int_param(key, text, 1, INT64_MAX)
+                             : int_param(key, text, INT64_MIN + 1, INT64_MAX);
+    if (!n)
+      return respond(error_of(n.error()));
+    if (key == "limit")
+      q.limit = static_cast<size_t>(*n);
+    else if (key == "step")
+      q.step_ms = *n;
+    else
+      (key == "from" ? q.from_ms : q.to_ms) = *n;
+  }
+  if (q.property.empty())
+    return respond(error_of(bad("property is required: whose history to read")));
+  if (q.from_ms > q.to_ms)
+    return respond(error_of(bad("from is later than to")));
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
+    auto page = be.history(q);
+    if (!page)
+      return error_of(page.error());
+    json doc{{"twin", q.id.str()}, {"property", q.property}};
+    if (q.step_ms > 0) {
+      auto buckets = json::array();
+      for (const auto& b : page->buckets)
+        buckets.push_back(
+          {{"ts", b.ts_ms}, {"min", b.min}, {"max", b.max}, {"avg", b.avg}, {"count", b.count}});
+      doc["step"] = q.step_ms;
+      doc["buckets"] = std::move(buckets);
+    } else {
+      auto points = json::array();
+      for (const auto& x : page->points)
+        points.push_back({{"ts", x.ts_ms}, {"value", to_json(x.v)}});
+      doc["points"] = std::move(points);
+    }
+    doc["next_from"] = page->next_from_ms ? json(*page->next_from_ms) : json{};
+    return json_response(200, std::move(doc));
+  });
+}
+
+void post_command(router& rt, const twin_id& id, std::string name, const request& req,
+                  respond_fn respond) {
+  constexpr size_t max_name = 128;
+  bool valid = !name.empty() && name.size() <= max_name;
+  for (unsigned char c : name)
+    valid = valid && (std::isalnum(c) || c == '_' || c == '-' || c == '.');
+  if (!valid)
+    return respond(error_of(bad("a command name is 1 to 128 letters, digits, _ - or .")));
+  command_request cmd;
+  cmd.name = std::move(name);
+  if (!req.body.empty()) {
+    if (!has_media_type(req, {"application/json"}))
+      return respond(error_response(415, "unsupported_media_type",
+                                    "a command's arguments take Content-Type: application/json"));
+    auto doc = parse_body(req, max_document_depth);
+    if (!doc)
+      return respond(error_of(doc.error()));
+    auto args = value_from_json(*doc);
+    if (!args)
+      return respond(error_of(args.error()));
+    cmd.args = std::move(*args);
+  }
+  cmd.done = [respond = std::move(respond), twin = id.str(),
+              command = cmd.name](caf::expected<value> r) {
+    if (!r)
+      return respond(error_of(r.error()));
+    respond(json_response(202, {{"twin", twin}, {"command", command}, {"result", to_json(*r)}}));
+  };
+  rt.route(id, std::move(cmd));
+}
+
+void stream_events(const route_context& ctx, const request& req, respond_fn respond) {
+  if (ctx.be.feed == nullptr)
+    return respond(error_response(501, "not_implemented", "this node streams no events"));
+  auto p = query_params(req.target, {"namespace", "type", "prefix"});
+  if (!p)
+    return respond(error_of(p.error()));
+  event_filter f;
+  auto field = [&](const char* key) {
+    auto it = p->find(key);
+    return it == p->end() ? std::string{} : it->second;
+  };
+  f.ns = field("namespace");
+  f.type = field("type");
+  f.prefix = field("prefix");
+  response res;
+  res.stream = ctx.be.feed->subscribe(std::move(f), ctx.event_buffer, ctx.event_buffer_bytes);
+  respond(std::move(res));
+}
+
+} // namespace twin::api::route_detail
