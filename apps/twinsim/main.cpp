@@ -29,13 +29,13 @@ using namespace twin;
 using namespace twin::runtime;
 
 /// The simulated devices' way out: their reports become MQTT messages, answered once the
-/// broker has them (QoS 1) or once they are written (QoS 0). A report made while `window`
-/// reports are still unanswered is dropped (and counted as failed), as a device drops
-/// samples that its link cannot carry: the client's queue stays short instead of growing
-/// for as long as the motors report faster than the link sends.
+/// broker has them (QoS 1) or once they are written (QoS 0). A report that the client
+/// refuses because its queue is full (`--window` unanswered) is dropped and counted as
+/// failed, as a device drops samples that its link cannot carry: the queue stays short
+/// instead of growing for as long as the motors report faster than the link sends.
 class mqtt_out final : public router {
 public:
-  mqtt_out(int qos, int64_t window) : qos_(qos), window_(window) {}
+  explicit mqtt_out(int qos) : qos_(qos) {}
 
   void set_client(ingest::mqtt_client* c) { client_.store(c); }
 
@@ -45,29 +45,25 @@ public:
       return fail_request(req, make_error(runtime_errc::invalid_argument,
                                           "a device only reports telemetry"));
     auto* client = client_.load();
-    if (client == nullptr || in_flight_.load(std::memory_order_relaxed) >= window_)
-      return t->done(make_error(runtime_errc::unavailable, "the link is saturated"));
+    if (client == nullptr)
+      return t->done(make_error(runtime_errc::unavailable, "not connected"));
     auto payload = to_json(t->values);
     if (t->ts_ms > 0)
       payload["ts"] = t->ts_ms;
-    in_flight_.fetch_add(1, std::memory_order_relaxed);
-    auto answer = [this, done = std::move(t->done)](bool delivered) {
-      in_flight_.fetch_sub(1, std::memory_order_relaxed);
-      if (delivered)
-        done(uint64_t{0});
-      else
-        done(make_error(runtime_errc::unavailable, "not delivered"));
-    };
+    auto& done = t->done;
     if (!client->publish(ingest::telemetry_topic(id), payload.dump(), static_cast<uint8_t>(qos_),
-                          false, answer))
-      answer(false);
+                         false, [done](bool delivered) {
+                           if (delivered)
+                             done(uint64_t{0});
+                           else
+                             done(make_error(runtime_errc::unavailable, "not delivered"));
+                         }))
+      done(make_error(runtime_errc::unavailable, "the link is saturated"));
   }
 
 private:
   std::atomic<ingest::mqtt_client*> client_{nullptr};
   int qos_;
-  int64_t window_;
-  std::atomic<int64_t> in_flight_{0};
 };
 
 /// Hands what the node sends to devices (desired deltas, commands) to the simulated motors.
@@ -136,7 +132,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  mqtt_out out{qos, window};
+  mqtt_out out{qos};
   actors::device_simulator::options so;
   so.period = std::chrono::milliseconds{period_ms};
   so.time_scale = time_scale;

@@ -138,8 +138,9 @@ TEST(mqtt_broker_url, is_parsed_or_refused_clearly) {
                    "tcp://h:x", "tcp://h:", "tcp://[::1"}) {
     auto r = ingest::parse_broker_url(bad);
     EXPECT_FALSE(r) << bad;
-    if (!r)
+    if (!r) {
       EXPECT_NE(error_message(r.error()).find("invalid MQTT broker URL"), std::string::npos);
+    }
   }
 }
 
@@ -370,19 +371,7 @@ protected:
   }
 
   void start_broker(const std::string& extra = {}) {
-    // (As root, the broker would drop to its own user, who cannot read this test's files.)
-    std::ofstream{dir_.sub("mosquitto.conf")}
-      << "listener " << port_ << " 127.0.0.1\npersistence false\nmax_queued_messages 0\n"
-      << (::geteuid() == 0 ? "user root\n" : "")
-      << (extra.empty() ? "allow_anonymous true\n" : extra);
-    broker_ = std::make_unique<process>(
-      std::vector<std::string>{mosquitto_path(), "-c", dir_.sub("mosquitto.conf")});
-    ASSERT_TRUE(eventually([&] {
-      int fd = connect_loopback(port_);
-      if (fd >= 0)
-        ::close(fd);
-      return fd >= 0;
-    })) << broker_->stderr_text();
+    broker_ = start_mosquitto(dir_, port_, extra);
   }
 
   void stop_broker() {

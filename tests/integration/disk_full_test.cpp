@@ -176,11 +176,7 @@ protected:
     if (mosquitto_path().empty())
       GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the test did not run";
     broker_port_ = free_port();
-    std::ofstream{dir_.sub("mosquitto.conf")}
-      << "listener " << broker_port_ << " 127.0.0.1\nallow_anonymous true\n"
-      << "persistence false\nmax_queued_messages 0\n";
-    broker_ = std::make_unique<process>(
-      std::vector<std::string>{mosquitto_path(), "-c", dir_.sub("mosquitto.conf")});
+    broker_ = start_mosquitto(dir_, broker_port_);
     metrics_port_ = free_port();
     disk_full_test::SetUp();
   }
@@ -191,11 +187,8 @@ protected:
   }
 
   double deferred() {
-    http_client m{metrics_port_};
-    auto body = m.call("GET", "/metrics").body;
-    std::string sample = R"(twin_ingest_messages_total{source="mqtt",result="deferred"} )";
-    auto at = body.find(sample);
-    return at == std::string::npos ? -1 : std::stod(body.substr(at + sample.size()));
+    return metric_value(metrics_port_,
+                        R"(twin_ingest_messages_total{source="mqtt",result="deferred"})");
   }
 
   int broker_port_ = 0;

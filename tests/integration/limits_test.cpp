@@ -37,14 +37,6 @@ int send_raw(int port, const std::string& text, int rcvbuf = 0) {
   return fd;
 }
 
-/// The value of a sample of /metrics at `port`; -1 if absent.
-double metric(int port, const std::string& sample) {
-  http_client m{port};
-  auto body = m.call("GET", "/metrics").body;
-  auto at = body.find("\n" + sample + " ");
-  return at == std::string::npos ? -1 : std::stod(body.substr(at + sample.size() + 2));
-}
-
 class limits_test : public gauge_node_test {
 protected:
   std::vector<std::string> extra_args() override {
@@ -63,7 +55,7 @@ TEST_F(limits_test, event_streams_that_read_nothing_end_within_seconds) {
     ASSERT_GE(fd, 0);
     streams.fds.push_back(fd);  // and never read
   }
-  ASSERT_TRUE(eventually([&] { return metric(metrics_port_, "twin_http_connections_open") >= 40; }));
+  ASSERT_TRUE(eventually([&] { return metric_value(metrics_port_, "twin_http_connections_open") >= 40; }));
   // 8 MB of changes: far more than a stream may hold (1 MiB) or a socket buffer takes.
   std::string label(100'000, 'x');
   for (int i = 0; i < 80; ++i) {
@@ -74,7 +66,7 @@ TEST_F(limits_test, event_streams_that_read_nothing_end_within_seconds) {
   }
   // They fell behind and end once their last write stalls for 10 s; writes went on.
   auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(eventually([&] { return metric(metrics_port_, "twin_http_connections_open") <= 1; },
+  ASSERT_TRUE(eventually([&] { return metric_value(metrics_port_, "twin_http_connections_open") <= 1; },
                          30s));
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 25s);
 }

@@ -96,6 +96,13 @@ http_reply http_client::call(const std::string& method, const std::string& targe
   return {};
 }
 
+double metric_value(int port, const std::string& sample) {
+  http_client m{port};
+  auto body = m.call("GET", "/metrics").body;
+  auto at = body.find("\n" + sample + " ");
+  return at == std::string::npos ? -1 : std::stod(body.substr(at + sample.size() + 2));
+}
+
 bool wait_for_200(http_client& c, const std::string& path, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {

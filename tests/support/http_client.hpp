@@ -37,6 +37,11 @@ private:
   bool reused_ = false;
 };
 
+/// The value of sample `sample` (a name with its labels, e.g.
+/// `twin_ingest_messages_total{source="mqtt",result="accepted"}`) in the /metrics of the
+/// node at `port`; -1 if it is not there.
+double metric_value(int port, const std::string& sample);
+
 /// Calls GET `path` until it answers 200, for at most `timeout`.
 bool wait_for_200(int port, const std::string& path, std::chrono::milliseconds timeout);
 /// The same over `c`'s connection (opened again when the server closed it).

@@ -31,6 +31,27 @@ inline std::string mosquitto_path() {
   return {};
 }
 
+/// Starts a Mosquitto broker on 127.0.0.1:`port` with its configuration in `dir`, and
+/// waits until it listens. It keeps what a session has not acknowledged, however much;
+/// `extra` lines replace `allow_anonymous true`. As root it stays root (its own user could
+/// not read the test's files).
+inline std::unique_ptr<process> start_mosquitto(const temp_dir& dir, int port,
+                                                const std::string& extra = {}) {
+  std::ofstream{dir.sub("mosquitto.conf")}
+    << "listener " << port << " 127.0.0.1\npersistence false\nmax_queued_messages 0\n"
+    << (::geteuid() == 0 ? "user root\n" : "")
+    << (extra.empty() ? "allow_anonymous true\n" : extra);
+  auto broker = std::make_unique<process>(
+    std::vector<std::string>{mosquitto_path(), "-c", dir.sub("mosquitto.conf")});
+  EXPECT_TRUE(eventually([&] {
+    int fd = connect_loopback(port);
+    if (fd >= 0)
+      ::close(fd);
+    return fd >= 0;
+  })) << broker->stderr_text();
+  return broker;
+}
+
 class mqtt_node_test : public ::testing::Test {
 protected:
   using json = nlohmann::json;
@@ -44,10 +65,6 @@ protected:
     if (broker.empty())
       GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the MQTT tests did not run";
     broker_port_ = free_port();
-    // The broker keeps what the node's session has not acknowledged, however much.
-    std::ofstream{dir_.sub("mosquitto.conf")}
-      << "listener " << broker_port_ << " 127.0.0.1\nallow_anonymous true\npersistence false\n"
-      << "max_queued_messages 0\n";
     ASSERT_NO_FATAL_FAILURE(start_broker());
     http_port_ = free_port();
     metrics_port_ = free_port();
@@ -64,12 +81,7 @@ protected:
     stop_broker();
   }
 
-  void start_broker() {
-    broker_ = std::make_unique<process>(
-      std::vector<std::string>{mosquitto_path(), "-c", dir_.sub("mosquitto.conf")});
-    ASSERT_TRUE(eventually([&] { return port_open(broker_port_); }))
-      << broker_->stderr_text();
-  }
+  void start_broker() { broker_ = start_mosquitto(dir_, broker_port_); }
 
   void stop_broker() {
     using namespace std::chrono_literals;
@@ -103,27 +115,13 @@ protected:
     }
   }
 
-  static bool port_open(int port) {
-    int fd = connect_loopback(port);
-    if (fd >= 0)
-      ::close(fd);
-    return fd >= 0;
-  }
-
   json twin(const std::string& id) {
     auto r = client_->call("GET", "/v1/twins/" + id);
     return r.status == 200 ? json::parse(r.body) : json{};
   }
 
   /// The value of a sample of /metrics, e.g. `twin_mqtt_connected`; -1 if absent.
-  double metric(const std::string& sample) {
-    http_client m{metrics_port_};
-    auto body = m.call("GET", "/metrics").body;
-    auto at = body.find("\n" + sample + " ");
-    if (at == std::string::npos)
-      return -1;
-    return std::stod(body.substr(at + sample.size() + 2));
-  }
+  double metric(const std::string& sample) { return metric_value(metrics_port_, sample); }
 
   /// The MQTT messages counted with `result`.
   double mqtt_result(const std::string& result) {

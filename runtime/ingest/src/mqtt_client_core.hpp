@@ -35,24 +35,6 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using clock_type = std::chrono::steady_clock;
 
-/// A message of `publish`.
-struct outgoing {
-  std::string topic;
-  std::string payload;
-  uint8_t qos = 0;
-  bool retain = false;
-  mqtt_client::published_fn done;
-};
-
-inline void finish(outgoing& m, bool delivered) {
-  if (!m.done)
-    return;
-  try {
-    m.done(delivered);
-  } catch (...) {
-  }
-}
-
 constexpr size_t initial_buffer = 64u << 10;
 constexpr auto tick_period = std::chrono::milliseconds{250};
 /// Reconnection after a message asked to be retried waits this long, doubling while the
@@ -64,6 +46,25 @@ constexpr auto max_retry_delay = std::chrono::milliseconds{30000};
 /// the others share is marked.
 struct mqtt_client::core : std::enable_shared_from_this<core> {
   enum class phase { idle, connecting, subscribing, up, stopping, stopped };
+
+  /// A message of `publish`.
+  struct outgoing {
+    std::string topic;
+    std::string payload;
+    uint8_t qos = 0;
+    bool retain = false;
+    published_fn done;
+
+    /// Tells its publisher how it ended (once; nothing thrown escapes).
+    void end(bool delivered) {
+      if (!done)
+        return;
+      try {
+        done(delivered);
+      } catch (...) {
+      }
+    }
+  };
 
   core(mqtt_client_options o, message_fn m, state_fn s)
     : opts(std::move(o)), on_message(std::move(m)), on_state(std::move(s)) {
@@ -189,7 +190,6 @@ struct mqtt_client::core : std::enable_shared_from_this<core> {
   uint16_t packet_id = 0;
   uint16_t subscribe_id = 0;
   std::unordered_map<uint16_t, in_flight> unacked;  ///< QoS 1 messages sent, by packet id
-  std::vector<uint16_t> resend;
   uint64_t sent_order = 0;
   std::string last_text;
 

@@ -224,7 +224,7 @@ void mqtt_client::core::finish_stop() {
   set_up(false);
   // What was not delivered ends here.
   for (auto& [id, m] : unacked)
-    finish(m.msg, false);
+    m.msg.end(false);
   unacked.clear();
   std::deque<outgoing> left;
   {
@@ -233,7 +233,7 @@ void mqtt_client::core::finish_stop() {
     queued = 0;
   }
   for (auto& m : left)
-    finish(m, false);
+    m.end(false);
 }
 
 } // namespace twin::ingest

@@ -4,7 +4,6 @@
 #include <mutex>
 
 #include "twin/ingest/mqtt_client.hpp"
-
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/json.hpp"
 

@@ -138,17 +138,14 @@ void mqtt_client::core::became_up() {
   backoff = opts.reconnect_min;
   connections.fetch_add(1, std::memory_order_relaxed);
   // QoS 1 messages the broker did not acknowledge go again, in their order.
-  for (auto& [id, m] : unacked)
-    resend.push_back(id);
-  std::sort(resend.begin(), resend.end(), [&](uint16_t a, uint16_t b) {
-    return unacked.at(a).order < unacked.at(b).order;
-  });
-  for (auto id : resend) {
-    auto& m = unacked.at(id);
-    mqtt::write_publish(out, opts.version, m.msg.topic, m.msg.payload, 1, m.msg.retain, true,
-                        id);
+  std::vector<std::pair<uint64_t, uint16_t>> resend;  // (order, packet id)
+  for (const auto& [id, m] : unacked)
+    resend.emplace_back(m.order, id);
+  std::sort(resend.begin(), resend.end());
+  for (auto [order, id] : resend) {
+    const auto& m = unacked.at(id).msg;
+    mqtt::write_publish(out, opts.version, m.topic, m.payload, 1, m.retain, true, id);
   }
-  resend.clear();
   send_pending();
   flush_out();
   set_up(true);
@@ -273,7 +270,7 @@ void mqtt_client::core::send_pending() {
   pub_scheduled = false;
   guard.unlock();
   for (auto& m : written)
-    finish(m, true);
+    m.end(true);
 }
 
 void mqtt_client::core::on_puback(const mqtt::frame& f) {
@@ -290,7 +287,7 @@ void mqtt_client::core::on_puback(const mqtt::frame& f) {
                            && static_cast<uint8_t>(f.body[2]) >= 0x80;
   if (!refused_by_broker)
     published.fetch_add(1, std::memory_order_relaxed);
-  finish(m, !refused_by_broker);
+  m.end(!refused_by_broker);
   {
     std::lock_guard<std::mutex> guard{pub_mtx};
     --queued;
