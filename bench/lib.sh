@@ -1,10 +1,11 @@
 # Helpers of the benchmark scripts (sourced, not run).
 
-# Prints a TCP port on 127.0.0.1 that nothing listens on; returns 1 if it finds none.
+# Prints a TCP port on 127.0.0.1 that nothing listens on, below the kernel's range of
+# ephemeral ports (where a connection's own end may hold it); returns 1 if it finds none.
 free_port() {
   local p i
   for ((i = 0; i < 50; i++)); do
-    p=$((30000 + RANDOM % 30000))
+    p=$((20000 + RANDOM % 12000))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "$p"
       return 0
