@@ -20,7 +20,7 @@ namespace {
 /// The name of each kind of `twin_request`, in its order.
 constexpr std::array<const char*, std::variant_size_v<twin_request>> message_kinds{
   "telemetry", "put",    "patch",  "get",    "delete",        "command",
-  "child_update", "attach", "detach", "orphan", "ancestor_query"};
+  "child_update", "attach", "detach", "orphan", "ancestor_query", "child_query"};
 
 constexpr bool every_kind_named() {
   for (const char* k : message_kinds)
@@ -288,7 +288,7 @@ std::vector<message_count> host::message_counts() const {
 }
 
 host_counts host::counts() const {
-  return impl_->writer.counts();
+  return impl_->commit->counts();
 }
 
 } // namespace twin::runtime

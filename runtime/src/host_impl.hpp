@@ -78,6 +78,7 @@ struct host::impl {
   change_feed* feed = nullptr;
   host_stats stats;
   store_writer writer;
+  commit_point* commit = &writer;  ///< where twins' changes go (the writer, on one node)
   std::array<stripe, stripe_count> stripes;
   std::atomic<bool> accepting{false};
   std::atomic<size_t> active{0};

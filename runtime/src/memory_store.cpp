@@ -14,6 +14,8 @@ namespace {
 /// A store in a few ordered maps under one mutex. Nothing survives the process.
 class memory_store final : public state_store {
 public:
+  explicit memory_store(uint32_t shard_count) : shard_count_(shard_count) {}
+
   caf::error write_all(const store_batch* batches, size_t n) override {
     std::lock_guard<std::mutex> guard{mtx_};
     for (size_t i = 0; i < n; ++i) {
@@ -34,8 +36,8 @@ public:
         index(e.index).insert({e.key, e.id});
       for (const auto& h : b.history)
         history_[{h.id, h.property, h.ts_ms}] = h.bytes;
-      for (const auto& [k, v] : b.meta_puts)
-        meta_[k] = v;
+      for (const auto& m : b.meta_puts)
+        meta_[{m.shard.value(), m.key}] = m.value;
     }
     return {};
   }
@@ -80,13 +82,16 @@ public:
     return out;
   }
 
-  caf::expected<std::optional<std::string>> get_meta(const std::string& key) override {
+  caf::expected<std::optional<std::string>> get_meta(shard_id shard,
+                                                     const std::string& key) override {
     std::lock_guard<std::mutex> guard{mtx_};
-    auto i = meta_.find(key);
+    auto i = meta_.find({shard.value(), key});
     if (i == meta_.end())
       return std::optional<std::string>{};
     return std::optional<std::string>{i->second};
   }
+
+  uint32_t shard_count() const override { return shard_count_; }
 
   uint64_t approximate_count() override {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -113,18 +118,19 @@ private:
 
   index_set& index(index_kind k) { return k == index_kind::by_type ? by_type_ : by_parent_; }
 
+  const uint32_t shard_count_;
   std::mutex mtx_;
   std::map<twin_id, std::string> twins_;
   index_set by_type_;
   index_set by_parent_;
   std::map<std::tuple<twin_id, std::string, int64_t>, std::string> history_;
-  std::map<std::string, std::string> meta_;
+  std::map<std::pair<uint32_t, std::string>, std::string> meta_;
 };
 
 } // namespace
 
-std::unique_ptr<state_store> make_memory_store() {
-  return std::make_unique<memory_store>();
+std::unique_ptr<state_store> make_memory_store(uint32_t shard_count) {
+  return std::make_unique<memory_store>(shard_count);
 }
 
 } // namespace twin::runtime

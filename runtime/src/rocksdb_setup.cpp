@@ -10,6 +10,7 @@
 #include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
 
+#include "rocksdb_layout.hpp"
 #include "twin/runtime/errc.hpp"
 
 namespace twin::runtime::rocks {
@@ -61,33 +62,6 @@ std::string mib(uint64_t bytes) {
 }
 
 } // namespace
-
-/// The prefix of every history key of `id`, and of its `property` if given.
-std::string history_prefix(const twin_id& id, const std::string* property) {
-  std::string out = id.str();
-  out += '\0';
-  if (property != nullptr) {
-    out += *property;
-    out += '\0';
-  }
-  return out;
-}
-
-std::string history_key(const twin_id& id, const std::string& property, int64_t ts) {
-  auto out = history_prefix(id, &property);
-  auto u = static_cast<uint64_t>(ts) ^ (uint64_t{1} << 63);  // signed order as unsigned
-  for (int shift = 56; shift >= 0; shift -= 8)
-    out += static_cast<char>((u >> shift) & 0xff);
-  return out;
-}
-
-int64_t history_time(rocksdb::Slice key) {
-  uint64_t u = 0;
-  for (size_t i = key.size() - 8; i < key.size(); ++i)
-    u = (u << 8) | static_cast<unsigned char>(key[i]);
-  return static_cast<int64_t>(u ^ (uint64_t{1} << 63));
-}
-
 
 void background_errors::OnBackgroundError(rocksdb::BackgroundErrorReason,
                                           rocksdb::Status* error) {

@@ -1,8 +1,8 @@
 #pragma once
 
-// How the RocksDB store is laid out and opened: its column families and their options, the
-// history keys and their retention, the listener of background errors, and the disk space
-// a database needs. Private to the RocksDB store.
+// How the RocksDB store is opened: its column families and their options, the history's
+// retention, the listener of background errors, and the disk space a database needs (its
+// keys are in rocksdb_layout.hpp). Private to the RocksDB store.
 
 #include <chrono>
 #include <cstdint>
@@ -21,16 +21,9 @@
 
 namespace twin::runtime::rocks {
 
-// Column families, in the order of their handles: the default one for node metadata,
-// twins (id -> record), by_type and by_parent ("<key>\0<id>" -> ""), and history
-// ("<id>\0<property>\0<time>" -> sample, the time as 8 bytes that sort in time order).
+// Column families, in the order of their handles: the default one for metadata, twins,
+// by_type, by_parent and history.
 enum cf_slot : size_t { meta_cf = 0, twins_cf = 1, by_type_cf = 2, by_parent_cf = 3, history_cf = 4 };
-
-/// The prefix of every history key of `id`, and of its `property` if given.
-std::string history_prefix(const twin_id& id, const std::string* property = nullptr);
-std::string history_key(const twin_id& id, const std::string& property, int64_t ts);
-/// The time of a history key.
-int64_t history_time(rocksdb::Slice key);
 
 /// Keeps the background error RocksDB has not recovered from (a failed flush or
 /// compaction stops writes until it recovers, by itself or never).

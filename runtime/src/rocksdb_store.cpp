@@ -1,15 +1,18 @@
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <queue>
 #include <shared_mutex>
 
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include "rocksdb_layout.hpp"
 #include "rocksdb_setup.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/state_store.hpp"
@@ -18,20 +21,25 @@ namespace twin::runtime {
 
 namespace {
 
-std::string index_key(const std::string& key, const twin_id& id) {
-  std::string out;
-  out.reserve(key.size() + 1 + id.str().size());
-  out += key;
-  out += '\0';
-  out += id.str();
-  return out;
-}
-
 caf::error to_error(const rocksdb::Status& st, const std::string& what) {
   // A full disk, or the store's limit, met by RocksDB itself: refused for now, not failed.
   if (st.IsNoSpace() || (st.IsIOError() && st.subcode() == rocksdb::Status::kSpaceLimit))
     return make_error(runtime_errc::insufficient_storage, what + ": " + st.ToString());
   return make_error(runtime_errc::store_failure, what + ": " + st.ToString());
+}
+
+/// Opens the database and makes its keys those of `shard_count` shards (see
+/// `rocks::prepare_layout`).
+caf::expected<rocks::open_db> open_in_shards(const std::string& path, const rocks::db_setup& setup,
+                                             bool read_only, uint32_t shard_count) {
+  auto db = rocks::open(path, setup, read_only);
+  if (!db)
+    return db.error();
+  if (auto n = rocks::prepare_layout(*db, shard_count, path); !n) {
+    db->close();
+    return n.error();
+  }
+  return db;
 }
 
 class rocksdb_store final : public state_store {
@@ -40,6 +48,7 @@ public:
     : db_(std::move(db)),
       setup_(std::move(setup)),
       path_(o.path),
+      shards_(o.shard_count),
       min_free_(o.min_free_bytes),
       max_disk_(o.max_disk_bytes),
       write_buffer_(o.write_buffer_bytes) {
@@ -67,40 +76,45 @@ public:
     ops_.clear();
     for (size_t i = 0; i < n; ++i) {
       for (const auto& id : batches[i].deletes)
-        ops_.push_back({&id.str(), nullptr});
+        ops_.push_back({shard(id), &id.str(), nullptr});
       for (const auto& [id, record] : batches[i].puts)
-        ops_.push_back({&id.str(), &record});
+        ops_.push_back({shard(id), &id.str(), &record});
     }
-    std::stable_sort(ops_.begin(), ops_.end(),
-                     [](const twin_op& a, const twin_op& b) { return *a.key < *b.key; });
+    std::stable_sort(ops_.begin(), ops_.end(), [](const twin_op& a, const twin_op& b) {
+      return a.shard != b.shard ? a.shard < b.shard : *a.id < *b.id;
+    });
     // The batch keeps its buffer from one write to the next: a group commit carries
     // thousands of records, and a fresh buffer costs a page fault every 4 KiB.
     batch_.Clear();
     for (size_t i = 0; i < ops_.size(); ++i) {
       const auto& op = ops_[i];
-      if (i + 1 < ops_.size() && *ops_[i + 1].key == *op.key)
+      if (i + 1 < ops_.size() && *ops_[i + 1].id == *op.id)
         continue;  // a later operation on the same twin carries its whole state
+      key_.clear();
+      rocks::append_shard(key_, op.shard);
+      key_ += *op.id;
       if (op.record != nullptr)
-        batch_.Put(twins(), *op.key, *op.record);
+        batch_.Put(twins(), key_, *op.record);
       else
-        batch_.Delete(twins(), *op.key);
+        batch_.Delete(twins(), key_);
     }
     for (size_t i = 0; i < n; ++i) {
       const auto& b = batches[i];
       for (const auto& e : b.index_removes)
-        batch_.Delete(index(e.index), index_key(e.key, e.id));
+        batch_.Delete(index(e.index), rocks::index_key(shard(e.id), e.key, e.id));
       for (const auto& e : b.index_adds)
-        batch_.Put(index(e.index), index_key(e.key, e.id), rocksdb::Slice{});
+        batch_.Put(index(e.index), rocks::index_key(shard(e.id), e.key, e.id), rocksdb::Slice{});
       for (const auto& id : b.history_deletes) {
-        auto from = rocks::history_prefix(id);
+        auto from = rocks::history_prefix(shard(id), id);
         auto to = from;
         to.back() = '\1';
         batch_.DeleteRange(history_cf(), from, to);
       }
       for (const auto& h : b.history)
-        batch_.Put(history_cf(), rocks::history_key(h.id, h.property, h.ts_ms), h.bytes);
-      for (const auto& [k, v] : b.meta_puts)
-        batch_.Put(db_.handles[rocks::meta_cf], k, v);
+        batch_.Put(history_cf(), rocks::history_key(shard(h.id), h.id, h.property, h.ts_ms),
+                   h.bytes);
+      for (const auto& m : b.meta_puts)
+        batch_.Put(db_.handles[rocks::meta_cf], rocks::meta_key(m.shard, m.key), m.value);
     }
     // Refused before RocksDB could meet a full disk: the batch goes to the log and then
     // to a file, and what the memtables hold must still fit when they are flushed.
@@ -119,55 +133,25 @@ public:
 
   caf::expected<std::optional<std::string>> get(const twin_id& id) override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};
-    return get_from(twins(), id.str());
+    return get_from(twins(), rocks::twin_key(shard(id), id));
   }
 
   caf::expected<std::vector<twin_id>>
   list(index_kind kind, const std::string& key, const twin_id& after, size_t limit) override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};
-    std::string prefix = key;
-    prefix += '\0';
-    std::unique_ptr<rocksdb::Iterator> it{db_.db->NewIterator(rocksdb::ReadOptions{}, index(kind))};
-    std::vector<twin_id> out;
-    auto start = after.empty() ? prefix : index_key(key, after);
-    for (it->Seek(start); it->Valid() && out.size() < limit; it->Next()) {
-      auto k = it->key();
-      if (!k.starts_with(prefix))
-        break;
-      std::string id{k.data() + prefix.size(), k.size() - prefix.size()};
-      if (!after.empty() && id == after.str())
-        continue;
-      out.push_back(twin_id::trusted(std::move(id)));
-    }
-    if (!it->status().ok())
-      return to_error(it->status(), "index scan failed");
-    return out;
+    return merged_ids(index(kind), key + '\0', after, limit);
   }
 
   caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};
-    std::unique_ptr<rocksdb::Iterator> it{db_.db->NewIterator(rocksdb::ReadOptions{}, twins())};
-    std::vector<twin_id> out;
-    if (after.empty())
-      it->SeekToFirst();
-    else
-      it->Seek(after.str());
-    for (; it->Valid() && out.size() < limit; it->Next()) {
-      auto k = it->key().ToString();
-      if (!after.empty() && k == after.str())
-        continue;
-      out.push_back(twin_id::trusted(std::move(k)));
-    }
-    if (!it->status().ok())
-      return to_error(it->status(), "scan failed");
-    return out;
+    return merged_ids(twins(), {}, after, limit);
   }
 
   caf::expected<std::vector<history_sample>> history(const twin_id& id, const std::string& property,
                                                      int64_t from, int64_t to,
                                                      size_t limit) override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};
-    auto prefix = rocks::history_prefix(id, &property);
+    auto prefix = rocks::history_prefix(shard(id), id, &property);
     auto end = prefix;
     end.back() = '\1';  // the first key after the series
     rocksdb::Slice upper{end};
@@ -175,7 +159,8 @@ public:
     ro.iterate_upper_bound = &upper;
     std::unique_ptr<rocksdb::Iterator> it{db_.db->NewIterator(ro, history_cf())};
     std::vector<history_sample> out;
-    for (it->Seek(rocks::history_key(id, property, from)); it->Valid() && out.size() < limit;
+    for (it->Seek(rocks::history_key(shard(id), id, property, from));
+         it->Valid() && out.size() < limit;
          it->Next()) {
       auto k = it->key();
       if (!k.starts_with(prefix) || k.size() != prefix.size() + 8)
@@ -190,10 +175,13 @@ public:
     return out;
   }
 
-  caf::expected<std::optional<std::string>> get_meta(const std::string& key) override {
+  caf::expected<std::optional<std::string>> get_meta(shard_id shard,
+                                                     const std::string& key) override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};
-    return get_from(db_.handles[rocks::meta_cf], key);
+    return get_from(db_.handles[rocks::meta_cf], rocks::meta_key(shard, key));
   }
+
+  uint32_t shard_count() const override { return shards_; }
 
   uint64_t approximate_count() override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};
@@ -264,6 +252,51 @@ public:
   }
 
 private:
+  shard_id shard(const twin_id& id) const { return shard_of(id, shards_); }
+
+  /// The ids of the keys "<shard><tail><id>" of `cf`, ascending by id over all shards,
+  /// strictly after `after`, at most `limit`. A merge: one seek per shard, and one more
+  /// per id taken. With `db_mtx_`.
+  caf::expected<std::vector<twin_id>> merged_ids(rocksdb::ColumnFamilyHandle* cf,
+                                                 const std::string& tail, const twin_id& after,
+                                                 size_t limit) {
+    std::unique_ptr<rocksdb::Iterator> it{db_.db->NewIterator(rocksdb::ReadOptions{}, cf)};
+    std::string seek;
+    // The first id of `s` after `from` (strictly: ids hold no '\0', so the smallest
+    // string after an id is the id and a '\0'), or nothing.
+    auto first_after = [&](uint32_t s, const std::string& from) -> std::optional<std::string> {
+      seek.clear();
+      rocks::append_shard(seek, shard_id{s});
+      seek += tail;
+      auto prefix_size = seek.size();
+      if (!from.empty()) {
+        seek += from;
+        seek += '\0';
+      }
+      it->Seek(seek);
+      if (!it->Valid() || it->key().size() <= prefix_size
+          || std::memcmp(it->key().data(), seek.data(), prefix_size) != 0)
+        return std::nullopt;
+      return std::string{it->key().data() + prefix_size, it->key().size() - prefix_size};
+    };
+    using head = std::pair<std::string, uint32_t>;  // an id and its shard
+    std::priority_queue<head, std::vector<head>, std::greater<>> heads;
+    for (uint32_t s = 0; s < shards_ && limit > 0; ++s)
+      if (auto id = first_after(s, after.str()))
+        heads.emplace(std::move(*id), s);
+    std::vector<twin_id> out;
+    while (!heads.empty() && out.size() < limit) {
+      auto [id, s] = heads.top();
+      heads.pop();
+      if (auto next = first_after(s, id))
+        heads.emplace(std::move(*next), s);
+      out.push_back(twin_id::trusted(std::move(id)));
+    }
+    if (!it->status().ok())
+      return to_error(it->status(), "index scan failed");
+    return out;
+  }
+
   /// Why `more` bytes cannot be written now while the reserve and the memtables' flush
   /// still fit on the disk; "" if they can (or the free space is unknown). With `db_mtx_`.
   std::string space_for(uint64_t more) {
@@ -301,7 +334,7 @@ private:
       return;
     // A read-only database holds no lock: the one for writing opens beside it, and the
     // read-only one goes only once it did.
-    auto rw = rocks::open(path_, setup_, false);
+    auto rw = open_in_shards(path_, setup_, false, shards_);
     if (!rw) {
       std::unique_lock<std::shared_mutex> open{db_mtx_};
       read_only_reason_ = "the store is open for reading only: " + error_message(rw.error());
@@ -347,7 +380,8 @@ private:
 
   /// A twin record to write (or delete: no record) in a group commit.
   struct twin_op {
-    const std::string* key;
+    shard_id shard;
+    const std::string* id;
     const std::string* record;
   };
 
@@ -358,6 +392,7 @@ private:
   rocks::open_db db_;
   rocks::db_setup setup_;
   std::string path_;
+  uint32_t shards_;
   uint64_t min_free_;
   uint64_t max_disk_;      ///< 0: no limit
   bool over_limit_ = false;  ///< the last `space_for` met the limit (with write_mtx_)
@@ -366,9 +401,10 @@ private:
   std::string read_only_reason_;              ///< why (written with db_mtx_ held alone)
   std::chrono::steady_clock::time_point last_reopen_{};
   rocksdb::WriteOptions write_opts_;
-  std::mutex write_mtx_;  ///< guards the three below, which every write reuses
+  std::mutex write_mtx_;  ///< guards the four below, which every write reuses
   std::chrono::steady_clock::time_point last_space_flush_{};
   std::vector<twin_op> ops_;
+  std::string key_;
   rocksdb::WriteBatch batch_;
 };
 
@@ -391,7 +427,7 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
     why = rocks::short_of_space(o.path, *free, rocks::log_bytes(o.path) + o.write_buffer_bytes,
                                 o.min_free_bytes);
   if (why.empty()) {
-    auto db = rocks::open(o.path, setup, false);
+    auto db = open_in_shards(o.path, setup, false, o.shard_count);
     if (db)
       return std::unique_ptr<state_store>{new rocksdb_store(std::move(*db), std::move(setup), o)};
     // Only a disk that filled up meanwhile makes it open for reading.
@@ -401,10 +437,11 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
       return db.error();
   }
   {
-    auto ro = rocks::open(o.path, setup, true);
+    auto ro = open_in_shards(o.path, setup, true, o.shard_count);
     if (!ro)
-      return make_error(runtime_errc::store_failure,
-                        "cannot open data directory " + o.path + ": " + why);
+      return make_error(runtime_errc::store_failure, "cannot open data directory " + o.path
+                                                       + ": " + why + "; "
+                                                       + error_message(ro.error()));
     auto s = std::make_unique<rocksdb_store>(std::move(*ro), std::move(setup), o);
     s->open_read_only("the store is open for reading only: " + why);
     return std::unique_ptr<state_store>{std::move(s)};

@@ -1,23 +1,14 @@
 #include "store_writer.hpp"
 
-#include <sstream>
-
+#include "durable_counts.hpp"
 #include "twin/runtime/errc.hpp"
 
 namespace twin::runtime {
 
-namespace {
+commit_point::~commit_point() = default;
 
-constexpr const char* counts_key = "counts";
-
-std::string encode_counts(const host_counts& c) {
-  return std::to_string(c.twins) + " " + std::to_string(c.alerts_warning) + " "
-         + std::to_string(c.alerts_critical);
-}
-
-} // namespace
-
-store_writer::store_writer(state_store& store, host_stats& stats) : store_(store), stats_(stats) {
+store_writer::store_writer(state_store& store, host_stats& stats)
+  : store_(store), stats_(stats), counts_(store.shard_count()) {
 }
 
 store_writer::~store_writer() {
@@ -25,17 +16,24 @@ store_writer::~store_writer() {
 }
 
 caf::error store_writer::load_counts() {
-  auto v = store_.get_meta(counts_key);
-  if (!v)
-    return v.error();
-  if (*v) {
-    std::istringstream in{**v};
-    host_counts c;
-    if (!(in >> c.twins >> c.alerts_warning >> c.alerts_critical))
-      return make_error(runtime_errc::store_corrupt, "the stored counts are malformed");
-    std::lock_guard<std::mutex> guard{mtx_};
-    counts_ = c;
+  std::vector<host_counts> loaded(counts_.size());
+  host_counts total;
+  for (uint32_t s = 0; s < loaded.size(); ++s) {
+    auto v = store_.get_meta(shard_id{s}, counts_key);
+    if (!v)
+      return v.error();
+    if (!*v)
+      continue;
+    auto c = decode_counts(**v);
+    if (!c)
+      return make_error(runtime_errc::store_corrupt,
+                        "the stored counts of shard " + std::to_string(s) + " are malformed");
+    loaded[s] = *c;
+    total += *c;
   }
+  std::lock_guard<std::mutex> guard{mtx_};
+  counts_ = std::move(loaded);
+  total_ = total;
   return {};
 }
 
@@ -79,9 +77,14 @@ void store_writer::enqueue(item&& x) {
   x.done(make_error(runtime_errc::shutting_down, "the store writer is stopped"));
 }
 
+host_counts store_writer::counts(shard_id shard) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return shard.value() < counts_.size() ? counts_[shard.value()] : host_counts{};
+}
+
 host_counts store_writer::counts() const {
   std::lock_guard<std::mutex> guard{mtx_};
-  return counts_;
+  return total_;
 }
 
 void store_writer::run() {
@@ -89,8 +92,10 @@ void store_writer::run() {
   std::vector<store_batch> batches;
   std::vector<bool> refused;
   std::vector<bool> wrote;  // the item had a change in the store batch
+  std::unordered_map<uint32_t, host_counts> next;  // the counts of shards this write moves
+  auto shards = static_cast<uint32_t>(counts_.size());
   for (;;) {
-    host_counts next;
+    next.clear();
     {
       std::unique_lock<std::mutex> guard{mtx_};
       cv_.wait(guard, [&] { return !queue_.empty() || stopping_; });
@@ -99,14 +104,12 @@ void store_writer::run() {
         return;
       }
       work.swap(queue_);
-      next = counts_;
     }
     // One store write for all, applied item by item in submission order; batches of an
     // owner whose earlier write failed are refused until its reset.
     batches.clear();
     refused.assign(work.size(), false);
     wrote.assign(work.size(), false);
-    bool counts_changed = false;
     size_t records = 0;
     for (size_t i = 0; i < work.size(); ++i) {
       auto& w = work[i];
@@ -123,16 +126,18 @@ void store_writer::run() {
         batches.push_back(std::move(w.batch));
         wrote[i] = true;
       }
-      if (w.delta.twins != 0 || w.delta.alerts_warning != 0 || w.delta.alerts_critical != 0) {
-        next.twins += w.delta.twins;
-        next.alerts_warning += w.delta.alerts_warning;
-        next.alerts_critical += w.delta.alerts_critical;
-        counts_changed = true;
+      if (!w.delta.empty()) {
+        auto shard = shard_of(w.owner, shards).value();
+        auto [it, fresh] = next.try_emplace(shard);
+        if (fresh)
+          it->second = counts_[shard];  // only this thread changes them
+        it->second += w.delta;
       }
     }
-    if (counts_changed) {
+    if (!next.empty()) {
       batches.emplace_back();
-      batches.back().meta_puts.emplace_back(counts_key, encode_counts(next));
+      for (const auto& [shard, c] : next)
+        batches.back().meta_puts.push_back({shard_id{shard}, counts_key, encode_counts(c)});
     }
     bool anything = !batches.empty();
     caf::error err;
@@ -151,9 +156,13 @@ void store_writer::run() {
     if (!err && anything) {
       stats_.store_writes.fetch_add(1, std::memory_order_relaxed);
       stats_.store_records.fetch_add(records, std::memory_order_relaxed);
-      if (counts_changed) {
+      if (!next.empty()) {
         std::lock_guard<std::mutex> guard{mtx_};
-        counts_ = next;
+        for (const auto& [shard, c] : next) {
+          total_ -= counts_[shard];
+          total_ += c;
+          counts_[shard] = c;
+        }
       }
     }
     if (err)  // owners whose changes were lost; a barrier alone loses nothing

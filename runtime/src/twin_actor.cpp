@@ -74,13 +74,6 @@ const std::string* computed_source() {
   return x;
 }
 
-void count_alert(host_counts& counts, severity level, int64_t by) {
-  if (level == severity::warning)
-    counts.alerts_warning += by;
-  else if (level == severity::critical)
-    counts.alerts_critical += by;
-}
-
 void answer_version(const version_fn& done, caf::error err, uint64_t version) {
   if (err)
     done(std::move(err));
@@ -190,7 +183,7 @@ void twin_actor::dispatch(caf::type_erased_tuple& content) {
       if (st.reloading)
         return;
       st.reloading = true;
-      st.host->writer.reset(st.rec.id, [me = as_actor()](caf::error) {
+      st.host->commit->reset(st.rec.id, [me = as_actor()](caf::error) {
         caf::anon_send(me, twin_signal(signal_kind::reload));
       });
       return;
@@ -271,7 +264,7 @@ void fail_request(twin_request& req, const caf::error& err) {
       if constexpr (std::is_same_v<T, ancestor_query>)
         r.done(true);  // an ancestor that cannot be asked: refuse rather than risk a cycle
       else if constexpr (!std::is_same_v<T, child_update> && !std::is_same_v<T, detach_notice>
-                         && !std::is_same_v<T, orphan_notice>)
+                         && !std::is_same_v<T, orphan_notice> && !std::is_same_v<T, child_query>)
         r.done(err);
     },
     req);

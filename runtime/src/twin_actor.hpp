@@ -15,6 +15,7 @@
 #include <caf/all.hpp>
 #include <caf/intrusive/lifo_inbox.hpp>
 
+#include "durable_counts.hpp"
 #include "host_impl.hpp"
 #include "live_record.hpp"
 #include "twin/runtime/errc.hpp"
@@ -194,9 +195,6 @@ child_state child_state_of(const twin_record& rec);
 
 severity health_of(const live_record& rec);
 
-/// Moves the durable count of active alerts of `level` by `by`.
-void count_alert(host_counts& counts, severity level, int64_t by);
-
 /// Answers `done` with the error of a write, or with the twin's `version` after it.
 void answer_version(const version_fn& done, caf::error err, uint64_t version);
 
@@ -358,13 +356,15 @@ void on_detach(twin_actor* self, const detach_notice& n);
 
 void on_orphan(twin_actor* self, const orphan_notice& n);
 
+void on_child_query(twin_actor* self, const child_query& q);
+
 void handle(twin_actor* self, twin_request& req);
 
-/// Rebuilds the kept child states from the store. Children write their parent link and
-/// the by_parent index atomically with their own state, while the parent hears of it
-/// only afterwards; after a crash in between, this brings the parent up to date (and
-/// drops children that never became durable). Schedules a recompute if anything differs.
-void reconcile_children(twin_actor* self);
+/// Asks each child of the record for its state. A parent records a child (when it accepts
+/// its attach) before the child's link is durable, and hears of the child's changes only
+/// after they are: after a crash in between, the answers bring the parent up to date and
+/// drop children that never became durable. The children may live on any node.
+void query_children(twin_actor* self);
 
 /// Loads the record from the store (on activation, and after a failed write, so that
 /// memory matches the store again).

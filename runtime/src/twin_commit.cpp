@@ -111,7 +111,7 @@ void commit(twin_actor* self, waiter w, version_fn answer,
   auto* host = st.host;
   // The callback holds no reference to the actor: the twin stays active until the
   // writer has handled every write of it (passivation waits for a barrier behind them).
-  host->writer.submit(
+  host->commit->submit(
     st.rec.id, std::move(batch), counts,
     [host, id = st.rec.id, version = rec.version, w = std::move(w), answer = std::move(answer),
      notes = std::move(notes), desired_delta = std::move(desired_delta), event = std::move(event),
@@ -120,7 +120,7 @@ void commit(twin_actor* self, waiter w, version_fn answer,
         notify_write_failed(host, id);
       } else if (w || answer) {
         host->stats.updates.fetch_add(1, std::memory_order_relaxed);
-        auto durable = host->writer.durable_at();
+        auto durable = host->commit->durable_at();
         if (received != std::chrono::steady_clock::time_point{} && durable != decltype(durable){})
           host->stats.update_latency.observe(
             std::chrono::duration<double>(durable - received).count());
@@ -152,7 +152,7 @@ void maybe_release(twin_actor* self) {
       return;  // the recompute message still comes and commits first
     st.draining = true;
     caf::actor me = self->as_actor();
-    st.host->writer.submit(st.rec.id, store_batch{}, host_counts{}, [me](caf::error) {
+    st.host->commit->submit(st.rec.id, store_batch{}, host_counts{}, [me](caf::error) {
       caf::anon_send(me, twin_signal(signal_kind::drained));
     });
     return;

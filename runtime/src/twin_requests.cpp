@@ -11,7 +11,7 @@ namespace twin::runtime::twin_detail {
 
 void answer_when_durable(twin_actor* self, version_fn done) {
   auto version = self->state.rec.version;
-  self->state.host->writer.submit(
+  self->state.host->commit->submit(
     self->state.rec.id, store_batch{}, host_counts{},
     [done = std::move(done), version](caf::error err) { answer_version(done, err, version); });
 }
@@ -339,7 +339,7 @@ void on_command(twin_actor* self, command_request& req) {
     feed->publish(ev);
   };
   if (!changed) {
-    st.host->writer.submit(st.rec.id, store_batch{}, host_counts{},
+    st.host->commit->submit(st.rec.id, store_batch{}, host_counts{},
                            [send, answer, done = std::move(req.done)](caf::error) {
                              send();
                              done(answer);
@@ -519,46 +519,25 @@ void handle(twin_actor* self, twin_request& req) {
         on_orphan(self, r);
       else if constexpr (std::is_same_v<T, ancestor_query>)
         on_ancestor_query(self, r);
+      else if constexpr (std::is_same_v<T, child_query>)
+        on_child_query(self, r);
     },
     req);
 }
 
-void reconcile_children(twin_actor* self) {
+void query_children(twin_actor* self) {
   auto& st = self->state;
-  auto& store = st.host->store;
-  std::vector<child_state> found;
-  twin_id after;
-  for (;;) {
-    auto ids = store.list(index_kind::by_parent, st.rec.id.str(), after, 1024);
-    if (!ids)
-      return;  // keep what the record says; the next child change corrects it
-    for (const auto& cid : *ids) {
-      auto bytes = store.get(cid);
-      if (!bytes || !*bytes)
-        continue;
-      auto child = decode_record(**bytes);
-      if (!child || child->parent != st.rec.id)
-        continue;
-      found.push_back(child_state_of(*child));
-    }
-    if (ids->size() < 1024)
-      break;
-    after = ids->back();
-  }
-  auto same = [](const child_state& a, const child_state& b) {
-    return a.id == b.id && a.values == b.values && a.health == b.health && a.type == b.type;
-  };
-  auto& kept = st.rec.mutable_children();
-  std::sort(kept.begin(), kept.end(),
-            [](const child_state& a, const child_state& b) { return a.id < b.id; });
-  bool unchanged =
-    found.size() == kept.size() && std::equal(found.begin(), found.end(), kept.begin(), same);
-  if (!unchanged)
-    kept = std::move(found);
-  st.rec.trim();
-  if (unchanged)
-    return;
-  schedule_recompute(self);
+  for (const auto& c : st.rec.children())
+    st.host->rt->route(c.id, child_query{st.rec.id});
+}
+
+void on_child_query(twin_actor* self, const child_query& q) {
+  auto& st = self->state;
+  if (effective_parent(st) != q.parent)
+    return st.host->rt->route(q.parent, detach_notice{st.rec.id});
+  // A twin being put under the parent tells it its state once the put is durable.
+  if (st.exists)
+    st.host->rt->route(q.parent, child_update{child_state_of(st.rec), st.rec.kind});
 }
 
 void load(twin_actor* self) {
@@ -588,8 +567,7 @@ void load(twin_actor* self) {
   }
   st.rec = live_record{std::move(*rec), *type};
   st.exists = true;
-  if (st.rec.kind != twin_kind::component || !st.rec.children().empty())
-    reconcile_children(self);
+  query_children(self);
 }
 
 } // namespace twin::runtime::twin_detail

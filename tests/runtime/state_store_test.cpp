@@ -135,24 +135,27 @@ TEST_P(state_store_conformance, scan_ids_pages_over_all_twins) {
   EXPECT_EQ((*rest)[0], id("c:1"));
 }
 
-TEST_P(state_store_conformance, metadata_round_trips) {
+TEST_P(state_store_conformance, metadata_round_trips_per_shard) {
   store_batch b;
-  b.meta_puts.emplace_back("counts", "1 2 3");
+  b.meta_puts.push_back({shard_id{3}, "counts", "1 2 3"});
+  b.meta_puts.push_back({shard_id{4}, "counts", "4 5 6"});
   ASSERT_FALSE(store_->write(b));
-  EXPECT_EQ(**store_->get_meta("counts"), "1 2 3");
-  EXPECT_FALSE(*store_->get_meta("nothing"));
+  EXPECT_EQ(**store_->get_meta(shard_id{3}, "counts"), "1 2 3");
+  EXPECT_EQ(**store_->get_meta(shard_id{4}, "counts"), "4 5 6");
+  EXPECT_FALSE(*store_->get_meta(shard_id{5}, "counts"));
+  EXPECT_FALSE(*store_->get_meta(shard_id{3}, "nothing"));
 }
 
 TEST_P(state_store_conformance, flush_keeps_everything_readable) {
   auto b = puts({{"a:1", "one"}, {"a:2", "two"}});
   b.index_adds.push_back({index_kind::by_parent, "a:0", id("a:2")});
-  b.meta_puts.emplace_back("m", "v");
+  b.meta_puts.push_back({shard_id{0}, "m", "v"});
   ASSERT_FALSE(store_->write(b));
   ASSERT_FALSE(store_->flush());
   EXPECT_EQ(**store_->get(id("a:1")), "one");
   EXPECT_EQ(**store_->get(id("a:2")), "two");
   EXPECT_EQ(*store_->list(index_kind::by_parent, "a:0", {}, 10), std::vector<twin_id>{id("a:2")});
-  EXPECT_EQ(**store_->get_meta("m"), "v");
+  EXPECT_EQ(**store_->get_meta(shard_id{0}, "m"), "v");
   ASSERT_FALSE(store_->write(puts({{"a:1", "uno"}})));  // writes go on after a flush
   EXPECT_EQ(**store_->get(id("a:1")), "uno");
 }

@@ -136,9 +136,11 @@ public:
           size_t limit) override {
     return inner_->history(id, property, from, to, limit);
   }
-  caf::expected<std::optional<std::string>> get_meta(const std::string& key) override {
-    return inner_->get_meta(key);
+  caf::expected<std::optional<std::string>> get_meta(runtime::shard_id shard,
+                                                     const std::string& key) override {
+    return inner_->get_meta(shard, key);
   }
+  uint32_t shard_count() const override { return inner_->shard_count(); }
   uint64_t approximate_count() override { return inner_->approximate_count(); }
   runtime::store_stats stats() override { return inner_->stats(); }
   std::string write_failure() override { return inner_->write_failure(); }

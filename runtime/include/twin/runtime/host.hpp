@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "twin/runtime/commit_point.hpp"
 #include "twin/runtime/metrics.hpp"
 #include "twin/runtime/model.hpp"
 #include "twin/runtime/router.hpp"
@@ -62,13 +63,6 @@ struct message_count {
   uint64_t count;
 };
 
-/// Totals kept durable with the twins (they survive restarts and kill -9).
-struct host_counts {
-  int64_t twins = 0;
-  int64_t alerts_warning = 0;
-  int64_t alerts_critical = 0;
-};
-
 /// The twins of one node: persistent virtual actors, one CAF actor per active twin.
 ///
 /// A request to a twin that is not active activates it (its record is loaded from the
@@ -77,8 +71,10 @@ struct host_counts {
 /// twin passivates, requests to it are held and handed to its next activation, so none
 /// is lost or reordered. Changes are acknowledged once the store made them durable;
 /// writes of all twins are batched (group commit), and the writer thread completes the
-/// callers. A parent reconciles its children's states from the store when it activates,
-/// so aggregates catch up with child changes that a crash kept from reaching it.
+/// callers through the commit point. A parent asks the children its record lists for
+/// their states when it activates (`child_query`, through the router, so the children
+/// may live on other nodes), so aggregates catch up with child changes that a crash kept
+/// from reaching it.
 ///
 /// Owned by the node's `main`; `start` before use, `stop` before destroying it, and
 /// before the actor system and the store. `route` is thread-safe.

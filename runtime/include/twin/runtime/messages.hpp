@@ -114,6 +114,14 @@ struct orphan_notice {
   twin_id parent;
 };
 
+/// A parent asks a twin that its record lists as a child for its state (when the parent
+/// activates, so that it catches up with changes a crash kept from reaching it). The twin
+/// answers with a `child_update` if it is still the parent's child, else with a
+/// `detach_notice`.
+struct child_query {
+  twin_id parent;
+};
+
 /// Asks whether `candidate` is this twin or one of its ancestors; walks up the parent
 /// chain while the kinds allow it (only twins of the same kind can form a cycle).
 struct ancestor_query {
@@ -124,7 +132,8 @@ struct ancestor_query {
 
 using twin_request = std::variant<ingest_request, put_request, patch_request, get_request,
                                   remove_request, command_request, child_update,
-                                  attach_request, detach_notice, orphan_notice, ancestor_query>;
+                                  attach_request, detach_notice, orphan_notice, ancestor_query,
+                                  child_query>;
 
 /// Answers `req` with `err` without delivering it (used when a twin cannot be reached).
 void fail_request(twin_request& req, const caf::error& err);

@@ -4,12 +4,10 @@
 #include <string>
 
 #include "twin/runtime/messages.hpp"
+#include "twin/runtime/shard.hpp"
 #include "twin/runtime/twin_id.hpp"
 
 namespace twin::runtime {
-
-/// Shards of a cluster (fixed when it is created); a node alone owns them all.
-constexpr uint32_t default_shard_count = 1024;
 
 /// Delivers requests to twins wherever they live: on one node the local host, on a
 /// cluster the owner of the twin's shard. Front ends (HTTP, MQTT, RPC) and twins use

@@ -11,6 +11,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include "twin/runtime/shard.hpp"
 #include "twin/runtime/twin_id.hpp"
 
 namespace twin::runtime {
@@ -32,8 +33,16 @@ struct history_entry {
   std::string bytes;
 };
 
+/// A metadata value kept with a shard's data (e.g. the shard's durable counts).
+struct meta_entry {
+  shard_id shard;
+  std::string key;
+  std::string value;
+};
+
 /// One atomic write: twin records (already encoded), deletions, index changes, history
-/// samples and their deletion, and metadata. Applied all or nothing.
+/// samples and their deletion, and metadata. Applied all or nothing. Every entry belongs
+/// to the shard of the twin it names (an index entry: of `id`), or to `meta_entry::shard`.
 struct store_batch {
   std::vector<std::pair<twin_id, std::string>> puts;
   std::vector<twin_id> deletes;
@@ -41,7 +50,7 @@ struct store_batch {
   std::vector<index_entry> index_removes;
   std::vector<history_entry> history;
   std::vector<twin_id> history_deletes;  ///< twins whose every sample goes
-  std::vector<std::pair<std::string, std::string>> meta_puts;
+  std::vector<meta_entry> meta_puts;
 
   bool empty() const {
     return puts.empty() && deletes.empty() && index_adds.empty() && index_removes.empty()
@@ -76,7 +85,12 @@ struct store_stats {
   uint64_t disk_reserve_bytes = 0;  ///< of which writes never use; both 0: not known
 };
 
-/// Durable storage of twin records, two secondary indexes and node metadata.
+/// Durable storage of twin records, two secondary indexes, history and metadata, by shard.
+///
+/// Every entry belongs to one of `shard_count()` shards (`shard_of` its twin), fixed when
+/// the store is created; a store keeps each shard's entries apart (RocksDB: each key starts
+/// with its shard), so that a shard can be copied or dropped as a whole. Listings merge
+/// the shards: ids come in ascending order whatever their shards.
 ///
 /// Thread safety: every method may be called from any thread at any time.
 /// Durability: `write` returns only once the batch survives a crash of the process
@@ -114,8 +128,12 @@ public:
   history(const twin_id& id, const std::string& property, int64_t from, int64_t to,
           size_t limit) = 0;
 
-  /// Returns the metadata value of `key`, std::nullopt if there is none.
-  virtual caf::expected<std::optional<std::string>> get_meta(const std::string& key) = 0;
+  /// Returns the metadata value of `key` in `shard`, std::nullopt if there is none.
+  virtual caf::expected<std::optional<std::string>> get_meta(shard_id shard,
+                                                             const std::string& key) = 0;
+
+  /// The number of shards the store's entries are kept in.
+  virtual uint32_t shard_count() const = 0;
 
   /// Returns the number of stored twins (exact for the memory store, RocksDB's
   /// estimate for the RocksDB store).
@@ -137,6 +155,10 @@ public:
 struct rocksdb_options {
   /// Directory of the database; created if missing. No default: required.
   std::string path;
+  /// Shards of a new store (1 to `max_shard_count`); an existing store keeps its own and
+  /// does not open with another (`store_failure`). A directory written before stores had
+  /// shards is moved into them on opening, once. Default: `default_shard_count`.
+  uint32_t shard_count = default_shard_count;
   /// fsync the write-ahead log on every write (survives power loss). Default: off,
   /// which survives a crash or kill of the process.
   bool sync = false;
@@ -164,6 +186,6 @@ struct rocksdb_options {
 caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_options& opts);
 
 /// Makes an empty in-memory store (for tests and ephemeral nodes).
-std::unique_ptr<state_store> make_memory_store();
+std::unique_ptr<state_store> make_memory_store(uint32_t shard_count = default_shard_count);
 
 } // namespace twin::runtime
