@@ -16,11 +16,14 @@
 #include <kj/debug.h>
 #include <kj/exception.h>
 
+#include "capnp_values.hpp"
 #include "record_codec.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/schema/twin.capnp.h"
 
 namespace twin::runtime {
+
+using namespace capn;
 
 namespace {
 
@@ -32,83 +35,6 @@ constexpr uint64_t max_record_words = 8u << 20;  // 64 MiB
 constexpr int max_nesting = 32;
 // ReportedMeta.source of a property without metadata.
 constexpr uint32_t no_source = 0xffffffff;
-
-kj::StringPtr text(const std::string& s) {
-  return kj::StringPtr{s.c_str(), s.size()};
-}
-
-std::string str(capnp::Text::Reader t) {
-  return std::string{t.cStr(), t.size()};
-}
-
-void write_value(schema::Value::Builder out, const value& x);
-
-void write_entries(capnp::List<schema::Entry>::Builder out, const value_map& m) {
-  unsigned i = 0;
-  for (const auto& [k, v] : m) {
-    auto e = out[i++];
-    e.setKey(text(k));
-    write_value(e.initValue(), v);
-  }
-}
-
-void write_value(schema::Value::Builder out, const value& x) {
-  switch (x.type()) {
-    case value::kind::null: out.setNull(); break;
-    case value::kind::boolean: out.setBool(x.as_bool()); break;
-    case value::kind::integer: out.setInt(x.as_int()); break;
-    case value::kind::real: out.setDouble(x.as_double()); break;
-    case value::kind::string: out.setString(text(x.as_string())); break;
-    case value::kind::list: {
-      const auto& xs = x.as_list();
-      auto l = out.initList(static_cast<unsigned>(xs.size()));
-      for (unsigned i = 0; i < xs.size(); ++i)
-        write_value(l[i], xs[i]);
-      break;
-    }
-    case value::kind::map: {
-      const auto& m = x.as_map();
-      write_entries(out.initMap(static_cast<unsigned>(m.size())), m);
-      break;
-    }
-  }
-}
-
-value read_value(schema::Value::Reader in);
-
-value_map read_entries(capnp::List<schema::Entry>::Reader in) {
-  value_map m;
-  for (auto e : in)
-    m.emplace(str(e.getKey()), read_value(e.getValue()));
-  return m;
-}
-
-value read_value(schema::Value::Reader in) {
-  switch (in.which()) {
-    case schema::Value::NULL_: return value{};
-    case schema::Value::BOOL: return value{in.getBool()};
-    case schema::Value::INT: return value{static_cast<int64_t>(in.getInt())};
-    case schema::Value::DOUBLE: return value{in.getDouble()};
-    case schema::Value::STRING: return value{str(in.getString())};
-    case schema::Value::LIST: {
-      value_list xs;
-      for (auto y : in.getList())
-        xs.push_back(read_value(y));
-      return value{std::move(xs)};
-    }
-    case schema::Value::MAP: return value{read_entries(in.getMap())};
-  }
-  return value{};  // a union member added by a newer version: read as null
-}
-
-schema::Severity to_schema(severity x) {
-  return static_cast<schema::Severity>(static_cast<uint16_t>(x));
-}
-
-severity from_schema(schema::Severity x) {
-  auto v = static_cast<uint16_t>(x);
-  return v <= 2 ? static_cast<severity>(v) : severity::ok;
-}
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
               "Cap'n Proto's byte order is little-endian, and so is the packer's word view");
@@ -419,7 +345,7 @@ std::string encode_with_builder(const record_frame& f, const reported_entry* rep
   auto r = msg.initRoot<schema::TwinRecord>();
   r.setId(text(f.id.str()));
   r.setType(text(f.type));
-  r.setKind(static_cast<schema::Kind>(static_cast<uint16_t>(f.kind)));
+  r.setKind(to_schema(f.kind));
   r.setParent(text(f.parent.str()));
   auto children = r.initChildren(static_cast<unsigned>(f.children.size()));
   for (unsigned i = 0; i < f.children.size(); ++i) {
@@ -498,8 +424,7 @@ caf::expected<twin_record> decode_record(std::string_view bytes) {
     auto r = reader.getRoot<schema::TwinRecord>();
     rec.id = twin_id::trusted(str(r.getId()));
     rec.type = str(r.getType());
-    auto kind = static_cast<uint16_t>(r.getKind());
-    rec.kind = kind <= 3 ? static_cast<twin_kind>(kind) : twin_kind::component;
+    rec.kind = from_schema(r.getKind());
     rec.parent = twin_id::trusted(str(r.getParent()));
     for (auto c : r.getChildren())
       rec.children.push_back(

@@ -65,6 +65,8 @@ protected:
     }
     host_ = std::make_unique<host>(*sys_, *store_, types_, opts);
     host_->set_gateway(&gateway_);
+    if (twin_router_ != nullptr)
+      host_->set_router(twin_router_);
     ASSERT_FALSE(host_->start());
   }
 
@@ -104,6 +106,7 @@ protected:
     ASSERT_TRUE(put(h(), "f:m3", "motor", "f:robot2", {{"temperature", value{30.0}}}));
   }
 
+  router* twin_router_ = nullptr;  ///< how twins reach each other; none: the host
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   temp_dir dir_;
