@@ -28,6 +28,7 @@ std::string to_string(runtime_errc x) {
     case runtime_errc::conflict: return "conflict";
     case runtime_errc::future_timestamp: return "future_timestamp";
     case runtime_errc::insufficient_storage: return "insufficient_storage";
+    case runtime_errc::not_owner: return "not_owner";
   }
   return "unknown";
 }

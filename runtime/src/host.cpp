@@ -11,8 +11,20 @@ device_gateway::~device_gateway() = default;
 
 host::impl::impl(caf::actor_system& sys, state_store& store, const type_registry& types,
                  host_options opts)
-  : sys(sys), store(store), types(types), opts(opts), writer(store, stats) {
+  : sys(sys),
+    store(store),
+    types(types),
+    opts(opts),
+    writer(store, stats),
+    shard_count(store.shard_count()),
+    shard_modes(new std::atomic<uint8_t>[shard_count]),
+    shard_active(new std::atomic<uint32_t>[shard_count]) {
   stats.histograms = opts.histograms;
+  for (uint32_t i = 0; i < shard_count; ++i) {
+    shard_modes[i] = opts.serve_all_shards ? serving : released;
+    shard_active[i] = 0;
+  }
+  not_served = opts.serve_all_shards ? 0 : shard_count;
 }
 
 namespace {
@@ -30,6 +42,12 @@ constexpr bool every_kind_named() {
 }
 static_assert(every_kind_named(), "a kind of twin_request has no name in message_kinds");
 
+/// What twins wait on: a shard being released still delivers it (see `route`).
+bool awaited(const twin_request& req) {
+  return std::holds_alternative<attach_request>(req)
+         || std::holds_alternative<ancestor_query>(req);
+}
+
 template <class T, class = void>
 struct has_received : std::false_type {};
 template <class T>
@@ -37,13 +55,15 @@ struct has_received<T, std::void_t<decltype(T::received)>> : std::true_type {};
 
 } // namespace
 
-caf::actor host::impl::spawn_twin(const twin_id& id) {
+caf::actor host::impl::spawn_twin(const twin_id& id, shard_id shard) {
   active.fetch_add(1, std::memory_order_relaxed);
+  shard_active[shard.value()].fetch_add(1, std::memory_order_relaxed);
   return spawn_twin_actor(sys, this, id);
 }
 
 void host::impl::route(const twin_id& id, twin_request req) {
   auto [s, h] = locate(id);
+  shard_id shard{static_cast<uint32_t>(h % shard_count)};  // as shard_of(id)
   std::unique_lock<std::mutex> guard{s.mtx};
   if (!accepting.load(std::memory_order_acquire)) {
     // Checked under the lock: stop() clears `accepting` before it sweeps the stripes.
@@ -53,6 +73,26 @@ void host::impl::route(const twin_id& id, twin_request req) {
   }
   auto& routed = s.messages[req.index()];
   routed.store(routed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // Checked under the lock: `release` marks a shard before it sweeps the stripes. While
+  // a shard is released, what twins wait on (attach requests, ancestor queries) still
+  // reaches its twins, so that those busy with them finish and passivate; such a request
+  // holds the release lock until its twin counts as active, so that the release does not
+  // complete in between.
+  std::unique_lock<std::mutex> releasing_guard;
+  if (not_served.load(std::memory_order_acquire) != 0) {
+    auto mode = shard_modes[shard.value()].load(std::memory_order_acquire);
+    if (mode == releasing && awaited(req)) {
+      releasing_guard = std::unique_lock<std::mutex>{release_mtx};
+      mode = shard_modes[shard.value()].load(std::memory_order_acquire);
+    }
+    if (mode == released || (mode == releasing && !awaited(req))) {
+      if (releasing_guard)
+        releasing_guard.unlock();
+      guard.unlock();
+      route_elsewhere(shard, id, std::move(req));
+      return;
+    }
+  }
   auto now = std::chrono::steady_clock::now();
   std::visit(
     [now](auto& r) {
@@ -63,7 +103,7 @@ void host::impl::route(const twin_id& id, twin_request req) {
   auto [slot, inserted] = s.entries.try_emplace(id, h);
   auto& e = *slot;
   if (inserted) {
-    e.actor = spawn_twin(id);
+    e.actor = spawn_twin(id, shard);
     ++s.active;
   } else if (e.deactivating) {
     e.held.push_back(std::move(req));
@@ -143,27 +183,121 @@ void host::impl::resume_entry(stripe& s, entry& e) {
 
 void host::impl::on_passivated(const twin_id& id) {
   auto [s, h] = locate(id);
+  shard_id shard{static_cast<uint32_t>(h % shard_count)};
   std::unique_lock<std::mutex> guard{s.mtx};
   auto* found = s.entries.find(id, h);
   if (found == nullptr)
     return;
   auto& e = *found;
+  std::vector<twin_request> held;
+  if (shard_modes[shard.value()].load(std::memory_order_acquire) != serving) {
+    // Its shard is being released: what other twins wait on is answered by a new
+    // activation; the rest waits with the shard's held requests, ahead of them.
+    auto rest = std::stable_partition(e.held.begin(), e.held.end(), awaited);
+    held.assign(std::make_move_iterator(rest), std::make_move_iterator(e.held.end()));
+    e.held.erase(rest, e.held.end());
+  }
   if (e.held.empty() || !accepting.load(std::memory_order_acquire)) {
     for (auto& r : e.held)
-      fail_request(r, make_error(runtime_errc::shutting_down, "the node is shutting down"));
+      held.push_back(std::move(r));
     s.entries.erase(id, h);
     guard.unlock();
+    hold_first(shard, id, held);
+    for (auto& r : held)
+      fail_request(r, make_error(runtime_errc::shutting_down, "the node is shutting down"));
     if (active.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> g{idle_mtx};
       idle_cv.notify_all();
     }
+    on_twin_gone(shard);
     return;
   }
-  // Requests came while it passivated: a new activation takes them, in order.
+  // Requests came while it passivated: a new activation takes them, in order. (Counted
+  // before the old one is uncounted: a release never sees its shard without it.)
+  e.actor = spawn_twin(id, shard);
   active.fetch_sub(1, std::memory_order_relaxed);
-  e.actor = spawn_twin(id);
+  shard_active[shard.value()].fetch_sub(1, std::memory_order_relaxed);
   resume_entry(s, e);
   enforce_cap(s, id);
+  guard.unlock();
+  hold_first(shard, id, held);
+}
+
+void host::impl::hold_first(shard_id shard, const twin_id& id, std::vector<twin_request>& reqs) {
+  if (reqs.empty() || !accepting.load(std::memory_order_acquire))
+    return;
+  std::lock_guard<std::mutex> guard{release_mtx};
+  auto i = releases.find(shard.value());
+  if (i == releases.end())
+    return;
+  std::vector<routed_request> first;
+  for (auto& r : reqs)
+    first.push_back({id, std::move(r)});
+  auto& q = i->second.held;
+  q.insert(q.begin(), std::make_move_iterator(first.begin()), std::make_move_iterator(first.end()));
+  reqs.clear();
+}
+
+void host::impl::route_elsewhere(shard_id shard, const twin_id& id, twin_request req) {
+  {
+    std::lock_guard<std::mutex> guard{release_mtx};
+    auto i = releases.find(shard.value());
+    if (i != releases.end()) {
+      i->second.held.push_back({id, std::move(req)});
+      return;
+    }
+  }
+  if (shard_modes[shard.value()].load(std::memory_order_acquire) == serving)
+    return route(id, std::move(req));  // adopted again meanwhile
+  send_elsewhere(shard, id, std::move(req));
+}
+
+void host::impl::on_twin_gone(shard_id shard) {
+  if (shard_active[shard.value()].fetch_sub(1, std::memory_order_acq_rel) == 1
+      && shard_modes[shard.value()].load(std::memory_order_acquire) == releasing)
+    complete_release(shard);
+}
+
+void host::impl::complete_release(shard_id shard) {
+  // The callback runs without the lock; what is routed meanwhile is held behind the
+  // requests it got and goes to the fallback once it returned.
+  std::vector<routed_request> held;
+  host::release_fn done;
+  {
+    std::lock_guard<std::mutex> guard{release_mtx};
+    auto i = releases.find(shard.value());
+    if (i == releases.end() || !i->second.done
+        || shard_modes[shard.value()].load(std::memory_order_acquire) != releasing
+        || shard_active[shard.value()].load(std::memory_order_acquire) != 0)
+      return;
+    held.swap(i->second.held);
+    done = std::move(i->second.done);
+    i->second.done = nullptr;  // taken: the completion happens once
+    shard_modes[shard.value()].store(released, std::memory_order_release);
+  }
+  done(shard, std::move(held));
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> guard{release_mtx};
+      auto i = releases.find(shard.value());
+      held.clear();
+      held.swap(i->second.held);
+      if (held.empty()) {
+        releases.erase(i);
+        return;
+      }
+    }
+    for (auto& r : held)
+      send_elsewhere(shard, r.id, std::move(r.req));
+  }
+}
+
+void host::impl::send_elsewhere(shard_id shard, const twin_id& id, twin_request req) {
+  if (fallback != nullptr)
+    return fallback->route(id, std::move(req));
+  fail_request(req, make_error(runtime_errc::not_owner,
+                               "this node does not serve shard " + std::to_string(shard.value())
+                                 + ", where twin " + id.str() + " lives"));
 }
 
 void host::impl::sweep_idle() {
@@ -266,6 +400,74 @@ void host::set_histograms(bool on) {
 
 void host::set_router(router* r) {
   impl_->rt = r;
+}
+
+void host::set_fallback(router* r) {
+  impl_->fallback = r;
+}
+
+caf::error host::release(const std::vector<shard_id>& shards, release_fn done) {
+  auto& d = *impl_;
+  std::vector<bool> leaving(d.shard_count);
+  {
+    std::lock_guard<std::mutex> guard{d.release_mtx};
+    for (auto shard : shards)
+      if (shard.value() >= d.shard_count
+          || d.shard_modes[shard.value()].load(std::memory_order_acquire) != impl::serving)
+        return make_error(runtime_errc::conflict,
+                          "shard " + std::to_string(shard.value()) + " is not served here");
+    for (auto shard : shards) {
+      d.releases[shard.value()] = impl::release_state{{}, done};
+      d.shard_modes[shard.value()].store(impl::releasing, std::memory_order_release);
+      d.not_served.fetch_add(1, std::memory_order_acq_rel);
+      leaving[shard.value()] = true;
+    }
+  }
+  // One sweep for all: each active twin of a leaving shard passivates.
+  for (auto& s : d.stripes) {
+    std::lock_guard<std::mutex> guard{s.mtx};
+    s.entries.for_each([&](const twin_id& id, impl::entry& e) {
+      if (!e.deactivating && leaving[impl::id_table_hash(id) % d.shard_count])
+        d.begin_passivation(s, e);
+    });
+  }
+  for (auto shard : shards)
+    if (d.shard_active[shard.value()].load(std::memory_order_acquire) == 0)
+      d.complete_release(shard);
+  return {};
+}
+
+caf::error host::adopt(shard_id shard) {
+  auto& d = *impl_;
+  if (shard.value() >= d.shard_count)
+    return make_error(runtime_errc::invalid_argument,
+                      "shard " + std::to_string(shard.value()) + " is not one of the "
+                        + std::to_string(d.shard_count));
+  std::lock_guard<std::mutex> guard{d.release_mtx};
+  auto mode = d.shard_modes[shard.value()].load(std::memory_order_acquire);
+  if (mode == impl::serving)
+    return {};
+  if (mode == impl::releasing || d.releases.count(shard.value()) > 0)
+    return make_error(runtime_errc::conflict, "shard " + std::to_string(shard.value())
+                                                + " is still being released");
+  if (auto err = d.writer.load_counts(shard))
+    return err;
+  d.shard_modes[shard.value()].store(impl::serving, std::memory_order_release);
+  d.not_served.fetch_sub(1, std::memory_order_acq_rel);
+  return {};
+}
+
+bool host::serves(shard_id shard) const {
+  return shard.value() < impl_->shard_count
+         && impl_->shard_modes[shard.value()].load(std::memory_order_acquire) == impl::serving;
+}
+
+uint32_t host::shards_served() const {
+  return impl_->shard_count - impl_->not_served.load(std::memory_order_acquire);
+}
+
+uint32_t host::shard_count() const {
+  return impl_->shard_count;
 }
 
 size_t host::active_count() const {

@@ -5,8 +5,10 @@
 
 #include <array>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -46,14 +48,36 @@ struct host::impl {
 
   static constexpr size_t stripe_count = 64;
 
+  /// The id's hash in the stripes' tables: the one its shard is taken from.
+  static uint64_t id_table_hash(const twin_id& id) { return id_table<entry>::hash(id); }
+
   /// The stripe that owns `id`, and the id's hash for the stripe's table.
   std::pair<stripe&, uint64_t> locate(const twin_id& id) {
-    auto h = id_table<entry>::hash(id);
+    auto h = id_table_hash(id);
     return {stripes[h % stripe_count], h};
   }
 
   void route(const twin_id& id, twin_request req);
-  caf::actor spawn_twin(const twin_id& id);
+  /// Whether the shard of `id` is being released (its twins passivate once idle).
+  bool leaving(const twin_id& id) const {
+    return not_served.load(std::memory_order_acquire) != 0
+           && shard_modes[id_table_hash(id) % shard_count].load(std::memory_order_acquire)
+                == releasing;
+  }
+  /// Routes a request for a shard this host does not serve now: held while the shard is
+  /// released, else handed to the fallback. Without a stripe lock.
+  void route_elsewhere(shard_id shard, const twin_id& id, twin_request req);
+  /// Hands a request for a shard not served here to the fallback, or answers `not_owner`.
+  void send_elsewhere(shard_id shard, const twin_id& id, twin_request req);
+  caf::actor spawn_twin(const twin_id& id, shard_id shard);
+  /// Puts `reqs` of twin `id` ahead of the requests held for `shard` while it is being
+  /// released (they came before); leaves them in `reqs` if it is not.
+  void hold_first(shard_id shard, const twin_id& id, std::vector<twin_request>& reqs);
+  /// One twin of `shard` is no longer active; completes a release of the shard once
+  /// none is. Without a stripe lock.
+  void on_twin_gone(shard_id shard);
+  /// Hands the held requests of a released shard to its release callback (once).
+  void complete_release(shard_id shard);
   /// Marks `e` deactivating and tells its actor; caller holds the stripe lock.
   void begin_passivation(stripe& s, entry& e);
   /// Passivates approximately least recently used twins of `s` beyond its share of
@@ -82,6 +106,21 @@ struct host::impl {
   std::array<stripe, stripe_count> stripes;
   std::atomic<bool> accepting{false};
   std::atomic<size_t> active{0};
+
+  // Shards: whether each is served, and its active twins (deactivating ones included).
+  enum shard_mode : uint8_t { serving, releasing, released };
+  const uint32_t shard_count;
+  std::unique_ptr<std::atomic<uint8_t>[]> shard_modes;
+  std::unique_ptr<std::atomic<uint32_t>[]> shard_active;
+  std::atomic<uint32_t> not_served{0};  ///< shards not serving; 0: no shard check in route
+  router* fallback = nullptr;
+  /// Shards being released: their held requests and callbacks.
+  struct release_state {
+    std::vector<routed_request> held;
+    host::release_fn done;
+  };
+  std::mutex release_mtx;  ///< taken after a stripe lock, never before one
+  std::unordered_map<uint32_t, release_state> releases;
 
   std::mutex sweep_mtx;
   std::condition_variable sweep_cv;

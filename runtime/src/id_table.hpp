@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "twin/runtime/shard.hpp"
 #include "twin/runtime/twin_id.hpp"
 
 namespace twin::runtime {
@@ -29,7 +30,8 @@ public:
   id_table& operator=(const id_table&) = delete;
   ~id_table() { clear(); }
 
-  static uint64_t hash(const twin_id& id) { return std::hash<twin_id>{}(id); }
+  /// The id's stable hash, the one its shard is taken from (`shard_of`).
+  static uint64_t hash(const twin_id& id) { return id_hash(id.str()); }
 
   size_t size() const { return size_; }
 

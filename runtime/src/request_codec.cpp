@@ -152,7 +152,7 @@ std::string error_reply(const caf::error& err) {
 caf::error read_error(schema::Error::Reader e) {
   auto code = e.getCode();
   if (str(e.getCategory()) == "twin" && code > 0
-      && code <= static_cast<uint8_t>(runtime_errc::insufficient_storage))
+      && code <= static_cast<uint8_t>(runtime_errc::not_owner))
     return make_error(static_cast<runtime_errc>(code), str(e.getMessage()));
   return make_error(runtime_errc::unavailable, str(e.getMessage()));
 }

@@ -37,6 +37,26 @@ caf::error store_writer::load_counts() {
   return {};
 }
 
+caf::error store_writer::load_counts(shard_id shard) {
+  auto v = store_.get_meta(shard, counts_key);
+  if (!v)
+    return v.error();
+  host_counts c;
+  if (*v) {
+    auto decoded = decode_counts(**v);
+    if (!decoded)
+      return make_error(runtime_errc::store_corrupt, "the stored counts of shard "
+                                                       + std::to_string(shard.value())
+                                                       + " are malformed");
+    c = *decoded;
+  }
+  std::lock_guard<std::mutex> guard{mtx_};
+  total_ -= counts_[shard.value()];
+  total_ += c;
+  counts_[shard.value()] = c;
+  return {};
+}
+
 void store_writer::start() {
   std::lock_guard<std::mutex> guard{mtx_};
   if (running_)

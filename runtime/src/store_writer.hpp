@@ -29,6 +29,9 @@ public:
 
   /// Reads the durable counts of every shard from the store.
   caf::error load_counts();
+  /// Reads the durable counts of `shard` from the store again (its data changed under
+  /// the writer: the shard was copied in or dropped).
+  caf::error load_counts(shard_id shard);
   void start();
   /// Writes what is queued, then stops the thread.
   void stop();

@@ -161,6 +161,9 @@ void maybe_release(twin_actor* self) {
     // Nothing to keep in memory for a twin that does not exist.
     st.passivation_requested = true;
     st.host->request_passivation(st.rec.id, self->address());
+  } else if (st.host->leaving(st.rec.id)) {
+    // Its shard is being released, and it was busy when told to passivate.
+    st.host->request_passivation(st.rec.id, self->address());
   }
 }
 

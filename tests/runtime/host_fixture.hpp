@@ -59,6 +59,7 @@ protected:
       rocksdb_options o;
       o.path = dir_.sub("db");
       o.block_cache_bytes = 8 << 20;
+      o.shard_count = shard_count_;
       auto s = open_rocksdb_store(o);
       ASSERT_TRUE(s) << error_message(s.error());
       store_ = std::move(*s);
@@ -107,6 +108,7 @@ protected:
   }
 
   router* twin_router_ = nullptr;  ///< how twins reach each other; none: the host
+  uint32_t shard_count_ = default_shard_count;  ///< of the RocksDB store
   caf::actor_system_config cfg_;
   std::unique_ptr<caf::actor_system> sys_;
   temp_dir dir_;

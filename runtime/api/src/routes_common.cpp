@@ -36,6 +36,7 @@ unsigned status_of(runtime_errc code) {
     case runtime_errc::shutting_down:
     case runtime_errc::timeout:
     case runtime_errc::unavailable:
+    case runtime_errc::not_owner:
       return 503;
     case runtime_errc::insufficient_storage:
       return 507;

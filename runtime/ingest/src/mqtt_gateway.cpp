@@ -142,6 +142,7 @@ struct mqtt_gateway::shared : std::enable_shared_from_this<shared> {
         break;
       case runtime_errc::shutting_down:
       case runtime_errc::unavailable:
+      case runtime_errc::not_owner:
       case runtime_errc::timeout:
       case runtime_errc::store_failure:
       case runtime_errc::insufficient_storage:

@@ -32,6 +32,7 @@ enum class runtime_errc : uint8_t {
   conflict,          ///< the request conflicts with the current state (a cycle, another type)
   future_timestamp,  ///< a device sample stamped further ahead of the node's clock than allowed
   insufficient_storage,  ///< the store's disk is (nearly) full: writes are refused for now
+  not_owner,         ///< this node does not serve the twin's shard (now): ask its owner
 };
 
 /// Returns the enum name, e.g. "not_found".

@@ -37,6 +37,15 @@ struct host_options {
   /// further ahead is refused (`runtime_errc::future_timestamp`), so that a device whose
   /// clock runs ahead cannot pin a property. Default: 60 s.
   std::chrono::milliseconds max_clock_skew = std::chrono::seconds{60};
+  /// Serves every shard from the start, as a node alone does; off, it serves none until
+  /// it adopts them (a cluster member). Default: on.
+  bool serve_all_shards = true;
+};
+
+/// A request held for a twin, with the twin it is for.
+struct routed_request {
+  twin_id id;
+  twin_request req;
 };
 
 /// Counters of a host, readable from any thread.
@@ -95,7 +104,35 @@ public:
   /// returns `timeout` if twins were still active then.
   caf::error stop(std::chrono::milliseconds deadline = std::chrono::seconds{30});
 
+  /// Delivers `req` to twin `id` if this host serves the twin's shard; while the shard
+  /// is being released, holds it; otherwise hands it to the fallback router.
   void route(const twin_id& id, twin_request req) override;
+
+  using release_fn = std::function<void(shard_id shard, std::vector<routed_request> held)>;
+
+  /// Stops serving `shards`: from now on their requests are held, in the order they
+  /// came, and their active twins passivate (which makes each one's writes durable).
+  /// Once no twin of a shard is active, the shard is released and `done` gets its held
+  /// requests (those of one twin in order), to deliver wherever the shard goes: `done`
+  /// runs once per shard, on a runtime thread or in this call, and must not block.
+  /// Requests for the shard routed while it runs go to the fallback router after it
+  /// returned, so those it hands on synchronously stay ahead of them. Returns
+  /// `conflict` (and releases nothing) if a shard is not served here.
+  caf::error release(const std::vector<shard_id>& shards, release_fn done);
+
+  /// Serves `shard` (again): reads its durable counts, then takes its requests.
+  caf::error adopt(shard_id shard);
+
+  /// Whether this host serves `shard` now (not while releasing it).
+  bool serves(shard_id shard) const;
+  /// The number of shards this host serves now.
+  uint32_t shards_served() const;
+  /// The number of shards of its store.
+  uint32_t shard_count() const;
+
+  /// Sets where requests for shards this host does not serve go; call before `start`.
+  /// Default: none, they are answered with `not_owner`.
+  void set_fallback(router* r);
 
   /// Sets where desired deltas and commands go; call before `start`. Default: nowhere.
   void set_gateway(device_gateway* gw);
