@@ -490,7 +490,14 @@ std::vector<message_count> host::message_counts() const {
 }
 
 host_counts host::counts() const {
-  return impl_->commit->counts();
+  auto& d = *impl_;
+  if (d.not_served.load(std::memory_order_acquire) == 0)
+    return d.commit->counts();
+  host_counts sum;
+  for (uint32_t i = 0; i < d.shard_count; ++i)
+    if (d.shard_modes[i].load(std::memory_order_acquire) == impl::serving)
+      sum += d.commit->counts(shard_id{i});
+  return sum;
 }
 
 } // namespace twin::runtime

@@ -1,8 +1,10 @@
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <set>
 #include <tuple>
 
+#include "twin/runtime/errc.hpp"
 #include "twin/runtime/state_store.hpp"
 
 namespace twin::runtime {
@@ -92,6 +94,65 @@ public:
   }
 
   uint32_t shard_count() const override { return shard_count_; }
+
+  /// A page is the entries of the shard in the maps' order from the cursor's count on.
+  caf::expected<shard_page> read_shard(shard_id shard, const std::string& cursor,
+                                       size_t max_bytes) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    size_t skip = 0;
+    if (!cursor.empty()) {
+      auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), skip);
+      if (ec != std::errc{} || end != cursor.data() + cursor.size())
+        return make_error(runtime_errc::invalid_argument, "not a cursor of a shard");
+    }
+    shard_page page;
+    auto& b = page.entries;
+    size_t n = 0;
+    size_t bytes = 0;
+    auto mine = [&](const twin_id& id) { return shard_of(id, shard_count_) == shard; };
+    // Whether an entry (of the shard if `in_shard`) goes into this page; counts it.
+    auto take = [&](bool in_shard, size_t size) {
+      if (!in_shard || n++ < skip || !page.next.empty())
+        return false;
+      if (bytes >= max_bytes) {
+        page.next = std::to_string(n - 1);
+        return false;
+      }
+      bytes += size;
+      return true;
+    };
+    for (const auto& [id, record] : twins_)
+      if (take(mine(id), id.str().size() + record.size()))
+        b.puts.emplace_back(id, record);
+    for (auto kind : {index_kind::by_type, index_kind::by_parent})
+      for (const auto& [key, id] : index(kind))
+        if (take(mine(id), key.size() + id.str().size()))
+          b.index_adds.push_back({kind, key, id});
+    for (const auto& [k, v] : history_)
+      if (take(mine(std::get<0>(k)), std::get<1>(k).size() + v.size()))
+        b.history.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k), v});
+    for (const auto& [k, v] : meta_)
+      if (take(k.first == shard.value(), k.second.size() + v.size()))
+        b.meta_puts.push_back({shard, k.second, v});
+    return page;
+  }
+
+  caf::error drop_shard(shard_id shard) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto mine = [&](const twin_id& id) { return shard_of(id, shard_count_) == shard; };
+    for (auto i = twins_.begin(); i != twins_.end();)
+      i = mine(i->first) ? twins_.erase(i) : std::next(i);
+    for (auto kind : {index_kind::by_type, index_kind::by_parent}) {
+      auto& idx = index(kind);
+      for (auto i = idx.begin(); i != idx.end();)
+        i = mine(i->second) ? idx.erase(i) : std::next(i);
+    }
+    for (auto i = history_.begin(); i != history_.end();)
+      i = mine(std::get<0>(i->first)) ? history_.erase(i) : std::next(i);
+    for (auto i = meta_.begin(); i != meta_.end();)
+      i = i->first.first == shard.value() ? meta_.erase(i) : std::next(i);
+    return {};
+  }
 
   uint64_t approximate_count() override {
     std::lock_guard<std::mutex> guard{mtx_};

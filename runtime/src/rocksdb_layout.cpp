@@ -165,6 +165,91 @@ std::string meta_key(shard_id shard, const std::string& key) {
   return out;
 }
 
+caf::expected<shard_page> read_shard(const open_db& db, shard_id shard, const std::string& cursor,
+                                     size_t max_bytes) {
+  // The column families in the order a shard is read.
+  static constexpr size_t order[] = {twins_cf, by_type_cf, by_parent_cf, history_cf, meta_cf};
+  auto prefix = shard_prefix(shard);
+  size_t step = 0;
+  std::string from = prefix;
+  if (!cursor.empty()) {
+    step = static_cast<unsigned char>(cursor[0]);
+    if (step >= std::size(order) || cursor.size() < 1 + shard_prefix_size
+        || cursor.compare(1, shard_prefix_size, prefix) != 0)
+      return make_error(runtime_errc::invalid_argument, "not a cursor of shard "
+                                                          + std::to_string(shard.value()));
+    from = cursor.substr(1);  // the first key not read yet
+  }
+  shard_page page;
+  auto& b = page.entries;
+  size_t bytes = 0;
+  for (; step < std::size(order); ++step, from = prefix) {
+    auto cf = order[step];
+    std::unique_ptr<rocksdb::Iterator> it{db.db->NewIterator(rocksdb::ReadOptions{}, db.handles[cf])};
+    for (it->Seek(from); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      if (bytes >= max_bytes) {
+        page.next = static_cast<char>(step) + it->key().ToString();
+        return page;
+      }
+      std::string_view k{it->key().data() + shard_prefix_size, it->key().size() - shard_prefix_size};
+      auto v = it->value().ToString();
+      bytes += k.size() + v.size();
+      auto nul = k.find('\0');
+      switch (cf) {
+        case twins_cf: b.puts.emplace_back(twin_id::trusted(std::string{k}), std::move(v)); break;
+        case by_type_cf:
+        case by_parent_cf:
+          b.index_adds.push_back({cf == by_type_cf ? index_kind::by_type : index_kind::by_parent,
+                                  std::string{k.substr(0, nul)},
+                                  twin_id::trusted(std::string{k.substr(nul + 1)})});
+          break;
+        case history_cf: {
+          auto prop = nul + 1;
+          auto end = k.find('\0', prop);
+          b.history.push_back({twin_id::trusted(std::string{k.substr(0, nul)}),
+                               std::string{k.substr(prop, end - prop)},
+                               history_time(it->key()), std::move(v)});
+          break;
+        }
+        default: b.meta_puts.push_back({shard, std::string{k}, std::move(v)});
+      }
+    }
+    if (!it->status().ok())
+      return make_error(runtime_errc::store_failure,
+                        "reading shard " + std::to_string(shard.value()) + ": "
+                          + it->status().ToString());
+  }
+  return page;
+}
+
+caf::error drop_shard(const open_db& db, shard_id shard, const rocksdb::WriteOptions& wo) {
+  auto from = shard_prefix(shard);
+  auto to = shard_prefix(shard_id{shard.value() + 1});
+  rocksdb::WriteBatch batch;
+  for (size_t cf = 0; cf < db.handles.size(); ++cf) {
+    auto* h = db.handles[cf];
+    if (cf != twins_cf) {
+      batch.DeleteRange(h, from, to);
+      continue;
+    }
+    // The twins' memtable inserts from a hint, which RocksDB also applies to a range
+    // deletion's own table (and fails): their keys go one by one.
+    std::unique_ptr<rocksdb::Iterator> it{db.db->NewIterator(rocksdb::ReadOptions{}, h)};
+    for (it->Seek(from); it->Valid() && it->key().compare(to) < 0; it->Next())
+      batch.Delete(h, it->key());
+    if (!it->status().ok())
+      return make_error(runtime_errc::store_failure, "dropping shard "
+                                                       + std::to_string(shard.value()) + ": "
+                                                       + it->status().ToString());
+  }
+  auto st = db.db->Write(wo, &batch);
+  if (!st.ok())
+    return make_error(runtime_errc::store_failure, "dropping shard "
+                                                     + std::to_string(shard.value()) + ": "
+                                                     + st.ToString());
+  return {};
+}
+
 caf::expected<uint32_t> prepare_layout(const open_db& db, uint32_t shard_count,
                                        const std::string& path) {
   if (shard_count == 0 || shard_count > max_shard_count)

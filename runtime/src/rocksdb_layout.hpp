@@ -14,9 +14,11 @@
 #include <string>
 
 #include <caf/error.hpp>
+#include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 
 #include "rocksdb_setup.hpp"
+#include "twin/runtime/state_store.hpp"
 #include "twin/runtime/shard.hpp"
 #include "twin/runtime/twin_id.hpp"
 
@@ -52,6 +54,14 @@ std::string history_key(shard_id shard, const twin_id& id, const std::string& pr
 /// The time of a history key.
 int64_t history_time(rocksdb::Slice key);
 std::string meta_key(shard_id shard, const std::string& key);
+
+/// Reads a page of `shard`'s entries (see `state_store::read_shard`). A cursor is the step
+/// in the order of column families read and the first key not read yet.
+caf::expected<shard_page> read_shard(const open_db& db, shard_id shard, const std::string& cursor,
+                                     size_t max_bytes);
+
+/// Deletes every key of `shard` in every column family, in one batch.
+caf::error drop_shard(const open_db& db, shard_id shard, const rocksdb::WriteOptions& wo);
 
 /// Makes the database of a writable store hold `shard_count` shards: a new one is marked
 /// so, one written before keys had shards is moved into them (once; a crash in the middle

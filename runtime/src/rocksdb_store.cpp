@@ -183,6 +183,21 @@ public:
 
   uint32_t shard_count() const override { return shards_; }
 
+  caf::expected<shard_page> read_shard(shard_id shard, const std::string& cursor,
+                                       size_t max_bytes) override {
+    std::shared_lock<std::shared_mutex> open{db_mtx_};
+    return rocks::read_shard(db_, shard, cursor, max_bytes);
+  }
+
+  caf::error drop_shard(shard_id shard) override {
+    try_reopen();
+    std::lock_guard<std::mutex> guard{write_mtx_};
+    std::shared_lock<std::shared_mutex> open{db_mtx_};
+    if (db_.read_only)
+      return make_error(runtime_errc::insufficient_storage, read_only_reason_);
+    return rocks::drop_shard(db_, shard, write_opts_);
+  }
+
   uint64_t approximate_count() override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};
     uint64_t n = 0;

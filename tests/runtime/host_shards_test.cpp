@@ -66,6 +66,7 @@ TEST_F(host_shards_test, a_released_shard_is_served_elsewhere_and_adopted_back_w
   ASSERT_TRUE(eventually([&] { return out.shards() == 1; }));
   EXPECT_FALSE(h().serves(shard_id{1}));
   EXPECT_EQ(h().shards_served(), 3u);
+  EXPECT_EQ(h().counts().twins, 1);  // those of the shards it serves
   EXPECT_TRUE(out.held[1].empty());
   // Its twin passivated with its state durable; without a fallback, it is not served.
   EXPECT_EQ(decode_record(**store_->get(id(a)))->reported.at("temperature"), value{20.0});

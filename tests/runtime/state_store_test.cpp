@@ -146,6 +146,67 @@ TEST_P(state_store_conformance, metadata_round_trips_per_shard) {
   EXPECT_FALSE(*store_->get_meta(shard_id{3}, "nothing"));
 }
 
+TEST_P(state_store_conformance, a_shard_copies_page_by_page_and_drops_whole) {
+  // Twins of two shards, with index entries, history and metadata.
+  auto in = [&](uint32_t shard, int n) {
+    for (int i = 0, found = 0;; ++i) {
+      auto x = id("s:t" + std::to_string(i));
+      if (shard_of(x, store_->shard_count()).value() == shard && found++ == n)
+        return x;
+    }
+  };
+  std::vector<twin_id> mine, other;
+  store_batch b;
+  for (int n = 0; n < 12; ++n)
+    for (auto [shard, list] : {std::pair{5u, &mine}, std::pair{9u, &other}}) {
+      auto x = in(shard, n);
+      list->push_back(x);
+      b.puts.emplace_back(x, "record of " + x.str());
+      b.index_adds.push_back({index_kind::by_type, "motor", x});
+      b.index_adds.push_back({index_kind::by_parent, "s:p", x});
+      b.history.push_back({x, "t", 1000 + n, "h1"});
+      b.history.push_back({x, "t", 2000 + n, "h2"});
+    }
+  b.meta_puts.push_back({shard_id{5}, "counts", "12 0 0"});
+  b.meta_puts.push_back({shard_id{9}, "counts", "12 0 0"});
+  ASSERT_FALSE(store_->write(b));
+  // Small pages: each holds an entry or two.
+  auto copy = make_memory_store(store_->shard_count());
+  std::string cursor;
+  int pages = 0;
+  do {
+    auto page = store_->read_shard(shard_id{5}, cursor, 40);
+    ASSERT_TRUE(page) << error_message(page.error());
+    ASSERT_FALSE(page->entries.empty());
+    ASSERT_FALSE(copy->write(page->entries));
+    cursor = page->next;
+  } while (!cursor.empty() && ++pages < 1000);
+  EXPECT_GT(pages, 8);
+  std::sort(mine.begin(), mine.end());
+  EXPECT_EQ(*copy->list(index_kind::by_type, "motor", {}, 100), mine);
+  EXPECT_EQ(*copy->list(index_kind::by_parent, "s:p", {}, 100), mine);
+  EXPECT_EQ(*copy->scan_ids({}, 100), mine);
+  EXPECT_EQ(**copy->get(mine[3]), "record of " + mine[3].str());
+  EXPECT_EQ(copy->history(mine[0], "t", 0, 5000, 10)->size(), 2u);
+  EXPECT_EQ(**copy->get_meta(shard_id{5}, "counts"), "12 0 0");
+  EXPECT_FALSE(*copy->get_meta(shard_id{9}, "counts"));
+  // Something that is no cursor is refused.
+  EXPECT_FALSE(store_->read_shard(shard_id{5}, "x\xff", 40));
+  // Dropping the shard leaves the other whole.
+  ASSERT_FALSE(store_->drop_shard(shard_id{5}));
+  std::sort(other.begin(), other.end());
+  EXPECT_EQ(*store_->scan_ids({}, 100), other);
+  EXPECT_EQ(*store_->list(index_kind::by_type, "motor", {}, 100), other);
+  EXPECT_TRUE(store_->history(mine[0], "t", 0, 5000, 10)->empty());
+  EXPECT_EQ(store_->history(other[0], "t", 0, 5000, 10)->size(), 2u);
+  EXPECT_FALSE(*store_->get_meta(shard_id{5}, "counts"));
+  EXPECT_EQ(**store_->get_meta(shard_id{9}, "counts"), "12 0 0");
+  auto empty = store_->read_shard(shard_id{5}, {}, 40);
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->entries.empty());
+  EXPECT_TRUE(empty->next.empty());
+}
+
 TEST_P(state_store_conformance, flush_keeps_everything_readable) {
   auto b = puts({{"a:1", "one"}, {"a:2", "two"}});
   b.index_adds.push_back({index_kind::by_parent, "a:0", id("a:2")});

@@ -141,6 +141,11 @@ public:
     return inner_->get_meta(shard, key);
   }
   uint32_t shard_count() const override { return inner_->shard_count(); }
+  caf::expected<runtime::shard_page> read_shard(runtime::shard_id shard, const std::string& cursor,
+                                                size_t max_bytes) override {
+    return inner_->read_shard(shard, cursor, max_bytes);
+  }
+  caf::error drop_shard(runtime::shard_id shard) override { return inner_->drop_shard(shard); }
   uint64_t approximate_count() override { return inner_->approximate_count(); }
   runtime::store_stats stats() override { return inner_->stats(); }
   std::string write_failure() override { return inner_->write_failure(); }

@@ -149,6 +149,7 @@ public:
   const host_stats& stats() const;
   /// Requests routed so far, one entry per kind of `twin_request`.
   std::vector<message_count> message_counts() const;
+  /// The durable counts of the shards served now.
   host_counts counts() const;
 
   struct impl;

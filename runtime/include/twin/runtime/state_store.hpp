@@ -58,6 +58,13 @@ struct store_batch {
   }
 };
 
+/// A page of one shard's entries (as a batch that writes them), and where the next page
+/// starts (empty: this was the last).
+struct shard_page {
+  store_batch entries;
+  std::string next;
+};
+
 /// A stored history sample: its time and encoded value.
 using history_sample = std::pair<int64_t, std::string>;
 
@@ -134,6 +141,16 @@ public:
 
   /// The number of shards the store's entries are kept in.
   virtual uint32_t shard_count() const = 0;
+
+  /// Reads the entries of `shard` (records, index entries, history, metadata) from
+  /// `cursor` on (empty: the start; else a page's `next`), about `max_bytes` of keys and
+  /// values at most but at least one entry: writing the pages into another store copies
+  /// the shard there. Pages are read one by one, not from one snapshot.
+  virtual caf::expected<shard_page> read_shard(shard_id shard, const std::string& cursor,
+                                               size_t max_bytes) = 0;
+
+  /// Deletes every entry of `shard`, atomically.
+  virtual caf::error drop_shard(shard_id shard) = 0;
 
   /// Returns the number of stored twins (exact for the memory store, RocksDB's
   /// estimate for the RocksDB store).
