@@ -1,0 +1,79 @@
+#pragma once
+
+// A real etcd for the cluster's tests: one member on free loopback ports, its data in a
+// directory of the test's, started and stopped by the test.
+
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "process.hpp"
+#include "test_support.hpp"
+
+namespace twin::test {
+
+inline std::string etcd_path() {
+  for (const char* p : {"/usr/bin/etcd", "/usr/local/bin/etcd"})
+    if (std::filesystem::exists(p))
+      return p;
+  return {};
+}
+
+class etcd_server {
+public:
+  /// Picks free ports; `start` runs it.
+  explicit etcd_server(std::string data_dir)
+    : dir_(std::move(data_dir)), client_port_(free_port()), peer_port_(free_port()) {}
+  ~etcd_server() { stop(); }
+
+  /// Starts etcd (again, on the same ports and data) and waits until it answers.
+  void start() {
+    auto peer = "http://127.0.0.1:" + std::to_string(peer_port_);
+    proc_ = std::make_unique<process>(std::vector<std::string>{
+      etcd_path(), "--name", "test", "--data-dir", dir_, "--listen-client-urls", url(),
+      "--advertise-client-urls", url(), "--listen-peer-urls", peer,
+      "--initial-advertise-peer-urls", peer, "--initial-cluster", "test=" + peer,
+      "--log-level", "error"});
+    ASSERT_TRUE(eventually(
+      [&] {
+        int fd = connect_loopback(client_port_);
+        if (fd >= 0)
+          ::close(fd);
+        return fd >= 0;
+      },
+      std::chrono::seconds{20}))
+      << proc_->stderr_text();
+  }
+
+  /// Stops it the hard way (kill -9), as a crash would.
+  void kill() {
+    if (proc_) {
+      proc_->signal(SIGKILL);
+      proc_->wait(std::chrono::seconds{10});
+      proc_.reset();
+    }
+  }
+
+  void stop() {
+    if (proc_) {
+      proc_->signal(SIGTERM);
+      proc_->wait(std::chrono::seconds{10});
+      proc_.reset();
+    }
+  }
+
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
+  int port() const { return client_port_; }
+
+private:
+  std::string dir_;
+  int client_port_;
+  int peer_port_;
+  std::unique_ptr<process> proc_;
+};
+
+} // namespace twin::test
