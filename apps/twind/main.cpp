@@ -22,6 +22,7 @@
 #include "logging.hpp"
 #include "options.hpp"
 #include "twin/actors/device_simulator.hpp"
+#include "twin/cluster/node.hpp"
 #include "twin/api/http_server.hpp"
 #include "twin/api/probe.hpp"
 #include "twin/ingest/mqtt_gateway.hpp"
@@ -120,6 +121,25 @@ caf::expected<std::string> node_session_id(const std::string& data_dir, const st
 
 /// Raises the soft limit of open files to the hard one, and warns when that cannot hold
 /// `connections` and the node's own files: connections beyond it are answered 503.
+/// What the cluster member is made with, from twind's options.
+caf::expected<cluster::node_options> member_options(const node::options& o,
+                                                    const std::string& name) {
+  auto id = node_id::parse(name);
+  if (!id)
+    return id.error();
+  cluster::node_options c;
+  c.etcd = o.cluster_etcd;
+  c.cluster = o.cluster_name;
+  c.id = *id;
+  c.bind = o.bind;
+  c.port = static_cast<uint16_t>(o.cluster_port);
+  c.advertise = o.advertise;
+  auto host = o.advertise.empty() ? o.bind : o.advertise.substr(0, o.advertise.rfind(':'));
+  c.http_url = "http://" + host + ":" + std::to_string(o.http_port);
+  c.ttl = std::chrono::seconds{o.cluster_lease_s};
+  return c;
+}
+
 void raise_fd_limit(size_t connections) {
   rlimit r{};
   if (getrlimit(RLIMIT_NOFILE, &r) != 0)
@@ -225,12 +245,16 @@ int main(int argc, char** argv) {
   store_opts.min_free_bytes = uint64_t{o.min_free_mb} << 20;
   store_opts.max_disk_bytes = uint64_t{o.max_disk_mb} << 20;
   store_opts.history_retention = std::chrono::hours{o.history_hours};
+  store_opts.shard_count = app.get_option("--shards")->count() > 0 ? o.shards : 0;
   auto store = open_rocksdb_store(store_opts);
   if (!store)
     return fail(error_message(store.error()));
 
+  bool clustered = !o.cluster_etcd.empty();
   caf::actor_system_config cfg;
   configure_scheduler(cfg, o.threads);
+  if (clustered)
+    cluster::configure(cfg);
   auto sys = std::make_unique<caf::actor_system>(cfg);
 
   host_options hopts;
@@ -238,20 +262,39 @@ int main(int argc, char** argv) {
   hopts.max_active = o.max_active;
   hopts.histograms = o.metrics_port > 0;
   hopts.max_clock_skew = std::chrono::seconds{o.max_clock_skew_s};
+  hopts.serve_all_shards = !clustered;  // a member serves what the shard table gives it
   host node_host{*sys, **store, types, hopts};
   change_feed feed;
   node_host.set_feed(&feed);
+  // A member routes every request to the owner of its twin's shard; a node alone is it.
+  std::unique_ptr<cluster::node> member;
+  if (clustered) {
+    auto opts = member_options(o, node_id);
+    if (!opts)
+      return fail(error_message(opts.error()));
+    member = std::make_unique<cluster::node>(*sys, node_host, std::move(*opts));
+  }
+  router& front = member ? static_cast<router&>(*member) : node_host;
 
   // The demo's devices run in-process, unless they come over MQTT (twinsim).
   std::unique_ptr<actors::device_simulator> sim;
   if (o.demo && o.mqtt_url.empty()) {
     actors::device_simulator::options so;
     so.period = std::chrono::milliseconds{o.demo_period_ms};
-    sim = std::make_unique<actors::device_simulator>(node_host, so);
+    sim = std::make_unique<actors::device_simulator>(front, so);
     node_host.set_gateway(sim.get());
   }
   if (auto err = node_host.start())
     return fail(error_message(err));
+  if (member) {
+    if (auto err = member->start()) {
+      member.reset();
+      node_host.stop();
+      return fail("cannot join cluster '" + o.cluster_name + "': " + error_message(err));
+    }
+    spdlog::info("member {} of cluster '{}' (etcd {}), members connect on port {}", node_id,
+                 o.cluster_name, o.cluster_etcd, member->port());
+  }
 
   std::atomic<bool> ready{false};
   std::unique_ptr<api::http_server> ops;  // the metrics port: /metrics, /healthz, /readyz
@@ -269,6 +312,8 @@ int main(int argc, char** argv) {
       sim->stop();
     if (mqtt)
       mqtt->stop();
+    if (member)
+      member->stop();
     auto err = node_host.stop();
     if (http)
       http->stop();
@@ -284,7 +329,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<ingest::probe> mqtt_probe;
   lone_node_probe node_probe{ready};
   probes.add(&runtime_probe);
-  probes.add(&node_probe);
+  probes.add(member ? &member->probe() : &node_probe);
   auto readiness = [&] {
     std::vector<api::readiness_check> checks;
     bool started = ready.load();
@@ -293,6 +338,10 @@ int main(int argc, char** argv) {
     checks.push_back({"store", failure.empty(),
                       failure.empty() ? "open at " + o.data_dir : "takes no writes: " + failure});
     checks.push_back({"models", true, std::to_string(types.size()) + " twin types"});
+    if (member) {
+      auto [ok, detail] = member->ready();
+      checks.push_back({"cluster", ok, detail});
+    }
     std::string fds;
     for (const auto* s : {api_started.load(), ops_started.load()})
       if (s != nullptr && fds.empty())
@@ -341,8 +390,10 @@ int main(int argc, char** argv) {
     ho.threads = o.http_threads;
     ho.node_id = node_id;
     api::backend be;
-    be.rt = &node_host;
+    be.rt = &front;
     be.ready = readiness;
+    if (member)
+      be.cluster = [&member] { return member->status(); };
     be.query = [&db = **store, &types](const twin_query& q) { return run_query(db, types, q); };
     be.history = [&db = **store, &types](const history_query& q) {
       return read_history(db, types, q);
@@ -386,7 +437,7 @@ int main(int argc, char** argv) {
       else
         spdlog::info("{}", text);
     };
-    mqtt = std::make_unique<ingest::mqtt_gateway>(node_host, mo);
+    mqtt = std::make_unique<ingest::mqtt_gateway>(front, mo);
     mqtt_probe = std::make_unique<ingest::probe>(*mqtt);
     probes.add(mqtt_probe.get());
     if (auto err = mqtt->start()) {
@@ -403,7 +454,7 @@ int main(int argc, char** argv) {
     l.robots_per_line = o.demo_robots;
     l.motors_per_robot = o.demo_motors;
     auto t0 = std::chrono::steady_clock::now();
-    auto created = factory::build_plant(node_host, l, sim.get());
+    auto created = factory::build_plant(front, l, sim.get());
     if (!created) {
       stop_node();
       return fail("cannot build the demo plant: " + error_message(created.error()));
@@ -428,7 +479,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<node::line_requests> lines;
   std::thread stdin_thread;
   if (o.stdin_requests) {
-    lines = std::make_unique<node::line_requests>(node_host, stdout);
+    lines = std::make_unique<node::line_requests>(front, stdout);
     stdin_thread = std::thread{[&] { read_stdin(*lines, stop_stdin); }};
   }
   ready = true;
@@ -450,8 +501,8 @@ int main(int argc, char** argv) {
     auto updates = node_host.stats().updates.load();
     double secs = std::chrono::duration<double>(now - last).count();
     auto c = node_host.counts();
-    auto plant_temp = read_property(node_host, "factory:plant", "max_temperature");
-    auto plant_health = read_property(node_host, "factory:plant", "health");
+    auto plant_temp = read_property(front, "factory:plant", "max_temperature");
+    auto plant_health = read_property(front, "factory:plant", "health");
     spdlog::info("twins stored {} active {} | updates/s {:.0f} | alerts warning {} critical {} "
                  "| plant max_temperature {} health {}",
                  c.twins, node_host.active_count(), (updates - last_updates) / secs,

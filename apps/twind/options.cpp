@@ -59,6 +59,27 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--mqtt-key-file", o.mqtt_key_file, "PEM key of --mqtt-cert-file");
   app.add_option("--mqtt-shared-group", o.mqtt_shared_group,
                  "Subscribe as a member of this MQTT 5 shared subscription group");
+  app.add_option("--cluster-etcd", o.cluster_etcd,
+                 "etcd endpoints (http://host:port, comma separated): join the cluster they "
+                 "coordinate (empty: the node is alone)");
+  app.add_option("--cluster-name", o.cluster_name, "The cluster's name: its keys in etcd")
+    ->capture_default_str();
+  app.add_option("--cluster-port", o.cluster_port, "Port of the traffic between members")
+    ->capture_default_str()
+    ->check(CLI::Range(0, 65535));
+  app.add_option("--advertise", o.advertise,
+                 "host:port where the other members reach this one (default: --bind and "
+                 "--cluster-port)");
+  app.add_option("--cluster-lease", o.cluster_lease_s,
+                 "Seconds of the membership lease: a member that cannot renew it for this long "
+                 "stops serving")
+    ->capture_default_str()
+    ->check(CLI::Range(2, 60));
+  app.add_option("--shards", o.shards,
+                 "Shards of a new data directory and of a cluster it starts (an existing one "
+                 "keeps its own)")
+    ->capture_default_str()
+    ->check(CLI::Range(1u, 65535u));
   app.add_option("--models", o.models, "Directory of twin model files (*.json)");
   app.add_flag("--demo", o.demo, "Run the factory example with simulated devices");
   app.add_flag("--stdin", o.stdin_requests,

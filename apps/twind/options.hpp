@@ -32,6 +32,13 @@ struct options {
   std::string mqtt_cert_file;          ///< --mqtt-cert-file: client certificate; empty: none
   std::string mqtt_key_file;           ///< --mqtt-key-file of that certificate
   std::string mqtt_shared_group;       ///< --mqtt-shared-group: MQTT 5 shared subscription
+  // cluster
+  std::string cluster_etcd;            ///< --cluster-etcd URL[,URL]: join that cluster; empty: alone
+  std::string cluster_name = "twin";   ///< --cluster-name: the cluster's keys in etcd
+  int cluster_port = 7700;             ///< --cluster-port: traffic between members
+  std::string advertise;               ///< --advertise HOST:PORT the members reach this one at
+  int cluster_lease_s = 5;             ///< --cluster-lease: membership lease TTL in s
+  uint32_t shards = 1024;              ///< --shards of a new data directory (and of its cluster)
   std::string models;                  ///< --models DIR of model files
   bool demo = false;                   ///< --demo: the factory with simulated devices
   bool stdin_requests = false;         ///< --stdin: JSON-lines requests on stdin

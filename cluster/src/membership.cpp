@@ -222,6 +222,11 @@ int64_t membership::incarnation() const {
   return incarnation_;
 }
 
+int64_t membership::lease() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return lease_;
+}
+
 std::vector<member> membership::members() const {
   std::lock_guard<std::mutex> guard{mtx_};
   std::vector<member> out;

@@ -40,6 +40,7 @@ struct keyspace {
   std::string member(const runtime::node_id& id) const { return members() + id.str(); }
   std::string shards() const { return root + "shards/"; }
   std::string drains() const { return root + "drain/"; }
+  std::string leader() const { return root + "leader"; }
 };
 
 struct membership_options {
@@ -75,9 +76,13 @@ public:
   bool alive() const;
   /// This node's incarnation (0 before it joined).
   int64_t incarnation() const;
+  /// The lease this node's keys go with (0 before it joined).
+  int64_t lease() const;
+  const runtime::node_id& node() const { return opts_.node; }
   std::vector<member> members() const;
 
   etcd::client& etcd() { return etcd_; }
+  const membership_options& options() const { return opts_; }
   const keyspace& keys() const { return keys_; }
 
   /// Renewals of the lease that succeeded, and those that failed.

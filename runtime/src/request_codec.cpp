@@ -328,6 +328,10 @@ caf::expected<decoded_request> decode_request(std::string_view bytes, reply_fn r
   return out;
 }
 
+std::string encode_error_reply(const caf::error& err) {
+  return error_reply(err);
+}
+
 bool expects_reply(const twin_request& req) {
   return !std::holds_alternative<child_update>(req) && !std::holds_alternative<detach_notice>(req)
          && !std::holds_alternative<orphan_notice>(req)

@@ -252,7 +252,7 @@ caf::error drop_shard(const open_db& db, shard_id shard, const rocksdb::WriteOpt
 
 caf::expected<uint32_t> prepare_layout(const open_db& db, uint32_t shard_count,
                                        const std::string& path) {
-  if (shard_count == 0 || shard_count > max_shard_count)
+  if (shard_count > max_shard_count)
     return fail(path, "a store has 1 to " + std::to_string(max_shard_count) + " shards, not "
                         + std::to_string(shard_count));
   std::string stored;
@@ -263,13 +263,15 @@ caf::expected<uint32_t> prepare_layout(const open_db& db, uint32_t shard_count,
       return make_error(runtime_errc::store_corrupt,
                         "data directory " + path + ": its shard count '" + stored
                           + "' is not a number of shards");
-    if (n != shard_count)
+    if (shard_count != 0 && n != shard_count)
       return fail(path, "its twins are kept in " + std::to_string(n) + " shards, not the "
                           + std::to_string(shard_count) + " this node is configured for");
     return n;
   }
   if (!st.IsNotFound())
     return fail(path, "reading its shard count: " + st.ToString());
+  if (shard_count == 0)
+    shard_count = default_shard_count;
   bool fresh = empty(db);
   if (!fresh && db.read_only)
     return fail(path, "it was written before twins were kept in shards, and moving them "

@@ -65,9 +65,10 @@ caf::error drop_shard(const open_db& db, shard_id shard, const rocksdb::WriteOpt
 
 /// Makes the database of a writable store hold `shard_count` shards: a new one is marked
 /// so, one written before keys had shards is moved into them (once; a crash in the middle
-/// resumes at the next opening), and one with another count is refused (`store_failure`).
-/// For a store opened for reading only, only checks; one that would need the move is
-/// refused. Returns the store's shard count.
+/// resumes at the next opening), and one with another count is refused (`store_failure`);
+/// `shard_count` 0 takes the store's own (the default for a new one). For a store opened
+/// for reading only, only checks; one that would need the move is refused. Returns the
+/// store's shard count.
 caf::expected<uint32_t> prepare_layout(const open_db& db, uint32_t shard_count,
                                        const std::string& path);
 

@@ -29,26 +29,30 @@ caf::error to_error(const rocksdb::Status& st, const std::string& what) {
 }
 
 /// Opens the database and makes its keys those of `shard_count` shards (see
-/// `rocks::prepare_layout`).
+/// `rocks::prepare_layout`); `shards` gets the store's count.
 caf::expected<rocks::open_db> open_in_shards(const std::string& path, const rocks::db_setup& setup,
-                                             bool read_only, uint32_t shard_count) {
+                                             bool read_only, uint32_t shard_count,
+                                             uint32_t& shards) {
   auto db = rocks::open(path, setup, read_only);
   if (!db)
     return db.error();
-  if (auto n = rocks::prepare_layout(*db, shard_count, path); !n) {
+  auto n = rocks::prepare_layout(*db, shard_count, path);
+  if (!n) {
     db->close();
     return n.error();
   }
+  shards = *n;
   return db;
 }
 
 class rocksdb_store final : public state_store {
 public:
-  rocksdb_store(rocks::open_db db, rocks::db_setup setup, const rocksdb_options& o)
+  rocksdb_store(rocks::open_db db, rocks::db_setup setup, const rocksdb_options& o,
+                uint32_t shards)
     : db_(std::move(db)),
       setup_(std::move(setup)),
       path_(o.path),
-      shards_(o.shard_count),
+      shards_(shards),
       min_free_(o.min_free_bytes),
       max_disk_(o.max_disk_bytes),
       write_buffer_(o.write_buffer_bytes) {
@@ -349,7 +353,8 @@ private:
       return;
     // A read-only database holds no lock: the one for writing opens beside it, and the
     // read-only one goes only once it did.
-    auto rw = open_in_shards(path_, setup_, false, shards_);
+    uint32_t shards = 0;
+    auto rw = open_in_shards(path_, setup_, false, shards_, shards);
     if (!rw) {
       std::unique_lock<std::shared_mutex> open{db_mtx_};
       read_only_reason_ = "the store is open for reading only: " + error_message(rw.error());
@@ -442,9 +447,11 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
     why = rocks::short_of_space(o.path, *free, rocks::log_bytes(o.path) + o.write_buffer_bytes,
                                 o.min_free_bytes);
   if (why.empty()) {
-    auto db = open_in_shards(o.path, setup, false, o.shard_count);
+    uint32_t shards = 0;
+    auto db = open_in_shards(o.path, setup, false, o.shard_count, shards);
     if (db)
-      return std::unique_ptr<state_store>{new rocksdb_store(std::move(*db), std::move(setup), o)};
+      return std::unique_ptr<state_store>{
+        new rocksdb_store(std::move(*db), std::move(setup), o, shards)};
     // Only a disk that filled up meanwhile makes it open for reading.
     why = error_message(db.error());
     if (error_code(db.error()) != runtime_errc::store_failure
@@ -452,12 +459,13 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
       return db.error();
   }
   {
-    auto ro = open_in_shards(o.path, setup, true, o.shard_count);
+    uint32_t shards = 0;
+    auto ro = open_in_shards(o.path, setup, true, o.shard_count, shards);
     if (!ro)
       return make_error(runtime_errc::store_failure, "cannot open data directory " + o.path
                                                        + ": " + why + "; "
                                                        + error_message(ro.error()));
-    auto s = std::make_unique<rocksdb_store>(std::move(*ro), std::move(setup), o);
+    auto s = std::make_unique<rocksdb_store>(std::move(*ro), std::move(setup), o, shards);
     s->open_read_only("the store is open for reading only: " + why);
     return std::unique_ptr<state_store>{std::move(s)};
   }

@@ -151,6 +151,8 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
   if (route == "/v1/cluster") {
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
+    if (ctx.be.cluster)
+      return respond(json_response(200, ctx.be.cluster()));
     // One node, alone: it owns every shard (1,024 by default).
     const auto& node = ctx.node;
     auto checks = ctx.be.ready();  // its membership follows the "node" check only

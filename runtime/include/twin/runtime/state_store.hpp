@@ -172,9 +172,10 @@ public:
 struct rocksdb_options {
   /// Directory of the database; created if missing. No default: required.
   std::string path;
-  /// Shards of a new store (1 to `max_shard_count`); an existing store keeps its own and
-  /// does not open with another (`store_failure`). A directory written before stores had
-  /// shards is moved into them on opening, once. Default: `default_shard_count`.
+  /// Shards of the store (1 to `max_shard_count`), or 0: those of an existing store, and
+  /// `default_shard_count` for a new one. An existing store keeps its own and does not
+  /// open with another (`store_failure`). A directory written before stores had shards is
+  /// moved into them on opening, once. Default: `default_shard_count`.
   uint32_t shard_count = default_shard_count;
   /// fsync the write-ahead log on every write (survives power loss). Default: off,
   /// which survives a crash or kill of the process.

@@ -34,6 +34,9 @@ struct decoded_request {
 /// Returns `invalid_argument` for malformed bytes or invalid twin ids.
 caf::expected<decoded_request> decode_request(std::string_view bytes, reply_fn reply);
 
+/// A reply that answers a request with `err` (for a request that cannot be delivered).
+std::string encode_error_reply(const caf::error& err);
+
 /// Whether requests of this kind are answered (they have a callback).
 bool expects_reply(const twin_request& req);
 

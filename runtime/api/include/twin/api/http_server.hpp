@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <caf/error.hpp>
+#include <nlohmann/json.hpp>
 
 #include "twin/runtime/metrics.hpp"
 #include "twin/runtime/query.hpp"
@@ -43,6 +44,9 @@ struct backend {
   std::function<caf::expected<runtime::history_page>(const runtime::history_query&)> history;
   /// The changes that GET /v1/events streams.
   runtime::change_feed* feed = nullptr;
+  /// Answers GET /v1/cluster on a cluster member: its members, shard table and handoffs.
+  /// None: the node is alone, and shows itself as the only member.
+  std::function<nlohmann::json()> cluster;
 };
 
 struct http_options {

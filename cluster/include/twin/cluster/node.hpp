@@ -1,0 +1,92 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <caf/error.hpp>
+#include <nlohmann/json.hpp>
+
+#include "twin/runtime/host.hpp"
+#include "twin/runtime/metrics.hpp"
+#include "twin/runtime/router.hpp"
+#include "twin/runtime/shard.hpp"
+
+namespace caf {
+class actor_system;
+class actor_system_config;
+} // namespace caf
+
+namespace twin::cluster {
+
+/// Adds what a cluster member needs to its actor system's configuration (CAF's
+/// middleman, the envelope type, heartbeats between nodes); call before making the system.
+void configure(caf::actor_system_config& cfg);
+
+struct node_options {
+  /// etcd's endpoints: `http://host:port`, separated by commas. Required.
+  std::string etcd;
+  /// The cluster's name: its keys in etcd are under /twin/<name>/. Default: "twin".
+  std::string cluster = "twin";
+  runtime::node_id id;
+  /// Address and port of the traffic between nodes (0: any free port).
+  std::string bind = "127.0.0.1";
+  uint16_t port = 0;
+  /// host:port where the other members reach this one. Default: bind and the bound port.
+  std::string advertise;
+  /// This node's HTTP API, as members list it.
+  std::string http_url;
+  /// The membership lease's TTL: a node that cannot renew it for this long stops serving.
+  std::chrono::seconds ttl{5};
+  /// A request forwarded to another member fails (`unavailable`) without an answer in
+  /// this time.
+  std::chrono::milliseconds request_timeout{10'000};
+  /// Shards without an owner are given out once the members have not changed for this
+  /// long, so that members started together share them.
+  std::chrono::milliseconds settle{2'000};
+  /// Forwarded requests awaiting an answer, at most; more are answered `unavailable`.
+  size_t max_pending = 100'000;
+};
+
+/// A member of a cluster: its membership in etcd, the shard table, and the router that
+/// delivers each request to the owner of its twin's shard (this node's host, or another
+/// member over CAF). The host must be made with `host_options::serve_all_shards` off and
+/// be given `router()` as its router and fallback before it starts.
+///
+/// Shards without an owner are given to the members by the coordinator (the member that
+/// holds the cluster's leader key), balanced; a member serves the shards the table gives
+/// it and nothing else, and one that loses its lease stops serving them at once and joins
+/// again with a new incarnation.
+class node final : public runtime::router {
+public:
+  node(caf::actor_system& sys, runtime::host& host, node_options opts);
+  ~node() override;  ///< stops
+
+  /// Opens the port between nodes, joins the cluster and starts serving the shards the
+  /// table gives this node. `config_mismatch` if the cluster has another shard count than
+  /// the host's store, or a live member has this node's id; `etcd_unavailable` if etcd
+  /// cannot be reached.
+  caf::error start();
+  /// Leaves the cluster (revokes the lease) and closes the port.
+  void stop();
+
+  /// Delivers to the owner of the twin's shard.
+  void route(const runtime::twin_id& id, runtime::twin_request req) override;
+
+  /// Whether this node serves what the table gives it, and why not.
+  std::pair<bool, std::string> ready() const;
+  /// Members, the shard table and handoffs, as GET /v1/cluster shows them.
+  nlohmann::json status() const;
+  /// The cluster's metrics (members, shards owned, forwarding, etcd).
+  const runtime::metrics::collectable& probe() const;
+  /// The port between nodes (after `start`).
+  uint16_t port() const;
+
+  struct impl;
+
+private:
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace twin::cluster

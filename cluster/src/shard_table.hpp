@@ -1,0 +1,85 @@
+#pragma once
+
+// The shard table: each shard's owner and epoch as etcd holds them (key
+// `<root>shards/<n>`, value {"owner": node}; the epoch is the key's mod revision), kept
+// current by a watch; and the coordinator, elected through etcd, that gives shards
+// without an owner to the members. Private to the cluster module.
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "membership.hpp"
+#include "twin/cluster/placement.hpp"
+
+namespace twin::cluster {
+
+struct shard_owner {
+  std::string owner;  ///< a node id; empty: none
+  int64_t epoch = 0;  ///< the etcd revision that made it the owner
+};
+
+class shard_table {
+public:
+  using changed_fn = std::function<void()>;
+
+  /// Reads the table from etcd and watches it; `on_change` runs (on the watch's thread)
+  /// after each change it applied.
+  shard_table(membership& m, uint32_t shard_count, changed_fn on_change);
+  ~shard_table();
+
+  caf::error start();
+
+  shard_owner get(runtime::shard_id shard) const;
+  std::vector<shard_owner> all() const;
+  uint32_t shard_count() const { return static_cast<uint32_t>(table_.size()); }
+
+  /// The shard number of a table key, or -1.
+  static int64_t shard_of_key(const std::string& key, const std::string& prefix);
+
+private:
+  /// Reads the whole table; returns the revision it was read at.
+  caf::expected<int64_t> load();
+  void apply(const std::vector<etcd::event>& events);
+
+  membership& membership_;
+  changed_fn on_change_;
+  mutable std::shared_mutex mtx_;
+  std::vector<shard_owner> table_;
+  std::unique_ptr<etcd::watch> watch_;
+};
+
+/// The coordinator: while this node holds the cluster's leader key (with its own lease),
+/// it gives every shard without an owner to a member, balanced over the members that are
+/// up, once the members have not changed for `settle` (so that nodes started together
+/// share the shards). Owned shards move only by handoff.
+class coordinator {
+public:
+  coordinator(membership& m, shard_table& table, std::chrono::milliseconds settle);
+  ~coordinator();
+  void start();
+  /// The members changed.
+  void poke();
+  bool leading() const;
+
+private:
+  void loop();
+  bool try_lead();
+  void assign_unowned();
+
+  membership& membership_;
+  shard_table& table_;
+  std::chrono::milliseconds settle_;
+  mutable std::mutex mtx_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool leading_ = false;
+  std::chrono::steady_clock::time_point changed_at_;
+  std::thread thread_;
+};
+
+} // namespace twin::cluster

@@ -1,0 +1,237 @@
+#include "transport.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+
+namespace twin::cluster {
+
+namespace {
+
+using monitor_atom = caf::atom_constant<caf::atom("monitor")>;
+
+} // namespace
+
+void configure_transport(caf::actor_system_config& cfg) {
+  cfg.load<caf::io::middleman>();
+  cfg.add_message_type<envelope>("twin.envelope");
+  cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds{200}});
+  cfg.set("middleman.connection-timeout", caf::timespan{std::chrono::seconds{1}});
+}
+
+struct transport::impl {
+  impl(caf::actor_system& sys, std::string self, receive_fn r, down_fn d)
+    : sys(sys), self(std::move(self)), on_receive(std::move(r)), on_down(std::move(d)) {}
+
+  struct peer {
+    std::string address;
+    caf::actor handle;
+    std::unique_ptr<std::mutex> send_mtx = std::make_unique<std::mutex>();
+    uint64_t next_seq = 1;
+  };
+
+  caf::actor_system& sys;
+  std::string self;
+  receive_fn on_receive;
+  down_fn on_down;
+  caf::actor link;
+  uint16_t port = 0;
+  std::atomic<bool> closing{false};
+  std::atomic<uint64_t> out_of_order{0};
+
+  mutable std::shared_mutex peers_mtx;
+  std::map<std::string, peer> peers;  ///< connected
+
+  std::mutex wanted_mtx;
+  std::condition_variable wanted_cv;
+  std::map<std::string, std::string> wanted;  ///< node -> host:port
+  std::thread connector;
+
+  void peer_down(const std::string& node, const caf::actor_addr& who) {
+    {
+      std::unique_lock<std::shared_mutex> guard{peers_mtx};
+      auto i = peers.find(node);
+      if (i == peers.end() || i->second.handle.address() != who)
+        return;
+      peers.erase(i);
+    }
+    wanted_cv.notify_all();  // connect again if it is still a member
+    if (!closing)
+      on_down(node);
+  }
+
+  /// Connects to the members not connected yet, until closed.
+  void connect_loop() {
+    for (;;) {
+      std::map<std::string, std::string> todo;
+      {
+        std::unique_lock<std::mutex> guard{wanted_mtx};
+        wanted_cv.wait_for(guard, std::chrono::milliseconds{250});
+        if (closing)
+          return;
+        std::shared_lock<std::shared_mutex> peers_guard{peers_mtx};
+        for (const auto& [node, address] : wanted) {
+          auto i = peers.find(node);
+          if (i == peers.end() || i->second.address != address)
+            todo.emplace(node, address);
+        }
+      }
+      for (const auto& [node, address] : todo) {
+        if (closing)
+          return;
+        auto colon = address.rfind(':');
+        if (colon == std::string::npos)
+          continue;
+        auto host = address.substr(0, colon);
+        auto port_num = static_cast<uint16_t>(std::atoi(address.c_str() + colon + 1));
+        caf::actor handle;
+        {
+          caf::scoped_actor s{sys};
+          s->request(sys.middleman().actor_handle(), std::chrono::seconds{2},
+                     caf::connect_atom::value, host, port_num)
+            .receive(
+              [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
+                handle = caf::actor_cast<caf::actor>(ptr);
+              },
+              [&](caf::error&) {});
+        }
+        if (!handle)
+          continue;
+        {
+          std::unique_lock<std::shared_mutex> guard{peers_mtx};
+          peer p;
+          p.address = address;
+          p.handle = handle;
+          peers[node] = std::move(p);
+        }
+        caf::anon_send(link, monitor_atom::value, node, handle);
+      }
+    }
+  }
+};
+
+namespace {
+
+struct link_state {
+  std::map<caf::actor_addr, std::string> watched;  ///< peers' actors -> node ids
+  std::map<std::string, uint64_t> next_seq;        ///< by sender and incarnation
+};
+
+caf::behavior link_actor(caf::stateful_actor<link_state>* self,
+                         std::shared_ptr<transport::impl> t) {
+  self->set_down_handler([self, t](caf::down_msg& dm) {
+    auto i = self->state.watched.find(dm.source);
+    if (i == self->state.watched.end())
+      return;
+    auto node = i->second;
+    self->state.watched.erase(i);
+    t->peer_down(node, dm.source);
+  });
+  return {
+    [self, t](envelope& env) {
+      if (t->closing)
+        return;
+      auto& expected = self->state.next_seq[env.from + "/" + std::to_string(env.incarnation)];
+      if (expected != 0 && env.seq != expected)
+        t->out_of_order.fetch_add(1, std::memory_order_relaxed);
+      expected = env.seq + 1;
+      t->on_receive(std::move(env));
+    },
+    [self](monitor_atom, const std::string& node, const caf::actor& peer) {
+      self->monitor(peer);
+      self->state.watched[peer.address()] = node;
+    },
+  };
+}
+
+} // namespace
+
+transport::transport(caf::actor_system& sys, std::string self, receive_fn on_receive,
+                     down_fn on_down)
+  : impl_(std::make_shared<impl>(sys, std::move(self), std::move(on_receive),
+                                 std::move(on_down))) {
+}
+
+transport::~transport() {
+  close();
+}
+
+caf::expected<uint16_t> transport::open(const std::string& bind, uint16_t port) {
+  auto& d = *impl_;
+  d.link = d.sys.spawn(link_actor, impl_);
+  auto bound = d.sys.middleman().publish(d.link, port, bind.c_str(), true);
+  if (!bound) {
+    caf::anon_send_exit(d.link, caf::exit_reason::user_shutdown);
+    d.link = caf::actor{};
+    return bound.error();
+  }
+  d.port = *bound;
+  d.connector = std::thread{[t = impl_] { t->connect_loop(); }};
+  return *bound;
+}
+
+void transport::set_peers(std::map<std::string, std::string> addresses) {
+  auto& d = *impl_;
+  addresses.erase(d.self);
+  std::vector<std::string> gone;
+  {
+    std::lock_guard<std::mutex> guard{d.wanted_mtx};
+    d.wanted = addresses;
+  }
+  {
+    std::unique_lock<std::shared_mutex> guard{d.peers_mtx};
+    for (auto i = d.peers.begin(); i != d.peers.end();)
+      if (addresses.count(i->first) == 0)
+        i = d.peers.erase(i);
+      else
+        ++i;
+  }
+  d.wanted_cv.notify_all();
+}
+
+bool transport::send(const std::string& node, envelope env) {
+  auto& d = *impl_;
+  std::shared_lock<std::shared_mutex> guard{d.peers_mtx};
+  auto i = d.peers.find(node);
+  if (d.closing || i == d.peers.end())
+    return false;
+  auto& p = i->second;
+  std::lock_guard<std::mutex> order{*p.send_mtx};
+  env.seq = p.next_seq++;
+  caf::anon_send(p.handle, std::move(env));
+  return true;
+}
+
+bool transport::connected(const std::string& node) const {
+  std::shared_lock<std::shared_mutex> guard{impl_->peers_mtx};
+  return impl_->peers.count(node) > 0;
+}
+
+uint64_t transport::out_of_order() const {
+  return impl_->out_of_order.load(std::memory_order_relaxed);
+}
+
+void transport::close() {
+  auto& d = *impl_;
+  if (d.closing.exchange(true))
+    return;
+  d.wanted_cv.notify_all();
+  if (d.connector.joinable())
+    d.connector.join();
+  {
+    std::unique_lock<std::shared_mutex> guard{d.peers_mtx};
+    d.peers.clear();
+  }
+  if (d.link) {
+    d.sys.middleman().unpublish(d.link, d.port);
+    caf::anon_send_exit(d.link, caf::exit_reason::user_shutdown);
+    d.link = caf::actor{};
+  }
+}
+
+} // namespace twin::cluster

@@ -1,0 +1,79 @@
+#pragma once
+
+// Traffic between nodes: one actor per node, published on its cluster port with CAF's
+// middleman, that takes envelopes (Cap'n Proto bytes and what routes them) from the other
+// nodes' actors; connections to the members made in the background and watched, so that
+// a member's loss is known at once. Private to the cluster module.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/meta/type_name.hpp>
+
+namespace twin::cluster {
+
+/// What crosses between nodes: a request to a twin, a reply to one, or a redirect (the
+/// receiver does not own the shard: `bytes` names the owner it knows of).
+struct envelope {
+  uint8_t kind = 0;          ///< `request`, `reply` or `redirect`
+  std::string from;          ///< the sending node: where replies go
+  int64_t incarnation = 0;   ///< of the sending node
+  uint64_t seq = 0;          ///< per link, from 1: the receiver checks the order
+  uint64_t token = 0;        ///< the sender's key of a request that expects a reply; 0: none
+  uint32_t shard = 0;
+  int64_t epoch = 0;         ///< the sender's view of the shard's epoch
+  uint8_t hops = 0;          ///< times the request was passed on
+  std::string bytes;         ///< a request or reply (schemas/requests.capnp)
+
+  static constexpr uint8_t request = 0;
+  static constexpr uint8_t reply = 1;
+  static constexpr uint8_t redirect = 2;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, envelope& x) {
+  return f(caf::meta::type_name("twin.envelope"), x.kind, x.from, x.incarnation, x.seq, x.token,
+           x.shard, x.epoch, x.hops, x.bytes);
+}
+
+/// Adds what the cluster needs to an actor system's configuration: the middleman, the
+/// envelope type, and heartbeats so that a frozen peer is noticed within a second.
+void configure_transport(caf::actor_system_config& cfg);
+
+class transport {
+public:
+  using receive_fn = std::function<void(envelope&&)>;
+  using down_fn = std::function<void(const std::string& node)>;
+
+  /// `on_receive` and `on_down` run on the actor system's threads: they must not block.
+  transport(caf::actor_system& sys, std::string self, receive_fn on_receive, down_fn on_down);
+  ~transport();  ///< closes
+
+  /// Publishes this node's actor on `bind`:`port` (0: any); returns the port.
+  caf::expected<uint16_t> open(const std::string& bind, uint16_t port);
+  /// The members to be connected with, by node id: their host:port. Connections to new
+  /// ones are made in the background; those to members no longer listed are dropped.
+  void set_peers(std::map<std::string, std::string> addresses);
+  /// Sends `env` to `node` in order after what was sent before; false if not connected.
+  bool send(const std::string& node, envelope env);
+  bool connected(const std::string& node) const;
+  /// Stops connecting and sending, and unpublishes.
+  void close();
+
+  /// Envelopes that came out of order on their link (none on a healthy one).
+  uint64_t out_of_order() const;
+
+  struct impl;
+
+private:
+  std::shared_ptr<impl> impl_;
+};
+
+} // namespace twin::cluster
