@@ -1,0 +1,196 @@
+// A cluster of real twind processes on loopback, with a real etcd the test starts: any
+// member serves any twin, twins on different members compose, and a member killed with
+// -9 takes its twins away until it returns with all of them.
+
+#include <signal.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "etcd_server.hpp"
+#include "http_client.hpp"
+#include "process.hpp"
+#include "test_support.hpp"
+
+namespace twin::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+const std::map<std::string, std::string> json_type{{"Content-Type", "application/json"}};
+
+class cluster_test : public ::testing::Test {
+protected:
+  struct member {
+    int http = free_port();
+    int metrics = free_port();
+    int cluster = free_port();
+    std::unique_ptr<process> proc;
+    std::unique_ptr<http_client> client;
+  };
+
+  void SetUp() override {
+    if (etcd_path().empty())
+      GTEST_SKIP() << "ETCD IS NOT INSTALLED: run scripts/setup; the cluster tests did not run";
+    etcd_ = std::make_unique<etcd_server>(dir_.sub("etcd"));
+    ASSERT_NO_FATAL_FAILURE(etcd_->start());
+  }
+
+  void TearDown() override {
+    for (auto& m : members_)
+      if (m.proc) {
+        m.proc->signal(SIGTERM);
+        m.proc->wait(10s);
+      }
+  }
+
+  std::vector<std::string> args(size_t i, std::vector<std::string> extra = {}) {
+    auto& m = members_[i];
+    std::vector<std::string> a{TWIND_PATH, "--data-dir", dir_.sub("n" + std::to_string(i)),
+                               "--node-id", "node-" + std::to_string(i), "--models",
+                               std::string{SOURCE_DIR} + "/examples/factory/models",
+                               "--http-port", std::to_string(m.http), "--metrics-port",
+                               std::to_string(m.metrics), "--cluster-etcd", etcd_->url(),
+                               "--cluster-port", std::to_string(m.cluster), "--cluster-lease",
+                               "2"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+
+  /// Starts member `i` (again) and waits until it is ready.
+  void start(size_t i) {
+    members_.resize(std::max(members_.size(), i + 1));
+    auto& m = members_[i];
+    m.proc = std::make_unique<process>(args(i));
+    ASSERT_TRUE(wait_for_200(m.metrics, "/readyz", 30s)) << m.proc->stderr_text();
+    m.client = std::make_unique<http_client>(m.http);
+  }
+
+  /// Waits until every shard has an owner among `n` members, each ready.
+  void wait_for_table(size_t n) {
+    ASSERT_TRUE(eventually(
+      [&] {
+        auto r = members_[0].client->call("GET", "/v1/cluster");
+        if (r.status != 200)
+          return false;
+        auto j = json::parse(r.body);
+        if (j["members"].size() != n || j["unowned"] != 0)
+          return false;
+        for (auto& m : members_)
+          if (m.proc && !wait_for_200(m.metrics, "/readyz", 100ms))
+            return false;
+        return true;
+      },
+      20s));
+  }
+
+  http_client& at(size_t i) { return *members_[i].client; }
+
+  temp_dir dir_;
+  std::unique_ptr<etcd_server> etcd_;
+  std::vector<member> members_;
+};
+
+TEST_F(cluster_test, twins_made_through_one_member_are_served_and_composed_by_all) {
+  members_.resize(3);
+  for (size_t i = 0; i < 3; ++i)
+    ASSERT_NO_FATAL_FAILURE(start(i));
+  ASSERT_NO_FATAL_FAILURE(wait_for_table(3));
+  // Balanced: 1,024 shards over 3 members.
+  auto status = json::parse(at(1).call("GET", "/v1/cluster").body);
+  for (const auto& m : status["members"]) {
+    EXPECT_GE(m["shards"].get<int>(), 341);
+    EXPECT_LE(m["shards"].get<int>(), 342);
+    EXPECT_EQ(m["state"], "up");
+  }
+  EXPECT_EQ(status["shard_table"].size(), 1024u);
+  constexpr int lines = 24;
+  ASSERT_EQ(at(1).call("PUT", "/v1/twins/f:plant", json{{"type", "plant"}}.dump(), json_type).status,
+            201u);
+  for (int i = 0; i < lines; ++i) {
+    auto body = json{{"type", "line"},
+                     {"parent", "f:plant"},
+                     {"properties", {{"product", "P" + std::to_string(i)}}}};
+    auto r = at(0).call("PUT", "/v1/twins/f:line-" + std::to_string(i), body.dump(), json_type);
+    ASSERT_EQ(r.status, 201u) << r.body;
+  }
+  for (int i = 0; i < lines; ++i)
+    for (size_t n : {1, 2}) {
+      auto r = at(n).call("GET", "/v1/twins/f:line-" + std::to_string(i));
+      ASSERT_EQ(r.status, 200u) << r.body;
+      EXPECT_EQ(json::parse(r.body)["properties"]["product"], "P" + std::to_string(i));
+    }
+  auto patched = at(2).call("PATCH", "/v1/twins/f:line-5",
+                            json{{"properties", {{"product", "Q5"}}}}.dump(),
+                            {{"Content-Type", "application/merge-patch+json"}});
+  ASSERT_EQ(patched.status, 200u) << patched.body;
+  EXPECT_EQ(json::parse(at(0).call("GET", "/v1/twins/f:line-5").body)["properties"]["product"],
+            "Q5");
+  // The plant lives on one member, its lines on all three: it counts them all.
+  ASSERT_TRUE(eventually([&] {
+    auto r = at(2).call("GET", "/v1/twins/f:plant");
+    return r.status == 200 && json::parse(r.body)["properties"].value("lines", 0) == lines;
+  }));
+  EXPECT_EQ(json::parse(at(0).call("GET", "/v1/twins/f:plant").body)["children"].size(),
+            static_cast<size_t>(lines));
+  // Requests went between the members.
+  double forwarded = 0;
+  for (auto& m : members_)
+    forwarded += metric_value(m.metrics, "twin_cluster_forwarded_total");
+  EXPECT_GT(forwarded, lines);
+}
+
+TEST_F(cluster_test, a_killed_members_twins_wait_for_it_and_come_back_whole) {
+  members_.resize(2);
+  for (size_t i = 0; i < 2; ++i)
+    ASSERT_NO_FATAL_FAILURE(start(i));
+  ASSERT_NO_FATAL_FAILURE(wait_for_table(2));
+  constexpr int twins = 20;
+  std::map<std::string, unsigned> versions;
+  for (int i = 0; i < twins; ++i) {
+    auto id = "f:line-" + std::to_string(i);
+    auto r = at(0).call("PUT", "/v1/twins/" + id, json{{"type", "line"}}.dump(), json_type);
+    ASSERT_EQ(r.status, 201u) << r.body;
+    r = at(1).call("PATCH", "/v1/twins/" + id, json{{"properties", {{"product", id}}}}.dump(),
+                   {{"Content-Type", "application/merge-patch+json"}});
+    ASSERT_EQ(r.status, 200u) << r.body;
+    versions[id] = json::parse(r.body)["version"].get<unsigned>();
+  }
+  members_[1].proc->signal(SIGKILL);
+  ASSERT_EQ(members_[1].proc->wait(10s), 128 + SIGKILL);
+  members_[1].proc.reset();
+  // Its twins are served by nobody (without replication nobody else has them); the
+  // others' twins go on.
+  int gone = 0;
+  for (const auto& [id, v] : versions) {
+    auto r = at(0).call("GET", "/v1/twins/" + id);
+    if (r.status == 503)
+      ++gone;
+    else
+      EXPECT_EQ(r.status, 200u) << r.body;
+  }
+  EXPECT_GT(gone, 0);
+  EXPECT_LT(gone, twins);
+  ASSERT_NO_FATAL_FAILURE(start(1));
+  for (const auto& [id, v] : versions) {
+    ASSERT_TRUE(wait_for_200(*members_[0].client, "/v1/twins/" + id, 20s)) << id;
+    auto r = json::parse(at(0).call("GET", "/v1/twins/" + id).body);
+    EXPECT_EQ(r["version"].get<unsigned>(), v) << id;
+    EXPECT_EQ(r["properties"]["product"], id);
+  }
+}
+
+TEST_F(cluster_test, a_member_configured_with_another_shard_count_is_refused) {
+  members_.resize(2);
+  ASSERT_NO_FATAL_FAILURE(start(0));
+  auto r = run_to_end(args(1, {"--shards", "2048"}), {}, 30s);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("has 1024 shards; this node is configured for 2048"), std::string::npos)
+    << r.err;
+}
+
+} // namespace
+} // namespace twin::test
