@@ -272,7 +272,7 @@ int main(int argc, char** argv) {
     auto opts = member_options(o, node_id);
     if (!opts)
       return fail(error_message(opts.error()));
-    member = std::make_unique<cluster::node>(*sys, node_host, std::move(*opts));
+    member = std::make_unique<cluster::node>(*sys, node_host, **store, std::move(*opts));
   }
   router& front = member ? static_cast<router&>(*member) : node_host;
 

@@ -1,167 +1,21 @@
 #include "twin/cluster/node.hpp"
 
-#include <atomic>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
-#include <unordered_map>
-
-#include <caf/actor_system.hpp>
-
-#include "membership.hpp"
-#include "shard_table.hpp"
-#include "transport.hpp"
+#include "node_impl.hpp"
 #include "twin/cluster/errc.hpp"
-#include "twin/runtime/errc.hpp"
-#include "twin/runtime/wire.hpp"
 
 namespace twin::cluster {
 
 using json = nlohmann::json;
 using runtime::make_error;
 using runtime::runtime_errc;
-using runtime::shard_id;
-using runtime::twin_id;
-using runtime::twin_request;
-using clock_type = std::chrono::steady_clock;
 
 void configure(caf::actor_system_config& cfg) {
   configure_transport(cfg);
 }
 
-namespace {
-
-/// Requests forwarded to other members, by token, until their answer or their deadline.
-class pending_requests {
-public:
-  struct entry {
-    twin_request req;
-    std::string node;
-    clock_type::time_point sent;
-    clock_type::time_point deadline;
-  };
-
-  /// Keeps `req` under a new token; 0 (and `req` untouched) if `limit` are pending.
-  uint64_t keep(twin_request& req, const std::string& node, std::chrono::milliseconds timeout,
-                size_t limit) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (map_.size() >= limit)
-      return 0;
-    auto token = ++next_;
-    auto now = clock_type::now();
-    map_.emplace(token, entry{std::move(req), node, now, now + timeout});
-    return token;
-  }
-
-  std::optional<entry> take(uint64_t token) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    auto i = map_.find(token);
-    if (i == map_.end())
-      return std::nullopt;
-    auto e = std::move(i->second);
-    map_.erase(i);
-    return e;
-  }
-
-  /// Takes those past their deadline, or (if `node` is given) sent to `node`.
-  std::vector<entry> take_if(const std::string* node) {
-    std::vector<entry> out;
-    auto now = clock_type::now();
-    std::lock_guard<std::mutex> guard{mtx_};
-    for (auto i = map_.begin(); i != map_.end();) {
-      if (node != nullptr ? i->second.node == *node : i->second.deadline <= now) {
-        out.push_back(std::move(i->second));
-        i = map_.erase(i);
-      } else {
-        ++i;
-      }
-    }
-    return out;
-  }
-
-  size_t size() const {
-    std::lock_guard<std::mutex> guard{mtx_};
-    return map_.size();
-  }
-
-private:
-  mutable std::mutex mtx_;
-  uint64_t next_ = 0;
-  std::unordered_map<uint64_t, entry> map_;
-};
-
-} // namespace
-
-struct node::impl : runtime::metrics::collectable {
-  impl(caf::actor_system& sys, runtime::host& host, node_options opts);
-
-  // -- routing ------------------------------------------------------------------------
-
-  void route(const twin_id& id, twin_request req, uint8_t hops);
-  /// For the host: a request for a shard it does not serve.
-  void route_unserved(const twin_id& id, twin_request req);
-  void forward(const std::string& owner, shard_id shard, int64_t epoch, const twin_id& id,
-               twin_request req, uint8_t hops);
-  void on_envelope(envelope&& env);
-  void on_request(envelope&& env);
-  void on_reply(envelope&& env);
-  void on_peer_down(const std::string& node);
-
-  // -- ownership ------------------------------------------------------------------------
-
-  /// Makes the host serve what the table gives this node, and nothing else.
-  void reconcile();
-  void on_lease_lost();
-  /// Expires forwarded requests; rejoins after a lost lease.
-  void supervise();
-
-  void collect(std::vector<runtime::metrics::family>& out) const override;
-
-  caf::actor_system& sys;
-  runtime::host& host;
-  node_options opts;
-  uint32_t shard_count;
-  std::string me;
-  std::unique_ptr<membership> members;
-  std::unique_ptr<shard_table> table;
-  std::unique_ptr<coordinator> coord;
-  std::unique_ptr<transport> links;
-  uint16_t port = 0;
-  pending_requests pending;
-
-  /// Requests for shards the table gives this node before its host serves them.
-  std::mutex waiting_mtx;
-  std::unordered_map<uint32_t, std::vector<runtime::routed_request>> waiting;
-  static constexpr size_t max_waiting = 100'000;
-  size_t waiting_count = 0;
-
-  std::mutex reconcile_mtx;
-  std::atomic<bool> started{false};
-  std::atomic<bool> lost{false};
-  std::mutex sup_mtx;
-  std::condition_variable sup_cv;
-  bool stopping = false;
-  std::thread supervisor;
-
-  // Figures.
-  std::atomic<uint64_t> forwarded{0};
-  std::atomic<uint64_t> forward_failures{0};
-  std::atomic<uint64_t> redirected{0};
-  std::atomic<uint64_t> received{0};
-  std::atomic<uint64_t> leases_lost{0};
-  runtime::metrics::histogram forward_latency{runtime::metrics::histogram::latency_bounds()};
-
-  /// The host's fallback: requests for shards the host does not serve.
-  struct fallback_router final : runtime::router {
-    impl* n = nullptr;
-    void route(const twin_id& id, twin_request req) override {
-      n->route_unserved(id, std::move(req));
-    }
-  } fallback;
-};
-
-node::impl::impl(caf::actor_system& sys, runtime::host& host, node_options opts)
-  : sys(sys), host(host), opts(std::move(opts)), shard_count(host.shard_count()) {
+node::impl::impl(caf::actor_system& sys, runtime::host& host, runtime::state_store& store,
+                 node_options opts)
+  : sys(sys), host(host), store(store), opts(std::move(opts)), shard_count(host.shard_count()) {
   me = this->opts.id.str();
   fallback.n = this;
 }
@@ -242,10 +96,25 @@ void node::impl::forward(const std::string& owner, shard_id shard, int64_t epoch
 
 void node::impl::on_envelope(envelope&& env) {
   received.fetch_add(1, std::memory_order_relaxed);
-  if (env.kind == envelope::request)
-    on_request(std::move(env));
-  else
-    on_reply(std::move(env));
+  switch (env.kind) {
+    case envelope::request: return on_request(std::move(env));
+    case envelope::reply: return on_reply(std::move(env));
+    case envelope::copy: return on_copy_request(std::move(env));
+    case envelope::page:
+    case envelope::refusal: {
+      std::lock_guard<std::mutex> guard{page_mtx};
+      auto i = pages.find(env.token);
+      if (i == pages.end())
+        return;  // the copier gave up on it
+      i->second = env.kind == envelope::page
+                    ? caf::expected<std::string>{std::move(env.bytes)}
+                    : caf::expected<std::string>{make_error(runtime_errc::unavailable,
+                                                            std::move(env.bytes))};
+      page_cv.notify_all();
+      return;
+    }
+    default: return;  // a kind of a newer version
+  }
 }
 
 void node::impl::on_request(envelope&& env) {
@@ -297,139 +166,11 @@ void node::impl::on_peer_down(const std::string& node) {
                                             "node " + node + " went away before it answered"));
 }
 
-// -- ownership ------------------------------------------------------------------------
-
-void node::impl::reconcile() {
-  std::lock_guard<std::mutex> guard{reconcile_mtx};
-  if (!started.load() || lost.load())
-    return;
-  auto owners = table->all();
-  std::vector<shard_id> leaving;
-  for (uint32_t s = 0; s < owners.size(); ++s) {
-    shard_id shard{s};
-    bool mine = owners[s].owner == me;
-    if (mine && !host.serves(shard)) {
-      if (host.adopt(shard))
-        continue;  // still being released: the next change adopts it
-      std::vector<runtime::routed_request> ready;
-      {
-        std::lock_guard<std::mutex> w{waiting_mtx};
-        auto i = waiting.find(s);
-        if (i != waiting.end()) {
-          ready = std::move(i->second);
-          waiting_count -= ready.size();
-          waiting.erase(i);
-        }
-      }
-      for (auto& r : ready)
-        host.route(r.id, std::move(r.req));
-    } else if (!mine && host.serves(shard)) {
-      leaving.push_back(shard);
-    }
-  }
-  if (!leaving.empty())
-    host.release(leaving, [this](shard_id, std::vector<runtime::routed_request> held) {
-      for (auto& r : held)
-        route(r.id, std::move(r.req), 1);
-    });
-}
-
-void node::impl::on_lease_lost() {
-  lost = true;
-  leases_lost.fetch_add(1, std::memory_order_relaxed);
-  sup_cv.notify_all();
-}
-
-void node::impl::supervise() {
-  for (;;) {
-    {
-      std::unique_lock<std::mutex> guard{sup_mtx};
-      if (sup_cv.wait_for(guard, std::chrono::milliseconds{100}, [&] { return stopping; }))
-        return;
-    }
-    for (auto& e : pending.take_if(nullptr))
-      runtime::fail_request(e.req, make_error(runtime_errc::timeout,
-                                              "node " + e.node + " did not answer in time"));
-    if (!lost.load())
-      continue;
-    // The lease is gone: nothing is served from here until the node joined again, and
-    // then only what the table still gives it.
-    std::vector<shard_id> served;
-    for (uint32_t s = 0; s < shard_count; ++s)
-      if (host.serves(shard_id{s}))
-        served.push_back(shard_id{s});
-    if (!served.empty())
-      host.release(served, [](shard_id, std::vector<runtime::routed_request> held) {
-        for (auto& r : held)
-          runtime::fail_request(r.req, make_error(runtime_errc::unavailable,
-                                                  "this node lost its cluster membership"));
-      });
-    members->leave();
-    if (!members->join()) {
-      lost = false;
-      reconcile();
-    }
-  }
-}
-
-void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
-  using runtime::metrics::family;
-  using runtime::metrics::metric_type;
-  using runtime::metrics::single;
-  family ms{"twin_cluster_members", "Members of the node's cluster, by state.",
-            metric_type::gauge, {}};
-  std::map<std::string, double> by_state{{"up", 0}, {"draining", 0}};
-  for (const auto& m : members->members())
-    by_state[m.state] += 1;
-  for (const auto& [state, n] : by_state)
-    ms.samples.push_back({{{"state", state}}, n, {}});
-  out.push_back(std::move(ms));
-  out.push_back(single("twin_shards_owned", "Shards this node serves.", metric_type::gauge,
-                       host.shards_served()));
-  family handoffs{"twin_handoffs_total", "Shards handed to or taken from another node.",
-                  metric_type::counter, {}};
-  for (const char* result : {"done", "failed"})
-    handoffs.samples.push_back({{{"result", result}}, 0, {}});
-  out.push_back(std::move(handoffs));
-  out.push_back(single("twin_cluster_forwarded_total",
-                       "Requests sent to the member that owns their twin.", metric_type::counter,
-                       forwarded.load()));
-  out.push_back(single("twin_cluster_forward_failures_total",
-                       "Requests that could not be sent to their twin's owner.",
-                       metric_type::counter, forward_failures.load()));
-  out.push_back(single("twin_cluster_redirected_total",
-                       "Requests from other members passed on to the owner this node knows.",
-                       metric_type::counter, redirected.load()));
-  out.push_back(single("twin_cluster_pending_requests",
-                       "Forwarded requests awaiting their answer.", metric_type::gauge,
-                       pending.size()));
-  family latency{"twin_cluster_forward_latency_seconds",
-                 "Seconds from forwarding a request to its answer.", metric_type::histogram, {}};
-  runtime::metrics::sample s;
-  s.histogram = forward_latency.snapshot();
-  latency.samples.push_back(std::move(s));
-  out.push_back(std::move(latency));
-  out.push_back(single("twin_etcd_round_trips_total", "Requests to etcd.", metric_type::counter,
-                       members->etcd().round_trips()));
-  out.push_back(single("twin_etcd_failures_total", "Requests to etcd that failed.",
-                       metric_type::counter, members->etcd().failures()));
-  family renewals{"twin_cluster_lease_renewals_total",
-                  "Renewals of the node's membership lease.", metric_type::counter, {}};
-  renewals.samples.push_back({{{"result", "ok"}}, double(members->renewals()), {}});
-  renewals.samples.push_back({{{"result", "failed"}}, double(members->renewal_failures()), {}});
-  out.push_back(std::move(renewals));
-  out.push_back(single("twin_cluster_leases_lost_total",
-                       "Times the node lost its membership and stopped serving.",
-                       metric_type::counter, leases_lost.load()));
-  out.push_back(single("twin_cluster_out_of_order_total",
-                       "Messages from other members that came out of order on their link.",
-                       metric_type::counter, links->out_of_order()));
-}
-
 // -- node -------------------------------------------------------------------------------
 
-node::node(caf::actor_system& sys, runtime::host& host, node_options opts)
-  : impl_(std::make_unique<impl>(sys, host, std::move(opts))) {
+node::node(caf::actor_system& sys, runtime::host& host, runtime::state_store& store,
+           node_options opts)
+  : impl_(std::make_unique<impl>(sys, host, store, std::move(opts))) {
   auto* d = impl_.get();
   d->links = std::make_unique<transport>(
     sys, d->me, [d](envelope&& env) { d->on_envelope(std::move(env)); },
@@ -473,6 +214,7 @@ caf::error node::start() {
   d.table = std::make_unique<shard_table>(*d.members, d.shard_count, [&d] { d.reconcile(); });
   if (auto err = d.members->join())
     return err;
+  d.members->etcd().del(d.members->keys().drains() + d.me);  // started: not draining
   d.started = true;
   if (auto err = d.table->start())
     return err;
@@ -480,20 +222,50 @@ caf::error node::start() {
   d.coord->start();
   d.coord->poke();
   d.supervisor = std::thread{[&d] { d.supervise(); }};
+  d.copier = std::thread{[&d] { d.copy_loop(); }};
   return {};
 }
 
 void node::stop() {
   auto& d = *impl_;
+  if (d.stopping.load())
+    return;
+  if (d.started.load() && !d.lost.load() && d.members->members().size() > 1) {
+    // Hand every shard to the others first: the coordinator moves a draining member's.
+    auto drain_key = d.members->keys().drains() + d.me;
+    if (d.members->etcd().put(drain_key, "")) {
+      auto deadline = clock_type::now() + d.opts.drain_timeout;
+      while (clock_type::now() < deadline) {
+        bool none = d.host.shards_served() == 0;
+        {
+          std::lock_guard<std::mutex> h{d.handoff_mtx};
+          none = none && d.outgoing.empty();
+        }
+        if (none)
+          break;
+        std::this_thread::sleep_for(std::chrono::milliseconds{50});
+      }
+      d.members->etcd().del(drain_key);
+    }
+  }
   {
     std::lock_guard<std::mutex> guard{d.sup_mtx};
-    if (d.stopping)
+    if (d.stopping.exchange(true))
       return;
-    d.stopping = true;
   }
   d.sup_cv.notify_all();
+  {
+    std::lock_guard<std::mutex> h{d.handoff_mtx};
+    d.copy_cv.notify_all();
+  }
+  {
+    std::lock_guard<std::mutex> p{d.page_mtx};
+    d.page_cv.notify_all();
+  }
   if (d.supervisor.joinable())
     d.supervisor.join();
+  if (d.copier.joinable())
+    d.copier.join();
   d.coord.reset();
   d.table.reset();
   if (d.members)
@@ -504,52 +276,18 @@ void node::stop() {
     runtime::fail_request(e.req, make_error(runtime_errc::shutting_down, "the node is stopping"));
 }
 
+caf::error node::drain(const std::string& id) {
+  auto& d = *impl_;
+  auto ms = d.members->members();
+  if (std::none_of(ms.begin(), ms.end(), [&](const member& m) { return m.id.str() == id; }))
+    return make_error(cluster_errc::not_member,
+                      "no member of cluster '" + d.opts.cluster + "' has node id '" + id + "'");
+  auto r = d.members->etcd().put(d.members->keys().drains() + id, "");
+  return r ? caf::error{} : r.error();
+}
+
 void node::route(const twin_id& id, twin_request req) {
   impl_->route(id, std::move(req), 0);
-}
-
-std::pair<bool, std::string> node::ready() const {
-  auto& d = *impl_;
-  if (!d.started.load() || !d.members || d.lost.load() || !d.members->alive())
-    return {false, "not a member of cluster '" + d.opts.cluster + "' now"};
-  uint32_t mine = 0;
-  uint32_t served = 0;
-  for (uint32_t s = 0; s < d.shard_count; ++s)
-    if (d.table->get(shard_id{s}).owner == d.me) {
-      ++mine;
-      served += d.host.serves(shard_id{s}) ? 1 : 0;
-    }
-  auto detail = "member of cluster '" + d.opts.cluster + "' (incarnation "
-                + std::to_string(d.members->incarnation()) + "), serving " + std::to_string(served)
-                + " of the " + std::to_string(mine) + " shards it owns";
-  return {served == mine, detail};
-}
-
-json node::status() const {
-  auto& d = *impl_;
-  json out{{"node", d.me}, {"cluster", d.opts.cluster}, {"shards", d.shard_count}};
-  auto owners = d.table ? d.table->all() : std::vector<shard_owner>{};
-  std::map<std::string, uint32_t> owned;
-  json table = json::array();
-  for (uint32_t s = 0; s < owners.size(); ++s) {
-    ++owned[owners[s].owner];
-    table.push_back({{"shard", s}, {"owner", owners[s].owner}, {"epoch", owners[s].epoch}});
-  }
-  json ms = json::array();
-  if (d.members)
-    for (const auto& m : d.members->members())
-      ms.push_back({{"node", m.id.str()},
-                    {"state", m.state},
-                    {"incarnation", m.incarnation},
-                    {"cluster", m.cluster_address},
-                    {"http", m.http_url},
-                    {"shards", owned[m.id.str()]}});
-  out["members"] = std::move(ms);
-  out["leader"] = d.coord && d.coord->leading();
-  out["shard_table"] = std::move(table);
-  out["unowned"] = owned[""];
-  out["handoffs"] = json::array();
-  return out;
 }
 
 const runtime::metrics::collectable& node::probe() const {

@@ -1,5 +1,7 @@
 #include "shard_table.hpp"
 
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 namespace twin::cluster {
@@ -25,16 +27,35 @@ shard_table::~shard_table() {
   watch_.reset();
 }
 
-int64_t shard_table::shard_of_key(const std::string& key, const std::string& prefix) {
+int64_t shard_table::shard_of_key(const std::string& key, const std::string& prefix,
+                                  bool* handoff) {
   if (key.size() <= prefix.size() || key.compare(0, prefix.size(), prefix) != 0)
     return -1;
   int64_t n = 0;
-  for (size_t i = prefix.size(); i < key.size(); ++i) {
+  size_t i = prefix.size();
+  for (; i < key.size() && key[i] != '/'; ++i) {
     if (key[i] < '0' || key[i] > '9' || n > 1'000'000)
       return -1;
     n = n * 10 + (key[i] - '0');
   }
+  bool is_handoff = key.compare(i, std::string::npos, "/to") == 0;
+  if (i < key.size() && !is_handoff)
+    return -1;
+  if (handoff != nullptr)
+    *handoff = is_handoff;
   return n;
+}
+
+void shard_table::set_owner(runtime::shard_id shard, std::string owner, int64_t epoch) {
+  {
+    std::unique_lock<std::shared_mutex> guard{mtx_};
+    auto& e = table_.at(shard.value());
+    if (epoch <= e.epoch)
+      return;
+    e = shard_owner{std::move(owner), epoch, {}, 0};
+  }
+  if (on_change_)
+    on_change_();
 }
 
 caf::error shard_table::start() {
@@ -62,27 +83,38 @@ caf::expected<int64_t> shard_table::load() {
   std::unique_lock<std::shared_mutex> guard{mtx_};
   for (auto& e : table_)
     e = shard_owner{};
-  for (const auto& kv : all->kvs) {
-    auto n = shard_of_key(kv.key, keys.shards());
-    if (n >= 0 && static_cast<size_t>(n) < table_.size())
-      table_[n] = {owner_of(kv.value), kv.mod_revision};
-  }
+  for (const auto& kv : all->kvs)
+    set_entry(kv, false);
   return all->revision;
 }
 
 void shard_table::apply(const std::vector<etcd::event>& events) {
-  auto prefix = membership_.keys().shards();
   {
     std::unique_lock<std::shared_mutex> guard{mtx_};
-    for (const auto& e : events) {
-      auto n = shard_of_key(e.kv.key, prefix);
-      if (n < 0 || static_cast<size_t>(n) >= table_.size())
-        continue;
-      table_[n] = e.deleted ? shard_owner{} : shard_owner{owner_of(e.kv.value), e.kv.mod_revision};
-    }
+    for (const auto& e : events)
+      set_entry(e.kv, e.deleted);
   }
   if (on_change_)
     on_change_();
+}
+
+void shard_table::set_entry(const etcd::key_value& kv, bool deleted) {
+  bool handoff = false;
+  auto n = shard_of_key(kv.key, membership_.keys().shards(), &handoff);
+  if (n < 0 || static_cast<size_t>(n) >= table_.size())
+    return;
+  auto& e = table_[n];
+  if (handoff) {
+    auto j = json::parse(kv.value, nullptr, false);
+    e.moving_to = deleted || !j.is_object() ? std::string{} : j.value("to", "");
+    e.handoff = deleted ? 0 : kv.mod_revision;
+  } else if (deleted) {
+    e.owner.clear();
+    e.epoch = 0;
+  } else if (kv.mod_revision >= e.epoch) {  // never back to an older owner
+    e.owner = owner_of(kv.value);
+    e.epoch = kv.mod_revision;
+  }
 }
 
 shard_owner shard_table::get(runtime::shard_id shard) const {
@@ -97,8 +129,13 @@ std::vector<shard_owner> shard_table::all() const {
 
 // -- coordinator ---------------------------------------------------------------------
 
-coordinator::coordinator(membership& m, shard_table& table, std::chrono::milliseconds settle)
-  : membership_(m), table_(table), settle_(settle), changed_at_(std::chrono::steady_clock::now()) {
+coordinator::coordinator(membership& m, shard_table& table, std::chrono::milliseconds settle,
+                         size_t max_handoffs)
+  : membership_(m),
+    table_(table),
+    settle_(settle),
+    max_handoffs_(max_handoffs),
+    changed_at_(std::chrono::steady_clock::now()) {
 }
 
 coordinator::~coordinator() {
@@ -141,38 +178,69 @@ bool coordinator::try_lead() {
                           && r->reads[0].kvs[0].lease == membership_.lease());
 }
 
-void coordinator::assign_unowned() {
+void coordinator::rebalance() {
+  auto& etcd = membership_.etcd();
+  const auto& keys = membership_.keys();
+  auto drains = etcd.get_prefix(keys.drains());
+  if (!drains)
+    return;
+  std::set<std::string> draining;
+  for (const auto& kv : drains->kvs)
+    draining.insert(kv.key.substr(keys.drains().size()));
+  std::set<std::string> live;
   std::vector<std::string> up;
-  for (const auto& m : membership_.members())
-    if (m.state == "up")
+  for (const auto& m : membership_.members()) {
+    live.insert(m.id.str());
+    if (draining.count(m.id.str()) == 0)
       up.push_back(m.id.str());
+  }
   if (up.empty())
     return;
-  auto current = table_.all();
-  assignment owners;
-  for (const auto& e : current)
-    owners.push_back(e.owner);
-  auto next = balance(owners, up);
-  // Only shards without an owner are given here: an owned shard moves by handoff.
+  auto table = table_.all();
+  // Balance what may move: shards of live members and those without an owner.
+  assignment movable;
+  std::vector<size_t> shard_of;
+  size_t moving = 0;
+  for (size_t s = 0; s < table.size(); ++s) {
+    if (!table[s].moving_to.empty())
+      ++moving;
+    if (table[s].owner.empty() || live.count(table[s].owner) > 0) {
+      movable.push_back(table[s].owner);
+      shard_of.push_back(s);
+    }
+  }
+  auto next = balance(movable, up);
   std::vector<etcd::compare> when;
   std::vector<etcd::op> then;
   auto flush = [&] {
     if (!then.empty())
-      membership_.etcd().txn(when, then);  // a conflict: the watch shows it, the next round retries
+      etcd.txn(when, then);  // a conflict: the watch shows it, the next round retries
     when.clear();
     then.clear();
   };
-  auto prefix = membership_.keys().shards();
-  for (size_t s = 0; s < owners.size(); ++s) {
-    if (!owners[s].empty() || next[s].empty())
-      continue;
-    auto key = prefix + std::to_string(s);
-    when.push_back(etcd::compare::mod_is(key, current[s].epoch));
-    then.push_back(etcd::op::put(key, json{{"owner", next[s]}}.dump()));
-    if (then.size() == 64)  // etcd takes at most 128 operations a transaction
+  for (size_t k = 0; k < movable.size(); ++k) {
+    auto s = shard_of[k];
+    const auto& e = table[s];
+    auto key = keys.shards() + std::to_string(s);
+    if (e.owner.empty()) {
+      when.push_back(etcd::compare::mod_is(key, e.epoch));
+      then.push_back(etcd::op::put(key, json{{"owner", next[k]}}.dump()));
+    } else if (!e.moving_to.empty()) {
+      if (live.count(e.moving_to) == 0) {  // its new owner is gone: call it off
+        when.push_back(etcd::compare::mod_is(key + "/to", e.handoff));
+        then.push_back(etcd::op::del(key + "/to"));
+      }
+    } else if (next[k] != e.owner && moving < max_handoffs_) {
+      ++moving;
+      when.push_back(etcd::compare::mod_is(key, e.epoch));
+      when.push_back(etcd::compare::mod_is(key + "/to", 0));
+      then.push_back(etcd::op::put(key + "/to", json{{"from", e.owner}, {"to", next[k]}}.dump()));
+    }
+    if (then.size() >= 40)  // etcd takes at most 128 operations a transaction
       flush();
   }
   flush();
+  // Handoffs from a member that is gone wait for it: only it has the shard's data.
 }
 
 void coordinator::loop() {
@@ -193,7 +261,7 @@ void coordinator::loop() {
       changed = changed_at_;
     }
     if (lead && steady_clock::now() - changed >= settle_)
-      assign_unowned();
+      rebalance();
   }
 }
 

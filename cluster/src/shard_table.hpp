@@ -21,6 +21,10 @@ namespace twin::cluster {
 struct shard_owner {
   std::string owner;  ///< a node id; empty: none
   int64_t epoch = 0;  ///< the etcd revision that made it the owner
+  /// A handoff under way (key `<root>shards/<n>/to`): the member it goes to, and the
+  /// revision of the handoff's key; empty and 0: none.
+  std::string moving_to;
+  int64_t handoff = 0;
 };
 
 class shard_table {
@@ -35,16 +39,21 @@ public:
   caf::error start();
 
   shard_owner get(runtime::shard_id shard) const;
+  /// Takes the outcome of this node's own transaction before the watch brings it.
+  void set_owner(runtime::shard_id shard, std::string owner, int64_t epoch);
   std::vector<shard_owner> all() const;
   uint32_t shard_count() const { return static_cast<uint32_t>(table_.size()); }
 
-  /// The shard number of a table key, or -1.
-  static int64_t shard_of_key(const std::string& key, const std::string& prefix);
+  /// The shard number of a table key, or -1; `handoff`: the key is a handoff's.
+  static int64_t shard_of_key(const std::string& key, const std::string& prefix,
+                              bool* handoff = nullptr);
 
 private:
   /// Reads the whole table; returns the revision it was read at.
   caf::expected<int64_t> load();
   void apply(const std::vector<etcd::event>& events);
+  /// Applies one key of the table (with the lock).
+  void set_entry(const etcd::key_value& kv, bool deleted);
 
   membership& membership_;
   changed_fn on_change_;
@@ -54,12 +63,16 @@ private:
 };
 
 /// The coordinator: while this node holds the cluster's leader key (with its own lease),
-/// it gives every shard without an owner to a member, balanced over the members that are
-/// up, once the members have not changed for `settle` (so that nodes started together
-/// share the shards). Owned shards move only by handoff.
+/// it balances the shards over the members that are up and not draining. A shard without
+/// an owner is given at once (once the members have not changed for `settle`, so that
+/// nodes started together share them); an owned one moves by handoff: the coordinator
+/// writes the handoff's key, at most `max_handoffs` at once, and the new owner completes
+/// it. Shards of a member that is gone stay where they are: only it has their data. A
+/// handoff whose old or new owner is gone is called off.
 class coordinator {
 public:
-  coordinator(membership& m, shard_table& table, std::chrono::milliseconds settle);
+  coordinator(membership& m, shard_table& table, std::chrono::milliseconds settle,
+              size_t max_handoffs = 64);
   ~coordinator();
   void start();
   /// The members changed.
@@ -69,11 +82,12 @@ public:
 private:
   void loop();
   bool try_lead();
-  void assign_unowned();
+  void rebalance();
 
   membership& membership_;
   shard_table& table_;
   std::chrono::milliseconds settle_;
+  size_t max_handoffs_;
   mutable std::mutex mtx_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -19,8 +19,8 @@
 
 namespace twin::cluster {
 
-/// What crosses between nodes: a request to a twin, a reply to one, or a redirect (the
-/// receiver does not own the shard: `bytes` names the owner it knows of).
+/// What crosses between nodes: a request to a twin or for a page of a shard being handed
+/// off, and the reply to one (or its refusal).
 struct envelope {
   uint8_t kind = 0;          ///< `request`, `reply` or `redirect`
   std::string from;          ///< the sending node: where replies go
@@ -34,7 +34,9 @@ struct envelope {
 
   static constexpr uint8_t request = 0;
   static constexpr uint8_t reply = 1;
-  static constexpr uint8_t redirect = 2;
+  static constexpr uint8_t copy = 2;      ///< asks for a page of `shard` from cursor `bytes`
+  static constexpr uint8_t page = 3;      ///< answers `copy` with a page
+  static constexpr uint8_t refusal = 4;   ///< answers `copy` with why not
 };
 
 template <class Inspector>

@@ -47,6 +47,8 @@ struct node_options {
   std::chrono::milliseconds settle{2'000};
   /// Forwarded requests awaiting an answer, at most; more are answered `unavailable`.
   size_t max_pending = 100'000;
+  /// How long `stop` waits for the node's shards to be handed to other members.
+  std::chrono::milliseconds drain_timeout{60'000};
 };
 
 /// A member of a cluster: its membership in etcd, the shard table, and the router that
@@ -60,7 +62,9 @@ struct node_options {
 /// again with a new incarnation.
 class node final : public runtime::router {
 public:
-  node(caf::actor_system& sys, runtime::host& host, node_options opts);
+  /// `store` is the host's: shards handed off are copied out of it and into it.
+  node(caf::actor_system& sys, runtime::host& host, runtime::state_store& store,
+       node_options opts);
   ~node() override;  ///< stops
 
   /// Opens the port between nodes, joins the cluster and starts serving the shards the
@@ -68,8 +72,13 @@ public:
   /// the host's store, or a live member has this node's id; `etcd_unavailable` if etcd
   /// cannot be reached.
   caf::error start();
-  /// Leaves the cluster (revokes the lease) and closes the port.
+  /// Hands every shard of this node to the other members (if there are any; at most for
+  /// `drain_timeout`), then leaves the cluster (revokes the lease) and closes the port.
   void stop();
+
+  /// Marks member `id` draining: the coordinator moves its shards to the others, and gives
+  /// it none until it starts again. `not_member` if no member has that id.
+  caf::error drain(const std::string& id);
 
   /// Delivers to the owner of the twin's shard.
   void route(const runtime::twin_id& id, runtime::twin_request req) override;

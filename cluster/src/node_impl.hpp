@@ -1,0 +1,197 @@
+#pragma once
+
+// The parts of a cluster member, shared by its files: routing (node.cpp), ownership and
+// handoffs (ownership.cpp, handoff.cpp) and its figures (node_status.cpp). Private to
+// the cluster module.
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+
+#include <deque>
+#include <set>
+
+#include <caf/actor_system.hpp>
+
+#include "membership.hpp"
+#include "shard_table.hpp"
+#include "transport.hpp"
+#include "twin/cluster/node.hpp"
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/wire.hpp"
+
+namespace twin::cluster {
+
+using runtime::shard_id;
+using runtime::twin_id;
+using runtime::twin_request;
+using clock_type = std::chrono::steady_clock;
+
+/// Requests forwarded to other members, by token, until their answer or their deadline.
+class pending_requests {
+public:
+  struct entry {
+    twin_request req;
+    std::string node;
+    clock_type::time_point sent;
+    clock_type::time_point deadline;
+  };
+
+  /// Keeps `req` under a new token; 0 (and `req` untouched) if `limit` are pending.
+  uint64_t keep(twin_request& req, const std::string& node, std::chrono::milliseconds timeout,
+                size_t limit) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (map_.size() >= limit)
+      return 0;
+    auto token = ++next_;
+    auto now = clock_type::now();
+    map_.emplace(token, entry{std::move(req), node, now, now + timeout});
+    return token;
+  }
+
+  std::optional<entry> take(uint64_t token) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = map_.find(token);
+    if (i == map_.end())
+      return std::nullopt;
+    auto e = std::move(i->second);
+    map_.erase(i);
+    return e;
+  }
+
+  /// Takes those past their deadline, or (if `node` is given) sent to `node`.
+  std::vector<entry> take_if(const std::string* node) {
+    std::vector<entry> out;
+    auto now = clock_type::now();
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto i = map_.begin(); i != map_.end();) {
+      if (node != nullptr ? i->second.node == *node : i->second.deadline <= now) {
+        out.push_back(std::move(i->second));
+        i = map_.erase(i);
+      } else {
+        ++i;
+      }
+    }
+    return out;
+  }
+
+  size_t size() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return map_.size();
+  }
+
+private:
+  mutable std::mutex mtx_;
+  uint64_t next_ = 0;
+  std::unordered_map<uint64_t, entry> map_;
+};
+
+struct node::impl : runtime::metrics::collectable {
+  impl(caf::actor_system& sys, runtime::host& host, runtime::state_store& store,
+       node_options opts);
+
+  // -- routing ------------------------------------------------------------------------
+
+  void route(const twin_id& id, twin_request req, uint8_t hops);
+  /// For the host: a request for a shard it does not serve.
+  void route_unserved(const twin_id& id, twin_request req);
+  void forward(const std::string& owner, shard_id shard, int64_t epoch, const twin_id& id,
+               twin_request req, uint8_t hops);
+  void on_envelope(envelope&& env);
+  void on_request(envelope&& env);
+  void on_reply(envelope&& env);
+  void on_peer_down(const std::string& node);
+
+  // -- ownership ------------------------------------------------------------------------
+
+  /// Makes the host serve what the table gives this node, and nothing else; starts and
+  /// ends the handoffs this node takes part in.
+  void reconcile();
+  /// Routes the requests that waited for shard `s` (to the host, or to its owner).
+  void flush_waiting(uint32_t s, bool local);
+  /// The old owner's side of a handoff: a page of the shard for its new owner.
+  void on_copy_request(envelope&& env);
+  /// The new owner's side: copies the shard, then takes it in one transaction.
+  void copy_loop();
+  caf::error copy_in(uint32_t s);
+  /// One page of shard `s` from `from`, or why not.
+  caf::expected<std::string> request_page(const std::string& from, uint32_t s,
+                                          const std::string& cursor);
+  void on_lease_lost();
+  /// Expires forwarded requests; rejoins after a lost lease.
+  void supervise();
+
+  void collect(std::vector<runtime::metrics::family>& out) const override;
+
+  caf::actor_system& sys;
+  runtime::host& host;
+  runtime::state_store& store;
+  node_options opts;
+  uint32_t shard_count;
+  std::string me;
+  std::unique_ptr<membership> members;
+  std::unique_ptr<shard_table> table;
+  std::unique_ptr<coordinator> coord;
+  std::unique_ptr<transport> links;
+  uint16_t port = 0;
+  pending_requests pending;
+
+  /// Requests for shards the table gives this node before its host serves them.
+  std::mutex waiting_mtx;
+  std::unordered_map<uint32_t, std::vector<runtime::routed_request>> waiting;
+  static constexpr size_t max_waiting = 100'000;
+  size_t waiting_count = 0;
+
+  /// Handoffs of shards away from this node: where to, whether released, and the
+  /// requests the release held, to follow the shard.
+  struct outgoing_handoff {
+    std::string to;
+    bool released = false;
+    std::vector<runtime::routed_request> held;
+  };
+  std::mutex handoff_mtx;
+  std::map<uint32_t, outgoing_handoff> outgoing;
+  std::set<uint32_t> incoming;    ///< shards this node copies in
+  std::deque<uint32_t> to_copy;   ///< of them, those not started yet
+  std::condition_variable copy_cv;
+  std::thread copier;
+  /// Pages asked for by the copier, by token.
+  std::mutex page_mtx;
+  std::condition_variable page_cv;
+  std::map<uint64_t, std::optional<caf::expected<std::string>>> pages;
+  uint64_t next_page = 0;
+  std::atomic<uint64_t> handoffs_done{0};
+  std::atomic<uint64_t> handoffs_failed{0};
+  runtime::metrics::histogram handoff_duration{runtime::metrics::histogram::latency_bounds()};
+
+  std::recursive_mutex reconcile_mtx;
+  std::atomic<bool> started{false};
+  std::atomic<bool> lost{false};
+  std::mutex sup_mtx;
+  std::condition_variable sup_cv;
+  std::atomic<bool> stopping{false};
+  std::thread supervisor;
+
+  // Figures.
+  std::atomic<uint64_t> forwarded{0};
+  std::atomic<uint64_t> forward_failures{0};
+  std::atomic<uint64_t> redirected{0};
+  std::atomic<uint64_t> received{0};
+  std::atomic<uint64_t> leases_lost{0};
+  runtime::metrics::histogram forward_latency{runtime::metrics::histogram::latency_bounds()};
+
+  /// The host's fallback: requests for shards the host does not serve.
+  struct fallback_router final : runtime::router {
+    impl* n = nullptr;
+    void route(const twin_id& id, twin_request req) override {
+      n->route_unserved(id, std::move(req));
+    }
+  } fallback;
+};
+
+
+} // namespace twin::cluster

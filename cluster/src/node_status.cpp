@@ -1,0 +1,123 @@
+// What a member shows of itself: readiness, GET /v1/cluster and its metrics.
+
+#include "node_impl.hpp"
+
+namespace twin::cluster {
+
+using json = nlohmann::json;
+
+void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
+  using runtime::metrics::family;
+  using runtime::metrics::metric_type;
+  using runtime::metrics::single;
+  family ms{"twin_cluster_members", "Members of the node's cluster, by state.",
+            metric_type::gauge, {}};
+  std::map<std::string, double> by_state{{"up", 0}, {"draining", 0}};
+  for (const auto& m : members->members())
+    by_state[m.state] += 1;
+  for (const auto& [state, n] : by_state)
+    ms.samples.push_back({{{"state", state}}, n, {}});
+  out.push_back(std::move(ms));
+  out.push_back(single("twin_shards_owned", "Shards this node serves.", metric_type::gauge,
+                       host.shards_served()));
+  family handoffs{"twin_handoffs_total", "Shards handed to or taken from another node.",
+                  metric_type::counter, {}};
+  handoffs.samples.push_back({{{"result", "done"}}, double(handoffs_done.load()), {}});
+  handoffs.samples.push_back({{{"result", "failed"}}, double(handoffs_failed.load()), {}});
+  out.push_back(std::move(handoffs));
+  family took{"twin_handoff_duration_seconds",
+              "Seconds a shard took to come to this node: copied and taken over.",
+              metric_type::histogram, {}};
+  runtime::metrics::sample hd;
+  hd.histogram = handoff_duration.snapshot();
+  took.samples.push_back(std::move(hd));
+  out.push_back(std::move(took));
+  out.push_back(single("twin_cluster_forwarded_total",
+                       "Requests sent to the member that owns their twin.", metric_type::counter,
+                       forwarded.load()));
+  out.push_back(single("twin_cluster_forward_failures_total",
+                       "Requests that could not be sent to their twin's owner.",
+                       metric_type::counter, forward_failures.load()));
+  out.push_back(single("twin_cluster_redirected_total",
+                       "Requests from other members passed on to the owner this node knows.",
+                       metric_type::counter, redirected.load()));
+  out.push_back(single("twin_cluster_pending_requests",
+                       "Forwarded requests awaiting their answer.", metric_type::gauge,
+                       pending.size()));
+  family latency{"twin_cluster_forward_latency_seconds",
+                 "Seconds from forwarding a request to its answer.", metric_type::histogram, {}};
+  runtime::metrics::sample s;
+  s.histogram = forward_latency.snapshot();
+  latency.samples.push_back(std::move(s));
+  out.push_back(std::move(latency));
+  out.push_back(single("twin_etcd_round_trips_total", "Requests to etcd.", metric_type::counter,
+                       members->etcd().round_trips()));
+  out.push_back(single("twin_etcd_failures_total", "Requests to etcd that failed.",
+                       metric_type::counter, members->etcd().failures()));
+  family renewals{"twin_cluster_lease_renewals_total",
+                  "Renewals of the node's membership lease.", metric_type::counter, {}};
+  renewals.samples.push_back({{{"result", "ok"}}, double(members->renewals()), {}});
+  renewals.samples.push_back({{{"result", "failed"}}, double(members->renewal_failures()), {}});
+  out.push_back(std::move(renewals));
+  out.push_back(single("twin_cluster_leases_lost_total",
+                       "Times the node lost its membership and stopped serving.",
+                       metric_type::counter, leases_lost.load()));
+  out.push_back(single("twin_cluster_out_of_order_total",
+                       "Messages from other members that came out of order on their link.",
+                       metric_type::counter, links->out_of_order()));
+}
+
+std::pair<bool, std::string> node::ready() const {
+  auto& d = *impl_;
+  if (!d.started.load() || !d.members || d.lost.load() || !d.members->alive())
+    return {false, "not a member of cluster '" + d.opts.cluster + "' now"};
+  uint32_t mine = 0;
+  uint32_t served = 0;
+  for (uint32_t s = 0; s < d.shard_count; ++s)
+    if (d.table->get(shard_id{s}).owner == d.me) {
+      ++mine;
+      served += d.host.serves(shard_id{s}) ? 1 : 0;
+    }
+  auto detail = "member of cluster '" + d.opts.cluster + "' (incarnation "
+                + std::to_string(d.members->incarnation()) + "), serving " + std::to_string(served)
+                + " of the " + std::to_string(mine) + " shards it owns";
+  return {served == mine, detail};
+}
+
+json node::status() const {
+  auto& d = *impl_;
+  json out{{"node", d.me}, {"cluster", d.opts.cluster}, {"shards", d.shard_count}};
+  auto owners = d.table ? d.table->all() : std::vector<shard_owner>{};
+  std::map<std::string, uint32_t> owned;
+  json table = json::array();
+  for (uint32_t s = 0; s < owners.size(); ++s) {
+    ++owned[owners[s].owner];
+    table.push_back({{"shard", s}, {"owner", owners[s].owner}, {"epoch", owners[s].epoch}});
+  }
+  std::set<std::string> draining;
+  if (d.members)
+    if (auto drains = d.members->etcd().get_prefix(d.members->keys().drains()))
+      for (const auto& kv : drains->kvs)
+        draining.insert(kv.key.substr(d.members->keys().drains().size()));
+  json ms = json::array();
+  if (d.members)
+    for (const auto& m : d.members->members())
+      ms.push_back({{"node", m.id.str()},
+                    {"state", draining.count(m.id.str()) ? "draining" : m.state},
+                    {"incarnation", m.incarnation},
+                    {"cluster", m.cluster_address},
+                    {"http", m.http_url},
+                    {"shards", owned[m.id.str()]}});
+  out["members"] = std::move(ms);
+  out["leader"] = d.coord && d.coord->leading();
+  out["shard_table"] = std::move(table);
+  out["unowned"] = owned[""];
+  json handoffs = json::array();
+  for (uint32_t s = 0; s < owners.size(); ++s)
+    if (!owners[s].moving_to.empty())
+      handoffs.push_back({{"shard", s}, {"from", owners[s].owner}, {"to", owners[s].moving_to}});
+  out["handoffs"] = std::move(handoffs);
+  return out;
+}
+
+} // namespace twin::cluster

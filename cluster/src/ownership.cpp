@@ -1,0 +1,269 @@
+// Which shards a member serves: those the table gives it. Handoffs between members (the
+// old owner releases the shard, the new one copies it and takes it in one transaction,
+// the requests held meanwhile follow), and a lost lease.
+
+#include <nlohmann/json.hpp>
+
+#include "node_impl.hpp"
+#include "page_codec.hpp"
+
+namespace twin::cluster {
+
+using json = nlohmann::json;
+using runtime::make_error;
+using runtime::runtime_errc;
+
+void node::impl::flush_waiting(uint32_t s, bool local) {
+  std::vector<runtime::routed_request> ready;
+  {
+    std::lock_guard<std::mutex> w{waiting_mtx};
+    auto i = waiting.find(s);
+    if (i == waiting.end())
+      return;
+    ready = std::move(i->second);
+    waiting_count -= ready.size();
+    waiting.erase(i);
+  }
+  for (auto& r : ready)
+    local ? host.route(r.id, std::move(r.req)) : route(r.id, std::move(r.req), 1);
+}
+
+void node::impl::reconcile() {
+  std::lock_guard<std::recursive_mutex> guard{reconcile_mtx};
+  if (!started.load() || lost.load())
+    return;
+  auto owners = table->all();
+  std::vector<shard_id> leaving;
+  std::vector<shard_id> handing_off;
+  for (uint32_t s = 0; s < owners.size(); ++s) {
+    shard_id shard{s};
+    const auto& e = owners[s];
+    bool mine = e.owner == me;
+    std::unique_lock<std::mutex> h{handoff_mtx};
+    auto out = outgoing.find(s);
+    if (out != outgoing.end()) {
+      if (!mine) {  // done: the held requests and those that waited follow the shard
+        auto held = std::move(out->second.held);
+        outgoing.erase(out);
+        h.unlock();
+        for (auto& r : held)
+          route(r.id, std::move(r.req), 1);
+        flush_waiting(s, false);
+        store.drop_shard(shard);
+        handoffs_done.fetch_add(1, std::memory_order_relaxed);
+      } else if (e.moving_to.empty() && out->second.released) {  // called off
+        auto held = std::move(out->second.held);
+        outgoing.erase(out);
+        h.unlock();
+        host.adopt(shard);
+        for (auto& r : held)
+          host.route(r.id, std::move(r.req));
+        flush_waiting(s, true);
+        handoffs_failed.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    if (mine && !e.moving_to.empty() && e.moving_to != me && host.serves(shard)) {
+      outgoing[s] = outgoing_handoff{e.moving_to, false, {}};
+      handing_off.push_back(shard);
+      continue;
+    }
+    if (e.moving_to == me && !mine && incoming.insert(s).second) {
+      to_copy.push_back(s);
+      copy_cv.notify_all();
+    }
+    h.unlock();
+    if (mine && !host.serves(shard)) {
+      if (!host.adopt(shard))
+        flush_waiting(s, true);  // else: still being released; the next change adopts it
+    } else if (!mine && host.serves(shard)) {
+      leaving.push_back(shard);
+    } else if (!mine) {
+      flush_waiting(s, false);
+    }
+  }
+  if (!handing_off.empty())
+    host.release(handing_off, [this](shard_id shard, std::vector<runtime::routed_request> held) {
+      std::lock_guard<std::mutex> h{handoff_mtx};
+      auto out = outgoing.find(shard.value());
+      if (out == outgoing.end())
+        return;  // cannot happen: the entry goes only once released
+      out->second.released = true;
+      out->second.held = std::move(held);
+    });
+  if (!leaving.empty())
+    host.release(leaving, [this](shard_id, std::vector<runtime::routed_request> held) {
+      for (auto& r : held)
+        route(r.id, std::move(r.req), 1);
+    });
+}
+
+// -- the old owner's side --------------------------------------------------------------
+
+void node::impl::on_copy_request(envelope&& env) {
+  envelope r;
+  r.from = me;
+  r.incarnation = members->incarnation();
+  r.token = env.token;
+  bool ready = false;
+  {
+    std::lock_guard<std::mutex> h{handoff_mtx};
+    auto out = outgoing.find(env.shard);
+    ready = out != outgoing.end() && out->second.released && out->second.to == env.from;
+  }
+  if (!ready) {
+    r.kind = envelope::refusal;
+    r.bytes = "not released";
+  } else if (auto page = store.read_shard(shard_id{env.shard}, env.bytes, 1u << 20)) {
+    r.kind = envelope::page;
+    r.bytes = encode_page(shard_id{env.shard}, *page);
+  } else {
+    r.kind = envelope::refusal;
+    r.bytes = runtime::error_message(page.error());
+  }
+  links->send(env.from, std::move(r));
+}
+
+// -- the new owner's side --------------------------------------------------------------
+
+caf::expected<std::string> node::impl::request_page(const std::string& from, uint32_t s,
+                                                    const std::string& cursor) {
+  envelope env;
+  env.kind = envelope::copy;
+  env.from = me;
+  env.incarnation = members->incarnation();
+  env.shard = s;
+  env.bytes = cursor;
+  {
+    std::lock_guard<std::mutex> guard{page_mtx};
+    env.token = ++next_page;
+    pages[env.token];
+  }
+  auto token = env.token;
+  auto forget = [&] {
+    std::lock_guard<std::mutex> guard{page_mtx};
+    pages.erase(token);
+  };
+  if (!links->send(from, std::move(env))) {
+    forget();
+    return make_error(runtime_errc::unavailable, "node " + from + " cannot be reached");
+  }
+  std::unique_lock<std::mutex> guard{page_mtx};
+  bool answered = page_cv.wait_for(guard, std::chrono::seconds{5},
+                                   [&] { return pages[token].has_value() || stopping.load(); });
+  auto answer = answered && pages[token] ? std::move(*pages[token])
+                                         : caf::expected<std::string>{make_error(
+                                             runtime_errc::timeout, "no page in time")};
+  pages.erase(token);
+  return answer;
+}
+
+caf::error node::impl::copy_in(uint32_t s) {
+  auto t0 = clock_type::now();
+  shard_id shard{s};
+  auto e = table->get(shard);
+  if (e.moving_to != me)
+    return make_error(runtime_errc::conflict, "the handoff was called off");
+  // Whatever an earlier ownership left here goes first.
+  if (auto err = store.drop_shard(shard))
+    return err;
+  std::string cursor;
+  auto deadline = clock_type::now() + std::chrono::seconds{60};
+  for (;;) {
+    if (stopping || clock_type::now() > deadline || table->get(shard).moving_to != me)
+      return make_error(runtime_errc::timeout, "the copy did not finish");
+    auto bytes = request_page(e.owner, s, cursor);
+    if (!bytes) {  // not released yet, or the old owner is away for now
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+      continue;
+    }
+    auto page = decode_page(*bytes, shard, shard_count);
+    if (!page)
+      return page.error();
+    if (auto err = store.write(page->entries))
+      return err;
+    if (page->next.empty())
+      break;
+    cursor = std::move(page->next);
+  }
+  // Take it: only if it is still the old owner's at the epoch read, with this handoff.
+  auto key = members->keys().shards() + std::to_string(s);
+  auto taken = members->etcd().txn(
+    {etcd::compare::mod_is(key, e.epoch), etcd::compare::mod_is(key + "/to", e.handoff)},
+    {etcd::op::put(key, json{{"owner", me}}.dump()), etcd::op::del(key + "/to")});
+  if (!taken)
+    return taken.error();
+  if (!taken->succeeded)
+    return make_error(runtime_errc::conflict, "the shard changed during its handoff");
+  handoff_duration.observe(std::chrono::duration<double>(clock_type::now() - t0).count());
+  handoffs_done.fetch_add(1, std::memory_order_relaxed);
+  table->set_owner(shard, me, taken->revision);
+  return {};
+}
+
+void node::impl::copy_loop() {
+  for (;;) {
+    uint32_t s = 0;
+    {
+      std::unique_lock<std::mutex> h{handoff_mtx};
+      copy_cv.wait(h, [&] { return stopping.load() || !to_copy.empty(); });
+      if (stopping)
+        return;
+      s = to_copy.front();
+      to_copy.pop_front();
+    }
+    auto err = copy_in(s);
+    if (err) {
+      store.drop_shard(shard_id{s});
+      handoffs_failed.fetch_add(1, std::memory_order_relaxed);
+    }
+    {
+      std::lock_guard<std::mutex> h{handoff_mtx};
+      incoming.erase(s);
+    }
+    if (err && !stopping)
+      reconcile();  // a handoff still under way starts again
+  }
+}
+
+// -- a lost lease -------------------------------------------------------------------------
+
+void node::impl::on_lease_lost() {
+  lost = true;
+  leases_lost.fetch_add(1, std::memory_order_relaxed);
+  sup_cv.notify_all();
+}
+
+void node::impl::supervise() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> guard{sup_mtx};
+      if (sup_cv.wait_for(guard, std::chrono::milliseconds{100}, [&] { return stopping.load(); }))
+        return;
+    }
+    for (auto& e : pending.take_if(nullptr))
+      runtime::fail_request(e.req, make_error(runtime_errc::timeout,
+                                              "node " + e.node + " did not answer in time"));
+    if (!lost.load())
+      continue;
+    // The lease is gone: nothing is served from here until the node joined again, and
+    // then only what the table still gives it.
+    std::vector<shard_id> served;
+    for (uint32_t s = 0; s < shard_count; ++s)
+      if (host.serves(shard_id{s}))
+        served.push_back(shard_id{s});
+    if (!served.empty())
+      host.release(served, [](shard_id, std::vector<runtime::routed_request> held) {
+        for (auto& r : held)
+          runtime::fail_request(r.req, make_error(runtime_errc::unavailable,
+                                                  "this node lost its cluster membership"));
+      });
+    members->leave();
+    if (!members->join()) {
+      lost = false;
+      reconcile();
+    }
+  }
+}
+
+} // namespace twin::cluster

@@ -1,0 +1,39 @@
+# What members send each other beside requests: the pages of a shard being handed off.
+# Evolvable as twin.capnp: fields are only ever added.
+@0xc893469f82c88c42;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("twin::schema");
+
+struct StoredRecord {
+  id @0 :Text;
+  record @1 :Data;        # packed TwinRecord, as the store keeps it
+}
+
+struct IndexEntry {
+  byParent @0 :Bool;      # false: by type
+  key @1 :Text;           # the type name or the parent id
+  id @2 :Text;
+}
+
+struct HistorySample {
+  id @0 :Text;
+  property @1 :Text;
+  ts @2 :Int64;
+  value @3 :Data;         # encoded sample, as the store keeps it
+}
+
+struct MetaEntry {
+  key @0 :Text;
+  value @1 :Data;
+}
+
+# A page of one shard's entries, in the order a store reads them.
+struct ShardPage {
+  shard @0 :UInt32;
+  records @1 :List(StoredRecord);
+  index @2 :List(IndexEntry);
+  history @3 :List(HistorySample);
+  meta @4 :List(MetaEntry);
+  next @5 :Data;          # where the next page starts; empty: this was the last
+}
