@@ -162,8 +162,9 @@ void node::impl::on_reply(envelope&& env) {
 
 void node::impl::on_peer_down(const std::string& node) {
   for (auto& e : pending.take_if(&node))
-    runtime::fail_request(e.req, make_error(runtime_errc::unavailable,
-                                            "node " + node + " went away before it answered"));
+    runtime::fail_request(e.req, make_error(runtime_errc::timeout,
+                                            "node " + node + " went away before it answered "
+                                              "(the request may or may not have been applied)"));
 }
 
 // -- node -------------------------------------------------------------------------------
@@ -266,8 +267,11 @@ void node::stop() {
     d.supervisor.join();
   if (d.copier.joinable())
     d.copier.join();
+  // The table stays (twins that passivate after this still route through the node), but
+  // no longer follows etcd.
   d.coord.reset();
-  d.table.reset();
+  if (d.table)
+    d.table->stop();
   if (d.members)
     d.members->leave();
   d.started = false;

@@ -63,23 +63,24 @@ void node::impl::reconcile() {
       }
       continue;
     }
-    if (mine && !e.moving_to.empty() && e.moving_to != me && host.serves(shard)) {
-      outgoing[s] = outgoing_handoff{e.moving_to, false, {}};
-      handing_off.push_back(shard);
-      continue;
-    }
     if (e.moving_to == me && !mine && incoming.insert(s).second) {
       to_copy.push_back(s);
       copy_cv.notify_all();
     }
     h.unlock();
     if (mine && !host.serves(shard)) {
-      if (!host.adopt(shard))
-        flush_waiting(s, true);  // else: still being released; the next change adopts it
+      if (host.adopt(shard))
+        continue;  // still being released; the next change adopts it
+      flush_waiting(s, true);
     } else if (!mine && host.serves(shard)) {
       leaving.push_back(shard);
     } else if (!mine) {
       flush_waiting(s, false);
+    }
+    if (mine && !e.moving_to.empty() && e.moving_to != me) {
+      std::lock_guard<std::mutex> again{handoff_mtx};
+      outgoing[s] = outgoing_handoff{e.moving_to, false, {}};
+      handing_off.push_back(shard);
     }
   }
   if (!handing_off.empty())
@@ -243,7 +244,8 @@ void node::impl::supervise() {
     }
     for (auto& e : pending.take_if(nullptr))
       runtime::fail_request(e.req, make_error(runtime_errc::timeout,
-                                              "node " + e.node + " did not answer in time"));
+                                              "node " + e.node + " did not answer in time "
+                                                "(the request may or may not have been applied)"));
     if (!lost.load())
       continue;
     // The lease is gone: nothing is served from here until the node joined again, and

@@ -75,6 +75,10 @@ caf::error shard_table::start() {
   return {};
 }
 
+void shard_table::stop() {
+  watch_.reset();
+}
+
 caf::expected<int64_t> shard_table::load() {
   auto& keys = membership_.keys();
   auto all = membership_.etcd().get_prefix(keys.shards());
@@ -248,7 +252,7 @@ void coordinator::loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> guard{mtx_};
-      if (cv_.wait_for(guard, milliseconds{500}, [&] { return stopping_; }))
+      if (cv_.wait_for(guard, milliseconds{200}, [&] { return stopping_; }))
         return;
     }
     if (!membership_.alive())

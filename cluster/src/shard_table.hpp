@@ -37,6 +37,8 @@ public:
   ~shard_table();
 
   caf::error start();
+  /// Stops following etcd; the table stays as it was.
+  void stop();
 
   shard_owner get(runtime::shard_id shard) const;
   /// Takes the outcome of this node's own transaction before the watch brings it.
