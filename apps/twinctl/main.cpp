@@ -493,6 +493,11 @@ int main(int argc, char** argv) {
   auto* cluster = app.add_subcommand("cluster", "The cluster");
   cluster->require_subcommand(1);
   auto* status = cluster->add_subcommand("status", "Members, their state and their shards");
+  std::string drain_node;
+  auto* drain = cluster->add_subcommand(
+    "drain", "Move a member's shards to the others (before maintenance); it gets none until "
+             "it starts again");
+  drain->add_option("node", drain_node, "The member's node id")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -573,6 +578,9 @@ int main(int argc, char** argv) {
     return follow_events(addr, token, target, std::chrono::seconds{timeout_s}, as_json, count);
   } else if (status->parsed()) {
     target = "/v1/cluster";
+  } else if (drain->parsed()) {
+    method = http::verb::post;
+    target = "/v1/cluster/members/" + percent_encode(drain_node) + "/drain";
   }
 
   client c{addr, token, std::chrono::seconds{timeout_s}};
@@ -651,11 +659,22 @@ int main(int argc, char** argv) {
       if (r.body.contains("next_from") && !r.body["next_from"].is_null())
         std::cout << "\nmore: --from " << text_of(r.body["next_from"]) << '\n';
     } else if (status->parsed()) {
-      std::vector<std::vector<std::string>> rows{{"NODE", "STATE", "SHARDS", "HTTP"}};
+      std::vector<std::vector<std::string>> rows{
+        {"NODE", "STATE", "INCARNATION", "SHARDS", "HTTP", "CLUSTER"}};
       for (const auto& m : r.body.value("members", json::array()))
         rows.push_back({text_of(m.value("node", json{})), text_of(m.value("state", json{})),
-                        text_of(m.value("shards", json{})), text_of(m.value("http", json{}))});
+                        text_of(m.value("incarnation", json{})),
+                        text_of(m.value("shards", json{})), text_of(m.value("http", json{})),
+                        text_of(m.value("cluster", json{}))});
       print_table(rows);
+      auto handoffs = r.body.value("handoffs", json::array());
+      std::cout << '\n' << r.body.value("shards", 0) << " shards, "
+                << r.body.value("unowned", 0) << " without an owner, " << handoffs.size()
+                << " handoffs under way\n";
+      for (const auto& h : handoffs)
+        std::cout << "  shard " << text_of(h.value("shard", json{})) << ": "
+                  << text_of(h.value("from", json{})) << " -> " << text_of(h.value("to", json{}))
+                  << '\n';
     } else {
       std::cout << r.body.dump(2) << '\n';
     }

@@ -392,8 +392,10 @@ int main(int argc, char** argv) {
     api::backend be;
     be.rt = &front;
     be.ready = readiness;
-    if (member)
+    if (member) {
       be.cluster = [&member] { return member->status(); };
+      be.drain = [&member](const std::string& node) { return member->drain(node); };
+    }
     be.query = [&db = **store, &types](const twin_query& q) { return run_query(db, types, q); };
     be.history = [&db = **store, &types](const history_query& q) {
       return read_history(db, types, q);

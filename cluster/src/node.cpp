@@ -231,12 +231,13 @@ void node::stop() {
   auto& d = *impl_;
   if (d.stopping.load())
     return;
-  if (d.started.load() && !d.lost.load() && d.members->members().size() > 1) {
-    // Hand every shard to the others first: the coordinator moves a draining member's.
+  if (d.started.load() && !d.lost.load()) {
+    // Hand every shard to the others first (the coordinator moves a draining member's),
+    // while another member can take them.
     auto drain_key = d.members->keys().drains() + d.me;
     if (d.members->etcd().put(drain_key, "")) {
       auto deadline = clock_type::now() + d.opts.drain_timeout;
-      while (clock_type::now() < deadline) {
+      while (clock_type::now() < deadline && d.others_can_take()) {
         bool none = d.host.shards_served() == 0;
         {
           std::lock_guard<std::mutex> h{d.handoff_mtx};
@@ -278,6 +279,19 @@ void node::stop() {
   d.links->close();
   for (auto& e : d.pending.take_if(nullptr))
     runtime::fail_request(e.req, make_error(runtime_errc::shutting_down, "the node is stopping"));
+}
+
+bool node::impl::others_can_take() {
+  auto drains = members->etcd().get_prefix(members->keys().drains());
+  if (!drains)
+    return false;
+  std::set<std::string> draining;
+  for (const auto& kv : drains->kvs)
+    draining.insert(kv.key.substr(members->keys().drains().size()));
+  for (const auto& m : members->members())
+    if (m.id.str() != me && draining.count(m.id.str()) == 0)
+      return true;
+  return false;
 }
 
 caf::error node::drain(const std::string& id) {

@@ -122,6 +122,8 @@ struct node::impl : runtime::metrics::collectable {
   caf::expected<std::string> request_page(const std::string& from, uint32_t s,
                                           const std::string& cursor);
   void on_lease_lost();
+  /// Whether a member other than this one is up and not draining.
+  bool others_can_take();
   /// Expires forwarded requests; rejoins after a lost lease.
   void supervise();
 

@@ -322,6 +322,40 @@ TEST_F(cluster_test, counters_incremented_through_joins_leaves_and_kills_stay_ex
   RecordProperty("refused", refused.load());
 }
 
+TEST_F(cluster_test, a_drained_member_hands_its_shards_to_the_others_and_its_twins_stay) {
+  members_.resize(3);
+  for (size_t i = 0; i < 3; ++i)
+    ASSERT_NO_FATAL_FAILURE(start(i));
+  ASSERT_NO_FATAL_FAILURE(wait_for_table(3));
+  for (int i = 0; i < 30; ++i) {
+    auto r = at(0).call("PUT", "/v1/twins/f:line-" + std::to_string(i),
+                        json{{"type", "line"}, {"properties", {{"product", "P"}}}}.dump(),
+                        json_type);
+    ASSERT_EQ(r.status, 201u) << r.body;
+  }
+  auto server = "http://127.0.0.1:" + std::to_string(members_[0].http);
+  auto drained = run_to_end({TWINCTL_PATH, "--server", server, "cluster", "drain", "node-2"});
+  ASSERT_EQ(drained.code, 0) << drained.err;
+  ASSERT_TRUE(eventually(
+    [&] {
+      auto j = json::parse(at(0).call("GET", "/v1/cluster").body);
+      for (const auto& m : j["members"])
+        if (m["node"] == "node-2")
+          return m["state"] == "draining" && m["shards"] == 0 && j["handoffs"].empty();
+      return false;
+    },
+    20s));
+  EXPECT_EQ(metric_value(members_[2].metrics, "twin_shards_owned"), 0);
+  for (int i = 0; i < 30; ++i)
+    EXPECT_EQ(at(2).call("GET", "/v1/twins/f:line-" + std::to_string(i)).status, 200u);
+  auto status = run_to_end({TWINCTL_PATH, "--server", server, "cluster", "status"});
+  EXPECT_EQ(status.code, 0);
+  EXPECT_NE(status.out.find("draining"), std::string::npos) << status.out;
+  auto unknown = run_to_end({TWINCTL_PATH, "--server", server, "cluster", "drain", "node-9"});
+  EXPECT_NE(unknown.code, 0);
+  EXPECT_NE(unknown.err.find("no member"), std::string::npos) << unknown.err;
+}
+
 TEST_F(cluster_test, a_member_configured_with_another_shard_count_is_refused) {
   members_.resize(2);
   ASSERT_NO_FATAL_FAILURE(start(0));

@@ -33,6 +33,13 @@ const char* route_of(std::string_view target) {
       return fixed;
   constexpr std::string_view twins = "/v1/twins/";
   constexpr std::string_view commands = "/commands/";
+  constexpr std::string_view members = "/v1/cluster/members/";
+  constexpr std::string_view drain = "/drain";
+  if (path.size() > members.size() + drain.size() && path.substr(0, members.size()) == members
+      && path.substr(path.size() - drain.size()) == drain
+      && path.substr(members.size(), path.size() - members.size() - drain.size()).find('/')
+           == std::string_view::npos)
+    return "/v1/cluster/members/{node}/drain";
   if (path.substr(0, twins.size()) == twins && path.size() > twins.size()) {
     auto rest = path.substr(twins.size());
     auto slash = rest.find('/');
@@ -147,6 +154,21 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
       return respond(error_response(415, "unsupported_media_type",
                                     "POST /v1/telemetry takes Content-Type: application/json"));
     return post_telemetry(ctx, req, std::move(respond));
+  }
+  if (route == "/v1/cluster/members/{node}/drain") {
+    if (req.method != "POST")
+      return respond(method_not_allowed("POST"));
+    if (!ctx.be.drain)
+      return respond(error_response(501, "not_implemented",
+                                    "this node is alone: there is no member to drain"));
+    auto target = path.substr(0, path.find('?'));
+    auto name = target.substr(20, target.size() - 20 - 6);  // between /members/ and /drain
+    auto node = node_id::parse(name);
+    if (!node)
+      return respond(error_of(node.error()));
+    if (auto err = ctx.be.drain(node->str()))
+      return respond(error_response(404, "not_found", error_message(err)));
+    return respond(json_response(202, {{"node", node->str()}, {"state", "draining"}}));
   }
   if (route == "/v1/cluster") {
     if (req.method != "GET")

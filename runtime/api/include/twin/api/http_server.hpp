@@ -47,6 +47,8 @@ struct backend {
   /// Answers GET /v1/cluster on a cluster member: its members, shard table and handoffs.
   /// None: the node is alone, and shows itself as the only member.
   std::function<nlohmann::json()> cluster;
+  /// Marks a member draining (POST /v1/cluster/members/{node}/drain); none: 501.
+  std::function<caf::error(const std::string& node)> drain;
 };
 
 struct http_options {
