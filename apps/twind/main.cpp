@@ -186,6 +186,12 @@ public:
     out.push_back(metrics::single("twin_handoffs_total",
                                   "Shards handed to or taken from another node.",
                                   metrics::metric_type::counter, 0));
+    out.push_back(metrics::single("twin_cluster_shards_unserved",
+                                  "Shards without an owner, or whose owner is not a member now.",
+                                  metrics::metric_type::gauge, 0));
+    out.push_back(metrics::single("twin_cluster_handoffs_in_progress",
+                                  "Shards being handed from one member to another.",
+                                  metrics::metric_type::gauge, 0));
   }
 
 private:

@@ -20,6 +20,22 @@ void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
   out.push_back(std::move(ms));
   out.push_back(single("twin_shards_owned", "Shards this node serves.", metric_type::gauge,
                        host.shards_served()));
+  // What the table shows, the same on every member.
+  std::set<std::string> live;
+  for (const auto& m : members->members())
+    live.insert(m.id.str());
+  double unserved = 0;
+  double moving = 0;
+  for (const auto& e : table->all()) {
+    unserved += e.owner.empty() || live.count(e.owner) == 0 ? 1 : 0;
+    moving += e.moving_to.empty() ? 0 : 1;
+  }
+  out.push_back(single("twin_cluster_shards_unserved",
+                       "Shards without an owner, or whose owner is not a member now.",
+                       metric_type::gauge, unserved));
+  out.push_back(single("twin_cluster_handoffs_in_progress",
+                       "Shards being handed from one member to another.", metric_type::gauge,
+                       moving));
   family handoffs{"twin_handoffs_total", "Shards handed to or taken from another node.",
                   metric_type::counter, {}};
   handoffs.samples.push_back({{{"result", "done"}}, double(handoffs_done.load()), {}});

@@ -253,6 +253,40 @@ TEST(sre, the_prometheus_files_of_docker_pass_promtool_and_their_unit_tests) {
   }
 }
 
+/// The compose file, read as a YAML document (Docker's engine does not run here): the
+/// services it names, each member's cluster options, and Prometheus scraping each member.
+TEST(sre, the_compose_file_runs_three_members_with_etcd_mosquitto_prometheus_and_grafana) {
+  const char* check = R"(
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1] + "/compose.yaml"))
+prom = yaml.safe_load(open(sys.argv[1] + "/prometheus/prometheus.yml"))
+services = doc["services"]
+want = {"etcd", "mosquitto", "twind-1", "twind-2", "twind-3", "prometheus", "grafana"}
+assert want <= set(services), "services: %s" % sorted(services)
+members = ["twind-1", "twind-2", "twind-3"]
+ids, adverts = set(), set()
+for m in members:
+    s = services[m]
+    args = s["command"]
+    opts = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" in a)
+    assert opts["cluster-etcd"] == "http://etcd:2379", m
+    assert opts["bind"] == "0.0.0.0", m
+    ids.add(opts["node-id"]); adverts.add(opts["advertise"])
+    assert opts["advertise"] == m + ":7700", m
+    assert s["build"]["dockerfile"] == "docker/Dockerfile", m
+    assert "etcd" in s["depends_on"], m
+assert len(ids) == 3 and len(adverts) == 3
+targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
+assert sorted(targets) == [m + ":9464" for m in members], targets
+docker = open(sys.argv[1] + "/Dockerfile").read()
+assert "scripts/setup" in docker and "scripts/build" in docker
+print("ok")
+)";
+  auto r = run_to_end({"/usr/bin/python3", "-c", check, docker_dir});
+  EXPECT_EQ(r.code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "ok\n");
+}
+
 TEST(sre, json_logs_are_one_object_a_line) {
   temp_dir dir;
   int port = free_port();
