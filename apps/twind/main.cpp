@@ -169,8 +169,8 @@ value read_property(router& rt, const std::string& id, const std::string& name) 
   return i == r->reported.end() ? value{} : i->second;
 }
 
-/// The node's membership, as GET /v1/cluster shows it until a cluster exists: one
-/// member, up once started, owning every shard; nothing is handed off.
+/// A node alone, as the cluster's metrics show it: one member, up once started, owning
+/// every shard; nothing is handed off or forwarded.
 class lone_node_probe final : public metrics::collectable {
 public:
   explicit lone_node_probe(const std::atomic<bool>& started) : started_(started) {}
@@ -192,10 +192,21 @@ public:
     out.push_back(metrics::single("twin_cluster_handoffs_in_progress",
                                   "Shards being handed from one member to another.",
                                   metrics::metric_type::gauge, 0));
+    out.push_back(metrics::single("twin_cluster_forwarded_total",
+                                  "Requests sent to the member that owns their twin.",
+                                  metrics::metric_type::counter, 0));
+    metrics::family latency{"twin_cluster_forward_latency_seconds",
+                            "Seconds from forwarding a request to its answer.",
+                            metrics::metric_type::histogram, {}};
+    metrics::sample none;
+    none.histogram = forward_latency_.snapshot();
+    latency.samples.push_back(std::move(none));
+    out.push_back(std::move(latency));
   }
 
 private:
   const std::atomic<bool>& started_;
+  metrics::histogram forward_latency_{metrics::histogram::latency_bounds()};  ///< never fed
 };
 
 } // namespace

@@ -172,11 +172,17 @@ TEST_F(cluster_test, twins_made_through_one_member_are_served_and_composed_by_al
   }));
   EXPECT_EQ(json::parse(at(0).call("GET", "/v1/twins/f:plant").body)["children"].size(),
             static_cast<size_t>(lines));
-  // Requests went between the members.
+  // Requests went between the members; their metrics pass Prometheus' linter.
   double forwarded = 0;
   for (auto& m : members_)
     forwarded += metric_value(m.metrics, "twin_cluster_forwarded_total");
   EXPECT_GT(forwarded, lines);
+  http_client scrape{members_[1].metrics};
+  auto text = scrape.call("GET", "/metrics").body;
+  EXPECT_NE(text.find("twin_cluster_members{state=\"up\"} 3"), std::string::npos) << text;
+  EXPECT_NE(text.find("twin_cluster_shards_unserved 0"), std::string::npos);
+  if (auto problems = promtool_problems(text))
+    EXPECT_EQ(*problems, "") << text;
 }
 
 TEST_F(cluster_test, a_killed_members_twins_wait_for_it_and_come_back_whole) {
