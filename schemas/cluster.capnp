@@ -37,3 +37,10 @@ struct ShardPage {
   meta @4 :List(MetaEntry);
   next @5 :Data;          # where the next page starts; empty: this was the last
 }
+
+# A member's answer to a query over its own shards: the matching records in id order, and
+# the id where it stopped examining candidates (empty: it has no more).
+struct QueryPage {
+  records @0 :List(Data);  # packed TwinRecords
+  cursor @1 :Text;
+}

@@ -290,6 +290,8 @@ int main(int argc, char** argv) {
     if (!opts)
       return fail(error_message(opts.error()));
     member = std::make_unique<cluster::node>(*sys, node_host, **store, std::move(*opts));
+    member->set_local_query(
+      [&db = **store, &types](const twin_query& q) { return run_query(db, types, q); });
   }
   router& front = member ? static_cast<router&>(*member) : node_host;
 
@@ -414,6 +416,8 @@ int main(int argc, char** argv) {
       be.drain = [&member](const std::string& node) { return member->drain(node); };
     }
     be.query = [&db = **store, &types](const twin_query& q) { return run_query(db, types, q); };
+    if (member)  // over every member's shards
+      be.query = [&member](const twin_query& q) { return member->query(q); };
     be.history = [&db = **store, &types](const history_query& q) {
       return read_history(db, types, q);
     };

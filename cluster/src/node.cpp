@@ -100,13 +100,29 @@ void node::impl::on_envelope(envelope&& env) {
     case envelope::request: return on_request(std::move(env));
     case envelope::reply: return on_reply(std::move(env));
     case envelope::copy: return on_copy_request(std::move(env));
+    case envelope::query: {
+      std::lock_guard<std::mutex> guard{handoff_mtx};
+      if (queries.size() < 64) {
+        queries.push_back(std::move(env));
+        query_cv.notify_all();
+        return;
+      }
+      envelope busy;
+      busy.kind = envelope::refusal;
+      busy.from = me;
+      busy.token = env.token;
+      busy.bytes = "too many queries wait on member " + me;
+      links->send(env.from, std::move(busy));
+      return;
+    }
     case envelope::page:
+    case envelope::answer:
     case envelope::refusal: {
       std::lock_guard<std::mutex> guard{page_mtx};
       auto i = pages.find(env.token);
       if (i == pages.end())
         return;  // the copier gave up on it
-      i->second = env.kind == envelope::page
+      i->second = env.kind != envelope::refusal
                     ? caf::expected<std::string>{std::move(env.bytes)}
                     : caf::expected<std::string>{make_error(runtime_errc::unavailable,
                                                             std::move(env.bytes))};
@@ -224,6 +240,7 @@ caf::error node::start() {
   d.coord->poke();
   d.supervisor = std::thread{[&d] { d.supervise(); }};
   d.copier = std::thread{[&d] { d.copy_loop(); }};
+  d.query_worker = std::thread{[&d] { d.query_loop(); }};
   return {};
 }
 
@@ -259,6 +276,7 @@ void node::stop() {
   {
     std::lock_guard<std::mutex> h{d.handoff_mtx};
     d.copy_cv.notify_all();
+    d.query_cv.notify_all();
   }
   {
     std::lock_guard<std::mutex> p{d.page_mtx};
@@ -268,6 +286,8 @@ void node::stop() {
     d.supervisor.join();
   if (d.copier.joinable())
     d.copier.join();
+  if (d.query_worker.joinable())
+    d.query_worker.join();
   // The table stays (twins that passivate after this still route through the node), but
   // no longer follows etcd.
   d.coord.reset();
@@ -302,6 +322,14 @@ caf::error node::drain(const std::string& id) {
                       "no member of cluster '" + d.opts.cluster + "' has node id '" + id + "'");
   auto r = d.members->etcd().put(d.members->keys().drains() + id, "");
   return r ? caf::error{} : r.error();
+}
+
+void node::set_local_query(local_query_fn fn) {
+  impl_->local_query = std::move(fn);
+}
+
+caf::expected<runtime::query_page> node::query(const runtime::twin_query& q) {
+  return impl_->query(q);
 }
 
 void node::route(const twin_id& id, twin_request req) {

@@ -22,6 +22,7 @@
 #include "transport.hpp"
 #include "twin/cluster/node.hpp"
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/query.hpp"
 #include "twin/runtime/wire.hpp"
 
 namespace twin::cluster {
@@ -118,9 +119,19 @@ struct node::impl : runtime::metrics::collectable {
   /// The new owner's side: copies the shard, then takes it in one transaction.
   void copy_loop();
   caf::error copy_in(uint32_t s);
-  /// One page of shard `s` from `from`, or why not.
-  caf::expected<std::string> request_page(const std::string& from, uint32_t s,
-                                          const std::string& cursor);
+  /// Sends `env` to `node` and waits for its answer (a page, a query's answer, or why
+  /// not), at most `timeout`.
+  caf::expected<std::string> ask(const std::string& node, envelope env,
+                                 std::chrono::milliseconds timeout);
+
+  // -- queries (query.cpp) ----------------------------------------------------------------
+
+  /// A query over every member's shards, merged in id order.
+  caf::expected<runtime::query_page> query(const runtime::twin_query& q);
+  /// This member's part: its own shards.
+  caf::expected<runtime::query_page> query_here(runtime::twin_query q);
+  /// Answers other members' queries, on a thread of its own (queries block on the store).
+  void query_loop();
   void on_lease_lost();
   /// Whether a member other than this one is up and not draining.
   bool others_can_take();
@@ -161,7 +172,11 @@ struct node::impl : runtime::metrics::collectable {
   std::deque<uint32_t> to_copy;   ///< of them, those not started yet
   std::condition_variable copy_cv;
   std::thread copier;
-  /// Pages asked for by the copier, by token.
+  std::function<caf::expected<runtime::query_page>(const runtime::twin_query&)> local_query;
+  std::deque<envelope> queries;  ///< from other members, waiting for `query_loop`
+  std::condition_variable query_cv;
+  std::thread query_worker;
+  /// Answers awaited by `ask`, by token.
   std::mutex page_mtx;
   std::condition_variable page_cv;
   std::map<uint64_t, std::optional<caf::expected<std::string>>> pages;

@@ -127,34 +127,28 @@ void node::impl::on_copy_request(envelope&& env) {
 
 // -- the new owner's side --------------------------------------------------------------
 
-caf::expected<std::string> node::impl::request_page(const std::string& from, uint32_t s,
-                                                    const std::string& cursor) {
-  envelope env;
-  env.kind = envelope::copy;
+caf::expected<std::string> node::impl::ask(const std::string& node, envelope env,
+                                           std::chrono::milliseconds timeout) {
   env.from = me;
   env.incarnation = members->incarnation();
-  env.shard = s;
-  env.bytes = cursor;
   {
     std::lock_guard<std::mutex> guard{page_mtx};
     env.token = ++next_page;
     pages[env.token];
   }
   auto token = env.token;
-  auto forget = [&] {
+  if (!links->send(node, std::move(env))) {
     std::lock_guard<std::mutex> guard{page_mtx};
     pages.erase(token);
-  };
-  if (!links->send(from, std::move(env))) {
-    forget();
-    return make_error(runtime_errc::unavailable, "node " + from + " cannot be reached");
+    return make_error(runtime_errc::unavailable, "node " + node + " cannot be reached");
   }
   std::unique_lock<std::mutex> guard{page_mtx};
-  bool answered = page_cv.wait_for(guard, std::chrono::seconds{5},
+  bool answered = page_cv.wait_for(guard, timeout,
                                    [&] { return pages[token].has_value() || stopping.load(); });
-  auto answer = answered && pages[token] ? std::move(*pages[token])
-                                         : caf::expected<std::string>{make_error(
-                                             runtime_errc::timeout, "no page in time")};
+  auto answer = answered && pages[token]
+                  ? std::move(*pages[token])
+                  : caf::expected<std::string>{make_error(
+                      runtime_errc::timeout, "node " + node + " did not answer in time")};
   pages.erase(token);
   return answer;
 }
@@ -173,7 +167,11 @@ caf::error node::impl::copy_in(uint32_t s) {
   for (;;) {
     if (stopping || clock_type::now() > deadline || table->get(shard).moving_to != me)
       return make_error(runtime_errc::timeout, "the copy did not finish");
-    auto bytes = request_page(e.owner, s, cursor);
+    envelope ask_page;
+    ask_page.kind = envelope::copy;
+    ask_page.shard = s;
+    ask_page.bytes = cursor;
+    auto bytes = ask(e.owner, std::move(ask_page), std::chrono::seconds{5});
     if (!bytes) {  // not released yet, or the old owner is away for now
       std::this_thread::sleep_for(std::chrono::milliseconds{10});
       continue;

@@ -36,7 +36,9 @@ struct envelope {
   static constexpr uint8_t reply = 1;
   static constexpr uint8_t copy = 2;      ///< asks for a page of `shard` from cursor `bytes`
   static constexpr uint8_t page = 3;      ///< answers `copy` with a page
-  static constexpr uint8_t refusal = 4;   ///< answers `copy` with why not
+  static constexpr uint8_t refusal = 4;   ///< answers `copy` or `query` with why not
+  static constexpr uint8_t query = 5;     ///< a query over the receiver's shards (`bytes`: JSON)
+  static constexpr uint8_t answer = 6;    ///< answers `query` (`bytes`: a QueryPage)
 };
 
 template <class Inspector>

@@ -111,6 +111,8 @@ caf::expected<query_page> run_query(state_store& store, const type_registry& typ
     if (id == last)
       continue;  // in two sources: its type changed between two reads of the indexes
     last = std::move(id);
+    if (q.accept && !q.accept(last))
+      continue;
     auto bytes = store.get(last);
     if (!bytes)
       return bytes.error();

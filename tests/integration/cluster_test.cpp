@@ -165,6 +165,26 @@ TEST_F(cluster_test, twins_made_through_one_member_are_served_and_composed_by_al
   ASSERT_EQ(patched.status, 200u) << patched.body;
   EXPECT_EQ(json::parse(at(0).call("GET", "/v1/twins/f:line-5").body)["properties"]["product"],
             "Q5");
+  // Queries gather every member's twins, in id order, page by page.
+  for (size_t n : {0, 1, 2}) {
+    std::vector<std::string> ids;
+    std::string cursor;
+    for (int pages = 0; pages < 20; ++pages) {
+      auto r = at(n).call("GET", "/v1/twins?type=line&limit=5" + (cursor.empty() ? "" : "&cursor=" + cursor));
+      ASSERT_EQ(r.status, 200u) << r.body;
+      auto j = json::parse(r.body);
+      for (const auto& item : j["items"])
+        ids.push_back(item["id"]);
+      if (j["cursor"].is_null())
+        break;
+      cursor = j["cursor"];
+    }
+    EXPECT_EQ(ids.size(), static_cast<size_t>(lines)) << "through member " << n;
+    EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  }
+  auto where = json::parse(at(1).call("GET", "/v1/twins?type=line&where=product%20%3D%3D%20%22Q5%22").body);
+  ASSERT_EQ(where["items"].size(), 1u);
+  EXPECT_EQ(where["items"][0]["id"], "f:line-5");
   // The plant lives on one member, its lines on all three: it counts them all.
   ASSERT_TRUE(eventually([&] {
     auto r = at(2).call("GET", "/v1/twins/f:plant");

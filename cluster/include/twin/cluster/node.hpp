@@ -10,6 +10,7 @@
 
 #include "twin/runtime/host.hpp"
 #include "twin/runtime/metrics.hpp"
+#include "twin/runtime/query.hpp"
 #include "twin/runtime/router.hpp"
 #include "twin/runtime/shard.hpp"
 
@@ -79,6 +80,17 @@ public:
   /// Marks member `id` draining: the coordinator moves its shards to the others, and gives
   /// it none until it starts again. `not_member` if no member has that id.
   caf::error drain(const std::string& id);
+
+  using local_query_fn =
+    std::function<caf::expected<runtime::query_page>(const runtime::twin_query&)>;
+  /// Sets how this member runs a query on its own store (`run_query`); call before
+  /// `start`. The member restricts it to the shards it serves.
+  void set_local_query(local_query_fn fn);
+  /// Runs `q` over every member's shards and merges the answers in id order; the cursor
+  /// is an id, so it holds across changes of the members. `unavailable` if a member does
+  /// not answer (a page without its twins would look whole). May block: not from an
+  /// actor or an I/O thread.
+  caf::expected<runtime::query_page> query(const runtime::twin_query& q);
 
   /// Delivers to the owner of the twin's shard.
   void route(const runtime::twin_id& id, runtime::twin_request req) override;

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -27,6 +28,9 @@ struct twin_query {
   std::optional<expression> where;
   size_t limit = 100;              ///< items per page, 1 to `max_limit`
   twin_id after;                   ///< continue after this id (from a cursor); empty: start
+  /// Candidates it rejects are skipped before they are read (a cluster member: those of
+  /// the shards it does not serve). None: every candidate.
+  std::function<bool(const twin_id&)> accept;
 
   static constexpr size_t max_limit = 1000;
   /// Candidates read per page at most: a selective `where` returns a short page (with a

@@ -1,0 +1,218 @@
+// Queries across members: each member answers from the shards it serves, and the member
+// asked merges the answers in id order, with a cursor (an id) that holds whatever the
+// members are when the next page is asked for.
+
+#include <capnp/message.h>
+#include <capnp/serialize-packed.h>
+#include <kj/exception.h>
+#include <kj/io.h>
+#include <nlohmann/json.hpp>
+
+#include "node_impl.hpp"
+#include "twin/schema/cluster.capnp.h"
+
+namespace twin::cluster {
+
+using json = nlohmann::json;
+using runtime::make_error;
+using runtime::runtime_errc;
+
+namespace {
+
+std::string encode_query(const runtime::twin_query& q) {
+  json j{{"type", q.type}, {"limit", q.limit}, {"after", q.after.str()}};
+  if (q.kind)
+    j["kind"] = runtime::to_string(*q.kind);
+  if (q.parent)
+    j["parent"] = q.parent->str();
+  if (q.where)
+    j["where"] = q.where->text();
+  return j.dump();
+}
+
+caf::expected<runtime::twin_query> decode_query(const std::string& text) {
+  auto bad = [](const std::string& why) {
+    return make_error(runtime_errc::invalid_argument, "a malformed query: " + why);
+  };
+  auto j = json::parse(text, nullptr, false);
+  if (!j.is_object())
+    return bad("not a JSON object");
+  runtime::twin_query q;
+  try {
+    q.type = j.value("type", "");
+    q.limit = j.value("limit", size_t{100});
+    if (auto after = j.value("after", ""); !after.empty()) {
+      auto id = runtime::twin_id::parse(after);
+      if (!id)
+        return id.error();
+      q.after = *id;
+    }
+    if (j.contains("kind")) {
+      runtime::twin_kind k;
+      if (!runtime::from_string(j["kind"].get<std::string>(), k))
+        return bad("unknown kind");
+      q.kind = k;
+    }
+    if (j.contains("parent")) {
+      auto id = runtime::twin_id::parse(j["parent"].get<std::string>());
+      if (!id)
+        return id.error();
+      q.parent = *id;
+    }
+    if (j.contains("where")) {
+      auto e = runtime::expression::parse(j["where"].get<std::string>());
+      if (!e)
+        return e.error();
+      q.where = std::move(*e);
+    }
+  } catch (const json::exception& e) {
+    return bad(e.what());
+  }
+  return q;
+}
+
+std::string encode_answer(const runtime::query_page& page) {
+  capnp::MallocMessageBuilder msg;
+  auto p = msg.initRoot<schema::QueryPage>();
+  auto records = p.initRecords(static_cast<unsigned>(page.items.size()));
+  for (unsigned i = 0; i < records.size(); ++i) {
+    auto bytes = runtime::encode(page.items[i]);
+    records.set(i, capnp::Data::Reader{reinterpret_cast<const kj::byte*>(bytes.data()),
+                                       bytes.size()});
+  }
+  std::string cursor;
+  if (!page.cursor.empty())
+    if (auto id = runtime::decode_cursor(page.cursor))
+      cursor = id->str();
+  p.setCursor(kj::StringPtr{cursor.c_str(), cursor.size()});
+  kj::VectorOutputStream out;
+  capnp::writePackedMessage(out, msg);
+  auto bytes = out.getArray();
+  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+}
+
+/// A member's answer: its records, and where it stopped (empty id: it has no more).
+struct answer {
+  std::vector<runtime::twin_record> items;
+  twin_id stopped;
+};
+
+caf::expected<answer> decode_answer(const std::string& bytes) {
+  answer out;
+  caf::error err;
+  kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&] {
+    kj::ArrayInputStream in{kj::ArrayPtr<const kj::byte>{
+      reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()}};
+    capnp::ReaderOptions opts;
+    opts.traversalLimitInWords = 64u << 20;
+    capnp::PackedMessageReader reader{in, opts};
+    auto p = reader.getRoot<schema::QueryPage>();
+    for (auto r : p.getRecords()) {
+      auto rec = runtime::decode_record({reinterpret_cast<const char*>(r.begin()), r.size()});
+      if (!rec) {
+        err = rec.error();
+        return;
+      }
+      out.items.push_back(std::move(*rec));
+    }
+    auto cursor = std::string{p.getCursor().cStr(), p.getCursor().size()};
+    if (!cursor.empty())
+      out.stopped = runtime::twin_id::trusted(std::move(cursor));
+  });
+  KJ_IF_MAYBE (e, failure) {
+    return make_error(runtime_errc::invalid_argument,
+                      std::string{"a malformed answer to a query: "} + e->getDescription().cStr());
+  }
+  if (err)
+    return err;
+  return out;
+}
+
+} // namespace
+
+caf::expected<runtime::query_page> node::impl::query_here(runtime::twin_query q) {
+  if (!local_query)
+    return make_error(runtime_errc::unavailable, "this member runs no queries");
+  q.accept = [this](const twin_id& id) {
+    return host.serves(runtime::shard_of(id, shard_count));
+  };
+  return local_query(q);
+}
+
+caf::expected<runtime::query_page> node::impl::query(const runtime::twin_query& q) {
+  std::vector<answer> answers;
+  auto mine = query_here(q);
+  if (!mine)
+    return mine.error();
+  answers.push_back({std::move(mine->items), {}});
+  if (!mine->cursor.empty())
+    if (auto id = runtime::decode_cursor(mine->cursor))
+      answers.back().stopped = *id;
+  auto text = encode_query(q);
+  for (const auto& m : members->members()) {
+    if (m.id.str() == me)
+      continue;
+    envelope env;
+    env.kind = envelope::query;
+    env.bytes = text;
+    auto bytes = ask(m.id.str(), std::move(env), std::chrono::seconds{10});
+    if (!bytes)  // a partial answer would look whole: say so instead
+      return make_error(runtime_errc::unavailable,
+                        "member " + m.id.str()
+                          + " did not answer the query: " + runtime::error_message(bytes.error()));
+    auto a = decode_answer(*bytes);
+    if (!a)
+      return a.error();
+    answers.push_back(std::move(*a));
+  }
+  // Merged up to where the first member stopped, so that the next page misses none of
+  // its candidates.
+  std::optional<twin_id> bound;
+  for (const auto& a : answers)
+    if (!a.stopped.empty() && (!bound || a.stopped < *bound))
+      bound = a.stopped;
+  runtime::query_page page;
+  for (auto& a : answers)
+    for (auto& r : a.items)
+      if (!bound || !(*bound < r.id))
+        page.items.push_back(std::move(r));
+  std::sort(page.items.begin(), page.items.end(),
+            [](const runtime::twin_record& a, const runtime::twin_record& b) { return a.id < b.id; });
+  if (page.items.size() > q.limit) {
+    page.items.resize(q.limit);
+    page.cursor = runtime::encode_cursor(page.items.back().id);
+  } else if (bound) {
+    page.cursor = runtime::encode_cursor(*bound);
+  }
+  return page;
+}
+
+void node::impl::query_loop() {
+  for (;;) {
+    envelope env;
+    {
+      std::unique_lock<std::mutex> guard{handoff_mtx};
+      query_cv.wait(guard, [&] { return stopping.load() || !queries.empty(); });
+      if (stopping.load())
+        return;
+      env = std::move(queries.front());
+      queries.pop_front();
+    }
+    envelope r;
+    r.from = me;
+    r.incarnation = members->incarnation();
+    r.token = env.token;
+    auto q = decode_query(env.bytes);
+    auto page = q ? query_here(std::move(*q)) : caf::expected<runtime::query_page>{q.error()};
+    if (page) {
+      r.kind = envelope::answer;
+      r.bytes = encode_answer(*page);
+    } else {
+      r.kind = envelope::refusal;
+      r.bytes = runtime::error_message(page.error());
+    }
+    links->send(env.from, std::move(r));
+  }
+}
+
+} // namespace twin::cluster
