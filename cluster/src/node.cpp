@@ -229,8 +229,18 @@ caf::error node::start() {
     },
     [&d] { d.on_lease_lost(); });
   d.table = std::make_unique<shard_table>(*d.members, d.shard_count, [&d] { d.reconcile(); });
-  if (auto err = d.members->join())
-    return err;
+  // etcd may still be starting (or electing its leader): try for a while.
+  auto give_up = clock_type::now() + d.opts.join_timeout;
+  for (;;) {
+    auto err = d.members->join();
+    if (!err)
+      break;
+    auto code = error_code(err);
+    if ((code != cluster_errc::etcd_unavailable && code != cluster_errc::etcd_failure)
+        || clock_type::now() > give_up)
+      return err;
+    std::this_thread::sleep_for(std::chrono::milliseconds{500});
+  }
   d.members->etcd().del(d.members->keys().drains() + d.me);  // started: not draining
   d.started = true;
   if (auto err = d.table->start())

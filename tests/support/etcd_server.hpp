@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include "etcd.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
 
@@ -30,7 +31,8 @@ public:
     : dir_(std::move(data_dir)), client_port_(free_port()), peer_port_(free_port()) {}
   ~etcd_server() { stop(); }
 
-  /// Starts etcd (again, on the same ports and data) and waits until it answers.
+  /// Starts etcd (again, on the same ports and data) and waits until it serves requests
+  /// (it has elected itself leader).
   void start() {
     auto peer = "http://127.0.0.1:" + std::to_string(peer_port_);
     proc_ = std::make_unique<process>(std::vector<std::string>{
@@ -46,6 +48,10 @@ public:
         return fd >= 0;
       },
       std::chrono::seconds{20}))
+      << proc_->stderr_text();
+    cluster::etcd::client probe{url(), std::chrono::seconds{1}};
+    ASSERT_TRUE(eventually([&] { return static_cast<bool>(probe.put("/ready", "")); },
+                           std::chrono::seconds{20}))
       << proc_->stderr_text();
   }
 

@@ -48,6 +48,9 @@ struct node_options {
   std::chrono::milliseconds settle{2'000};
   /// Forwarded requests awaiting an answer, at most; more are answered `unavailable`.
   size_t max_pending = 100'000;
+  /// How long `start` keeps trying to join while etcd cannot be reached or answers errors
+  /// (it may be starting too).
+  std::chrono::milliseconds join_timeout{60'000};
   /// How long `stop` waits for the node's shards to be handed to other members.
   std::chrono::milliseconds drain_timeout{60'000};
 };
