@@ -215,9 +215,12 @@ struct client::impl {
   std::atomic<uint64_t> failures{0};
 
   /// One POST on the open connection (opening it first if needed), within the timeout.
+  /// `sent`: the request may have reached etcd (it was connected when it failed).
   beast::error_code exchange(const endpoint& ep, const std::string& target,
-                             const std::string& body, http::response<http::string_body>& res) {
+                             const std::string& body, http::response<http::string_body>& res,
+                             bool& sent) {
     beast::error_code ec;
+    sent = false;
     if (!stream) {
       tcp::resolver resolver{ioc};
       auto results = resolver.resolve(ep.host, ep.port, ec);
@@ -237,6 +240,7 @@ struct client::impl {
     req.keep_alive(true);
     req.body() = body;
     req.prepare_payload();
+    sent = true;
     stream->expires_after(timeout);
     http::async_write(*stream, req, [&](beast::error_code e, size_t) {
       ec = e;
@@ -257,9 +261,9 @@ struct client::impl {
     for (size_t k = 0; k < endpoints.size(); ++k) {
       auto& ep = endpoints[(current + k) % endpoints.size()];
       round_trips.fetch_add(1, std::memory_order_relaxed);
-      bool fresh = !stream;
+      bool sent = false;
       http::response<http::string_body> res;
-      auto ec = exchange(ep, target, text, res);
+      auto ec = exchange(ep, target, text, res, sent);
       if (ec || !res.keep_alive()) {
         beast::error_code ignored;
         if (stream)
@@ -270,7 +274,7 @@ struct client::impl {
       if (ec) {
         failures.fetch_add(1, std::memory_order_relaxed);
         why = ep.host + ":" + ep.port + ": " + ec.message();
-        if (fresh && ec != beast::error::timeout)
+        if (!sent)
           continue;  // never connected: the next endpoint
         return make_error(cluster_errc::etcd_unavailable, "etcd at " + why);
       }
@@ -401,6 +405,7 @@ struct watch::impl {
   std::mutex mtx;
   std::condition_variable cv;
   bool stopping = false;
+  bool ended = false;  ///< the session's stream said it is over
   std::thread thread;
 
   void run() {
@@ -423,6 +428,7 @@ struct watch::impl {
   /// One connection: streams events until it breaks or the watch stops. True if it
   /// delivered anything.
   bool session(const endpoint& ep) {
+    ended = false;
     beast::error_code ec;
     tcp::resolver resolver{ioc};
     auto results = resolver.resolve(ep.host, ep.port, ec);
@@ -454,9 +460,12 @@ struct watch::impl {
       return data.size();
     };
     parser.on_chunk_body(on_chunk);
+    // A quiet prefix and a silent etcd look alike: a session that reads nothing for 30 s
+    // is made again (it resumes after the last revision delivered).
     std::function<void(beast::error_code, size_t)> read_more = [&](beast::error_code e, size_t) {
-      if (e || parser.is_done())
+      if (e || parser.is_done() || ended)
         return;
+      stream.expires_after(std::chrono::seconds{30});
       http::async_read_some(stream, buffer, parser, read_more);
     };
     {
@@ -472,7 +481,6 @@ struct watch::impl {
       http::async_write(stream, req, [&](beast::error_code e2, size_t) {
         if (e2)
           return;
-        stream.expires_never();
         http::async_read_header(stream, buffer, parser, read_more);
       });
     });
@@ -480,12 +488,19 @@ struct watch::impl {
     return delivered;
   }
 
-  /// One message of the stream; true if it delivered events.
+  /// One message of the stream; true if it delivered events. A canceled watch ends the
+  /// session (`ended`).
   bool handle(const std::string& line) {
     auto j = json::parse(line, nullptr, false);
-    if (!j.is_object() || !j.contains("result"))
+    if (!j.is_object() || !j.contains("result")) {
+      ended = true;  // an error: make the watch again
       return false;
+    }
     const auto& r = j["result"];
+    if (r.value("canceled", false)) {
+      ended = true;
+      return false;
+    }
     auto revision = num(r.value("header", json::object()), "revision");
     if (num(r, "compact_revision") > 0) {
       next_revision = revision + 1;

@@ -24,6 +24,8 @@ node::impl::impl(caf::actor_system& sys, runtime::host& host, runtime::state_sto
 
 void node::impl::route(const twin_id& id, twin_request req, uint8_t hops) {
   auto shard = runtime::shard_of(id, shard_count);
+  if (wait_behind_handoff(shard, id, req))
+    return;
   auto owner = table->get(shard);
   if (owner.owner == me)
     return host.route(id, std::move(req));
@@ -37,6 +39,8 @@ void node::impl::route(const twin_id& id, twin_request req, uint8_t hops) {
 
 void node::impl::route_unserved(const twin_id& id, twin_request req) {
   auto shard = runtime::shard_of(id, shard_count);
+  if (wait_behind_handoff(shard, id, req))
+    return;
   auto owner = table->get(shard);
   if (owner.owner != me || lost.load())
     return owner.owner.empty() || owner.owner == me
@@ -99,7 +103,7 @@ void node::impl::on_envelope(envelope&& env) {
   switch (env.kind) {
     case envelope::request: return on_request(std::move(env));
     case envelope::reply: return on_reply(std::move(env));
-    case envelope::copy: return on_copy_request(std::move(env));
+    case envelope::copy:  // both read the store: on the worker, not this actor
     case envelope::query: {
       std::lock_guard<std::mutex> guard{handoff_mtx};
       if (queries.size() < 64) {
@@ -224,6 +228,7 @@ caf::error node::start() {
       for (const auto& m : ms)
         addresses[m.id.str()] = m.cluster_address;
       d.links->set_peers(std::move(addresses));
+      std::lock_guard<std::mutex> guard{d.coord_mtx};
       if (d.coord)
         d.coord->poke();
     },
@@ -245,9 +250,12 @@ caf::error node::start() {
   d.started = true;
   if (auto err = d.table->start())
     return err;
-  d.coord = std::make_unique<coordinator>(*d.members, *d.table, d.opts.settle);
-  d.coord->start();
-  d.coord->poke();
+  {
+    std::lock_guard<std::mutex> guard{d.coord_mtx};
+    d.coord = std::make_unique<coordinator>(*d.members, *d.table, d.opts.settle);
+    d.coord->start();
+    d.coord->poke();
+  }
   d.supervisor = std::thread{[&d] { d.supervise(); }};
   d.copier = std::thread{[&d] { d.copy_loop(); }};
   d.query_worker = std::thread{[&d] { d.query_loop(); }};
@@ -300,15 +308,36 @@ void node::stop() {
     d.query_worker.join();
   // The table stays (twins that passivate after this still route through the node), but
   // no longer follows etcd.
-  d.coord.reset();
+  {
+    std::lock_guard<std::mutex> guard{d.coord_mtx};
+    d.coord.reset();
+  }
   if (d.table)
     d.table->stop();
   if (d.members)
     d.members->leave();
   d.started = false;
   d.links->close();
+  auto stopping_error = make_error(runtime_errc::shutting_down, "the node is stopping");
   for (auto& e : d.pending.take_if(nullptr))
-    runtime::fail_request(e.req, make_error(runtime_errc::shutting_down, "the node is stopping"));
+    runtime::fail_request(e.req, stopping_error);
+  // What waited for a shard or followed one in handoff: nobody else will answer it.
+  std::vector<runtime::routed_request> left;
+  {
+    std::lock_guard<std::mutex> h{d.handoff_mtx};
+    for (auto& [s, out] : d.outgoing)
+      for (auto& r : out.held)
+        left.push_back(std::move(r));
+    d.outgoing.clear();
+    std::lock_guard<std::mutex> w{d.waiting_mtx};
+    for (auto& [s, rs] : d.waiting)
+      for (auto& r : rs)
+        left.push_back(std::move(r));
+    d.waiting.clear();
+    d.waiting_count = 0;
+  }
+  for (auto& r : left)
+    runtime::fail_request(r.req, stopping_error);
 }
 
 bool node::impl::others_can_take() {

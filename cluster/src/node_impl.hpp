@@ -112,6 +112,11 @@ struct node::impl : runtime::metrics::collectable {
   /// Makes the host serve what the table gives this node, and nothing else; starts and
   /// ends the handoffs this node takes part in.
   void reconcile();
+  /// Keeps `req` behind the requests of a shard this node is handing off, to follow them
+  /// to the new owner; false (and `req` untouched) if no handoff of its shard is under way.
+  bool wait_behind_handoff(shard_id shard, const twin_id& id, twin_request& req);
+  /// Sends `req` to the owner the table names, never to this node's host.
+  void forward_now(const twin_id& id, twin_request req);
   /// Routes the requests that waited for shard `s` (to the host, or to its owner).
   void flush_waiting(uint32_t s, bool local);
   /// The old owner's side of a handoff: a page of the shard for its new owner.
@@ -130,9 +135,14 @@ struct node::impl : runtime::metrics::collectable {
   caf::expected<runtime::query_page> query(const runtime::twin_query& q);
   /// This member's part: its own shards.
   caf::expected<runtime::query_page> query_here(runtime::twin_query q);
-  /// Answers other members' queries, on a thread of its own (queries block on the store).
+  /// Answers other members' queries and requests for pages of a shard, on a thread of its
+  /// own (both read the store).
   void query_loop();
   void on_lease_lost();
+  /// Asks the supervisor to reconcile (from a host callback, which must not block).
+  void want_reconcile();
+  /// Whether etcd says shard `s` is still this node's at `epoch`, with no handoff.
+  bool still_owner(uint32_t s, int64_t epoch);
   /// Whether a member other than this one is up and not draining.
   bool others_can_take();
   /// Expires forwarded requests; rejoins after a lost lease.
@@ -148,6 +158,7 @@ struct node::impl : runtime::metrics::collectable {
   std::string me;
   std::unique_ptr<membership> members;
   std::unique_ptr<shard_table> table;
+  std::mutex coord_mtx;  ///< `coord` is made and reset while the members' watch pokes it
   std::unique_ptr<coordinator> coord;
   std::unique_ptr<transport> links;
   uint16_t port = 0;
@@ -164,16 +175,20 @@ struct node::impl : runtime::metrics::collectable {
   struct outgoing_handoff {
     std::string to;
     bool released = false;
+    bool done = false;  ///< the new owner took it: what waits goes there
     std::vector<runtime::routed_request> held;
   };
   std::mutex handoff_mtx;
   std::map<uint32_t, outgoing_handoff> outgoing;
+  /// Entries of `outgoing`, readable without the lock: 0 lets routing skip it.
+  std::atomic<size_t> outgoing_count{0};
+  std::atomic<bool> reconcile_wanted{false};
   std::set<uint32_t> incoming;    ///< shards this node copies in
   std::deque<uint32_t> to_copy;   ///< of them, those not started yet
   std::condition_variable copy_cv;
   std::thread copier;
   std::function<caf::expected<runtime::query_page>(const runtime::twin_query&)> local_query;
-  std::deque<envelope> queries;  ///< from other members, waiting for `query_loop`
+  std::deque<envelope> queries;  ///< queries and copy requests, waiting for `query_loop`
   std::condition_variable query_cv;
   std::thread query_worker;
   /// Answers awaited by `ask`, by token.

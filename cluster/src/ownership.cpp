@@ -6,12 +6,38 @@
 
 #include "node_impl.hpp"
 #include "page_codec.hpp"
+#include "twin/cluster/errc.hpp"
 
 namespace twin::cluster {
 
 using json = nlohmann::json;
 using runtime::make_error;
 using runtime::runtime_errc;
+
+bool node::impl::wait_behind_handoff(shard_id shard, const twin_id& id, twin_request& req) {
+  if (outgoing_count.load(std::memory_order_acquire) == 0)
+    return false;
+  std::lock_guard<std::mutex> h{handoff_mtx};
+  auto out = outgoing.find(shard.value());
+  if (out == outgoing.end())
+    return false;
+  std::lock_guard<std::mutex> w{waiting_mtx};
+  if (waiting_count >= max_waiting)
+    return false;
+  waiting[shard.value()].push_back({id, std::move(req)});
+  ++waiting_count;
+  return true;
+}
+
+void node::impl::forward_now(const twin_id& id, twin_request req) {
+  auto shard = runtime::shard_of(id, shard_count);
+  auto owner = table->get(shard);
+  if (owner.owner.empty() || owner.owner == me)
+    return runtime::fail_request(req, make_error(runtime_errc::unavailable,
+                                                 "shard " + std::to_string(shard.value())
+                                                   + " has no other owner now"));
+  forward(owner.owner, shard, owner.epoch, id, std::move(req), 1);
+}
 
 void node::impl::flush_waiting(uint32_t s, bool local) {
   std::vector<runtime::routed_request> ready;
@@ -25,7 +51,7 @@ void node::impl::flush_waiting(uint32_t s, bool local) {
     waiting.erase(i);
   }
   for (auto& r : ready)
-    local ? host.route(r.id, std::move(r.req)) : route(r.id, std::move(r.req), 1);
+    local ? host.route(r.id, std::move(r.req)) : forward_now(r.id, std::move(r.req));
 }
 
 void node::impl::reconcile() {
@@ -42,18 +68,32 @@ void node::impl::reconcile() {
     std::unique_lock<std::mutex> h{handoff_mtx};
     auto out = outgoing.find(s);
     if (out != outgoing.end()) {
+      if (mine && !e.moving_to.empty())
+        out->second.to = e.moving_to;  // the coordinator may send it elsewhere
       if (!mine) {  // done: the held requests and those that waited follow the shard
         auto held = std::move(out->second.held);
-        outgoing.erase(out);
+        out->second.done = true;
         h.unlock();
         for (auto& r : held)
-          route(r.id, std::move(r.req), 1);
-        flush_waiting(s, false);
+          forward_now(r.id, std::move(r.req));
+        // Requests routed meanwhile wait behind them (see `route`) until none is left.
+        for (;;) {
+          flush_waiting(s, false);
+          std::lock_guard<std::mutex> again{handoff_mtx};
+          std::lock_guard<std::mutex> w{waiting_mtx};
+          if (waiting.count(s) == 0) {
+            outgoing.erase(s);
+            outgoing_count.fetch_sub(1, std::memory_order_relaxed);
+            break;
+          }
+        }
         store.drop_shard(shard);
         handoffs_done.fetch_add(1, std::memory_order_relaxed);
-      } else if (e.moving_to.empty() && out->second.released) {  // called off
+      } else if (e.moving_to.empty() && out->second.released && still_owner(s, e.epoch)) {
+        // Called off (and etcd agrees, not only this node's view): serve it again.
         auto held = std::move(out->second.held);
         outgoing.erase(out);
+        outgoing_count.fetch_sub(1, std::memory_order_relaxed);
         h.unlock();
         host.adopt(shard);
         for (auto& r : held)
@@ -77,26 +117,50 @@ void node::impl::reconcile() {
     } else if (!mine) {
       flush_waiting(s, false);
     }
-    if (mine && !e.moving_to.empty() && e.moving_to != me) {
+    if (mine && !e.moving_to.empty() && e.moving_to != me && host.serves(shard)) {
       std::lock_guard<std::mutex> again{handoff_mtx};
       outgoing[s] = outgoing_handoff{e.moving_to, false, {}};
+      outgoing_count.fetch_add(1, std::memory_order_relaxed);
       handing_off.push_back(shard);
     }
   }
-  if (!handing_off.empty())
-    host.release(handing_off, [this](shard_id shard, std::vector<runtime::routed_request> held) {
-      std::lock_guard<std::mutex> h{handoff_mtx};
-      auto out = outgoing.find(shard.value());
-      if (out == outgoing.end())
-        return;  // cannot happen: the entry goes only once released
-      out->second.released = true;
-      out->second.held = std::move(held);
-    });
+  if (!handing_off.empty()
+      && host.release(handing_off, [this](shard_id shard, std::vector<runtime::routed_request> held) {
+           {
+             std::lock_guard<std::mutex> h{handoff_mtx};
+             auto out = outgoing.find(shard.value());
+             if (out == outgoing.end())
+               return;  // cannot happen: the entry goes only once released
+             out->second.released = true;
+             out->second.held = std::move(held);
+           }
+           want_reconcile();  // the table may have moved on meanwhile
+         })) {
+    // Not served any more (released under a lost lease meanwhile): no handoff from here.
+    std::lock_guard<std::mutex> h{handoff_mtx};
+    for (auto shard : handing_off)
+      if (outgoing.erase(shard.value()) > 0)
+        outgoing_count.fetch_sub(1, std::memory_order_relaxed);
+  }
   if (!leaving.empty())
     host.release(leaving, [this](shard_id, std::vector<runtime::routed_request> held) {
       for (auto& r : held)
         route(r.id, std::move(r.req), 1);
+      want_reconcile();
     });
+}
+
+bool node::impl::still_owner(uint32_t s, int64_t epoch) {
+  auto key = members->keys().shards() + std::to_string(s);
+  auto r = members->etcd().txn({etcd::compare::mod_is(key, epoch),
+                                etcd::compare::mod_is(key + "/to", 0)},
+                               {});
+  return r && r->succeeded;
+}
+
+void node::impl::want_reconcile() {
+  reconcile_wanted = true;
+  sup_cv.notify_all();
 }
 
 // -- the old owner's side --------------------------------------------------------------
@@ -190,13 +254,26 @@ caf::error node::impl::copy_in(uint32_t s) {
   auto taken = members->etcd().txn(
     {etcd::compare::mod_is(key, e.epoch), etcd::compare::mod_is(key + "/to", e.handoff)},
     {etcd::op::put(key, json{{"owner", me}}.dump()), etcd::op::del(key + "/to")});
-  if (!taken)
-    return taken.error();
-  if (!taken->succeeded)
-    return make_error(runtime_errc::conflict, "the shard changed during its handoff");
+  int64_t epoch = taken && taken->succeeded ? taken->revision : 0;
+  if (!taken || !taken->succeeded) {
+    // The answer may have been lost after etcd applied it: ask etcd who owns it now.
+    for (int tries = 0; tries < 50 && epoch == 0 && !stopping.load(); ++tries) {
+      auto now = members->etcd().get(key);
+      if (now) {
+        if (!now->kvs.empty() && json::parse(now->kvs[0].value, nullptr, false).value("owner", "") == me)
+          epoch = now->kvs[0].mod_revision;
+        else
+          return make_error(runtime_errc::conflict, "the shard changed during its handoff");
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds{200});
+      }
+    }
+    if (epoch == 0)
+      return make_error(cluster_errc::etcd_unavailable, "taking the shard: etcd did not answer");
+  }
   handoff_duration.observe(std::chrono::duration<double>(clock_type::now() - t0).count());
   handoffs_done.fetch_add(1, std::memory_order_relaxed);
-  table->set_owner(shard, me, taken->revision);
+  table->set_owner(shard, me, epoch);
   return {};
 }
 
@@ -212,7 +289,10 @@ void node::impl::copy_loop() {
       to_copy.pop_front();
     }
     auto err = copy_in(s);
-    if (err) {
+    // Its copy goes only if the shard is someone else's for sure: with etcd away, the
+    // outcome of the transaction that takes it is not known, and the copy may be all
+    // there is.
+    if (err && cluster::error_code(err) != cluster_errc::etcd_unavailable) {
       store.drop_shard(shard_id{s});
       handoffs_failed.fetch_add(1, std::memory_order_relaxed);
     }
@@ -237,9 +317,13 @@ void node::impl::supervise() {
   for (;;) {
     {
       std::unique_lock<std::mutex> guard{sup_mtx};
-      if (sup_cv.wait_for(guard, std::chrono::milliseconds{100}, [&] { return stopping.load(); }))
+      sup_cv.wait_for(guard, std::chrono::milliseconds{100},
+                      [&] { return stopping.load() || lost.load() || reconcile_wanted.load(); });
+      if (stopping.load())
         return;
     }
+    if (reconcile_wanted.exchange(false) && !lost.load())
+      reconcile();
     for (auto& e : pending.take_if(nullptr))
       runtime::fail_request(e.req, make_error(runtime_errc::timeout,
                                               "node " + e.node + " did not answer in time "

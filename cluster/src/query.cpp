@@ -140,6 +140,18 @@ caf::expected<runtime::query_page> node::impl::query_here(runtime::twin_query q)
 }
 
 caf::expected<runtime::query_page> node::impl::query(const runtime::twin_query& q) {
+  // Every shard must be served by a member that answers: a page without a shard's twins
+  // would look whole.
+  std::set<std::string> live;
+  for (const auto& m : members->members())
+    live.insert(m.id.str());
+  size_t gaps = 0;
+  for (const auto& e : table->all())
+    gaps += e.owner.empty() || live.count(e.owner) == 0 || !e.moving_to.empty() ? 1 : 0;
+  if (gaps > 0)
+    return make_error(runtime_errc::unavailable,
+                      std::to_string(gaps) + " shards are moving or served by no member now; "
+                                             "try again");
   std::vector<answer> answers;
   auto mine = query_here(q);
   if (!mine)
@@ -197,6 +209,10 @@ void node::impl::query_loop() {
         return;
       env = std::move(queries.front());
       queries.pop_front();
+    }
+    if (env.kind == envelope::copy) {
+      on_copy_request(std::move(env));
+      continue;
     }
     envelope r;
     r.from = me;

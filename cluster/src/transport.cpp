@@ -186,12 +186,17 @@ void transport::set_peers(std::map<std::string, std::string> addresses) {
   {
     std::unique_lock<std::shared_mutex> guard{d.peers_mtx};
     for (auto i = d.peers.begin(); i != d.peers.end();)
-      if (addresses.count(i->first) == 0)
+      if (addresses.count(i->first) == 0) {
+        gone.push_back(i->first);
         i = d.peers.erase(i);
-      else
+      } else {
         ++i;
+      }
   }
   d.wanted_cv.notify_all();
+  if (!d.closing)
+    for (const auto& node : gone)
+      d.on_down(node);  // what awaits its answers fails now, not at its deadline
 }
 
 bool transport::send(const std::string& node, envelope env) {
