@@ -54,6 +54,9 @@ void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
   out.push_back(single("twin_cluster_forward_failures_total",
                        "Requests that could not be sent to their twin's owner.",
                        metric_type::counter, forward_failures.load()));
+  out.push_back(single("twin_cluster_received_total",
+                       "Messages from other members (requests, replies, pages, queries).",
+                       metric_type::counter, received.load()));
   out.push_back(single("twin_cluster_redirected_total",
                        "Requests from other members passed on to the owner this node knows.",
                        metric_type::counter, redirected.load()));
