@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "etcd_server.hpp"
+#include "mqtt_node_test.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
@@ -28,7 +29,8 @@ const char* counter_model = R"({
   "@context": "dtmi:dtdl:context;3",
   "@id": "dtmi:test:counter;1",
   "@type": "Interface",
-  "contents": [{"@type": "Property", "name": "count", "schema": "integer", "writable": true}],
+  "contents": [{"@type": "Property", "name": "count", "schema": "integer", "writable": true},
+               {"@type": "Telemetry", "name": "level", "schema": "double"}],
   "twin": {"kind": "component"}
 })";
 
@@ -368,6 +370,52 @@ TEST_F(cluster_test, a_drained_member_hands_its_shards_to_the_others_and_its_twi
   auto unknown = run_to_end({TWINCTL_PATH, "--server", server, "cluster", "drain", "node-9"});
   EXPECT_NE(unknown.code, 0);
   EXPECT_NE(unknown.err.find("no member"), std::string::npos) << unknown.err;
+}
+
+/// Devices publish to one broker; the members share its subscription, and each message
+/// reaches its twin whichever member takes it and wherever the twin lives.
+TEST_F(cluster_test, telemetry_through_a_shared_subscription_reaches_twins_on_every_member) {
+  if (mosquitto_path().empty())
+    GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the test did not run";
+  int broker_port = free_port();
+  auto broker = start_mosquitto(dir_, broker_port);
+  members_.resize(2);
+  for (size_t i = 0; i < 2; ++i) {
+    auto& m = members_[i];
+    m.proc = std::make_unique<process>(
+      args(i, {"--mqtt-url", "tcp://127.0.0.1:" + std::to_string(broker_port),
+               "--mqtt-shared-group", "twind", "--mqtt-client-id", "member-" + std::to_string(i)}));
+    ASSERT_TRUE(wait_for_200(m.metrics, "/readyz", 30s)) << m.proc->stderr_text();
+    m.client = std::make_unique<http_client>(m.http);
+  }
+  ASSERT_NO_FATAL_FAILURE(wait_for_balance(2));
+  constexpr int twins = 20;
+  for (int c = 0; c < twins; ++c) {
+    auto r = at(0).call("PUT", "/v1/twins/c:m" + std::to_string(c),
+                        json{{"type", "counter"}}.dump(), json_type);
+    ASSERT_EQ(r.status, 201u) << r.body;
+  }
+  for (int c = 0; c < twins; ++c) {
+    auto sent = run_to_end({"/usr/bin/mosquitto_pub", "-p", std::to_string(broker_port), "-q", "1",
+                            "-t", "twins/c:m" + std::to_string(c) + "/telemetry",
+                            "-m", json{{"level", c + 0.5}}.dump()});
+    ASSERT_EQ(sent.code, 0) << sent.err;
+  }
+  for (int c = 0; c < twins; ++c)
+    EXPECT_TRUE(eventually([&] {
+      auto r = at(1).call("GET", "/v1/twins/c:m" + std::to_string(c));
+      return r.status == 200 && json::parse(r.body)["properties"].value("level", -1.0) == c + 0.5;
+    })) << "twin c:m" << c;
+  // Both members took messages from the shared subscription, and passed some on.
+  double accepted = 0, forwarded = 0;
+  for (auto& m : members_) {
+    auto took = metric_value(m.metrics, R"(twin_ingest_messages_total{source="mqtt",result="accepted"})");
+    EXPECT_GT(took, 0);
+    accepted += took;
+    forwarded += metric_value(m.metrics, "twin_cluster_forwarded_total");
+  }
+  EXPECT_EQ(accepted, twins);
+  EXPECT_GT(forwarded, 0);
 }
 
 TEST_F(cluster_test, a_member_configured_with_another_shard_count_is_refused) {
