@@ -292,6 +292,8 @@ int main(int argc, char** argv) {
     member = std::make_unique<cluster::node>(*sys, node_host, **store, std::move(*opts));
     member->set_local_query(
       [&db = **store, &types](const twin_query& q) { return run_query(db, types, q); });
+    member->set_local_history(
+      [&db = **store, &types](const history_query& q) { return read_history(db, types, q); });
   }
   router& front = member ? static_cast<router&>(*member) : node_host;
 
@@ -416,11 +418,13 @@ int main(int argc, char** argv) {
       be.drain = [&member](const std::string& node) { return member->drain(node); };
     }
     be.query = [&db = **store, &types](const twin_query& q) { return run_query(db, types, q); };
-    if (member)  // over every member's shards
-      be.query = [&member](const twin_query& q) { return member->query(q); };
     be.history = [&db = **store, &types](const history_query& q) {
       return read_history(db, types, q);
     };
+    if (member) {  // over every member's shards; history from the twin's owner
+      be.query = [&member](const twin_query& q) { return member->query(q); };
+      be.history = [&member](const history_query& q) { return member->history(q); };
+    }
     be.feed = &feed;
     http = std::make_unique<api::http_server>(std::move(be), ho);
     if (auto err = http->start()) {

@@ -98,12 +98,28 @@ void node::impl::forward(const std::string& owner, shard_id shard, int64_t epoch
     runtime::fail_request(e->req, err);
 }
 
+namespace {
+
+/// The error a refusal carries: "<code>: <message>" with a runtime error code, or a bare
+/// reason (the receiver cannot serve it now).
+caf::error refusal_error(const std::string& text) {
+  auto colon = text.find(": ");
+  if (colon != std::string::npos)
+    for (auto c = uint8_t{1}; c <= static_cast<uint8_t>(runtime_errc::not_owner); ++c)
+      if (runtime::to_string(static_cast<runtime_errc>(c)) == text.substr(0, colon))
+        return make_error(static_cast<runtime_errc>(c), text.substr(colon + 2));
+  return make_error(runtime_errc::unavailable, text);
+}
+
+} // namespace
+
 void node::impl::on_envelope(envelope&& env) {
   received.fetch_add(1, std::memory_order_relaxed);
   switch (env.kind) {
     case envelope::request: return on_request(std::move(env));
     case envelope::reply: return on_reply(std::move(env));
-    case envelope::copy:  // both read the store: on the worker, not this actor
+    case envelope::copy:  // these read the store: on the worker, not this actor
+    case envelope::history:
     case envelope::query: {
       std::lock_guard<std::mutex> guard{handoff_mtx};
       if (queries.size() < 64) {
@@ -128,8 +144,7 @@ void node::impl::on_envelope(envelope&& env) {
         return;  // the copier gave up on it
       i->second = env.kind != envelope::refusal
                     ? caf::expected<std::string>{std::move(env.bytes)}
-                    : caf::expected<std::string>{make_error(runtime_errc::unavailable,
-                                                            std::move(env.bytes))};
+                    : caf::expected<std::string>{refusal_error(env.bytes)};
       page_cv.notify_all();
       return;
     }
@@ -369,6 +384,14 @@ void node::set_local_query(local_query_fn fn) {
 
 caf::expected<runtime::query_page> node::query(const runtime::twin_query& q) {
   return impl_->query(q);
+}
+
+void node::set_local_history(local_history_fn fn) {
+  impl_->local_history = std::move(fn);
+}
+
+caf::expected<runtime::history_page> node::history(const runtime::history_query& q) {
+  return impl_->history(q);
 }
 
 void node::route(const twin_id& id, twin_request req) {

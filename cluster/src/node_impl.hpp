@@ -133,6 +133,8 @@ struct node::impl : runtime::metrics::collectable {
 
   /// A query over every member's shards, merged in id order.
   caf::expected<runtime::query_page> query(const runtime::twin_query& q);
+  /// A history read, from the twin's owner.
+  caf::expected<runtime::history_page> history(const runtime::history_query& q);
   /// This member's part: its own shards.
   caf::expected<runtime::query_page> query_here(runtime::twin_query q);
   /// Answers other members' queries and requests for pages of a shard, on a thread of its
@@ -188,6 +190,8 @@ struct node::impl : runtime::metrics::collectable {
   std::condition_variable copy_cv;
   std::thread copier;
   std::function<caf::expected<runtime::query_page>(const runtime::twin_query&)> local_query;
+  std::function<caf::expected<runtime::history_page>(const runtime::history_query&)>
+    local_history;
   std::deque<envelope> queries;  ///< queries and copy requests, waiting for `query_loop`
   std::condition_variable query_cv;
   std::thread query_worker;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "node_impl.hpp"
+#include "twin/runtime/json.hpp"
 #include "twin/schema/cluster.capnp.h"
 
 namespace twin::cluster {
@@ -128,7 +129,92 @@ caf::expected<answer> decode_answer(const std::string& bytes) {
   return out;
 }
 
+std::string encode_history_query(const runtime::history_query& q) {
+  return json{{"id", q.id.str()}, {"property", q.property}, {"from", q.from_ms},
+              {"to", q.to_ms},    {"step", q.step_ms},        {"limit", q.limit}}
+    .dump();
+}
+
+caf::expected<runtime::history_query> decode_history_query(const std::string& text) {
+  auto j = json::parse(text, nullptr, false);
+  if (!j.is_object())
+    return make_error(runtime_errc::invalid_argument, "a malformed history read");
+  runtime::history_query q;
+  try {
+    auto id = runtime::twin_id::parse(j.at("id").get<std::string>());
+    if (!id)
+      return id.error();
+    q.id = *id;
+    q.property = j.at("property").get<std::string>();
+    q.from_ms = j.at("from").get<int64_t>();
+    q.to_ms = j.at("to").get<int64_t>();
+    q.step_ms = j.at("step").get<int64_t>();
+    q.limit = j.at("limit").get<size_t>();
+  } catch (const json::exception& e) {
+    return make_error(runtime_errc::invalid_argument, std::string{"a malformed history read: "}
+                                                        + e.what());
+  }
+  return q;
+}
+
+std::string encode_history_page(const runtime::history_page& p) {
+  json points = json::array();
+  for (const auto& x : p.points)
+    points.push_back({x.ts_ms, runtime::to_json(x.v)});
+  json buckets = json::array();
+  for (const auto& b : p.buckets)
+    buckets.push_back({b.ts_ms, b.min, b.max, b.avg, b.count});
+  json j{{"points", std::move(points)}, {"buckets", std::move(buckets)}};
+  if (p.next_from_ms)
+    j["next"] = *p.next_from_ms;
+  return j.dump();
+}
+
+caf::expected<runtime::history_page> decode_history_page(const std::string& text) {
+  auto j = json::parse(text, nullptr, false);
+  runtime::history_page p;
+  try {
+    for (const auto& x : j.at("points")) {
+      auto v = runtime::value_from_json(x.at(1));
+      if (!v)
+        return v.error();
+      p.points.push_back({x.at(0).get<int64_t>(), std::move(*v)});
+    }
+    for (const auto& b : j.at("buckets"))
+      p.buckets.push_back({b.at(0).get<int64_t>(), b.at(1).get<double>(), b.at(2).get<double>(),
+                           b.at(3).get<double>(), b.at(4).get<uint64_t>()});
+    if (j.contains("next"))
+      p.next_from_ms = j["next"].get<int64_t>();
+  } catch (const json::exception& e) {
+    return make_error(runtime_errc::invalid_argument, std::string{"a malformed history page: "}
+                                                        + e.what());
+  }
+  return p;
+}
+
 } // namespace
+
+caf::expected<runtime::history_page> node::impl::history(const runtime::history_query& q) {
+  auto shard = runtime::shard_of(q.id, shard_count);
+  auto owner = table->get(shard);
+  if (owner.owner == me) {
+    if (!host.serves(shard) || !local_history)
+      return make_error(runtime_errc::unavailable, "this member does not serve the shard of "
+                                                     + q.id.str() + " now; try again");
+    return local_history(q);
+  }
+  if (owner.owner.empty())
+    return make_error(runtime_errc::unavailable,
+                      "the shard of " + q.id.str() + " has no owner now; try again");
+  envelope env;
+  env.kind = envelope::history;
+  env.shard = shard.value();
+  env.bytes = encode_history_query(q);
+  auto bytes = ask(owner.owner, std::move(env), std::chrono::seconds{10});
+  if (!bytes)
+    return bytes.error();
+  return decode_history_page(*bytes);
+}
 
 caf::expected<runtime::query_page> node::impl::query_here(runtime::twin_query q) {
   if (!local_query)
@@ -218,14 +304,24 @@ void node::impl::query_loop() {
     r.from = me;
     r.incarnation = members->incarnation();
     r.token = env.token;
-    auto q = decode_query(env.bytes);
-    auto page = q ? query_here(std::move(*q)) : caf::expected<runtime::query_page>{q.error()};
-    if (page) {
-      r.kind = envelope::answer;
-      r.bytes = encode_answer(*page);
+    caf::expected<std::string> bytes = std::string{};
+    if (env.kind == envelope::history) {
+      auto q = decode_history_query(env.bytes);
+      auto page = q ? history(*q) : caf::expected<runtime::history_page>{q.error()};
+      bytes = page ? caf::expected<std::string>{encode_history_page(*page)} : page.error();
     } else {
+      auto q = decode_query(env.bytes);
+      auto page = q ? query_here(std::move(*q)) : caf::expected<runtime::query_page>{q.error()};
+      bytes = page ? caf::expected<std::string>{encode_answer(*page)} : page.error();
+    }
+    if (bytes) {
+      r.kind = envelope::answer;
+      r.bytes = std::move(*bytes);
+    } else {
+      // The error's code travels in the text: "<code>: <message>".
       r.kind = envelope::refusal;
-      r.bytes = runtime::error_message(page.error());
+      r.bytes = runtime::to_string(runtime::error_code(bytes.error())) + ": "
+                + runtime::error_message(bytes.error());
     }
     links->send(env.from, std::move(r));
   }

@@ -38,7 +38,8 @@ struct envelope {
   static constexpr uint8_t page = 3;      ///< answers `copy` with a page
   static constexpr uint8_t refusal = 4;   ///< answers `copy` or `query` with why not
   static constexpr uint8_t query = 5;     ///< a query over the receiver's shards (`bytes`: JSON)
-  static constexpr uint8_t answer = 6;    ///< answers `query` (`bytes`: a QueryPage)
+  static constexpr uint8_t answer = 6;    ///< answers `query` or `history`
+  static constexpr uint8_t history = 7;   ///< a history read for a twin the receiver owns (JSON)
 };
 
 template <class Inspector>

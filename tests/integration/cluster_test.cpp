@@ -173,6 +173,17 @@ TEST_F(cluster_test, twins_made_through_one_member_are_served_and_composed_by_al
   auto where = json::parse(at(1).call("GET", "/v1/twins?type=line&where=product%20%3D%3D%20%22Q5%22").body);
   ASSERT_EQ(where["items"].size(), 1u);
   EXPECT_EQ(where["items"][0]["id"], "f:line-5");
+  // History comes from each twin's owner, through any member.
+  for (int i = 0; i < lines; ++i) {
+    auto path = "/v1/twins/f:line-" + std::to_string(i) + "/history?property=max_temperature";
+    auto r = at(static_cast<size_t>(i % 3)).call("GET", path);
+    EXPECT_EQ(r.status, 200u) << r.body;
+    // The owner's errors keep their code on the way back.
+    auto no = at(static_cast<size_t>(i % 3))
+                .call("GET", "/v1/twins/f:line-" + std::to_string(i) + "/history?property=product");
+    EXPECT_EQ(no.status, 422u) << no.body;
+  }
+  EXPECT_EQ(at(1).call("GET", "/v1/twins/f:nothing/history?property=x").status, 404u);
   // The plant lives on one member, its lines on all three: it counts them all.
   ASSERT_TRUE(eventually([&] {
     auto r = at(2).call("GET", "/v1/twins/f:plant");

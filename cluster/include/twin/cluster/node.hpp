@@ -95,6 +95,13 @@ public:
   /// actor or an I/O thread.
   caf::expected<runtime::query_page> query(const runtime::twin_query& q);
 
+  using local_history_fn =
+    std::function<caf::expected<runtime::history_page>(const runtime::history_query&)>;
+  /// Sets how this member reads history from its own store (`read_history`); before `start`.
+  void set_local_history(local_history_fn fn);
+  /// Reads `q` from the twin's owner. May block, like `query`.
+  caf::expected<runtime::history_page> history(const runtime::history_query& q);
+
   /// Delivers to the owner of the twin's shard.
   void route(const runtime::twin_id& id, runtime::twin_request req) override;
 
