@@ -273,39 +273,38 @@ double handoff_seconds(cluster& c, size_t member) {
   return n > 0 ? value("twin_handoff_duration_seconds_sum") / n : -1;
 }
 
-void bench_handoff(const std::string& dir, int clients) {
-  cluster c{dir + "/b", 8};
+/// Three members sharing `twins` twins made through the first; prints how long that took.
+void fill(cluster& c, size_t twins, const char* label, int clients) {
   for (size_t i = 0; i < 3; ++i)
     c.start(i);
   if (!c.balanced(3, 30s))
-    throw std::runtime_error("(b): the members did not share the shards");
-  auto twins = ids(80'000, "bench:h");
+    throw std::runtime_error(std::string{label} + ": the members did not share the shards");
   auto t0 = clock_type::now();
-  auto made = send_all(c.members()[0].http, puts(twins), "PUT", clients);
-  std::printf("(b) 80,000 twins in 8 shards over 3 members (made in %.1f s, %zu ok)\n",
-              seconds_since(t0), made);
-  t0 = clock_type::now();
+  auto prefix = std::string{"bench:"} + label[1] + "-";  // "(b)": bench:b-0, bench:b-1, ...
+  auto made = send_all(c.members()[0].http, puts(ids(twins, prefix)), "PUT", clients);
+  if (made != twins)
+    throw std::runtime_error(std::string{label} + ": only " + std::to_string(made) + " of "
+                             + std::to_string(twins) + " twins were made");
+  std::printf("%s %zu twins in %u shards over 3 members (made in %.1f s, %zu ok)\n", label,
+              twins, c.shards(), seconds_since(t0), made);
+}
+
+void bench_handoff(const std::string& dir, int clients) {
+  cluster c{dir + "/b", 8};
+  fill(c, 80'000, "(b)", clients);
+  auto t0 = clock_type::now();
   c.start(3);
   bool done = c.balanced(4, 120s);
   auto secs = seconds_since(t0);
-  auto per_shard = handoff_seconds(c, 3);
   std::printf("    a fourth member took its 2 shards of ~10,000 twins: %.2f s per shard "
               "(copy and take over)   [target <= 1 s]; all done %.1f s after it started%s\n",
-              per_shard, secs, done ? "" : " (NOT balanced)");
+              handoff_seconds(c, 3), secs, done ? "" : " (NOT balanced)");
 }
 
 void bench_join(const std::string& dir, int clients) {
   cluster c{dir + "/c", 1024};
-  for (size_t i = 0; i < 3; ++i)
-    c.start(i);
-  if (!c.balanced(3, 30s))
-    throw std::runtime_error("(c): the members did not share the shards");
-  auto twins = ids(100'000, "bench:j");
+  fill(c, 100'000, "(c)", clients);
   auto t0 = clock_type::now();
-  auto made = send_all(c.members()[0].http, puts(twins), "PUT", clients);
-  std::printf("(c) 100,000 twins in 1,024 shards over 3 members (made in %.1f s, %zu ok)\n",
-              seconds_since(t0), made);
-  t0 = clock_type::now();
   c.start(3);
   auto started = seconds_since(t0);
   bool done = c.balanced(4, 120s);

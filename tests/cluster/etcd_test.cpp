@@ -13,18 +13,14 @@ namespace {
 using namespace twin::cluster;
 using namespace std::chrono_literals;
 
-class etcd_test : public ::testing::Test {
+class etcd_test : public etcd_test_base {
 protected:
   void SetUp() override {
-    if (etcd_path().empty())
-      GTEST_SKIP() << "ETCD IS NOT INSTALLED: run scripts/setup; the etcd tests did not run";
-    server_ = std::make_unique<etcd_server>(dir_.sub("etcd"));
-    ASSERT_NO_FATAL_FAILURE(server_->start());
-    client_ = std::make_unique<etcd::client>(server_->url(), 2s);
+    ASSERT_NO_FATAL_FAILURE(etcd_test_base::SetUp());
+    if (server_)
+      client_ = std::make_unique<etcd::client>(server_->url(), 2s);
   }
 
-  temp_dir dir_;
-  std::unique_ptr<etcd_server> server_;
   std::unique_ptr<etcd::client> client_;
 };
 

@@ -15,15 +15,8 @@ namespace {
 using namespace twin::cluster;
 using namespace std::chrono_literals;
 
-class membership_test : public ::testing::Test {
+class membership_test : public etcd_test_base {
 protected:
-  void SetUp() override {
-    if (etcd_path().empty())
-      GTEST_SKIP() << "ETCD IS NOT INSTALLED: run scripts/setup; the etcd tests did not run";
-    server_ = std::make_unique<etcd_server>(dir_.sub("etcd"));
-    ASSERT_NO_FATAL_FAILURE(server_->start());
-  }
-
   membership_options options(const std::string& node, std::chrono::seconds ttl = 2s) {
     membership_options o;
     o.etcd = server_->url();
@@ -34,9 +27,6 @@ protected:
     o.ttl = ttl;
     return o;
   }
-
-  temp_dir dir_;
-  std::unique_ptr<etcd_server> server_;
 };
 
 std::vector<std::string> ids(const std::vector<member>& ms) {

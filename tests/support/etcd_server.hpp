@@ -82,4 +82,18 @@ private:
   std::unique_ptr<process> proc_;
 };
 
+/// A test with its own etcd (skipped, and saying so, where etcd is not installed).
+class etcd_test_base : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (etcd_path().empty())
+      GTEST_SKIP() << "ETCD IS NOT INSTALLED: run scripts/setup; the etcd tests did not run";
+    server_ = std::make_unique<etcd_server>(dir_.sub("etcd"));
+    ASSERT_NO_FATAL_FAILURE(server_->start());
+  }
+
+  temp_dir dir_;
+  std::unique_ptr<etcd_server> server_;
+};
+
 } // namespace twin::test
