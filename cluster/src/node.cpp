@@ -100,8 +100,8 @@ void node::impl::forward(const std::string& owner, shard_id shard, int64_t epoch
 
 namespace {
 
-/// The error a refusal carries: "<code>: <message>" with a runtime error code, or a bare
-/// reason (the receiver cannot serve it now).
+/// The error a refusal carries ("<code>: <message>", see `answer`); a text without a
+/// runtime error code is read as `unavailable`.
 caf::error refusal_error(const std::string& text) {
   auto colon = text.find(": ");
   if (colon != std::string::npos)
@@ -112,6 +112,22 @@ caf::error refusal_error(const std::string& text) {
 }
 
 } // namespace
+
+void node::impl::answer(const envelope& asked, uint8_t kind, caf::expected<std::string> bytes) {
+  envelope r;
+  r.from = me;
+  r.incarnation = members->incarnation();
+  r.token = asked.token;
+  if (bytes) {
+    r.kind = kind;
+    r.bytes = std::move(*bytes);
+  } else {  // the error's code travels in the text, as `refusal_error` reads it
+    r.kind = envelope::refusal;
+    r.bytes = runtime::to_string(runtime::error_code(bytes.error())) + ": "
+              + runtime::error_message(bytes.error());
+  }
+  links->send(asked.from, std::move(r));  // a lost link fails the question there
+}
 
 void node::impl::on_envelope(envelope&& env) {
   received.fetch_add(1, std::memory_order_relaxed);
@@ -127,12 +143,8 @@ void node::impl::on_envelope(envelope&& env) {
         query_cv.notify_all();
         return;
       }
-      envelope busy;
-      busy.kind = envelope::refusal;
-      busy.from = me;
-      busy.token = env.token;
-      busy.bytes = "too many queries wait on member " + me;
-      links->send(env.from, std::move(busy));
+      answer(env, envelope::answer,
+             make_error(runtime_errc::unavailable, "too many queries wait on member " + me));
       return;
     }
     case envelope::page:

@@ -103,6 +103,9 @@ struct node::impl : runtime::metrics::collectable {
   void forward(const std::string& owner, shard_id shard, int64_t epoch, const twin_id& id,
                twin_request req, uint8_t hops);
   void on_envelope(envelope&& env);
+  /// Answers the question `asked` (a copy, query or history request) with `bytes` as an
+  /// envelope of `kind`, or with a refusal that carries the error.
+  void answer(const envelope& asked, uint8_t kind, caf::expected<std::string> bytes);
   void on_request(envelope&& env);
   void on_reply(envelope&& env);
   void on_peer_down(const std::string& node);

@@ -166,27 +166,19 @@ void node::impl::want_reconcile() {
 // -- the old owner's side --------------------------------------------------------------
 
 void node::impl::on_copy_request(envelope&& env) {
-  envelope r;
-  r.from = me;
-  r.incarnation = members->incarnation();
-  r.token = env.token;
   bool ready = false;
   {
     std::lock_guard<std::mutex> h{handoff_mtx};
     auto out = outgoing.find(env.shard);
     ready = out != outgoing.end() && out->second.released && out->second.to == env.from;
   }
-  if (!ready) {
-    r.kind = envelope::refusal;
-    r.bytes = "not released";
-  } else if (auto page = store.read_shard(shard_id{env.shard}, env.bytes, 1u << 20)) {
-    r.kind = envelope::page;
-    r.bytes = encode_page(shard_id{env.shard}, *page);
-  } else {
-    r.kind = envelope::refusal;
-    r.bytes = runtime::error_message(page.error());
-  }
-  links->send(env.from, std::move(r));
+  if (!ready)
+    return answer(env, envelope::page,
+                  make_error(runtime_errc::unavailable, "shard not released yet"));
+  auto page = store.read_shard(shard_id{env.shard}, env.bytes, 1u << 20);
+  answer(env, envelope::page,
+         page ? caf::expected<std::string>{encode_page(shard_id{env.shard}, *page)}
+              : caf::expected<std::string>{page.error()});
 }
 
 // -- the new owner's side --------------------------------------------------------------

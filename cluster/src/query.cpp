@@ -93,13 +93,13 @@ std::string encode_answer(const runtime::query_page& page) {
 }
 
 /// A member's answer: its records, and where it stopped (empty id: it has no more).
-struct answer {
+struct member_answer {
   std::vector<runtime::twin_record> items;
   twin_id stopped;
 };
 
-caf::expected<answer> decode_answer(const std::string& bytes) {
-  answer out;
+caf::expected<member_answer> decode_answer(const std::string& bytes) {
+  member_answer out;
   caf::error err;
   kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&] {
     kj::ArrayInputStream in{kj::ArrayPtr<const kj::byte>{
@@ -238,7 +238,7 @@ caf::expected<runtime::query_page> node::impl::query(const runtime::twin_query& 
     return make_error(runtime_errc::unavailable,
                       std::to_string(gaps) + " shards are moving or served by no member now; "
                                              "try again");
-  std::vector<answer> answers;
+  std::vector<member_answer> answers;
   auto mine = query_here(q);
   if (!mine)
     return mine.error();
@@ -300,10 +300,6 @@ void node::impl::query_loop() {
       on_copy_request(std::move(env));
       continue;
     }
-    envelope r;
-    r.from = me;
-    r.incarnation = members->incarnation();
-    r.token = env.token;
     caf::expected<std::string> bytes = std::string{};
     if (env.kind == envelope::history) {
       auto q = decode_history_query(env.bytes);
@@ -314,16 +310,7 @@ void node::impl::query_loop() {
       auto page = q ? query_here(std::move(*q)) : caf::expected<runtime::query_page>{q.error()};
       bytes = page ? caf::expected<std::string>{encode_answer(*page)} : page.error();
     }
-    if (bytes) {
-      r.kind = envelope::answer;
-      r.bytes = std::move(*bytes);
-    } else {
-      // The error's code travels in the text: "<code>: <message>".
-      r.kind = envelope::refusal;
-      r.bytes = runtime::to_string(runtime::error_code(bytes.error())) + ": "
-                + runtime::error_message(bytes.error());
-    }
-    links->send(env.from, std::move(r));
+    answer(env, envelope::answer, std::move(bytes));
   }
 }
 

@@ -77,13 +77,21 @@ protected:
     return a;
   }
 
-  /// Starts member `i` (again) and waits until it is ready.
-  void start(size_t i) {
+  /// Starts member `i` (again), with `extra` arguments, and waits until it is ready.
+  void start(size_t i, std::vector<std::string> extra = {}) {
     members_.resize(std::max(members_.size(), i + 1));
     auto& m = members_[i];
-    m.proc = std::make_unique<process>(args(i));
+    m.proc = std::make_unique<process>(args(i, std::move(extra)));
     ASSERT_TRUE(wait_for_200(m.metrics, "/readyz", 30s)) << m.proc->stderr_text();
     m.client = std::make_unique<http_client>(m.http);
+  }
+
+  /// Starts members 0 to `n` - 1 (with `extra` arguments) and waits until they share the
+  /// shards.
+  void start_cluster(size_t n, const std::vector<std::string>& extra = {}) {
+    for (size_t i = 0; i < n; ++i)
+      ASSERT_NO_FATAL_FAILURE(start(i, extra));
+    ASSERT_NO_FATAL_FAILURE(wait_for_balance(n));
   }
 
   /// Waits until no handoff is under way, the shards are balanced over `n` members and
@@ -119,10 +127,7 @@ protected:
 };
 
 TEST_F(cluster_test, twins_made_through_one_member_are_served_and_composed_by_all) {
-  members_.resize(3);
-  for (size_t i = 0; i < 3; ++i)
-    ASSERT_NO_FATAL_FAILURE(start(i));
-  ASSERT_NO_FATAL_FAILURE(wait_for_balance(3));
+  ASSERT_NO_FATAL_FAILURE(start_cluster(3));
   // Balanced: 1,024 shards over 3 members.
   auto status = json::parse(at(1).call("GET", "/v1/cluster").body);
   for (const auto& m : status["members"]) {
@@ -205,10 +210,7 @@ TEST_F(cluster_test, twins_made_through_one_member_are_served_and_composed_by_al
 }
 
 TEST_F(cluster_test, a_killed_members_twins_wait_for_it_and_come_back_whole) {
-  members_.resize(2);
-  for (size_t i = 0; i < 2; ++i)
-    ASSERT_NO_FATAL_FAILURE(start(i));
-  ASSERT_NO_FATAL_FAILURE(wait_for_balance(2));
+  ASSERT_NO_FATAL_FAILURE(start_cluster(2));
   constexpr int twins = 20;
   std::map<std::string, unsigned> versions;
   for (int i = 0; i < twins; ++i) {
@@ -252,9 +254,7 @@ TEST_F(cluster_test, a_killed_members_twins_wait_for_it_and_come_back_whole) {
 /// before answering) is counted apart: the counter may hold it or not.
 TEST_F(cluster_test, counters_incremented_through_joins_leaves_and_kills_stay_exact) {
   members_.resize(4);
-  for (size_t i = 0; i < 3; ++i)
-    ASSERT_NO_FATAL_FAILURE(start(i));
-  ASSERT_NO_FATAL_FAILURE(wait_for_balance(3));
+  ASSERT_NO_FATAL_FAILURE(start_cluster(3));
   constexpr int counters = 16;
   for (int c = 0; c < counters; ++c) {
     auto r = at(0).call("PUT", "/v1/twins/c:n" + std::to_string(c),
@@ -350,10 +350,7 @@ TEST_F(cluster_test, counters_incremented_through_joins_leaves_and_kills_stay_ex
 }
 
 TEST_F(cluster_test, a_drained_member_hands_its_shards_to_the_others_and_its_twins_stay) {
-  members_.resize(3);
-  for (size_t i = 0; i < 3; ++i)
-    ASSERT_NO_FATAL_FAILURE(start(i));
-  ASSERT_NO_FATAL_FAILURE(wait_for_balance(3));
+  ASSERT_NO_FATAL_FAILURE(start_cluster(3));
   for (int i = 0; i < 30; ++i) {
     auto r = at(0).call("PUT", "/v1/twins/f:line-" + std::to_string(i),
                         json{{"type", "line"}, {"properties", {{"product", "P"}}}}.dump(),
@@ -390,16 +387,10 @@ TEST_F(cluster_test, telemetry_through_a_shared_subscription_reaches_twins_on_ev
     GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the test did not run";
   int broker_port = free_port();
   auto broker = start_mosquitto(dir_, broker_port);
-  members_.resize(2);
-  for (size_t i = 0; i < 2; ++i) {
-    auto& m = members_[i];
-    m.proc = std::make_unique<process>(
-      args(i, {"--mqtt-url", "tcp://127.0.0.1:" + std::to_string(broker_port),
-               "--mqtt-shared-group", "twind", "--mqtt-client-id", "member-" + std::to_string(i)}));
-    ASSERT_TRUE(wait_for_200(m.metrics, "/readyz", 30s)) << m.proc->stderr_text();
-    m.client = std::make_unique<http_client>(m.http);
-  }
-  ASSERT_NO_FATAL_FAILURE(wait_for_balance(2));
+  // The client id is made per member from its node id.
+  ASSERT_NO_FATAL_FAILURE(start_cluster(
+    2, {"--mqtt-url", "tcp://127.0.0.1:" + std::to_string(broker_port), "--mqtt-shared-group",
+        "twind"}));
   constexpr int twins = 20;
   for (int c = 0; c < twins; ++c) {
     auto r = at(0).call("PUT", "/v1/twins/c:m" + std::to_string(c),
