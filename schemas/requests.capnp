@@ -91,3 +91,28 @@ struct Reply {
     answer @7 :Bool;          # ancestor query: the candidate is an ancestor
   }
 }
+
+# A twin's durable change, or a command sent to its device, as a member streams it to the
+# members whose clients watch it.
+enum ChangeKind {
+  changed @0;
+  deleted @1;
+  command @2;
+}
+
+struct ChangeEvent {
+  kind @0 :ChangeKind;
+  id @1 :Text;
+  type @2 :Text;
+  version @3 :UInt64;
+  ts @4 :Int64;               # ms since the Unix epoch: when it became durable
+  properties @5 :List(Twin.Entry);
+  desired @6 :List(Twin.Entry);
+  command @7 :Text;
+  args @8 :Twin.Value;
+}
+
+# Events in the order their member published them.
+struct ChangeEvents {
+  events @0 :List(ChangeEvent);
+}

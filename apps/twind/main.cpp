@@ -290,6 +290,7 @@ int main(int argc, char** argv) {
     if (!opts)
       return fail(error_message(opts.error()));
     member = std::make_unique<cluster::node>(*sys, node_host, **store, std::move(*opts));
+    member->set_local_feed(&feed);
     member->set_local_query(
       [&db = **store, &types](const twin_query& q) { return run_query(db, types, q); });
     member->set_local_history(
@@ -426,6 +427,10 @@ int main(int argc, char** argv) {
       be.history = [&member](const history_query& q) { return member->history(q); };
     }
     be.feed = &feed;
+    if (member) {  // the whole cluster's changes
+      be.feed = &member->events();
+      be.watch = [&member] { member->watch(); };
+    }
     http = std::make_unique<api::http_server>(std::move(be), ho);
     if (auto err = http->start()) {
       http.reset();

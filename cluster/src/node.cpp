@@ -147,6 +147,16 @@ void node::impl::on_envelope(envelope&& env) {
              make_error(runtime_errc::unavailable, "too many queries wait on member " + me));
       return;
     }
+    case envelope::watch: {
+      auto err = streams->on_watch(env);
+      if (env.token != 0)
+        answer(env, envelope::answer, err ? caf::expected<std::string>{err} : std::string{});
+      return;
+    }
+    case envelope::events: return streams->on_events(env);
+    case envelope::gap: return streams->on_gap(env.from);
+    case envelope::sync:  // what the sender sent before is in: this actor took it in order
+      return answer(env, envelope::answer, std::string{});
     case envelope::page:
     case envelope::answer:
     case envelope::refusal: {
@@ -208,6 +218,7 @@ void node::impl::on_reply(envelope&& env) {
 }
 
 void node::impl::on_peer_down(const std::string& node) {
+  streams->on_peer_down(node);
   for (auto& e : pending.take_if(&node))
     runtime::fail_request(e.req, make_error(runtime_errc::timeout,
                                             "node " + node + " went away before it answered "
@@ -223,6 +234,15 @@ node::node(caf::actor_system& sys, runtime::host& host, runtime::state_store& st
   d->links = std::make_unique<transport>(
     sys, d->me, [d](envelope&& env) { d->on_envelope(std::move(env)); },
     [d](const std::string& n) { d->on_peer_down(n); });
+  d->streams = std::make_unique<change_streams>(
+    [d](const std::string& n, envelope env) {
+      env.from = d->me;
+      env.incarnation = d->members ? d->members->incarnation() : 0;
+      return d->links->send(n, std::move(env));
+    },
+    [d](const std::string& n, envelope env, std::chrono::milliseconds timeout) {
+      return d->ask(n, std::move(env), timeout);
+    });
   host.set_router(this);
   host.set_fallback(&d->fallback);
 }
@@ -396,6 +416,27 @@ void node::set_local_query(local_query_fn fn) {
 
 caf::expected<runtime::query_page> node::query(const runtime::twin_query& q) {
   return impl_->query(q);
+}
+
+void node::set_local_feed(runtime::change_feed* local) {
+  impl_->streams->set_local(local);
+}
+
+runtime::change_feed& node::events() {
+  return impl_->streams->feed();
+}
+
+void node::watch() {
+  if (impl_->started.load())
+    impl_->streams->watch(impl_->peers(), std::chrono::seconds{2});
+}
+
+std::vector<std::string> node::impl::peers() const {
+  std::vector<std::string> out;
+  for (const auto& m : members->members())
+    if (m.id.str() != me)
+      out.push_back(m.id.str());
+  return out;
 }
 
 void node::set_local_history(local_history_fn fn) {

@@ -17,6 +17,7 @@
 
 #include <caf/actor_system.hpp>
 
+#include "events.hpp"
 #include "membership.hpp"
 #include "shard_table.hpp"
 #include "transport.hpp"
@@ -131,6 +132,8 @@ struct node::impl : runtime::metrics::collectable {
   /// not), at most `timeout`.
   caf::expected<std::string> ask(const std::string& node, envelope env,
                                  std::chrono::milliseconds timeout);
+  /// The other members, by node id.
+  std::vector<std::string> peers() const;
 
   // -- queries (query.cpp) ----------------------------------------------------------------
 
@@ -166,6 +169,7 @@ struct node::impl : runtime::metrics::collectable {
   std::mutex coord_mtx;  ///< `coord` is made and reset while the members' watch pokes it
   std::unique_ptr<coordinator> coord;
   std::unique_ptr<transport> links;
+  std::unique_ptr<change_streams> streams;
   uint16_t port = 0;
   pending_requests pending;
 

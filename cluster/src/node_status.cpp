@@ -84,6 +84,9 @@ void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
   out.push_back(single("twin_cluster_out_of_order_total",
                        "Messages from other members that came out of order on their link.",
                        metric_type::counter, links->out_of_order()));
+  out.push_back(single("twin_cluster_event_watchers",
+                       "Members this node relays its twins' change events to.",
+                       metric_type::gauge, streams->watchers()));
 }
 
 std::pair<bool, std::string> node::ready() const {

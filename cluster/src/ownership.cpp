@@ -119,7 +119,7 @@ void node::impl::reconcile() {
     }
     if (mine && !e.moving_to.empty() && e.moving_to != me && host.serves(shard)) {
       std::lock_guard<std::mutex> again{handoff_mtx};
-      outgoing[s] = outgoing_handoff{e.moving_to, false, {}};
+      outgoing[s] = outgoing_handoff{e.moving_to, false, false, {}};
       outgoing_count.fetch_add(1, std::memory_order_relaxed);
       handing_off.push_back(shard);
     }
@@ -175,6 +175,10 @@ void node::impl::on_copy_request(envelope&& env) {
   if (!ready)
     return answer(env, envelope::page,
                   make_error(runtime_errc::unavailable, "shard not released yet"));
+  // Every event of the shard's twins reaches the members that watch them before the new
+  // owner can publish one.
+  if (env.bytes.empty())
+    streams->sync(std::chrono::seconds{2});
   auto page = store.read_shard(shard_id{env.shard}, env.bytes, 1u << 20);
   answer(env, envelope::page,
          page ? caf::expected<std::string>{encode_page(shard_id{env.shard}, *page)}
@@ -316,6 +320,7 @@ void node::impl::supervise() {
     }
     if (reconcile_wanted.exchange(false) && !lost.load())
       reconcile();
+    streams->refresh(peers());
     for (auto& e : pending.take_if(nullptr))
       runtime::fail_request(e.req, make_error(runtime_errc::timeout,
                                               "node " + e.node + " did not answer in time "

@@ -40,6 +40,10 @@ struct envelope {
   static constexpr uint8_t query = 5;     ///< a query over the receiver's shards (`bytes`: JSON)
   static constexpr uint8_t answer = 6;    ///< answers `query` or `history`
   static constexpr uint8_t history = 7;   ///< a history read for a twin the receiver owns (JSON)
+  static constexpr uint8_t watch = 8;     ///< the filters the sender's clients watch (JSON)
+  static constexpr uint8_t events = 9;    ///< change events of the sender's twins
+  static constexpr uint8_t gap = 10;      ///< events for the receiver were lost
+  static constexpr uint8_t sync = 11;     ///< asks for an answer once all sent before is in
 };
 
 template <class Inspector>

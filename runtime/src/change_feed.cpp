@@ -1,6 +1,7 @@
 #include "twin/runtime/change_feed.hpp"
 
 #include <algorithm>
+#include <set>
 
 namespace twin::runtime {
 
@@ -60,8 +61,9 @@ bool event_filter::matches(const twin_id& twin, std::string_view twin_type) cons
   return prefix.empty() || id.compare(0, prefix.size(), prefix) == 0;
 }
 
-change_feed::subscription::subscription(event_filter filter, size_t capacity, size_t max_bytes)
-  : filter_(std::move(filter)),
+change_feed::subscription::subscription(std::vector<event_filter> filters, size_t capacity,
+                                        size_t max_bytes)
+  : filters_(std::move(filters)),
     capacity_(std::max<size_t>(capacity, 1)),
     max_bytes_(std::max<size_t>(max_bytes, 1)) {}
 
@@ -83,11 +85,35 @@ void change_feed::subscription::on_ready(std::function<void()> fn) {
   notified_ = false;
 }
 
-std::function<void()> change_feed::subscription::offer(const event_ptr& ev, size_t bytes) {
-  if (!filter_.matches(ev->id, ev->type))
-    return nullptr;
+void change_feed::subscription::set_filters(std::vector<event_filter> filters) {
   std::lock_guard<std::mutex> guard{mtx_};
-  if (lagged_)
+  filters_ = std::move(filters);
+}
+
+void change_feed::subscription::lag() {
+  std::function<void()> wake;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (lagged_)
+      return;
+    lagged_ = true;
+    if (!notified_) {
+      notified_ = true;
+      wake = ready_;
+    }
+  }
+  if (wake)
+    wake();
+}
+
+bool change_feed::subscription::admits(const twin_id& id, std::string_view type) const {
+  return std::any_of(filters_.begin(), filters_.end(),
+                     [&](const event_filter& f) { return f.matches(id, type); });
+}
+
+std::function<void()> change_feed::subscription::offer(const event_ptr& ev, size_t bytes) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (lagged_ || !admits(ev->id, ev->type))
     return nullptr;
   if (queue_.size() >= capacity_ || (!queue_.empty() && queued_bytes_ + bytes > max_bytes_)) {
     lagged_ = true;
@@ -104,27 +130,65 @@ std::function<void()> change_feed::subscription::offer(const event_ptr& ev, size
 std::shared_ptr<change_feed::subscription> change_feed::subscribe(event_filter filter,
                                                                   size_t capacity,
                                                                   size_t max_bytes) {
-  auto sub = std::make_shared<subscription>(std::move(filter), capacity, max_bytes);
+  return subscribe_any({std::move(filter)}, capacity, max_bytes);
+}
+
+std::shared_ptr<change_feed::subscription>
+change_feed::subscribe_any(std::vector<event_filter> filters, size_t capacity, size_t max_bytes) {
+  auto sub = std::make_shared<subscription>(std::move(filters), capacity, max_bytes);
   std::lock_guard<std::mutex> guard{mtx_};
   subs_.push_back(sub);
-  subscribers_.store(subs_.size(), std::memory_order_relaxed);
+  each([](const std::shared_ptr<subscription>&) {});
   return sub;
 }
 
-bool change_feed::wants(const twin_id& id, std::string_view type) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  bool wanted = false;
+template <class F>
+void change_feed::each(F&& f) {
   for (auto it = subs_.begin(); it != subs_.end();) {
-    auto sub = it->lock();
-    if (!sub) {
+    if (auto sub = it->lock()) {
+      f(sub);
+      ++it;
+    } else {
       it = subs_.erase(it);
-      continue;
     }
-    wanted = wanted || sub->filter_.matches(id, type);
-    ++it;
   }
   subscribers_.store(subs_.size(), std::memory_order_relaxed);
-  return wanted;
+}
+
+std::vector<std::shared_ptr<change_feed::subscription>> change_feed::live() {
+  std::vector<std::shared_ptr<subscription>> out;
+  std::lock_guard<std::mutex> guard{mtx_};
+  each([&](const std::shared_ptr<subscription>& sub) { out.push_back(sub); });
+  return out;
+}
+
+std::vector<event_filter> change_feed::filters() {
+  std::set<event_filter> all;
+  for (const auto& sub : live()) {
+    std::lock_guard<std::mutex> guard{sub->mtx_};
+    if (!sub->lagged_)
+      all.insert(sub->filters_.begin(), sub->filters_.end());
+  }
+  return {all.begin(), all.end()};
+}
+
+void change_feed::lag_all() {
+  for (const auto& sub : live())
+    sub->lag();
+}
+
+bool change_feed::wants(const twin_id& id, std::string_view type) {
+  bool wanted = false;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    each([&](const std::shared_ptr<subscription>& sub) {
+      if (wanted)
+        return;
+      std::lock_guard<std::mutex> sub_guard{sub->mtx_};
+      wanted = !sub->lagged_ && sub->admits(id, type);
+    });
+  }
+  return wanted || (next_ != nullptr && next_->wants(id, type));
 }
 
 void change_feed::publish(const event_ptr& ev) {
@@ -132,20 +196,15 @@ void change_feed::publish(const event_ptr& ev) {
   auto bytes = approximate_size(*ev);
   {
     std::lock_guard<std::mutex> guard{mtx_};
-    for (auto it = subs_.begin(); it != subs_.end();) {
-      auto sub = it->lock();
-      if (!sub) {
-        it = subs_.erase(it);
-        continue;
-      }
+    each([&](const std::shared_ptr<subscription>& sub) {
       if (auto fn = sub->offer(ev, bytes))
         wake.push_back(std::move(fn));
-      ++it;
-    }
-    subscribers_.store(subs_.size(), std::memory_order_relaxed);
+    });
   }
   for (auto& fn : wake)
     fn();
+  if (next_ != nullptr)
+    next_->publish(ev);
 }
 
 } // namespace twin::runtime

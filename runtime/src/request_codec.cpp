@@ -354,4 +354,47 @@ void deliver_reply(twin_request& req, std::string_view reply) {
                                              : "a malformed reply: " + why));
 }
 
+std::string encode_events(const std::vector<change_feed::event_ptr>& events) {
+  return packed([&](capnp::MessageBuilder& m) {
+    auto list = m.initRoot<schema::ChangeEvents>().initEvents(static_cast<unsigned>(events.size()));
+    for (unsigned i = 0; i < events.size(); ++i) {
+      const auto& ev = *events[i];
+      auto out = list[i];
+      out.setKind(static_cast<schema::ChangeKind>(static_cast<uint16_t>(ev.kind)));
+      out.setId(text(ev.id.str()));
+      out.setType(text(ev.type));
+      out.setVersion(ev.version);
+      out.setTs(ev.ts_ms);
+      write_entries(out.initProperties(static_cast<unsigned>(ev.properties.size())), ev.properties);
+      write_entries(out.initDesired(static_cast<unsigned>(ev.desired.size())), ev.desired);
+      out.setCommand(text(ev.command));
+      write_value(out.initArgs(), ev.args);
+    }
+  });
+}
+
+caf::expected<std::vector<change_feed::event_ptr>> decode_events(std::string_view bytes) {
+  std::vector<change_feed::event_ptr> out;
+  auto why = unpacked<schema::ChangeEvents>(bytes, [&](schema::ChangeEvents::Reader r) {
+    for (auto in : r.getEvents()) {
+      auto kind = static_cast<uint16_t>(in.getKind());
+      KJ_REQUIRE(kind <= 2, "a kind of change this node does not know");
+      auto ev = std::make_shared<change_event>();
+      ev->kind = static_cast<change_event::kind_t>(kind);
+      ev->id = read_id(in.getId());
+      ev->type = str(in.getType());
+      ev->version = in.getVersion();
+      ev->ts_ms = in.getTs();
+      ev->properties = read_entries(in.getProperties());
+      ev->desired = read_entries(in.getDesired());
+      ev->command = str(in.getCommand());
+      ev->args = read_value(in.getArgs());
+      out.push_back(std::move(ev));
+    }
+  });
+  if (!why.empty())
+    return make_error(runtime_errc::invalid_argument, "malformed change events: " + why);
+  return out;
+}
+
 } // namespace twin::runtime

@@ -5,13 +5,17 @@
 #include <signal.h>
 
 #include <fstream>
+#include <numeric>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "etcd_server.hpp"
+#include "event_reader.hpp"
+#include "mqtt_device.hpp"
 #include "mqtt_node_test.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
@@ -205,8 +209,9 @@ TEST_F(cluster_test, twins_made_through_one_member_are_served_and_composed_by_al
   auto text = scrape.call("GET", "/metrics").body;
   EXPECT_NE(text.find("twin_cluster_members{state=\"up\"} 3"), std::string::npos) << text;
   EXPECT_NE(text.find("twin_cluster_shards_unserved 0"), std::string::npos);
-  if (auto problems = promtool_problems(text))
+  if (auto problems = promtool_problems(text)) {
     EXPECT_EQ(*problems, "") << text;
+  }
 }
 
 TEST_F(cluster_test, a_killed_members_twins_wait_for_it_and_come_back_whole) {
@@ -230,10 +235,11 @@ TEST_F(cluster_test, a_killed_members_twins_wait_for_it_and_come_back_whole) {
   int gone = 0;
   for (const auto& [id, v] : versions) {
     auto r = at(0).call("GET", "/v1/twins/" + id);
-    if (r.status == 503)
+    if (r.status == 503) {
       ++gone;
-    else
+    } else {
       EXPECT_EQ(r.status, 200u) << r.body;
+    }
   }
   EXPECT_GT(gone, 0);
   EXPECT_LT(gone, twins);
@@ -349,6 +355,118 @@ TEST_F(cluster_test, counters_incremented_through_joins_leaves_and_kills_stay_ex
   RecordProperty("refused", refused.load());
 }
 
+/// GET /v1/events on any member streams the whole cluster's changes, each twin's in
+/// version order with none missing, also while a joining member takes shards (and their
+/// twins) from the others.
+TEST_F(cluster_test, every_member_streams_the_whole_clusters_changes_in_version_order) {
+  members_.resize(4);
+  ASSERT_NO_FATAL_FAILURE(start_cluster(3));
+  constexpr int twins = 24;
+  auto id = [](int i) { return "e:k" + std::to_string(i); };
+  // Two streams, read while the twins change: what each heard of each twin, in order.
+  struct stream {
+    stream(int port, std::string p) : prefix(std::move(p)), reader(port, "?prefix=" + prefix) {}
+    std::string prefix;
+    event_reader reader;
+    std::map<std::string, std::vector<uint64_t>> seen;
+    std::string other;  ///< an event that is not a change (none expected)
+  };
+  std::vector<std::unique_ptr<stream>> streams;
+  streams.push_back(std::make_unique<stream>(members_[0].http, "e:"));
+  streams.push_back(std::make_unique<stream>(members_[2].http, "e:k1"));  // e:k1, e:k10-19
+  for (auto& st : streams)
+    ASSERT_EQ(st->reader.head().rfind("HTTP/1.1 200", 0), 0u);
+  std::mutex mtx;
+  std::map<std::string, uint64_t> last;  ///< each twin's last version, once writes ended
+  auto heard_all = [&](const stream& st) {
+    if (last.empty())
+      return false;
+    for (const auto& [twin, v] : last)
+      if (twin.rfind(st.prefix, 0) == 0
+          && (st.seen.count(twin) == 0 || st.seen.at(twin).back() < v))
+        return false;
+    return true;
+  };
+  std::vector<std::thread> readers;
+  for (auto& st : streams)
+    readers.emplace_back([&, s = st.get()] {
+      for (;;) {
+        auto ev = s->reader.next();  // null after 10 s without one
+        std::lock_guard<std::mutex> guard{mtx};
+        if (ev.is_null() || ev["event"] != "changed") {
+          s->other = ev.dump();
+          return;
+        }
+        s->seen[ev["data"]["id"]].push_back(ev["data"]["version"]);
+        if (heard_all(*s))
+          return;
+      }
+    });
+  for (int i = 0; i < twins; ++i) {
+    auto r = at(1).call("PUT", "/v1/twins/" + id(i),
+                        json{{"type", "counter"}, {"properties", {{"count", 0}}}}.dump(), json_type);
+    ASSERT_EQ(r.status, 201u) << r.body;
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<int> patched{0};
+  std::thread writer{[&] {
+    std::vector<std::unique_ptr<http_client>> clients;
+    for (int m = 0; m < 3; ++m)
+      clients.push_back(std::make_unique<http_client>(members_[m].http));
+    for (int n = 0; !stop && n < 100'000; ++n) {
+      auto r = clients[n % 3]->call("PATCH", "/v1/twins/" + id(n % twins),
+                                    json{{"properties", {{"count", n}}}}.dump(),
+                                    {{"Content-Type", "application/merge-patch+json"}});
+      if (r.status == 200)
+        ++patched;
+    }
+  }};
+  std::this_thread::sleep_for(1s);
+  EXPECT_NO_FATAL_FAILURE(start(3));  // a fourth member joins: shards move while twins change
+  EXPECT_NO_FATAL_FAILURE(wait_for_balance(4));
+  std::this_thread::sleep_for(1s);
+  stop = true;
+  writer.join();
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    for (int i = 0; i < twins; ++i)
+      last[id(i)] = json::parse(at(3).call("GET", "/v1/twins/" + id(i)).body)["version"];
+  }
+  // One more change wakes a reader that heard everything before `last` was known.
+  at(0).call("PUT", "/v1/twins/e:k1z", json{{"type", "counter"}}.dump(), json_type);
+  for (auto& r : readers)
+    r.join();
+  EXPECT_GT(patched.load(), 100);
+  for (auto& st : streams) {
+    EXPECT_EQ(st->other, "") << "the stream of " << st->prefix << " ended";
+    for (const auto& [twin, v] : last) {
+      if (twin.rfind(st->prefix, 0) != 0) {
+        EXPECT_EQ(st->seen.count(twin), 0u) << twin << " does not start with " << st->prefix;
+        continue;
+      }
+      std::vector<uint64_t> every(v);
+      std::iota(every.begin(), every.end(), 1);
+      EXPECT_EQ(st->seen[twin], every) << twin << " in the stream of " << st->prefix;
+    }
+  }
+  // The member that joined streams the others' changes too.
+  event_reader fresh{members_[3].http, "?prefix=e:k"};
+  ASSERT_EQ(fresh.head().rfind("HTTP/1.1 200", 0), 0u);
+  for (int i = 0; i < twins; ++i) {
+    auto r = at(0).call("PATCH", "/v1/twins/" + id(i), json{{"properties", {{"count", -1}}}}.dump(),
+                        {{"Content-Type", "application/merge-patch+json"}});
+    ASSERT_EQ(r.status, 200u) << r.body;
+  }
+  std::set<std::string> heard;
+  for (int i = 0; i < twins; ++i) {
+    auto ev = fresh.next();
+    ASSERT_FALSE(ev.is_null()) << "after " << heard.size() << " events";
+    EXPECT_EQ(ev["data"]["version"], last[ev["data"]["id"]] + 1);
+    heard.insert(ev["data"]["id"].get<std::string>());
+  }
+  EXPECT_EQ(heard.size(), static_cast<size_t>(twins));
+}
+
 TEST_F(cluster_test, a_drained_member_hands_its_shards_to_the_others_and_its_twins_stay) {
   ASSERT_NO_FATAL_FAILURE(start_cluster(3));
   for (int i = 0; i < 30; ++i) {
@@ -418,6 +536,32 @@ TEST_F(cluster_test, telemetry_through_a_shared_subscription_reaches_twins_on_ev
   }
   EXPECT_EQ(accepted, twins);
   EXPECT_GT(forwarded, 0);
+  // Desired states and commands go to the devices from each twin's owner, whichever
+  // member took them.
+  device robots{broker_port, {"twins/+/desired", "twins/+/commands/+"}};
+  constexpr int n = 16;
+  auto robot = [](int i) { return "r:r" + std::to_string(i); };
+  for (int i = 0; i < n; ++i) {
+    ASSERT_EQ(at(0).call("PUT", "/v1/twins/" + robot(i), json{{"type", "robot"}}.dump(),
+                         json_type).status, 201u);
+    auto r = at(1).call("PATCH", "/v1/twins/" + robot(i),
+                        json{{"desired", {{"cycle_time_s", 10 + i}}}}.dump(),
+                        {{"Content-Type", "application/merge-patch+json"}});
+    ASSERT_EQ(r.status, 200u) << r.body;
+    r = at(0).call("POST", "/v1/twins/" + robot(i) + "/commands/stop", "{}", json_type);
+    ASSERT_EQ(r.status, 202u) << r.body;
+  }
+  for (int i = 0; i < n; ++i) {
+    auto topic = "twins/" + robot(i);
+    EXPECT_TRUE(eventually([&] {
+      auto m = robots.on(topic + "/desired");
+      return !m.empty() && json::parse(m.back().payload).value("cycle_time_s", 0.0) == 10 + i;
+    })) << topic;
+    EXPECT_TRUE(eventually([&] { return robots.on(topic + "/commands/stop").size() == 1; }))
+      << topic;
+  }
+  for (auto& m : members_)  // each member published for the robots it owns
+    EXPECT_GT(metric_value(m.metrics, "twin_mqtt_published_total"), 0);
 }
 
 TEST_F(cluster_test, a_member_configured_with_another_shard_count_is_refused) {

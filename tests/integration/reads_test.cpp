@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "event_reader.hpp"
 #include "gauge_node_test.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
@@ -20,90 +21,6 @@ namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-/// A GET /v1/events stream read over a raw socket, event by event.
-class event_reader {
-public:
-  /// Subscribes with `query` (e.g. "?prefix=t:"); `rcvbuf` > 0 shrinks the socket's
-  /// receive buffer first (a slow consumer).
-  event_reader(int port, const std::string& query, int rcvbuf = 0) {
-    fd_ = connect_loopback(port, rcvbuf);
-    if (fd_ < 0)
-      return;
-    std::string req = "GET /v1/events" + query + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    send(fd_, req.data(), req.size(), 0);
-  }
-  ~event_reader() {
-    if (fd_ >= 0)
-      close(fd_);
-  }
-
-  /// The answer's head, once the node subscribed us (it sends ": subscribed" first).
-  std::string head() {
-    fill_until("\n\n");
-    auto end = buf_.find("\r\n\r\n");
-    if (end == std::string::npos)
-      return buf_;
-    auto out = buf_.substr(0, end);
-    buf_.erase(0, end + 4);
-    return out;
-  }
-
-  /// The next event as {"event": name, "data": parsed data}; null at the end of the
-  /// stream or after 10 s without one. Comments (heartbeats) are skipped.
-  json next() {
-    for (;;) {
-      if (!fill_until("\n\n"))
-        return nullptr;
-      auto end = buf_.find("\n\n");
-      auto block = buf_.substr(0, end);
-      buf_.erase(0, end + 2);
-      json ev{{"event", "message"}};
-      size_t pos = 0;
-      while (pos < block.size()) {
-        auto nl = std::min(block.find('\n', pos), block.size());
-        auto line = block.substr(pos, nl - pos);
-        pos = nl + 1;
-        if (line.rfind("event: ", 0) == 0)
-          ev["event"] = line.substr(7);
-        else if (line.rfind("data: ", 0) == 0)
-          ev["data"] = json::parse(line.substr(6));
-      }
-      if (ev.contains("data"))
-        return ev;
-    }
-  }
-
-  /// Whether the node closed the stream (reads the rest).
-  bool closed() {
-    char c[4096];
-    for (int i = 0; i < 100000; ++i) {
-      auto n = recv(fd_, c, sizeof c, 0);
-      if (n == 0)
-        return true;
-      if (n < 0)
-        return false;
-    }
-    return false;
-  }
-
-  int fd() const { return fd_; }
-
-private:
-  bool fill_until(const std::string& marker) {
-    char chunk[16384];
-    while (buf_.find(marker) == std::string::npos) {
-      auto n = recv(fd_, chunk, sizeof chunk, 0);  // at most 10 s each (connect_loopback)
-      if (n <= 0)
-        return false;
-      buf_.append(chunk, static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  int fd_ = -1;
-  std::string buf_;
-};
 
 class reads_test : public gauge_node_test {
 protected:

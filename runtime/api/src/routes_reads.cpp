@@ -206,7 +206,12 @@ void stream_events(const route_context& ctx, const request& req, respond_fn resp
   f.prefix = field("prefix");
   response res;
   res.stream = ctx.be.feed->subscribe(std::move(f), ctx.event_buffer, ctx.event_buffer_bytes);
-  respond(std::move(res));
+  if (!ctx.be.watch)
+    return respond(std::move(res));
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, res = std::move(res)] {
+    be.watch();
+    return res;
+  });
 }
 
 } // namespace twin::api::route_detail

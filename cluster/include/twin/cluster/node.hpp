@@ -8,6 +8,7 @@
 #include <caf/error.hpp>
 #include <nlohmann/json.hpp>
 
+#include "twin/runtime/change_feed.hpp"
 #include "twin/runtime/host.hpp"
 #include "twin/runtime/metrics.hpp"
 #include "twin/runtime/query.hpp"
@@ -101,6 +102,19 @@ public:
   void set_local_history(local_history_fn fn);
   /// Reads `q` from the twin's owner. May block, like `query`.
   caf::expected<runtime::history_page> history(const runtime::history_query& q);
+
+  /// Sets the host's feed of changes: this member relays its twins' events to the members
+  /// whose clients watch them, and publishes them in `events()`. Before `start`.
+  void set_local_feed(runtime::change_feed* local);
+  /// The whole cluster's changes: this member's twins' events, and the events of the
+  /// other members' twins that this member's subscribers watch (see `watch`), each twin's
+  /// in version order. Streams that cannot be kept whole (a member went away, a relay fell
+  /// behind) are marked lagged.
+  runtime::change_feed& events();
+  /// Tells the other members what this member's subscribers to `events()` watch, waiting
+  /// for their answers (at most 2 s each): after a subscription, before its stream starts,
+  /// so that it gets the events published anywhere after this returns. May block.
+  void watch();
 
   /// Delivers to the owner of the twin's shard.
   void route(const runtime::twin_id& id, runtime::twin_request req) override;

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "twin/runtime/twin_id.hpp"
@@ -40,6 +41,13 @@ struct event_filter {
   std::string prefix;  ///< of the whole id, "namespace:name"
 
   bool matches(const twin_id& id, std::string_view type) const;
+
+  bool operator==(const event_filter& o) const {
+    return ns == o.ns && type == o.type && prefix == o.prefix;
+  }
+  bool operator<(const event_filter& o) const {
+    return std::tie(ns, type, prefix) < std::tie(o.ns, o.type, o.prefix);
+  }
 };
 
 /// The stream of twin changes that a node publishes, to any number of subscribers.
@@ -55,8 +63,9 @@ public:
 
   class subscription {
   public:
-    /// At most `capacity` events and `max_bytes` of them queued.
-    subscription(event_filter filter, size_t capacity, size_t max_bytes);
+    /// Events that any of `filters` admits, at most `capacity` events and `max_bytes`
+    /// of them queued.
+    subscription(std::vector<event_filter> filters, size_t capacity, size_t max_bytes);
 
     /// Takes every queued event, in order.
     std::vector<event_ptr> take();
@@ -65,14 +74,19 @@ public:
     /// Called, on a publishing thread, when the queue stops being empty or the
     /// subscription lags; must be quick. Replaces the previous callback.
     void on_ready(std::function<void()> fn);
+    /// From now on, events that any of `filters` admits.
+    void set_filters(std::vector<event_filter> filters);
+    /// Marks it lagged: it gets no more events.
+    void lag();
 
   private:
     friend class change_feed;
     /// Queues `ev` (of about `bytes`) if the filter admits it; returns the callback to
     /// call (outside locks).
     std::function<void()> offer(const event_ptr& ev, size_t bytes);
+    bool admits(const twin_id& id, std::string_view type) const;
 
-    const event_filter filter_;
+    std::vector<event_filter> filters_;  ///< guarded by `mtx_`
     const size_t capacity_;
     const size_t max_bytes_;
     mutable std::mutex mtx_;
@@ -87,10 +101,23 @@ public:
   /// destroyed (a change committed just before may be durable after it and still missed).
   std::shared_ptr<subscription> subscribe(event_filter filter, size_t capacity = 4096,
                                           size_t max_bytes = 1u << 20);
+  /// A subscriber to the events that any of `filters` admits.
+  std::shared_ptr<subscription> subscribe_any(std::vector<event_filter> filters,
+                                              size_t capacity, size_t max_bytes);
+
+  /// The distinct filters of the subscribers that are not lagged, in order.
+  std::vector<event_filter> filters();
+  /// Marks every subscriber lagged (events were lost on their way here).
+  void lag_all();
+  /// Publishes every event published here in `next` too, after this feed's subscribers;
+  /// `wants` and `active` then count `next`'s subscribers. Set before publishing starts.
+  void chain(change_feed* next) { next_ = next; }
 
   /// Whether anyone may listen: publishers skip building events when no one does. Dropped
   /// subscribers are forgotten at the next `wants` or `publish`.
-  bool active() const { return subscribers_.load(std::memory_order_relaxed) > 0; }
+  bool active() const {
+    return subscribers_.load(std::memory_order_relaxed) > 0 || (next_ != nullptr && next_->active());
+  }
 
   /// Whether a subscriber wants the events of twin `id` of type `type`: publishers build
   /// an event only then.
@@ -99,9 +126,16 @@ public:
   void publish(const event_ptr& ev);
 
 private:
+  /// Calls `f` on each subscriber still referenced, forgetting the others; with `mtx_` held.
+  template <class F>
+  void each(F&& f);
+  /// The subscribers still referenced.
+  std::vector<std::shared_ptr<subscription>> live();
+
   std::mutex mtx_;
   std::vector<std::weak_ptr<subscription>> subs_;
   std::atomic<size_t> subscribers_{0};
+  change_feed* next_ = nullptr;
 };
 
 } // namespace twin::runtime

@@ -3,9 +3,11 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <caf/expected.hpp>
 
+#include "twin/runtime/change_feed.hpp"
 #include "twin/runtime/messages.hpp"
 #include "twin/runtime/twin_id.hpp"
 
@@ -43,5 +45,13 @@ bool expects_reply(const twin_request& req);
 /// Answers `req`, the request as its sender kept it, with the `reply` its twin gave. A
 /// malformed reply, or one of another kind, answers it with `invalid_argument`.
 void deliver_reply(twin_request& req, std::string_view reply);
+
+/// Change events as bytes, in order: how a node streams its twins' changes to the nodes
+/// whose clients watch them.
+std::string encode_events(const std::vector<change_feed::event_ptr>& events);
+
+/// Decodes what `encode_events` wrote; `invalid_argument` for malformed bytes, invalid
+/// twin ids or kinds this node does not know.
+caf::expected<std::vector<change_feed::event_ptr>> decode_events(std::string_view bytes);
 
 } // namespace twin::runtime

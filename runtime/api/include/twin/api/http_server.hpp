@@ -44,6 +44,9 @@ struct backend {
   std::function<caf::expected<runtime::history_page>(const runtime::history_query&)> history;
   /// The changes that GET /v1/events streams.
   runtime::change_feed* feed = nullptr;
+  /// On a cluster member: makes a new subscription to `feed` known to the other members
+  /// before its stream starts; may block (it runs like `query`).
+  std::function<void()> watch;
   /// Answers GET /v1/cluster on a cluster member: its members, shard table and handoffs.
   /// None: the node is alone, and shows itself as the only member.
   std::function<nlohmann::json()> cluster;
