@@ -24,7 +24,7 @@ node::impl::impl(caf::actor_system& sys, runtime::host& host, runtime::state_sto
 
 void node::impl::route(const twin_id& id, twin_request req, uint8_t hops) {
   auto shard = runtime::shard_of(id, shard_count);
-  if (wait_behind_handoff(shard, id, req))
+  if (wait_behind_handoff(shard, id, req) || wait_behind_waiting(shard, id, req))
     return;
   auto owner = table->get(shard);
   if (owner.owner == me)
@@ -50,14 +50,8 @@ void node::impl::route_unserved(const twin_id& id, twin_request req) {
                                                         + " now"))
              : forward(owner.owner, shard, owner.epoch, id, std::move(req), 1);
   // The table gives it to this node, whose host does not serve it yet: it waits.
-  {
-    std::lock_guard<std::mutex> guard{waiting_mtx};
-    if (waiting_count < max_waiting) {
-      waiting[shard.value()].push_back({id, std::move(req)});
-      ++waiting_count;
-      return;
-    }
-  }
+  if (wait(shard.value(), id, req))
+    return;
   runtime::fail_request(req, make_error(runtime_errc::unavailable,
                                         "too many requests wait for shards this node takes"));
 }
@@ -202,8 +196,11 @@ void node::impl::on_request(envelope&& env) {
     return;
   }
   auto owner = table->get(shard);
-  if (owner.owner == me)
-    return host.route(decoded->id, std::move(decoded->req));
+  if (owner.owner == me) {
+    if (!wait_behind_waiting(shard, decoded->id, decoded->req))
+      host.route(decoded->id, std::move(decoded->req));
+    return;
+  }
   // The sender's table is behind (or this one is): pass it on once to the owner known here.
   redirected.fetch_add(1, std::memory_order_relaxed);
   route(decoded->id, std::move(decoded->req), static_cast<uint8_t>(env.hops + 1));
@@ -382,6 +379,7 @@ void node::stop() {
         left.push_back(std::move(r));
     d.waiting.clear();
     d.waiting_count = 0;
+    d.waiting_shards = 0;
   }
   for (auto& r : left)
     runtime::fail_request(r.req, stopping_error);

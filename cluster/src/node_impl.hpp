@@ -123,6 +123,14 @@ struct node::impl : runtime::metrics::collectable {
   void forward_now(const twin_id& id, twin_request req);
   /// Routes the requests that waited for shard `s` (to the host, or to its owner).
   void flush_waiting(uint32_t s, bool local);
+  /// Keeps `req` with those waiting for shard `s`; false (`req` untouched) if too many wait.
+  bool wait(uint32_t s, const twin_id& id, twin_request& req);
+  /// Keeps `req` behind the requests of its shard that wait or are being passed on, so
+  /// that it does not overtake them; false (`req` untouched) if none wait.
+  bool wait_behind_waiting(shard_id shard, const twin_id& id, twin_request& req);
+  /// Ends the handoff of shard `s` (done, or called off): routes what waited behind it
+  /// (to the host, or to the new owner) until nothing is left, then forgets the handoff.
+  void finish_outgoing(uint32_t s, bool local);
   /// The old owner's side of a handoff: a page of the shard for its new owner.
   void on_copy_request(envelope&& env);
   /// The new owner's side: copies the shard, then takes it in one transaction.
@@ -178,6 +186,8 @@ struct node::impl : runtime::metrics::collectable {
   std::unordered_map<uint32_t, std::vector<runtime::routed_request>> waiting;
   static constexpr size_t max_waiting = 100'000;
   size_t waiting_count = 0;
+  /// Entries of `waiting`, readable without the lock: 0 lets routing skip it.
+  std::atomic<size_t> waiting_shards{0};
 
   /// Handoffs of shards away from this node: where to, whether released, and the
   /// requests the release held, to follow the shard.

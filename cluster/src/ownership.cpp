@@ -18,15 +18,9 @@ bool node::impl::wait_behind_handoff(shard_id shard, const twin_id& id, twin_req
   if (outgoing_count.load(std::memory_order_acquire) == 0)
     return false;
   std::lock_guard<std::mutex> h{handoff_mtx};
-  auto out = outgoing.find(shard.value());
-  if (out == outgoing.end())
+  if (outgoing.count(shard.value()) == 0)
     return false;
-  std::lock_guard<std::mutex> w{waiting_mtx};
-  if (waiting_count >= max_waiting)
-    return false;
-  waiting[shard.value()].push_back({id, std::move(req)});
-  ++waiting_count;
-  return true;
+  return wait(shard.value(), id, req);
 }
 
 void node::impl::forward_now(const twin_id& id, twin_request req) {
@@ -40,18 +34,64 @@ void node::impl::forward_now(const twin_id& id, twin_request req) {
 }
 
 void node::impl::flush_waiting(uint32_t s, bool local) {
-  std::vector<runtime::routed_request> ready;
-  {
-    std::lock_guard<std::mutex> w{waiting_mtx};
-    auto i = waiting.find(s);
-    if (i == waiting.end())
-      return;
-    ready = std::move(i->second);
-    waiting_count -= ready.size();
-    waiting.erase(i);
+  // The entry stays while its requests are passed on, so that those routed meanwhile
+  // queue behind them (see `route`) rather than overtake them.
+  for (;;) {
+    std::vector<runtime::routed_request> ready;
+    {
+      std::lock_guard<std::mutex> w{waiting_mtx};
+      auto i = waiting.find(s);
+      if (i == waiting.end())
+        return;
+      if (i->second.empty()) {
+        waiting.erase(i);
+        waiting_shards.fetch_sub(1, std::memory_order_release);
+        return;
+      }
+      ready = std::exchange(i->second, {});
+      waiting_count -= ready.size();
+    }
+    for (auto& r : ready)
+      local ? host.route(r.id, std::move(r.req)) : forward_now(r.id, std::move(r.req));
   }
-  for (auto& r : ready)
-    local ? host.route(r.id, std::move(r.req)) : forward_now(r.id, std::move(r.req));
+}
+
+void node::impl::finish_outgoing(uint32_t s, bool local) {
+  // Requests routed meanwhile wait behind those passed on (see `route`) until none is left.
+  for (;;) {
+    flush_waiting(s, local);
+    std::lock_guard<std::mutex> h{handoff_mtx};
+    std::lock_guard<std::mutex> w{waiting_mtx};
+    if (waiting.count(s) == 0) {
+      outgoing.erase(s);
+      outgoing_count.fetch_sub(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+}
+
+bool node::impl::wait_behind_waiting(shard_id shard, const twin_id& id, twin_request& req) {
+  if (waiting_shards.load(std::memory_order_acquire) == 0)
+    return false;
+  std::lock_guard<std::mutex> w{waiting_mtx};
+  auto i = waiting.find(shard.value());
+  if (i == waiting.end() || waiting_count >= max_waiting)
+    return false;
+  i->second.push_back({id, std::move(req)});
+  ++waiting_count;
+  return true;
+}
+
+bool node::impl::wait(uint32_t s, const twin_id& id, twin_request& req) {
+  std::lock_guard<std::mutex> w{waiting_mtx};
+  if (waiting_count >= max_waiting)
+    return false;
+  auto [i, added] = waiting.try_emplace(s);
+  if (added)
+    waiting_shards.fetch_add(1, std::memory_order_release);
+  i->second.push_back({id, std::move(req)});
+  ++waiting_count;
+  return true;
 }
 
 void node::impl::reconcile() {
@@ -76,29 +116,18 @@ void node::impl::reconcile() {
         h.unlock();
         for (auto& r : held)
           forward_now(r.id, std::move(r.req));
-        // Requests routed meanwhile wait behind them (see `route`) until none is left.
-        for (;;) {
-          flush_waiting(s, false);
-          std::lock_guard<std::mutex> again{handoff_mtx};
-          std::lock_guard<std::mutex> w{waiting_mtx};
-          if (waiting.count(s) == 0) {
-            outgoing.erase(s);
-            outgoing_count.fetch_sub(1, std::memory_order_relaxed);
-            break;
-          }
-        }
+        finish_outgoing(s, false);
         store.drop_shard(shard);
         handoffs_done.fetch_add(1, std::memory_order_relaxed);
       } else if (e.moving_to.empty() && out->second.released && still_owner(s, e.epoch)) {
-        // Called off (and etcd agrees, not only this node's view): serve it again.
+        // Called off (and etcd agrees, not only this node's view): serve it again, what
+        // was held first.
         auto held = std::move(out->second.held);
-        outgoing.erase(out);
-        outgoing_count.fetch_sub(1, std::memory_order_relaxed);
         h.unlock();
         host.adopt(shard);
         for (auto& r : held)
           host.route(r.id, std::move(r.req));
-        flush_waiting(s, true);
+        finish_outgoing(s, true);
         handoffs_failed.fetch_add(1, std::memory_order_relaxed);
       }
       continue;

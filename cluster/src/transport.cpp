@@ -14,12 +14,14 @@ namespace twin::cluster {
 namespace {
 
 using monitor_atom = caf::atom_constant<caf::atom("monitor")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
 
 } // namespace
 
 void configure_transport(caf::actor_system_config& cfg) {
   cfg.load<caf::io::middleman>();
   cfg.add_message_type<envelope>("twin.envelope");
+  cfg.add_message_type<envelopes>("twin.envelopes");
   cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds{200}});
   cfg.set("middleman.connection-timeout", caf::timespan{std::chrono::seconds{1}});
 }
@@ -33,6 +35,8 @@ struct transport::impl {
     caf::actor handle;
     std::unique_ptr<std::mutex> send_mtx = std::make_unique<std::mutex>();
     uint64_t next_seq = 1;
+    std::vector<envelope> queued;  ///< sent, not yet handed to CAF
+    bool flushing = false;         ///< the sender actor was asked to hand them over
   };
 
   caf::actor_system& sys;
@@ -40,6 +44,7 @@ struct transport::impl {
   receive_fn on_receive;
   down_fn on_down;
   caf::actor link;
+  caf::actor sender;  ///< hands each peer's queued envelopes to CAF, one batch at a time
   uint16_t port = 0;
   std::atomic<bool> closing{false};
   std::atomic<uint64_t> out_of_order{0};
@@ -51,6 +56,25 @@ struct transport::impl {
   std::condition_variable wanted_cv;
   std::map<std::string, std::string> wanted;  ///< node -> host:port
   std::thread connector;
+
+  /// Hands the envelopes queued for `node` to CAF as one message; only `sender` calls it,
+  /// so the batches of a link go in order.
+  void flush(const std::string& node) {
+    envelopes batch;
+    caf::actor handle;
+    {
+      std::shared_lock<std::shared_mutex> guard{peers_mtx};
+      auto i = peers.find(node);
+      if (i == peers.end())
+        return;
+      std::lock_guard<std::mutex> order{*i->second.send_mtx};
+      batch.items = std::exchange(i->second.queued, {});
+      i->second.flushing = false;
+      handle = i->second.handle;
+    }
+    if (!batch.items.empty() && !closing)
+      caf::anon_send(handle, std::move(batch));
+  }
 
   void peer_down(const std::string& node, const caf::actor_addr& who) {
     {
@@ -133,19 +157,27 @@ caf::behavior link_actor(caf::stateful_actor<link_state>* self,
     t->peer_down(node, dm.source);
   });
   return {
-    [self, t](envelope& env) {
-      if (t->closing)
-        return;
-      auto& expected = self->state.next_seq[env.from + "/" + std::to_string(env.incarnation)];
-      if (expected != 0 && env.seq != expected)
-        t->out_of_order.fetch_add(1, std::memory_order_relaxed);
-      expected = env.seq + 1;
-      t->on_receive(std::move(env));
+    [self, t](envelopes& batch) {
+      for (auto& env : batch.items) {
+        if (t->closing)
+          return;
+        auto& expected = self->state.next_seq[env.from + "/" + std::to_string(env.incarnation)];
+        if (expected != 0 && env.seq != expected)
+          t->out_of_order.fetch_add(1, std::memory_order_relaxed);
+        expected = env.seq + 1;
+        t->on_receive(std::move(env));
+      }
     },
     [self](monitor_atom, const std::string& node, const caf::actor& peer) {
       self->monitor(peer);
       self->state.watched[peer.address()] = node;
     },
+  };
+}
+
+caf::behavior sender_actor(caf::event_based_actor*, std::shared_ptr<transport::impl> t) {
+  return {
+    [t](flush_atom, const std::string& node) { t->flush(node); },
   };
 }
 
@@ -164,10 +196,13 @@ transport::~transport() {
 caf::expected<uint16_t> transport::open(const std::string& bind, uint16_t port) {
   auto& d = *impl_;
   d.link = d.sys.spawn(link_actor, impl_);
+  d.sender = d.sys.spawn(sender_actor, impl_);
   auto bound = d.sys.middleman().publish(d.link, port, bind.c_str(), true);
   if (!bound) {
     caf::anon_send_exit(d.link, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(d.sender, caf::exit_reason::user_shutdown);
     d.link = caf::actor{};
+    d.sender = caf::actor{};
     return bound.error();
   }
   d.port = *bound;
@@ -208,7 +243,11 @@ bool transport::send(const std::string& node, envelope env) {
   auto& p = i->second;
   std::lock_guard<std::mutex> order{*p.send_mtx};
   env.seq = p.next_seq++;
-  caf::anon_send(p.handle, std::move(env));
+  p.queued.push_back(std::move(env));
+  if (!p.flushing) {
+    p.flushing = true;
+    caf::anon_send(d.sender, flush_atom::value, node);
+  }
   return true;
 }
 
@@ -235,7 +274,9 @@ void transport::close() {
   if (d.link) {
     d.sys.middleman().unpublish(d.link, d.port);
     caf::anon_send_exit(d.link, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(d.sender, caf::exit_reason::user_shutdown);
     d.link = caf::actor{};
+    d.sender = caf::actor{};
   }
 }
 

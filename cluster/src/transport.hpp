@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -52,6 +53,16 @@ typename Inspector::result_type inspect(Inspector& f, envelope& x) {
            x.shard, x.epoch, x.hops, x.bytes);
 }
 
+/// Envelopes to one member, in the order they were sent: what crosses a link at once.
+struct envelopes {
+  std::vector<envelope> items;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, envelopes& x) {
+  return f(caf::meta::type_name("twin.envelopes"), x.items);
+}
+
 /// Adds what the cluster needs to an actor system's configuration: the middleman, the
 /// envelope type, and heartbeats so that a frozen peer is noticed within a second.
 void configure_transport(caf::actor_system_config& cfg);
@@ -71,6 +82,7 @@ public:
   /// ones are made in the background; those to members no longer listed are dropped.
   void set_peers(std::map<std::string, std::string> addresses);
   /// Sends `env` to `node` in order after what was sent before; false if not connected.
+  /// Envelopes sent to one member while the previous ones wait to go cross together.
   bool send(const std::string& node, envelope env);
   bool connected(const std::string& node) const;
   /// Stops connecting and sending, and unpublishes.
