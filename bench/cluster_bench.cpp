@@ -267,15 +267,20 @@ void bench_forwarding(const std::string& dir, size_t updates, int clients) {
   }
 }
 
-double handoff_seconds(cluster& c, size_t member) {
-  test::http_client h{c.members()[member].metrics};
-  auto text = h.call("GET", "/metrics").body;
-  auto value = [&](const std::string& name) {
-    auto at = text.find("\n" + name + " ");
-    return at == std::string::npos ? 0.0 : std::stod(text.substr(at + name.size() + 2));
-  };
-  auto n = value("twin_handoff_duration_seconds_count");
-  return n > 0 ? value("twin_handoff_duration_seconds_sum") / n : -1;
+/// The mean of histogram `name` over `members`; -1 without a sample.
+double mean_of(cluster& c, std::initializer_list<size_t> members, const std::string& name) {
+  double sum = 0, n = 0;
+  for (auto member : members) {
+    test::http_client h{c.members()[member].metrics};
+    auto text = h.call("GET", "/metrics").body;
+    auto value = [&](const std::string& metric) {
+      auto at = text.find("\n" + metric + " ");
+      return at == std::string::npos ? 0.0 : std::stod(text.substr(at + metric.size() + 2));
+    };
+    sum += value(name + "_sum");
+    n += value(name + "_count");
+  }
+  return n > 0 ? sum / n : -1;
 }
 
 /// Three members sharing `twins` twins made through the first; prints how long that took.
@@ -303,7 +308,11 @@ void bench_handoff(const std::string& dir, int clients) {
   auto secs = seconds_since(t0);
   std::printf("    a fourth member took its 2 shards of ~10,000 twins: %.2f s per shard "
               "(copy and take over)   [target <= 1 s]; all done %.1f s after it started%s\n",
-              handoff_seconds(c, 3), secs, done ? "" : " (NOT balanced)");
+              mean_of(c, {3}, "twin_handoff_duration_seconds"), secs,
+              done ? "" : " (NOT balanced)");
+  std::printf("    the shards' requests waited %.3f s (from the old owner's release to the "
+              "new owner's taking over; it served them while they were copied)\n",
+              mean_of(c, {0, 1, 2}, "twin_handoff_pause_seconds"));
 }
 
 void bench_join(const std::string& dir, int clients) {

@@ -28,7 +28,8 @@ struct MetaEntry {
   value @1 :Data;
 }
 
-# A page of one shard's entries, in the order a store reads them.
+# A page of one shard's entries, in the order a store reads them; or of the changes made to
+# a shard since its copy began (deletions first, as a store batch applies them).
 struct ShardPage {
   shard @0 :UInt32;
   records @1 :List(StoredRecord);
@@ -36,6 +37,9 @@ struct ShardPage {
   history @3 :List(HistorySample);
   meta @4 :List(MetaEntry);
   next @5 :Data;          # where the next page starts; empty: this was the last
+  deletes @6 :List(Text);              # twins whose record goes
+  indexRemoves @7 :List(IndexEntry);
+  historyDeletes @8 :List(Text);       # twins whose every sample goes
 }
 
 # A member's answer to a query over its own shards: the matching records in id order, and

@@ -23,6 +23,7 @@
 #include "options.hpp"
 #include "twin/actors/device_simulator.hpp"
 #include "twin/cluster/node.hpp"
+#include "twin/cluster/tracking_store.hpp"
 #include "twin/api/http_server.hpp"
 #include "twin/api/probe.hpp"
 #include "twin/ingest/mqtt_gateway.hpp"
@@ -280,7 +281,12 @@ int main(int argc, char** argv) {
   hopts.histograms = o.metrics_port > 0;
   hopts.max_clock_skew = std::chrono::seconds{o.max_clock_skew_s};
   hopts.serve_all_shards = !clustered;  // a member serves what the shard table gives it
-  host node_host{*sys, **store, types, hopts};
+  // A member's host writes through a store that records the changes of shards being
+  // copied to another member.
+  std::unique_ptr<cluster::tracking_store> tracked;
+  if (clustered)
+    tracked = std::make_unique<cluster::tracking_store>(**store);
+  host node_host{*sys, tracked ? *tracked : **store, types, hopts};
   change_feed feed;
   node_host.set_feed(&feed);
   // A member routes every request to the owner of its twin's shard; a node alone is it.
@@ -289,7 +295,7 @@ int main(int argc, char** argv) {
     auto opts = member_options(o, node_id);
     if (!opts)
       return fail(error_message(opts.error()));
-    member = std::make_unique<cluster::node>(*sys, node_host, **store, std::move(*opts));
+    member = std::make_unique<cluster::node>(*sys, node_host, *tracked, std::move(*opts));
     member->set_local_feed(&feed);
     member->set_local_query(
       [&db = **store, &types](const twin_query& q) { return run_query(db, types, q); });

@@ -13,7 +13,7 @@ void configure(caf::actor_system_config& cfg) {
   configure_transport(cfg);
 }
 
-node::impl::impl(caf::actor_system& sys, runtime::host& host, runtime::state_store& store,
+node::impl::impl(caf::actor_system& sys, runtime::host& host, tracking_store& store,
                  node_options opts)
   : sys(sys), host(host), store(store), opts(std::move(opts)), shard_count(host.shard_count()) {
   me = this->opts.id.str();
@@ -129,6 +129,7 @@ void node::impl::on_envelope(envelope&& env) {
     case envelope::request: return on_request(std::move(env));
     case envelope::reply: return on_reply(std::move(env));
     case envelope::copy:  // these read the store: on the worker, not this actor
+    case envelope::catch_up:
     case envelope::history:
     case envelope::query: {
       std::lock_guard<std::mutex> guard{handoff_mtx};
@@ -224,7 +225,7 @@ void node::impl::on_peer_down(const std::string& node) {
 
 // -- node -------------------------------------------------------------------------------
 
-node::node(caf::actor_system& sys, runtime::host& host, runtime::state_store& store,
+node::node(caf::actor_system& sys, runtime::host& host, tracking_store& store,
            node_options opts)
   : impl_(std::make_unique<impl>(sys, host, store, std::move(opts))) {
   auto* d = impl_.get();

@@ -22,6 +22,7 @@
 #include "shard_table.hpp"
 #include "transport.hpp"
 #include "twin/cluster/node.hpp"
+#include "twin/cluster/tracking_store.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/query.hpp"
 #include "twin/runtime/wire.hpp"
@@ -93,8 +94,7 @@ private:
 };
 
 struct node::impl : runtime::metrics::collectable {
-  impl(caf::actor_system& sys, runtime::host& host, runtime::state_store& store,
-       node_options opts);
+  impl(caf::actor_system& sys, runtime::host& host, tracking_store& store, node_options opts);
 
   // -- routing ------------------------------------------------------------------------
 
@@ -131,11 +131,17 @@ struct node::impl : runtime::metrics::collectable {
   /// Ends the handoff of shard `s` (done, or called off): routes what waited behind it
   /// (to the host, or to the new owner) until nothing is left, then forgets the handoff.
   void finish_outgoing(uint32_t s, bool local);
-  /// The old owner's side of a handoff: a page of the shard for its new owner.
+  /// The old owner's side of a handoff: a page of the shard for its new owner (`copy`),
+  /// or of its changes since the copy began, once released (`catch_up`, which starts
+  /// the release).
   void on_copy_request(envelope&& env);
+  /// Stops serving `shard`, whose new owner has its copy; its held requests follow it.
+  void release_outgoing(shard_id shard);
   /// The new owner's side: copies the shard, then takes it in one transaction.
   void copy_loop();
   caf::error copy_in(uint32_t s);
+  /// Copies `shard` from its old owner `from`, then its changes once released.
+  caf::error fetch_shard(shard_id shard, const std::string& from);
   /// Sends `env` to `node` and waits for its answer (a page, a query's answer, or why
   /// not), at most `timeout`.
   caf::expected<std::string> ask(const std::string& node, envelope env,
@@ -168,7 +174,7 @@ struct node::impl : runtime::metrics::collectable {
 
   caf::actor_system& sys;
   runtime::host& host;
-  runtime::state_store& store;
+  tracking_store& store;
   node_options opts;
   uint32_t shard_count;
   std::string me;
@@ -193,8 +199,12 @@ struct node::impl : runtime::metrics::collectable {
   /// requests the release held, to follow the shard.
   struct outgoing_handoff {
     std::string to;
+    bool copied = false;     ///< `to` began copying the shard since its changes are recorded
+    bool releasing = false;  ///< the new owner has its copy; requests wait from now on
+    clock_type::time_point releasing_since{};
     bool released = false;
     bool done = false;  ///< the new owner took it: what waits goes there
+    std::optional<envelope> parked;  ///< the new owner's request for changes, until released
     std::vector<runtime::routed_request> held;
   };
   std::mutex handoff_mtx;
@@ -220,6 +230,9 @@ struct node::impl : runtime::metrics::collectable {
   std::atomic<uint64_t> handoffs_done{0};
   std::atomic<uint64_t> handoffs_failed{0};
   runtime::metrics::histogram handoff_duration{runtime::metrics::histogram::latency_bounds()};
+  /// From the release of a shard handed off to the new owner's taking it: how long its
+  /// requests wait.
+  runtime::metrics::histogram handoff_pause{runtime::metrics::histogram::latency_bounds()};
 
   std::recursive_mutex reconcile_mtx;
   std::atomic<bool> started{false};

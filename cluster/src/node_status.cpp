@@ -41,13 +41,21 @@ void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
   handoffs.samples.push_back({{{"result", "done"}}, double(handoffs_done.load()), {}});
   handoffs.samples.push_back({{{"result", "failed"}}, double(handoffs_failed.load()), {}});
   out.push_back(std::move(handoffs));
-  family took{"twin_handoff_duration_seconds",
-              "Seconds a shard took to come to this node: copied and taken over.",
-              metric_type::histogram, {}};
-  runtime::metrics::sample hd;
-  hd.histogram = handoff_duration.snapshot();
-  took.samples.push_back(std::move(hd));
-  out.push_back(std::move(took));
+  auto histogram = [&](const char* name, const char* help,
+                       const runtime::metrics::histogram& h) {
+    family f{name, help, metric_type::histogram, {}};
+    runtime::metrics::sample s;
+    s.histogram = h.snapshot();
+    f.samples.push_back(std::move(s));
+    out.push_back(std::move(f));
+  };
+  histogram("twin_handoff_duration_seconds",
+            "Seconds a shard took to come to this node: copied and taken over.",
+            handoff_duration);
+  histogram("twin_handoff_pause_seconds",
+            "Seconds the requests of a shard handed from this node waited: from its release "
+            "to the new owner's taking it.",
+            handoff_pause);
   out.push_back(single("twin_cluster_forwarded_total",
                        "Requests sent to the member that owns their twin.", metric_type::counter,
                        forwarded.load()));
@@ -63,12 +71,8 @@ void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
   out.push_back(single("twin_cluster_pending_requests",
                        "Forwarded requests awaiting their answer.", metric_type::gauge,
                        pending.size()));
-  family latency{"twin_cluster_forward_latency_seconds",
-                 "Seconds from forwarding a request to its answer.", metric_type::histogram, {}};
-  runtime::metrics::sample s;
-  s.histogram = forward_latency.snapshot();
-  latency.samples.push_back(std::move(s));
-  out.push_back(std::move(latency));
+  histogram("twin_cluster_forward_latency_seconds",
+            "Seconds from forwarding a request to its answer.", forward_latency);
   out.push_back(single("twin_etcd_round_trips_total", "Requests to etcd.", metric_type::counter,
                        members->etcd().round_trips()));
   out.push_back(single("twin_etcd_failures_total", "Requests to etcd that failed.",

@@ -18,8 +18,9 @@ bool node::impl::wait_behind_handoff(shard_id shard, const twin_id& id, twin_req
   if (outgoing_count.load(std::memory_order_acquire) == 0)
     return false;
   std::lock_guard<std::mutex> h{handoff_mtx};
-  if (outgoing.count(shard.value()) == 0)
-    return false;
+  auto out = outgoing.find(shard.value());
+  if (out == outgoing.end() || !out->second.releasing)
+    return false;  // copied while this node serves it
   return wait(shard.value(), id, req);
 }
 
@@ -100,7 +101,6 @@ void node::impl::reconcile() {
     return;
   auto owners = table->all();
   std::vector<shard_id> leaving;
-  std::vector<shard_id> handing_off;
   for (uint32_t s = 0; s < owners.size(); ++s) {
     shard_id shard{s};
     const auto& e = owners[s];
@@ -108,9 +108,15 @@ void node::impl::reconcile() {
     std::unique_lock<std::mutex> h{handoff_mtx};
     auto out = outgoing.find(s);
     if (out != outgoing.end()) {
-      if (mine && !e.moving_to.empty())
-        out->second.to = e.moving_to;  // the coordinator may send it elsewhere
+      if (mine && !e.moving_to.empty() && out->second.to != e.moving_to) {
+        out->second.to = e.moving_to;  // the coordinator sent it elsewhere: copied anew
+        out->second.copied = false;
+      }
       if (!mine) {  // done: the held requests and those that waited follow the shard
+        store.untrack(shard);
+        if (out->second.releasing)
+          handoff_pause.observe(
+            std::chrono::duration<double>(clock_type::now() - out->second.releasing_since).count());
         auto held = std::move(out->second.held);
         out->second.done = true;
         h.unlock();
@@ -119,11 +125,17 @@ void node::impl::reconcile() {
         finish_outgoing(s, false);
         store.drop_shard(shard);
         handoffs_done.fetch_add(1, std::memory_order_relaxed);
+      } else if (e.moving_to.empty() && !out->second.releasing) {
+        // Called off while the shard was copied: this node never stopped serving it.
+        outgoing.erase(out);
+        outgoing_count.fetch_sub(1, std::memory_order_relaxed);
+        store.untrack(shard);
       } else if (e.moving_to.empty() && out->second.released && still_owner(s, e.epoch)) {
         // Called off (and etcd agrees, not only this node's view): serve it again, what
         // was held first.
         auto held = std::move(out->second.held);
         h.unlock();
+        store.untrack(shard);
         host.adopt(shard);
         for (auto& r : held)
           host.route(r.id, std::move(r.req));
@@ -147,29 +159,13 @@ void node::impl::reconcile() {
       flush_waiting(s, false);
     }
     if (mine && !e.moving_to.empty() && e.moving_to != me && host.serves(shard)) {
+      // The new owner copies the shard while this node serves it and records its changes.
+      store.track(shard);
       std::lock_guard<std::mutex> again{handoff_mtx};
-      outgoing[s] = outgoing_handoff{e.moving_to, false, false, {}};
+      auto& out = outgoing[s] = outgoing_handoff{};
+      out.to = e.moving_to;
       outgoing_count.fetch_add(1, std::memory_order_relaxed);
-      handing_off.push_back(shard);
     }
-  }
-  if (!handing_off.empty()
-      && host.release(handing_off, [this](shard_id shard, std::vector<runtime::routed_request> held) {
-           {
-             std::lock_guard<std::mutex> h{handoff_mtx};
-             auto out = outgoing.find(shard.value());
-             if (out == outgoing.end())
-               return;  // cannot happen: the entry goes only once released
-             out->second.released = true;
-             out->second.held = std::move(held);
-           }
-           want_reconcile();  // the table may have moved on meanwhile
-         })) {
-    // Not served any more (released under a lost lease meanwhile): no handoff from here.
-    std::lock_guard<std::mutex> h{handoff_mtx};
-    for (auto shard : handing_off)
-      if (outgoing.erase(shard.value()) > 0)
-        outgoing_count.fetch_sub(1, std::memory_order_relaxed);
   }
   if (!leaving.empty())
     host.release(leaving, [this](shard_id, std::vector<runtime::routed_request> held) {
@@ -195,23 +191,96 @@ void node::impl::want_reconcile() {
 // -- the old owner's side --------------------------------------------------------------
 
 void node::impl::on_copy_request(envelope&& env) {
-  bool ready = false;
+  shard_id shard{env.shard};
+  enum { refuse, recopy, copy, release, wait, changes } step = refuse;
   {
     std::lock_guard<std::mutex> h{handoff_mtx};
     auto out = outgoing.find(env.shard);
-    ready = out != outgoing.end() && out->second.released && out->second.to == env.from;
+    if (out != outgoing.end() && out->second.to == env.from) {
+      auto& o = out->second;
+      if (env.kind == envelope::copy) {
+        o.copied = o.copied || env.bytes.empty();  // from the start, every change since recorded
+        step = copy;
+      } else if (!o.copied) {
+        step = recopy;
+      } else if (o.released) {
+        step = changes;
+      } else {  // answered once released (see `release_outgoing`)
+        step = o.releasing ? wait : release;
+        if (!o.releasing)
+          o.releasing_since = clock_type::now();
+        o.releasing = true;
+        o.parked = env;
+      }
+    }
   }
-  if (!ready)
-    return answer(env, envelope::page,
-                  make_error(runtime_errc::unavailable, "shard not released yet"));
-  // Every event of the shard's twins reaches the members that watch them before the new
-  // owner can publish one.
-  if (env.bytes.empty())
-    streams->sync(std::chrono::seconds{2});
-  auto page = store.read_shard(shard_id{env.shard}, env.bytes, 1u << 20);
-  answer(env, envelope::page,
-         page ? caf::expected<std::string>{encode_page(shard_id{env.shard}, *page)}
-              : caf::expected<std::string>{page.error()});
+  switch (step) {
+    case refuse:
+      return answer(env, envelope::page,
+                    make_error(runtime_errc::unavailable, "no handoff of the shard to this node"));
+    case recopy:
+      return answer(env, envelope::page,
+                    make_error(runtime_errc::conflict,
+                               "the changes since the copy began are not all recorded"));
+    case release: return release_outgoing(shard);
+    case wait: return;
+    case copy: {  // the shard as it is, while this node serves it
+      auto page = store.read_shard(shard, env.bytes, 1u << 20);
+      answer(env, envelope::page,
+             page ? caf::expected<std::string>{encode_page(shard, *page)}
+                  : caf::expected<std::string>{page.error()});
+      if (!page || !page->next.empty())
+        return;
+      {  // the last page: the changes come next, once the shard is released
+        std::lock_guard<std::mutex> h{handoff_mtx};
+        auto out = outgoing.find(env.shard);
+        if (out == outgoing.end() || out->second.releasing)
+          return;
+        out->second.releasing = true;
+        out->second.releasing_since = clock_type::now();
+      }
+      return release_outgoing(shard);
+    }
+    case changes: {
+      // Every event of its twins reaches the members that watch them before the new
+      // owner can publish one.
+      if (env.bytes.empty())
+        streams->sync(std::chrono::seconds{2});
+      auto page = store.changes(shard, env.bytes, 1u << 20);
+      return answer(env, envelope::page,
+                    page ? caf::expected<std::string>{encode_page(shard, *page)}
+                         : caf::expected<std::string>{page.error()});
+    }
+  }
+}
+
+void node::impl::release_outgoing(shard_id shard) {
+  auto refused = host.release({shard}, [this](shard_id s, std::vector<runtime::routed_request> held) {
+    {
+      std::lock_guard<std::mutex> h{handoff_mtx};
+      auto out = outgoing.find(s.value());
+      if (out == outgoing.end())
+        return;  // cannot happen: the entry goes only once released
+      out->second.released = true;
+      out->second.held = std::move(held);
+      if (out->second.parked) {  // the new owner asked for the changes: they are ready
+        queries.push_back(std::move(*out->second.parked));
+        out->second.parked.reset();
+        query_cv.notify_all();
+      }
+    }
+    want_reconcile();  // the table may have moved on meanwhile
+  });
+  if (!refused)
+    return;
+  // Not served any more (released under a lost lease meanwhile): no handoff from here.
+  {
+    std::lock_guard<std::mutex> h{handoff_mtx};
+    if (outgoing.erase(shard.value()) > 0)
+      outgoing_count.fetch_sub(1, std::memory_order_relaxed);
+    store.untrack(shard);
+  }
+  want_reconcile();
 }
 
 // -- the new owner's side --------------------------------------------------------------
@@ -242,25 +311,27 @@ caf::expected<std::string> node::impl::ask(const std::string& node, envelope env
   return answer;
 }
 
-caf::error node::impl::copy_in(uint32_t s) {
-  auto t0 = clock_type::now();
-  shard_id shard{s};
-  auto e = table->get(shard);
-  if (e.moving_to != me)
-    return make_error(runtime_errc::conflict, "the handoff was called off");
-  // Whatever an earlier ownership left here goes first.
-  if (auto err = store.drop_shard(shard))
-    return err;
-  std::string cursor;
+caf::error node::impl::fetch_shard(shard_id shard, const std::string& from) {
+  // The shard as the old owner serves it (phase 0), then, once it released the shard, the
+  // changes made meanwhile (phase 1); with too many of them, the shard is copied again.
   auto deadline = clock_type::now() + std::chrono::seconds{60};
-  for (;;) {
+  int phase = 0;
+  std::string cursor;
+  while (phase < 2) {
     if (stopping || clock_type::now() > deadline || table->get(shard).moving_to != me)
       return make_error(runtime_errc::timeout, "the copy did not finish");
     envelope ask_page;
-    ask_page.kind = envelope::copy;
-    ask_page.shard = s;
+    ask_page.kind = phase == 0 ? envelope::copy : envelope::catch_up;
+    ask_page.shard = shard.value();
     ask_page.bytes = cursor;
-    auto bytes = ask(e.owner, std::move(ask_page), std::chrono::seconds{5});
+    auto bytes = ask(from, std::move(ask_page), std::chrono::seconds{5});
+    if (!bytes && runtime::error_code(bytes.error()) == runtime_errc::conflict) {
+      if (auto err = store.drop_shard(shard))
+        return err;
+      phase = 0;
+      cursor.clear();
+      continue;
+    }
     if (!bytes) {  // not released yet, or the old owner is away for now
       std::this_thread::sleep_for(std::chrono::milliseconds{10});
       continue;
@@ -270,10 +341,24 @@ caf::error node::impl::copy_in(uint32_t s) {
       return page.error();
     if (auto err = store.write(page->entries))
       return err;
-    if (page->next.empty())
-      break;
     cursor = std::move(page->next);
+    if (cursor.empty())
+      ++phase;
   }
+  return {};
+}
+
+caf::error node::impl::copy_in(uint32_t s) {
+  auto t0 = clock_type::now();
+  shard_id shard{s};
+  auto e = table->get(shard);
+  if (e.moving_to != me)
+    return make_error(runtime_errc::conflict, "the handoff was called off");
+  // Whatever an earlier ownership left here goes first.
+  if (auto err = store.drop_shard(shard))
+    return err;
+  if (auto err = fetch_shard(shard, e.owner))
+    return err;
   // Take it: only if it is still the old owner's at the epoch read, with this handoff.
   auto key = members->keys().shards() + std::to_string(s);
   auto taken = members->etcd().txn(
@@ -368,6 +453,20 @@ void node::impl::supervise() {
           runtime::fail_request(r.req, make_error(runtime_errc::unavailable,
                                                   "this node lost its cluster membership"));
       });
+    {
+      // Handoffs still copying start again once it joined (a copy made meanwhile misses
+      // the changes recorded before).
+      std::lock_guard<std::mutex> h{handoff_mtx};
+      for (auto i = outgoing.begin(); i != outgoing.end();) {
+        if (i->second.releasing) {
+          ++i;
+          continue;
+        }
+        store.untrack(shard_id{i->first});
+        i = outgoing.erase(i);
+        outgoing_count.fetch_sub(1, std::memory_order_relaxed);
+      }
+    }
     members->leave();
     if (!members->join()) {
       lost = false;

@@ -28,6 +28,21 @@ std::string str(capnp::Data::Reader d) {
   return std::string{reinterpret_cast<const char*>(d.begin()), d.size()};
 }
 
+void write_index(capnp::List<schema::IndexEntry>::Builder out,
+                 const std::vector<runtime::index_entry>& entries) {
+  for (unsigned i = 0; i < out.size(); ++i) {
+    const auto& e = entries[i];
+    out[i].setByParent(e.index == runtime::index_kind::by_parent);
+    out[i].setKey(text(e.key));
+    out[i].setId(text(e.id.str()));
+  }
+}
+
+void write_ids(capnp::List<capnp::Text>::Builder out, const std::vector<runtime::twin_id>& ids) {
+  for (unsigned i = 0; i < out.size(); ++i)
+    out.set(i, text(ids[i].str()));
+}
+
 } // namespace
 
 std::string encode_page(runtime::shard_id shard, const runtime::shard_page& page) {
@@ -40,13 +55,12 @@ std::string encode_page(runtime::shard_id shard, const runtime::shard_page& page
     records[i].setId(text(b.puts[i].first.str()));
     records[i].setRecord(data(b.puts[i].second));
   }
-  auto index = p.initIndex(static_cast<unsigned>(b.index_adds.size()));
-  for (unsigned i = 0; i < index.size(); ++i) {
-    const auto& e = b.index_adds[i];
-    index[i].setByParent(e.index == runtime::index_kind::by_parent);
-    index[i].setKey(text(e.key));
-    index[i].setId(text(e.id.str()));
-  }
+  write_index(p.initIndex(static_cast<unsigned>(b.index_adds.size())), b.index_adds);
+  write_index(p.initIndexRemoves(static_cast<unsigned>(b.index_removes.size())),
+              b.index_removes);
+  write_ids(p.initDeletes(static_cast<unsigned>(b.deletes.size())), b.deletes);
+  write_ids(p.initHistoryDeletes(static_cast<unsigned>(b.history_deletes.size())),
+            b.history_deletes);
   auto history = p.initHistory(static_cast<unsigned>(b.history.size()));
   for (unsigned i = 0; i < history.size(); ++i) {
     const auto& h = b.history[i];
@@ -87,10 +101,19 @@ caf::expected<runtime::shard_page> decode_page(std::string_view bytes, runtime::
     KJ_REQUIRE(p.getShard() == shard.value(), "a page of another shard");
     for (auto r : p.getRecords())
       b.puts.emplace_back(id_of(r.getId()), str(r.getRecord()));
+    auto index_entry = [&](schema::IndexEntry::Reader e) {
+      return runtime::index_entry{e.getByParent() ? runtime::index_kind::by_parent
+                                                  : runtime::index_kind::by_type,
+                                  str(e.getKey()), id_of(e.getId())};
+    };
     for (auto e : p.getIndex())
-      b.index_adds.push_back({e.getByParent() ? runtime::index_kind::by_parent
-                                              : runtime::index_kind::by_type,
-                              str(e.getKey()), id_of(e.getId())});
+      b.index_adds.push_back(index_entry(e));
+    for (auto e : p.getIndexRemoves())
+      b.index_removes.push_back(index_entry(e));
+    for (auto id : p.getDeletes())
+      b.deletes.push_back(id_of(id));
+    for (auto id : p.getHistoryDeletes())
+      b.history_deletes.push_back(id_of(id));
     for (auto h : p.getHistory())
       b.history.push_back({id_of(h.getId()), str(h.getProperty()), h.getTs(), str(h.getValue())});
     for (auto m : p.getMeta())

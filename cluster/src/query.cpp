@@ -296,7 +296,7 @@ void node::impl::query_loop() {
       env = std::move(queries.front());
       queries.pop_front();
     }
-    if (env.kind == envelope::copy) {
+    if (env.kind == envelope::copy || env.kind == envelope::catch_up) {
       on_copy_request(std::move(env));
       continue;
     }

@@ -36,7 +36,7 @@ struct envelope {
   static constexpr uint8_t request = 0;
   static constexpr uint8_t reply = 1;
   static constexpr uint8_t copy = 2;      ///< asks for a page of `shard` from cursor `bytes`
-  static constexpr uint8_t page = 3;      ///< answers `copy` with a page
+  static constexpr uint8_t page = 3;      ///< answers `copy` or `catch_up` with a page
   static constexpr uint8_t refusal = 4;   ///< answers `copy` or `query` with why not
   static constexpr uint8_t query = 5;     ///< a query over the receiver's shards (`bytes`: JSON)
   static constexpr uint8_t answer = 6;    ///< answers `query` or `history`
@@ -45,6 +45,7 @@ struct envelope {
   static constexpr uint8_t events = 9;    ///< change events of the sender's twins
   static constexpr uint8_t gap = 10;      ///< events for the receiver were lost
   static constexpr uint8_t sync = 11;     ///< asks for an answer once all sent before is in
+  static constexpr uint8_t catch_up = 12; ///< asks for a page of the changes of `shard`
 };
 
 template <class Inspector>

@@ -1,6 +1,7 @@
 #include <charconv>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -98,42 +99,89 @@ public:
   /// A page is the entries of the shard in the maps' order from the cursor's count on.
   caf::expected<shard_page> read_shard(shard_id shard, const std::string& cursor,
                                        size_t max_bytes) override {
-    std::lock_guard<std::mutex> guard{mtx_};
-    size_t skip = 0;
+    // A cursor is the step (twins, the two indexes, history, metadata) and the fields of
+    // the first key not read yet, so that entries changed meanwhile shift nothing.
+    static constexpr size_t fields[] = {1, 2, 2, 3, 1};
+    size_t step = 0;
+    std::vector<std::string> at;
     if (!cursor.empty()) {
-      auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), skip);
-      if (ec != std::errc{} || end != cursor.data() + cursor.size())
-        return make_error(runtime_errc::invalid_argument, "not a cursor of a shard");
+      step = static_cast<unsigned char>(cursor[0]);
+      for (size_t from = 1;;) {
+        auto nul = cursor.find('\0', from);
+        at.push_back(cursor.substr(from, nul - from));
+        if (nul == std::string::npos)
+          break;
+        from = nul + 1;
+      }
     }
+    auto bad = [] { return make_error(runtime_errc::invalid_argument, "not a cursor of a shard"); };
+    if (step >= std::size(fields) || (!at.empty() && at.size() != fields[step]))
+      return bad();
+    std::optional<twin_id> at_id;
+    int64_t at_ts = 0;
+    if (!at.empty() && step != 4) {
+      auto id = twin_id::parse(at[step == 0 || step == 3 ? 0 : 1]);
+      if (!id)
+        return bad();
+      at_id = std::move(*id);
+    }
+    if (step == 3 && std::from_chars(at[2].data(), at[2].data() + at[2].size(), at_ts).ec != std::errc{})
+      return bad();
+    std::lock_guard<std::mutex> guard{mtx_};
     shard_page page;
     auto& b = page.entries;
-    size_t n = 0;
     size_t bytes = 0;
     auto mine = [&](const twin_id& id) { return shard_of(id, shard_count_) == shard; };
-    // Whether an entry (of the shard if `in_shard`) goes into this page; counts it.
-    auto take = [&](bool in_shard, size_t size) {
-      if (!in_shard || n++ < skip || !page.next.empty())
+    // Whether the page is full before an entry whose key has `key_fields`.
+    auto full = [&](size_t s, std::initializer_list<std::string> key_fields) {
+      if (bytes < max_bytes)
         return false;
-      if (bytes >= max_bytes) {
-        page.next = std::to_string(n - 1);
-        return false;
-      }
-      bytes += size;
+      page.next = std::string(1, static_cast<char>(s));
+      for (const auto& f : key_fields)
+        page.next += (page.next.size() > 1 ? std::string(1, '\0') : "") + f;
       return true;
     };
-    for (const auto& [id, record] : twins_)
-      if (take(mine(id), id.str().size() + record.size()))
-        b.puts.emplace_back(id, record);
-    for (auto kind : {index_kind::by_type, index_kind::by_parent})
-      for (const auto& [key, id] : index(kind))
-        if (take(mine(id), key.size() + id.str().size()))
-          b.index_adds.push_back({kind, key, id});
-    for (const auto& [k, v] : history_)
-      if (take(mine(std::get<0>(k)), std::get<1>(k).size() + v.size()))
-        b.history.push_back({std::get<0>(k), std::get<1>(k), std::get<2>(k), v});
-    for (const auto& [k, v] : meta_)
-      if (take(k.first == shard.value(), k.second.size() + v.size()))
-        b.meta_puts.push_back({shard, k.second, v});
+    for (auto it = at.empty() ? twins_.begin() : twins_.lower_bound(*at_id); step == 0 && it != twins_.end(); ++it) {
+      if (!mine(it->first))
+        continue;
+      if (full(0, {it->first.str()}))
+        return page;
+      bytes += it->first.str().size() + it->second.size();
+      b.puts.emplace_back(it->first, it->second);
+    }
+    for (size_t s = std::max<size_t>(step, 1); s <= 2; ++s) {
+      auto kind = s == 1 ? index_kind::by_type : index_kind::by_parent;
+      auto& idx = index(kind);
+      auto it = s == step && !at.empty() ? idx.lower_bound({at[0], *at_id}) : idx.begin();
+      for (; it != idx.end(); ++it) {
+        if (!mine(it->second))
+          continue;
+        if (full(s, {it->first, it->second.str()}))
+          return page;
+        bytes += it->first.size() + it->second.str().size();
+        b.index_adds.push_back({kind, it->first, it->second});
+      }
+    }
+    if (step <= 3) {
+      auto it = step == 3 && !at.empty() ? history_.lower_bound({*at_id, at[1], at_ts}) : history_.begin();
+      for (; it != history_.end(); ++it) {
+        const auto& [id, property, ts] = it->first;
+        if (!mine(id))
+          continue;
+        if (full(3, {id.str(), property, std::to_string(ts)}))
+          return page;
+        bytes += property.size() + it->second.size();
+        b.history.push_back({id, property, ts, it->second});
+      }
+    }
+    auto it = step == 4 && !at.empty() ? meta_.lower_bound({shard.value(), at[0]})
+                                       : meta_.lower_bound({shard.value(), std::string{}});
+    for (; it != meta_.end() && it->first.first == shard.value(); ++it) {
+      if (full(4, {it->first.second}))
+        return page;
+      bytes += it->first.second.size() + it->second.size();
+      b.meta_puts.push_back({shard, it->first.second, it->second});
+    }
     return page;
   }
 

@@ -22,6 +22,8 @@ class actor_system_config;
 
 namespace twin::cluster {
 
+class tracking_store;
+
 /// Adds what a cluster member needs to its actor system's configuration (CAF's
 /// middleman, the envelope type, heartbeats between nodes); call before making the system.
 void configure(caf::actor_system_config& cfg);
@@ -67,9 +69,10 @@ struct node_options {
 /// again with a new incarnation.
 class node final : public runtime::router {
 public:
-  /// `store` is the host's: shards handed off are copied out of it and into it.
-  node(caf::actor_system& sys, runtime::host& host, runtime::state_store& store,
-       node_options opts);
+  /// `store` wraps the host's store, and the host writes through it: shards handed off
+  /// are copied out of it (while this node still serves them, their changes recorded)
+  /// and into it.
+  node(caf::actor_system& sys, runtime::host& host, tracking_store& store, node_options opts);
   ~node() override;  ///< stops
 
   /// Opens the port between nodes, joins the cluster and starts serving the shards the

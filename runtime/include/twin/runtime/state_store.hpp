@@ -145,7 +145,8 @@ public:
   /// Reads the entries of `shard` (records, index entries, history, metadata) from
   /// `cursor` on (empty: the start; else a page's `next`), about `max_bytes` of keys and
   /// values at most but at least one entry: writing the pages into another store copies
-  /// the shard there. Pages are read one by one, not from one snapshot.
+  /// the shard there. Pages are read one by one, not from one snapshot: a cursor names
+  /// the first entry not read yet, so entries changed meanwhile make no page miss others.
   virtual caf::expected<shard_page> read_shard(shard_id shard, const std::string& cursor,
                                                size_t max_bytes) = 0;
 
