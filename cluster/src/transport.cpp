@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <set>
 #include <shared_mutex>
 #include <thread>
@@ -15,6 +16,15 @@ namespace {
 
 using monitor_atom = caf::atom_constant<caf::atom("monitor")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using credit_atom = caf::atom_constant<caf::atom("credit")>;
+
+/// Envelopes a member may send another before the other grants more: what the link and
+/// the receiver's mailbox hold at most, about.
+constexpr uint64_t initial_credit = 8192;
+/// The receiver grants credit back once it took this many (and every 250 ms any less).
+constexpr uint64_t grant_every = 1024;
+/// Envelopes a member queues for a link without credit, at most: beyond, `send` fails.
+constexpr size_t max_queued = 65'536;
 
 } // namespace
 
@@ -35,8 +45,9 @@ struct transport::impl {
     caf::actor handle;
     std::unique_ptr<std::mutex> send_mtx = std::make_unique<std::mutex>();
     uint64_t next_seq = 1;
-    std::vector<envelope> queued;  ///< sent, not yet handed to CAF
+    std::deque<envelope> queued;   ///< sent, not yet handed to CAF
     bool flushing = false;         ///< the sender actor was asked to hand them over
+    uint64_t credit = initial_credit;  ///< envelopes the peer takes before it grants more
   };
 
   caf::actor_system& sys;
@@ -51,6 +62,9 @@ struct transport::impl {
 
   mutable std::shared_mutex peers_mtx;
   std::map<std::string, peer> peers;  ///< connected
+
+  std::mutex grant_mtx;
+  std::map<std::string, uint64_t> owed;  ///< envelopes taken from a node, not granted back yet
 
   std::mutex wanted_mtx;
   std::condition_variable wanted_cv;
@@ -67,13 +81,64 @@ struct transport::impl {
       auto i = peers.find(node);
       if (i == peers.end())
         return;
-      std::lock_guard<std::mutex> order{*i->second.send_mtx};
-      batch.items = std::exchange(i->second.queued, {});
-      i->second.flushing = false;
-      handle = i->second.handle;
+      auto& p = i->second;
+      std::lock_guard<std::mutex> order{*p.send_mtx};
+      auto n = std::min<uint64_t>(p.credit, p.queued.size());
+      batch.items.assign(std::make_move_iterator(p.queued.begin()),
+                         std::make_move_iterator(p.queued.begin() + static_cast<std::ptrdiff_t>(n)));
+      p.queued.erase(p.queued.begin(), p.queued.begin() + static_cast<std::ptrdiff_t>(n));
+      p.credit -= n;
+      p.flushing = false;
+      handle = p.handle;
     }
     if (!batch.items.empty() && !closing)
       caf::anon_send(handle, std::move(batch));
+  }
+
+  /// Asks the sender actor to hand `node`'s queue over; with its `send_mtx` held.
+  void want_flush(const std::string& node, peer& p) {
+    if (p.flushing || p.credit == 0 || p.queued.empty())
+      return;
+    p.flushing = true;
+    caf::anon_send(sender, flush_atom::value, node);
+  }
+
+  /// `node` took `n` more envelopes from this one: it may send that many more.
+  void add_credit(const std::string& node, uint64_t n) {
+    std::shared_lock<std::shared_mutex> guard{peers_mtx};
+    auto i = peers.find(node);
+    if (i == peers.end())
+      return;
+    std::lock_guard<std::mutex> order{*i->second.send_mtx};
+    i->second.credit += n;
+    want_flush(node, i->second);
+  }
+
+  /// This node took `n` envelopes from `node`: grants them back, now or (`all`) whatever
+  /// is owed; what cannot go (not connected yet) is owed still.
+  void grant(const std::string& node, uint64_t n, bool all) {
+    uint64_t give = 0;
+    {
+      std::lock_guard<std::mutex> guard{grant_mtx};
+      auto& o = owed[node];
+      o += n;
+      if (o == 0 || (!all && o < grant_every))
+        return;
+      give = std::exchange(o, 0);
+    }
+    caf::actor handle;
+    {
+      std::shared_lock<std::shared_mutex> guard{peers_mtx};
+      auto i = peers.find(node);
+      if (i != peers.end())
+        handle = i->second.handle;
+    }
+    if (handle) {
+      caf::anon_send(handle, credit_atom::value, self, give);
+      return;
+    }
+    std::lock_guard<std::mutex> guard{grant_mtx};
+    owed[node] += give;
   }
 
   void peer_down(const std::string& node, const caf::actor_addr& who) {
@@ -98,6 +163,18 @@ struct transport::impl {
         wanted_cv.wait_for(guard, std::chrono::milliseconds{250});
         if (closing)
           return;
+      }
+      std::vector<std::string> owing;
+      {
+        std::lock_guard<std::mutex> guard{grant_mtx};
+        for (const auto& [node, n] : owed)
+          if (n > 0)
+            owing.push_back(node);
+      }
+      for (const auto& node : owing)
+        grant(node, 0, true);
+      {
+        std::lock_guard<std::mutex> guard{wanted_mtx};
         std::shared_lock<std::shared_mutex> peers_guard{peers_mtx};
         for (const auto& [node, address] : wanted) {
           auto i = peers.find(node);
@@ -158,6 +235,8 @@ caf::behavior link_actor(caf::stateful_actor<link_state>* self,
   });
   return {
     [self, t](envelopes& batch) {
+      if (!batch.items.empty())
+        t->grant(batch.items.front().from, batch.items.size(), false);
       for (auto& env : batch.items) {
         if (t->closing)
           return;
@@ -168,6 +247,7 @@ caf::behavior link_actor(caf::stateful_actor<link_state>* self,
         t->on_receive(std::move(env));
       }
     },
+    [t](credit_atom, const std::string& node, uint64_t n) { t->add_credit(node, n); },
     [self](monitor_atom, const std::string& node, const caf::actor& peer) {
       self->monitor(peer);
       self->state.watched[peer.address()] = node;
@@ -242,12 +322,11 @@ bool transport::send(const std::string& node, envelope env) {
     return false;
   auto& p = i->second;
   std::lock_guard<std::mutex> order{*p.send_mtx};
+  if (p.queued.size() >= max_queued)
+    return false;  // the peer takes nothing: what waits for it is bounded
   env.seq = p.next_seq++;
   p.queued.push_back(std::move(env));
-  if (!p.flushing) {
-    p.flushing = true;
-    caf::anon_send(d.sender, flush_atom::value, node);
-  }
+  d.want_flush(node, p);
   return true;
 }
 

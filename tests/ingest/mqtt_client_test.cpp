@@ -406,7 +406,13 @@ TEST_F(mqtt_broker_test, speaks_mqtt_3_1_1_and_5_and_resumes_its_session) {
     for (size_t i = 0; i < 5; ++i)
       held.take(i).done();
     // Publishing: retained and QoS 1 messages reach other clients.
-    ASSERT_TRUE(c.publish("w/" + std::to_string(version), "kept", 1, true));
+    // Acknowledged by the broker before the other client subscribes: it comes retained.
+    auto acked = std::make_shared<std::promise<bool>>();
+    auto acked_f = acked->get_future();
+    ASSERT_TRUE(c.publish("w/" + std::to_string(version), "kept", 1, true,
+                          [acked](bool ok) { acked->set_value(ok); }));
+    ASSERT_EQ(acked_f.wait_for(5s), std::future_status::ready);
+    ASSERT_TRUE(acked_f.get());
     device later{port_, {"w/#"}};
     ASSERT_TRUE(eventually([&] { return later.on("w/" + std::to_string(version)).size() == 1; }));
     EXPECT_TRUE(later.on("w/" + std::to_string(version))[0].retained);

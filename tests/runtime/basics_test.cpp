@@ -404,9 +404,11 @@ TEST(json_text, writes_the_document_of_to_json) {
     auto parsed = nlohmann::json::parse(text);
     ASSERT_EQ(parsed, to_json(rec)) << text;
     EXPECT_TRUE(parsed["version"].is_number_unsigned()) << text;  // all 64 bits, no sign
-    for (const auto& [k, v] : rec.reported)
-      if (v.is_double())
+    for (const auto& [k, v] : rec.reported) {
+      if (v.is_double()) {
         EXPECT_TRUE(parsed["properties"][k].is_number_float()) << text;
+      }
+    }
   }
   // Bytes that are not UTF-8 become U+FFFD, as the server's other answers have them.
   twin_record bad;

@@ -17,6 +17,13 @@
 namespace twin::test {
 namespace {
 
+/// A batch that writes the record "r" of `x`.
+store_batch record_batch(const twin_id& x) {
+  store_batch b;
+  b.puts.emplace_back(x, "r");
+  return b;
+}
+
 TEST(shards, the_shard_of_an_id_is_its_xxh64_modulo_the_shard_count) {
   EXPECT_EQ(id_hash(""), 0xef46db3751d8e999ull);  // XXH64's published value
   auto x = id("factory:motor-1-1-1");
@@ -89,7 +96,7 @@ TEST(sharded_store, a_store_opens_only_with_its_own_shard_count) {
   {
     auto s = open_rocksdb_store(o);
     ASSERT_TRUE(s);
-    ASSERT_FALSE((*s)->write(store_batch{{{id("a:1"), "r"}}}));
+    ASSERT_FALSE((*s)->write(record_batch(id("a:1"))));
   }
   o.shard_count = 128;
   auto other = open_rocksdb_store(o);
@@ -302,8 +309,8 @@ TEST(store_writer, keeps_durable_counts_per_shard) {
       if (--left == 0)
         done.set_value();
     };
-    w.submit(a, store_batch{{{a, "r"}}}, host_counts{1, 0, 1}, count_down);
-    w.submit(b, store_batch{{{b, "r"}}}, host_counts{1, 2, 0}, count_down);
+    w.submit(a, record_batch(a), host_counts{1, 0, 1}, count_down);
+    w.submit(b, record_batch(b), host_counts{1, 2, 0}, count_down);
     w.submit(a, store_batch{}, host_counts{0, 0, -1}, count_down);
     done.get_future().wait();
     EXPECT_EQ(w.counts(shard_of(a, 8)), (host_counts{1, 0, 0}));

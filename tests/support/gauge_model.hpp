@@ -29,9 +29,6 @@ inline const char* gauge_model = R"({
   "twin": {"kind": "component", "history": ["level"]}
 })";
 
-inline const std::map<std::string, std::string> json_type{
-  {"Content-Type", "application/json"}};
-
 /// Starts twind with the gauge type (its model file written to `dir`/models), data in
 /// `dir`/data, the HTTP API on 127.0.0.1:`http_port`, and `extra` arguments. The caller
 /// waits for /readyz.

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <thread>
 
@@ -20,6 +21,9 @@
 #include "twin/runtime/state_store.hpp"
 
 namespace twin::test {
+
+/// The headers of a request with a JSON body.
+inline const std::map<std::string, std::string> json_type{{"Content-Type", "application/json"}};
 
 using namespace twin::runtime;
 
