@@ -115,8 +115,9 @@ TEST_F(sre_test, metrics_pass_promtool_and_cover_every_layer) {
   for (const auto& [name, type] : families) {
     EXPECT_EQ(name.rfind("twin_", 0), 0u) << name;
     EXPECT_NE(text.find("# HELP " + name + " "), std::string::npos) << name << " has no help";
-    if (type == "counter")
+    if (type == "counter") {
       EXPECT_EQ(name.substr(name.size() - 6), "_total") << name;
+    }
   }
   // Bounded labels only: no twin id is ever a label value.
   EXPECT_EQ(text.find("t:g1"), std::string::npos) << text;
@@ -232,8 +233,9 @@ TEST_F(sre_test, a_real_prometheus_scrapes_the_node_and_computes_its_update_rate
     for (const auto& rule : g["rules"]) {
       ++count;
       EXPECT_EQ(rule["health"], "ok") << rule.dump();
-      if (rule["type"] == "alerting")
+      if (rule["type"] == "alerting") {
         EXPECT_EQ(rule["state"], "inactive") << rule.dump();
+      }
     }
   EXPECT_GE(count, 10u);
   server.signal(SIGTERM);
@@ -285,6 +287,22 @@ print("ok")
   auto r = run_to_end({"/usr/bin/python3", "-c", check, docker_dir});
   EXPECT_EQ(r.code, 0) << r.out << r.err;
   EXPECT_EQ(r.out, "ok\n");
+}
+
+/// Docker Compose's own check of the compose file (its schema, anchors and build
+/// contexts), which needs no engine.
+TEST(sre, docker_compose_accepts_the_compose_file) {
+  if (!std::filesystem::exists("/usr/bin/docker-compose"))
+    GTEST_SKIP() << "DOCKER-COMPOSE IS NOT INSTALLED: run scripts/setup; the test did not run";
+  auto r = run_to_end({"/usr/bin/docker-compose", "-f", docker_dir + "/compose.yaml", "config",
+                       "--services"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream lines{r.out};
+  std::set<std::string> services;
+  for (std::string line; std::getline(lines, line);)
+    services.insert(line);
+  EXPECT_EQ(services, (std::set<std::string>{"etcd", "grafana", "mosquitto", "prometheus",
+                                             "twind-1", "twind-2", "twind-3"}));
 }
 
 TEST(sre, json_logs_are_one_object_a_line) {
