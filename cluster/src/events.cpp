@@ -173,27 +173,38 @@ bool change_streams::flush(const std::string& node, relay& r) {
     envelope env;
     env.kind = envelope::events;
     env.bytes = runtime::encode_events(part);
-    if (!send_(node, std::move(env)))
-      return false;  // the link is down: the watcher knows its streams lag
+    if (!send_(node, std::move(env))) {
+      owe_gap_.insert(node);
+      return false;
+    }
   }
   if (!lagged)
     return true;
-  envelope env;
-  env.kind = envelope::gap;
-  send_(node, std::move(env));
+  owe_gap_.insert(node);
   return false;
+}
+
+void change_streams::send_gaps() {
+  for (auto i = owe_gap_.begin(); i != owe_gap_.end();) {
+    envelope gap;
+    gap.kind = envelope::gap;
+    i = send_(*i, std::move(gap)) ? owe_gap_.erase(i) : std::next(i);
+  }
 }
 
 void change_streams::flush_all() {
   for (auto i = relays_.begin(); i != relays_.end();)
     i = flush(i->first, i->second) ? std::next(i) : relays_.erase(i);
+  send_gaps();
 }
 
 void change_streams::relay_loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> guard{ready_mtx_};
-      ready_cv_.wait(guard, [&] { return ready_ || stopping_; });
+      // Awake now and then to tell what it owes (a gap that could not go at once).
+      ready_cv_.wait_for(guard, std::chrono::milliseconds{250},
+                         [&] { return ready_ || stopping_; });
       if (stopping_)
         return;
       ready_ = false;
@@ -218,9 +229,8 @@ void change_streams::sync(std::chrono::milliseconds timeout) {
       continue;
     std::lock_guard<std::mutex> guard{relay_mtx_};
     if (relays_.erase(node) > 0) {
-      envelope gap;
-      gap.kind = envelope::gap;
-      send_(node, std::move(gap));
+      owe_gap_.insert(node);
+      send_gaps();
     }
   }
 }
@@ -229,6 +239,7 @@ void change_streams::on_peer_down(const std::string& node) {
   {
     std::lock_guard<std::mutex> guard{relay_mtx_};
     relays_.erase(node);
+    owe_gap_.erase(node);  // it sees this member go away, and its streams lag
   }
   bool watched = false;
   {

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <functional>
 #include <map>
+#include <set>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -82,8 +83,11 @@ private:
             std::chrono::milliseconds timeout);
   /// Relays what is queued for every watcher; with `relay_mtx_` held.
   void flush_all();
-  /// Relays what is queued for `node`; false if its relay fell behind (it is told so).
+  /// Relays what is queued for `node`; false if its relay fell behind or a batch could
+  /// not go (it is owed a gap).
   bool flush(const std::string& node, relay& r);
+  /// Tells the watchers owed a gap, those it can reach now; with `relay_mtx_` held.
+  void send_gaps();
   void relay_loop();
 
   send_fn send_;
@@ -96,6 +100,7 @@ private:
 
   mutable std::mutex relay_mtx_;  ///< serialises relaying: each link's events stay in order
   std::map<std::string, relay> relays_;
+  std::set<std::string> owe_gap_;  ///< watchers whose relay went: their streams lag
   std::mutex ready_mtx_;
   std::condition_variable ready_cv_;
   bool ready_ = false;

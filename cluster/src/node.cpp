@@ -49,9 +49,13 @@ void node::impl::route_unserved(const twin_id& id, twin_request req) {
                                                         + std::to_string(shard.value())
                                                         + " now"))
              : forward(owner.owner, shard, owner.epoch, id, std::move(req), 1);
-  // The table gives it to this node, whose host does not serve it yet: it waits.
-  if (wait(shard.value(), id, req))
+  // The table gives it to this node, whose host does not serve it yet: it waits, unless
+  // the host began serving it meanwhile (and what waited went to it already).
+  if (wait(shard.value(), id, req)) {
+    if (host.serves(shard))
+      flush_waiting(shard.value(), true);
     return;
+  }
   runtime::fail_request(req, make_error(runtime_errc::unavailable,
                                         "too many requests wait for shards this node takes"));
 }
@@ -375,8 +379,8 @@ void node::stop() {
         left.push_back(std::move(r));
     d.outgoing.clear();
     std::lock_guard<std::mutex> w{d.waiting_mtx};
-    for (auto& [s, rs] : d.waiting)
-      for (auto& r : rs)
+    for (auto& [s, list] : d.waiting)
+      for (auto& r : list.requests)
         left.push_back(std::move(r));
     d.waiting.clear();
     d.waiting_count = 0;

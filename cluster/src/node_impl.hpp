@@ -189,7 +189,11 @@ struct node::impl : runtime::metrics::collectable {
 
   /// Requests for shards the table gives this node before its host serves them.
   std::mutex waiting_mtx;
-  std::unordered_map<uint32_t, std::vector<runtime::routed_request>> waiting;
+  struct waiting_list {
+    std::vector<runtime::routed_request> requests;
+    bool flushing = false;  ///< a thread passes them on (see `flush_waiting`)
+  };
+  std::unordered_map<uint32_t, waiting_list> waiting;
   static constexpr size_t max_waiting = 100'000;
   size_t waiting_count = 0;
   /// Entries of `waiting`, readable without the lock: 0 lets routing skip it.
@@ -200,6 +204,7 @@ struct node::impl : runtime::metrics::collectable {
   struct outgoing_handoff {
     std::string to;
     bool copied = false;     ///< `to` began copying the shard since its changes are recorded
+    std::pair<int64_t, int64_t> attempt{0, 0};  ///< of that copy: (incarnation, pass)
     bool releasing = false;  ///< the new owner has its copy; requests wait from now on
     clock_type::time_point releasing_since{};
     bool released = false;
@@ -213,6 +218,7 @@ struct node::impl : runtime::metrics::collectable {
   std::atomic<size_t> outgoing_count{0};
   std::atomic<bool> reconcile_wanted{false};
   std::set<uint32_t> incoming;    ///< shards this node copies in
+  std::atomic<int64_t> copy_attempts{0};  ///< passes of copies into this node, so far
   std::deque<uint32_t> to_copy;   ///< of them, those not started yet
   std::condition_variable copy_cv;
   std::thread copier;

@@ -36,20 +36,23 @@ void node::impl::forward_now(const twin_id& id, twin_request req) {
 
 void node::impl::flush_waiting(uint32_t s, bool local) {
   // The entry stays while its requests are passed on, so that those routed meanwhile
-  // queue behind them (see `route`) rather than overtake them.
+  // queue behind them (see `route`) rather than overtake them; one thread passes them on.
+  bool first = true;
   for (;;) {
     std::vector<runtime::routed_request> ready;
     {
       std::lock_guard<std::mutex> w{waiting_mtx};
       auto i = waiting.find(s);
-      if (i == waiting.end())
+      if (i == waiting.end() || (first && i->second.flushing))
         return;
-      if (i->second.empty()) {
+      first = false;
+      if (i->second.requests.empty()) {
         waiting.erase(i);
         waiting_shards.fetch_sub(1, std::memory_order_release);
         return;
       }
-      ready = std::exchange(i->second, {});
+      i->second.flushing = true;
+      ready = std::exchange(i->second.requests, {});
       waiting_count -= ready.size();
     }
     for (auto& r : ready)
@@ -78,7 +81,7 @@ bool node::impl::wait_behind_waiting(shard_id shard, const twin_id& id, twin_req
   auto i = waiting.find(shard.value());
   if (i == waiting.end() || waiting_count >= max_waiting)
     return false;
-  i->second.push_back({id, std::move(req)});
+  i->second.requests.push_back({id, std::move(req)});
   ++waiting_count;
   return true;
 }
@@ -90,7 +93,7 @@ bool node::impl::wait(uint32_t s, const twin_id& id, twin_request& req) {
   auto [i, added] = waiting.try_emplace(s);
   if (added)
     waiting_shards.fetch_add(1, std::memory_order_release);
-  i->second.push_back({id, std::move(req)});
+  i->second.requests.push_back({id, std::move(req)});
   ++waiting_count;
   return true;
 }
@@ -111,12 +114,25 @@ void node::impl::reconcile() {
       if (mine && !e.moving_to.empty() && out->second.to != e.moving_to) {
         out->second.to = e.moving_to;  // the coordinator sent it elsewhere: copied anew
         out->second.copied = false;
+        out->second.attempt = {0, 0};
       }
+      if (!mine && !out->second.releasing) {
+        // Given away without this node's release (its lease ran out meanwhile): no
+        // handoff from here; the shard leaves as any other.
+        outgoing.erase(out);
+        outgoing_count.fetch_sub(1, std::memory_order_relaxed);
+        store.untrack(shard);
+        h.unlock();
+        if (host.serves(shard))
+          leaving.push_back(shard);
+        continue;
+      }
+      if (!mine && !out->second.released)
+        continue;  // the release ends first, and asks for another look
       if (!mine) {  // done: the held requests and those that waited follow the shard
         store.untrack(shard);
-        if (out->second.releasing)
-          handoff_pause.observe(
-            std::chrono::duration<double>(clock_type::now() - out->second.releasing_since).count());
+        handoff_pause.observe(
+          std::chrono::duration<double>(clock_type::now() - out->second.releasing_since).count());
         auto held = std::move(out->second.held);
         out->second.done = true;
         h.unlock();
@@ -133,10 +149,18 @@ void node::impl::reconcile() {
       } else if (e.moving_to.empty() && out->second.released && still_owner(s, e.epoch)) {
         // Called off (and etcd agrees, not only this node's view): serve it again, what
         // was held first.
-        auto held = std::move(out->second.held);
+        h.unlock();
+        if (host.adopt(shard)) {  // its release has not quite ended: look again
+          want_reconcile();
+          continue;
+        }
+        h.lock();
+        auto again = outgoing.find(s);
+        if (again == outgoing.end())
+          continue;
+        auto held = std::move(again->second.held);
         h.unlock();
         store.untrack(shard);
-        host.adopt(shard);
         for (auto& r : held)
           host.route(r.id, std::move(r.req));
         finish_outgoing(s, true);
@@ -197,12 +221,20 @@ void node::impl::on_copy_request(envelope&& env) {
     std::lock_guard<std::mutex> h{handoff_mtx};
     auto out = outgoing.find(env.shard);
     if (out != outgoing.end() && out->second.to == env.from) {
+      // Each pass of the new owner's copy has an attempt, (incarnation, count), larger than
+      // the last: a request of an earlier pass (one that came late) gets no answer but
+      // "copy again", so that it cannot restart the record under a later pass.
       auto& o = out->second;
-      if (env.kind == envelope::copy) {
-        o.copied = o.copied || env.bytes.empty();  // from the start, every change since recorded
-        step = copy;
-      } else if (!o.copied) {
+      std::pair<int64_t, int64_t> attempt{env.incarnation, env.epoch};
+      if (env.kind == envelope::copy && env.bytes.empty() && attempt > o.attempt) {
+        store.track(shard);  // a copy from the start: the changes recorded from now on
+        o.attempt = attempt;
+        o.copied = true;
+      }
+      if (!o.copied || attempt != o.attempt) {
         step = recopy;
+      } else if (env.kind == envelope::copy) {
+        step = copy;
       } else if (o.released) {
         step = changes;
       } else {  // answered once released (see `release_outgoing`)
@@ -317,12 +349,16 @@ caf::error node::impl::fetch_shard(shard_id shard, const std::string& from) {
   auto deadline = clock_type::now() + std::chrono::seconds{60};
   int phase = 0;
   std::string cursor;
+  int64_t attempt = 0;
   while (phase < 2) {
     if (stopping || clock_type::now() > deadline || table->get(shard).moving_to != me)
       return make_error(runtime_errc::timeout, "the copy did not finish");
+    if (phase == 0 && cursor.empty() && attempt == 0)
+      attempt = ++copy_attempts;
     envelope ask_page;
     ask_page.kind = phase == 0 ? envelope::copy : envelope::catch_up;
     ask_page.shard = shard.value();
+    ask_page.epoch = attempt;  // the pass of the copy this page belongs to
     ask_page.bytes = cursor;
     auto bytes = ask(from, std::move(ask_page), std::chrono::seconds{5});
     if (!bytes && runtime::error_code(bytes.error()) == runtime_errc::conflict) {
@@ -330,6 +366,7 @@ caf::error node::impl::fetch_shard(shard_id shard, const std::string& from) {
         return err;
       phase = 0;
       cursor.clear();
+      attempt = 0;
       continue;
     }
     if (!bytes) {  // not released yet, or the old owner is away for now

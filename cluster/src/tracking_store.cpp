@@ -89,12 +89,10 @@ caf::expected<runtime::shard_page> tracking_store::changes(shard_id shard,
                       "the changes of shard " + std::to_string(shard.value())
                         + " are not recorded");
   auto& sc = i->second;
-  if (sc.overflowed) {
-    sc.overflowed = false;  // recorded anew from here
+  if (sc.overflowed)  // until `track` starts the record anew, with a new copy
     return make_error(runtime_errc::conflict,
                       "shard " + std::to_string(shard.value())
                         + " changed too much while it was copied: copy it again");
-  }
   runtime::shard_page page;
   auto& b = page.entries;
   size_t bytes = 0;

@@ -18,13 +18,16 @@ using monitor_atom = caf::atom_constant<caf::atom("monitor")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using credit_atom = caf::atom_constant<caf::atom("credit")>;
 
-/// Envelopes a member may send another before the other grants more: what the link and
-/// the receiver's mailbox hold at most, about.
-constexpr uint64_t initial_credit = 8192;
-/// The receiver grants credit back once it took this many (and every 250 ms any less).
+/// Envelopes a member may have sent another that the other has not said it took: what the
+/// link and the receiver's mailbox hold at most, about.
+constexpr uint64_t credit = 8192;
+/// The receiver says what it took once it took this many more (and every 250 ms anyway).
 constexpr uint64_t grant_every = 1024;
-/// Envelopes a member queues for a link without credit, at most: beyond, `send` fails.
+/// Envelopes, and their bytes, a member queues for a link at most: beyond, `send` fails.
 constexpr size_t max_queued = 65'536;
+constexpr size_t max_queued_bytes = 64u << 20;
+/// Bytes of envelopes handed to CAF as one message, at most (but at least one envelope).
+constexpr size_t max_batch_bytes = 4u << 20;
 
 } // namespace
 
@@ -46,8 +49,12 @@ struct transport::impl {
     std::unique_ptr<std::mutex> send_mtx = std::make_unique<std::mutex>();
     uint64_t next_seq = 1;
     std::deque<envelope> queued;   ///< sent, not yet handed to CAF
+    size_t queued_bytes = 0;
     bool flushing = false;         ///< the sender actor was asked to hand them over
-    uint64_t credit = initial_credit;  ///< envelopes the peer takes before it grants more
+    uint64_t handed = 0;           ///< the last sequence number handed to CAF
+    uint64_t taken = 0;            ///< the last one the peer said it took
+
+    bool may_hand() const { return !queued.empty() && handed - taken < credit; }
   };
 
   caf::actor_system& sys;
@@ -63,8 +70,13 @@ struct transport::impl {
   mutable std::shared_mutex peers_mtx;
   std::map<std::string, peer> peers;  ///< connected
 
+  /// The last sequence number taken from each node, and the last one told to it.
+  struct taken_from {
+    uint64_t last = 0;
+    uint64_t told = 0;
+  };
   std::mutex grant_mtx;
-  std::map<std::string, uint64_t> owed;  ///< envelopes taken from a node, not granted back yet
+  std::map<std::string, taken_from> taken;
 
   std::mutex wanted_mtx;
   std::condition_variable wanted_cv;
@@ -83,12 +95,16 @@ struct transport::impl {
         return;
       auto& p = i->second;
       std::lock_guard<std::mutex> order{*p.send_mtx};
-      auto n = std::min<uint64_t>(p.credit, p.queued.size());
-      batch.items.assign(std::make_move_iterator(p.queued.begin()),
-                         std::make_move_iterator(p.queued.begin() + static_cast<std::ptrdiff_t>(n)));
-      p.queued.erase(p.queued.begin(), p.queued.begin() + static_cast<std::ptrdiff_t>(n));
-      p.credit -= n;
+      size_t bytes = 0;
+      while (p.may_hand() && (batch.items.empty() || bytes < max_batch_bytes)) {
+        bytes += p.queued.front().bytes.size();
+        p.queued_bytes -= p.queued.front().bytes.size();
+        p.handed = p.queued.front().seq;
+        batch.items.push_back(std::move(p.queued.front()));
+        p.queued.pop_front();
+      }
       p.flushing = false;
+      want_flush(node, p);  // what is left, in a batch of its own
       handle = p.handle;
     }
     if (!batch.items.empty() && !closing)
@@ -97,34 +113,39 @@ struct transport::impl {
 
   /// Asks the sender actor to hand `node`'s queue over; with its `send_mtx` held.
   void want_flush(const std::string& node, peer& p) {
-    if (p.flushing || p.credit == 0 || p.queued.empty())
+    if (p.flushing || !p.may_hand())
       return;
     p.flushing = true;
     caf::anon_send(sender, flush_atom::value, node);
   }
 
-  /// `node` took `n` more envelopes from this one: it may send that many more.
-  void add_credit(const std::string& node, uint64_t n) {
+  /// `node` took the envelopes from this one up to sequence number `seq`.
+  void on_taken(const std::string& node, uint64_t seq) {
     std::shared_lock<std::shared_mutex> guard{peers_mtx};
     auto i = peers.find(node);
     if (i == peers.end())
       return;
-    std::lock_guard<std::mutex> order{*i->second.send_mtx};
-    i->second.credit += n;
-    want_flush(node, i->second);
+    auto& p = i->second;
+    std::lock_guard<std::mutex> order{*p.send_mtx};
+    // A number of an earlier connection, beyond what this one handed, counts as all of it.
+    p.taken = std::max(p.taken, std::min(seq, p.handed));
+    want_flush(node, p);
   }
 
-  /// This node took `n` envelopes from `node`: grants them back, now or (`all`) whatever
-  /// is owed; what cannot go (not connected yet) is owed still.
-  void grant(const std::string& node, uint64_t n, bool all) {
-    uint64_t give = 0;
+  /// This node took the envelopes of `node` up to `seq`: it says so once it took
+  /// `grant_every` more since it last did (or `always`). The last number always holds, so
+  /// that a word lost on the way is made good by the next.
+  void took(const std::string& node, uint64_t seq, bool always) {
     {
       std::lock_guard<std::mutex> guard{grant_mtx};
-      auto& o = owed[node];
-      o += n;
-      if (o == 0 || (!all && o < grant_every))
+      auto& t = taken[node];
+      if (seq != 0)
+        t.last = seq;
+      bool due = t.last < t.told || t.last - t.told >= grant_every;  // less: numbered anew
+      if (t.last == 0 || !(always || due))
         return;
-      give = std::exchange(o, 0);
+      t.told = t.last;
+      seq = t.last;
     }
     caf::actor handle;
     {
@@ -133,12 +154,8 @@ struct transport::impl {
       if (i != peers.end())
         handle = i->second.handle;
     }
-    if (handle) {
-      caf::anon_send(handle, credit_atom::value, self, give);
-      return;
-    }
-    std::lock_guard<std::mutex> guard{grant_mtx};
-    owed[node] += give;
+    if (handle)
+      caf::anon_send(handle, credit_atom::value, self, seq);
   }
 
   void peer_down(const std::string& node, const caf::actor_addr& who) {
@@ -164,15 +181,14 @@ struct transport::impl {
         if (closing)
           return;
       }
-      std::vector<std::string> owing;
+      std::vector<std::string> senders;
       {
         std::lock_guard<std::mutex> guard{grant_mtx};
-        for (const auto& [node, n] : owed)
-          if (n > 0)
-            owing.push_back(node);
+        for (const auto& [node, t] : taken)
+          senders.push_back(node);
       }
-      for (const auto& node : owing)
-        grant(node, 0, true);
+      for (const auto& node : senders)
+        took(node, 0, true);
       {
         std::lock_guard<std::mutex> guard{wanted_mtx};
         std::shared_lock<std::shared_mutex> peers_guard{peers_mtx};
@@ -236,7 +252,7 @@ caf::behavior link_actor(caf::stateful_actor<link_state>* self,
   return {
     [self, t](envelopes& batch) {
       if (!batch.items.empty())
-        t->grant(batch.items.front().from, batch.items.size(), false);
+        t->took(batch.items.back().from, batch.items.back().seq, false);
       for (auto& env : batch.items) {
         if (t->closing)
           return;
@@ -247,7 +263,7 @@ caf::behavior link_actor(caf::stateful_actor<link_state>* self,
         t->on_receive(std::move(env));
       }
     },
-    [t](credit_atom, const std::string& node, uint64_t n) { t->add_credit(node, n); },
+    [t](credit_atom, const std::string& node, uint64_t seq) { t->on_taken(node, seq); },
     [self](monitor_atom, const std::string& node, const caf::actor& peer) {
       self->monitor(peer);
       self->state.watched[peer.address()] = node;
@@ -322,9 +338,11 @@ bool transport::send(const std::string& node, envelope env) {
     return false;
   auto& p = i->second;
   std::lock_guard<std::mutex> order{*p.send_mtx};
-  if (p.queued.size() >= max_queued)
+  if (p.queued.size() >= max_queued
+      || (!p.queued.empty() && p.queued_bytes + env.bytes.size() > max_queued_bytes))
     return false;  // the peer takes nothing: what waits for it is bounded
   env.seq = p.next_seq++;
+  p.queued_bytes += env.bytes.size();
   p.queued.push_back(std::move(env));
   d.want_flush(node, p);
   return true;

@@ -84,9 +84,10 @@ public:
   void set_peers(std::map<std::string, std::string> addresses);
   /// Sends `env` to `node` in order after what was sent before; false if not connected,
   /// or if the link's queue is full. Envelopes sent to one member while the previous ones
-  /// wait to go cross together. A member sends another at most 8,192 envelopes the other
-  /// has not granted back (it grants what it took, every 1,024 and every 250 ms); beyond,
-  /// they queue, at most 65,536 a link.
+  /// wait to go cross together (at most 4 MiB at once). A member has at most 8,192
+  /// envelopes out that the other has not said it took (it says the last sequence number
+  /// it took every 1,024 and every 250 ms); beyond, they queue, at most 65,536 and 64 MiB
+  /// a link.
   bool send(const std::string& node, envelope env);
   bool connected(const std::string& node) const;
   /// Stops connecting and sending, and unpublishes.

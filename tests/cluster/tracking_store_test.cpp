@@ -127,10 +127,13 @@ TEST(tracking_store, changes_beyond_its_limit_make_the_shard_copied_anew) {
   store.track(s);
   for (int i = 0; i < 100; ++i)
     ASSERT_FALSE(store.write(make(ids[0], std::string(100, 'x'), "a", i)));
-  auto too_many = store.changes(s, "", 1 << 20);
-  ASSERT_FALSE(too_many);
-  EXPECT_EQ(error_code(too_many.error()), runtime_errc::conflict);
-  // Recorded anew from there: a copy made now needs only what comes next.
+  for (int asked = 0; asked < 2; ++asked) {  // an answer lost on its way is given again
+    auto too_many = store.changes(s, "", 1 << 20);
+    ASSERT_FALSE(too_many);
+    EXPECT_EQ(error_code(too_many.error()), runtime_errc::conflict);
+  }
+  // Recorded anew for a new copy: it needs only what comes next.
+  store.track(s);
   auto empty = store.changes(s, "", 1 << 20);
   ASSERT_TRUE(empty);
   EXPECT_TRUE(empty->entries.empty());

@@ -31,8 +31,9 @@ public:
   /// The changes of `shard` recorded so far, from `cursor` on (empty: the start; else a
   /// page's `next`), whole twins of about `max_bytes` at most a page: a batch that writes
   /// each changed entry's last value, or deletes it (the shard's metadata comes with the
-  /// last page). `unavailable` if the shard is not tracked, `conflict` if its changes
-  /// outgrew the limit (they are forgotten, and recording goes on from empty).
+  /// last page). The same cursor gives the same page as long as nothing is written to the
+  /// shard. `unavailable` if the shard is not tracked, `conflict` if its changes outgrew
+  /// the limit (until `track` starts recording anew).
   caf::expected<runtime::shard_page> changes(runtime::shard_id shard, const std::string& cursor,
                                              size_t max_bytes);
 
