@@ -116,6 +116,11 @@ struct node::impl : runtime::metrics::collectable {
   /// Makes the host serve what the table gives this node, and nothing else; starts and
   /// ends the handoffs this node takes part in.
   void reconcile();
+  /// `reconcile` for shard `shard`, which this node hands off (under `h`, on
+  /// `handoff_mtx`, which it may release): follows the table's changes to the handoff,
+  /// ends it once the new owner took the shard, and calls it off.
+  void reconcile_outgoing(shard_id shard, const shard_owner& e, std::unique_lock<std::mutex>& h,
+                          std::vector<shard_id>& leaving);
   /// Keeps `req` behind the requests of a shard this node is handing off, to follow them
   /// to the new owner; false (and `req` untouched) if no handoff of its shard is under way.
   bool wait_behind_handoff(shard_id shard, const twin_id& id, twin_request& req);

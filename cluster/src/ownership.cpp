@@ -98,6 +98,69 @@ bool node::impl::wait(uint32_t s, const twin_id& id, twin_request& req) {
   return true;
 }
 
+void node::impl::reconcile_outgoing(shard_id shard, const shard_owner& e,
+                                    std::unique_lock<std::mutex>& h,
+                                    std::vector<shard_id>& leaving) {
+  auto s = shard.value();
+  bool mine = e.owner == me;
+  auto out = outgoing.find(s);
+  if (mine && !e.moving_to.empty() && out->second.to != e.moving_to) {
+    out->second.to = e.moving_to;  // the coordinator sent it elsewhere: copied anew
+    out->second.copied = false;
+    out->second.attempt = {0, 0};
+  }
+  if (!mine && !out->second.releasing) {
+    // Given away without this node's release (its lease ran out meanwhile): no
+    // handoff from here; the shard leaves as any other.
+    outgoing.erase(out);
+    outgoing_count.fetch_sub(1, std::memory_order_relaxed);
+    store.untrack(shard);
+    h.unlock();
+    if (host.serves(shard))
+      leaving.push_back(shard);
+    return;
+  }
+  if (!mine && !out->second.released)
+    return;  // the release ends first, and asks for another look
+  if (!mine) {  // done: the held requests and those that waited follow the shard
+    store.untrack(shard);
+    handoff_pause.observe(
+      std::chrono::duration<double>(clock_type::now() - out->second.releasing_since).count());
+    auto held = std::move(out->second.held);
+    out->second.done = true;
+    h.unlock();
+    for (auto& r : held)
+      forward_now(r.id, std::move(r.req));
+    finish_outgoing(s, false);
+    store.drop_shard(shard);
+    handoffs_done.fetch_add(1, std::memory_order_relaxed);
+  } else if (e.moving_to.empty() && !out->second.releasing) {
+    // Called off while the shard was copied: this node never stopped serving it.
+    outgoing.erase(out);
+    outgoing_count.fetch_sub(1, std::memory_order_relaxed);
+    store.untrack(shard);
+  } else if (e.moving_to.empty() && out->second.released && still_owner(s, e.epoch)) {
+    // Called off (and etcd agrees, not only this node's view): serve it again, what
+    // was held first.
+    h.unlock();
+    if (host.adopt(shard)) {  // its release has not quite ended: look again
+      want_reconcile();
+      return;
+    }
+    h.lock();
+    auto again = outgoing.find(s);
+    if (again == outgoing.end())
+      return;
+    auto held = std::move(again->second.held);
+    h.unlock();
+    store.untrack(shard);
+    for (auto& r : held)
+      host.route(r.id, std::move(r.req));
+    finish_outgoing(s, true);
+    handoffs_failed.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 void node::impl::reconcile() {
   std::lock_guard<std::recursive_mutex> guard{reconcile_mtx};
   if (!started.load() || lost.load())
@@ -109,63 +172,8 @@ void node::impl::reconcile() {
     const auto& e = owners[s];
     bool mine = e.owner == me;
     std::unique_lock<std::mutex> h{handoff_mtx};
-    auto out = outgoing.find(s);
-    if (out != outgoing.end()) {
-      if (mine && !e.moving_to.empty() && out->second.to != e.moving_to) {
-        out->second.to = e.moving_to;  // the coordinator sent it elsewhere: copied anew
-        out->second.copied = false;
-        out->second.attempt = {0, 0};
-      }
-      if (!mine && !out->second.releasing) {
-        // Given away without this node's release (its lease ran out meanwhile): no
-        // handoff from here; the shard leaves as any other.
-        outgoing.erase(out);
-        outgoing_count.fetch_sub(1, std::memory_order_relaxed);
-        store.untrack(shard);
-        h.unlock();
-        if (host.serves(shard))
-          leaving.push_back(shard);
-        continue;
-      }
-      if (!mine && !out->second.released)
-        continue;  // the release ends first, and asks for another look
-      if (!mine) {  // done: the held requests and those that waited follow the shard
-        store.untrack(shard);
-        handoff_pause.observe(
-          std::chrono::duration<double>(clock_type::now() - out->second.releasing_since).count());
-        auto held = std::move(out->second.held);
-        out->second.done = true;
-        h.unlock();
-        for (auto& r : held)
-          forward_now(r.id, std::move(r.req));
-        finish_outgoing(s, false);
-        store.drop_shard(shard);
-        handoffs_done.fetch_add(1, std::memory_order_relaxed);
-      } else if (e.moving_to.empty() && !out->second.releasing) {
-        // Called off while the shard was copied: this node never stopped serving it.
-        outgoing.erase(out);
-        outgoing_count.fetch_sub(1, std::memory_order_relaxed);
-        store.untrack(shard);
-      } else if (e.moving_to.empty() && out->second.released && still_owner(s, e.epoch)) {
-        // Called off (and etcd agrees, not only this node's view): serve it again, what
-        // was held first.
-        h.unlock();
-        if (host.adopt(shard)) {  // its release has not quite ended: look again
-          want_reconcile();
-          continue;
-        }
-        h.lock();
-        auto again = outgoing.find(s);
-        if (again == outgoing.end())
-          continue;
-        auto held = std::move(again->second.held);
-        h.unlock();
-        store.untrack(shard);
-        for (auto& r : held)
-          host.route(r.id, std::move(r.req));
-        finish_outgoing(s, true);
-        handoffs_failed.fetch_add(1, std::memory_order_relaxed);
-      }
+    if (outgoing.count(s) > 0) {
+      reconcile_outgoing(shard, e, h, leaving);
       continue;
     }
     if (e.moving_to == me && !mine && incoming.insert(s).second) {
