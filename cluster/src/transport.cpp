@@ -88,13 +88,7 @@ struct transport::impl {
   void flush(const std::string& node) {
     envelopes batch;
     caf::actor handle;
-    {
-      std::shared_lock<std::shared_mutex> guard{peers_mtx};
-      auto i = peers.find(node);
-      if (i == peers.end())
-        return;
-      auto& p = i->second;
-      std::lock_guard<std::mutex> order{*p.send_mtx};
+    with_peer(node, [&](peer& p) {
       size_t bytes = 0;
       while (p.may_hand() && (batch.items.empty() || bytes < max_batch_bytes)) {
         bytes += p.queued.front().bytes.size();
@@ -106,9 +100,21 @@ struct transport::impl {
       p.flushing = false;
       want_flush(node, p);  // what is left, in a batch of its own
       handle = p.handle;
-    }
+    });
     if (!batch.items.empty() && !closing)
       caf::anon_send(handle, std::move(batch));
+  }
+
+  /// Calls `f` with the peer `node` and its `send_mtx` held; false if not connected.
+  template <class F>
+  bool with_peer(const std::string& node, F&& f) {
+    std::shared_lock<std::shared_mutex> guard{peers_mtx};
+    auto i = peers.find(node);
+    if (i == peers.end())
+      return false;
+    std::lock_guard<std::mutex> order{*i->second.send_mtx};
+    f(i->second);
+    return true;
   }
 
   /// Asks the sender actor to hand `node`'s queue over; with its `send_mtx` held.
@@ -121,15 +127,11 @@ struct transport::impl {
 
   /// `node` took the envelopes from this one up to sequence number `seq`.
   void on_taken(const std::string& node, uint64_t seq) {
-    std::shared_lock<std::shared_mutex> guard{peers_mtx};
-    auto i = peers.find(node);
-    if (i == peers.end())
-      return;
-    auto& p = i->second;
-    std::lock_guard<std::mutex> order{*p.send_mtx};
-    // A number of an earlier connection, beyond what this one handed, counts as all of it.
-    p.taken = std::max(p.taken, std::min(seq, p.handed));
-    want_flush(node, p);
+    with_peer(node, [&](peer& p) {
+      // A number of an earlier connection, beyond what this one handed, counts as all.
+      p.taken = std::max(p.taken, std::min(seq, p.handed));
+      want_flush(node, p);
+    });
   }
 
   /// This node took the envelopes of `node` up to `seq`: it says so once it took
@@ -332,20 +334,20 @@ void transport::set_peers(std::map<std::string, std::string> addresses) {
 
 bool transport::send(const std::string& node, envelope env) {
   auto& d = *impl_;
-  std::shared_lock<std::shared_mutex> guard{d.peers_mtx};
-  auto i = d.peers.find(node);
-  if (d.closing || i == d.peers.end())
+  bool queued = false;
+  if (d.closing)
     return false;
-  auto& p = i->second;
-  std::lock_guard<std::mutex> order{*p.send_mtx};
-  if (p.queued.size() >= max_queued
-      || (!p.queued.empty() && p.queued_bytes + env.bytes.size() > max_queued_bytes))
-    return false;  // the peer takes nothing: what waits for it is bounded
-  env.seq = p.next_seq++;
-  p.queued_bytes += env.bytes.size();
-  p.queued.push_back(std::move(env));
-  d.want_flush(node, p);
-  return true;
+  d.with_peer(node, [&](impl::peer& p) {
+    if (p.queued.size() >= max_queued
+        || (!p.queued.empty() && p.queued_bytes + env.bytes.size() > max_queued_bytes))
+      return;  // the peer takes nothing: what waits for it is bounded
+    env.seq = p.next_seq++;
+    p.queued_bytes += env.bytes.size();
+    p.queued.push_back(std::move(env));
+    d.want_flush(node, p);
+    queued = true;
+  });
+  return queued;
 }
 
 bool transport::connected(const std::string& node) const {
