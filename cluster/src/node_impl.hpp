@@ -1,8 +1,9 @@
 #pragma once
 
 // The parts of a cluster member, shared by its files: routing (node.cpp), ownership and
-// handoffs (ownership.cpp, handoff.cpp) and its figures (node_status.cpp). Private to
-// the cluster module.
+// handoffs (ownership.cpp), queries and history (query.cpp), the change stream
+// (events.cpp, through `change_streams`) and its figures (node_status.cpp). Private to the
+// cluster module.
 
 #include <atomic>
 #include <condition_variable>
@@ -121,8 +122,9 @@ struct node::impl : runtime::metrics::collectable {
   /// ends it once the new owner took the shard, and calls it off.
   void reconcile_outgoing(shard_id shard, const shard_owner& e, std::unique_lock<std::mutex>& h,
                           std::vector<shard_id>& leaving);
-  /// Keeps `req` behind the requests of a shard this node is handing off, to follow them
-  /// to the new owner; false (and `req` untouched) if no handoff of its shard is under way.
+  /// Keeps `req` behind the requests of a shard this node is releasing to hand it off, to
+  /// follow them to the new owner; false (and `req` untouched) if its shard is not being
+  /// released for a handoff (while it is copied, this node serves it).
   bool wait_behind_handoff(shard_id shard, const twin_id& id, twin_request& req);
   /// Sends `req` to the owner the table names, never to this node's host.
   void forward_now(const twin_id& id, twin_request req);

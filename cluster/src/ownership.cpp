@@ -1,5 +1,6 @@
 // Which shards a member serves: those the table gives it. Handoffs between members (the
-// old owner releases the shard, the new one copies it and takes it in one transaction,
+// new owner copies the shard while the old one serves it and records its changes; the old
+// owner releases it, the new one applies the changes and takes it in one transaction, and
 // the requests held meanwhile follow), and a lost lease.
 
 #include <nlohmann/json.hpp>
