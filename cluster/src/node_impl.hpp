@@ -215,7 +215,6 @@ struct node::impl : runtime::metrics::collectable {
     bool releasing = false;  ///< the new owner has its copy; requests wait from now on
     clock_type::time_point releasing_since{};
     bool released = false;
-    bool done = false;  ///< the new owner took it: what waits goes there
     std::optional<envelope> parked;  ///< the new owner's request for changes, until released
     std::vector<runtime::routed_request> held;
   };

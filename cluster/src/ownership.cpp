@@ -128,7 +128,6 @@ void node::impl::reconcile_outgoing(shard_id shard, const shard_owner& e,
     handoff_pause.observe(
       std::chrono::duration<double>(clock_type::now() - out->second.releasing_since).count());
     auto held = std::move(out->second.held);
-    out->second.done = true;
     h.unlock();
     for (auto& r : held)
       forward_now(r.id, std::move(r.req));

@@ -192,8 +192,11 @@ bool change_feed::wants(const twin_id& id, std::string_view type) {
 }
 
 void change_feed::publish(const event_ptr& ev) {
+  publish(ev, approximate_size(*ev));
+}
+
+void change_feed::publish(const event_ptr& ev, size_t bytes) {
   std::vector<std::function<void()>> wake;
-  auto bytes = approximate_size(*ev);
   {
     std::lock_guard<std::mutex> guard{mtx_};
     each([&](const std::shared_ptr<subscription>& sub) {
@@ -204,7 +207,7 @@ void change_feed::publish(const event_ptr& ev) {
   for (auto& fn : wake)
     fn();
   if (next_ != nullptr)
-    next_->publish(ev);
+    next_->publish(ev, bytes);
 }
 
 } // namespace twin::runtime

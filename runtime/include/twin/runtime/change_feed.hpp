@@ -126,6 +126,8 @@ public:
   void publish(const event_ptr& ev);
 
 private:
+  /// Publishes `ev`, of about `bytes` as JSON text.
+  void publish(const event_ptr& ev, size_t bytes);
   /// Calls `f` on each subscriber still referenced, forgetting the others; with `mtx_` held.
   template <class F>
   void each(F&& f);
