@@ -48,3 +48,33 @@ struct QueryPage {
   records @0 :List(Data);  # packed TwinRecords
   cursor @1 :Text;
 }
+
+# A primary's group commit, for one shard's follower: the shard's part of the write, as the
+# batches that made it (applied in order, in one write), tagged with the primary's epoch and
+# the batch's place in the shard's sequence (from 1 in each epoch).
+struct ReplicaBatch {
+  shard @0 :UInt32;
+  epoch @1 :Int64;
+  seq @2 :UInt64;
+  changes @3 :List(ShardPage);
+}
+
+# What a primary ships to one follower at once.
+struct ReplicaBatches {
+  batches @0 :List(ReplicaBatch);
+}
+
+# A follower's word on a shard: every batch up to `seq` of `epoch` is durable, or (with a
+# reason in `refused`) the follower takes no more of that epoch's batches until it copied
+# the shard anew.
+struct ReplicaAck {
+  shard @0 :UInt32;
+  epoch @1 :Int64;
+  seq @2 :UInt64;
+  refused @3 :Text;
+  caughtUp @4 :Bool;      # the follower's first word after its copy
+}
+
+struct ReplicaAcks {
+  acks @0 :List(ReplicaAck);
+}

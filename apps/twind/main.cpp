@@ -138,6 +138,9 @@ caf::expected<cluster::node_options> member_options(const node::options& o,
   auto host = o.advertise.empty() ? o.bind : o.advertise.substr(0, o.advertise.rfind(':'));
   c.http_url = "http://" + host + ":" + std::to_string(o.http_port);
   c.ttl = std::chrono::seconds{o.cluster_lease_s};
+  c.replication_factor = o.replication_factor;
+  c.min_insync = o.min_insync;
+  c.replication_timeout = std::chrono::seconds{o.replication_timeout_s};
   return c;
 }
 

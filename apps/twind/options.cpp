@@ -75,6 +75,21 @@ void add_options(CLI::App& app, options& o) {
                  "stops serving")
     ->capture_default_str()
     ->check(CLI::Range(2, 60));
+  app.add_option("--replication-factor", o.replication_factor,
+                 "Copies of each shard in a cluster, on as many members (kept in etcd when the "
+                 "cluster is created; a member configured otherwise is refused)")
+    ->capture_default_str()
+    ->check(CLI::Range(1u, 5u));
+  app.add_option("--min-insync", o.min_insync,
+                 "Copies a write needs before it is acknowledged (0: all of "
+                 "--replication-factor); with fewer available, writes wait, then answer 503")
+    ->capture_default_str()
+    ->check(CLI::Range(0u, 5u));
+  app.add_option("--replication-timeout", o.replication_timeout_s,
+                 "Seconds a write waits for its copies (or for enough copies to exist) before "
+                 "it is answered 503")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 300));
   app.add_option("--shards", o.shards,
                  "Shards of a new data directory and of a cluster it starts (an existing one "
                  "keeps its own)")

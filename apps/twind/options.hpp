@@ -37,7 +37,10 @@ struct options {
   std::string cluster_name = "twin";   ///< --cluster-name: the cluster's keys in etcd
   int cluster_port = 7700;             ///< --cluster-port: traffic between members
   std::string advertise;               ///< --advertise HOST:PORT the members reach this one at
-  int cluster_lease_s = 5;             ///< --cluster-lease: membership lease TTL in s
+  int cluster_lease_s = 3;             ///< --cluster-lease: membership lease TTL in s
+  uint32_t replication_factor = 2;     ///< --replication-factor: copies of each shard
+  uint32_t min_insync = 0;             ///< --min-insync: copies a write needs (0: all)
+  int replication_timeout_s = 5;       ///< --replication-timeout: how long writes wait for copies
   uint32_t shards = 1024;              ///< --shards of a new data directory (and of its cluster)
   std::string models;                  ///< --models DIR of model files
   bool demo = false;                   ///< --demo: the factory with simulated devices

@@ -52,7 +52,7 @@ membership::~membership() {
 caf::error membership::join() {
   using namespace std::chrono;
   // The cluster's configuration: written by the first member, the same for all.
-  auto config = json{{"shards", opts_.shard_count}}.dump();
+  auto config = json{{"shards", opts_.shard_count}, {"replication", opts_.replication}}.dump();
   auto agreed = etcd_.txn({etcd::compare::mod_is(keys_.config(), 0)},
                           {etcd::op::put(keys_.config(), config)}, {etcd::op::get(keys_.config())});
   if (!agreed)
@@ -65,6 +65,13 @@ caf::error membership::join() {
                         "cluster '" + opts_.cluster + "' has " + std::to_string(shards)
                           + " shards; this node is configured for "
                           + std::to_string(opts_.shard_count));
+    auto copies = j.value("replication", 1u);  // written before replication: one copy
+    if (copies != opts_.replication)
+      return make_error(cluster_errc::config_mismatch,
+                        "cluster '" + opts_.cluster + "' keeps " + std::to_string(copies)
+                          + " copies of each shard; this node is configured for "
+                          + std::to_string(opts_.replication)
+                          + " (--replication-factor)");
   }
   // The member key, with a lease. After a crash, the key of the node's last incarnation
   // lives until its lease runs out: wait for that, no longer.

@@ -50,6 +50,7 @@ struct membership_options {
   std::string cluster_address;
   std::string http_url;
   uint32_t shard_count = runtime::default_shard_count;
+  uint32_t replication = 1;  ///< copies of each shard: agreed like the shard count
   std::chrono::seconds ttl{5};
 };
 
@@ -63,8 +64,9 @@ public:
   membership(membership_options opts, members_fn on_members, std::function<void()> on_lost);
   ~membership();  ///< leaves
 
-  /// Joins: agrees on the cluster's configuration (the first member writes it; a node
-  /// configured otherwise is refused with `config_mismatch`), takes a lease, writes its
+  /// Joins: agrees on the cluster's configuration, its shard count and replication factor
+  /// (the first member writes it; a node configured otherwise is refused with
+  /// `config_mismatch`), takes a lease, writes its
   /// member key (refused with `config_mismatch` if a live member has its id) and starts
   /// keeping the lease alive and watching the members.
   caf::error join();

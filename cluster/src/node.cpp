@@ -132,8 +132,22 @@ void node::impl::on_envelope(envelope&& env) {
   switch (env.kind) {
     case envelope::request: return on_request(std::move(env));
     case envelope::reply: return on_reply(std::move(env));
+    case envelope::replicate:
+      if (replicas)
+        replicas->on_batches(std::move(env));
+      return;
+    case envelope::replica_acks:
+      if (replicas)
+        replicas->on_acks(env);
+      return;
+    case envelope::follow:
+      if (replicas)
+        return on_follow(env);
+      return answer(env, envelope::answer,
+                    make_error(runtime_errc::conflict, "this cluster keeps one copy of a shard"));
     case envelope::copy:  // these read the store: on the worker, not this actor
     case envelope::catch_up:
+    case envelope::snapshot:
     case envelope::history:
     case envelope::query: {
       std::lock_guard<std::mutex> guard{handoff_mtx};
@@ -221,6 +235,8 @@ void node::impl::on_reply(envelope&& env) {
 
 void node::impl::on_peer_down(const std::string& node) {
   streams->on_peer_down(node);
+  if (replicas)
+    replicas->on_peer_down(node);
   for (auto& e : pending.take_if(&node))
     runtime::fail_request(e.req, make_error(runtime_errc::timeout,
                                             "node " + node + " went away before it answered "
@@ -245,6 +261,26 @@ node::node(caf::actor_system& sys, runtime::host& host, tracking_store& store,
     [d](const std::string& n, envelope env, std::chrono::milliseconds timeout) {
       return d->ask(n, std::move(env), timeout);
     });
+  if (d->opts.replication_factor > 1) {
+    replication_options ro;
+    ro.factor = d->opts.replication_factor;
+    ro.min_insync = d->opts.min_insync;
+    ro.timeout = d->opts.replication_timeout;
+    d->replicas = std::make_unique<replication>(
+      store, host.local_commit(), d->me, ro,
+      [d](const std::string& n, envelope env) {
+        env.from = d->me;
+        env.incarnation = d->members ? d->members->incarnation() : 0;
+        return d->links->send(n, std::move(env));
+      },
+      [d](const std::string& n, envelope env, std::chrono::milliseconds timeout) {
+        return d->ask(n, std::move(env), timeout);
+      },
+      [d](shard_id shard, int64_t epoch, const std::string& n, int64_t incarnation, bool add) {
+        return d->record_insync(shard, epoch, n, incarnation, add);
+      });
+    host.set_commit(d->replicas.get());
+  }
   host.set_router(this);
   host.set_fallback(&d->fallback);
 }
@@ -269,6 +305,7 @@ caf::error node::start() {
                                                 : d.opts.advertise;
   mo.http_url = d.opts.http_url;
   mo.shard_count = d.shard_count;
+  mo.replication = std::max<uint32_t>(1, d.opts.replication_factor);
   mo.ttl = d.opts.ttl;
   d.members = std::make_unique<membership>(
     mo,
@@ -296,12 +333,15 @@ caf::error node::start() {
     std::this_thread::sleep_for(std::chrono::milliseconds{500});
   }
   d.members->etcd().del(d.members->keys().drains() + d.me);  // started: not draining
+  if (d.replicas)
+    d.replicas->start();
   d.started = true;
   if (auto err = d.table->start())
     return err;
   {
     std::lock_guard<std::mutex> guard{d.coord_mtx};
-    d.coord = std::make_unique<coordinator>(*d.members, *d.table, d.opts.settle);
+    d.coord = std::make_unique<coordinator>(*d.members, *d.table, d.opts.settle,
+                                            std::max<uint32_t>(1, d.opts.replication_factor));
     d.coord->start();
     d.coord->poke();
   }
@@ -351,6 +391,8 @@ void node::stop() {
   }
   if (d.supervisor.joinable())
     d.supervisor.join();
+  if (d.replicas)
+    d.replicas->stop();  // what still waits for copies fails
   if (d.copier.joinable())
     d.copier.join();
   if (d.query_worker.joinable())

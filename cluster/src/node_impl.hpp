@@ -20,6 +20,7 @@
 
 #include "events.hpp"
 #include "membership.hpp"
+#include "replication.hpp"
 #include "shard_table.hpp"
 #include "transport.hpp"
 #include "twin/cluster/node.hpp"
@@ -117,6 +118,8 @@ struct node::impl : runtime::metrics::collectable {
   /// Makes the host serve what the table gives this node, and nothing else; starts and
   /// ends the handoffs this node takes part in.
   void reconcile();
+  /// `reconcile` for shard `shard`: serves it, lets it go, or takes part in its handoff.
+  void reconcile_shard(shard_id shard, const shard_owner& e, std::vector<shard_id>& leaving);
   /// `reconcile` for shard `shard`, which this node hands off (under `h`, on
   /// `handoff_mtx`, which it may release): follows the table's changes to the handoff,
   /// ends it once the new owner took the shard, and calls it off.
@@ -156,6 +159,23 @@ struct node::impl : runtime::metrics::collectable {
   /// The other members, by node id.
   std::vector<std::string> peers() const;
 
+  // -- replication (replicas.cpp) ---------------------------------------------------------
+
+  /// `reconcile` of shard `shard`'s copies: leads it (before the host serves it), follows
+  /// it, or neither. False: this member owns it but must not serve it (its store lost the
+  /// copy it led before it restarted).
+  bool reconcile_replica(shard_id shard, const shard_owner& e);
+  /// Makes an in-sync follower of `shard` (live, in the incarnation that copied it) its
+  /// owner, if there is one.
+  void hand_to_follower(shard_id shard, const shard_owner& e);
+  /// Records in etcd that `node` (in `incarnation`) holds (or not) every change of `shard`
+  /// this member acknowledged as its primary at `epoch`; the revision, 0 if not recorded.
+  int64_t record_insync(shard_id shard, int64_t epoch, const std::string& node,
+                        int64_t incarnation, bool add);
+  /// A follower's request to receive the shard's batches, or a page of the shard.
+  void on_follow(const envelope& env);
+  void on_snapshot(const envelope& env);
+
   // -- queries (query.cpp) ----------------------------------------------------------------
 
   /// A query over every member's shards, merged in id order.
@@ -191,6 +211,7 @@ struct node::impl : runtime::metrics::collectable {
   std::unique_ptr<coordinator> coord;
   std::unique_ptr<transport> links;
   std::unique_ptr<change_streams> streams;
+  std::unique_ptr<replication> replicas;  ///< with R > 1
   uint16_t port = 0;
   pending_requests pending;
 
@@ -260,6 +281,7 @@ struct node::impl : runtime::metrics::collectable {
   std::atomic<uint64_t> redirected{0};
   std::atomic<uint64_t> received{0};
   std::atomic<uint64_t> leases_lost{0};
+  std::atomic<uint64_t> failovers{0};
   runtime::metrics::histogram forward_latency{runtime::metrics::histogram::latency_bounds()};
 
   /// The host's fallback: requests for shards the host does not serve.

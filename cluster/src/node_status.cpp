@@ -26,10 +26,21 @@ void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
     live.insert(m.id.str());
   double unserved = 0;
   double moving = 0;
+  double under = 0;
+  auto factor = std::max<uint32_t>(1, opts.replication_factor);
   for (const auto& e : table->all()) {
     unserved += e.owner.empty() || live.count(e.owner) == 0 ? 1 : 0;
     moving += e.moving_to.empty() ? 0 : 1;
+    under += !e.owner.empty() && 1 + e.insync.size() < factor ? 1 : 0;
   }
+  out.push_back(single("twin_cluster_shards_under_replicated",
+                       "Shards with fewer copies in sync than the replication factor.",
+                       metric_type::gauge, under));
+  out.push_back(single("twin_replication_failovers_total",
+                       "Shards this node took over as a follower because their owner was gone.",
+                       metric_type::counter, failovers.load()));
+  if (replicas)
+    replicas->collect(out);
   out.push_back(single("twin_cluster_shards_unserved",
                        "Shards without an owner, or whose owner is not a member now.",
                        metric_type::gauge, unserved));
@@ -107,6 +118,13 @@ std::pair<bool, std::string> node::ready() const {
   auto detail = "member of cluster '" + d.opts.cluster + "' (incarnation "
                 + std::to_string(d.members->incarnation()) + "), serving " + std::to_string(served)
                 + " of the " + std::to_string(mine) + " shards it owns";
+  if (d.replicas) {
+    uint32_t under = 0;
+    for (const auto& e : d.table->all())
+      under += !e.owner.empty() && 1 + e.insync.size() < d.opts.replication_factor ? 1 : 0;
+    detail += "; " + std::to_string(under) + " shards of the cluster have fewer than "
+              + std::to_string(d.opts.replication_factor) + " copies in sync";
+  }
   return {served == mine, detail};
 }
 
@@ -118,7 +136,12 @@ json node::status() const {
   json table = json::array();
   for (uint32_t s = 0; s < owners.size(); ++s) {
     ++owned[owners[s].owner];
-    table.push_back({{"shard", s}, {"owner", owners[s].owner}, {"epoch", owners[s].epoch}});
+    json entry{{"shard", s}, {"owner", owners[s].owner}, {"epoch", owners[s].epoch}};
+    if (d.replicas) {
+      entry["followers"] = owners[s].followers;
+      entry["insync"] = owners[s].insync_nodes();
+    }
+    table.push_back(std::move(entry));
   }
   std::set<std::string> draining;
   if (d.members)
@@ -143,6 +166,28 @@ json node::status() const {
     if (!owners[s].moving_to.empty())
       handoffs.push_back({{"shard", s}, {"from", owners[s].owner}, {"to", owners[s].moving_to}});
   out["handoffs"] = std::move(handoffs);
+  auto factor = std::max<uint32_t>(1, d.opts.replication_factor);
+  json under = json::array();
+  for (uint32_t s = 0; s < owners.size(); ++s)
+    if (!owners[s].owner.empty() && 1 + owners[s].insync.size() < factor)
+      under.push_back(s);
+  json local = json::array();
+  if (d.replicas)
+    for (const auto& r : d.replicas->status()) {
+      json x{{"shard", r.shard}, {"role", r.role}, {"seq", r.seq}};
+      if (r.role == "primary") {
+        x["copies"] = r.copies;
+        x["lag_batches"] = r.lag;
+        x["lag_seconds"] = r.lag_seconds;
+      } else {
+        x["state"] = r.state;
+      }
+      local.push_back(std::move(x));
+    }
+  out["replication"] = {{"factor", factor},
+                        {"min_insync", d.replicas ? d.replicas->needed() : 1},
+                        {"under_replicated", std::move(under)},
+                        {"local", std::move(local)}};
   return out;
 }
 

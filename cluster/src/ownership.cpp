@@ -132,7 +132,8 @@ void node::impl::reconcile_outgoing(shard_id shard, const shard_owner& e,
     for (auto& r : held)
       forward_now(r.id, std::move(r.req));
     finish_outgoing(s, false);
-    store.drop_shard(shard);
+    if (!replicas || !replicas->follows(shard))  // a follower's copy is its own
+      store.drop_shard(shard);
     handoffs_done.fetch_add(1, std::memory_order_relaxed);
   } else if (e.moving_to.empty() && !out->second.releasing) {
     // Called off while the shard was copied: this node never stopped serving it.
@@ -171,33 +172,11 @@ void node::impl::reconcile() {
     shard_id shard{s};
     const auto& e = owners[s];
     bool mine = e.owner == me;
-    std::unique_lock<std::mutex> h{handoff_mtx};
-    if (outgoing.count(s) > 0) {
-      reconcile_outgoing(shard, e, h, leaving);
+    if (replicas && mine && !reconcile_replica(shard, e))  // leads it before the host serves it
       continue;
-    }
-    if (e.moving_to == me && !mine && incoming.insert(s).second) {
-      to_copy.push_back(s);
-      copy_cv.notify_all();
-    }
-    h.unlock();
-    if (mine && !host.serves(shard)) {
-      if (host.adopt(shard))
-        continue;  // still being released; the next change adopts it
-      flush_waiting(s, true);
-    } else if (!mine && host.serves(shard)) {
-      leaving.push_back(shard);
-    } else if (!mine) {
-      flush_waiting(s, false);
-    }
-    if (mine && !e.moving_to.empty() && e.moving_to != me && host.serves(shard)) {
-      // The new owner copies the shard while this node serves it and records its changes.
-      store.track(shard);
-      std::lock_guard<std::mutex> again{handoff_mtx};
-      auto& out = outgoing[s] = outgoing_handoff{};
-      out.to = e.moving_to;
-      outgoing_count.fetch_add(1, std::memory_order_relaxed);
-    }
+    reconcile_shard(shard, e, leaving);
+    if (replicas && !mine)
+      reconcile_replica(shard, e);  // follows it once a handoff from here dropped it
   }
   if (!leaving.empty())
     host.release(leaving, [this](shard_id, std::vector<runtime::routed_request> held) {
@@ -205,6 +184,37 @@ void node::impl::reconcile() {
         route(r.id, std::move(r.req), 1);
       want_reconcile();
     });
+}
+
+void node::impl::reconcile_shard(shard_id shard, const shard_owner& e,
+                                 std::vector<shard_id>& leaving) {
+  auto s = shard.value();
+  bool mine = e.owner == me;
+  std::unique_lock<std::mutex> h{handoff_mtx};
+  if (outgoing.count(s) > 0)
+    return reconcile_outgoing(shard, e, h, leaving);
+  if (e.moving_to == me && !mine && incoming.insert(s).second) {
+    to_copy.push_back(s);
+    copy_cv.notify_all();
+  }
+  h.unlock();
+  if (mine && !host.serves(shard)) {
+    if (host.adopt(shard))
+      return;  // still being released; the next change adopts it
+    flush_waiting(s, true);
+  } else if (!mine && host.serves(shard)) {
+    leaving.push_back(shard);
+  } else if (!mine) {
+    flush_waiting(s, false);
+  }
+  if (mine && !e.moving_to.empty() && e.moving_to != me && host.serves(shard)) {
+    // The new owner copies the shard while this node serves it and records its changes.
+    store.track(shard);
+    std::lock_guard<std::mutex> again{handoff_mtx};
+    auto& out = outgoing[s] = outgoing_handoff{};
+    out.to = e.moving_to;
+    outgoing_count.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 bool node::impl::still_owner(uint32_t s, int64_t epoch) {
@@ -408,7 +418,8 @@ caf::error node::impl::copy_in(uint32_t s) {
   auto key = members->keys().shards() + std::to_string(s);
   auto taken = members->etcd().txn(
     {etcd::compare::mod_is(key, e.epoch), etcd::compare::mod_is(key + "/to", e.handoff)},
-    {etcd::op::put(key, json{{"owner", me}}.dump()), etcd::op::del(key + "/to")});
+    {etcd::op::put(key, json{{"owner", me}}.dump()), etcd::op::del(key + "/to"),
+     etcd::op::put(key + "/replicas", encode_replicas({}, {}))});  // followers copy anew
   int64_t epoch = taken && taken->succeeded ? taken->revision : 0;
   if (!taken || !taken->succeeded) {
     // The answer may have been lost after etcd applied it: ask etcd who owns it now.
@@ -510,6 +521,12 @@ void node::impl::supervise() {
         store.untrack(shard_id{i->first});
         i = outgoing.erase(i);
         outgoing_count.fetch_sub(1, std::memory_order_relaxed);
+      }
+    }
+    if (replicas) {  // a new incarnation copies what it follows anew
+      for (uint32_t s = 0; s < shard_count; ++s) {
+        replicas->resign(shard_id{s});
+        replicas->unfollow(shard_id{s}, false);
       }
     }
     members->leave();

@@ -43,12 +43,8 @@ void write_ids(capnp::List<capnp::Text>::Builder out, const std::vector<runtime:
     out.set(i, text(ids[i].str()));
 }
 
-} // namespace
-
-std::string encode_page(runtime::shard_id shard, const runtime::shard_page& page) {
-  capnp::MallocMessageBuilder msg;
-  auto p = msg.initRoot<schema::ShardPage>();
-  const auto& b = page.entries;
+void fill_page(schema::ShardPage::Builder p, runtime::shard_id shard,
+               const runtime::store_batch& b, const std::string& next) {
   p.setShard(shard.value());
   auto records = p.initRecords(static_cast<unsigned>(b.puts.size()));
   for (unsigned i = 0; i < records.size(); ++i) {
@@ -74,15 +70,12 @@ std::string encode_page(runtime::shard_id shard, const runtime::shard_page& page
     meta[i].setKey(text(b.meta_puts[i].key));
     meta[i].setValue(data(b.meta_puts[i].value));
   }
-  p.setNext(data(page.next));
-  kj::VectorOutputStream out;
-  capnp::writePackedMessage(out, msg);
-  auto bytes = out.getArray();
-  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+  p.setNext(data(next));
 }
 
-caf::expected<runtime::shard_page> decode_page(std::string_view bytes, runtime::shard_id shard,
-                                               uint32_t shard_count) {
+/// Reads a page of `shard`; throws (KJ) if an entry is of another shard.
+runtime::shard_page read_page(schema::ShardPage::Reader p, runtime::shard_id shard,
+                              uint32_t shard_count) {
   runtime::shard_page page;
   auto& b = page.entries;
   auto id_of = [&](capnp::Text::Reader t) {
@@ -91,40 +84,131 @@ caf::expected<runtime::shard_page> decode_page(std::string_view bytes, runtime::
     KJ_REQUIRE(runtime::shard_of(*id, shard_count) == shard, "a twin of another shard");
     return std::move(*id);
   };
+  KJ_REQUIRE(p.getShard() == shard.value(), "a page of another shard");
+  for (auto r : p.getRecords())
+    b.puts.emplace_back(id_of(r.getId()), str(r.getRecord()));
+  auto index_entry = [&](schema::IndexEntry::Reader e) {
+    return runtime::index_entry{e.getByParent() ? runtime::index_kind::by_parent
+                                                : runtime::index_kind::by_type,
+                                str(e.getKey()), id_of(e.getId())};
+  };
+  for (auto e : p.getIndex())
+    b.index_adds.push_back(index_entry(e));
+  for (auto e : p.getIndexRemoves())
+    b.index_removes.push_back(index_entry(e));
+  for (auto id : p.getDeletes())
+    b.deletes.push_back(id_of(id));
+  for (auto id : p.getHistoryDeletes())
+    b.history_deletes.push_back(id_of(id));
+  for (auto h : p.getHistory())
+    b.history.push_back({id_of(h.getId()), str(h.getProperty()), h.getTs(), str(h.getValue())});
+  for (auto m : p.getMeta())
+    b.meta_puts.push_back({shard, str(m.getKey()), str(m.getValue())});
+  page.next = str(p.getNext());
+  return page;
+}
+
+std::string packed(capnp::MessageBuilder& msg) {
+  kj::VectorOutputStream out;
+  capnp::writePackedMessage(out, msg);
+  auto bytes = out.getArray();
+  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+}
+
+/// Runs `read` on the root of the packed message `bytes`; the error names `what`.
+template <class Root, class F>
+caf::error read_packed(std::string_view bytes, const char* what, F&& read) {
   kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&] {
     capnp::ReaderOptions opts;
-    opts.traversalLimitInWords = 64u << 20;  // 512 MiB: a page is bounded by its sender
+    opts.traversalLimitInWords = 64u << 20;  // 512 MiB: bounded by its sender
     kj::ArrayInputStream in{kj::ArrayPtr<const kj::byte>{
       reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()}};
     capnp::PackedMessageReader reader{in, opts};
-    auto p = reader.getRoot<schema::ShardPage>();
-    KJ_REQUIRE(p.getShard() == shard.value(), "a page of another shard");
-    for (auto r : p.getRecords())
-      b.puts.emplace_back(id_of(r.getId()), str(r.getRecord()));
-    auto index_entry = [&](schema::IndexEntry::Reader e) {
-      return runtime::index_entry{e.getByParent() ? runtime::index_kind::by_parent
-                                                  : runtime::index_kind::by_type,
-                                  str(e.getKey()), id_of(e.getId())};
-    };
-    for (auto e : p.getIndex())
-      b.index_adds.push_back(index_entry(e));
-    for (auto e : p.getIndexRemoves())
-      b.index_removes.push_back(index_entry(e));
-    for (auto id : p.getDeletes())
-      b.deletes.push_back(id_of(id));
-    for (auto id : p.getHistoryDeletes())
-      b.history_deletes.push_back(id_of(id));
-    for (auto h : p.getHistory())
-      b.history.push_back({id_of(h.getId()), str(h.getProperty()), h.getTs(), str(h.getValue())});
-    for (auto m : p.getMeta())
-      b.meta_puts.push_back({shard, str(m.getKey()), str(m.getValue())});
-    page.next = str(p.getNext());
+    read(reader.getRoot<Root>());
   });
   KJ_IF_MAYBE (e, failure) {
     return runtime::make_error(runtime::runtime_errc::invalid_argument,
-                               std::string{"a malformed shard page: "} + e->getDescription().cStr());
+                               std::string{"a malformed "} + what + ": "
+                                 + e->getDescription().cStr());
   }
+  return {};
+}
+
+} // namespace
+
+std::string encode_page(runtime::shard_id shard, const runtime::shard_page& page) {
+  capnp::MallocMessageBuilder msg;
+  fill_page(msg.initRoot<schema::ShardPage>(), shard, page.entries, page.next);
+  return packed(msg);
+}
+
+caf::expected<runtime::shard_page> decode_page(std::string_view bytes, runtime::shard_id shard,
+                                               uint32_t shard_count) {
+  runtime::shard_page page;
+  auto err = read_packed<schema::ShardPage>(bytes, "shard page", [&](auto p) {
+    page = read_page(p, shard, shard_count);
+  });
+  if (err)
+    return err;
   return page;
+}
+
+std::string encode_replica_batches(const std::vector<replica_part>& parts) {
+  capnp::MallocMessageBuilder msg;
+  auto list = msg.initRoot<schema::ReplicaBatches>().initBatches(
+    static_cast<unsigned>(parts.size()));
+  for (unsigned i = 0; i < list.size(); ++i) {
+    const auto& part = parts[i];
+    list[i].setShard(part.shard);
+    list[i].setEpoch(part.epoch);
+    list[i].setSeq(part.seq);
+    auto changes = list[i].initChanges(static_cast<unsigned>(part.batches.size()));
+    for (unsigned k = 0; k < changes.size(); ++k)
+      fill_page(changes[k], runtime::shard_id{part.shard}, *part.batches[k], std::string{});
+  }
+  return packed(msg);
+}
+
+caf::expected<std::vector<replica_batch>> decode_replica_batches(std::string_view bytes,
+                                                                 uint32_t shard_count) {
+  std::vector<replica_batch> out;
+  auto err = read_packed<schema::ReplicaBatches>(bytes, "replica batch", [&](auto root) {
+    for (auto b : root.getBatches()) {
+      KJ_REQUIRE(b.getShard() < shard_count, "a shard out of range");
+      replica_batch r{b.getShard(), b.getEpoch(), b.getSeq(), {}};
+      for (auto c : b.getChanges())
+        r.changes.push_back(
+          std::move(read_page(c, runtime::shard_id{r.shard}, shard_count).entries));
+      out.push_back(std::move(r));
+    }
+  });
+  if (err)
+    return err;
+  return out;
+}
+
+std::string encode_replica_acks(const std::vector<replica_ack>& acks) {
+  capnp::MallocMessageBuilder msg;
+  auto list = msg.initRoot<schema::ReplicaAcks>().initAcks(static_cast<unsigned>(acks.size()));
+  for (unsigned i = 0; i < list.size(); ++i) {
+    list[i].setShard(acks[i].shard);
+    list[i].setEpoch(acks[i].epoch);
+    list[i].setSeq(acks[i].seq);
+    list[i].setRefused(text(acks[i].refused));
+    list[i].setCaughtUp(acks[i].caught_up);
+  }
+  return packed(msg);
+}
+
+caf::expected<std::vector<replica_ack>> decode_replica_acks(std::string_view bytes) {
+  std::vector<replica_ack> out;
+  auto err = read_packed<schema::ReplicaAcks>(bytes, "replica acknowledgement", [&](auto root) {
+    for (auto a : root.getAcks())
+      out.push_back({a.getShard(), a.getEpoch(), a.getSeq(), str(a.getRefused()), a.getCaughtUp()});
+  });
+  if (err)
+    return err;
+  return out;
 }
 
 } // namespace twin::cluster

@@ -300,6 +300,14 @@ void node::impl::query_loop() {
       on_copy_request(std::move(env));
       continue;
     }
+    if (env.kind == envelope::snapshot) {
+      if (replicas)
+        on_snapshot(env);
+      else
+        answer(env, envelope::page,
+               make_error(runtime_errc::conflict, "this cluster keeps one copy of a shard"));
+      continue;
+    }
     caf::expected<std::string> bytes = std::string{};
     if (env.kind == envelope::history) {
       auto q = decode_history_query(env.bytes);

@@ -27,8 +27,34 @@ shard_table::~shard_table() {
   watch_.reset();
 }
 
+std::string encode_replicas(const std::vector<std::string>& followers,
+                            const std::vector<insync_follower>& insync) {
+  auto in = json::array();
+  for (const auto& f : insync)
+    in.push_back({{"node", f.node}, {"incarnation", f.incarnation}});
+  return json{{"followers", followers}, {"insync", std::move(in)}}.dump();
+}
+
+bool decode_replicas(const std::string& value, std::vector<std::string>& followers,
+                     std::vector<insync_follower>& insync) {
+  followers.clear();
+  insync.clear();
+  auto j = json::parse(value, nullptr, false);
+  if (!j.is_object())
+    return false;
+  if (j.contains("followers") && j["followers"].is_array())
+    for (const auto& m : j["followers"])
+      if (m.is_string())
+        followers.push_back(m.get<std::string>());
+  if (j.contains("insync") && j["insync"].is_array())
+    for (const auto& m : j["insync"])
+      if (m.is_object() && m.value("node", "") != "")
+        insync.push_back({m.value("node", ""), m.value("incarnation", int64_t{0})});
+  return true;
+}
+
 int64_t shard_table::shard_of_key(const std::string& key, const std::string& prefix,
-                                  bool* handoff) {
+                                  key_kind* kind) {
   if (key.size() <= prefix.size() || key.compare(0, prefix.size(), prefix) != 0)
     return -1;
   int64_t n = 0;
@@ -38,11 +64,15 @@ int64_t shard_table::shard_of_key(const std::string& key, const std::string& pre
       return -1;
     n = n * 10 + (key[i] - '0');
   }
-  bool is_handoff = key.compare(i, std::string::npos, "/to") == 0;
-  if (i < key.size() && !is_handoff)
+  auto k = key_kind::owner;
+  if (key.compare(i, std::string::npos, "/to") == 0)
+    k = key_kind::handoff;
+  else if (key.compare(i, std::string::npos, "/replicas") == 0)
+    k = key_kind::replicas;
+  else if (i < key.size())
     return -1;
-  if (handoff != nullptr)
-    *handoff = is_handoff;
+  if (kind != nullptr)
+    *kind = k;
   return n;
 }
 
@@ -52,7 +82,13 @@ void shard_table::set_owner(runtime::shard_id shard, std::string owner, int64_t 
     auto& e = table_.at(shard.value());
     if (epoch <= e.epoch)
       return;
-    e = shard_owner{std::move(owner), epoch, {}, 0};
+    e.owner = std::move(owner);
+    e.epoch = epoch;
+    e.followers.clear();  // the transaction that made it owner cleared them
+    e.insync.clear();
+    e.replicas = epoch;
+    e.moving_to.clear();
+    e.handoff = 0;
   }
   if (on_change_)
     on_change_();
@@ -103,12 +139,20 @@ void shard_table::apply(const std::vector<etcd::event>& events) {
 }
 
 void shard_table::set_entry(const etcd::key_value& kv, bool deleted) {
-  bool handoff = false;
-  auto n = shard_of_key(kv.key, membership_.keys().shards(), &handoff);
+  auto kind = key_kind::owner;
+  auto n = shard_of_key(kv.key, membership_.keys().shards(), &kind);
   if (n < 0 || static_cast<size_t>(n) >= table_.size())
     return;
   auto& e = table_[n];
-  if (handoff) {
+  if (kind == key_kind::replicas) {
+    if (kv.mod_revision < e.replicas)
+      return;  // older than what this node's own transaction made it
+    if (deleted || !decode_replicas(kv.value, e.followers, e.insync)) {
+      e.followers.clear();
+      e.insync.clear();
+    }
+    e.replicas = deleted ? 0 : kv.mod_revision;
+  } else if (kind == key_kind::handoff) {
     auto j = json::parse(kv.value, nullptr, false);
     e.moving_to = deleted || !j.is_object() ? std::string{} : j.value("to", "");
     e.handoff = deleted ? 0 : kv.mod_revision;
@@ -134,10 +178,11 @@ std::vector<shard_owner> shard_table::all() const {
 // -- coordinator ---------------------------------------------------------------------
 
 coordinator::coordinator(membership& m, shard_table& table, std::chrono::milliseconds settle,
-                         size_t max_handoffs)
+                         uint32_t replication, size_t max_handoffs)
   : membership_(m),
     table_(table),
     settle_(settle),
+    replication_(replication),
     max_handoffs_(max_handoffs),
     changed_at_(std::chrono::steady_clock::now()) {
 }
@@ -182,7 +227,7 @@ bool coordinator::try_lead() {
                           && r->reads[0].kvs[0].lease == membership_.lease());
 }
 
-void coordinator::rebalance() {
+void coordinator::rebalance(bool settled) {
   auto& etcd = membership_.etcd();
   const auto& keys = membership_.keys();
   auto drains = etcd.get_prefix(keys.drains());
@@ -192,15 +237,19 @@ void coordinator::rebalance() {
   for (const auto& kv : drains->kvs)
     draining.insert(kv.key.substr(keys.drains().size()));
   std::set<std::string> live;
+  std::map<std::string, int64_t> incarnations;
   std::vector<std::string> up;
   for (const auto& m : membership_.members()) {
     live.insert(m.id.str());
+    incarnations[m.id.str()] = m.incarnation;
     if (draining.count(m.id.str()) == 0)
       up.push_back(m.id.str());
   }
-  if (up.empty())
-    return;
   auto table = table_.all();
+  if (replication_ > 1)
+    replicate(table, incarnations, draining);
+  if (up.empty() || !settled)
+    return;
   // Balance what may move: shards of live members and those without an owner.
   assignment movable;
   std::vector<size_t> shard_of;
@@ -239,12 +288,121 @@ void coordinator::rebalance() {
       when.push_back(etcd::compare::mod_is(key, e.epoch));
       when.push_back(etcd::compare::mod_is(key + "/to", 0));
       then.push_back(etcd::op::put(key + "/to", json{{"from", e.owner}, {"to", next[k]}}.dump()));
+      if (e.follows(next[k])) {  // its copy is replaced by the handoff's: a follower no more
+        auto followers = e.followers;
+        followers.erase(std::find(followers.begin(), followers.end(), next[k]));
+        auto insync = e.insync;
+        insync.erase(std::remove_if(insync.begin(), insync.end(),
+                                    [&](const insync_follower& f) { return f.node == next[k]; }),
+                     insync.end());
+        when.push_back(etcd::compare::mod_is(key + "/replicas", e.replicas));
+        then.push_back(etcd::op::put(key + "/replicas", encode_replicas(followers, insync)));
+      }
     }
     if (then.size() >= 40)  // etcd takes at most 128 operations a transaction
       flush();
   }
   flush();
-  // Handoffs from a member that is gone wait for it: only it has the shard's data.
+  // Handoffs from a member that is gone wait for it: only it has the shard's data (or,
+  // with followers, until one of them is promoted).
+}
+
+void coordinator::replicate(const std::vector<shard_owner>& table,
+                            const std::map<std::string, int64_t>& live,
+                            const std::set<std::string>& draining) {
+  auto& etcd = membership_.etcd();
+  const auto& keys = membership_.keys();
+  const size_t wanted = replication_ - 1;
+  std::map<std::string, size_t> roles;  // follower roles of the members that may take more
+  for (const auto& [m, incarnation] : live)
+    if (draining.count(m) == 0)
+      roles[m] = 0;
+  for (const auto& e : table)
+    for (const auto& f : e.followers)
+      if (auto i = roles.find(f); i != roles.end())
+        ++i->second;
+  struct change {
+    std::vector<etcd::compare> when;
+    std::vector<etcd::op> then;
+  };
+  std::vector<change> changes;
+  auto current = [&](const insync_follower& f) {
+    auto i = live.find(f.node);
+    return i != live.end() && i->second == f.incarnation;
+  };
+  for (size_t s = 0; s < table.size(); ++s) {
+    const auto& e = table[s];
+    if (e.owner.empty())
+      continue;
+    auto key = keys.shards() + std::to_string(s);
+    std::vector<etcd::compare> when{etcd::compare::mod_is(key, e.epoch),
+                                    etcd::compare::mod_is(key + "/replicas", e.replicas)};
+    if (live.count(e.owner) == 0) {
+      // Failover: a follower that holds every acknowledged change, in the incarnation that
+      // copied it, takes the shard; the new epoch fences the old owner.
+      for (const auto& f : e.insync)
+        if (current(f) && f.node != e.owner) {
+          changes.push_back({when,
+                             {etcd::op::put(key, json{{"owner", f.node}}.dump()),
+                              etcd::op::put(key + "/replicas", encode_replicas({}, {})),
+                              etcd::op::del(key + "/to")}});
+          break;
+        }
+      continue;
+    }
+    std::vector<std::string> followers;
+    for (const auto& f : e.followers)
+      if (live.count(f) > 0 && f != e.owner && f != e.moving_to)
+        followers.push_back(f);
+    auto is_follower = [&](const std::string& n) {
+      return std::find(followers.begin(), followers.end(), n) != followers.end();
+    };
+    std::vector<insync_follower> insync;
+    for (const auto& f : e.insync)
+      if (current(f) && is_follower(f.node))
+        insync.push_back(f);
+    size_t healthy = 0, healthy_in_sync = 0;
+    for (const auto& f : followers)
+      healthy += draining.count(f) == 0 ? 1 : 0;
+    for (const auto& f : insync)
+      healthy_in_sync += draining.count(f.node) == 0 ? 1 : 0;
+    // Not during a handoff: the new owner takes the shard without followers.
+    while (e.moving_to.empty() && healthy < wanted) {
+      const std::string* pick = nullptr;
+      for (const auto& [m, n] : roles)
+        if (m != e.owner && !is_follower(m) && (pick == nullptr || n < roles[*pick]))
+          pick = &m;
+      if (pick == nullptr)
+        break;
+      followers.push_back(*pick);
+      ++roles[*pick];
+      ++healthy;
+    }
+    if (healthy_in_sync >= wanted) {  // draining followers leave once others hold copies
+      auto out = [&](const std::string& n) { return draining.count(n) > 0; };
+      followers.erase(std::remove_if(followers.begin(), followers.end(), out), followers.end());
+      insync.erase(std::remove_if(insync.begin(), insync.end(),
+                                  [&](const insync_follower& f) { return out(f.node); }),
+                   insync.end());
+    }
+    if (followers != e.followers || !(insync == e.insync))
+      changes.push_back({when, {etcd::op::put(key + "/replicas", encode_replicas(followers, insync))}});
+  }
+  // Forty shards a transaction (etcd takes at most 128 operations); a conflict (an owner
+  // recorded a follower in sync meanwhile) sends that group's shards one by one.
+  for (size_t i = 0; i < changes.size(); i += 40) {
+    change group;
+    auto end = std::min(changes.size(), i + 40);
+    for (size_t k = i; k < end; ++k) {
+      group.when.insert(group.when.end(), changes[k].when.begin(), changes[k].when.end());
+      group.then.insert(group.then.end(), changes[k].then.begin(), changes[k].then.end());
+    }
+    auto r = etcd.txn(group.when, group.then);
+    if (!r || r->succeeded || end - i == 1)
+      continue;
+    for (size_t k = i; k < end; ++k)
+      etcd.txn(changes[k].when, changes[k].then);
+  }
 }
 
 void coordinator::loop() {
@@ -264,8 +422,8 @@ void coordinator::loop() {
       leading_ = lead;
       changed = changed_at_;
     }
-    if (lead && steady_clock::now() - changed >= settle_)
-      rebalance();
+    if (lead)
+      rebalance(steady_clock::now() - changed >= settle_);
   }
 }
 

@@ -5,7 +5,10 @@
 // current by a watch; and the coordinator, elected through etcd, that gives shards
 // without an owner to the members. Private to the cluster module.
 
+#include <algorithm>
 #include <functional>
+#include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -18,6 +21,16 @@
 
 namespace twin::cluster {
 
+/// A follower that holds every change its primary acknowledged, in the incarnation that
+/// copied it (a member that restarted has to copy the shard again).
+struct insync_follower {
+  std::string node;
+  int64_t incarnation = 0;
+  friend bool operator==(const insync_follower& a, const insync_follower& b) {
+    return a.node == b.node && a.incarnation == b.incarnation;
+  }
+};
+
 struct shard_owner {
   std::string owner;  ///< a node id; empty: none
   int64_t epoch = 0;  ///< the etcd revision that made it the owner
@@ -25,7 +38,31 @@ struct shard_owner {
   /// revision of the handoff's key; empty and 0: none.
   std::string moving_to;
   int64_t handoff = 0;
+  /// The shard's followers (key `<root>shards/<n>/replicas`, {"followers": [...],
+  /// "insync": [...]}): members that keep a copy the owner ships its changes to, and of
+  /// them those that hold every change the owner acknowledged (only those may become
+  /// owner); the key's mod revision, 0: none.
+  std::vector<std::string> followers;
+  std::vector<insync_follower> insync;
+  int64_t replicas = 0;
+
+  bool follows(const std::string& node) const {
+    return std::find(followers.begin(), followers.end(), node) != followers.end();
+  }
+  /// The ids of the followers in sync.
+  std::vector<std::string> insync_nodes() const {
+    std::vector<std::string> out;
+    for (const auto& f : insync)
+      out.push_back(f.node);
+    return out;
+  }
 };
+
+/// The value of a shard's replicas key, and back (nullopt: not one).
+std::string encode_replicas(const std::vector<std::string>& followers,
+                            const std::vector<insync_follower>& insync);
+bool decode_replicas(const std::string& value, std::vector<std::string>& followers,
+                     std::vector<insync_follower>& insync);
 
 class shard_table {
 public:
@@ -46,9 +83,11 @@ public:
   std::vector<shard_owner> all() const;
   uint32_t shard_count() const { return static_cast<uint32_t>(table_.size()); }
 
-  /// The shard number of a table key, or -1; `handoff`: the key is a handoff's.
+  /// The keys of a shard: its owner, a handoff under way, its followers.
+  enum class key_kind : uint8_t { owner, handoff, replicas };
+  /// The shard number of a table key, or -1; `kind`: which of the shard's keys it is.
   static int64_t shard_of_key(const std::string& key, const std::string& prefix,
-                              bool* handoff = nullptr);
+                              key_kind* kind = nullptr);
 
 private:
   /// Reads the whole table; returns the revision it was read at.
@@ -73,8 +112,11 @@ private:
 /// handoff whose old or new owner is gone is called off.
 class coordinator {
 public:
+  /// `replication`: copies of each shard (R); beyond one, the coordinator also gives each
+  /// shard R-1 followers, and makes an in-sync follower the owner of a shard whose owner
+  /// is gone.
   coordinator(membership& m, shard_table& table, std::chrono::milliseconds settle,
-              size_t max_handoffs = 64);
+              uint32_t replication = 1, size_t max_handoffs = 64);
   ~coordinator();
   void start();
   /// The members changed.
@@ -84,11 +126,18 @@ public:
 private:
   void loop();
   bool try_lead();
-  void rebalance();
+  /// Promotes and recruits followers (with R > 1); once the members have not changed for
+  /// `settle` (`settled`), also balances the shards.
+  void rebalance(bool settled);
+  /// Promotes followers of shards whose owner is gone, drops followers that are gone, and
+  /// recruits followers for shards short of them.
+  void replicate(const std::vector<shard_owner>& table, const std::map<std::string, int64_t>& live,
+                 const std::set<std::string>& draining);
 
   membership& membership_;
   shard_table& table_;
   std::chrono::milliseconds settle_;
+  uint32_t replication_;
   size_t max_handoffs_;
   mutable std::mutex mtx_;
   std::condition_variable cv_;

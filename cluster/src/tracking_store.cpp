@@ -71,7 +71,11 @@ void tracking_store::record(const runtime::store_batch& b) {
 
 caf::error tracking_store::write_all(const runtime::store_batch* batches, size_t n) {
   auto err = inner_.write_all(batches, n);
-  if (err || tracking_.load(std::memory_order_acquire) == 0)
+  if (err)
+    return err;
+  if (observer_)
+    observer_(batches, n);
+  if (tracking_.load(std::memory_order_acquire) == 0)
     return err;
   std::lock_guard<std::mutex> guard{mtx_};
   for (size_t i = 0; i < n; ++i)

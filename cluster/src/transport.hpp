@@ -46,6 +46,10 @@ struct envelope {
   static constexpr uint8_t gap = 10;      ///< events for the receiver were lost
   static constexpr uint8_t sync = 11;     ///< asks for an answer once all sent before is in
   static constexpr uint8_t catch_up = 12; ///< asks for a page of the changes of `shard`
+  static constexpr uint8_t replicate = 13;    ///< a primary's batches for a follower
+  static constexpr uint8_t replica_acks = 14; ///< a follower's acknowledgements
+  static constexpr uint8_t follow = 15;   ///< asks to receive `shard`'s batches of `epoch`
+  static constexpr uint8_t snapshot = 16; ///< asks the primary for a page of `shard`
 };
 
 template <class Inspector>

@@ -390,6 +390,14 @@ void host::set_gateway(device_gateway* gw) {
   impl_->gateway = gw;
 }
 
+commit_point& host::local_commit() {
+  return impl_->writer;
+}
+
+void host::set_commit(commit_point* c) {
+  impl_->commit = c != nullptr ? c : &impl_->writer;
+}
+
 void host::set_feed(change_feed* feed) {
   impl_->feed = feed;
 }

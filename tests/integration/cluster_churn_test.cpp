@@ -4,12 +4,9 @@
 // member loses nothing and keeps serving; a drained member keeps no shard.
 
 #include <atomic>
-#include <functional>
-#include <mutex>
-#include <random>
 #include <thread>
 
-#include "cluster_fixture.hpp"
+#include "counter_clients.hpp"
 
 namespace twin::test {
 namespace {
@@ -17,8 +14,9 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-TEST_F(cluster_test, a_killed_members_twins_wait_for_it_and_come_back_whole) {
-  ASSERT_NO_FATAL_FAILURE(start_cluster(2));
+TEST_F(cluster_test, without_copies_a_killed_members_twins_wait_for_it_and_come_back_whole) {
+  const std::vector<std::string> one_copy{"--replication-factor", "1"};
+  ASSERT_NO_FATAL_FAILURE(start_cluster(2, one_copy));
   constexpr int twins = 20;
   std::map<std::string, unsigned> versions;
   for (int i = 0; i < twins; ++i) {
@@ -46,7 +44,7 @@ TEST_F(cluster_test, a_killed_members_twins_wait_for_it_and_come_back_whole) {
   }
   EXPECT_GT(gone, 0);
   EXPECT_LT(gone, twins);
-  ASSERT_NO_FATAL_FAILURE(start(1));
+  ASSERT_NO_FATAL_FAILURE(start(1, one_copy));
   for (const auto& [id, v] : versions) {
     ASSERT_TRUE(wait_for_200(*members_[0].client, "/v1/twins/" + id, 20s)) << id;
     auto r = json::parse(at(0).call("GET", "/v1/twins/" + id).body);
@@ -54,105 +52,6 @@ TEST_F(cluster_test, a_killed_members_twins_wait_for_it_and_come_back_whole) {
     EXPECT_EQ(r["properties"]["product"], id);
   }
 }
-
-/// Clients that increment counters `c:n0`... with compare-and-set (If-Match) through the
-/// members `pick` names, each reading and writing through one member. An answer that cannot
-/// say whether the write was applied (its member died before answering) is counted apart:
-/// the counter may hold it or not.
-class counter_clients {
-public:
-  counter_clients(int counters, std::vector<int> ports, std::function<int(std::mt19937&)> pick)
-    : counters_(counters), ports_(std::move(ports)), pick_(std::move(pick)) {}
-  ~counter_clients() { stop(); }
-
-  void start(int clients) {
-    for (int w = 0; w < clients; ++w)
-      threads_.emplace_back([this, w] { run(w + 1); });
-  }
-
-  void stop() {
-    stop_ = true;
-    for (auto& t : threads_)
-      if (t.joinable())
-        t.join();
-  }
-
-  int acked() { return total(acked_); }
-
-  /// The acknowledged increments of each counter.
-  std::map<int, int> acked_each() {
-    std::lock_guard<std::mutex> guard{mtx_};
-    return acked_;
-  }
-
-  /// Checks each counter through `at`: it holds every acknowledged increment, and none
-  /// that nobody made.
-  void check(http_client& at) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    for (int c = 0; c < counters_; ++c) {
-      auto r = at.call("GET", "/v1/twins/c:n" + std::to_string(c));
-      ASSERT_EQ(r.status, 200u) << r.body;
-      auto count = json::parse(r.body)["properties"]["count"].get<int>();
-      EXPECT_GE(count, acked_[c]) << "counter " << c << " lost acknowledged increments";
-      EXPECT_LE(count, acked_[c] + unknown_[c]) << "counter " << c << " has increments nobody made";
-    }
-  }
-
-  int unknown() { return total(unknown_); }
-  int refused() const { return refused_.load(); }
-
-private:
-  int total(const std::map<int, int>& per_counter) {
-    std::lock_guard<std::mutex> guard{mtx_};
-    int n = 0;
-    for (const auto& [c, k] : per_counter)
-      n += k;
-    return n;
-  }
-
-  void run(int seed) {
-    std::mt19937 rng(seed);
-    std::map<int, std::unique_ptr<http_client>> clients;
-    while (!stop_) {
-      int m = pick_(rng);
-      if (m < 0) {
-        std::this_thread::sleep_for(1ms);
-        continue;
-      }
-      auto& c = clients[m];
-      if (!c)
-        c = std::make_unique<http_client>(ports_[m]);
-      int n = static_cast<int>(rng() % counters_);
-      auto path = "/v1/twins/c:n" + std::to_string(n);
-      auto read = c->call("GET", path);
-      if (read.status != 200)
-        continue;
-      auto twin = json::parse(read.body);
-      auto count = twin["properties"]["count"].get<int>();
-      auto r = c->call(
-        "PATCH", path, json{{"properties", {{"count", count + 1}}}}.dump(),
-        {{"Content-Type", "application/merge-patch+json"},
-         {"If-Match", "\"" + std::to_string(twin["version"].get<int>()) + "\""}});
-      std::lock_guard<std::mutex> guard{mtx_};
-      if (r.status == 200)
-        ++acked_[n];
-      else if (r.status == 0 || json::parse(r.body, nullptr, false).value("error", json::object())
-                                    .value("code", "") == "timeout")
-        ++unknown_[n];
-      else
-        ++refused_;
-    }
-  }
-
-  const int counters_;
-  const std::vector<int> ports_;
-  const std::function<int(std::mt19937&)> pick_;
-  std::atomic<bool> stop_{false};
-  std::vector<std::thread> threads_;
-  std::mutex mtx_;
-  std::map<int, int> acked_, unknown_;
-  std::atomic<int> refused_{0};
-};
 
 /// Several clients increment counters through random members while a member joins, one
 /// drains and leaves (SIGTERM) and comes back, and one is killed with -9 and restarted on

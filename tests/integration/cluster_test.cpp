@@ -2,6 +2,7 @@
 // history reach every member's twins, twins on different members compose, every member
 // streams the whole cluster's changes, and devices reach their twins wherever they live.
 
+#include <filesystem>
 #include <numeric>
 #include <set>
 #include <thread>
@@ -279,12 +280,18 @@ TEST_F(cluster_test, telemetry_through_a_shared_subscription_reaches_twins_on_ev
     EXPECT_GT(metric_value(m.metrics, "twin_mqtt_published_total"), 0);
 }
 
-TEST_F(cluster_test, a_member_configured_with_another_shard_count_is_refused) {
+TEST_F(cluster_test, a_member_configured_with_another_shard_count_or_copies_is_refused) {
   members_.resize(2);
   ASSERT_NO_FATAL_FAILURE(start(0));
   auto r = run_to_end(args(1, {"--shards", "2048"}), {}, 30s);
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("has 1024 shards; this node is configured for 2048"), std::string::npos)
+    << r.err;
+  std::filesystem::remove_all(dir_.sub("n1"));  // it keeps the shard count it was made with
+  r = run_to_end(args(1, {"--replication-factor", "3"}), {}, 30s);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("keeps 2 copies of each shard; this node is configured for 3"),
+            std::string::npos)
     << r.err;
 }
 

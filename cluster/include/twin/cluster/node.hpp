@@ -56,6 +56,16 @@ struct node_options {
   std::chrono::milliseconds join_timeout{60'000};
   /// How long `stop` waits for the node's shards to be handed to other members.
   std::chrono::milliseconds drain_timeout{60'000};
+  /// Copies of each shard (R), the owner's included: the cluster's, agreed in etcd when it
+  /// is created (a member configured otherwise is refused). Beyond one, the owner of a
+  /// shard (its primary) acknowledges a change once R members hold it durably, and a
+  /// follower takes over a shard whose owner's lease ran out.
+  uint32_t replication_factor = 1;
+  /// Copies a change needs before it is acknowledged (1 to R); 0: R. With fewer copies
+  /// available, a write waits for them (at most `replication_timeout`), then fails
+  /// `unavailable`.
+  uint32_t min_insync = 0;
+  std::chrono::milliseconds replication_timeout{5'000};
 };
 
 /// A member of a cluster: its membership in etcd, the shard table, and the router that

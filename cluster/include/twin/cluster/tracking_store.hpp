@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -36,6 +37,11 @@ public:
   /// the limit (until `track` starts recording anew).
   caf::expected<runtime::shard_page> changes(runtime::shard_id shard, const std::string& cursor,
                                              size_t max_bytes);
+
+  /// Called after each write the wrapped store applied, on the writing thread, with the
+  /// write's batches; set before writes begin.
+  using observer_fn = std::function<void(const runtime::store_batch* batches, size_t n)>;
+  void set_observer(observer_fn fn) { observer_ = std::move(fn); }
 
   caf::error write_all(const runtime::store_batch* batches, size_t n) override;
   caf::expected<std::optional<std::string>> get(const runtime::twin_id& id) override;
@@ -81,6 +87,7 @@ private:
 
   runtime::state_store& inner_;
   const size_t max_bytes_;
+  observer_fn observer_;
   std::mutex mtx_;
   std::unordered_map<uint32_t, shard_changes> tracked_;
   std::atomic<size_t> tracking_{0};  ///< entries of `tracked_`: 0 lets writes skip the lock

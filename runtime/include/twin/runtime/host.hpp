@@ -136,6 +136,11 @@ public:
 
   /// Sets where desired deltas and commands go; call before `start`. Default: nowhere.
   void set_gateway(device_gateway* gw);
+  /// The host's own commit point: its store writer, with group commit.
+  commit_point& local_commit();
+  /// Sets where twins' changes go (one that wraps `local_commit()`, e.g. to acknowledge
+  /// only once other members hold copies); call before `start`. Default: `local_commit()`.
+  void set_commit(commit_point* c);
   /// Sets where durable changes and sent commands are published; call before `start`.
   /// Default: nowhere.
   void set_feed(change_feed* feed);

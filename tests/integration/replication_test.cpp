@@ -1,0 +1,169 @@
+// Two copies of every shard (the default): counters incremented with compare-and-set
+// through the members stay exact while a member is killed with -9 (its followers take its
+// shards over), comes back, and another loses its data directory; a primary stopped until
+// its lease ran out cannot get a write acknowledged, while the member that took its shard
+// over serves it.
+
+#include <filesystem>
+#include <thread>
+
+#include "counter_clients.hpp"
+#include "twin/runtime/shard.hpp"
+#include "twin/runtime/twin_id.hpp"
+
+namespace twin::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+class replication_test : public cluster_test {
+protected:
+  /// Waits until every shard has all its copies in sync.
+  void wait_for_replicas() {
+    ASSERT_TRUE(eventually(
+      [&] {
+        auto r = at(0).call("GET", "/v1/cluster");
+        if (r.status != 200)
+          return false;
+        auto j = json::parse(r.body);
+        return j["replication"]["factor"] == 2 && j["replication"]["under_replicated"].empty()
+               && j["unowned"] == 0;
+      },
+      30s));
+  }
+
+  /// The member that owns twin `id` now, as member `via` sees the table.
+  std::string owner_of(const std::string& id, size_t via = 0) {
+    auto j = json::parse(at(via).call("GET", "/v1/cluster").body);
+    auto shard = runtime::shard_of(*runtime::twin_id::parse(id), j["shards"].get<uint32_t>());
+    return j["shard_table"][shard.value()]["owner"].get<std::string>();
+  }
+
+  /// Kills member `i` with -9.
+  void kill(size_t i) {
+    members_[i].proc->signal(SIGKILL);
+    members_[i].proc->wait(10s);
+    members_[i].proc.reset();
+  }
+
+  /// How long until every counter took an increment again after `since`.
+  std::chrono::milliseconds until_all_served(counter_clients& clients, int counters) {
+    auto before = clients.acked_each();
+    auto t0 = std::chrono::steady_clock::now();
+    eventually(
+      [&] {
+        auto now = clients.acked_each();
+        for (int c = 0; c < counters; ++c)
+          if (now[c] <= before[c])
+            return false;
+        return true;
+      },
+      30s);
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()
+                                                                  - t0);
+  }
+};
+
+TEST_F(replication_test, counters_stay_exact_through_kills_and_a_lost_data_directory) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster(3));
+  ASSERT_NO_FATAL_FAILURE(wait_for_replicas());
+  constexpr int counters = 16;
+  ASSERT_NO_FATAL_FAILURE(make_counters(counters));
+  std::atomic<int> down{-1};  ///< the member that is away, which gets no request
+  counter_clients clients{counters, http_ports(), [&down](std::mt19937& rng) {
+                            auto m = static_cast<int>(rng() % 3);
+                            return m == down.load() ? -1 : m;
+                          }};
+  clients.start(3);
+  std::this_thread::sleep_for(1500ms);
+
+  // A member dies: its followers take its shards over, with every acknowledged change.
+  down = 2;
+  kill(2);
+  auto failover = until_all_served(clients, counters);
+  EXPECT_LT(failover, 10s) << "the killed member's counters were not served again in time";
+  RecordProperty("failover_ms", static_cast<int>(failover.count()));
+  ASSERT_NO_FATAL_FAILURE(start(2));  // it returns on its data, which is older now
+  down = -1;
+  ASSERT_NO_FATAL_FAILURE(wait_for_balance(3));
+  ASSERT_NO_FATAL_FAILURE(wait_for_replicas());
+  std::this_thread::sleep_for(1s);
+
+  // Another dies and returns without its data: it copies its shards anew.
+  down = 1;
+  kill(1);
+  std::filesystem::remove_all(dir_.sub("n1"));
+  EXPECT_LT(until_all_served(clients, counters), 10s);
+  ASSERT_NO_FATAL_FAILURE(start(1));
+  down = -1;
+  ASSERT_NO_FATAL_FAILURE(wait_for_balance(3));
+  ASSERT_NO_FATAL_FAILURE(wait_for_replicas());
+  std::this_thread::sleep_for(1s);
+  clients.stop();
+  clients.check(at(1));  // through the member that lost its data
+  EXPECT_GT(clients.acked(), 200);
+  double failovers = 0;
+  for (auto& m : members_)
+    failovers += metric_value(m.metrics, "twin_replication_failovers_total");
+  EXPECT_GT(failovers, 0);
+  RecordProperty("acknowledged", clients.acked());
+  RecordProperty("unknown", clients.unknown());
+  RecordProperty("refused", clients.refused());
+}
+
+TEST_F(replication_test, a_primary_whose_lease_ran_out_cannot_acknowledge_a_write) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster(3, {"--replication-timeout", "2"}));
+  ASSERT_NO_FATAL_FAILURE(wait_for_replicas());
+  ASSERT_NO_FATAL_FAILURE(make_counters(16));
+  std::string id;
+  for (int c = 0; c < 16 && id.empty(); ++c)
+    if (owner_of("c:n" + std::to_string(c)) == "node-2")
+      id = "c:n" + std::to_string(c);
+  ASSERT_FALSE(id.empty()) << "no counter on node-2";
+  auto path = "/v1/twins/" + id;
+  auto version = json::parse(at(2).call("GET", path).body)["version"].get<int>();
+
+  // node-2 stops (as if cut off) while a client writes to it; its lease runs out.
+  members_[2].proc->signal(SIGSTOP);
+  http_reply isolated;
+  std::thread writer{[&] {
+    http_client c{members_[2].http};
+    isolated = c.call("PATCH", path, json{{"properties", {{"count", 1000000}}}}.dump(),
+                      {{"Content-Type", "application/merge-patch+json"},
+                       {"If-Match", "\"" + std::to_string(version) + "\""}});
+  }};
+  // Its follower takes the shard over and serves it.
+  int increments = 0;
+  auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (increments < 5 && std::chrono::steady_clock::now() < deadline) {
+    auto read = at(0).call("GET", path);
+    if (read.status != 200) {
+      std::this_thread::sleep_for(100ms);
+      continue;
+    }
+    auto twin = json::parse(read.body);
+    auto r = at(0).call(
+      "PATCH", path,
+      json{{"properties", {{"count", twin["properties"]["count"].get<int>() + 1}}}}.dump(),
+      {{"Content-Type", "application/merge-patch+json"},
+       {"If-Match", "\"" + std::to_string(twin["version"].get<int>()) + "\""}});
+    increments += r.status == 200 ? 1 : 0;
+  }
+  EXPECT_EQ(increments, 5) << "the new primary did not serve the shard";
+  EXPECT_NE(owner_of(id), "node-2");
+  members_[2].proc->signal(SIGCONT);
+  writer.join();
+  // The write that reached the cut-off primary was never acknowledged, and is nowhere.
+  EXPECT_NE(isolated.status, 200u) << isolated.body;
+  auto count = [&](size_t via) {
+    return json::parse(at(via).call("GET", path).body)["properties"]["count"].get<int>();
+  };
+  EXPECT_EQ(count(0), increments);
+  ASSERT_TRUE(wait_for_200(members_[2].metrics, "/readyz", 20s));
+  ASSERT_TRUE(eventually([&] { return at(2).call("GET", path).status == 200; }, 20s));
+  EXPECT_EQ(count(2), increments);  // it serves the new primary's, not its own older copy
+}
+
+} // namespace
+} // namespace twin::test
