@@ -199,6 +199,23 @@ public:
     out.push_back(metrics::single("twin_cluster_forwarded_total",
                                   "Requests sent to the member that owns their twin.",
                                   metrics::metric_type::counter, 0));
+    // One copy of every shard, all led here.
+    metrics::family replicas{"twin_shard_replicas", "Shard copies on this node, by state.",
+                             metrics::metric_type::gauge, {}};
+    for (const char* state : {"primary", "under_replicated", "follower", "copying"})
+      replicas.samples.push_back(
+        {{{"state", state}}, std::string{state} == "primary" ? default_shard_count : 0.0, {}});
+    out.push_back(std::move(replicas));
+    out.push_back(metrics::single("twin_cluster_shards_under_replicated",
+                                  "Shards with fewer copies in sync than the replication factor.",
+                                  metrics::metric_type::gauge, 0));
+    for (const char* name : {"twin_replication_lag_batches", "twin_replication_lag_seconds"})
+      out.push_back(metrics::single(name, "Replication lag (none: one copy).",
+                                    metrics::metric_type::gauge, 0));
+    for (const char* name : {"twin_replication_failovers_total", "twin_replication_copies_total",
+                             "twin_replication_timeouts_total"})
+      out.push_back(metrics::single(name, "Replication (none: one copy).",
+                                    metrics::metric_type::counter, 0));
     metrics::family latency{"twin_cluster_forward_latency_seconds",
                             "Seconds from forwarding a request to its answer.",
                             metrics::metric_type::histogram, {}};
