@@ -252,30 +252,22 @@ node::node(caf::actor_system& sys, runtime::host& host, tracking_store& store,
   d->links = std::make_unique<transport>(
     sys, d->me, [d](envelope&& env) { d->on_envelope(std::move(env)); },
     [d](const std::string& n) { d->on_peer_down(n); });
-  d->streams = std::make_unique<change_streams>(
-    [d](const std::string& n, envelope env) {
-      env.from = d->me;
-      env.incarnation = d->members ? d->members->incarnation() : 0;
-      return d->links->send(n, std::move(env));
-    },
-    [d](const std::string& n, envelope env, std::chrono::milliseconds timeout) {
-      return d->ask(n, std::move(env), timeout);
-    });
+  auto send = [d](const std::string& n, envelope env) {
+    env.from = d->me;
+    env.incarnation = d->members ? d->members->incarnation() : 0;
+    return d->links->send(n, std::move(env));
+  };
+  auto ask = [d](const std::string& n, envelope env, std::chrono::milliseconds timeout) {
+    return d->ask(n, std::move(env), timeout);
+  };
+  d->streams = std::make_unique<change_streams>(send, ask);
   if (d->opts.replication_factor > 1) {
     replication_options ro;
     ro.factor = d->opts.replication_factor;
     ro.min_insync = d->opts.min_insync;
     ro.timeout = d->opts.replication_timeout;
     d->replicas = std::make_unique<replication>(
-      store, host.local_commit(), d->me, ro,
-      [d](const std::string& n, envelope env) {
-        env.from = d->me;
-        env.incarnation = d->members ? d->members->incarnation() : 0;
-        return d->links->send(n, std::move(env));
-      },
-      [d](const std::string& n, envelope env, std::chrono::milliseconds timeout) {
-        return d->ask(n, std::move(env), timeout);
-      },
+      store, host.local_commit(), d->me, ro, send, ask,
       [d](shard_id shard, int64_t epoch, const std::string& n, int64_t incarnation, bool add) {
         return d->record_insync(shard, epoch, n, incarnation, add);
       });
