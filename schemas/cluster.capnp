@@ -59,7 +59,8 @@ struct ReplicaBatch {
   changes @3 :List(ShardPage);
 }
 
-# What a primary ships to one follower at once.
+# What a primary ships to one follower at once; an envelope of batches holds one or more of
+# these, one after the other.
 struct ReplicaBatches {
   batches @0 :List(ReplicaBatch);
 }
@@ -77,4 +78,5 @@ struct ReplicaAck {
 
 struct ReplicaAcks {
   acks @0 :List(ReplicaAck);
+  envelopes @1 :UInt32;   # how many of the primary's envelopes of batches this answers
 }

@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <random>
 #include <stdexcept>
 #include <thread>
 
@@ -137,18 +139,54 @@ void process::signal(int sig) {
     ::kill(pid_, sig);
 }
 
-int free_port() {
+namespace {
+
+bool can_bind(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  return ok;
+}
+
+int kernel_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
   close(fd);
-  return port;
+  return ntohs(addr.sin_port);
+}
+
+/// The lowest port the kernel hands out to outgoing connections.
+int ephemeral_low() {
+  std::ifstream in{"/proc/sys/net/ipv4/ip_local_port_range"};
+  int low = 0;
+  return in >> low ? low : 0;
+}
+
+} // namespace
+
+// A port from the kernel's ephemeral range can be taken by any outgoing connection between
+// the moment it is chosen and the moment a server binds it, which long tests that restart
+// members do minutes later. Ports below that range are never handed out implicitly.
+int free_port() {
+  constexpr int lowest = 10000;
+  thread_local std::mt19937 random{std::random_device{}()};
+  int low = ephemeral_low();
+  if (low - lowest < 1000)
+    return kernel_port();
+  std::uniform_int_distribution<int> pick{lowest, low - 1};
+  for (int attempt = 0; attempt < 100; ++attempt)
+    if (int port = pick(random); can_bind(port))
+      return port;
+  return kernel_port();
 }
 
 run_result run_to_end(std::vector<std::string> argv, const std::string& input,
