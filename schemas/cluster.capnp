@@ -59,8 +59,7 @@ struct ReplicaBatch {
   changes @3 :List(ShardPage);
 }
 
-# What a primary ships to one follower at once; an envelope of batches holds one or more of
-# these, one after the other.
+# What a primary ships to one follower at once.
 struct ReplicaBatches {
   batches @0 :List(ReplicaBatch);
 }
@@ -78,5 +77,4 @@ struct ReplicaAck {
 
 struct ReplicaAcks {
   acks @0 :List(ReplicaAck);
-  envelopes @1 :UInt32;   # how many of the primary's envelopes of batches this answers
 }

@@ -255,10 +255,7 @@ node::node(caf::actor_system& sys, runtime::host& host, tracking_store& store,
   auto send = [d](const std::string& n, envelope env) {
     env.from = d->me;
     env.incarnation = d->members ? d->members->incarnation() : 0;
-    // Replication holds its batches while one envelope is unanswered, and a follower
-    // answers each write once: their envelopes go at once.
-    bool at_once = env.kind == envelope::replicate || env.kind == envelope::replica_acks;
-    return d->links->send(n, std::move(env), at_once);
+    return d->links->send(n, std::move(env));
   };
   auto ask = [d](const std::string& n, envelope env, std::chrono::milliseconds timeout) {
     return d->ask(n, std::move(env), timeout);

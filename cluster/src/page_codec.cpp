@@ -116,20 +116,15 @@ std::string packed(capnp::MessageBuilder& msg) {
 }
 
 /// Runs `read` on the root of the packed message `bytes`; the error names `what`.
-/// Reads the message in `bytes`; `several`: each of the messages in them, one after the
-/// other.
 template <class Root, class F>
-caf::error read_packed(std::string_view bytes, const char* what, F&& read,
-                       bool several = false) {
+caf::error read_packed(std::string_view bytes, const char* what, F&& read) {
   kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&] {
     capnp::ReaderOptions opts;
     opts.traversalLimitInWords = 64u << 20;  // 512 MiB: bounded by its sender
     kj::ArrayInputStream in{kj::ArrayPtr<const kj::byte>{
       reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()}};
-    do {
-      capnp::PackedMessageReader reader{in, opts};
-      read(reader.getRoot<Root>());
-    } while (several && in.tryGetReadBuffer().size() > 0);
+    capnp::PackedMessageReader reader{in, opts};
+    read(reader.getRoot<Root>());
   });
   KJ_IF_MAYBE (e, failure) {
     return runtime::make_error(runtime::runtime_errc::invalid_argument,
@@ -186,35 +181,30 @@ caf::expected<std::vector<replica_batch>> decode_replica_batches(std::string_vie
           std::move(read_page(c, runtime::shard_id{r.shard}, shard_count).entries));
       out.push_back(std::move(r));
     }
-  }, true);
+  });
   if (err)
     return err;
   return out;
 }
 
-std::string encode_replica_acks(const replica_acks& acks) {
+std::string encode_replica_acks(const std::vector<replica_ack>& acks) {
   capnp::MallocMessageBuilder msg;
-  auto root = msg.initRoot<schema::ReplicaAcks>();
-  root.setEnvelopes(acks.envelopes);
-  auto list = root.initAcks(static_cast<unsigned>(acks.acks.size()));
+  auto list = msg.initRoot<schema::ReplicaAcks>().initAcks(static_cast<unsigned>(acks.size()));
   for (unsigned i = 0; i < list.size(); ++i) {
-    const auto& a = acks.acks[i];
-    list[i].setShard(a.shard);
-    list[i].setEpoch(a.epoch);
-    list[i].setSeq(a.seq);
-    list[i].setRefused(text(a.refused));
-    list[i].setCaughtUp(a.caught_up);
+    list[i].setShard(acks[i].shard);
+    list[i].setEpoch(acks[i].epoch);
+    list[i].setSeq(acks[i].seq);
+    list[i].setRefused(text(acks[i].refused));
+    list[i].setCaughtUp(acks[i].caught_up);
   }
   return packed(msg);
 }
 
-caf::expected<replica_acks> decode_replica_acks(std::string_view bytes) {
-  replica_acks out;
+caf::expected<std::vector<replica_ack>> decode_replica_acks(std::string_view bytes) {
+  std::vector<replica_ack> out;
   auto err = read_packed<schema::ReplicaAcks>(bytes, "replica acknowledgement", [&](auto root) {
-    out.envelopes = root.getEnvelopes();
     for (auto a : root.getAcks())
-      out.acks.push_back(
-        {a.getShard(), a.getEpoch(), a.getSeq(), str(a.getRefused()), a.getCaughtUp()});
+      out.push_back({a.getShard(), a.getEpoch(), a.getSeq(), str(a.getRefused()), a.getCaughtUp()});
   });
   if (err)
     return err;

@@ -45,20 +45,11 @@ struct replica_ack {
   bool caught_up = false;
 };
 
-/// A follower's word to a primary: its acknowledgements, and how many of the primary's
-/// envelopes of batches it answers (each is answered once, whatever became of it).
-struct replica_acks {
-  std::vector<replica_ack> acks;
-  uint32_t envelopes = 0;
-};
-
-/// One message; an envelope of batches is one or more of them, concatenated.
 std::string encode_replica_batches(const std::vector<replica_part>& parts);
-/// The batches of every message in `bytes`, in order; `invalid_argument` if one is
-/// malformed, or if an entry is not of its batch's shard.
+/// `invalid_argument` if malformed, or if an entry is not of its batch's shard.
 caf::expected<std::vector<replica_batch>> decode_replica_batches(std::string_view bytes,
                                                                  uint32_t shard_count);
-std::string encode_replica_acks(const replica_acks& acks);
-caf::expected<replica_acks> decode_replica_acks(std::string_view bytes);
+std::string encode_replica_acks(const std::vector<replica_ack>& acks);
+caf::expected<std::vector<replica_ack>> decode_replica_acks(std::string_view bytes);
 
 } // namespace twin::cluster

@@ -141,17 +141,6 @@ public:
 private:
   /// Runs on the writing thread after each write: ships the parts of led shards.
   void on_written(const runtime::store_batch* batches, size_t n);
-  /// What waits to be shipped to a member while its earlier envelopes are unanswered: the
-  /// batches written meanwhile then cross together, in one envelope and one write there.
-  struct outbox {
-    std::string bytes;           ///< messages of batches, one after the other
-    std::set<uint32_t> shards;   ///< the shards they are of
-    size_t parts = 0;            ///< the shards' batches they hold
-    uint32_t in_flight = 0;      ///< envelopes sent and not answered
-    std::chrono::steady_clock::time_point sent{};
-  };
-  /// Sends what `node`'s outbox holds (with `mtx_`).
-  void flush(const std::string& node, outbox& o);
   /// The callback of a change of a led shard: once durable here, it waits for its copies.
   done_fn wait_for_copies(uint32_t shard, int64_t epoch, done_fn done);
   /// Moves to `out` the callbacks of the changes every counted follower has confirmed.
@@ -170,7 +159,7 @@ private:
                         uint64_t generation);
   /// Follows `shard` anew (with `fmtx_`): a copy from the start, after a short pause.
   void restart_copy(uint32_t shard, follower_shard& f);
-  void send_acks(std::map<std::string, replica_acks>& acks);
+  void send_acks(std::map<std::string, std::vector<replica_ack>>& acks);
   /// A primary refused batches of shards this member follows: they are copied anew.
   void on_refusals(const std::string& from, const std::vector<replica_ack>& refusals);
   /// Sends each followed shard's position to its primary.
@@ -192,8 +181,6 @@ private:
   mutable std::mutex mtx_;  ///< the primary's state
   std::unordered_map<uint32_t, primary_shard> led_;
   std::atomic<size_t> led_count_{0};  ///< entries of `led_`: 0 lets writes skip the lock
-  std::map<std::string, outbox> outboxes_;  ///< by follower
-  std::mutex ship_mtx_;  ///< held while a write's batches are numbered, encoded and queued
   size_t parked_ = 0;
 
   mutable std::mutex fmtx_;  ///< the follower's state

@@ -120,10 +120,9 @@ void replication::apply_loop() {
     // One write for everything that came, each batch after the one before it.
     std::vector<runtime::store_batch> writes;
     std::map<uint32_t, uint64_t> moved;  // shard -> last batch this write applies
-    std::map<std::string, replica_acks> acks;
+    std::map<std::string, std::vector<replica_ack>> acks;
     std::unique_lock<std::mutex> guard{fmtx_};
     for (auto& env : work) {
-      ++acks[env.from].envelopes;  // answered, whatever becomes of it
       auto batches = decode_replica_batches(env.bytes, shard_count_);
       if (!batches)
         continue;  // from a sender that speaks another version: its batches go unconfirmed
@@ -131,7 +130,7 @@ void replication::apply_loop() {
         auto i = followed_.find(b.shard);
         if (i == followed_.end() || i->second.primary != env.from || i->second.epoch != b.epoch) {
           refused_.fetch_add(1, std::memory_order_relaxed);
-          acks[env.from].acks.push_back({b.shard, b.epoch, b.seq,
+          acks[env.from].push_back({b.shard, b.epoch, b.seq,
                                     "this member does not follow shard "
                                       + std::to_string(b.shard) + " at that epoch",
                                     false});
@@ -143,7 +142,7 @@ void replication::apply_loop() {
             f.buffered += approximate_size(c);
           f.buffer.push_back(std::move(b));
           if (f.buffered > opts_.max_buffered_bytes) {
-            acks[env.from].acks.push_back({b.shard, b.epoch, 0, "too much changed during the copy", false});
+            acks[env.from].push_back({b.shard, b.epoch, 0, "too much changed during the copy", false});
             restart_copy(i->first, f);
           }
           continue;
@@ -152,7 +151,7 @@ void replication::apply_loop() {
         if (b.seq <= at)
           continue;  // had it already
         if (b.seq != at + 1) {
-          acks[env.from].acks.push_back({b.shard, b.epoch, at, "a batch is missing", false});
+          acks[env.from].push_back({b.shard, b.epoch, at, "a batch is missing", false});
           moved.erase(b.shard);
           restart_copy(i->first, f);
           continue;
@@ -176,13 +175,13 @@ void replication::apply_loop() {
     for (const auto& [s, seq] : moved) {
       auto& f = followed_[s];
       if (err) {  // nothing of it is applied: copied anew
-        acks[f.primary].acks.push_back({s, f.epoch, f.applied, "the follower cannot write", false});
+        acks[f.primary].push_back({s, f.epoch, f.applied, "the follower cannot write", false});
         restart_copy(s, f);
         continue;
       }
       f.applied = seq;
       applied_.fetch_add(1, std::memory_order_relaxed);
-      acks[f.primary].acks.push_back({s, f.epoch, seq, {}, false});
+      acks[f.primary].push_back({s, f.epoch, seq, {}, false});
     }
     guard.unlock();
     send_acks(acks);
@@ -202,17 +201,17 @@ void replication::on_refusals(const std::string& from, const std::vector<replica
 void replication::confirm_positions() {
   // Each followed shard's position, every second: the primary's liveness check of its
   // followers, and how a follower it ships nothing to (it dropped it) learns to copy anew.
-  std::map<std::string, replica_acks> acks;
+  std::map<std::string, std::vector<replica_ack>> acks;
   {
     std::lock_guard<std::mutex> guard{fmtx_};
     for (const auto& [s, f] : followed_)
       if (f.following)
-        acks[f.primary].acks.push_back({s, f.epoch, f.applied, {}, false});
+        acks[f.primary].push_back({s, f.epoch, f.applied, {}, false});
   }
   send_acks(acks);
 }
 
-void replication::send_acks(std::map<std::string, replica_acks>& acks) {
+void replication::send_acks(std::map<std::string, std::vector<replica_ack>>& acks) {
   for (auto& [node, list] : acks) {
     envelope env;
     env.kind = envelope::replica_acks;
@@ -352,8 +351,8 @@ caf::error replication::copy_shard(uint32_t s, const std::string& primary, int64
     f.following = true;
     f.applied = applied;
   }
-  std::map<std::string, replica_acks> acks;
-  acks[primary].acks.push_back({s, epoch, applied, {}, true});
+  std::map<std::string, std::vector<replica_ack>> acks;
+  acks[primary].push_back({s, epoch, applied, {}, true});
   send_acks(acks);
   return {};
 }

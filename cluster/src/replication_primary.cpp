@@ -3,8 +3,6 @@
 // shard's followers, their acknowledgements, and the record in etcd of which followers
 // are in sync.
 
-#include <utility>
-
 #include "page_codec.hpp"
 #include "replication_state.hpp"
 #include "twin/runtime/errc.hpp"
@@ -17,11 +15,6 @@ using runtime::shard_id;
 using runtime::twin_id;
 
 namespace {
-
-/// Envelopes of batches a follower may have unanswered; the batches written meanwhile wait
-/// and then cross in one. More than this many bytes waiting are sent regardless.
-constexpr uint32_t max_in_flight = 1;
-constexpr size_t max_outbox_bytes = 8u << 20;
 
 /// When the changes whose callbacks run now had their copies (on the thread that runs
 /// them); none: ask the local commit point.
@@ -154,7 +147,6 @@ void replication::on_peer_down(const std::string& node) {
     for (auto& [s, p] : led_)
       if (auto t = p.targets.find(node); t != p.targets.end())
         t->second.dropped = true;
-    outboxes_.erase(node);
   }
   ctl_cv_.notify_all();
 }
@@ -266,74 +258,49 @@ void replication::on_written(const runtime::store_batch* batches, size_t n) {
   // Each batch's shard; a batch of several shards (the durable counts) is split.
   std::deque<runtime::store_batch> split;  // pointers into it stay valid
   std::map<uint32_t, replica_part> parts;
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto part = [&](uint32_t s) -> replica_part* {
+    if (led_.count(s) == 0)
+      return nullptr;
+    auto& r = parts[s];
+    r.shard = s;
+    return &r;
+  };
   for (size_t k = 0; k < n; ++k) {
     const auto& b = batches[k];
     auto shards = shards_of(b);
     if (shards.size() == 1) {
-      parts[shards.front()].batches.push_back(&b);
+      if (auto* r = part(shards.front()))
+        r->batches.push_back(&b);
       continue;
     }
-    for (auto& [s, piece] : split_by_shard(b)) {
-      split.push_back(std::move(piece));
-      parts[s].batches.push_back(&split.back());
-    }
+    for (auto& [s, piece] : split_by_shard(b))
+      if (auto* r = part(s)) {
+        split.push_back(std::move(piece));
+        r->batches.push_back(&split.back());
+      }
   }
-  // One write's batches are numbered and queued before another's, whichever thread wrote.
-  std::lock_guard<std::mutex> shipping{ship_mtx_};
   std::map<std::string, std::vector<replica_part>> to;
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    for (auto& [s, r] : parts) {
-      auto i = led_.find(s);
-      if (i == led_.end())
-        continue;
-      auto& p = i->second;
-      r.shard = s;
-      r.epoch = p.epoch;
-      r.seq = ++p.seq;
-      for (const auto& [node, t] : p.targets)
-        if (!t.dropped)
-          to[node].push_back(r);
+  for (auto& [s, r] : parts) {
+    auto& p = led_[s];
+    r.epoch = p.epoch;
+    r.seq = ++p.seq;
+    for (const auto& [node, t] : p.targets)
+      if (!t.dropped)
+        to[node].push_back(r);
+  }
+  for (auto& [node, list] : to) {
+    envelope env;
+    env.kind = envelope::replicate;
+    env.bytes = encode_replica_batches(list);
+    if (send_(node, std::move(env))) {
+      shipped_.fetch_add(list.size(), std::memory_order_relaxed);
+      continue;
     }
+    for (const auto& r : list)  // it misses these: it copies anew
+      led_[r.shard].targets[node].dropped = true;
+    ctl_cv_.notify_all();
   }
-  // Encoded without the primary's lock (acknowledgements go on meanwhile).
-  std::vector<std::string> encoded;
-  for (const auto& [node, list] : to)
-    encoded.push_back(encode_replica_batches(list));
-  std::lock_guard<std::mutex> guard{mtx_};
-  auto bytes = encoded.begin();
-  for (const auto& [node, list] : to) {
-    auto& o = outboxes_[node];
-    o.bytes += *bytes++;
-    for (const auto& r : list)
-      o.shards.insert(r.shard);
-    o.parts += list.size();
-    if (o.in_flight < max_in_flight || o.bytes.size() >= max_outbox_bytes)
-      flush(node, o);
-  }
-}
-
-void replication::flush(const std::string& node, outbox& o) {
-  if (o.bytes.empty())
-    return;
-  envelope env;
-  env.kind = envelope::replicate;
-  env.bytes = std::move(o.bytes);
-  o.bytes.clear();
-  auto shards = std::move(o.shards);
-  o.shards.clear();
-  auto parts = std::exchange(o.parts, 0);
-  if (send_(node, std::move(env))) {
-    ++o.in_flight;
-    o.sent = clock_type::now();
-    shipped_.fetch_add(parts, std::memory_order_relaxed);
-    return;
-  }
-  for (auto s : shards)  // it misses these: it copies anew
-    if (auto i = led_.find(s); i != led_.end())
-      if (auto t = i->second.targets.find(node); t != i->second.targets.end())
-        t->second.dropped = true;
-  ctl_cv_.notify_all();
 }
 
 std::vector<uint32_t> replication::shards_of(const runtime::store_batch& b) const {
@@ -398,12 +365,7 @@ void replication::on_acks(const envelope& env) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
     auto now = clock_type::now();
-    if (auto o = outboxes_.find(env.from); o != outboxes_.end() && acks->envelopes > 0) {
-      o->second.in_flight -= std::min(o->second.in_flight, acks->envelopes);
-      if (o->second.in_flight < max_in_flight)
-        flush(env.from, o->second);
-    }
-    for (const auto& a : acks->acks) {
+    for (const auto& a : *acks) {
       auto i = led_.find(a.shard);
       if (i == led_.end() || i->second.epoch != a.epoch) {
         if (!a.refused.empty())
@@ -441,7 +403,7 @@ void replication::on_acks(const envelope& env) {
   if (record)
     ctl_cv_.notify_all();
   if (!unknown.empty()) {
-    std::map<std::string, replica_acks> to{{env.from, {std::move(unknown), 0}}};
+    std::map<std::string, std::vector<replica_ack>> to{{env.from, std::move(unknown)}};
     send_acks(to);
   }
   if (!refusals.empty())
@@ -470,11 +432,6 @@ void replication::control_loop() {
     {
       std::lock_guard<std::mutex> guard{mtx_};
       auto now = clock_type::now();
-      for (auto& [node, o] : outboxes_)
-        if (o.in_flight > 0 && now - o.sent > opts_.timeout) {
-          o.in_flight = 0;  // unanswered for so long (a member of another version?)
-          flush(node, o);
-        }
       for (auto& [s, p] : led_) {
         while (!p.waiting.empty() && now - p.waiting.front().since > opts_.timeout) {
           timeouts_.fetch_add(1, std::memory_order_relaxed);

@@ -83,30 +83,26 @@ struct transport::impl {
   std::map<std::string, std::string> wanted;  ///< node -> host:port
   std::thread connector;
 
-  /// Hands the envelopes queued for `node` to CAF as one message.
+  /// Hands the envelopes queued for `node` to CAF as one message; only `sender` calls it,
+  /// so the batches of a link go in order.
   void flush(const std::string& node) {
-    with_peer(node, [&](peer& p) {
-      p.flushing = false;
-      hand(node, p);
-    });
-  }
-
-  /// Hands `p`'s queued envelopes to CAF as one message, with its `send_mtx` held (so that
-  /// the batches of a link go in order whichever thread hands them), and asks the sender
-  /// actor to hand over what is left.
-  void hand(const std::string& node, peer& p) {
     envelopes batch;
-    size_t bytes = 0;
-    while (p.may_hand() && (batch.items.empty() || bytes < max_batch_bytes)) {
-      bytes += p.queued.front().bytes.size();
-      p.queued_bytes -= p.queued.front().bytes.size();
-      p.handed = p.queued.front().seq;
-      batch.items.push_back(std::move(p.queued.front()));
-      p.queued.pop_front();
-    }
+    caf::actor handle;
+    with_peer(node, [&](peer& p) {
+      size_t bytes = 0;
+      while (p.may_hand() && (batch.items.empty() || bytes < max_batch_bytes)) {
+        bytes += p.queued.front().bytes.size();
+        p.queued_bytes -= p.queued.front().bytes.size();
+        p.handed = p.queued.front().seq;
+        batch.items.push_back(std::move(p.queued.front()));
+        p.queued.pop_front();
+      }
+      p.flushing = false;
+      want_flush(node, p);  // what is left, in a batch of its own
+      handle = p.handle;
+    });
     if (!batch.items.empty() && !closing)
-      caf::anon_send(p.handle, std::move(batch));
-    want_flush(node, p);  // what is left, in a batch of its own
+      caf::anon_send(handle, std::move(batch));
   }
 
   /// Calls `f` with the peer `node` and its `send_mtx` held; false if not connected.
@@ -336,7 +332,7 @@ void transport::set_peers(std::map<std::string, std::string> addresses) {
       d.on_down(node);  // what awaits its answers fails now, not at its deadline
 }
 
-bool transport::send(const std::string& node, envelope env, bool at_once) {
+bool transport::send(const std::string& node, envelope env) {
   auto& d = *impl_;
   bool queued = false;
   if (d.closing)
@@ -348,10 +344,7 @@ bool transport::send(const std::string& node, envelope env, bool at_once) {
     env.seq = p.next_seq++;
     p.queued_bytes += env.bytes.size();
     p.queued.push_back(std::move(env));
-    if (at_once && !p.flushing)
-      d.hand(node, p);
-    else
-      d.want_flush(node, p);
+    d.want_flush(node, p);
     queued = true;
   });
   return queued;

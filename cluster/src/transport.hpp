@@ -91,10 +91,8 @@ public:
   /// wait to go cross together (at most 4 MiB at once). A member has at most 8,192
   /// envelopes out that the other has not said it took (it says the last sequence number
   /// it took every 1,024 and every 250 ms); beyond, they queue, at most 65,536 and 64 MiB
-  /// a link. `at_once`: handed to CAF on the calling thread, with what waits before it,
-  /// rather than by the link's sender actor (one thread's wake-up less, and no batching
-  /// with what follows: for senders that batch themselves).
-  bool send(const std::string& node, envelope env, bool at_once = false);
+  /// a link.
+  bool send(const std::string& node, envelope env);
   bool connected(const std::string& node) const;
   /// Stops connecting and sending, and unpublishes.
   void close();

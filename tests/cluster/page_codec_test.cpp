@@ -1,6 +1,5 @@
-// The wire format of replication: envelopes of batches that hold several messages one
-// after the other (what a primary ships while earlier envelopes are unanswered), and the
-// follower's answers with the count of envelopes they answer.
+// The wire format of replication: a primary's batches of several shards in one envelope,
+// refused whole when truncated or of the wrong shard, and the follower's answers.
 
 #include <gtest/gtest.h>
 
@@ -23,49 +22,48 @@ runtime::twin_id id_in(uint32_t shard, int start = 0) {
   }
 }
 
-TEST(replica_codec, an_envelope_of_several_messages_gives_every_batch_in_order) {
+TEST(replica_codec, an_envelope_gives_every_batch_in_order) {
   runtime::store_batch a, b, c;
   a.puts.push_back({id_in(3), "record a"});
   b.puts.push_back({id_in(5), "record b"});
   c.deletes.push_back(id_in(3, 1000));
-  replica_part first{3, 7, 1, {&a}};
+  replica_part first{3, 7, 1, {&a, &c}};
   replica_part second{5, 2, 9, {&b}};
-  replica_part third{3, 7, 2, {&c}};
-  auto bytes = encode_replica_batches({first, second}) + encode_replica_batches({third});
 
-  auto decoded = decode_replica_batches(bytes, shards);
+  auto decoded = decode_replica_batches(encode_replica_batches({first, second}), shards);
   ASSERT_TRUE(decoded) << runtime::error_message(decoded.error());
-  ASSERT_EQ(decoded->size(), 3u);
+  ASSERT_EQ(decoded->size(), 2u);
   EXPECT_EQ((*decoded)[0].shard, 3u);
+  EXPECT_EQ((*decoded)[0].epoch, 7);
   EXPECT_EQ((*decoded)[0].seq, 1u);
-  ASSERT_EQ((*decoded)[0].changes.size(), 1u);
+  ASSERT_EQ((*decoded)[0].changes.size(), 2u);
   EXPECT_EQ((*decoded)[0].changes[0].puts.at(0).second, "record a");
+  EXPECT_EQ((*decoded)[0].changes[1].deletes.at(0), id_in(3, 1000));
   EXPECT_EQ((*decoded)[1].shard, 5u);
   EXPECT_EQ((*decoded)[1].epoch, 2);
-  EXPECT_EQ((*decoded)[2].seq, 2u);
-  EXPECT_EQ((*decoded)[2].changes.at(0).deletes.at(0), id_in(3, 1000));
+  EXPECT_EQ((*decoded)[1].seq, 9u);
 }
 
 TEST(replica_codec, a_truncated_or_foreign_envelope_is_refused_whole) {
   runtime::store_batch a;
   a.puts.push_back({id_in(3), std::string(200, 'x')});
   auto one = encode_replica_batches({replica_part{3, 1, 1, {&a}}});
-  auto two = one + one;
-  EXPECT_FALSE(decode_replica_batches(two.substr(0, two.size() - 5), shards));
+  EXPECT_FALSE(decode_replica_batches(one.substr(0, one.size() - 5), shards));
   EXPECT_FALSE(decode_replica_batches(one, 2));  // shard 3 of a cluster of 2 shards
   // An entry of another shard than its batch's.
   auto wrong = encode_replica_batches({replica_part{4, 1, 1, {&a}}});
   EXPECT_FALSE(decode_replica_batches(wrong, shards));
 }
 
-TEST(replica_codec, answers_carry_the_envelopes_they_answer) {
-  replica_acks acks{{{3, 7, 12, {}, false}, {5, 2, 0, "a batch is missing", false}}, 4};
+TEST(replica_codec, answers_keep_their_positions_and_refusals) {
+  std::vector<replica_ack> acks{{3, 7, 12, {}, true}, {5, 2, 0, "a batch is missing", false}};
   auto decoded = decode_replica_acks(encode_replica_acks(acks));
   ASSERT_TRUE(decoded);
-  EXPECT_EQ(decoded->envelopes, 4u);
-  ASSERT_EQ(decoded->acks.size(), 2u);
-  EXPECT_EQ(decoded->acks[0].seq, 12u);
-  EXPECT_EQ(decoded->acks[1].refused, "a batch is missing");
+  ASSERT_EQ(decoded->size(), 2u);
+  EXPECT_EQ((*decoded)[0].seq, 12u);
+  EXPECT_TRUE((*decoded)[0].caught_up);
+  EXPECT_EQ((*decoded)[1].refused, "a batch is missing");
+  EXPECT_FALSE(decode_replica_acks("not a message"));
 }
 
 } // namespace

@@ -4,13 +4,13 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
-#include <random>
 #include <stdexcept>
 #include <thread>
 
@@ -171,21 +171,43 @@ int ephemeral_low() {
   return in >> low ? low : 0;
 }
 
+/// The next port of [`lowest`, `end`) after the last one any test process took: the
+/// processes of a test run share it through a file they lock in turn, so that two tests
+/// that run at once never choose the same port (a port chosen is free only until its
+/// server binds it, which long tests that restart members do minutes later).
+int next_shared_port(int lowest, int end) {
+  int fd = ::open("/tmp/twin-test-next-port", O_RDWR | O_CREAT, 0666);
+  if (fd < 0)
+    return 0;
+  ::flock(fd, LOCK_EX);
+  char text[16] = {};
+  auto n = ::pread(fd, text, sizeof(text) - 1, 0);
+  int port = n > 0 ? std::atoi(text) : 0;
+  port = port < lowest || port >= end - 1 ? lowest : port + 1;
+  auto out = std::to_string(port);
+  bool kept = ::ftruncate(fd, 0) == 0
+              && ::pwrite(fd, out.data(), out.size(), 0) == static_cast<ssize_t>(out.size());
+  ::flock(fd, LOCK_UN);
+  ::close(fd);
+  return kept ? port : 0;
+}
+
 } // namespace
 
-// A port from the kernel's ephemeral range can be taken by any outgoing connection between
-// the moment it is chosen and the moment a server binds it, which long tests that restart
-// members do minutes later. Ports below that range are never handed out implicitly.
+// Below the kernel's ephemeral range: a port from it can be taken by any outgoing
+// connection before the server binds it.
 int free_port() {
   constexpr int lowest = 10000;
-  thread_local std::mt19937 random{std::random_device{}()};
-  int low = ephemeral_low();
-  if (low - lowest < 1000)
+  int end = ephemeral_low();
+  if (end - lowest < 1000)
     return kernel_port();
-  std::uniform_int_distribution<int> pick{lowest, low - 1};
-  for (int attempt = 0; attempt < 100; ++attempt)
-    if (int port = pick(random); can_bind(port))
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int port = next_shared_port(lowest, end);
+    if (port == 0)
+      break;
+    if (can_bind(port))
       return port;
+  }
   return kernel_port();
 }
 

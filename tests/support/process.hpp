@@ -49,8 +49,8 @@ private:
   std::optional<int> status_;
 };
 
-/// A TCP port on 127.0.0.1 that was free a moment ago, below the range the kernel hands to
-/// outgoing connections where there is room.
+/// A TCP port on 127.0.0.1 that was free a moment ago: below the range the kernel hands to
+/// outgoing connections, and not chosen by another test process of the run.
 int free_port();
 
 /// A socket connected to 127.0.0.1:`port` whose reads give up after 10 s; -1 if none.
