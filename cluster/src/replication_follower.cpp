@@ -260,6 +260,7 @@ void replication::copy_loop() {
         continue;  // no longer followed, or copied by an earlier turn
       if (clock_type::now() < i->second.retry) {
         to_copy_.push_back(s);  // not yet: after the others
+        fcv_.wait_for(guard, std::chrono::milliseconds{20});
         continue;
       }
       i->second.copying = true;

@@ -366,11 +366,14 @@ void coordinator::replicate(const std::vector<shard_owner>& table,
       healthy += draining.count(f) == 0 ? 1 : 0;
     for (const auto& f : insync)
       healthy_in_sync += draining.count(f.node) == 0 ? 1 : 0;
-    // Not during a handoff: the new owner takes the shard without followers.
-    while (e.moving_to.empty() && healthy < wanted) {
+    // During a handoff too (never its new owner): the old owner's writes, which its
+    // release makes durable, wait for their copies. The new owner takes the shard without
+    // followers and recruits its own.
+    while (healthy < wanted) {
       const std::string* pick = nullptr;
       for (const auto& [m, n] : roles)
-        if (m != e.owner && !is_follower(m) && (pick == nullptr || n < roles[*pick]))
+        if (m != e.owner && m != e.moving_to && !is_follower(m)
+            && (pick == nullptr || n < roles[*pick]))
           pick = &m;
       if (pick == nullptr)
         break;
