@@ -409,7 +409,10 @@ caf::error node::impl::copy_in(uint32_t s) {
   auto e = table->get(shard);
   if (e.moving_to != me)
     return make_error(runtime_errc::conflict, "the handoff was called off");
-  // Whatever an earlier ownership left here goes first.
+  // A follower's copy of it stops first (no batch or page of it is written from then on),
+  // and whatever an earlier ownership left here goes.
+  if (replicas)
+    replicas->unfollow(shard, false);
   if (auto err = store.drop_shard(shard))
     return err;
   if (auto err = fetch_shard(shard, e.owner))

@@ -284,7 +284,17 @@ void replication::copy_loop() {
 caf::error replication::copy_shard(uint32_t s, const std::string& primary, int64_t epoch,
                                    uint64_t generation) {
   shard_id shard{s};
-  if (auto err = store_.drop_shard(shard))
+  // The store's copy of the shard is changed only while this member still follows it in
+  // this turn, under the follower's lock: a handoff may make it the shard's owner at any
+  // moment (unfollow, under the same lock), and its copy is then the handoff's.
+  auto guarded = [&](auto&& change) -> caf::error {
+    std::lock_guard<std::mutex> guard{fmtx_};
+    auto i = followed_.find(s);
+    if (i == followed_.end() || i->second.generation != generation)
+      return make_error(runtime_errc::conflict, "the shard is followed otherwise now");
+    return change();
+  };
+  if (auto err = guarded([&] { return store_.drop_shard(shard); }))
     return err;
   // From now on the primary ships this member the shard's batches: kept until the copy
   // (read after this) is whole, then applied over it.
@@ -317,7 +327,7 @@ caf::error replication::copy_shard(uint32_t s, const std::string& primary, int64
     auto page = decode_page(*bytes, shard, shard_count_);
     if (!page)
       return page.error();
-    if (auto err = store_.write(page->entries))
+    if (auto err = guarded([&] { return store_.write(page->entries); }))
       return err;
     copied_entries_.fetch_add(page->entries.puts.size(), std::memory_order_relaxed);
     cursor = std::move(page->next);
