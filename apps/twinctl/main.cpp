@@ -660,11 +660,12 @@ int main(int argc, char** argv) {
         std::cout << "\nmore: --from " << text_of(r.body["next_from"]) << '\n';
     } else if (status->parsed()) {
       std::vector<std::vector<std::string>> rows{
-        {"NODE", "STATE", "INCARNATION", "SHARDS", "HTTP", "CLUSTER"}};
+        {"NODE", "STATE", "INCARNATION", "SHARDS", "FOLLOWS", "HTTP", "CLUSTER"}};
       for (const auto& m : r.body.value("members", json::array()))
         rows.push_back({text_of(m.value("node", json{})), text_of(m.value("state", json{})),
                         text_of(m.value("incarnation", json{})),
-                        text_of(m.value("shards", json{})), text_of(m.value("http", json{})),
+                        text_of(m.value("shards", json{})), m.contains("follows") ? text_of(m["follows"]) : "-",
+                        text_of(m.value("http", json{})),
                         text_of(m.value("cluster", json{}))});
       print_table(rows);
       auto handoffs = r.body.value("handoffs", json::array());

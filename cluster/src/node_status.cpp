@@ -132,10 +132,12 @@ json node::status() const {
   auto& d = *impl_;
   json out{{"node", d.me}, {"cluster", d.opts.cluster}, {"shards", d.shard_count}};
   auto owners = d.table ? d.table->all() : std::vector<shard_owner>{};
-  std::map<std::string, uint32_t> owned;
+  std::map<std::string, uint32_t> owned, follows;
   json table = json::array();
   for (uint32_t s = 0; s < owners.size(); ++s) {
     ++owned[owners[s].owner];
+    for (const auto& f : owners[s].followers)
+      ++follows[f];
     json entry{{"shard", s}, {"owner", owners[s].owner}, {"epoch", owners[s].epoch}};
     if (d.replicas) {
       entry["followers"] = owners[s].followers;
@@ -150,13 +152,17 @@ json node::status() const {
         draining.insert(kv.key.substr(d.members->keys().drains().size()));
   json ms = json::array();
   if (d.members)
-    for (const auto& m : d.members->members())
-      ms.push_back({{"node", m.id.str()},
-                    {"state", draining.count(m.id.str()) ? "draining" : m.state},
-                    {"incarnation", m.incarnation},
-                    {"cluster", m.cluster_address},
-                    {"http", m.http_url},
-                    {"shards", owned[m.id.str()]}});
+    for (const auto& m : d.members->members()) {
+      json entry{{"node", m.id.str()},
+                 {"state", draining.count(m.id.str()) ? "draining" : m.state},
+                 {"incarnation", m.incarnation},
+                 {"cluster", m.cluster_address},
+                 {"http", m.http_url},
+                 {"shards", owned[m.id.str()]}};
+      if (d.replicas)
+        entry["follows"] = follows[m.id.str()];
+      ms.push_back(std::move(entry));
+    }
   out["members"] = std::move(ms);
   out["leader"] = d.coord && d.coord->leading();
   out["shard_table"] = std::move(table);

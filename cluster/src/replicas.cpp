@@ -89,18 +89,23 @@ int64_t node::impl::record_insync(shard_id shard, int64_t epoch, const std::stri
       decode_replicas(now->kvs[0].value, followers, insync);
       revision = now->kvs[0].mod_revision;
     }
+    auto listed = insync.size();
     insync.erase(std::remove_if(insync.begin(), insync.end(),
                                 [&](const insync_follower& f) { return f.node == node; }),
                  insync.end());
+    listed -= insync.size();
     if (add) {
       if (std::find(followers.begin(), followers.end(), node) == followers.end())
         return 0;  // not a follower any more
       insync.push_back({node, incarnation});
     }
-    // Only while this member is still the primary at `epoch`.
+    // Only while the shard's owner is the one of `epoch`. A removal of a member that is
+    // not listed changes nothing, but still checks that.
+    std::vector<etcd::op> then;
+    if (add || listed > 0)
+      then.push_back(etcd::op::put(rkey, encode_replicas(followers, insync)));
     auto r = members->etcd().txn(
-      {etcd::compare::mod_is(key, epoch), etcd::compare::mod_is(rkey, revision)},
-      {etcd::op::put(rkey, encode_replicas(followers, insync))});
+      {etcd::compare::mod_is(key, epoch), etcd::compare::mod_is(rkey, revision)}, then);
     if (!r)
       return 0;
     if (r->succeeded)

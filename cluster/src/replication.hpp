@@ -73,8 +73,9 @@ public:
   using ask_fn = std::function<caf::expected<std::string>(const std::string& node, envelope env,
                                                           std::chrono::milliseconds timeout)>;
   /// Adds `node` (in `incarnation`) to (or removes it from) the followers of `shard` that
-  /// hold every acknowledged change, in etcd, if this member is still primary at `epoch`; returns the
-  /// revision of the change, 0 if it was not made. Blocks.
+  /// hold every acknowledged change, in etcd, if the shard's primary is still the one of
+  /// `epoch`: the primary records its followers so, and a follower takes itself out before
+  /// it drops its copy. Returns the revision of the change, 0 if it was not made. Blocks.
   using insync_fn = std::function<int64_t(runtime::shard_id shard, int64_t epoch,
                                           const std::string& node, int64_t incarnation,
                                           bool add)>;

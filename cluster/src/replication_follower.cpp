@@ -98,9 +98,11 @@ void replication::on_batches(envelope&& env) {
 void replication::restart_copy(uint32_t shard, follower_shard& f) {
   auto primary = f.primary;
   auto epoch = f.epoch;
+  bool listed = f.listed;
   f = follower_shard{};
   f.primary = std::move(primary);
   f.epoch = epoch;
+  f.listed = listed;
   f.generation = ++generation_;
   f.retry = clock_type::now() + std::chrono::milliseconds{200};
   to_copy_.push_back(shard);
@@ -294,10 +296,9 @@ caf::error replication::copy_shard(uint32_t s, const std::string& primary, int64
       return make_error(runtime_errc::conflict, "the shard is followed otherwise now");
     return change();
   };
-  if (auto err = guarded([&] { return store_.drop_shard(shard); }))
-    return err;
   // From now on the primary ships this member the shard's batches: kept until the copy
-  // (read after this) is whole, then applied over it.
+  // (read after this) is whole, then applied over it. A primary that cannot be reached
+  // leaves the data here as it is.
   envelope ask_follow;
   ask_follow.kind = envelope::follow;
   ask_follow.shard = s;
@@ -305,13 +306,23 @@ caf::error replication::copy_shard(uint32_t s, const std::string& primary, int64
   auto base = ask_(primary, std::move(ask_follow), std::chrono::seconds{5});
   if (!base)
     return base.error();
-  {
-    std::lock_guard<std::mutex> guard{fmtx_};
-    auto i = followed_.find(s);
-    if (i == followed_.end() || i->second.generation != generation)
-      return make_error(runtime_errc::conflict, "the shard is followed otherwise now");
-    i->second.base = std::stoull(*base);
-  }
+  bool listed = false;
+  if (auto err = guarded([&] {
+        followed_[s].base = std::stoull(*base);
+        listed = followed_[s].listed;
+        return caf::error{};
+      }))
+    return err;
+  // A copy etcd may list as in sync (one that may become primary) is out of that list
+  // before its data goes: else a failover could promote a member that holds nothing.
+  if (listed && insync_(shard, epoch, me_, 0, false) == 0)
+    return make_error(runtime_errc::unavailable, "shard " + std::to_string(s)
+                                                   + ": this member is still listed in sync");
+  if (auto err = guarded([&] {
+        followed_[s].listed = false;
+        return store_.drop_shard(shard);
+      }))
+    return err;
   std::string cursor;
   do {
     if (stopped())
@@ -360,6 +371,7 @@ caf::error replication::copy_shard(uint32_t s, const std::string& primary, int64
     f.buffered = 0;
     f.copying = false;
     f.following = true;
+    f.listed = true;
     f.applied = applied;
   }
   std::map<std::string, std::vector<replica_ack>> acks;

@@ -128,8 +128,8 @@ caf::expected<uint64_t> replication::add_follower(shard_id shard, int64_t epoch,
     return make_error(runtime_errc::conflict, node + " is not a follower of shard "
                                                 + std::to_string(shard.value()) + " yet");
   auto t = p.targets.find(node);
-  if (t != p.targets.end() && t->second.in_etcd) {
-    // Listed in sync while it copies anew: out of the list first.
+  if (t != p.targets.end() && (t->second.in_etcd || t->second.recording)) {
+    // Listed in sync (or being listed) while it copies anew: out of the list first.
     t->second.dropped = true;
     ctl_cv_.notify_all();
     return make_error(runtime_errc::conflict, "the follower's earlier copy is still listed");

@@ -67,6 +67,9 @@ struct replication::follower_shard {
   std::vector<replica_batch> buffer;  ///< while copying
   size_t buffered = 0;
   clock_type::time_point retry{};  ///< a failed copy starts again from then
+  /// A copy of this follow was whole, so etcd may list this member as in sync: it leaves
+  /// that list before its data of the shard goes.
+  bool listed = false;
 };
 
 } // namespace twin::cluster

@@ -247,7 +247,7 @@ void coordinator::rebalance(bool settled) {
   }
   auto table = table_.all();
   if (replication_ > 1)
-    replicate(table, incarnations, draining);
+    replicate(table, incarnations, draining, settled);
   if (up.empty() || !settled)
     return;
   // Balance what may move: shards of live members and those without an owner.
@@ -309,7 +309,7 @@ void coordinator::rebalance(bool settled) {
 
 void coordinator::replicate(const std::vector<shard_owner>& table,
                             const std::map<std::string, int64_t>& live,
-                            const std::set<std::string>& draining) {
+                            const std::set<std::string>& draining, bool settled) {
   auto& etcd = membership_.etcd();
   const auto& keys = membership_.keys();
   const size_t wanted = replication_ - 1;
@@ -317,10 +317,13 @@ void coordinator::replicate(const std::vector<shard_owner>& table,
   for (const auto& [m, incarnation] : live)
     if (draining.count(m) == 0)
       roles[m] = 0;
-  for (const auto& e : table)
+  size_t moving = 0;  // shards with an extra follower that takes another's role
+  for (const auto& e : table) {
     for (const auto& f : e.followers)
       if (auto i = roles.find(f); i != roles.end())
         ++i->second;
+    moving += e.followers.size() > wanted ? 1 : 0;
+  }
   struct change {
     std::vector<etcd::compare> when;
     std::vector<etcd::op> then;
@@ -388,6 +391,8 @@ void coordinator::replicate(const std::vector<shard_owner>& table,
                                   [&](const insync_follower& f) { return out(f.node); }),
                    insync.end());
     }
+    if (settled && e.moving_to.empty() && healthy_in_sync >= wanted)
+      spread_roles(e, wanted, roles, followers, insync, moving);
     if (followers != e.followers || !(insync == e.insync))
       changes.push_back({when, {etcd::op::put(key + "/replicas", encode_replicas(followers, insync))}});
   }
@@ -406,6 +411,48 @@ void coordinator::replicate(const std::vector<shard_owner>& table,
     for (size_t k = i; k < end; ++k)
       etcd.txn(changes[k].when, changes[k].then);
   }
+}
+
+void coordinator::spread_roles(const shard_owner& e, size_t wanted,
+                               std::map<std::string, size_t>& roles,
+                               std::vector<std::string>& followers,
+                               std::vector<insync_follower>& insync, size_t& moving) {
+  auto busiest = [&](auto first, auto last, auto node_of) {
+    auto best = last;
+    for (auto i = first; i != last; ++i)
+      if (roles.count(node_of(*i)) > 0
+          && (best == last || roles[node_of(*i)] > roles[node_of(*best)]))
+        best = i;
+    return best;
+  };
+  if (insync.size() > wanted) {
+    // The extra copy is whole: the busiest follower in sync leaves.
+    auto out = busiest(insync.begin(), insync.end(), [](const insync_follower& f) { return f.node; });
+    if (out == insync.end())
+      return;
+    auto node = out->node;
+    --roles[node];
+    insync.erase(out);
+    followers.erase(std::find(followers.begin(), followers.end(), node));
+    return;
+  }
+  if (followers.size() != wanted || moving >= max_role_moves)
+    return;
+  auto from = busiest(followers.begin(), followers.end(), [](const std::string& n) { return n; });
+  if (from == followers.end())
+    return;
+  const std::string* to = nullptr;
+  for (const auto& [m, n] : roles)
+    if (m != e.owner && std::find(followers.begin(), followers.end(), m) == followers.end()
+        && (to == nullptr || n < roles[*to]))
+      to = &m;
+  if (to == nullptr || roles[*to] + 2 > roles[*from])
+    return;
+  // The least busy member copies the shard too; its role counts as moved already.
+  --roles[*from];
+  ++roles[*to];
+  followers.push_back(*to);
+  ++moving;
 }
 
 void coordinator::loop() {

@@ -130,9 +130,19 @@ private:
   /// `settle` (`settled`), also balances the shards.
   void rebalance(bool settled);
   /// Promotes followers of shards whose owner is gone, drops followers that are gone, and
-  /// recruits followers for shards short of them.
+  /// recruits followers for shards short of them; once `settled`, also spreads the
+  /// follower roles.
   void replicate(const std::vector<shard_owner>& table, const std::map<std::string, int64_t>& live,
-                 const std::set<std::string>& draining);
+                 const std::set<std::string>& draining, bool settled);
+  /// Spreads follower roles over the members (`roles`: each one's count) as evenly as the
+  /// shards, make before break: a member with two roles fewer than a follower of the shard
+  /// `e` becomes an extra follower, and once its copy is in sync the busiest follower in
+  /// sync leaves. `followers` and `insync` are the shard's next lists; `moving` counts the
+  /// shards with an extra follower (at most `max_role_moves`).
+  void spread_roles(const shard_owner& e, size_t wanted, std::map<std::string, size_t>& roles,
+                    std::vector<std::string>& followers, std::vector<insync_follower>& insync,
+                    size_t& moving);
+  static constexpr size_t max_role_moves = 32;
 
   membership& membership_;
   shard_table& table_;

@@ -2,7 +2,7 @@
 // through the members stay exact while a member is killed with -9 (its followers take its
 // shards over), comes back, and another loses its data directory; a primary stopped until
 // its lease ran out cannot get a write acknowledged, while the member that took its shard
-// over serves it.
+// over serves it; a member that joins takes its share of the follower roles.
 
 #include <filesystem>
 #include <thread>
@@ -240,6 +240,50 @@ TEST_F(replication_test, a_primary_whose_lease_ran_out_cannot_acknowledge_a_writ
   ASSERT_TRUE(wait_for_200(members_[2].metrics, "/readyz", 20s));
   ASSERT_TRUE(eventually([&] { return at(2).call("GET", path).status == 200; }, 20s));
   EXPECT_EQ(count(2), increments);  // it serves the new primary's, not its own older copy
+}
+
+/// A member that joins takes primaries by handoff, and its share of the follower roles by
+/// extra copies that replace the busiest followers once whole: the roles end spread evenly,
+/// every shard with its copies in sync, and every twin as it was.
+TEST_F(replication_test, a_member_that_joins_takes_its_share_of_the_follower_roles) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster(3));
+  ASSERT_NO_FATAL_FAILURE(wait_for_replicas());
+  constexpr int counters = 16;
+  ASSERT_NO_FATAL_FAILURE(make_counters(counters));
+  for (int c = 0; c < counters; ++c) {
+    auto r = at(0).call("PATCH", "/v1/twins/c:n" + std::to_string(c),
+                        json{{"properties", {{"count", c}}}}.dump(),
+                        {{"Content-Type", "application/merge-patch+json"}});
+    ASSERT_EQ(r.status, 200u) << r.body;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_NO_FATAL_FAILURE(start(3));
+  ASSERT_NO_FATAL_FAILURE(wait_for_balance(4));
+  json members;
+  ASSERT_TRUE(eventually(
+    [&] {
+      auto j = json::parse(at(0).call("GET", "/v1/cluster").body);
+      members = j["members"];
+      int lo = 1 << 30, hi = 0, total = 0;
+      for (const auto& m : members) {
+        lo = std::min(lo, m["follows"].get<int>());
+        hi = std::max(hi, m["follows"].get<int>());
+        total += m["follows"].get<int>();
+      }
+      // One follower a shard (R = 2), spread within two roles of each other.
+      return members.size() == 4 && j["replication"]["under_replicated"].empty()
+             && total == j["shards"].get<int>() && hi - lo <= 2;
+    },
+    60s))
+    << members.dump();
+  RecordProperty("spread_ms", static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::steady_clock::now() - t0)
+                                                 .count()));
+  for (int c = 0; c < counters; ++c) {
+    auto r = at(3).call("GET", "/v1/twins/c:n" + std::to_string(c));
+    ASSERT_EQ(r.status, 200u) << r.body;
+    EXPECT_EQ(json::parse(r.body)["properties"]["count"], c);
+  }
 }
 
 } // namespace
