@@ -4,13 +4,26 @@
 //   (d) updates to the twins member 0 leads, with one copy of each shard and with two, in
 //       the same run: throughput, p99 latency, CPU of the members per update
 //                          [target: R=2 <= 1.5 x the CPU of R=1, >= 0.6 x its throughput]
+//       with each member's threads, and the floor of R=2 next to it: R=1, the follower's
+//       write of the same batches and a loopback round trip (raw, measured in the run) for
+//       each envelope the follower received
 //   (e) kill -9 of a member, in turn, K times: the time until every shard acknowledges a
 //       write again                                    [target: median and max <= 5 s]
 //   (f) a member that lost its data directory returns: the rate at which it copies the
 //       shards again (twins/s)
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstdio>
+#include <map>
 #include <thread>
 
 #include "cluster_harness.hpp"
@@ -43,6 +56,63 @@ std::vector<std::string> two_members_and_twins(cluster& c) {
   return twins;
 }
 
+/// The CPU (both threads, us) of a round trip over a loopback TCP connection: `bytes` one
+/// way, 16 back, each side blocked in its read until the other's write wakes it.
+double loopback_round_trip_us(size_t bytes, int rounds) {
+  int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (listener < 0 || bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0
+      || listen(listener, 1) != 0
+      || getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw std::runtime_error("(d): no loopback socket");
+  int client = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(client, reinterpret_cast<sockaddr*>(&addr), len) != 0)
+    throw std::runtime_error("(d): no loopback connection");
+  int server = accept(listener, nullptr, nullptr);
+  close(listener);
+  int one = 1;
+  setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto exact = [](int fd, char* p, size_t n, bool in) {
+    while (n > 0) {
+      auto k = in ? read(fd, p, n) : write(fd, p, n);
+      if (k <= 0)
+        return false;
+      p += k;
+      n -= static_cast<size_t>(k);
+    }
+    return true;
+  };
+  auto thread_cpu = [] {
+    rusage u{};
+    getrusage(RUSAGE_THREAD, &u);
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec)
+           + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+  };
+  std::atomic<double> echo_cpu{0};
+  std::thread echo{[&] {
+    std::vector<char> in(bytes), answer(16);
+    auto c0 = thread_cpu();
+    for (int r = 0; r < rounds; ++r)
+      if (!exact(server, in.data(), bytes, true) || !exact(server, answer.data(), 16, false))
+        break;
+    echo_cpu = thread_cpu() - c0;
+  }};
+  std::vector<char> out(bytes, 'x'), answer(16);
+  auto c0 = thread_cpu();
+  for (int r = 0; r < rounds; ++r)
+    if (!exact(client, out.data(), bytes, false) || !exact(client, answer.data(), 16, true))
+      break;
+  auto mine = thread_cpu() - c0;
+  echo.join();
+  close(client);
+  close(server);
+  return (mine + echo_cpu.load()) / rounds * 1e6;
+}
+
 } // namespace
 
 void bench_replication_cost(const std::string& dir, size_t updates, int clients) {
@@ -50,22 +120,37 @@ void bench_replication_cost(const std::string& dir, size_t updates, int clients)
   cluster two{dir + "/d2", 64, {"--replication-factor", "2"}};
   auto twins_one = two_members_and_twins(one);
   auto twins_two = two_members_and_twins(two);
+  auto rtt = loopback_round_trip_us(1024, 20'000);
+  std::printf("(d) raw limit: a loopback TCP round trip (1 KiB, and a short answer) costs %.1f us "
+              "of CPU, both threads woken\n", rtt);
   struct figures {
     double cpu_us = 0;
     double rate = 0;
+    double envelopes = 0;  ///< envelopes the follower received per update (R=2)
     std::vector<double> latencies;
+    std::map<std::string, double> threads[2];  ///< each member's threads, us per update
   };
   constexpr int rounds = 2;
   auto phase = [&](cluster& c, const std::vector<std::string>& twins, int conns, figures& f) {
     auto patches = patches_of(twins, updates);
+    auto received = [&] {
+      return test::metric_value(c.members()[1].metrics, "twin_cluster_received_total");
+    };
     auto cpu0 = c.cpu();
+    auto threads0 = std::array{c.cpu_by_thread(0), c.cpu_by_thread(1)};
+    auto envelopes0 = received();
     auto t0 = clock_type::now();
     auto ok = send_all(c.members()[0].http, patches, "PATCH", conns, &f.latencies);
     auto secs = seconds_since(t0);
     if (ok != updates)
       throw std::runtime_error("(d): updates failed");
-    f.cpu_us += (c.cpu() - cpu0) / static_cast<double>(ok) * 1e6 / rounds;
+    auto per_update = 1e6 / static_cast<double>(ok) / rounds;
+    f.cpu_us += (c.cpu() - cpu0) * per_update;
     f.rate += static_cast<double>(ok) / secs / rounds;
+    f.envelopes += (received() - envelopes0) / static_cast<double>(ok) / rounds;
+    for (size_t m = 0; m < 2; ++m)
+      for (const auto& [name, cpu] : c.cpu_by_thread(m))
+        f.threads[m][name] += (cpu - threads0[m][name]) * per_update;
   };
   std::printf("(d) %zu updates x %d rounds to 1,000 twins member 0 leads, 2 members, one "
               "copy of each shard and two (both members' CPU):\n", updates, rounds);
@@ -87,6 +172,21 @@ void bench_replication_cost(const std::string& dir, size_t updates, int clients)
                 "the CPU [target <= 1.5 x], %.2f x the throughput [target >= 0.6 x]\n",
                 conns, r2.cpu_us, r2.rate, percentile(r2.latencies, 0.99) * 1e3,
                 r2.cpu_us / r1.cpu_us, r2.rate / r1.rate);
+    for (size_t m = 0; m < 2; ++m) {
+      std::printf("        member %zu's threads, us per update R=1 / R=2:", m);
+      for (const auto& [name, us] : r2.threads[m])
+        if (us >= 0.5 || r1.threads[m][name] >= 0.5)
+          std::printf("  %s %.1f / %.1f", name.c_str(), r1.threads[m][name], us);
+      std::printf("\n");
+    }
+    // What a second copy cannot cost less than: the follower's write of the same batches
+    // (the primary's store writer with R=1) and a round trip between the members for each
+    // envelope.
+    auto write = r1.threads[0]["twin.store"];
+    auto floor = r1.cpu_us + write + r2.envelopes * rtt;
+    std::printf("        floor of R=2: R=1 + the follower's write (%.1f us) + %.2f envelopes "
+                "an update x the round trip = %.1f us = %.2f x\n",
+                write, r2.envelopes, floor, floor / r1.cpu_us);
   }
 }
 

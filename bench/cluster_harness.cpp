@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -22,16 +23,41 @@ double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-double cpu_of(pid_t pid) {
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
+namespace {
+
+/// The name and the user and system CPU seconds of a /proc `stat` file.
+std::pair<std::string, double> read_stat(const std::string& path) {
+  std::ifstream in{path};
   std::string text{std::istreambuf_iterator<char>{in}, {}};
-  std::istringstream fields{text.substr(text.rfind(')') + 2)};
+  auto open = text.find('('), close = text.rfind(')');
+  if (open == std::string::npos || close == std::string::npos)
+    return {};
+  std::istringstream fields{text.substr(close + 2)};
   std::string f;
   double ticks = 0;
   for (int i = 3; i <= 15 && fields >> f; ++i)
     if (i == 14 || i == 15)
       ticks += std::stod(f);
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return {text.substr(open + 1, close - open - 1),
+          ticks / static_cast<double>(sysconf(_SC_CLK_TCK))};
+}
+
+} // namespace
+
+double cpu_of(pid_t pid) {
+  return read_stat("/proc/" + std::to_string(pid) + "/stat").second;
+}
+
+std::map<std::string, double> cpu_by_thread(pid_t pid) {
+  std::map<std::string, double> out;
+  std::error_code ec;
+  auto dir = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator{dir, ec}) {
+    auto [name, seconds] = read_stat(task.path().string() + "/stat");
+    if (!name.empty())
+      out[name] += seconds;
+  }
+  return out;
 }
 
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
@@ -157,6 +183,11 @@ double cluster::cpu() {
     if (m.proc)
       sum += cpu_of(m.proc->pid());
   return sum;
+}
+
+std::map<std::string, double> cluster::cpu_by_thread(size_t i) {
+  auto& m = members_.at(i);
+  return m.proc ? bench::cpu_by_thread(m.proc->pid()) : std::map<std::string, double>{};
 }
 
 size_t send_all(int port, const std::vector<request>& requests, const std::string& method,

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -24,6 +25,8 @@ double seconds_since(clock_type::time_point t0);
 
 /// User and system CPU seconds of process `pid` so far.
 double cpu_of(pid_t pid);
+/// The same for each of its threads, summed by thread name.
+std::map<std::string, double> cpu_by_thread(pid_t pid);
 
 /// Calls `pred` every 20 ms until it holds, for at most `timeout`.
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
@@ -62,6 +65,8 @@ public:
   std::vector<std::string> owners();
   /// The CPU seconds of every running member so far.
   double cpu();
+  /// The CPU seconds of member `i`'s threads so far, by thread name.
+  std::map<std::string, double> cpu_by_thread(size_t i);
 
   std::vector<member>& members() { return members_; }
   uint32_t shards() const { return shards_; }

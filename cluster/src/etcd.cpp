@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "twin/cluster/errc.hpp"
+#include "twin/runtime/thread_name.hpp"
 
 namespace twin::cluster::etcd {
 
@@ -529,7 +530,10 @@ watch::watch(const std::string& endpoints, std::string prefix, int64_t start_rev
   impl_->on_events = std::move(on_events);
   impl_->on_reset = std::move(on_reset);
   if (!impl_->endpoints.empty())
-    impl_->thread = std::thread{[this] { impl_->run(); }};
+    impl_->thread = std::thread{[this] {
+      runtime::name_thread("twin.etcd.watch");
+      impl_->run();
+    }};
 }
 
 watch::~watch() {

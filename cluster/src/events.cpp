@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/thread_name.hpp"
 #include "twin/runtime/wire.hpp"
 
 namespace twin::cluster {
@@ -61,7 +62,10 @@ caf::expected<std::vector<event_filter>> decode_filters(const std::string& text)
 
 change_streams::change_streams(send_fn send, ask_fn ask)
   : send_(std::move(send)), ask_(std::move(ask)) {
-  relayer_ = std::thread{[this] { relay_loop(); }};
+  relayer_ = std::thread{[this] {
+    runtime::name_thread("twin.events");
+    relay_loop();
+  }};
 }
 
 change_streams::~change_streams() {

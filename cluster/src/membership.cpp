@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "twin/cluster/errc.hpp"
+#include "twin/runtime/thread_name.hpp"
 
 namespace twin::cluster {
 
@@ -114,7 +115,10 @@ caf::error membership::join() {
                           + opts_.node.str() + "'");
     std::this_thread::sleep_for(milliseconds{250});
   }
-  keeper_ = std::thread{[this] { keep_alive_loop(); }};
+  keeper_ = std::thread{[this] {
+    runtime::name_thread("twin.lease");
+    keep_alive_loop();
+  }};
   read_members();
   return {};
 }

@@ -2,6 +2,7 @@
 
 #include "node_impl.hpp"
 #include "twin/cluster/errc.hpp"
+#include "twin/runtime/thread_name.hpp"
 
 namespace twin::cluster {
 
@@ -337,9 +338,18 @@ caf::error node::start() {
     d.coord->start();
     d.coord->poke();
   }
-  d.supervisor = std::thread{[&d] { d.supervise(); }};
-  d.copier = std::thread{[&d] { d.copy_loop(); }};
-  d.query_worker = std::thread{[&d] { d.query_loop(); }};
+  d.supervisor = std::thread{[&d] {
+    runtime::name_thread("twin.supervise");
+    d.supervise();
+  }};
+  d.copier = std::thread{[&d] {
+    runtime::name_thread("twin.handoff");
+    d.copy_loop();
+  }};
+  d.query_worker = std::thread{[&d] {
+    runtime::name_thread("twin.query");
+    d.query_loop();
+  }};
   return {};
 }
 

@@ -185,7 +185,8 @@ private:
   size_t parked_ = 0;
 
   mutable std::mutex fmtx_;  ///< the follower's state
-  std::condition_variable fcv_;
+  std::condition_variable fcv_;      ///< batches came (the applier)
+  std::condition_variable copy_cv_;  ///< shards to copy (the copier)
   std::unordered_map<uint32_t, follower_shard> followed_;
   std::deque<envelope> incoming_;
   size_t incoming_bytes_ = 0;

@@ -6,6 +6,7 @@
 #include "page_codec.hpp"
 #include "replication_state.hpp"
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/thread_name.hpp"
 
 namespace twin::cluster {
 
@@ -31,9 +32,18 @@ void replication::start() {
   if (control_.joinable())
     return;
   stopping_ = false;
-  control_ = std::thread{[this] { control_loop(); }};
-  applier_ = std::thread{[this] { apply_loop(); }};
-  copier_ = std::thread{[this] { copy_loop(); }};
+  control_ = std::thread{[this] {
+    runtime::name_thread("twin.repl.ctl");
+    control_loop();
+  }};
+  applier_ = std::thread{[this] {
+    runtime::name_thread("twin.repl.apply");
+    apply_loop();
+  }};
+  copier_ = std::thread{[this] {
+    runtime::name_thread("twin.repl.copy");
+    copy_loop();
+  }};
 }
 
 void replication::stop() {
@@ -45,6 +55,7 @@ void replication::stop() {
   {
     std::lock_guard<std::mutex> guard{fmtx_};
     fcv_.notify_all();
+    copy_cv_.notify_all();
   }
   for (auto* t : {&control_, &applier_, &copier_})
     if (t->joinable())
@@ -71,7 +82,7 @@ void replication::follow(shard_id shard, const std::string& primary, int64_t epo
   f.epoch = epoch;
   f.generation = ++generation_;
   to_copy_.push_back(shard.value());
-  fcv_.notify_all();
+  copy_cv_.notify_all();
 }
 
 void replication::unfollow(shard_id shard, bool drop) {
@@ -92,7 +103,8 @@ bool replication::follows(shard_id shard) const {
 void replication::on_batches(envelope&& env) {
   std::lock_guard<std::mutex> guard{fmtx_};
   incoming_.push_back(std::move(env));
-  fcv_.notify_all();
+  if (incoming_.size() == 1)  // else the applier was woken already, or is at work
+    fcv_.notify_one();
 }
 
 void replication::restart_copy(uint32_t shard, follower_shard& f) {
@@ -106,7 +118,7 @@ void replication::restart_copy(uint32_t shard, follower_shard& f) {
   f.generation = ++generation_;
   f.retry = clock_type::now() + std::chrono::milliseconds{200};
   to_copy_.push_back(shard);
-  fcv_.notify_all();
+  copy_cv_.notify_all();
 }
 
 void replication::apply_loop() {
@@ -249,7 +261,7 @@ void replication::copy_loop() {
     }
     {
       std::unique_lock<std::mutex> guard{fmtx_};
-      fcv_.wait_for(guard, std::chrono::milliseconds{100},
+      copy_cv_.wait_for(guard, std::chrono::milliseconds{100},
                     [&] { return !to_copy_.empty() || stopped(); });
       if (stopped())
         return;
@@ -262,7 +274,7 @@ void replication::copy_loop() {
         continue;  // no longer followed, or copied by an earlier turn
       if (clock_type::now() < i->second.retry) {
         to_copy_.push_back(s);  // not yet: after the others
-        fcv_.wait_for(guard, std::chrono::milliseconds{20});
+        copy_cv_.wait_for(guard, std::chrono::milliseconds{20});
         continue;
       }
       i->second.copying = true;

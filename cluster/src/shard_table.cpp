@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "twin/runtime/thread_name.hpp"
+
 namespace twin::cluster {
 
 using json = nlohmann::json;
@@ -198,7 +200,10 @@ coordinator::~coordinator() {
 }
 
 void coordinator::start() {
-  thread_ = std::thread{[this] { loop(); }};
+  thread_ = std::thread{[this] {
+    runtime::name_thread("twin.coord");
+    loop();
+  }};
 }
 
 void coordinator::poke() {

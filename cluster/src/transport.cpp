@@ -10,6 +10,8 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 
+#include "twin/runtime/thread_name.hpp"
+
 namespace twin::cluster {
 
 namespace {
@@ -304,7 +306,10 @@ caf::expected<uint16_t> transport::open(const std::string& bind, uint16_t port) 
     return bound.error();
   }
   d.port = *bound;
-  d.connector = std::thread{[t = impl_] { t->connect_loop(); }};
+  d.connector = std::thread{[t = impl_] {
+    runtime::name_thread("twin.connect");
+    t->connect_loop();
+  }};
   return *bound;
 }
 

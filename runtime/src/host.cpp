@@ -3,6 +3,7 @@
 #include <caf/all.hpp>
 
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/thread_name.hpp"
 
 namespace twin::runtime {
 
@@ -330,6 +331,7 @@ caf::error host::start() {
   impl_->accepting = true;
   impl_->sweep_stop = false;
   impl_->sweeper = std::thread{[this] {
+    name_thread("twin.sweeper");
     auto& d = *impl_;
     auto period = std::clamp(d.opts.idle_timeout / 4, std::chrono::milliseconds{10},
                              std::chrono::milliseconds{10'000});

@@ -2,6 +2,7 @@
 
 #include "durable_counts.hpp"
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/thread_name.hpp"
 
 namespace twin::runtime {
 
@@ -63,7 +64,10 @@ void store_writer::start() {
     return;
   running_ = true;
   stopping_ = false;
-  thread_ = std::thread{[this] { run(); }};
+  thread_ = std::thread{[this] {
+    name_thread("twin.store");
+    run();
+  }};
 }
 
 void store_writer::stop() {

@@ -1,11 +1,12 @@
 // What SREs run a node by, against real twind processes: /metrics linted by promtool and
-// scraped by a real Prometheus server, the operations port, JSON logs, and the
+// scraped by a real Prometheus server, the operations port, JSON logs, named threads, and the
 // Prometheus files of docker/ (rules, their unit tests, the scrape configuration).
 
 #include <signal.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -150,6 +151,21 @@ TEST_F(sre_test, the_metrics_port_serves_health_and_readiness_and_nothing_else) 
   EXPECT_EQ(json::parse(twin.body)["error"]["message"], "no route /v1/twins/t:g1");
   EXPECT_EQ(ops.call("POST", "/metrics").status, 405u);
   EXPECT_EQ(client_->call("GET", "/metrics").status, 404u) << "the API port serves no metrics";
+}
+
+/// `top -H` shows what each of the node's threads is: the HTTP front door, the group
+/// commit and the actor workers by name.
+TEST_F(sre_test, the_threads_have_names_top_shows) {
+  std::set<std::string> names;
+  auto tasks = "/proc/" + std::to_string(node_->pid()) + "/task";
+  for (const auto& task : std::filesystem::directory_iterator{tasks}) {
+    std::ifstream in{task.path() / "comm"};
+    std::string name;
+    std::getline(in, name);
+    names.insert(name);
+  }
+  for (const char* expected : {"twin.http", "twin.store", "caf.worker", "twin.sweeper"})
+    EXPECT_EQ(names.count(expected), 1u) << expected;
 }
 
 TEST_F(sre_test, a_real_prometheus_scrapes_the_node_and_computes_its_update_rate) {

@@ -18,6 +18,7 @@
 #include "routes.hpp"
 #include "session.hpp"
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/thread_name.hpp"
 
 namespace twin::api {
 
@@ -201,6 +202,7 @@ caf::error http_server::start() {
   d.accept();
   for (int i = 0; i < std::max(1, d.opts.threads); ++i)
     d.threads.emplace_back([&d] {
+      runtime::name_thread("twin.http");
       // In the batch scheduling class, like the actor workers: the thread that answers a
       // read and the one that asked do not preempt each other at every wakeup, and each
       // handles what queued meanwhile at once (about a quarter more reads on two cores).
