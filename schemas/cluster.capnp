@@ -73,6 +73,7 @@ struct ReplicaAck {
   seq @2 :UInt64;
   refused @3 :Text;
   caughtUp @4 :Bool;      # the follower's first word after its copy
+  generation @5 :UInt64;  # the follow it belongs to (a copy from the start); 0: none
 }
 
 struct ReplicaAcks {

@@ -134,6 +134,7 @@ caf::expected<cluster::node_options> member_options(const node::options& o,
   c.id = *id;
   c.bind = o.bind;
   c.port = static_cast<uint16_t>(o.cluster_port);
+  c.replication_port = static_cast<uint16_t>(o.replication_port);
   c.advertise = o.advertise;
   auto host = o.advertise.empty() ? o.bind : o.advertise.substr(0, o.advertise.rfind(':'));
   c.http_url = "http://" + host + ":" + std::to_string(o.http_port);

@@ -67,6 +67,11 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--cluster-port", o.cluster_port, "Port of the traffic between members")
     ->capture_default_str()
     ->check(CLI::Range(0, 65535));
+  app.add_option("--replication-port", o.replication_port,
+                 "Port of the direct connections that carry the shards' batches to their "
+                 "followers (0: any free port; the members find it in etcd)")
+    ->capture_default_str()
+    ->check(CLI::Range(0, 65535));
   app.add_option("--advertise", o.advertise,
                  "host:port where the other members reach this one (default: --bind and "
                  "--cluster-port)");

@@ -36,6 +36,7 @@ struct options {
   std::string cluster_etcd;            ///< --cluster-etcd URL[,URL]: join that cluster; empty: alone
   std::string cluster_name = "twin";   ///< --cluster-name: the cluster's keys in etcd
   int cluster_port = 7700;             ///< --cluster-port: traffic between members
+  int replication_port = 0;            ///< --replication-port: shards' batches (0: any)
   std::string advertise;               ///< --advertise HOST:PORT the members reach this one at
   int cluster_lease_s = 3;             ///< --cluster-lease: membership lease TTL in s
   uint32_t replication_factor = 2;     ///< --replication-factor: copies of each shard

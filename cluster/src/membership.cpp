@@ -13,6 +13,7 @@ std::string encode_member(const member& m) {
   return json{{"node", m.id.str()},
               {"incarnation", m.incarnation},
               {"cluster", m.cluster_address},
+              {"replication", m.replication_address},
               {"http", m.http_url},
               {"state", m.state}}
     .dump();
@@ -29,6 +30,7 @@ std::optional<member> decode_member(const std::string& text) {
   m.id = *id;
   m.incarnation = j.value("incarnation", int64_t{0});
   m.cluster_address = j.value("cluster", "");
+  m.replication_address = j.value("replication", "");
   m.http_url = j.value("http", "");
   m.state = j.value("state", "up");
   return m;
@@ -76,7 +78,7 @@ caf::error membership::join() {
   }
   // The member key, with a lease. After a crash, the key of the node's last incarnation
   // lives until its lease runs out: wait for that, no longer.
-  member me{opts_.node, 0, opts_.cluster_address, opts_.http_url, "up"};
+  member me{opts_.node, 0, opts_.cluster_address, opts_.replication_address, opts_.http_url, "up"};
   auto deadline = steady_clock::now() + opts_.ttl + seconds{3};
   for (;;) {
     auto t0 = steady_clock::now();

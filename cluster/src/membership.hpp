@@ -27,6 +27,7 @@ struct member {
   runtime::node_id id;
   int64_t incarnation = 0;  ///< the revision its key was created at: new at every join
   std::string cluster_address;  ///< host:port of its traffic between nodes
+  std::string replication_address;  ///< host:port of its replication link; "": none
   std::string http_url;         ///< its HTTP API
   std::string state = "up";     ///< up, or draining (its shards move away)
 };
@@ -48,6 +49,7 @@ struct membership_options {
   std::string cluster = "twin";
   runtime::node_id node;
   std::string cluster_address;
+  std::string replication_address;
   std::string http_url;
   uint32_t shard_count = runtime::default_shard_count;
   uint32_t replication = 1;  ///< copies of each shard: agreed like the shard count

@@ -256,6 +256,9 @@ node::node(caf::actor_system& sys, runtime::host& host, tracking_store& store,
   auto send = [d](const std::string& n, envelope env) {
     env.from = d->me;
     env.incarnation = d->members ? d->members->incarnation() : 0;
+    if ((env.kind == envelope::replicate || env.kind == envelope::replica_acks)
+        && d->replica_links)
+      return d->replica_links->send(n, env);
     return d->links->send(n, std::move(env));
   };
   auto ask = [d](const std::string& n, envelope env, std::chrono::milliseconds timeout) {
@@ -273,6 +276,9 @@ node::node(caf::actor_system& sys, runtime::host& host, tracking_store& store,
         return d->record_insync(shard, epoch, n, incarnation, add);
       });
     host.set_commit(d->replicas.get());
+    d->replica_links = std::make_unique<replica_link>(
+      d->me, [d](envelope&& env) { d->on_envelope(std::move(env)); },
+      [d](const std::string& n) { d->replicas->on_peer_down(n); });
   }
   host.set_router(this);
   host.set_fallback(&d->fallback);
@@ -296,6 +302,13 @@ caf::error node::start() {
   mo.node = d.opts.id;
   mo.cluster_address = d.opts.advertise.empty() ? d.opts.bind + ":" + std::to_string(*port)
                                                 : d.opts.advertise;
+  if (d.replica_links) {
+    auto link_port = d.replica_links->open(d.opts.bind, d.opts.replication_port);
+    if (!link_port)
+      return link_port.error();
+    mo.replication_address = mo.cluster_address.substr(0, mo.cluster_address.rfind(':') + 1)
+                             + std::to_string(*link_port);
+  }
   mo.http_url = d.opts.http_url;
   mo.shard_count = d.shard_count;
   mo.replication = std::max<uint32_t>(1, d.opts.replication_factor);
@@ -303,10 +316,15 @@ caf::error node::start() {
   d.members = std::make_unique<membership>(
     mo,
     [&d](const std::vector<member>& ms) {
-      std::map<std::string, std::string> addresses;
-      for (const auto& m : ms)
+      std::map<std::string, std::string> addresses, replication;
+      for (const auto& m : ms) {
         addresses[m.id.str()] = m.cluster_address;
+        if (!m.replication_address.empty())
+          replication[m.id.str()] = m.replication_address;
+      }
       d.links->set_peers(std::move(addresses));
+      if (d.replica_links)
+        d.replica_links->set_peers(std::move(replication));
       std::lock_guard<std::mutex> guard{d.coord_mtx};
       if (d.coord)
         d.coord->poke();
@@ -410,6 +428,8 @@ void node::stop() {
   if (d.members)
     d.members->leave();
   d.started = false;
+  if (d.replica_links)
+    d.replica_links->close();
   d.links->close();
   auto stopping_error = make_error(runtime_errc::shutting_down, "the node is stopping");
   for (auto& e : d.pending.take_if(nullptr))

@@ -20,6 +20,7 @@
 
 #include "events.hpp"
 #include "membership.hpp"
+#include "replica_link.hpp"
 #include "replication.hpp"
 #include "shard_table.hpp"
 #include "transport.hpp"
@@ -198,6 +199,8 @@ struct node::impl : runtime::metrics::collectable {
   void supervise();
 
   void collect(std::vector<runtime::metrics::family>& out) const override;
+  /// The members now, with their incarnations.
+  std::map<std::string, int64_t> incarnations() const;
 
   caf::actor_system& sys;
   runtime::host& host;
@@ -212,6 +215,9 @@ struct node::impl : runtime::metrics::collectable {
   std::unique_ptr<transport> links;
   std::unique_ptr<change_streams> streams;
   std::unique_ptr<replication> replicas;  ///< with R > 1
+  /// The shards' batches to their followers (with R > 1); gone before `replicas`, whose
+  /// batches its threads hand on.
+  std::unique_ptr<replica_link> replica_links;
   uint16_t port = 0;
   pending_requests pending;
 

@@ -6,6 +6,13 @@ namespace twin::cluster {
 
 using json = nlohmann::json;
 
+std::map<std::string, int64_t> node::impl::incarnations() const {
+  std::map<std::string, int64_t> out;
+  for (const auto& m : members->members())
+    out[m.id.str()] = m.incarnation;
+  return out;
+}
+
 void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
   using runtime::metrics::family;
   using runtime::metrics::metric_type;
@@ -21,9 +28,7 @@ void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
   out.push_back(single("twin_shards_owned", "Shards this node serves.", metric_type::gauge,
                        host.shards_served()));
   // What the table shows, the same on every member.
-  std::set<std::string> live;
-  for (const auto& m : members->members())
-    live.insert(m.id.str());
+  auto live = incarnations();
   double unserved = 0;
   double moving = 0;
   double under = 0;
@@ -31,7 +36,7 @@ void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
   for (const auto& e : table->all()) {
     unserved += e.owner.empty() || live.count(e.owner) == 0 ? 1 : 0;
     moving += e.moving_to.empty() ? 0 : 1;
-    under += !e.owner.empty() && 1 + e.insync.size() < factor ? 1 : 0;
+    under += !e.owner.empty() && copies_in_sync(e, live) < factor ? 1 : 0;
   }
   out.push_back(single("twin_cluster_shards_under_replicated",
                        "Shards with fewer copies in sync than the replication factor.",
@@ -41,6 +46,16 @@ void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
                        metric_type::counter, failovers.load()));
   if (replicas)
     replicas->collect(out);
+  if (replica_links) {
+    out.push_back(single("twin_replication_link_frames_total",
+                         "Frames written on the replication links (batches to followers, "
+                         "confirmations to primaries).",
+                         metric_type::counter, static_cast<double>(replica_links->sent())));
+    out.push_back(single("twin_replication_link_failures_total",
+                         "Writes on a replication link that failed (the connection closed, and "
+                         "its member's copies start again).",
+                         metric_type::counter, static_cast<double>(replica_links->failures())));
+  }
   out.push_back(single("twin_cluster_shards_unserved",
                        "Shards without an owner, or whose owner is not a member now.",
                        metric_type::gauge, unserved));
@@ -120,8 +135,9 @@ std::pair<bool, std::string> node::ready() const {
                 + " of the " + std::to_string(mine) + " shards it owns";
   if (d.replicas) {
     uint32_t under = 0;
+    auto live = d.incarnations();
     for (const auto& e : d.table->all())
-      under += !e.owner.empty() && 1 + e.insync.size() < d.opts.replication_factor ? 1 : 0;
+      under += !e.owner.empty() && copies_in_sync(e, live) < d.opts.replication_factor ? 1 : 0;
     detail += "; " + std::to_string(under) + " shards of the cluster have fewer than "
               + std::to_string(d.opts.replication_factor) + " copies in sync";
   }
@@ -174,8 +190,9 @@ json node::status() const {
   out["handoffs"] = std::move(handoffs);
   auto factor = std::max<uint32_t>(1, d.opts.replication_factor);
   json under = json::array();
+  auto live = d.members ? d.incarnations() : std::map<std::string, int64_t>{};
   for (uint32_t s = 0; s < owners.size(); ++s)
-    if (!owners[s].owner.empty() && 1 + owners[s].insync.size() < factor)
+    if (!owners[s].owner.empty() && copies_in_sync(owners[s], live) < factor)
       under.push_back(s);
   json local = json::array();
   if (d.replicas)

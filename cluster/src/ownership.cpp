@@ -533,7 +533,9 @@ void node::impl::supervise() {
       }
     }
     members->leave();
-    if (!members->join()) {
+    // Joined again, it acts on the table as etcd has it now, not on what the watch has
+    // brought so far: a shard it owned before may have a new owner it has not heard of.
+    if (!members->join() && !table->refresh()) {
       lost = false;
       reconcile();
     }

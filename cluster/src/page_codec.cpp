@@ -196,6 +196,7 @@ std::string encode_replica_acks(const std::vector<replica_ack>& acks) {
     list[i].setSeq(acks[i].seq);
     list[i].setRefused(text(acks[i].refused));
     list[i].setCaughtUp(acks[i].caught_up);
+    list[i].setGeneration(acks[i].generation);
   }
   return packed(msg);
 }
@@ -204,7 +205,8 @@ caf::expected<std::vector<replica_ack>> decode_replica_acks(std::string_view byt
   std::vector<replica_ack> out;
   auto err = read_packed<schema::ReplicaAcks>(bytes, "replica acknowledgement", [&](auto root) {
     for (auto a : root.getAcks())
-      out.push_back({a.getShard(), a.getEpoch(), a.getSeq(), str(a.getRefused()), a.getCaughtUp()});
+      out.push_back({a.getShard(), a.getEpoch(), a.getSeq(), str(a.getRefused()), a.getCaughtUp(),
+                     a.getGeneration()});
   });
   if (err)
     return err;

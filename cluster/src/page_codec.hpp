@@ -43,6 +43,10 @@ struct replica_ack {
   uint64_t seq = 0;
   std::string refused;  ///< why the follower takes no more batches of this epoch; "": none
   bool caught_up = false;
+  /// The follower's follow of the shard it belongs to (each copy from the start is a new
+  /// one, announced in its `follow` request): the primary ignores a word of an earlier
+  /// one, which may come after the request on the direct link. 0: none.
+  uint64_t generation = 0;
 };
 
 std::string encode_replica_batches(const std::vector<replica_part>& parts);

@@ -117,7 +117,9 @@ int64_t node::impl::record_insync(shard_id shard, int64_t epoch, const std::stri
 }
 
 void node::impl::on_follow(const envelope& env) {
-  auto base = replicas->add_follower(shard_id{env.shard}, env.epoch, env.from, env.incarnation);
+  auto generation = std::strtoull(env.bytes.c_str(), nullptr, 10);
+  auto base = replicas->add_follower(shard_id{env.shard}, env.epoch, env.from, env.incarnation,
+                                     generation);
   answer(env, envelope::answer,
          base ? caf::expected<std::string>{std::to_string(*base)}
               : caf::expected<std::string>{base.error()});

@@ -103,10 +103,11 @@ public:
   /// revision of that list (older than one already applied: ignored).
   void set_replicas(runtime::shard_id shard, const std::vector<std::string>& followers,
                     const std::vector<std::string>& insync, int64_t revision);
-  /// A follower asks to receive the shard's batches from now on (`follow`): the last batch
-  /// number shipped before, or why not.
+  /// A follower asks to receive the shard's batches from now on (`follow`, in its
+  /// `generation`): the last batch number shipped before, or why not.
   caf::expected<uint64_t> add_follower(runtime::shard_id shard, int64_t epoch,
-                                       const std::string& node, int64_t incarnation);
+                                       const std::string& node, int64_t incarnation,
+                                       uint64_t generation);
   /// A member's link dropped: it receives nothing more until it copied anew.
   void on_peer_down(const std::string& node);
   /// A follower's acknowledgements (`replica_acks`).
@@ -187,9 +188,11 @@ private:
   mutable std::mutex fmtx_;  ///< the follower's state
   std::condition_variable fcv_;      ///< batches came (the applier)
   std::condition_variable copy_cv_;  ///< shards to copy (the copier)
+  std::condition_variable room_cv_;  ///< the applier took what came (its senders)
   std::unordered_map<uint32_t, follower_shard> followed_;
   std::deque<envelope> incoming_;
-  size_t incoming_bytes_ = 0;
+  size_t incoming_bytes_ = 0;  ///< of `incoming_`
+  static constexpr size_t max_incoming_bytes = 64u << 20;
   std::deque<uint32_t> to_copy_;
   uint64_t generation_ = 0;
 

@@ -56,6 +56,7 @@ void replication::stop() {
     std::lock_guard<std::mutex> guard{fmtx_};
     fcv_.notify_all();
     copy_cv_.notify_all();
+    room_cv_.notify_all();
   }
   for (auto* t : {&control_, &applier_, &copier_})
     if (t->joinable())
@@ -101,7 +102,11 @@ bool replication::follows(shard_id shard) const {
 }
 
 void replication::on_batches(envelope&& env) {
-  std::lock_guard<std::mutex> guard{fmtx_};
+  std::unique_lock<std::mutex> guard{fmtx_};
+  // Held while the applier is this far behind: the primary's writes to this member then
+  // wait, and it drops a follower that takes nothing for long (see `replica_link`).
+  room_cv_.wait(guard, [&] { return incoming_bytes_ < max_incoming_bytes || stopped(); });
+  incoming_bytes_ += env.bytes.size();
   incoming_.push_back(std::move(env));
   if (incoming_.size() == 1)  // else the applier was woken already, or is at work
     fcv_.notify_one();
@@ -130,7 +135,9 @@ void replication::apply_loop() {
       if (stopped())
         return;
       work.swap(incoming_);
+      incoming_bytes_ = 0;
     }
+    room_cv_.notify_all();
     // One write for everything that came, each batch after the one before it.
     std::vector<runtime::store_batch> writes;
     std::map<uint32_t, uint64_t> moved;  // shard -> last batch this write applies
@@ -156,7 +163,8 @@ void replication::apply_loop() {
             f.buffered += approximate_size(c);
           f.buffer.push_back(std::move(b));
           if (f.buffered > opts_.max_buffered_bytes) {
-            acks[env.from].push_back({b.shard, b.epoch, 0, "too much changed during the copy", false});
+            acks[env.from].push_back(
+              {b.shard, b.epoch, 0, "too much changed during the copy", false, f.generation});
             restart_copy(i->first, f);
           }
           continue;
@@ -165,7 +173,7 @@ void replication::apply_loop() {
         if (b.seq <= at)
           continue;  // had it already
         if (b.seq != at + 1) {
-          acks[env.from].push_back({b.shard, b.epoch, at, "a batch is missing", false});
+          acks[env.from].push_back({b.shard, b.epoch, at, "a batch is missing", false, f.generation});
           moved.erase(b.shard);
           restart_copy(i->first, f);
           continue;
@@ -189,13 +197,14 @@ void replication::apply_loop() {
     for (const auto& [s, seq] : moved) {
       auto& f = followed_[s];
       if (err) {  // nothing of it is applied: copied anew
-        acks[f.primary].push_back({s, f.epoch, f.applied, "the follower cannot write", false});
+        acks[f.primary].push_back(
+          {s, f.epoch, f.applied, "the follower cannot write", false, f.generation});
         restart_copy(s, f);
         continue;
       }
       f.applied = seq;
       applied_.fetch_add(1, std::memory_order_relaxed);
-      acks[f.primary].push_back({s, f.epoch, seq, {}, false});
+      acks[f.primary].push_back({s, f.epoch, seq, {}, false, f.generation});
     }
     guard.unlock();
     send_acks(acks);
@@ -207,6 +216,7 @@ void replication::on_refusals(const std::string& from, const std::vector<replica
   for (const auto& a : refusals) {
     auto i = followed_.find(a.shard);
     if (i != followed_.end() && i->second.primary == from && i->second.epoch == a.epoch
+        && (a.generation == 0 || a.generation == i->second.generation)
         && (i->second.following || i->second.copying))
       restart_copy(a.shard, i->second);
   }
@@ -220,7 +230,7 @@ void replication::confirm_positions() {
     std::lock_guard<std::mutex> guard{fmtx_};
     for (const auto& [s, f] : followed_)
       if (f.following)
-        acks[f.primary].push_back({s, f.epoch, f.applied, {}, false});
+        acks[f.primary].push_back({s, f.epoch, f.applied, {}, false, f.generation});
   }
   send_acks(acks);
 }
@@ -315,6 +325,7 @@ caf::error replication::copy_shard(uint32_t s, const std::string& primary, int64
   ask_follow.kind = envelope::follow;
   ask_follow.shard = s;
   ask_follow.epoch = epoch;
+  ask_follow.bytes = std::to_string(generation);  // its words are tagged with it
   auto base = ask_(primary, std::move(ask_follow), std::chrono::seconds{5});
   if (!base)
     return base.error();
@@ -387,7 +398,7 @@ caf::error replication::copy_shard(uint32_t s, const std::string& primary, int64
     f.applied = applied;
   }
   std::map<std::string, std::vector<replica_ack>> acks;
-  acks[primary].push_back({s, epoch, applied, {}, true});
+  acks[primary].push_back({s, epoch, applied, {}, true, generation});
   send_acks(acks);
   return {};
 }

@@ -116,7 +116,8 @@ void replication::set_replicas(shard_id shard, const std::vector<std::string>& f
 }
 
 caf::expected<uint64_t> replication::add_follower(shard_id shard, int64_t epoch,
-                                                  const std::string& node, int64_t incarnation) {
+                                                  const std::string& node, int64_t incarnation,
+                                                  uint64_t generation) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto i = led_.find(shard.value());
   if (i == led_.end() || i->second.epoch != epoch)
@@ -137,6 +138,7 @@ caf::expected<uint64_t> replication::add_follower(shard_id shard, int64_t epoch,
   auto& target = p.targets[node];
   target = primary_shard::target{};
   target.incarnation = incarnation;
+  target.generation = generation;
   target.heard = clock_type::now();
   return p.seq;
 }
@@ -377,10 +379,13 @@ void replication::on_acks(const envelope& env) {
       if (t == p.targets.end() || t->second.incarnation != env.incarnation || t->second.dropped) {
         // It believes it follows, but gets nothing from here: it copies anew.
         if (a.refused.empty())
-          unknown.push_back({a.shard, a.epoch, a.seq, "the primary ships nothing to it", false});
+          unknown.push_back(
+            {a.shard, a.epoch, a.seq, "the primary ships nothing to it", false, a.generation});
         continue;
       }
       auto& target = t->second;
+      if (a.generation != 0 && a.generation != target.generation)
+        continue;  // of an earlier follow, come late: its copy is being replaced
       target.heard = now;
       if (!a.refused.empty()) {
         target.dropped = true;

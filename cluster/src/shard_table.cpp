@@ -37,6 +37,14 @@ std::string encode_replicas(const std::vector<std::string>& followers,
   return json{{"followers", followers}, {"insync", std::move(in)}}.dump();
 }
 
+uint32_t copies_in_sync(const shard_owner& e, const std::map<std::string, int64_t>& live) {
+  uint32_t n = live.count(e.owner) > 0 ? 1 : 0;
+  for (const auto& f : e.insync)
+    if (auto i = live.find(f.node); i != live.end() && i->second == f.incarnation)
+      ++n;
+  return n;
+}
+
 bool decode_replicas(const std::string& value, std::vector<std::string>& followers,
                      std::vector<insync_follower>& insync) {
   followers.clear();
@@ -115,6 +123,15 @@ caf::error shard_table::start() {
 
 void shard_table::stop() {
   watch_.reset();
+}
+
+caf::error shard_table::refresh() {
+  auto revision = load();
+  if (!revision)
+    return revision.error();
+  if (on_change_)
+    on_change_();
+  return {};
 }
 
 caf::expected<int64_t> shard_table::load() {
@@ -255,7 +272,18 @@ void coordinator::rebalance(bool settled) {
     replicate(table, incarnations, draining, settled);
   if (up.empty() || !settled)
     return;
-  // Balance what may move: shards of live members and those without an owner.
+  // Balance what may move: shards of live members and those without an owner. A handoff
+  // takes its new owner out of the shard's followers: with R members or fewer up, the
+  // shard then has fewer than R copies until the handoff ends, and its writes wait. So
+  // with so few members, while a shard of a live owner has fewer copies in sync than R (a
+  // member died, and new followers copy), only draining members' shards move.
+  bool may_balance = up.size() > replication_;
+  if (!may_balance) {
+    may_balance = true;
+    for (const auto& e : table)
+      if (live.count(e.owner) > 0 && copies_in_sync(e, incarnations) < replication_)
+        may_balance = false;
+  }
   assignment movable;
   std::vector<size_t> shard_of;
   size_t moving = 0;
@@ -288,7 +316,8 @@ void coordinator::rebalance(bool settled) {
         when.push_back(etcd::compare::mod_is(key + "/to", e.handoff));
         then.push_back(etcd::op::del(key + "/to"));
       }
-    } else if (next[k] != e.owner && moving < max_handoffs_) {
+    } else if (next[k] != e.owner && moving < max_handoffs_
+               && (may_balance || draining.count(e.owner) > 0)) {
       ++moving;
       when.push_back(etcd::compare::mod_is(key, e.epoch));
       when.push_back(etcd::compare::mod_is(key + "/to", 0));

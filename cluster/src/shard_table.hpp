@@ -58,6 +58,11 @@ struct shard_owner {
   }
 };
 
+/// The copies of shard `e` that hold every acknowledged change, with `live` the members and
+/// their incarnations: its owner's, if it is a member, and those of its followers in sync
+/// in the incarnation that copied it (one that restarted has not copied it yet).
+uint32_t copies_in_sync(const shard_owner& e, const std::map<std::string, int64_t>& live);
+
 /// The value of a shard's replicas key, and back (nullopt: not one).
 std::string encode_replicas(const std::vector<std::string>& followers,
                             const std::vector<insync_follower>& insync);
@@ -76,6 +81,9 @@ public:
   caf::error start();
   /// Stops following etcd; the table stays as it was.
   void stop();
+  /// Reads the whole table from etcd again (the watch may lag far behind, as after the
+  /// node was stopped for a while); the watch goes on.
+  caf::error refresh();
 
   shard_owner get(runtime::shard_id shard) const;
   /// Takes the outcome of this node's own transaction before the watch brings it.

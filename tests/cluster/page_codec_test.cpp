@@ -56,13 +56,16 @@ TEST(replica_codec, a_truncated_or_foreign_envelope_is_refused_whole) {
 }
 
 TEST(replica_codec, answers_keep_their_positions_and_refusals) {
-  std::vector<replica_ack> acks{{3, 7, 12, {}, true}, {5, 2, 0, "a batch is missing", false}};
+  std::vector<replica_ack> acks{{3, 7, 12, {}, true, 41},
+                                {5, 2, 0, "a batch is missing", false, 0}};
   auto decoded = decode_replica_acks(encode_replica_acks(acks));
   ASSERT_TRUE(decoded);
   ASSERT_EQ(decoded->size(), 2u);
   EXPECT_EQ((*decoded)[0].seq, 12u);
   EXPECT_TRUE((*decoded)[0].caught_up);
+  EXPECT_EQ((*decoded)[0].generation, 41u);  // the follow it belongs to
   EXPECT_EQ((*decoded)[1].refused, "a batch is missing");
+  EXPECT_EQ((*decoded)[1].generation, 0u);
   EXPECT_FALSE(decode_replica_acks("not a message"));
 }
 

@@ -5,6 +5,7 @@
 // over serves it; a member that joins takes its share of the follower roles.
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "counter_clients.hpp"
@@ -40,6 +41,19 @@ protected:
     auto j = json::parse(at(via).call("GET", "/v1/cluster").body);
     auto shard = runtime::shard_of(*runtime::twin_id::parse(id), j["shards"].get<uint32_t>());
     return j["shard_table"][shard.value()]["owner"].get<std::string>();
+  }
+
+  /// Whether every thread of process `pid` is stopped (by SIGSTOP).
+  static bool all_threads_stopped(pid_t pid) {
+    auto tasks = "/proc/" + std::to_string(pid) + "/task";
+    for (const auto& task : std::filesystem::directory_iterator{tasks}) {
+      std::ifstream in{task.path() / "stat"};
+      std::string text{std::istreambuf_iterator<char>{in}, {}};
+      auto state = text.find(") ");
+      if (state == std::string::npos || (text[state + 2] != 'T' && text[state + 2] != 't'))
+        return false;
+    }
+    return true;
   }
 
   /// Kills member `i` with -9.
@@ -201,8 +215,10 @@ TEST_F(replication_test, a_primary_whose_lease_ran_out_cannot_acknowledge_a_writ
   auto path = "/v1/twins/" + id;
   auto version = json::parse(at(2).call("GET", path).body)["version"].get<int>();
 
-  // node-2 stops (as if cut off) while a client writes to it; its lease runs out.
+  // node-2 stops (as if cut off) while a client writes to it; its lease runs out. The
+  // write goes once every thread of it has stopped: before, it may still be acknowledged.
   members_[2].proc->signal(SIGSTOP);
+  ASSERT_TRUE(eventually([&] { return all_threads_stopped(members_[2].proc->pid()); }, 5s));
   http_reply isolated;
   std::thread writer{[&] {
     http_client c{members_[2].http};

@@ -39,6 +39,10 @@ struct node_options {
   uint16_t port = 0;
   /// host:port where the other members reach this one. Default: bind and the bound port.
   std::string advertise;
+  /// Port of the direct connections that carry the shards' batches to their followers
+  /// (with R > 1), on `bind`; the other members reach it on `advertise`'s host. 0: any
+  /// free port.
+  uint16_t replication_port = 0;
   /// This node's HTTP API, as members list it.
   std::string http_url;
   /// The membership lease's TTL: a node that cannot renew it for this long stops serving.

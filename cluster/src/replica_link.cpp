@@ -1,0 +1,406 @@
+#include "replica_link.hpp"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/thread_name.hpp"
+
+namespace twin::cluster {
+
+using runtime::make_error;
+using runtime::runtime_errc;
+
+namespace {
+
+constexpr size_t header_size = 16;
+
+void put_u32(unsigned char* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    p[i] = static_cast<unsigned char>(v >> (8 * i));
+}
+
+uint32_t get_u32(const unsigned char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(p[i]) << (8 * i);
+  return v;
+}
+
+void put_i64(unsigned char* p, int64_t v) {
+  auto u = static_cast<uint64_t>(v);
+  for (int i = 0; i < 8; ++i)
+    p[i] = static_cast<unsigned char>(u >> (8 * i));
+}
+
+int64_t get_i64(const unsigned char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return static_cast<int64_t>(v);
+}
+
+/// Reads exactly `n` bytes; false at the end of the stream or on an error.
+bool read_exactly(int fd, void* to, size_t n) {
+  auto* p = static_cast<char*>(to);
+  while (n > 0) {
+    auto k = ::recv(fd, p, n, 0);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return false;
+    p += k;
+    n -= static_cast<size_t>(k);
+  }
+  return true;
+}
+
+/// Writes all of `parts`; false on an error (a timeout included).
+bool write_all(int fd, iovec* parts, int count) {
+  while (count > 0) {
+    msghdr msg{};
+    msg.msg_iov = parts;
+    msg.msg_iovlen = static_cast<size_t>(count);
+    auto k = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return false;
+    auto left = static_cast<size_t>(k);
+    while (count > 0 && left >= parts->iov_len) {
+      left -= parts->iov_len;
+      ++parts;
+      --count;
+    }
+    if (count > 0) {
+      parts->iov_base = static_cast<char*>(parts->iov_base) + left;
+      parts->iov_len -= left;
+    }
+  }
+  return true;
+}
+
+void tune(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // A follower that takes nothing for this long is as good as gone: the write fails, and
+  // the primary stops counting it rather than holding its store writer.
+  timeval limit{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+}
+
+} // namespace
+
+struct replica_link::outbound {
+  std::mutex mtx;  ///< one writer at a time
+  int fd = -1;
+  std::string address;
+  bool broken = false;
+};
+
+struct replica_link::inbound {
+  int fd = -1;
+  std::atomic<bool> done{false};
+  std::thread thread;
+};
+
+replica_link::replica_link(std::string self, receive_fn on_receive, down_fn on_down)
+  : self_(std::move(self)), on_receive_(std::move(on_receive)), on_down_(std::move(on_down)) {
+}
+
+replica_link::~replica_link() {
+  close();
+}
+
+caf::expected<uint16_t> replica_link::open(const std::string& bind, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  auto where = bind + ":" + std::to_string(port);
+  if (::getaddrinfo(bind.c_str(), std::to_string(port).c_str(), &hints, &found) != 0 || !found)
+    return make_error(runtime_errc::invalid_argument, "replication link: cannot resolve " + where);
+  int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  bool ok = fd >= 0 && ::bind(fd, found->ai_addr, found->ai_addrlen) == 0 && ::listen(fd, 64) == 0;
+  ::freeaddrinfo(found);
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  if (!ok || ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0) {
+    auto why = std::string{std::strerror(errno)};
+    if (fd >= 0)
+      ::close(fd);
+    return make_error(runtime_errc::unavailable,
+                      "replication link: cannot listen on " + where + " (" + why + ")");
+  }
+  listener_ = fd;
+  auto bound_port = bound.ss_family == AF_INET6
+                      ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
+                      : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  closing_ = false;
+  acceptor_ = std::thread{[this] {
+    runtime::name_thread("twin.repl.accept");
+    accept_loop();
+  }};
+  connector_ = std::thread{[this] {
+    runtime::name_thread("twin.repl.link");
+    connect_loop();
+  }};
+  return static_cast<uint16_t>(bound_port);
+}
+
+void replica_link::set_peers(std::map<std::string, std::string> addresses) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  addresses.erase(self_);
+  // A member that moved (it restarted on another port) is another process: what went to
+  // the old one is lost.
+  for (auto& [node, c] : out_) {
+    auto now = addresses.find(node);
+    if (now == addresses.end() || now->second != c->address) {
+      std::lock_guard<std::mutex> writing{c->mtx};
+      c->broken = true;
+    }
+  }
+  peers_ = std::move(addresses);
+}
+
+bool replica_link::send(const std::string& node, const envelope& env) {
+  std::shared_ptr<outbound> c;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = out_.find(node);
+    if (i != out_.end())
+      c = i->second;
+  }
+  if (!c)
+    return false;  // the connecting thread makes one within its next round
+  unsigned char header[header_size] = {};
+  put_u32(header, static_cast<uint32_t>(env.bytes.size()));
+  header[4] = env.kind;
+  put_i64(header + 8, env.incarnation);
+  iovec parts[2] = {{header, header_size},
+                    {const_cast<char*>(env.bytes.data()), env.bytes.size()}};
+  std::lock_guard<std::mutex> guard{c->mtx};
+  if (c->broken)
+    return false;
+  if (write_all(c->fd, parts, env.bytes.empty() ? 1 : 2)) {
+    sent_.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  // What the follower got of it is incomplete: nothing more goes on this connection.
+  c->broken = true;
+  ::shutdown(c->fd, SHUT_RDWR);
+  failures_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+void replica_link::close() {
+  if (closing_.exchange(true))
+    return;
+  if (listener_ >= 0)
+    ::shutdown(listener_, SHUT_RDWR);  // wakes the acceptor
+  if (acceptor_.joinable())
+    acceptor_.join();
+  if (connector_.joinable())
+    connector_.join();
+  if (listener_ >= 0)
+    ::close(listener_);
+  listener_ = -1;
+  std::map<std::string, std::shared_ptr<outbound>> out;
+  std::list<std::unique_ptr<inbound>> in;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    out.swap(out_);
+    in.swap(in_);
+  }
+  for (auto& [node, c] : out) {
+    std::lock_guard<std::mutex> guard{c->mtx};
+    c->broken = true;
+    ::close(c->fd);
+  }
+  for (auto& r : in)
+    ::shutdown(r->fd, SHUT_RDWR);
+  for (auto& r : in) {
+    if (r->thread.joinable())
+      r->thread.join();
+    ::close(r->fd);
+  }
+}
+
+void replica_link::accept_loop() {
+  while (!closing_.load()) {
+    int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED)
+        continue;
+      if (!closing_.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds{100});  // out of descriptors
+      continue;
+    }
+    tune(fd);
+    std::lock_guard<std::mutex> guard{mtx_};
+    // Readers whose connection ended go first.
+    for (auto i = in_.begin(); i != in_.end();) {
+      if ((*i)->done.load()) {
+        (*i)->thread.join();
+        ::close((*i)->fd);
+        i = in_.erase(i);
+      } else {
+        ++i;
+      }
+    }
+    if (closing_.load()) {
+      ::close(fd);
+      return;
+    }
+    auto& r = *in_.emplace_back(std::make_unique<inbound>());
+    r.fd = fd;
+    r.thread = std::thread{[this, &r] {
+      runtime::name_thread("twin.repl.recv");
+      read_loop(r);
+      ::shutdown(r.fd, SHUT_RDWR);  // the sender learns it at once
+      r.done = true;
+    }};
+  }
+}
+
+void replica_link::read_loop(inbound& in) {
+  unsigned char length[4];
+  if (!read_exactly(in.fd, length, 4) || get_u32(length) > 1024)
+    return;
+  std::string from(get_u32(length), '\0');
+  if (!read_exactly(in.fd, from.data(), from.size()))
+    return;
+  unsigned char header[header_size];
+  while (read_exactly(in.fd, header, header_size)) {
+    auto size = get_u32(header);
+    if (size > max_frame)
+      return;
+    envelope env;
+    env.kind = header[4];
+    env.from = from;
+    env.incarnation = get_i64(header + 8);
+    env.bytes.resize(size);
+    if (!read_exactly(in.fd, env.bytes.data(), size))
+      return;
+    on_receive_(std::move(env));
+  }
+}
+
+int replica_link::connect_to(const std::string& address) const {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos)
+    return -1;
+  auto host = address.substr(0, colon);
+  if (host.size() > 1 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), address.substr(colon + 1).c_str(), &hints, &found) != 0
+      || !found)
+    return -1;
+  int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  bool ok = fd >= 0;
+  if (ok && ::connect(fd, found->ai_addr, found->ai_addrlen) != 0) {
+    pollfd p{fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t len = sizeof err;
+    ok = errno == EINPROGRESS && ::poll(&p, 1, 1000) == 1
+         && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
+  }
+  ::freeaddrinfo(found);
+  if (!ok) {
+    if (fd >= 0)
+      ::close(fd);
+    return -1;
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  tune(fd);
+  unsigned char length[4];
+  put_u32(length, static_cast<uint32_t>(self_.size()));
+  iovec hello[2] = {{length, 4}, {const_cast<char*>(self_.data()), self_.size()}};
+  if (!write_all(fd, hello, 2)) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void replica_link::connect_loop() {
+  while (!closing_.load()) {
+    // Connections that failed, or to members that left or moved, close; their members are
+    // reported down (once).
+    std::vector<std::string> down;
+    std::map<std::string, std::string> wanted;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      for (auto i = out_.begin(); i != out_.end();) {
+        std::unique_lock<std::mutex> c{i->second->mtx};
+        if (!i->second->broken) {
+          ++i;
+          continue;
+        }
+        ::close(i->second->fd);
+        c.unlock();
+        down.push_back(i->first);
+        i = out_.erase(i);
+      }
+      for (const auto& [node, address] : peers_)
+        if (out_.count(node) == 0)
+          wanted.emplace(node, address);
+    }
+    for (const auto& node : down)
+      on_down_(node);
+    for (const auto& [node, address] : wanted)
+      if (int fd = connect_to(address); fd >= 0) {
+        auto c = std::make_shared<outbound>();
+        c->fd = fd;
+        c->address = address;
+        std::lock_guard<std::mutex> guard{mtx_};
+        auto peer = peers_.find(node);
+        if (closing_.load() || peer == peers_.end() || peer->second != address
+            || out_.count(node) > 0) {
+          ::close(fd);
+          continue;
+        }
+        out_[node] = std::move(c);
+      }
+    // The other side never writes on these connections: one that turns readable has
+    // ended (its process died), and is known broken before a frame is lost on it.
+    std::vector<std::shared_ptr<outbound>> watched;
+    std::vector<pollfd> fds;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      for (const auto& [node, c] : out_) {
+        watched.push_back(c);
+        fds.push_back({c->fd, POLLIN | POLLRDHUP, 0});
+      }
+    }
+    if (fds.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds{100});
+      continue;
+    }
+    if (::poll(fds.data(), fds.size(), 100) <= 0)
+      continue;
+    for (size_t k = 0; k < fds.size(); ++k)
+      if (fds[k].revents != 0) {
+        std::lock_guard<std::mutex> c{watched[k]->mtx};
+        watched[k]->broken = true;
+      }
+  }
+}
+
+} // namespace twin::cluster

@@ -1,0 +1,88 @@
+#pragma once
+
+// A direct TCP connection from each member to each other for the shards' batches: the
+// primary's store writer writes each envelope onto the socket itself, and a thread of
+// each connection on the follower reads it and hands it on, with none of the actor
+// system's mailboxes and I/O threads in between. Everything else between members goes
+// through `transport`. Private to the cluster module.
+//
+// A connection starts with a hello (the sender's node id); each frame then carries a kind,
+// the sender's incarnation and the envelope's bytes:
+//
+//   hello: u32 length, node id
+//   frame: u32 length of the bytes, u8 kind, 3 bytes zero, i64 incarnation, bytes
+//
+// (little-endian). A connection that fails is closed and its member reported down; nothing
+// is sent again on it, so a receiver sees each connection's frames in order and without a
+// gap, and a member that missed frames learns it from the sequence numbers they carry.
+
+#include <atomic>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <caf/expected.hpp>
+
+#include "transport.hpp"
+
+namespace twin::cluster {
+
+class replica_link {
+public:
+  using receive_fn = std::function<void(envelope&&)>;
+  using down_fn = std::function<void(const std::string& node)>;
+
+  /// `on_receive` runs on the thread of the connection a frame came on; `on_down` on the
+  /// link's connecting thread, once a connection to a member failed.
+  replica_link(std::string self, receive_fn on_receive, down_fn on_down);
+  ~replica_link();  ///< closes
+
+  /// Listens on `bind`:`port` (0: any free port); returns the port.
+  caf::expected<uint16_t> open(const std::string& bind, uint16_t port);
+  /// The members to connect to, by node id: their host:port. Connections to new ones are
+  /// made in the background; those to members no longer listed are closed.
+  void set_peers(std::map<std::string, std::string> addresses);
+  /// Writes `env` (its kind, incarnation and bytes) to `node`'s connection, after what was
+  /// sent before; false if there is none yet (the connecting thread makes one within 0.1 s),
+  /// or if the write failed (the connection is then closed, and `node` reported down).
+  bool send(const std::string& node, const envelope& env);
+  /// Stops listening, connecting and sending; returns once no frame is handed on any more.
+  void close();
+
+  /// Frames this link wrote, and writes that failed.
+  uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
+  uint64_t failures() const { return failures_.load(std::memory_order_relaxed); }
+
+  /// The largest frame a receiver takes (bigger ones close the connection).
+  static constexpr uint32_t max_frame = 256u << 20;
+
+private:
+  struct outbound;
+  struct inbound;
+
+  void accept_loop();
+  void read_loop(inbound& in);
+  void connect_loop();
+  /// Connects to `address` (host:port) and says hello; -1 if it could not.
+  int connect_to(const std::string& address) const;
+
+  const std::string self_;
+  const receive_fn on_receive_;
+  const down_fn on_down_;
+  std::atomic<bool> closing_{false};
+  int listener_ = -1;
+  std::thread acceptor_, connector_;
+
+  std::mutex mtx_;  ///< the peers and connections
+  std::map<std::string, std::string> peers_;
+  std::map<std::string, std::shared_ptr<outbound>> out_;
+  std::list<std::unique_ptr<inbound>> in_;
+
+  std::atomic<uint64_t> sent_{0}, failures_{0};
+};
+
+} // namespace twin::cluster

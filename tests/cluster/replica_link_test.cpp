@@ -1,0 +1,153 @@
+// Two members' replication links in one process over loopback: frames arrive whole, in
+// order, with their sender, kind and incarnation; a member whose process is gone is
+// reported down before anything more is lost on its connection, and one that returns on
+// another port is reached there; a connection that does not speak the link's protocol is
+// closed and harms nothing.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "replica_link.hpp"
+
+namespace twin::test {
+namespace {
+
+using namespace twin::cluster;
+using namespace std::chrono_literals;
+
+/// What one member's link received, and which members it reported down.
+struct inbox {
+  std::mutex mtx;
+  std::vector<envelope> got;
+  std::set<std::string> down;
+
+  replica_link::receive_fn receive() {
+    return [this](envelope&& env) {
+      std::lock_guard<std::mutex> guard{mtx};
+      got.push_back(std::move(env));
+    };
+  }
+  replica_link::down_fn on_down() {
+    return [this](const std::string& node) {
+      std::lock_guard<std::mutex> guard{mtx};
+      down.insert(node);
+    };
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return got.size();
+  }
+  bool is_down(const std::string& node) {
+    std::lock_guard<std::mutex> guard{mtx};
+    return down.count(node) > 0;
+  }
+};
+
+template <class Pred>
+bool within(std::chrono::milliseconds limit, Pred pred) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return pred();
+}
+
+envelope frame(uint8_t kind, int64_t incarnation, std::string bytes) {
+  envelope env;
+  env.kind = kind;
+  env.incarnation = incarnation;
+  env.bytes = std::move(bytes);
+  return env;
+}
+
+/// Sends `env` until the link has a connection to `node` (it makes one in the background).
+bool send_when_connected(replica_link& link, const std::string& node, const envelope& env) {
+  return within(5s, [&] { return link.send(node, env); });
+}
+
+TEST(replica_link, frames_arrive_whole_and_in_order_with_their_sender) {
+  inbox at_a, at_b;
+  replica_link a{"a", at_a.receive(), at_a.on_down()};
+  replica_link b{"b", at_b.receive(), at_b.on_down()};
+  auto port_b = b.open("127.0.0.1", 0);
+  ASSERT_TRUE(port_b);
+  ASSERT_TRUE(a.open("127.0.0.1", 0));
+  a.set_peers({{"b", "127.0.0.1:" + std::to_string(*port_b)}});
+  ASSERT_TRUE(send_when_connected(a, "b", frame(envelope::replicate, 7, "first")));
+  constexpr int n = 2000;
+  std::string big(300'000, 'x');  // more than a socket buffer: written in several parts
+  for (int i = 1; i < n; ++i)
+    ASSERT_TRUE(a.send("b", frame(envelope::replicate, 7, i % 500 == 0 ? big : std::to_string(i))));
+  ASSERT_TRUE(within(10s, [&] { return at_b.count() == n; })) << at_b.count();
+  std::lock_guard<std::mutex> guard{at_b.mtx};
+  EXPECT_EQ(at_b.got[0].bytes, "first");
+  for (int i = 1; i < n; ++i) {
+    const auto& env = at_b.got[static_cast<size_t>(i)];
+    ASSERT_EQ(env.bytes, i % 500 == 0 ? big : std::to_string(i)) << i;
+    EXPECT_EQ(env.from, "a");
+    EXPECT_EQ(env.kind, envelope::replicate);
+    EXPECT_EQ(env.incarnation, 7);
+  }
+  EXPECT_EQ(a.sent(), static_cast<uint64_t>(n));
+  EXPECT_FALSE(a.send("c", frame(envelope::replicate, 7, "to nobody")));  // not a peer
+}
+
+TEST(replica_link, a_member_that_is_gone_is_reported_down_and_reached_again_where_it_returns) {
+  inbox at_a, at_b;
+  replica_link a{"a", at_a.receive(), at_a.on_down()};
+  ASSERT_TRUE(a.open("127.0.0.1", 0));
+  auto b = std::make_unique<replica_link>("b", at_b.receive(), at_b.on_down());
+  auto port_b = b->open("127.0.0.1", 0);
+  ASSERT_TRUE(port_b);
+  a.set_peers({{"b", "127.0.0.1:" + std::to_string(*port_b)}});
+  ASSERT_TRUE(send_when_connected(a, "b", frame(envelope::replicate, 1, "before")));
+  ASSERT_TRUE(within(5s, [&] { return at_b.count() == 1; }));
+
+  b.reset();  // its process is gone: a knows before it sends again
+  ASSERT_TRUE(within(5s, [&] { return at_a.is_down("b"); }));
+  EXPECT_FALSE(a.send("b", frame(envelope::replicate, 1, "lost")));
+
+  inbox again;
+  replica_link b2{"b", again.receive(), again.on_down()};
+  auto port_b2 = b2.open("127.0.0.1", 0);
+  ASSERT_TRUE(port_b2);
+  a.set_peers({{"b", "127.0.0.1:" + std::to_string(*port_b2)}});
+  ASSERT_TRUE(send_when_connected(a, "b", frame(envelope::replica_acks, 2, "after")));
+  ASSERT_TRUE(within(5s, [&] { return again.count() == 1; }));
+  std::lock_guard<std::mutex> guard{again.mtx};
+  EXPECT_EQ(again.got[0].bytes, "after");
+  EXPECT_EQ(again.got[0].incarnation, 2);
+}
+
+TEST(replica_link, a_connection_that_speaks_otherwise_is_closed) {
+  inbox at_b;
+  replica_link b{"b", at_b.receive(), at_b.on_down()};
+  auto port = b.open("127.0.0.1", 0);
+  ASSERT_TRUE(port);
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(*port);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  std::string junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";  // a name far too long
+  ASSERT_EQ(::write(fd, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
+  char c;
+  EXPECT_EQ(::read(fd, &c, 1), 0) << "the link closes it";
+  ::close(fd);
+  EXPECT_EQ(at_b.count(), 0u);
+}
+
+} // namespace
+} // namespace twin::test
