@@ -257,7 +257,7 @@ node::node(caf::actor_system& sys, runtime::host& host, tracking_store& store,
     env.from = d->me;
     env.incarnation = d->members ? d->members->incarnation() : 0;
     if ((env.kind == envelope::replicate || env.kind == envelope::replica_acks)
-        && d->replica_links)
+        && d->replica_links && d->replica_links->reaches(n))
       return d->replica_links->send(n, env);
     return d->links->send(n, std::move(env));
   };

@@ -101,10 +101,10 @@ void tune(int fd) {
 } // namespace
 
 struct replica_link::outbound {
-  std::mutex mtx;  ///< one writer at a time
+  std::mutex mtx;  ///< one writer at a time; the connecting thread closes `fd` under it
   int fd = -1;
   std::string address;
-  bool broken = false;
+  std::atomic<bool> broken{false};
 };
 
 struct replica_link::inbound {
@@ -165,17 +165,25 @@ void replica_link::set_peers(std::map<std::string, std::string> addresses) {
   addresses.erase(self_);
   // A member that moved (it restarted on another port) is another process: what went to
   // the old one is lost.
+  // (Its descriptor is closed only once it is out of `out_`, so shutting it down is safe.)
   for (auto& [node, c] : out_) {
     auto now = addresses.find(node);
     if (now == addresses.end() || now->second != c->address) {
-      std::lock_guard<std::mutex> writing{c->mtx};
       c->broken = true;
+      ::shutdown(c->fd, SHUT_RDWR);
     }
   }
   peers_ = std::move(addresses);
 }
 
+bool replica_link::reaches(const std::string& node) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return peers_.count(node) > 0;
+}
+
 bool replica_link::send(const std::string& node, const envelope& env) {
+  if (env.bytes.size() > max_frame)
+    return false;  // the receiver would close the connection
   std::shared_ptr<outbound> c;
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -343,27 +351,30 @@ void replica_link::connect_loop() {
   while (!closing_.load()) {
     // Connections that failed, or to members that left or moved, close; their members are
     // reported down (once).
-    std::vector<std::string> down;
+    std::vector<std::pair<std::string, std::shared_ptr<outbound>>> down;
     std::map<std::string, std::string> wanted;
     {
       std::lock_guard<std::mutex> guard{mtx_};
       for (auto i = out_.begin(); i != out_.end();) {
-        std::unique_lock<std::mutex> c{i->second->mtx};
-        if (!i->second->broken) {
+        if (i->second->broken.load()) {
+          down.emplace_back(i->first, std::move(i->second));
+          i = out_.erase(i);
+        } else {
           ++i;
-          continue;
         }
-        ::close(i->second->fd);
-        c.unlock();
-        down.push_back(i->first);
-        i = out_.erase(i);
       }
       for (const auto& [node, address] : peers_)
         if (out_.count(node) == 0)
           wanted.emplace(node, address);
     }
-    for (const auto& node : down)
+    // Closed outside the link's lock: a write under way on one holds only its own.
+    for (auto& [node, c] : down) {
+      {
+        std::lock_guard<std::mutex> writing{c->mtx};
+        ::close(c->fd);
+      }
       on_down_(node);
+    }
     for (const auto& [node, address] : wanted)
       if (int fd = connect_to(address); fd >= 0) {
         auto c = std::make_shared<outbound>();
@@ -396,10 +407,8 @@ void replica_link::connect_loop() {
     if (::poll(fds.data(), fds.size(), 100) <= 0)
       continue;
     for (size_t k = 0; k < fds.size(); ++k)
-      if (fds[k].revents != 0) {
-        std::lock_guard<std::mutex> c{watched[k]->mtx};
+      if (fds[k].revents != 0)
         watched[k]->broken = true;
-      }
   }
 }
 

@@ -50,6 +50,8 @@ public:
   /// sent before; false if there is none yet (the connecting thread makes one within 0.1 s),
   /// or if the write failed (the connection is then closed, and `node` reported down).
   bool send(const std::string& node, const envelope& env);
+  /// Whether `node` has a link address (a member of an earlier version has none).
+  bool reaches(const std::string& node) const;
   /// Stops listening, connecting and sending; returns once no frame is handed on any more.
   void close();
 
@@ -77,7 +79,7 @@ private:
   int listener_ = -1;
   std::thread acceptor_, connector_;
 
-  std::mutex mtx_;  ///< the peers and connections
+  mutable std::mutex mtx_;  ///< the peers and connections
   std::map<std::string, std::string> peers_;
   std::map<std::string, std::shared_ptr<outbound>> out_;
   std::list<std::unique_ptr<inbound>> in_;

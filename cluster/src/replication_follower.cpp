@@ -224,13 +224,15 @@ void replication::on_refusals(const std::string& from, const std::vector<replica
 
 void replication::confirm_positions() {
   // Each followed shard's position, every second: the primary's liveness check of its
-  // followers, and how a follower it ships nothing to (it dropped it) learns to copy anew.
+  // followers, how a follower it ships nothing to (it dropped it) learns to copy anew, and,
+  // as it says the follower caught up, how the primary counts one whose first word after
+  // its copy was lost (its link was not up yet).
   std::map<std::string, std::vector<replica_ack>> acks;
   {
     std::lock_guard<std::mutex> guard{fmtx_};
     for (const auto& [s, f] : followed_)
       if (f.following)
-        acks[f.primary].push_back({s, f.epoch, f.applied, {}, false, f.generation});
+        acks[f.primary].push_back({s, f.epoch, f.applied, {}, true, f.generation});
   }
   send_acks(acks);
 }

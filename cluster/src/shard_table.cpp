@@ -144,6 +144,8 @@ caf::expected<int64_t> shard_table::load() {
     e = shard_owner{};
   for (const auto& kv : all->kvs)
     set_entry(kv, false);
+  for (auto& e : table_)
+    e.handoff_seen = all->revision;  // what the watch brings of older revisions is stale
   return all->revision;
 }
 
@@ -172,6 +174,9 @@ void shard_table::set_entry(const etcd::key_value& kv, bool deleted) {
     }
     e.replicas = deleted ? 0 : kv.mod_revision;
   } else if (kind == key_kind::handoff) {
+    if (kv.mod_revision <= e.handoff_seen)
+      return;  // older than what this node has of the key (a fresh read brought more)
+    e.handoff_seen = kv.mod_revision;
     auto j = json::parse(kv.value, nullptr, false);
     e.moving_to = deleted || !j.is_object() ? std::string{} : j.value("to", "");
     e.handoff = deleted ? 0 : kv.mod_revision;
@@ -278,10 +283,11 @@ void coordinator::rebalance(bool settled) {
   // with so few members, while a shard of a live owner has fewer copies in sync than R (a
   // member died, and new followers copy), only draining members' shards move.
   bool may_balance = up.size() > replication_;
-  if (!may_balance) {
+  if (!may_balance) {  // (fewer members up than R: as many copies as there are members)
     may_balance = true;
+    auto wanted = std::min<size_t>(replication_, up.size());
     for (const auto& e : table)
-      if (live.count(e.owner) > 0 && copies_in_sync(e, incarnations) < replication_)
+      if (live.count(e.owner) > 0 && copies_in_sync(e, incarnations) < wanted)
         may_balance = false;
   }
   assignment movable;

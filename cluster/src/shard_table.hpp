@@ -38,6 +38,7 @@ struct shard_owner {
   /// revision of the handoff's key; empty and 0: none.
   std::string moving_to;
   int64_t handoff = 0;
+  int64_t handoff_seen = 0;  ///< the last revision of the handoff's key this node applied
   /// The shard's followers (key `<root>shards/<n>/replicas`, {"followers": [...],
   /// "insync": [...]}): members that keep a copy the owner ships its changes to, and of
   /// them those that hold every change the owner acknowledged (only those may become
