@@ -277,7 +277,11 @@ node::node(caf::actor_system& sys, runtime::host& host, tracking_store& store,
       });
     host.set_commit(d->replicas.get());
     d->replica_links = std::make_unique<replica_link>(
-      d->me, [d](envelope&& env) { d->on_envelope(std::move(env)); },
+      d->me,
+      [d](std::vector<envelope>& frames) {
+        d->received.fetch_add(frames.size(), std::memory_order_relaxed);
+        d->replicas->on_link_frames(frames);
+      },
       [d](const std::string& n) { d->replicas->on_peer_down(n); });
   }
   host.set_router(this);

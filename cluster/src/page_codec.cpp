@@ -1,7 +1,10 @@
 #include "page_codec.hpp"
 
+#include <cstring>
+
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
+#include <capnp/serialize.h>
 #include <kj/exception.h>
 #include <kj/io.h>
 
@@ -115,15 +118,39 @@ std::string packed(capnp::MessageBuilder& msg) {
   return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
 }
 
-/// Runs `read` on the root of the packed message `bytes`; the error names `what`.
+/// The message unpacked: what crosses between members often (batches and their
+/// acknowledgements) is read in place rather than unpacked first.
+std::string flat(capnp::MessageBuilder& msg) {
+  kj::VectorOutputStream out;
+  capnp::writeMessage(out, msg);
+  auto bytes = out.getArray();
+  return std::string{reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
+}
+
+/// Runs `read` on the root of the message `bytes` (packed, or else flat); the error
+/// names `what`.
 template <class Root, class F>
-caf::error read_packed(std::string_view bytes, const char* what, F&& read) {
+caf::error read_message(std::string_view bytes, bool packed, const char* what, F&& read) {
   kj::Maybe<kj::Exception> failure = kj::runCatchingExceptions([&] {
     capnp::ReaderOptions opts;
     opts.traversalLimitInWords = 64u << 20;  // 512 MiB: bounded by its sender
-    kj::ArrayInputStream in{kj::ArrayPtr<const kj::byte>{
-      reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()}};
-    capnp::PackedMessageReader reader{in, opts};
+    if (packed) {
+      kj::ArrayInputStream in{kj::ArrayPtr<const kj::byte>{
+        reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()}};
+      capnp::PackedMessageReader reader{in, opts};
+      read(reader.getRoot<Root>());
+      return;
+    }
+    KJ_REQUIRE(bytes.size() % sizeof(capnp::word) == 0, "not a whole number of words");
+    kj::Array<capnp::word> copy;  // the words must be aligned
+    auto words = kj::ArrayPtr<const capnp::word>{
+      reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / sizeof(capnp::word)};
+    if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) != 0) {
+      copy = kj::heapArray<capnp::word>(words.size());
+      std::memcpy(copy.begin(), bytes.data(), bytes.size());
+      words = copy;
+    }
+    capnp::FlatArrayMessageReader reader{words, opts};
     read(reader.getRoot<Root>());
   });
   KJ_IF_MAYBE (e, failure) {
@@ -145,7 +172,7 @@ std::string encode_page(runtime::shard_id shard, const runtime::shard_page& page
 caf::expected<runtime::shard_page> decode_page(std::string_view bytes, runtime::shard_id shard,
                                                uint32_t shard_count) {
   runtime::shard_page page;
-  auto err = read_packed<schema::ShardPage>(bytes, "shard page", [&](auto p) {
+  auto err = read_message<schema::ShardPage>(bytes, true, "shard page", [&](auto p) {
     page = read_page(p, shard, shard_count);
   });
   if (err)
@@ -166,13 +193,13 @@ std::string encode_replica_batches(const std::vector<replica_part>& parts) {
     for (unsigned k = 0; k < changes.size(); ++k)
       fill_page(changes[k], runtime::shard_id{part.shard}, *part.batches[k], std::string{});
   }
-  return packed(msg);
+  return flat(msg);
 }
 
 caf::expected<std::vector<replica_batch>> decode_replica_batches(std::string_view bytes,
                                                                  uint32_t shard_count) {
   std::vector<replica_batch> out;
-  auto err = read_packed<schema::ReplicaBatches>(bytes, "replica batch", [&](auto root) {
+  auto err = read_message<schema::ReplicaBatches>(bytes, false, "replica batch", [&](auto root) {
     for (auto b : root.getBatches()) {
       KJ_REQUIRE(b.getShard() < shard_count, "a shard out of range");
       replica_batch r{b.getShard(), b.getEpoch(), b.getSeq(), {}};
@@ -198,12 +225,12 @@ std::string encode_replica_acks(const std::vector<replica_ack>& acks) {
     list[i].setCaughtUp(acks[i].caught_up);
     list[i].setGeneration(acks[i].generation);
   }
-  return packed(msg);
+  return flat(msg);
 }
 
 caf::expected<std::vector<replica_ack>> decode_replica_acks(std::string_view bytes) {
   std::vector<replica_ack> out;
-  auto err = read_packed<schema::ReplicaAcks>(bytes, "replica acknowledgement", [&](auto root) {
+  auto err = read_message<schema::ReplicaAcks>(bytes, false, "replica acknowledgement", [&](auto root) {
     for (auto a : root.getAcks())
       out.push_back({a.getShard(), a.getEpoch(), a.getSeq(), str(a.getRefused()), a.getCaughtUp(),
                      a.getGeneration()});

@@ -5,10 +5,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -49,19 +51,20 @@ int64_t get_i64(const unsigned char* p) {
   return static_cast<int64_t>(v);
 }
 
-/// Reads exactly `n` bytes; false at the end of the stream or on an error.
-bool read_exactly(int fd, void* to, size_t n) {
-  auto* p = static_cast<char*>(to);
-  while (n > 0) {
-    auto k = ::recv(fd, p, n, 0);
-    if (k < 0 && errno == EINTR)
+/// Writes what the socket takes of `parts` now (`count` of them, `size` bytes) without
+/// waiting; the bytes written, or -1 on an error.
+ssize_t write_some(int fd, const iovec* parts, int count) {
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(parts);
+  msg.msg_iovlen = static_cast<size_t>(count);
+  for (;;) {
+    auto k = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k >= 0)
+      return k;
+    if (errno == EINTR)
       continue;
-    if (k <= 0)
-      return false;
-    p += k;
-    n -= static_cast<size_t>(k);
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
   }
-  return true;
 }
 
 /// Writes all of `parts`; false on an error (a timeout included).
@@ -92,19 +95,51 @@ bool write_all(int fd, iovec* parts, int count) {
 void tune(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  // A follower that takes nothing for this long is as good as gone: the write fails, and
-  // the primary stops counting it rather than holding its store writer.
+  // For the hello, the only write that waits on the socket.
   timeval limit{2, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
 }
 
 } // namespace
 
+/// A connection to a member. A frame is written at once as far as the socket takes it;
+/// the rest waits in `pending`, which the connecting thread writes as the socket drains.
 struct replica_link::outbound {
-  std::mutex mtx;  ///< one writer at a time; the connecting thread closes `fd` under it
+  std::mutex mtx;  ///< its writers; the connecting thread writes and closes `fd` under it
+  std::condition_variable room;  ///< `pending` shrank, or the connection broke
   int fd = -1;
   std::string address;
+  std::string pending;  ///< accepted and not written yet: from `written` on
+  size_t written = 0;
+  std::chrono::steady_clock::time_point since{};  ///< when `pending` last made progress
   std::atomic<bool> broken{false};
+
+  size_t unsent() const { return pending.size() - written; }
+  /// Nothing more goes on it (with `mtx`).
+  void fail() {
+    broken = true;
+    ::shutdown(fd, SHUT_RDWR);
+    room.notify_all();
+  }
+  /// Writes what the socket takes of `pending` now (with `mtx`); false on an error.
+  bool flush() {
+    iovec part{pending.data() + written, unsent()};
+    auto k = write_some(fd, &part, 1);
+    if (k < 0)
+      return false;
+    if (k > 0) {
+      written += static_cast<size_t>(k);
+      since = std::chrono::steady_clock::now();
+      room.notify_all();
+    }
+    if (unsent() == 0) {
+      written = 0;
+      pending.clear();
+      if (pending.capacity() > (1u << 20))
+        pending.shrink_to_fit();
+    }
+    return true;
+  }
 };
 
 struct replica_link::inbound {
@@ -114,11 +149,16 @@ struct replica_link::inbound {
 };
 
 replica_link::replica_link(std::string self, receive_fn on_receive, down_fn on_down)
-  : self_(std::move(self)), on_receive_(std::move(on_receive)), on_down_(std::move(on_down)) {
+  : self_(std::move(self)),
+    on_receive_(std::move(on_receive)),
+    on_down_(std::move(on_down)),
+    wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
 }
 
 replica_link::~replica_link() {
   close();
+  if (wake_fd_ >= 0)
+    ::close(wake_fd_);
 }
 
 caf::expected<uint16_t> replica_link::open(const std::string& bind, uint16_t port) {
@@ -169,8 +209,8 @@ void replica_link::set_peers(std::map<std::string, std::string> addresses) {
   for (auto& [node, c] : out_) {
     auto now = addresses.find(node);
     if (now == addresses.end() || now->second != c->address) {
-      c->broken = true;
-      ::shutdown(c->fd, SHUT_RDWR);
+      std::lock_guard<std::mutex> writing{c->mtx};
+      c->fail();
     }
   }
   peers_ = std::move(addresses);
@@ -199,18 +239,45 @@ bool replica_link::send(const std::string& node, const envelope& env) {
   put_i64(header + 8, env.incarnation);
   iovec parts[2] = {{header, header_size},
                     {const_cast<char*>(env.bytes.data()), env.bytes.size()}};
-  std::lock_guard<std::mutex> guard{c->mtx};
+  std::unique_lock<std::mutex> guard{c->mtx};
+  // Batches wait while the member is this far behind (their sender slows down with it);
+  // anything else is taken at once, so that a member's readers, which acknowledge what
+  // they apply, never wait on the member they acknowledge to (who may be writing to them).
+  if (env.kind == envelope::replicate && c->unsent() > max_pending
+      && !c->room.wait_for(guard, stall_limit,
+                           [&] { return c->broken.load() || c->unsent() <= max_pending; })) {
+    failures_.fetch_add(1, std::memory_order_relaxed);
+    c->fail();
+  }
   if (c->broken)
     return false;
-  if (write_all(c->fd, parts, env.bytes.empty() ? 1 : 2)) {
-    sent_.fetch_add(1, std::memory_order_relaxed);
-    return true;
+  size_t done = 0;
+  if (c->unsent() == 0) {
+    auto k = write_some(c->fd, parts, 2);
+    if (k < 0) {  // what the follower got of it is incomplete: nothing more goes on it
+      failures_.fetch_add(1, std::memory_order_relaxed);
+      c->fail();
+      return false;
+    }
+    done = static_cast<size_t>(k);
+    c->since = std::chrono::steady_clock::now();
   }
-  // What the follower got of it is incomplete: nothing more goes on this connection.
-  c->broken = true;
-  ::shutdown(c->fd, SHUT_RDWR);
-  failures_.fetch_add(1, std::memory_order_relaxed);
-  return false;
+  sent_.fetch_add(1, std::memory_order_relaxed);
+  if (done == header_size + env.bytes.size())
+    return true;
+  for (const auto& part : parts) {  // the rest, for the connecting thread
+    auto skip = std::min(done, part.iov_len);
+    c->pending.append(static_cast<const char*>(part.iov_base) + skip, part.iov_len - skip);
+    done -= skip;
+  }
+  guard.unlock();
+  wake();
+  return true;
+}
+
+void replica_link::wake() {
+  uint64_t one = 1;
+  [[maybe_unused]] auto k = ::write(wake_fd_, &one, sizeof one);
 }
 
 void replica_link::close() {
@@ -234,7 +301,7 @@ void replica_link::close() {
   }
   for (auto& [node, c] : out) {
     std::lock_guard<std::mutex> guard{c->mtx};
-    c->broken = true;
+    c->fail();
     ::close(c->fd);
   }
   for (auto& r : in)
@@ -284,25 +351,65 @@ void replica_link::accept_loop() {
 }
 
 void replica_link::read_loop(inbound& in) {
-  unsigned char length[4];
-  if (!read_exactly(in.fd, length, 4) || get_u32(length) > 1024)
+  // What the socket holds is read at once, and the frames in it are handed on together:
+  // a receiver that falls behind then takes several at a time.
+  constexpr size_t usual = 256u << 10;
+  std::string buf(usual, '\0');
+  size_t begin = 0, end = 0;  // unread bytes: [begin, end)
+  auto available = [&] { return end - begin; };
+  auto at = [&](size_t offset) {
+    return reinterpret_cast<const unsigned char*>(buf.data() + begin + offset);
+  };
+  // Reads until at least `n` bytes are unread; false at the end of the stream.
+  auto fill = [&](size_t n) {
+    if (begin == end) {
+      begin = end = 0;
+      if (buf.size() > usual)  // after a large frame
+        std::string(usual, '\0').swap(buf);
+    }
+    if (buf.size() - begin < n) {  // the unread bytes go to the front; the buffer grows
+      std::memmove(buf.data(), buf.data() + begin, available());
+      end -= begin;
+      begin = 0;
+      if (buf.size() < n)
+        buf.resize(n);
+    }
+    while (available() < n) {
+      auto k = ::recv(in.fd, buf.data() + end, buf.size() - end, 0);
+      if (k < 0 && errno == EINTR)
+        continue;
+      if (k <= 0)
+        return false;
+      end += static_cast<size_t>(k);
+    }
+    return true;
+  };
+  if (!fill(4) || get_u32(at(0)) > 1024 || !fill(4 + get_u32(at(0))))
     return;
-  std::string from(get_u32(length), '\0');
-  if (!read_exactly(in.fd, from.data(), from.size()))
-    return;
-  unsigned char header[header_size];
-  while (read_exactly(in.fd, header, header_size)) {
-    auto size = get_u32(header);
-    if (size > max_frame)
+  std::string from{reinterpret_cast<const char*>(at(4)), get_u32(at(0))};
+  begin += 4 + from.size();
+  std::vector<envelope> frames;
+  while (fill(header_size)) {
+    do {
+      auto size = get_u32(at(0));
+      if (size > max_frame)
+        return;
+      if (available() < header_size + size)
+        break;
+      envelope env;
+      env.kind = *at(4);
+      env.from = from;
+      env.incarnation = get_i64(at(8));
+      env.bytes.assign(reinterpret_cast<const char*>(at(header_size)), size);
+      begin += header_size + size;
+      frames.push_back(std::move(env));
+    } while (available() >= header_size);
+    if (!frames.empty()) {
+      on_receive_(frames);
+      frames.clear();
+    }
+    if (available() >= header_size && !fill(header_size + get_u32(at(0))))
       return;
-    envelope env;
-    env.kind = header[4];
-    env.from = from;
-    env.incarnation = get_i64(header + 8);
-    env.bytes.resize(size);
-    if (!read_exactly(in.fd, env.bytes.data(), size))
-      return;
-    on_receive_(std::move(env));
   }
 }
 
@@ -367,10 +474,10 @@ void replica_link::connect_loop() {
         if (out_.count(node) == 0)
           wanted.emplace(node, address);
     }
-    // Closed outside the link's lock: a write under way on one holds only its own.
     for (auto& [node, c] : down) {
       {
         std::lock_guard<std::mutex> writing{c->mtx};
+        c->fail();
         ::close(c->fd);
       }
       on_down_(node);
@@ -390,9 +497,11 @@ void replica_link::connect_loop() {
         out_[node] = std::move(c);
       }
     // The other side never writes on these connections: one that turns readable has
-    // ended (its process died), and is known broken before a frame is lost on it.
+    // ended (its process died), and is known broken before a frame is lost on it. Those
+    // with bytes waiting are written as they drain; one that takes nothing for too long
+    // is as good as gone.
     std::vector<std::shared_ptr<outbound>> watched;
-    std::vector<pollfd> fds;
+    std::vector<pollfd> fds{{wake_fd_, POLLIN, 0}};
     {
       std::lock_guard<std::mutex> guard{mtx_};
       for (const auto& [node, c] : out_) {
@@ -400,15 +509,38 @@ void replica_link::connect_loop() {
         fds.push_back({c->fd, POLLIN | POLLRDHUP, 0});
       }
     }
-    if (fds.empty()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds{100});
-      continue;
+    auto now = std::chrono::steady_clock::now();
+    for (size_t k = 0; k < watched.size(); ++k) {
+      auto& c = *watched[k];
+      std::lock_guard<std::mutex> writing{c.mtx};
+      if (c.unsent() == 0 || c.broken)
+        continue;
+      if (now - c.since > stall_limit) {
+        failures_.fetch_add(1, std::memory_order_relaxed);
+        c.fail();
+        continue;
+      }
+      fds[k + 1].events |= POLLOUT;
     }
     if (::poll(fds.data(), fds.size(), 100) <= 0)
       continue;
-    for (size_t k = 0; k < fds.size(); ++k)
-      if (fds[k].revents != 0)
-        watched[k]->broken = true;
+    if (fds[0].revents != 0) {
+      uint64_t n;
+      [[maybe_unused]] auto k = ::read(wake_fd_, &n, sizeof n);
+    }
+    for (size_t k = 0; k < watched.size(); ++k) {
+      auto events = fds[k + 1].revents;
+      if (events == 0)
+        continue;
+      auto& c = *watched[k];
+      std::lock_guard<std::mutex> writing{c.mtx};
+      if ((events & ~POLLOUT) != 0) {  // it ended
+        c.fail();
+      } else if (!c.flush()) {
+        failures_.fetch_add(1, std::memory_order_relaxed);
+        c.fail();
+      }
+    }
   }
 }
 

@@ -2,8 +2,8 @@
 
 // A direct TCP connection from each member to each other for the shards' batches: the
 // primary's store writer writes each envelope onto the socket itself, and a thread of
-// each connection on the follower reads it and hands it on, with none of the actor
-// system's mailboxes and I/O threads in between. Everything else between members goes
+// each connection on the follower reads it and hands it on (with the frames that came
+// with it), with none of the actor system's mailboxes and I/O threads in between. Everything else between members goes
 // through `transport`. Private to the cluster module.
 //
 // A connection starts with a hello (the sender's node id); each frame then carries a kind,
@@ -12,11 +12,16 @@
 //   hello: u32 length, node id
 //   frame: u32 length of the bytes, u8 kind, 3 bytes zero, i64 incarnation, bytes
 //
-// (little-endian). A connection that fails is closed and its member reported down; nothing
-// is sent again on it, so a receiver sees each connection's frames in order and without a
-// gap, and a member that missed frames learns it from the sequence numbers they carry.
+// (little-endian). A frame is written at once as far as the socket takes it, and the
+// rest by the link's connecting thread as the socket drains, so a sender never waits on
+// the receiver, except a sender of batches while the receiver is `max_pending` behind.
+// A connection that fails, or takes nothing for `stall_limit`, is closed and its member
+// reported down; nothing is sent again on it, so a receiver sees each connection's frames
+// in order and without a gap, and a member that missed frames learns it from the sequence
+// numbers they carry.
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <list>
 #include <map>
@@ -24,6 +29,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -33,11 +39,13 @@ namespace twin::cluster {
 
 class replica_link {
 public:
-  using receive_fn = std::function<void(envelope&&)>;
+  /// The frames that were read together, in the order they were sent.
+  using receive_fn = std::function<void(std::vector<envelope>& frames)>;
   using down_fn = std::function<void(const std::string& node)>;
 
-  /// `on_receive` runs on the thread of the connection a frame came on; `on_down` on the
-  /// link's connecting thread, once a connection to a member failed.
+  /// `on_receive` runs on the thread of the connection the frames came on, which reads
+  /// nothing more until it returns; `on_down` on the link's connecting thread, once a
+  /// connection to a member failed.
   replica_link(std::string self, receive_fn on_receive, down_fn on_down);
   ~replica_link();  ///< closes
 
@@ -49,6 +57,7 @@ public:
   /// Writes `env` (its kind, incarnation and bytes) to `node`'s connection, after what was
   /// sent before; false if there is none yet (the connecting thread makes one within 0.1 s),
   /// or if the write failed (the connection is then closed, and `node` reported down).
+  /// Batches (`replicate`) wait while `max_pending` bytes are not written yet.
   bool send(const std::string& node, const envelope& env);
   /// Whether `node` has a link address (a member of an earlier version has none).
   bool reaches(const std::string& node) const;
@@ -61,6 +70,10 @@ public:
 
   /// The largest frame a receiver takes (bigger ones close the connection).
   static constexpr uint32_t max_frame = 256u << 20;
+  /// Bytes of a connection not written yet beyond which its batches wait.
+  static constexpr size_t max_pending = 16u << 20;
+  /// A connection whose bytes wait this long without any of them written is closed.
+  static constexpr std::chrono::seconds stall_limit{2};
 
 private:
   struct outbound;
@@ -71,12 +84,15 @@ private:
   void connect_loop();
   /// Connects to `address` (host:port) and says hello; -1 if it could not.
   int connect_to(const std::string& address) const;
+  /// Wakes the connecting thread: a connection has bytes waiting.
+  void wake();
 
   const std::string self_;
   const receive_fn on_receive_;
   const down_fn on_down_;
   std::atomic<bool> closing_{false};
   int listener_ = -1;
+  const int wake_fd_;  ///< an eventfd the connecting thread polls
   std::thread acceptor_, connector_;
 
   mutable std::mutex mtx_;  ///< the peers and connections

@@ -129,8 +129,12 @@ public:
   /// (returns once none is being applied). `drop`: its data goes too.
   void unfollow(runtime::shard_id shard, bool drop);
   bool follows(runtime::shard_id shard) const;
-  /// A primary's batches (`replicate`): applied on the follower's own thread.
+  /// A primary's batches (`replicate`) from the actor system: applied on the follower's
+  /// own thread.
   void on_batches(envelope&& env);
+  /// Frames of a member's link that came together: its batches (`replicate`) are applied
+  /// on the calling thread, in one write; acknowledgements (`replica_acks`) are taken.
+  void on_link_frames(std::vector<envelope>& frames);
 
   // -- figures ----------------------------------------------------------------------------
 
@@ -153,8 +157,10 @@ private:
   std::map<uint32_t, runtime::store_batch> split_by_shard(const runtime::store_batch& b) const;
   /// Expires what waited too long; records followers in sync (or out of it) in etcd.
   void control_loop();
-  /// Applies the batches followers received.
+  /// Applies the batches that came through the actor system.
   void apply_loop();
+  /// Applies `work`'s batches (in order) in one write, and acknowledges them.
+  void apply(std::vector<envelope>& work);
   /// Copies the shards this member began to follow.
   void copy_loop();
   caf::error copy_shard(uint32_t shard, const std::string& primary, int64_t epoch,
@@ -181,6 +187,7 @@ private:
   uint32_t shard_count_;
 
   mutable std::mutex mtx_;  ///< the primary's state
+  std::mutex ship_mtx_;     ///< batches are numbered and shipped in one turn under it
   std::unordered_map<uint32_t, primary_shard> led_;
   std::atomic<size_t> led_count_{0};  ///< entries of `led_`: 0 lets writes skip the lock
   size_t parked_ = 0;
@@ -190,7 +197,7 @@ private:
   std::condition_variable copy_cv_;  ///< shards to copy (the copier)
   std::condition_variable room_cv_;  ///< the applier took what came (its senders)
   std::unordered_map<uint32_t, follower_shard> followed_;
-  std::deque<envelope> incoming_;
+  std::vector<envelope> incoming_;
   size_t incoming_bytes_ = 0;  ///< of `incoming_`
   static constexpr size_t max_incoming_bytes = 64u << 20;
   std::deque<uint32_t> to_copy_;

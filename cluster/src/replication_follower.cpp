@@ -126,9 +126,21 @@ void replication::restart_copy(uint32_t shard, follower_shard& f) {
   copy_cv_.notify_all();
 }
 
+void replication::on_link_frames(std::vector<envelope>& frames) {
+  std::vector<envelope> batches;
+  for (auto& env : frames) {
+    if (env.kind == envelope::replica_acks)
+      on_acks(env);
+    else if (env.kind == envelope::replicate)
+      batches.push_back(std::move(env));
+  }
+  if (!batches.empty())
+    apply(batches);
+}
+
 void replication::apply_loop() {
   for (;;) {
-    std::deque<envelope> work;
+    std::vector<envelope> work;
     {
       std::unique_lock<std::mutex> guard{fmtx_};
       fcv_.wait(guard, [&] { return !incoming_.empty() || stopped(); });
@@ -138,77 +150,86 @@ void replication::apply_loop() {
       incoming_bytes_ = 0;
     }
     room_cv_.notify_all();
-    // One write for everything that came, each batch after the one before it.
-    std::vector<runtime::store_batch> writes;
-    std::map<uint32_t, uint64_t> moved;  // shard -> last batch this write applies
-    std::map<std::string, std::vector<replica_ack>> acks;
-    std::unique_lock<std::mutex> guard{fmtx_};
-    for (auto& env : work) {
-      auto batches = decode_replica_batches(env.bytes, shard_count_);
-      if (!batches)
-        continue;  // from a sender that speaks another version: its batches go unconfirmed
-      for (auto& b : *batches) {
-        auto i = followed_.find(b.shard);
-        if (i == followed_.end() || i->second.primary != env.from || i->second.epoch != b.epoch) {
-          refused_.fetch_add(1, std::memory_order_relaxed);
-          acks[env.from].push_back({b.shard, b.epoch, b.seq,
-                                    "this member does not follow shard "
-                                      + std::to_string(b.shard) + " at that epoch",
-                                    false});
-          continue;
-        }
-        auto& f = i->second;
-        if (!f.following) {  // kept until the copy is whole
-          for (const auto& c : b.changes)
-            f.buffered += approximate_size(c);
-          f.buffer.push_back(std::move(b));
-          if (f.buffered > opts_.max_buffered_bytes) {
-            acks[env.from].push_back(
-              {b.shard, b.epoch, 0, "too much changed during the copy", false, f.generation});
-            restart_copy(i->first, f);
-          }
-          continue;
-        }
-        auto at = moved.count(b.shard) > 0 ? moved[b.shard] : f.applied;
-        if (b.seq <= at)
-          continue;  // had it already
-        if (b.seq != at + 1) {
-          acks[env.from].push_back({b.shard, b.epoch, at, "a batch is missing", false, f.generation});
-          moved.erase(b.shard);
-          restart_copy(i->first, f);
-          continue;
-        }
-        for (auto& c : b.changes)
-          writes.push_back(std::move(c));
-        moved[b.shard] = b.seq;
-      }
-    }
-    if (moved.empty()) {
-      guard.unlock();
-      send_acks(acks);
-      continue;
-    }
-    runtime::store_batch positions;
-    for (const auto& [s, seq] : moved)
-      positions.meta_puts.push_back(
-        {shard_id{s}, position_key, encode_position(followed_[s].epoch, seq)});
-    writes.push_back(std::move(positions));
-    auto err = store_.write_all(writes.data(), writes.size());
-    for (const auto& [s, seq] : moved) {
-      auto& f = followed_[s];
-      if (err) {  // nothing of it is applied: copied anew
-        acks[f.primary].push_back(
-          {s, f.epoch, f.applied, "the follower cannot write", false, f.generation});
-        restart_copy(s, f);
+    apply(work);
+  }
+}
+
+void replication::apply(std::vector<envelope>& work) {
+  // One write for everything that came, each batch after the one before it.
+  std::vector<runtime::store_batch> writes;
+  std::map<uint32_t, uint64_t> moved;  // shard -> last batch this write applies
+  std::map<std::string, std::vector<replica_ack>> acks;
+  std::vector<std::pair<const std::string*, std::vector<replica_batch>>> came;
+  for (const auto& env : work) {
+    auto batches = decode_replica_batches(env.bytes, shard_count_);
+    if (batches)  // else from a sender that speaks another version: they go unconfirmed
+      came.emplace_back(&env.from, std::move(*batches));
+  }
+  std::unique_lock<std::mutex> guard{fmtx_};
+  if (stopped())
+    return;
+  for (auto& [from, batches] : came) {
+    for (auto& b : batches) {
+      auto i = followed_.find(b.shard);
+      if (i == followed_.end() || i->second.primary != *from || i->second.epoch != b.epoch) {
+        refused_.fetch_add(1, std::memory_order_relaxed);
+        acks[*from].push_back({b.shard, b.epoch, b.seq,
+                                  "this member does not follow shard "
+                                    + std::to_string(b.shard) + " at that epoch",
+                                  false});
         continue;
       }
-      f.applied = seq;
-      applied_.fetch_add(1, std::memory_order_relaxed);
-      acks[f.primary].push_back({s, f.epoch, seq, {}, false, f.generation});
+      auto& f = i->second;
+      if (!f.following) {  // kept until the copy is whole
+        for (const auto& c : b.changes)
+          f.buffered += approximate_size(c);
+        f.buffer.push_back(std::move(b));
+        if (f.buffered > opts_.max_buffered_bytes) {
+          acks[*from].push_back(
+            {b.shard, b.epoch, 0, "too much changed during the copy", false, f.generation});
+          restart_copy(i->first, f);
+        }
+        continue;
+      }
+      auto at = moved.count(b.shard) > 0 ? moved[b.shard] : f.applied;
+      if (b.seq <= at)
+        continue;  // had it already
+      if (b.seq != at + 1) {
+        acks[*from].push_back({b.shard, b.epoch, at, "a batch is missing", false, f.generation});
+        moved.erase(b.shard);
+        restart_copy(i->first, f);
+        continue;
+      }
+      for (auto& c : b.changes)
+        writes.push_back(std::move(c));
+      moved[b.shard] = b.seq;
     }
+  }
+  if (moved.empty()) {
     guard.unlock();
     send_acks(acks);
+    return;
   }
+  runtime::store_batch positions;
+  for (const auto& [s, seq] : moved)
+    positions.meta_puts.push_back(
+      {shard_id{s}, position_key, encode_position(followed_[s].epoch, seq)});
+  writes.push_back(std::move(positions));
+  auto err = store_.write_all(writes.data(), writes.size());
+  for (const auto& [s, seq] : moved) {
+    auto& f = followed_[s];
+    if (err) {  // nothing of it is applied: copied anew
+      acks[f.primary].push_back(
+        {s, f.epoch, f.applied, "the follower cannot write", false, f.generation});
+      restart_copy(s, f);
+      continue;
+    }
+    f.applied = seq;
+    applied_.fetch_add(1, std::memory_order_relaxed);
+    acks[f.primary].push_back({s, f.epoch, seq, {}, false, f.generation});
+  }
+  guard.unlock();
+  send_acks(acks);
 }
 
 void replication::on_refusals(const std::string& from, const std::vector<replica_ack>& refusals) {

@@ -3,6 +3,8 @@
 // shard's followers, their acknowledgements, and the record in etcd of which followers
 // are in sync.
 
+#include <algorithm>
+
 #include "page_codec.hpp"
 #include "replication_state.hpp"
 #include "twin/runtime/errc.hpp"
@@ -257,39 +259,54 @@ clock_type::time_point replication::durable_at() const {
 void replication::on_written(const runtime::store_batch* batches, size_t n) {
   if (led_count_.load(std::memory_order_acquire) == 0)
     return;
-  // Each batch's shard; a batch of several shards (the durable counts) is split.
+  // Each batch's shard; a batch of several shards (the durable counts) is split. Only the
+  // store writer writes to the shards this member leads; other writers find none here.
   std::deque<runtime::store_batch> split;  // pointers into it stay valid
   std::map<uint32_t, replica_part> parts;
-  std::lock_guard<std::mutex> guard{mtx_};
-  auto part = [&](uint32_t s) -> replica_part* {
-    if (led_.count(s) == 0)
-      return nullptr;
-    auto& r = parts[s];
-    r.shard = s;
-    return &r;
-  };
-  for (size_t k = 0; k < n; ++k) {
-    const auto& b = batches[k];
-    auto shards = shards_of(b);
-    if (shards.size() == 1) {
-      if (auto* r = part(shards.front()))
-        r->batches.push_back(&b);
-      continue;
-    }
-    for (auto& [s, piece] : split_by_shard(b))
-      if (auto* r = part(s)) {
-        split.push_back(std::move(piece));
-        r->batches.push_back(&split.back());
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto part = [&](uint32_t s) -> replica_part* {
+      if (led_.count(s) == 0)
+        return nullptr;
+      auto& r = parts[s];
+      r.shard = s;
+      return &r;
+    };
+    for (size_t k = 0; k < n; ++k) {
+      const auto& b = batches[k];
+      auto shards = shards_of(b);
+      if (shards.size() == 1) {
+        if (auto* r = part(shards.front()))
+          r->batches.push_back(&b);
+        continue;
       }
+      if (std::none_of(shards.begin(), shards.end(), [&](uint32_t s) { return led_.count(s); }))
+        continue;  // a follower's write, with its positions in several shards
+      for (auto& [s, piece] : split_by_shard(b))
+        if (auto* r = part(s)) {
+          split.push_back(std::move(piece));
+          r->batches.push_back(&split.back());
+        }
+    }
   }
+  if (parts.empty())
+    return;
+  // Numbered and shipped in one turn, outside the primary's lock: acknowledgements, which
+  // take it, go on while a follower's connection is slow to take the batches.
+  std::lock_guard<std::mutex> shipping{ship_mtx_};
   std::map<std::string, std::vector<replica_part>> to;
-  for (auto& [s, r] : parts) {
-    auto& p = led_[s];
-    r.epoch = p.epoch;
-    r.seq = ++p.seq;
-    for (const auto& [node, t] : p.targets)
-      if (!t.dropped)
-        to[node].push_back(r);
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto& [s, r] : parts) {
+      auto p = led_.find(s);
+      if (p == led_.end())
+        continue;  // resigned meanwhile
+      r.epoch = p->second.epoch;
+      r.seq = ++p->second.seq;
+      for (const auto& [node, t] : p->second.targets)
+        if (!t.dropped)
+          to[node].push_back(r);
+    }
   }
   for (auto& [node, list] : to) {
     envelope env;
@@ -299,8 +316,15 @@ void replication::on_written(const runtime::store_batch* batches, size_t n) {
       shipped_.fetch_add(list.size(), std::memory_order_relaxed);
       continue;
     }
-    for (const auto& r : list)  // it misses these: it copies anew
-      led_[r.shard].targets[node].dropped = true;
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (const auto& r : list) {  // it misses these: it copies anew
+      auto p = led_.find(r.shard);
+      if (p != led_.end() && p->second.epoch == r.epoch) {
+        auto t = p->second.targets.find(node);
+        if (t != p->second.targets.end())
+          t->second.dropped = true;
+      }
+    }
     ctl_cv_.notify_all();
   }
 }

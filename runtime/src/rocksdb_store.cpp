@@ -250,6 +250,7 @@ public:
 
   std::string write_failure() override {
     try_reopen();
+    std::lock_guard<std::mutex> writing{write_mtx_};
     std::shared_lock<std::shared_mutex> open{db_mtx_};
     if (db_.read_only)
       return read_only_reason_;
@@ -317,7 +318,8 @@ private:
   }
 
   /// Why `more` bytes cannot be written now while the reserve and the memtables' flush
-  /// still fit on the disk; "" if they can (or the free space is unknown). With `db_mtx_`.
+  /// still fit on the disk; "" if they can (or the free space is unknown). With
+  /// `write_mtx_` and `db_mtx_`.
   std::string space_for(uint64_t more) {
     uint64_t memtables = 0;
     db_.db->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
@@ -330,10 +332,20 @@ private:
              + std::to_string(memtables >> 20) + " MiB, at three quarters of its limit of "
              + std::to_string(max_disk_ >> 20) + " MiB (the rest is room for compactions); "
              + "writes resume once compactions or the history's retention free space";
-    auto free = rocks::free_bytes(path_);
-    if (!free)
+    // The free space measured a moment ago, less what was written since, spares a system
+    // call on every write; a write is refused only on a fresh measurement.
+    auto now = std::chrono::steady_clock::now();
+    bool fresh = now - free_at_ >= std::chrono::milliseconds{50};
+    if (!fresh && free_ && *free_ >= min_free_ + more + memtables + written_since_) {
+      written_since_ += more;
       return {};
-    return rocks::short_of_space(path_, *free, more + memtables, min_free_);
+    }
+    free_ = rocks::free_bytes(path_);
+    free_at_ = now;
+    written_since_ = more;
+    if (!free_)
+      return {};
+    return rocks::short_of_space(path_, *free_, more + memtables, min_free_);
   }
 
   /// A store opened for reading only (its disk was full) opens for writing again once
@@ -421,8 +433,11 @@ private:
   std::string read_only_reason_;              ///< why (written with db_mtx_ held alone)
   std::chrono::steady_clock::time_point last_reopen_{};
   rocksdb::WriteOptions write_opts_;
-  std::mutex write_mtx_;  ///< guards the four below, which every write reuses
+  std::mutex write_mtx_;  ///< guards the seven below, which every write reuses
   std::chrono::steady_clock::time_point last_space_flush_{};
+  std::optional<uint64_t> free_;  ///< the disk's free bytes, measured at `free_at_`
+  std::chrono::steady_clock::time_point free_at_{};
+  uint64_t written_since_ = 0;    ///< bytes the writes since may have taken of it
   std::vector<twin_op> ops_;
   std::string key_;
   rocksdb::WriteBatch batch_;

@@ -31,9 +31,10 @@ struct inbox {
   std::set<std::string> down;
 
   replica_link::receive_fn receive() {
-    return [this](envelope&& env) {
+    return [this](std::vector<envelope>& frames) {
       std::lock_guard<std::mutex> guard{mtx};
-      got.push_back(std::move(env));
+      for (auto& env : frames)
+        got.push_back(std::move(env));
     };
   }
   replica_link::down_fn on_down() {
