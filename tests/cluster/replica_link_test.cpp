@@ -1,8 +1,9 @@
 // Two members' replication links in one process over loopback: frames arrive whole, in
 // order, with their sender, kind and incarnation; a member whose process is gone is
 // reported down before anything more is lost on its connection, and one that returns on
-// another port is reached there; a connection that does not speak the link's protocol is
-// closed and harms nothing.
+// another port is reached there; two members that flood each other and confirm slowly do
+// not hold each other; a connection that does not speak the link's protocol is closed and
+// harms nothing.
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -129,6 +130,84 @@ TEST(replica_link, a_member_that_is_gone_is_reported_down_and_reached_again_wher
   std::lock_guard<std::mutex> guard{again.mtx};
   EXPECT_EQ(again.got[0].bytes, "after");
   EXPECT_EQ(again.got[0].incarnation, 2);
+}
+
+TEST(replica_link, two_members_that_flood_each_other_and_confirm_slowly_never_hold_each_other) {
+  // Each member's reader applies slowly and confirms what it applied to the other, while
+  // both write far more batches than the sockets hold. A reader that waited on the member
+  // it confirms to would wait on that member's reader, which waits on it: both would stall
+  // until the stall limit closed the connections.
+  struct member {
+    std::mutex mtx;
+    size_t applied = 0;  ///< the other's batches
+    size_t confirmed = 0;  ///< its own batches the other confirmed
+    std::set<std::string> down;
+    replica_link* link = nullptr;
+    std::string peer;
+  };
+  member ma, mb;
+  ma.peer = "b";
+  mb.peer = "a";
+  auto receive = [](member& m) {
+    return [&m](std::vector<envelope>& frames) {
+      size_t batches = 0;
+      for (const auto& env : frames) {
+        if (env.kind == envelope::replicate) {
+          ++batches;
+          continue;
+        }
+        std::lock_guard<std::mutex> guard{m.mtx};
+        m.confirmed += std::stoul(env.bytes);
+      }
+      if (batches == 0)
+        return;
+      std::this_thread::sleep_for(2ms);  // a slow store write
+      {
+        std::lock_guard<std::mutex> guard{m.mtx};
+        m.applied += batches;
+      }
+      m.link->send(m.peer, frame(envelope::replica_acks, 1, std::to_string(batches)));
+    };
+  };
+  auto on_down = [](member& m) {
+    return [&m](const std::string& node) {
+      std::lock_guard<std::mutex> guard{m.mtx};
+      m.down.insert(node);
+    };
+  };
+  replica_link a{"a", receive(ma), on_down(ma)};
+  replica_link b{"b", receive(mb), on_down(mb)};
+  ma.link = &a;
+  mb.link = &b;
+  auto port_a = a.open("127.0.0.1", 0);
+  auto port_b = b.open("127.0.0.1", 0);
+  ASSERT_TRUE(port_a && port_b);
+  a.set_peers({{"b", "127.0.0.1:" + std::to_string(*port_b)}});
+  b.set_peers({{"a", "127.0.0.1:" + std::to_string(*port_a)}});
+  ASSERT_TRUE(send_when_connected(a, "b", frame(envelope::replicate, 1, "first")));
+  ASSERT_TRUE(send_when_connected(b, "a", frame(envelope::replicate, 1, "first")));
+  constexpr size_t n = 400;  // 25 MiB each way: several times what the sockets hold
+  std::string batch(64u << 10, 'x');
+  std::atomic<size_t> sent_a{1}, sent_b{1};
+  auto flood = [&](replica_link& from, const std::string& to, std::atomic<size_t>& sent) {
+    for (size_t i = 1; i < n && from.send(to, frame(envelope::replicate, 1, batch)); ++i)
+      ++sent;
+  };
+  std::thread ta{[&] { flood(a, "b", sent_a); }};
+  std::thread tb{[&] { flood(b, "a", sent_b); }};
+  ta.join();
+  tb.join();
+  EXPECT_EQ(sent_a.load(), n);
+  EXPECT_EQ(sent_b.load(), n);
+  auto settled = [](member& m) {
+    std::lock_guard<std::mutex> guard{m.mtx};
+    return m.applied == n && m.confirmed == n;
+  };
+  EXPECT_TRUE(within(30s, [&] { return settled(ma) && settled(mb); }))
+    << "a applied " << ma.applied << ", confirmed " << ma.confirmed << "; b applied "
+    << mb.applied << ", confirmed " << mb.confirmed;
+  EXPECT_TRUE(ma.down.empty() && mb.down.empty()) << "a connection was closed";
+  EXPECT_EQ(a.failures() + b.failures(), 0u);
 }
 
 TEST(replica_link, a_connection_that_speaks_otherwise_is_closed) {
