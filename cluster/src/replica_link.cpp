@@ -103,9 +103,9 @@ void tune(int fd) {
 } // namespace
 
 /// A connection to a member. A frame is written at once as far as the socket takes it;
-/// the rest waits in `pending`, which the connecting thread writes as the socket drains.
+/// the rest waits in `pending`, which the writing thread writes as the socket drains.
 struct replica_link::outbound {
-  std::mutex mtx;  ///< its writers; the connecting thread writes and closes `fd` under it
+  std::mutex mtx;  ///< its writers; the writing thread writes, the connecting one closes
   std::condition_variable room;  ///< `pending` shrank, or the connection broke
   int fd = -1;
   std::string address;
@@ -137,6 +137,9 @@ struct replica_link::outbound {
       pending.clear();
       if (pending.capacity() > (1u << 20))
         pending.shrink_to_fit();
+    } else if (written >= (1u << 20) && written >= unsent()) {  // what was written goes
+      pending.erase(0, written);
+      written = 0;
     }
     return true;
   }
@@ -197,6 +200,10 @@ caf::expected<uint16_t> replica_link::open(const std::string& bind, uint16_t por
     runtime::name_thread("twin.repl.link");
     connect_loop();
   }};
+  writer_ = std::thread{[this] {
+    runtime::name_thread("twin.repl.send");
+    write_loop();
+  }};
   return static_cast<uint16_t>(bound_port);
 }
 
@@ -243,11 +250,14 @@ bool replica_link::send(const std::string& node, const envelope& env) {
   // Batches wait while the member is this far behind (their sender slows down with it);
   // anything else is taken at once, so that a member's readers, which acknowledge what
   // they apply, never wait on the member they acknowledge to (who may be writing to them).
-  if (env.kind == envelope::replicate && c->unsent() > max_pending
-      && !c->room.wait_for(guard, stall_limit,
-                           [&] { return c->broken.load() || c->unsent() <= max_pending; })) {
-    failures_.fetch_add(1, std::memory_order_relaxed);
-    c->fail();
+  while (env.kind == envelope::replicate && c->unsent() > max_pending && !c->broken) {
+    auto progress = c->since;
+    if (!c->room.wait_for(guard, stall_limit,
+                          [&] { return c->broken.load() || c->unsent() <= max_pending; })
+        && c->since == progress) {  // none of it was written meanwhile
+      failures_.fetch_add(1, std::memory_order_relaxed);
+      c->fail();
+    }
   }
   if (c->broken)
     return false;
@@ -265,7 +275,7 @@ bool replica_link::send(const std::string& node, const envelope& env) {
   sent_.fetch_add(1, std::memory_order_relaxed);
   if (done == header_size + env.bytes.size())
     return true;
-  for (const auto& part : parts) {  // the rest, for the connecting thread
+  for (const auto& part : parts) {  // the rest, for the writing thread
     auto skip = std::min(done, part.iov_len);
     c->pending.append(static_cast<const char*>(part.iov_base) + skip, part.iov_len - skip);
     done -= skip;
@@ -289,6 +299,8 @@ void replica_link::close() {
     acceptor_.join();
   if (connector_.joinable())
     connector_.join();
+  if (writer_.joinable())
+    writer_.join();
   if (listener_ >= 0)
     ::close(listener_);
   listener_ = -1;
@@ -392,8 +404,11 @@ void replica_link::read_loop(inbound& in) {
   while (fill(header_size)) {
     do {
       auto size = get_u32(at(0));
-      if (size > max_frame)
+      if (size > max_frame) {  // the connection closes after those before it
+        if (!frames.empty())
+          on_receive_(frames);
         return;
+      }
       if (available() < header_size + size)
         break;
       envelope env;
@@ -496,10 +511,17 @@ void replica_link::connect_loop() {
         }
         out_[node] = std::move(c);
       }
+    std::this_thread::sleep_for(std::chrono::milliseconds{100});
+  }
+}
+
+void replica_link::write_loop() {
+  while (!closing_.load()) {
     // The other side never writes on these connections: one that turns readable has
     // ended (its process died), and is known broken before a frame is lost on it. Those
-    // with bytes waiting are written as they drain; one that takes nothing for too long
-    // is as good as gone.
+    // with bytes waiting are written as they drain; one that takes none of them for too
+    // long is as good as gone. (Connecting, which may wait on an unreachable member, is
+    // the other thread's.)
     std::vector<std::shared_ptr<outbound>> watched;
     std::vector<pollfd> fds{{wake_fd_, POLLIN, 0}};
     {
@@ -513,14 +535,14 @@ void replica_link::connect_loop() {
     for (size_t k = 0; k < watched.size(); ++k) {
       auto& c = *watched[k];
       std::lock_guard<std::mutex> writing{c.mtx};
-      if (c.unsent() == 0 || c.broken)
-        continue;
-      if (now - c.since > stall_limit) {
+      if (c.broken)
+        fds[k + 1].fd = -1;  // closed by the connecting thread, soon
+      else if (c.unsent() > 0)
+        fds[k + 1].events |= POLLOUT;
+      if (!c.broken && c.unsent() > 0 && now - c.since > stall_limit) {
         failures_.fetch_add(1, std::memory_order_relaxed);
         c.fail();
-        continue;
       }
-      fds[k + 1].events |= POLLOUT;
     }
     if (::poll(fds.data(), fds.size(), 100) <= 0)
       continue;
@@ -534,6 +556,8 @@ void replica_link::connect_loop() {
         continue;
       auto& c = *watched[k];
       std::lock_guard<std::mutex> writing{c.mtx};
+      if (c.broken)
+        continue;
       if ((events & ~POLLOUT) != 0) {  // it ended
         c.fail();
       } else if (!c.flush()) {

@@ -13,7 +13,7 @@
 //   frame: u32 length of the bytes, u8 kind, 3 bytes zero, i64 incarnation, bytes
 //
 // (little-endian). A frame is written at once as far as the socket takes it, and the
-// rest by the link's connecting thread as the socket drains, so a sender never waits on
+// rest by the link's writing thread as the socket drains, so a sender never waits on
 // the receiver, except a sender of batches while the receiver is `max_pending` behind.
 // A connection that fails, or takes nothing for `stall_limit`, is closed and its member
 // reported down; nothing is sent again on it, so a receiver sees each connection's frames
@@ -81,10 +81,13 @@ private:
 
   void accept_loop();
   void read_loop(inbound& in);
+  /// Connects to the peers without a connection, and closes (and reports) failed ones.
   void connect_loop();
+  /// Writes what waits on the connections as they drain, and watches them for their end.
+  void write_loop();
   /// Connects to `address` (host:port) and says hello; -1 if it could not.
   int connect_to(const std::string& address) const;
-  /// Wakes the connecting thread: a connection has bytes waiting.
+  /// Wakes the writing thread: a connection has bytes waiting.
   void wake();
 
   const std::string self_;
@@ -92,8 +95,8 @@ private:
   const down_fn on_down_;
   std::atomic<bool> closing_{false};
   int listener_ = -1;
-  const int wake_fd_;  ///< an eventfd the connecting thread polls
-  std::thread acceptor_, connector_;
+  const int wake_fd_;  ///< an eventfd the writing thread polls
+  std::thread acceptor_, connector_, writer_;
 
   mutable std::mutex mtx_;  ///< the peers and connections
   std::map<std::string, std::string> peers_;

@@ -295,6 +295,7 @@ void replication::on_written(const runtime::store_batch* batches, size_t n) {
   // take it, go on while a follower's connection is slow to take the batches.
   std::lock_guard<std::mutex> shipping{ship_mtx_};
   std::map<std::string, std::vector<replica_part>> to;
+  std::map<std::pair<uint32_t, std::string>, uint64_t> follows;  // (shard, node) -> generation
   {
     std::lock_guard<std::mutex> guard{mtx_};
     for (auto& [s, r] : parts) {
@@ -304,8 +305,10 @@ void replication::on_written(const runtime::store_batch* batches, size_t n) {
       r.epoch = p->second.epoch;
       r.seq = ++p->second.seq;
       for (const auto& [node, t] : p->second.targets)
-        if (!t.dropped)
+        if (!t.dropped) {
           to[node].push_back(r);
+          follows[{s, node}] = t.generation;
+        }
     }
   }
   for (auto& [node, list] : to) {
@@ -317,11 +320,11 @@ void replication::on_written(const runtime::store_batch* batches, size_t n) {
       continue;
     }
     std::lock_guard<std::mutex> guard{mtx_};
-    for (const auto& r : list) {  // it misses these: it copies anew
+    for (const auto& r : list) {  // it misses these: it copies anew (unless it did already)
       auto p = led_.find(r.shard);
       if (p != led_.end() && p->second.epoch == r.epoch) {
         auto t = p->second.targets.find(node);
-        if (t != p->second.targets.end())
+        if (t != p->second.targets.end() && t->second.generation == follows[{r.shard, node}])
           t->second.dropped = true;
       }
     }

@@ -250,12 +250,14 @@ public:
 
   std::string write_failure() override {
     try_reopen();
-    std::lock_guard<std::mutex> writing{write_mtx_};
+    // Not behind a write that RocksDB stalls: the space is then checked by the next one.
+    std::unique_lock<std::mutex> writing{write_mtx_, std::try_to_lock};
     std::shared_lock<std::shared_mutex> open{db_mtx_};
     if (db_.read_only)
       return read_only_reason_;
-    if (auto why = space_for(0); !why.empty())
-      return why;
+    if (writing.owns_lock())
+      if (auto why = space_for(0); !why.empty())
+        return why;
     return setup_.errors->current();
   }
 

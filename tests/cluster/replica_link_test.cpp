@@ -1,8 +1,8 @@
 // Two members' replication links in one process over loopback: frames arrive whole, in
 // order, with their sender, kind and incarnation; a member whose process is gone is
 // reported down before anything more is lost on its connection, and one that returns on
-// another port is reached there; two members that flood each other and confirm slowly do
-// not hold each other; a connection that does not speak the link's protocol is closed and
+// another port is reached there; one that takes nothing is reported down within the stall
+// limit; two members that flood each other and confirm slowly do not hold each other; a connection that does not speak the link's protocol is closed and
 // harms nothing.
 
 #include <netinet/in.h>
@@ -184,13 +184,15 @@ TEST(replica_link, two_members_that_flood_each_other_and_confirm_slowly_never_ho
   ASSERT_TRUE(port_a && port_b);
   a.set_peers({{"b", "127.0.0.1:" + std::to_string(*port_b)}});
   b.set_peers({{"a", "127.0.0.1:" + std::to_string(*port_a)}});
-  ASSERT_TRUE(send_when_connected(a, "b", frame(envelope::replicate, 1, "first")));
-  ASSERT_TRUE(send_when_connected(b, "a", frame(envelope::replicate, 1, "first")));
+  // Both ways connected first (a confirmation of nothing), so that no confirmation is
+  // sent before its connection is made.
+  ASSERT_TRUE(send_when_connected(a, "b", frame(envelope::replica_acks, 1, "0")));
+  ASSERT_TRUE(send_when_connected(b, "a", frame(envelope::replica_acks, 1, "0")));
   constexpr size_t n = 400;  // 25 MiB each way: several times what the sockets hold
   std::string batch(64u << 10, 'x');
-  std::atomic<size_t> sent_a{1}, sent_b{1};
+  std::atomic<size_t> sent_a{0}, sent_b{0};
   auto flood = [&](replica_link& from, const std::string& to, std::atomic<size_t>& sent) {
-    for (size_t i = 1; i < n && from.send(to, frame(envelope::replicate, 1, batch)); ++i)
+    for (size_t i = 0; i < n && from.send(to, frame(envelope::replicate, 1, batch)); ++i)
       ++sent;
   };
   std::thread ta{[&] { flood(a, "b", sent_a); }};
@@ -208,6 +210,41 @@ TEST(replica_link, two_members_that_flood_each_other_and_confirm_slowly_never_ho
     << mb.applied << ", confirmed " << mb.confirmed;
   EXPECT_TRUE(ma.down.empty() && mb.down.empty()) << "a connection was closed";
   EXPECT_EQ(a.failures() + b.failures(), 0u);
+}
+
+TEST(replica_link, a_member_that_takes_nothing_is_reported_down_and_its_sender_freed) {
+  // A member that accepts the connection and then reads nothing (its process hangs): its
+  // sender goes on while the connection holds what it sent, then waits at most the stall
+  // limit, and the member is reported down.
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::atomic<int> accepted{-1};
+  std::thread acceptor{[&] { accepted = ::accept(listener, nullptr, nullptr); }};
+  inbox at_a;
+  replica_link a{"a", at_a.receive(), at_a.on_down()};
+  ASSERT_TRUE(a.open("127.0.0.1", 0));
+  a.set_peers({{"b", "127.0.0.1:" + std::to_string(ntohs(addr.sin_port))}});
+  std::string batch(1u << 20, 'x');
+  ASSERT_TRUE(send_when_connected(a, "b", frame(envelope::replicate, 1, batch)));
+  auto t0 = std::chrono::steady_clock::now();
+  size_t sent = 1;
+  while (sent < 200 && a.send("b", frame(envelope::replicate, 1, batch)))
+    ++sent;
+  auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_LT(sent, 200u) << "the sender never stopped";
+  EXPECT_GT(sent, replica_link::max_pending >> 20) << "it stopped before its queue was full";
+  EXPECT_LT(waited, replica_link::stall_limit + 3s);
+  EXPECT_TRUE(within(5s, [&] { return at_a.is_down("b"); }));
+  EXPECT_GE(a.failures(), 1u);
+  acceptor.join();
+  ::close(accepted);
+  ::close(listener);
 }
 
 TEST(replica_link, a_connection_that_speaks_otherwise_is_closed) {
