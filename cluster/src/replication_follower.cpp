@@ -212,7 +212,7 @@ void replication::apply(std::vector<envelope>& work) {
   }
   runtime::store_batch positions;
   for (const auto& [s, seq] : moved)
-    positions.meta_puts.push_back(
+    positions.positions.push_back(
       {shard_id{s}, position_key, encode_position(followed_[s].epoch, seq)});
   writes.push_back(std::move(positions));
   auto err = store_.write_all(writes.data(), writes.size());
@@ -409,7 +409,7 @@ caf::error replication::copy_shard(uint32_t s, const std::string& primary, int64
       applied = b.seq;
     }
     runtime::store_batch position;
-    position.meta_puts.push_back({shard, position_key, encode_position(epoch, applied)});
+    position.positions.push_back({shard, position_key, encode_position(epoch, applied)});
     writes.push_back(std::move(position));
     if (auto err = store_.write_all(writes.data(), writes.size()))
       return err;

@@ -155,6 +155,11 @@ caf::expected<std::optional<std::string>> tracking_store::get_meta(shard_id shar
   return inner_.get_meta(shard, key);
 }
 
+caf::expected<std::optional<std::string>> tracking_store::get_position(shard_id shard,
+                                                                       const std::string& key) {
+  return inner_.get_position(shard, key);
+}
+
 uint32_t tracking_store::shard_count() const {
   return inner_.shard_count();
 }

@@ -41,6 +41,8 @@ public:
         history_[{h.id, h.property, h.ts_ms}] = h.bytes;
       for (const auto& m : b.meta_puts)
         meta_[{m.shard.value(), m.key}] = m.value;
+      for (const auto& m : b.positions)
+        positions_[{m.shard.value(), m.key}] = m.value;
     }
     return {};
   }
@@ -87,11 +89,12 @@ public:
 
   caf::expected<std::optional<std::string>> get_meta(shard_id shard,
                                                      const std::string& key) override {
-    std::lock_guard<std::mutex> guard{mtx_};
-    auto i = meta_.find({shard.value(), key});
-    if (i == meta_.end())
-      return std::optional<std::string>{};
-    return std::optional<std::string>{i->second};
+    return find(meta_, shard, key);
+  }
+
+  caf::expected<std::optional<std::string>> get_position(shard_id shard,
+                                                         const std::string& key) override {
+    return find(positions_, shard, key);
   }
 
   uint32_t shard_count() const override { return shard_count_; }
@@ -197,8 +200,9 @@ public:
     }
     for (auto i = history_.begin(); i != history_.end();)
       i = mine(std::get<0>(i->first)) ? history_.erase(i) : std::next(i);
-    for (auto i = meta_.begin(); i != meta_.end();)
-      i = i->first.first == shard.value() ? meta_.erase(i) : std::next(i);
+    for (auto* m : {&meta_, &positions_})
+      for (auto i = m->begin(); i != m->end();)
+        i = i->first.first == shard.value() ? m->erase(i) : std::next(i);
     return {};
   }
 
@@ -215,6 +219,7 @@ public:
     s.parts.push_back({"by_type", by_type_.size(), 0, 0, 0});
     s.parts.push_back({"by_parent", by_parent_.size(), 0, 0, 0});
     s.parts.push_back({"history", history_.size(), 0, 0, 0});
+    s.parts.push_back({"positions", positions_.size(), 0, 0, 0});
     return s;
   }
 
@@ -233,7 +238,18 @@ private:
   index_set by_type_;
   index_set by_parent_;
   std::map<std::tuple<twin_id, std::string, int64_t>, std::string> history_;
-  std::map<std::pair<uint32_t, std::string>, std::string> meta_;
+  using meta_map = std::map<std::pair<uint32_t, std::string>, std::string>;
+
+  std::optional<std::string> find(const meta_map& m, shard_id shard, const std::string& key) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    auto i = m.find({shard.value(), key});
+    if (i == m.end())
+      return std::nullopt;
+    return i->second;
+  }
+
+  meta_map meta_;
+  meta_map positions_;
 };
 
 } // namespace

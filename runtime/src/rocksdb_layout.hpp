@@ -8,6 +8,7 @@
 //   history    <shard><id>\0<property>\0<time>      -> sample (time: 8 bytes in time order)
 //   default    <shard><key>                         -> metadata of the shard
 //              \xff\xff<key>                        -> metadata of the store (its layout)
+//   positions  <shard><key>                         -> a writer's position in the shard
 // Private to the RocksDB store.
 
 #include <cstdint>

@@ -6,6 +6,7 @@
 
 #include <rocksdb/compaction_filter.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
@@ -21,6 +22,7 @@ constexpr const char* cf_twins = "twins";
 constexpr const char* cf_by_type = "by_type";
 constexpr const char* cf_by_parent = "by_parent";
 constexpr const char* cf_history = "history";
+constexpr const char* cf_positions = "positions";
 
 /// Drops history samples older than the retention when their files are compacted.
 class retention_filter final : public rocksdb::CompactionFilter {
@@ -133,12 +135,22 @@ db_setup make_setup(const rocksdb_options& o) {
   history_opts.periodic_compaction_seconds = static_cast<uint64_t>(
     std::chrono::duration_cast<std::chrono::seconds>(o.history_retention).count());
 
+  // Positions: a few keys written over and over, with nearly every write, and seldom read.
+  // A skip list's insert of another version of a key costs as much as a record's (a search
+  // through all the versions the memtable holds); a vector's is an append, and the vector
+  // is sorted when it is flushed or read. A vector takes no concurrent inserts: writers'
+  // memtable inserts take turns (as the host's single store writer's do anyway).
+  rocksdb::ColumnFamilyOptions positions_opts{index_opts};
+  positions_opts.memtable_factory.reset(new rocksdb::VectorRepFactory);
+  db_opts.allow_concurrent_memtable_write = false;
+
   s.cfs = {
     {rocksdb::kDefaultColumnFamilyName, index_opts},
     {cf_twins, twins_opts},
     {cf_by_type, index_opts},
     {cf_by_parent, index_opts},
     {cf_history, history_opts},
+    {cf_positions, positions_opts},
   };
   s.db = rocksdb::DBOptions{db_opts};
   s.cache = table.block_cache;

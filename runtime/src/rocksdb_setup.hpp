@@ -22,8 +22,15 @@
 namespace twin::runtime::rocks {
 
 // Column families, in the order of their handles: the default one for metadata, twins,
-// by_type, by_parent and history.
-enum cf_slot : size_t { meta_cf = 0, twins_cf = 1, by_type_cf = 2, by_parent_cf = 3, history_cf = 4 };
+// by_type, by_parent, history and positions.
+enum cf_slot : size_t {
+  meta_cf = 0,
+  twins_cf = 1,
+  by_type_cf = 2,
+  by_parent_cf = 3,
+  history_cf = 4,
+  positions_cf = 5,
+};
 
 /// Keeps the background error RocksDB has not recovered from (a failed flush or
 /// compaction stops writes until it recovers, by itself or never).

@@ -119,6 +119,8 @@ public:
                    h.bytes);
       for (const auto& m : b.meta_puts)
         batch_.Put(db_.handles[rocks::meta_cf], rocks::meta_key(m.shard, m.key), m.value);
+      for (const auto& m : b.positions)
+        batch_.Put(db_.handles[rocks::positions_cf], rocks::meta_key(m.shard, m.key), m.value);
     }
     // Refused before RocksDB could meet a full disk: the batch goes to the log and then
     // to a file, and what the memtables hold must still fit when they are flushed.
@@ -183,6 +185,12 @@ public:
                                                      const std::string& key) override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};
     return get_from(db_.handles[rocks::meta_cf], rocks::meta_key(shard, key));
+  }
+
+  caf::expected<std::optional<std::string>> get_position(shard_id shard,
+                                                         const std::string& key) override {
+    std::shared_lock<std::shared_mutex> open{db_mtx_};
+    return get_from(db_.handles[rocks::positions_cf], rocks::meta_key(shard, key));
   }
 
   uint32_t shard_count() const override { return shards_; }

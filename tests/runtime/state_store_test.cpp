@@ -147,6 +147,22 @@ TEST_P(state_store_conformance, metadata_round_trips_per_shard) {
   EXPECT_FALSE(*store_->get_meta(shard_id{3}, "nothing"));
 }
 
+TEST_P(state_store_conformance, positions_are_kept_apart_from_metadata_and_the_last_wins) {
+  for (int seq = 1; seq <= 300; ++seq) {  // written over and over, as a replica does
+    store_batch b;
+    b.puts.emplace_back(id("p:t" + std::to_string(seq % 7)), "record");
+    b.positions.push_back({shard_id{3}, "replica", "5:" + std::to_string(seq)});
+    b.positions.push_back({shard_id{4}, "replica", "6:" + std::to_string(seq * 2)});
+    ASSERT_FALSE(store_->write(b));
+  }
+  EXPECT_EQ(**store_->get_position(shard_id{3}, "replica"), "5:300");
+  EXPECT_EQ(**store_->get_position(shard_id{4}, "replica"), "6:600");
+  EXPECT_FALSE(*store_->get_position(shard_id{5}, "replica"));
+  EXPECT_FALSE(*store_->get_meta(shard_id{3}, "replica"));  // not metadata
+  ASSERT_FALSE(store_->flush());
+  EXPECT_EQ(**store_->get_position(shard_id{3}, "replica"), "5:300");
+}
+
 TEST_P(state_store_conformance, a_shard_copies_page_by_page_and_drops_whole) {
   // Twins of two shards, with index entries, history and metadata.
   auto in = [&](uint32_t shard, int n) {
@@ -170,6 +186,8 @@ TEST_P(state_store_conformance, a_shard_copies_page_by_page_and_drops_whole) {
     }
   b.meta_puts.push_back({shard_id{5}, "counts", "12 0 0"});
   b.meta_puts.push_back({shard_id{9}, "counts", "12 0 0"});
+  b.positions.push_back({shard_id{5}, "replica", "1:7"});
+  b.positions.push_back({shard_id{9}, "replica", "1:8"});
   ASSERT_FALSE(store_->write(b));
   // Small pages: each holds an entry or two.
   auto copy = make_memory_store(store_->shard_count());
@@ -191,6 +209,7 @@ TEST_P(state_store_conformance, a_shard_copies_page_by_page_and_drops_whole) {
   EXPECT_EQ(copy->history(mine[0], "t", 0, 5000, 10)->size(), 2u);
   EXPECT_EQ(**copy->get_meta(shard_id{5}, "counts"), "12 0 0");
   EXPECT_FALSE(*copy->get_meta(shard_id{9}, "counts"));
+  EXPECT_FALSE(*copy->get_position(shard_id{5}, "replica"));  // the writer's own: not copied
   // Something that is no cursor is refused.
   EXPECT_FALSE(store_->read_shard(shard_id{5}, "x\xff", 40));
   // Dropping the shard leaves the other whole.
@@ -202,6 +221,8 @@ TEST_P(state_store_conformance, a_shard_copies_page_by_page_and_drops_whole) {
   EXPECT_EQ(store_->history(other[0], "t", 0, 5000, 10)->size(), 2u);
   EXPECT_FALSE(*store_->get_meta(shard_id{5}, "counts"));
   EXPECT_EQ(**store_->get_meta(shard_id{9}, "counts"), "12 0 0");
+  EXPECT_FALSE(*store_->get_position(shard_id{5}, "replica"));
+  EXPECT_EQ(**store_->get_position(shard_id{9}, "replica"), "1:8");
   auto empty = store_->read_shard(shard_id{5}, {}, 40);
   ASSERT_TRUE(empty);
   EXPECT_TRUE(empty->entries.empty());
@@ -322,7 +343,7 @@ TEST_P(state_store_conformance, stats_name_each_part_and_count_its_keys) {
   std::map<std::string, uint64_t> keys;
   for (const auto& p : store_->stats().parts)
     keys[p.name] = p.keys;
-  for (const char* part : {"default", "twins", "by_type", "by_parent", "history"})
+  for (const char* part : {"default", "twins", "by_type", "by_parent", "history", "positions"})
     EXPECT_EQ(keys.count(part), 1u) << part;
   EXPECT_EQ(keys["twins"], 20u);
   EXPECT_EQ(keys["by_type"], 1u);

@@ -112,15 +112,19 @@ TEST(sharded_store, a_store_opens_only_with_its_own_shard_count) {
 
 // -- a directory written before shards ------------------------------------------
 
-/// Writes keys straight into a RocksDB database with the store's column families.
+/// Writes keys straight into a RocksDB database: a new one with the column families of a
+/// store written before shards (and before positions), an existing one with its own.
 class raw_db {
 public:
   explicit raw_db(const std::string& path) {
     rocksdb::DBOptions o;
     o.create_if_missing = true;
     o.create_missing_column_families = true;
+    std::vector<std::string> names;
+    if (!rocksdb::DB::ListColumnFamilies(o, path, &names).ok())
+      names = {"default", "twins", "by_type", "by_parent", "history"};
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
-    for (const char* name : {"default", "twins", "by_type", "by_parent", "history"})
+    for (const auto& name : names)
       cfs.emplace_back(name, rocksdb::ColumnFamilyOptions{});
     auto st = rocksdb::DB::Open(o, path, cfs, &handles_, &db_);
     if (!st.ok())

@@ -144,6 +144,10 @@ public:
                                                      const std::string& key) override {
     return inner_->get_meta(shard, key);
   }
+  caf::expected<std::optional<std::string>> get_position(runtime::shard_id shard,
+                                                         const std::string& key) override {
+    return inner_->get_position(shard, key);
+  }
   uint32_t shard_count() const override { return inner_->shard_count(); }
   caf::expected<runtime::shard_page> read_shard(runtime::shard_id shard, const std::string& cursor,
                                                 size_t max_bytes) override {

@@ -56,6 +56,8 @@ public:
           size_t limit) override;
   caf::expected<std::optional<std::string>> get_meta(runtime::shard_id shard,
                                                      const std::string& key) override;
+  caf::expected<std::optional<std::string>> get_position(runtime::shard_id shard,
+                                                         const std::string& key) override;
   uint32_t shard_count() const override;
   caf::expected<runtime::shard_page> read_shard(runtime::shard_id shard, const std::string& cursor,
                                                 size_t max_bytes) override;

@@ -51,10 +51,15 @@ struct store_batch {
   std::vector<history_entry> history;
   std::vector<twin_id> history_deletes;  ///< twins whose every sample goes
   std::vector<meta_entry> meta_puts;
+  /// Where a writer is in what it applies, by shard and key (a replica's position in its
+  /// primary's batches): written with nearly every write and seldom read, so kept apart
+  /// from the metadata, where recording one costs least (read with `get_position`).
+  std::vector<meta_entry> positions;
 
   bool empty() const {
     return puts.empty() && deletes.empty() && index_adds.empty() && index_removes.empty()
-           && history.empty() && history_deletes.empty() && meta_puts.empty();
+           && history.empty() && history_deletes.empty() && meta_puts.empty()
+           && positions.empty();
   }
 };
 
@@ -139,10 +144,16 @@ public:
   virtual caf::expected<std::optional<std::string>> get_meta(shard_id shard,
                                                              const std::string& key) = 0;
 
+  /// Returns the position of `key` in `shard` (see `store_batch::positions`), std::nullopt
+  /// if there is none. RocksDB: costs a sort of the positions written lately.
+  virtual caf::expected<std::optional<std::string>> get_position(shard_id shard,
+                                                                 const std::string& key) = 0;
+
   /// The number of shards the store's entries are kept in.
   virtual uint32_t shard_count() const = 0;
 
-  /// Reads the entries of `shard` (records, index entries, history, metadata) from
+  /// Reads the entries of `shard` (records, index entries, history, metadata; not its
+  /// positions, which are the writer's own) from
   /// `cursor` on (empty: the start; else a page's `next`), about `max_bytes` of keys and
   /// values at most but at least one entry: writing the pages into another store copies
   /// the shard there. Pages are read one by one, not from one snapshot: a cursor names
@@ -150,7 +161,7 @@ public:
   virtual caf::expected<shard_page> read_shard(shard_id shard, const std::string& cursor,
                                                size_t max_bytes) = 0;
 
-  /// Deletes every entry of `shard`, atomically.
+  /// Deletes every entry of `shard`, its positions included, atomically.
   virtual caf::error drop_shard(shard_id shard) = 0;
 
   /// Returns the number of stored twins (exact for the memory store, RocksDB's
