@@ -141,6 +141,7 @@ caf::expected<uint64_t> replication::add_follower(shard_id shard, int64_t epoch,
   target = primary_shard::target{};
   target.incarnation = incarnation;
   target.generation = generation;
+  target.base = p.seq;
   target.heard = clock_type::now();
   return p.seq;
 }
@@ -413,6 +414,9 @@ void replication::on_acks(const envelope& env) {
       auto& target = t->second;
       if (a.generation != 0 && a.generation != target.generation)
         continue;  // of an earlier follow, come late: its copy is being replaced
+      if (a.generation == 0 && !a.refused.empty() && a.seq <= target.base)
+        continue;  // a refusal (by a member that followed no more) of a batch shipped
+                   // before this follow began: of an earlier one
       target.heard = now;
       if (!a.refused.empty()) {
         target.dropped = true;

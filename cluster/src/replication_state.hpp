@@ -21,6 +21,7 @@ struct replication::primary_shard {
   struct target {
     int64_t incarnation = 0;
     uint64_t generation = 0;   ///< the follower's follow (see `replica_ack::generation`)
+    uint64_t base = 0;         ///< the last batch shipped before this follow began
     uint64_t acked = 0;        ///< every batch up to this one is durable there
     clock_type::time_point heard{};
     bool counted = false;      ///< changes wait for its acknowledgement
