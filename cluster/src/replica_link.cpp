@@ -51,8 +51,8 @@ int64_t get_i64(const unsigned char* p) {
   return static_cast<int64_t>(v);
 }
 
-/// Writes what the socket takes of `parts` now (`count` of them, `size` bytes) without
-/// waiting; the bytes written, or -1 on an error.
+/// Writes what the socket takes of `parts` (`count` of them) now, without waiting; the
+/// bytes written, or -1 on an error.
 ssize_t write_some(int fd, const iovec* parts, int count) {
   msghdr msg{};
   msg.msg_iov = const_cast<iovec*>(parts);
@@ -535,14 +535,14 @@ void replica_link::write_loop() {
     for (size_t k = 0; k < watched.size(); ++k) {
       auto& c = *watched[k];
       std::lock_guard<std::mutex> writing{c.mtx};
-      if (c.broken)
-        fds[k + 1].fd = -1;  // closed by the connecting thread, soon
-      else if (c.unsent() > 0)
-        fds[k + 1].events |= POLLOUT;
       if (!c.broken && c.unsent() > 0 && now - c.since > stall_limit) {
         failures_.fetch_add(1, std::memory_order_relaxed);
         c.fail();
       }
+      if (c.broken)
+        fds[k + 1].fd = -1;  // closed by the connecting thread, soon
+      else if (c.unsent() > 0)
+        fds[k + 1].events |= POLLOUT;
     }
     if (::poll(fds.data(), fds.size(), 100) <= 0)
       continue;

@@ -174,9 +174,9 @@ void replication::apply(std::vector<envelope>& work) {
       if (i == followed_.end() || i->second.primary != *from || i->second.epoch != b.epoch) {
         refused_.fetch_add(1, std::memory_order_relaxed);
         acks[*from].push_back({b.shard, b.epoch, b.seq,
-                                  "this member does not follow shard "
-                                    + std::to_string(b.shard) + " at that epoch",
-                                  false});
+                               "this member does not follow shard "
+                                 + std::to_string(b.shard) + " at that epoch",
+                               false});
         continue;
       }
       auto& f = i->second;
