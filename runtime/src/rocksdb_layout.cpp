@@ -103,6 +103,8 @@ caf::error count_shards(const open_db& db, const std::string& path) {
 
 bool empty(const open_db& db) {
   for (auto* h : db.handles) {
+    if (h == nullptr)
+      continue;  // none in the database
     std::unique_ptr<rocksdb::Iterator> it{db.db->NewIterator(rocksdb::ReadOptions{}, h)};
     it->SeekToFirst();
     if (it->Valid())

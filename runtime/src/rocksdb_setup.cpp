@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include <rocksdb/compaction_filter.h>
@@ -161,7 +162,8 @@ void open_db::close() {
   if (db == nullptr)
     return;
   for (auto* h : handles)
-    db->DestroyColumnFamilyHandle(h);
+    if (h != nullptr)
+      db->DestroyColumnFamilyHandle(h);
   handles.clear();
   db->Close();
   delete db;
@@ -171,11 +173,28 @@ void open_db::close() {
 caf::expected<open_db> open(const std::string& path, const db_setup& setup, bool read_only) {
   open_db out;
   out.read_only = read_only;
-  auto st = read_only
-              ? rocksdb::DB::OpenForReadOnly(setup.db, path, setup.cfs, &out.handles, &out.db)
-              : rocksdb::DB::Open(setup.db, path, setup.cfs, &out.handles, &out.db);
-  if (st.ok())
+  // Opened for writing, a database gets the column families it lacks (it was written
+  // before they existed); for reading, it cannot, and those have no handle.
+  auto cfs = setup.cfs;
+  std::vector<bool> present(cfs.size(), true);
+  std::vector<std::string> names;
+  if (read_only && rocksdb::DB::ListColumnFamilies(setup.db, path, &names).ok()) {
+    cfs.clear();
+    for (size_t i = 0; i < setup.cfs.size(); ++i) {
+      present[i] = std::find(names.begin(), names.end(), setup.cfs[i].name) != names.end();
+      if (present[i])
+        cfs.push_back(setup.cfs[i]);
+    }
+  }
+  auto st = read_only ? rocksdb::DB::OpenForReadOnly(setup.db, path, cfs, &out.handles, &out.db)
+                      : rocksdb::DB::Open(setup.db, path, cfs, &out.handles, &out.db);
+  if (st.ok()) {
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    for (size_t i = 0, k = 0; i < present.size(); ++i)
+      handles.push_back(present[i] ? out.handles[k++] : nullptr);
+    out.handles = std::move(handles);
     return out;
+  }
   auto msg = st.ToString();
   if (st.IsIOError() && msg.find("lock") != std::string::npos)
     return make_error(runtime_errc::store_locked,

@@ -59,7 +59,8 @@ struct db_setup {
 
 db_setup make_setup(const rocksdb_options& o);
 
-/// An open database and its column families (in `cf_slot` order).
+/// An open database and its column families (in `cf_slot` order; opened for reading
+/// only, one the database was written without has none: nullptr).
 struct open_db {
   rocksdb::DB* db = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;

@@ -190,6 +190,8 @@ public:
   caf::expected<std::optional<std::string>> get_position(shard_id shard,
                                                          const std::string& key) override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};
+    if (db_.handles[rocks::positions_cf] == nullptr)  // opened for reading, without them
+      return std::optional<std::string>{};
     return get_from(db_.handles[rocks::positions_cf], rocks::meta_key(shard, key));
   }
 
@@ -229,6 +231,8 @@ public:
       return number(db_.db->DefaultColumnFamily(), property);
     };
     for (auto* cf : db_.handles) {
+      if (cf == nullptr)
+        continue;  // opened for reading, without it
       s.parts.push_back({cf->GetName(), number(cf, "rocksdb.estimate-num-keys"),
                          number(cf, "rocksdb.cur-size-all-mem-tables"),
                          number(cf, "rocksdb.total-sst-files-size"),

@@ -9,6 +9,7 @@
 #include <xxhash.h>
 
 #include "durable_counts.hpp"
+#include "rocksdb_setup.hpp"
 #include "store_writer.hpp"
 #include "test_support.hpp"
 #include "twin/runtime/record.hpp"
@@ -258,6 +259,34 @@ TEST(sharded_store, a_directory_written_before_shards_moves_into_them_once) {
     auto shard = (static_cast<unsigned char>(k[0]) << 8) | static_cast<unsigned char>(k[1]);
     EXPECT_TRUE(shard < 1024 || shard == 0xffff) << k;
   }
+}
+
+TEST(sharded_store, a_directory_written_before_positions_opens_for_reading_too) {
+  // Opened for reading only (its disk full), a database cannot get the column families
+  // it was written without: it opens with those it has.
+  temp_dir dir;
+  auto path = dir.sub("db");
+  {
+    raw_db db{path};
+    db.put(raw_db::twins, "k", "v");
+  }
+  rocksdb_options o;
+  o.path = path;
+  auto setup = rocks::make_setup(o);
+  auto db = rocks::open(path, setup, true);
+  ASSERT_TRUE(db) << error_message(db.error());
+  ASSERT_EQ(db->handles.size(), 6u);
+  EXPECT_EQ(db->handles[rocks::positions_cf], nullptr);
+  EXPECT_NE(db->handles[rocks::twins_cf], nullptr);
+  std::string v;  // its data reads
+  EXPECT_TRUE(db->db->Get(rocksdb::ReadOptions{}, db->handles[rocks::twins_cf], "k", &v).ok());
+  EXPECT_EQ(v, "v");
+  db->close();
+  // Opened for writing, it gets them.
+  auto rw = rocks::open(path, setup, false);
+  ASSERT_TRUE(rw) << error_message(rw.error());
+  EXPECT_NE(rw->handles[rocks::positions_cf], nullptr);
+  rw->close();
 }
 
 TEST(sharded_store, a_move_cut_short_resumes_at_the_next_opening) {
