@@ -55,6 +55,11 @@ void node::impl::collect(std::vector<runtime::metrics::family>& out) const {
                          "Writes on a replication link that failed (the connection closed, and "
                          "its member's copies start again).",
                          metric_type::counter, static_cast<double>(replica_links->failures())));
+    out.push_back(single("twin_replication_link_unsent_bytes",
+                         "Bytes the replication links took and have not written yet (what a "
+                         "member's connection could not take at once; batches wait beyond "
+                         "16 MiB a connection).",
+                         metric_type::gauge, static_cast<double>(replica_links->unsent())));
   }
   out.push_back(single("twin_cluster_shards_unserved",
                        "Shards without an owner, or whose owner is not a member now.",

@@ -285,6 +285,21 @@ bool replica_link::send(const std::string& node, const envelope& env) {
   return true;
 }
 
+uint64_t replica_link::unsent() const {
+  std::vector<std::shared_ptr<outbound>> all;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (const auto& [node, c] : out_)
+      all.push_back(c);
+  }
+  uint64_t n = 0;
+  for (const auto& c : all) {
+    std::lock_guard<std::mutex> guard{c->mtx};
+    n += c->broken ? 0 : c->unsent();
+  }
+  return n;
+}
+
 void replica_link::wake() {
   uint64_t one = 1;
   [[maybe_unused]] auto k = ::write(wake_fd_, &one, sizeof one);

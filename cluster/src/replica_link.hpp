@@ -67,6 +67,8 @@ public:
   /// Frames this link wrote, and writes that failed.
   uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
   uint64_t failures() const { return failures_.load(std::memory_order_relaxed); }
+  /// Bytes its connections took and have not written yet.
+  uint64_t unsent() const;
 
   /// The largest frame a receiver takes (bigger ones close the connection).
   static constexpr uint32_t max_frame = 256u << 20;

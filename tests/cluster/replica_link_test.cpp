@@ -9,7 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
+#include <fstream>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -71,6 +73,18 @@ envelope frame(uint8_t kind, int64_t incarnation, std::string bytes) {
   env.incarnation = incarnation;
   env.bytes = std::move(bytes);
   return env;
+}
+
+/// The most a loopback connection whose receiver reads nothing holds in its socket
+/// buffers: the sender's may grow to TCP's limit, the receiver's stays as it began.
+size_t socket_buffers_max() {
+  auto limits = [](const char* path) {
+    std::ifstream in{path};
+    std::array<size_t, 3> v{};  // least, initial, most
+    in >> v[0] >> v[1] >> v[2];
+    return v;
+  };
+  return limits("/proc/sys/net/ipv4/tcp_wmem")[2] + limits("/proc/sys/net/ipv4/tcp_rmem")[1];
 }
 
 /// Sends `env` until the link has a connection to `node` (it makes one in the background).
@@ -234,6 +248,12 @@ TEST(replica_link, a_member_that_takes_nothing_is_reported_down_and_its_sender_f
   ASSERT_TRUE(send_when_connected(a, "b", frame(envelope::replicate, 1, batch)));
   auto t0 = std::chrono::steady_clock::now();
   size_t sent = 1;
+  while (sent < 14 && a.send("b", frame(envelope::replicate, 1, batch)))
+    ++sent;
+  EXPECT_EQ(sent, 14u) << "it was taken at once, short of the limit";
+  if (socket_buffers_max() < (14u << 20)) {
+    EXPECT_GT(a.unsent(), 0u) << "14 MiB that the sockets cannot all hold";
+  }
   while (sent < 200 && a.send("b", frame(envelope::replicate, 1, batch)))
     ++sent;
   auto waited = std::chrono::steady_clock::now() - t0;
@@ -242,6 +262,7 @@ TEST(replica_link, a_member_that_takes_nothing_is_reported_down_and_its_sender_f
   EXPECT_LT(waited, replica_link::stall_limit + 3s);
   EXPECT_TRUE(within(5s, [&] { return at_a.is_down("b"); }));
   EXPECT_GE(a.failures(), 1u);
+  EXPECT_EQ(a.unsent(), 0u) << "what the closed connection held is gone";
   acceptor.join();
   ::close(accepted);
   ::close(listener);
