@@ -1,6 +1,5 @@
 #include "replica_link.hpp"
 
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -67,37 +66,9 @@ ssize_t write_some(int fd, const iovec* parts, int count) {
   }
 }
 
-/// Writes all of `parts`; false on an error (a timeout included).
-bool write_all(int fd, iovec* parts, int count) {
-  while (count > 0) {
-    msghdr msg{};
-    msg.msg_iov = parts;
-    msg.msg_iovlen = static_cast<size_t>(count);
-    auto k = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0)
-      return false;
-    auto left = static_cast<size_t>(k);
-    while (count > 0 && left >= parts->iov_len) {
-      left -= parts->iov_len;
-      ++parts;
-      --count;
-    }
-    if (count > 0) {
-      parts->iov_base = static_cast<char*>(parts->iov_base) + left;
-      parts->iov_len -= left;
-    }
-  }
-  return true;
-}
-
-void tune(int fd) {
+void no_delay(int fd) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  // For the hello, the only write that waits on the socket.
-  timeval limit{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
 }
 
 } // namespace
@@ -254,10 +225,8 @@ bool replica_link::send(const std::string& node, const envelope& env) {
     auto progress = c->since;
     if (!c->room.wait_for(guard, stall_limit,
                           [&] { return c->broken.load() || c->unsent() <= max_pending; })
-        && c->since == progress) {  // none of it was written meanwhile
-      failures_.fetch_add(1, std::memory_order_relaxed);
-      c->fail();
-    }
+        && c->since == progress)  // none of it was written meanwhile
+      broke(*c);
   }
   if (c->broken)
     return false;
@@ -265,8 +234,7 @@ bool replica_link::send(const std::string& node, const envelope& env) {
   if (c->unsent() == 0) {
     auto k = write_some(c->fd, parts, 2);
     if (k < 0) {  // what the follower got of it is incomplete: nothing more goes on it
-      failures_.fetch_add(1, std::memory_order_relaxed);
-      c->fail();
+      broke(*c);
       return false;
     }
     done = static_cast<size_t>(k);
@@ -298,6 +266,11 @@ uint64_t replica_link::unsent() const {
     n += c->broken ? 0 : c->unsent();
   }
   return n;
+}
+
+void replica_link::broke(outbound& c) {
+  failures_.fetch_add(1, std::memory_order_relaxed);
+  c.fail();
 }
 
 void replica_link::wake() {
@@ -350,7 +323,6 @@ void replica_link::accept_loop() {
         std::this_thread::sleep_for(std::chrono::milliseconds{100});  // out of descriptors
       continue;
     }
-    tune(fd);
     std::lock_guard<std::mutex> guard{mtx_};
     // Readers whose connection ended go first.
     for (auto i = in_.begin(); i != in_.end();) {
@@ -472,15 +444,7 @@ int replica_link::connect_to(const std::string& address) const {
       ::close(fd);
     return -1;
   }
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-  tune(fd);
-  unsigned char length[4];
-  put_u32(length, static_cast<uint32_t>(self_.size()));
-  iovec hello[2] = {{length, 4}, {const_cast<char*>(self_.data()), self_.size()}};
-  if (!write_all(fd, hello, 2)) {
-    ::close(fd);
-    return -1;
-  }
+  no_delay(fd);
   return fd;
 }
 
@@ -514,9 +478,20 @@ void replica_link::connect_loop() {
     }
     for (const auto& [node, address] : wanted)
       if (int fd = connect_to(address); fd >= 0) {
+        // The hello goes first, like any frame: what the socket does not take at once,
+        // the writing thread writes.
         auto c = std::make_shared<outbound>();
         c->fd = fd;
         c->address = address;
+        unsigned char length[4];
+        put_u32(length, static_cast<uint32_t>(self_.size()));
+        c->pending.assign(reinterpret_cast<const char*>(length), 4);
+        c->pending += self_;
+        c->since = std::chrono::steady_clock::now();
+        if (!c->flush()) {
+          ::close(fd);
+          continue;
+        }
         std::lock_guard<std::mutex> guard{mtx_};
         auto peer = peers_.find(node);
         if (closing_.load() || peer == peers_.end() || peer->second != address
@@ -550,10 +525,8 @@ void replica_link::write_loop() {
     for (size_t k = 0; k < watched.size(); ++k) {
       auto& c = *watched[k];
       std::lock_guard<std::mutex> writing{c.mtx};
-      if (!c.broken && c.unsent() > 0 && now - c.since > stall_limit) {
-        failures_.fetch_add(1, std::memory_order_relaxed);
-        c.fail();
-      }
+      if (!c.broken && c.unsent() > 0 && now - c.since > stall_limit)
+        broke(c);
       if (c.broken)
         fds[k + 1].fd = -1;  // closed by the connecting thread, soon
       else if (c.unsent() > 0)
@@ -573,12 +546,10 @@ void replica_link::write_loop() {
       std::lock_guard<std::mutex> writing{c.mtx};
       if (c.broken)
         continue;
-      if ((events & ~POLLOUT) != 0) {  // it ended
+      if ((events & ~POLLOUT) != 0)  // it ended
         c.fail();
-      } else if (!c.flush()) {
-        failures_.fetch_add(1, std::memory_order_relaxed);
-        c.fail();
-      }
+      else if (!c.flush())
+        broke(c);
     }
   }
 }

@@ -87,8 +87,10 @@ private:
   void connect_loop();
   /// Writes what waits on the connections as they drain, and watches them for their end.
   void write_loop();
-  /// Connects to `address` (host:port) and says hello; -1 if it could not.
+  /// Connects to `address` (host:port); -1 if it could not.
   int connect_to(const std::string& address) const;
+  /// A write on `c` failed or stalled (with its lock): nothing more goes on it.
+  void broke(outbound& c);
   /// Wakes the writing thread: a connection has bytes waiting.
   void wake();
 

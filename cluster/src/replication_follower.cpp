@@ -295,7 +295,7 @@ void replication::copy_loop() {
     {
       std::unique_lock<std::mutex> guard{fmtx_};
       copy_cv_.wait_for(guard, std::chrono::milliseconds{100},
-                    [&] { return !to_copy_.empty() || stopped(); });
+                        [&] { return !to_copy_.empty() || stopped(); });
       if (stopped())
         return;
       if (to_copy_.empty())

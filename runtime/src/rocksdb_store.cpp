@@ -349,8 +349,8 @@ private:
     // The free space measured a moment ago, less what was written since, spares a system
     // call on every write; a write is refused only on a fresh measurement.
     auto now = std::chrono::steady_clock::now();
-    bool fresh = now - free_at_ >= std::chrono::milliseconds{50};
-    if (!fresh && free_ && *free_ >= min_free_ + more + memtables + written_since_) {
+    bool stale = now - free_at_ >= std::chrono::milliseconds{50};
+    if (!stale && free_ && *free_ >= min_free_ + more + memtables + written_since_) {
       written_since_ += more;
       return {};
     }
