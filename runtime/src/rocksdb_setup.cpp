@@ -230,7 +230,7 @@ std::string short_of_space(const std::string& path, uint64_t free, uint64_t more
     return {};
   return "the disk of " + path + " has " + mib(free) + " free, less than the reserve of "
          + mib(reserve) + " and the " + mib(more)
-         + " that the memtables and the write need; writes resume once space is freed";
+         + " that the write and the flushes it leads to need; writes resume once space is freed";
 }
 
 

@@ -80,7 +80,15 @@ std::optional<uint64_t> free_bytes(const std::string& path);
 /// Bytes of the write-ahead logs in `path`: what opening for writing may flush to files.
 uint64_t log_bytes(const std::string& path);
 
-/// Why a disk with `free` bytes cannot take `more` (new data, the memtables to flush)
+/// Bytes a new write-ahead log takes on the disk at once, before anything is written to
+/// it: RocksDB preallocates a log a tenth larger than the largest memtable, `write_buffer`,
+/// and extends it by as much when it is full.
+constexpr uint64_t log_block_bytes(uint64_t write_buffer) {
+  return write_buffer + write_buffer / 10;
+}
+
+/// Why a disk with `free` bytes cannot take `more` (new data, the memtables to flush, a
+/// new log)
 /// while keeping `reserve` free; "" if it can.
 std::string short_of_space(const std::string& path, uint64_t free, uint64_t more,
                            uint64_t reserve);

@@ -55,7 +55,7 @@ public:
       shards_(shards),
       min_free_(o.min_free_bytes),
       max_disk_(o.max_disk_bytes),
-      write_buffer_(o.write_buffer_bytes) {
+      log_block_(rocks::log_block_bytes(o.write_buffer_bytes)) {
     write_opts_.sync = o.sync;
   }
 
@@ -331,9 +331,9 @@ private:
     return out;
   }
 
-  /// Why `more` bytes cannot be written now while the reserve and the memtables' flush
-  /// still fit on the disk; "" if they can (or the free space is unknown). With
-  /// `write_mtx_` and `db_mtx_`.
+  /// Why `more` bytes cannot be written now while the reserve, the memtables' flush and
+  /// the new log it starts still fit on the disk; "" if they can (or the free space is
+  /// unknown). With `write_mtx_` and `db_mtx_`.
   std::string space_for(uint64_t more) {
     uint64_t memtables = 0;
     db_.db->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
@@ -346,11 +346,16 @@ private:
              + std::to_string(memtables >> 20) + " MiB, at three quarters of its limit of "
              + std::to_string(max_disk_ >> 20) + " MiB (the rest is room for compactions); "
              + "writes resume once compactions or the history's retention free space";
+    auto needed = more + memtables + log_block_;
     // The free space measured a moment ago, less what was written since, spares a system
-    // call on every write; a write is refused only on a fresh measurement.
+    // call on every write while the disk is far from the reserve. RocksDB takes space this
+    // does not see between measurements: a flush's file (once its memtable stops
+    // counting), a new log, a compaction's output. Near the reserve every write measures,
+    // and a write is refused only on a fresh measurement.
     auto now = std::chrono::steady_clock::now();
     bool stale = now - free_at_ >= std::chrono::milliseconds{50};
-    if (!stale && free_ && *free_ >= min_free_ + more + memtables + written_since_) {
+    uint64_t unseen = 3 * log_block_;
+    if (!stale && free_ && *free_ >= min_free_ + needed + written_since_ + unseen) {
       written_since_ += more;
       return {};
     }
@@ -359,7 +364,7 @@ private:
     written_since_ = more;
     if (!free_)
       return {};
-    return rocks::short_of_space(path_, *free_, more + memtables, min_free_);
+    return rocks::short_of_space(path_, *free_, needed, min_free_);
   }
 
   /// A store opened for reading only (its disk was full) opens for writing again once
@@ -374,7 +379,7 @@ private:
       return;
     last_reopen_ = now;
     auto free = rocks::free_bytes(path_);
-    auto needed = rocks::log_bytes(path_) + write_buffer_;
+    auto needed = rocks::log_bytes(path_) + log_block_;
     if (!free || !rocks::short_of_space(path_, *free, needed, min_free_).empty())
       return;
     // A read-only database holds no lock: the one for writing opens beside it, and the
@@ -393,12 +398,17 @@ private:
   }
 
   /// Starts a flush (without waiting for it) when the disk is short only because of what
-  /// the memtables hold: their log then goes, and the space with it. At most once a second.
+  /// the memtables hold, and has room for the flush (their files and a new log): their
+  /// logs then go, and the space with them. At most once a second.
   void flush_if_it_frees_space(uint64_t more) {
     auto now = std::chrono::steady_clock::now();
+    if (now - last_space_flush_ < std::chrono::seconds{1})
+      return;
     auto free = rocks::free_bytes(path_);
-    if (now - last_space_flush_ < std::chrono::seconds{1} || !free
-        || !rocks::short_of_space(path_, *free, more, min_free_).empty())
+    uint64_t memtables = 0;
+    db_.db->GetAggregatedIntProperty("rocksdb.cur-size-all-mem-tables", &memtables);
+    if (!free || *free < memtables + log_block_
+        || !rocks::short_of_space(path_, *free, more + log_block_, min_free_).empty())
       return;
     last_space_flush_ = now;
     rocksdb::FlushOptions o;
@@ -442,7 +452,7 @@ private:
   uint64_t min_free_;
   uint64_t max_disk_;      ///< 0: no limit
   bool over_limit_ = false;  ///< the last `space_for` met the limit (with write_mtx_)
-  uint64_t write_buffer_;  ///< what a new log may take at once
+  uint64_t log_block_;     ///< what a new log, or a log's next block, takes at once
   std::atomic<bool> reopen_pending_{false};  ///< open for reading only, to open for writing
   std::string read_only_reason_;              ///< why (written with db_mtx_ held alone)
   std::chrono::steady_clock::time_point last_reopen_{};
@@ -473,8 +483,9 @@ caf::expected<std::unique_ptr<state_store>> open_rocksdb_store(const rocksdb_opt
   // once there is room.
   std::string why;
   if (auto free = rocks::free_bytes(o.path))
-    why = rocks::short_of_space(o.path, *free, rocks::log_bytes(o.path) + o.write_buffer_bytes,
-                                o.min_free_bytes);
+    why = rocks::short_of_space(
+      o.path, *free, rocks::log_bytes(o.path) + rocks::log_block_bytes(o.write_buffer_bytes),
+      o.min_free_bytes);
   if (why.empty()) {
     uint32_t shards = 0;
     auto db = open_in_shards(o.path, setup, false, o.shard_count, shards);

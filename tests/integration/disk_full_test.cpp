@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "gauge_node_test.hpp"
 #include "mqtt_device.hpp"
@@ -102,14 +103,20 @@ protected:
     }
   }
 
-  /// PUTs until one is refused (at most 1,000); returns the refusal.
+  /// PUTs until the disk is full: a PUT is refused, and again a second later (a refusal
+  /// can start a flush that makes room). At most 1,000 PUTs; returns the last refusal.
   http_reply fill_until_refused() {
+    bool refused_before = false;
     for (int i = 0; i < 1000; ++i) {
       auto id = "t:big" + std::to_string(next_++);
       auto r = put_big(id);
-      if (r.status != 201)
+      if (r.status != 201 && (refused_before || r.status != 507))
         return r;
-      acknowledged_.push_back(id);
+      refused_before = r.status != 201;
+      if (refused_before)
+        std::this_thread::sleep_for(1200ms);
+      else
+        acknowledged_.push_back(id);
     }
     return {};
   }
