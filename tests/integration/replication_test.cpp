@@ -197,10 +197,21 @@ TEST_F(replication_test, qos1_telemetry_through_the_broker_is_all_applied_throug
   EXPECT_TRUE(missing.empty()) << missing.size() << " readings are not applied, the first "
                                << (missing.empty() ? -1 : missing.front());
   double deferred = 0;
-  for (auto& m : members_)
+  double retries = 0;
+  for (auto& m : members_) {
     deferred += metric_value(m.metrics,
                              R"(twin_ingest_messages_total{source="mqtt",result="deferred"})");
+    retries += metric_value(m.metrics, "twin_mqtt_telemetry_retries_total");
+  }
   RecordProperty("deferred", static_cast<int>(deferred));
+  RecordProperty("retries", static_cast<int>(retries));
+  // The readings for the killed member's twins waited in the members that took them,
+  // while their sessions went on: none reconnected (which would have held up the
+  // telemetry of every twin).
+  EXPECT_GT(retries, 0);
+  for (int i : {0, 1})
+    EXPECT_EQ(metric_value(members_[i].metrics, "twin_mqtt_connections_total"), 1.0)
+      << "member " << i << " reconnected to the broker";
 }
 
 TEST_F(replication_test, a_primary_whose_lease_ran_out_cannot_acknowledge_a_write) {

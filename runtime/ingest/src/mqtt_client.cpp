@@ -202,6 +202,30 @@ bool mqtt_client::publish(std::string topic, std::string payload, uint8_t qos, b
   return core_->publish(std::move(topic), std::move(payload), qos, retain, std::move(done));
 }
 
+mqtt_client::timer_fn mqtt_client::timer() const {
+  return [weak = std::weak_ptr<core>{core_}](std::chrono::milliseconds delay,
+                                              std::function<void()> fn) {
+    auto self = weak.lock();
+    if (!self)
+      return;
+    asio::post(self->ioc, [weak, delay, fn = std::move(fn)]() mutable {
+      auto self = weak.lock();
+      if (!self || self->current == core::phase::stopped)
+        return;
+      auto& timers = self->timers;
+      auto t = timers.emplace(timers.end(), self->ioc, delay);
+      t->async_wait([weak, t, fn = std::move(fn)](const boost::system::error_code& ec) {
+        auto self = weak.lock();
+        if (!self)
+          return;
+        self->timers.erase(t);
+        if (!ec && self->current != core::phase::stopped)
+          fn();
+      });
+    });
+  };
+}
+
 mqtt_client_counts mqtt_client::counts() const {
   const auto& c = *core_;
   return {c.received.load(), c.acknowledged.load(), c.published.load(), c.refused.load(),

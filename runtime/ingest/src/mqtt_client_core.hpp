@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -162,6 +163,7 @@ struct mqtt_client::core : std::enable_shared_from_this<core> {
   tcp::resolver resolver{ioc};
   asio::steady_timer timer{ioc};
   asio::steady_timer retry_timer{ioc};
+  std::list<asio::steady_timer> timers;  ///< of `timer()`, each until it fired
   std::thread thread;
   std::mt19937 rng{std::random_device{}()};
 

@@ -221,6 +221,8 @@ void mqtt_client::core::finish_stop() {
   current = phase::stopped;
   retry_timer.cancel();
   timer.cancel();
+  for (auto& t : timers)
+    t.cancel();
   set_up(false);
   // What was not delivered ends here.
   for (auto& [id, m] : unacked)

@@ -27,6 +27,15 @@ void probe::collect(std::vector<family>& out) const {
   out.push_back(runtime::metrics::single(
     "twin_mqtt_connected", "1 while the node is connected to the broker and subscribed.",
     metric_type::gauge, gateway_.connected() ? 1 : 0));
+  out.push_back(runtime::metrics::single(
+    "twin_mqtt_connections_total",
+    "Connections to the broker that came up, the first included: more mean reconnections.",
+    metric_type::counter, static_cast<double>(m.connections)));
+  out.push_back(runtime::metrics::single(
+    "twin_mqtt_telemetry_retries_total",
+    "Times telemetry was held in the node to be tried again: its twin's shard was between "
+    "owners (a member died, a shard moved).",
+    metric_type::counter, static_cast<double>(m.retries)));
 }
 
 } // namespace twin::ingest

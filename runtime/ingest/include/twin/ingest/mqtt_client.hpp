@@ -125,6 +125,9 @@ public:
   /// The end of a published message, on the I/O thread: true once the broker
   /// acknowledged it (QoS 1) or it was written (QoS 0); false if the client stopped first.
   using published_fn = std::function<void(bool delivered)>;
+  /// Runs a function on the client's I/O thread after a delay (0: as soon as it can); a
+  /// function whose time comes after the client stopped is dropped uncalled.
+  using timer_fn = std::function<void(std::chrono::milliseconds, std::function<void()>)>;
 
   mqtt_client(mqtt_client_options opts, message_fn on_message, state_fn on_state = {});
   ~mqtt_client();  ///< stops
@@ -146,6 +149,9 @@ public:
   bool publish(std::string topic, std::string payload, uint8_t qos, bool retain,
                published_fn done = {});
   mqtt_client_counts counts() const;
+  /// The client's timer: thread-safe, and safe to call after the client is gone (the
+  /// function is then dropped).
+  timer_fn timer() const;
 
 private:
   struct core;

@@ -39,11 +39,15 @@ struct mqtt_counts {
   uint64_t malformed = 0;  ///< bad topic or payload: dropped before any twin saw them
   uint64_t future_ts = 0;  ///< stamped further ahead of the node's clock than allowed
   uint64_t retained = 0;   ///< retained telemetry without "ts", replayed on subscribing: dropped
-  /// Could not be applied now (the store takes no writes, the node stops): QoS 1 ones are
+  /// Could not be applied now (the store takes no writes, the node stops, the twin's
+  /// shard was between owners for longer than the node holds telemetry): QoS 1 ones are
   /// not acknowledged, so the broker sends them again; QoS 0 ones are lost.
   uint64_t deferred = 0;
   uint64_t published = 0;  ///< desired deltas and commands the broker acknowledged
   uint64_t refused = 0;    ///< desired deltas and commands dropped: too many waiting
+  /// Times telemetry was held to be tried again: its twin's shard was between owners.
+  uint64_t retries = 0;
+  uint64_t connections = 0;  ///< connections to the broker that came up (the first included)
 };
 
 /// The node's MQTT device path over a broker: telemetry from `twins/{id}/telemetry`

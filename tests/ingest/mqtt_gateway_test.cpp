@@ -1,0 +1,137 @@
+// The gateway between a real Mosquitto and the twins (a router the test controls):
+// telemetry whose twin's shard is between owners waits in the node, in order, while the
+// session with the broker and the telemetry of every other twin go on.
+
+#include <map>
+#include <mutex>
+
+#include <gtest/gtest.h>
+
+#include "mqtt_device.hpp"
+#include "mqtt_node_test.hpp"
+#include "test_support.hpp"
+#include "twin/ingest/mqtt_gateway.hpp"
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/router.hpp"
+
+namespace twin::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+/// Twins that take telemetry (recording its "n"), except those closed: they answer
+/// `unavailable`, as a twin does whose shard is between owners.
+class closable_router : public runtime::router {
+public:
+  void close(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    closed_[id] = true;
+  }
+  void open(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    closed_[id] = false;
+  }
+  std::vector<double> applied(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return applied_[id];
+  }
+  int refused(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return refused_[id];
+  }
+
+  void route(const runtime::twin_id& id, runtime::twin_request req) override {
+    auto* in = std::get_if<runtime::ingest_request>(&req);
+    ASSERT_NE(in, nullptr);
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (closed_[id.str()]) {
+        ++refused_[id.str()];
+      } else {
+        applied_[id.str()].push_back(in->values.at("n").as_double());
+        in = nullptr;
+      }
+    }
+    if (in != nullptr)
+      return runtime::fail_request(
+        req, runtime::make_error(runtime::runtime_errc::unavailable, "its shard has no owner"));
+    std::get<runtime::ingest_request>(req).done(uint64_t{1});
+  }
+
+private:
+  std::mutex mtx_;
+  std::map<std::string, bool> closed_;
+  std::map<std::string, std::vector<double>> applied_;
+  std::map<std::string, int> refused_;
+};
+
+TEST(mqtt_gateway, telemetry_for_a_shard_between_owners_waits_in_order_and_the_rest_goes_on) {
+  if (mosquitto_path().empty())
+    GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the MQTT tests did not run";
+  temp_dir dir;
+  int port = free_port();
+  auto broker = start_mosquitto(dir, port);
+  closable_router twins;
+  ingest::mqtt_options o;
+  o.client.url = "tcp://127.0.0.1:" + std::to_string(port);
+  o.client.client_id = "gateway-test";
+  ingest::mqtt_gateway gateway{twins, o};
+  ASSERT_FALSE(gateway.start(5s));
+
+  twins.close("t:a");
+  device d{port};
+  auto reading = [](int n) { return "{\"n\": " + std::to_string(n) + "}"; };
+  for (int n = 1; n <= 3; ++n)
+    ASSERT_TRUE(d.publish("twins/t:a/telemetry", reading(n)));
+  ASSERT_TRUE(eventually([&] { return twins.refused("t:a") >= 2; }, 5s));
+  // The others' telemetry is applied while t:a's waits.
+  for (int n = 1; n <= 3; ++n)
+    ASSERT_TRUE(d.publish("twins/t:b/telemetry", reading(n)));
+  EXPECT_TRUE(eventually([&] { return twins.applied("t:b").size() == 3; }, 2s));
+  EXPECT_TRUE(twins.applied("t:a").empty());
+
+  // Its shard has an owner again: t:a's readings are applied, in the order they came.
+  twins.open("t:a");
+  ASSERT_TRUE(eventually([&] { return twins.applied("t:a").size() == 3; }, 5s));
+  EXPECT_EQ(twins.applied("t:a"), (std::vector<double>{1, 2, 3}));
+  auto counts = gateway.counts();
+  EXPECT_EQ(counts.accepted, 6u);
+  EXPECT_EQ(counts.deferred, 0u);
+  EXPECT_GE(counts.retries, 2u);
+  EXPECT_EQ(counts.connections, 1u) << "the session with the broker was interrupted";
+  gateway.stop(1s);
+}
+
+TEST(mqtt_gateway, telemetry_held_when_the_node_stops_is_left_to_the_broker) {
+  if (mosquitto_path().empty())
+    GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the MQTT tests did not run";
+  temp_dir dir;
+  int port = free_port();
+  auto broker = start_mosquitto(dir, port);
+  closable_router twins;
+  ingest::mqtt_options o;
+  o.client.url = "tcp://127.0.0.1:" + std::to_string(port);
+  o.client.client_id = "gateway-test";
+  twins.close("t:a");
+  {
+    ingest::mqtt_gateway gateway{twins, o};
+    ASSERT_FALSE(gateway.start(5s));
+    device d{port};
+    ASSERT_TRUE(d.publish("twins/t:a/telemetry", "{\"n\": 7}"));
+    ASSERT_TRUE(eventually([&] { return twins.refused("t:a") >= 1; }, 5s));
+    auto started = std::chrono::steady_clock::now();
+    gateway.stop(5s);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 3s) << "the stop waited on held telemetry";
+    EXPECT_EQ(gateway.counts().deferred, 1u);
+  }
+  // Unacknowledged, the broker sends it again to the same session, which a node that
+  // starts again takes.
+  twins.open("t:a");
+  ingest::mqtt_gateway again{twins, o};
+  ASSERT_FALSE(again.start(5s));
+  EXPECT_TRUE(eventually([&] { return twins.applied("t:a") == std::vector<double>{7}; }, 5s));
+  again.stop(1s);
+}
+
+} // namespace
+} // namespace twin::test
