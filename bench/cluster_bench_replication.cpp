@@ -6,7 +6,8 @@
 //                          [target: R=2 <= 1.5 x the CPU of R=1, >= 0.6 x its throughput]
 //       with each member's threads, and the floor of R=2 next to it: R=1, the follower's
 //       write of the same batches and a loopback round trip (raw, measured in the run) for
-//       each envelope the follower received
+//       each envelope the follower received; and R=1 at R=2's rate (its clients pausing),
+//       what the slower pace alone costs
 //   (e) kill -9 of a member, in turn, K times: the time until every shard acknowledges a
 //       write again                                    [target: median and max <= 5 s]
 //   (f) a member that lost its data directory returns: the rate at which it copies the
@@ -131,7 +132,8 @@ void bench_replication_cost(const std::string& dir, size_t updates, int clients)
     std::map<std::string, double> threads[2];  ///< each member's threads, us per update
   };
   constexpr int rounds = 2;
-  auto phase = [&](cluster& c, const std::vector<std::string>& twins, int conns, figures& f) {
+  auto phase = [&](cluster& c, const std::vector<std::string>& twins, int conns, figures& f,
+                   std::chrono::microseconds think = {}) {
     auto patches = patches_of(twins, updates);
     auto received = [&] {
       return test::metric_value(c.members()[1].metrics, "twin_cluster_received_total");
@@ -140,7 +142,7 @@ void bench_replication_cost(const std::string& dir, size_t updates, int clients)
     auto threads0 = std::array{c.cpu_by_thread(0), c.cpu_by_thread(1)};
     auto envelopes0 = received();
     auto t0 = clock_type::now();
-    auto ok = send_all(c.members()[0].http, patches, "PATCH", conns, &f.latencies);
+    auto ok = send_all(c.members()[0].http, patches, "PATCH", conns, &f.latencies, think);
     auto secs = seconds_since(t0);
     if (ok != updates)
       throw std::runtime_error("(d): updates failed");
@@ -187,6 +189,28 @@ void bench_replication_cost(const std::string& dir, size_t updates, int clients)
     std::printf("        floor of R=2: R=1 + the follower's write (%.1f us) + %.2f envelopes "
                 "an update x the round trip = %.1f us = %.2f x\n",
                 write, r2.envelopes, floor, floor / r1.cpu_us);
+    // A second copy answers later, so the same clients send less often, and every thread
+    // of the members takes fewer updates each time it wakes. R=1 with clients that pause
+    // after each answer, so that they send at R=2's rate, shows what that alone costs: the
+    // pause starts as the clients' time between requests with R=2 less that with R=1, and
+    // is corrected twice by the rate a try with it reached.
+    auto cycle_us = [&](double rate) { return 1e6 * conns / rate; };
+    auto pause = cycle_us(r2.rate) - cycle_us(r1.rate);
+    auto pause_us = [&] { return std::chrono::microseconds{static_cast<int64_t>(pause)}; };
+    for (int tries = 0; tries < 2; ++tries) {
+      figures trial;
+      phase(one, twins_one, conns, trial, pause_us());
+      pause = std::max(0.0, pause - (cycle_us(trial.rate * rounds) - cycle_us(r2.rate)));
+    }
+    figures paced;
+    for (int round = 0; round < rounds; ++round)
+      phase(one, twins_one, conns, paced, pause_us());
+    auto paced_floor = paced.cpu_us + write + r2.envelopes * rtt;
+    std::printf("        R=1 at R=2's rate (each client pausing %.0f us after each answer): "
+                "%.1f us  %.0f updates/s = %.2f x; the floor of R=2 at that rate: %.1f us = "
+                "%.2f x\n",
+                pause, paced.cpu_us, paced.rate, paced.cpu_us / r1.cpu_us, paced_floor,
+                paced_floor / r1.cpu_us);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "cluster_harness.hpp"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,13 +192,15 @@ std::map<std::string, double> cluster::cpu_by_thread(size_t i) {
 }
 
 size_t send_all(int port, const std::vector<request>& requests, const std::string& method,
-                int clients, std::vector<double>* latencies) {
+                int clients, std::vector<double>* latencies, std::chrono::microseconds think) {
   std::atomic<size_t> next{0}, ok{0};
   std::vector<std::vector<double>> each(static_cast<size_t>(clients));
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c)
     threads.emplace_back([&, c] {
       test::http_client h{port};
+      if (think.count() > 0)
+        ::prctl(PR_SET_TIMERSLACK, 1UL);  // pauses as long as asked, not 50 us more
       for (size_t i; (i = next++) < requests.size();) {
         auto t0 = clock_type::now();
         auto r = h.call(method, requests[i].first, requests[i].second,
@@ -208,6 +211,8 @@ size_t send_all(int port, const std::vector<request>& requests, const std::strin
           if (latencies)
             each[static_cast<size_t>(c)].push_back(seconds_since(t0));
         }
+        if (think.count() > 0)
+          std::this_thread::sleep_for(think);
       }
     });
   for (auto& t : threads)

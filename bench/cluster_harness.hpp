@@ -83,11 +83,12 @@ private:
 /// A request: target and body.
 using request = std::pair<std::string, std::string>;
 
-/// Sends `requests` with `method` over `clients` connections to port `port`; returns how
-/// many were answered 2xx. With `latencies`, it holds each answered request's latency in
-/// seconds.
+/// Sends `requests` with `method` over `clients` connections to port `port`, each client
+/// pausing `think` after each answer; returns how many were answered 2xx. With
+/// `latencies`, it holds each answered request's latency in seconds.
 size_t send_all(int port, const std::vector<request>& requests, const std::string& method,
-                int clients, std::vector<double>* latencies = nullptr);
+                int clients, std::vector<double>* latencies = nullptr,
+                std::chrono::microseconds think = {});
 
 /// A PUT of an `item` twin for each of `ids`.
 std::vector<request> puts(const std::vector<std::string>& ids);
