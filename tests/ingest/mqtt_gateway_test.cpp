@@ -65,35 +65,46 @@ private:
   std::map<std::string, int> refused_;
 };
 
-TEST(mqtt_gateway, telemetry_for_a_shard_between_owners_waits_in_order_and_the_rest_goes_on) {
-  if (mosquitto_path().empty())
-    GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the MQTT tests did not run";
-  temp_dir dir;
-  int port = free_port();
-  auto broker = start_mosquitto(dir, port);
-  closable_router twins;
-  ingest::mqtt_options o;
-  o.client.url = "tcp://127.0.0.1:" + std::to_string(port);
-  o.client.client_id = "gateway-test";
-  ingest::mqtt_gateway gateway{twins, o};
+/// A broker, twins the test opens and closes, and the gateway's options for both.
+class mqtt_gateway_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (mosquitto_path().empty())
+      GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the MQTT tests did not run";
+    port_ = free_port();
+    broker_ = start_mosquitto(dir_, port_);
+    opts_.client.url = "tcp://127.0.0.1:" + std::to_string(port_);
+    opts_.client.client_id = "gateway-test";
+  }
+
+  static std::string reading(int n) { return "{\"n\": " + std::to_string(n) + "}"; }
+
+  temp_dir dir_;
+  int port_ = 0;
+  std::unique_ptr<process> broker_;
+  closable_router twins_;
+  ingest::mqtt_options opts_;
+};
+
+TEST_F(mqtt_gateway_test, telemetry_for_a_shard_between_owners_waits_in_order_the_rest_goes_on) {
+  ingest::mqtt_gateway gateway{twins_, opts_};
   ASSERT_FALSE(gateway.start(5s));
 
-  twins.close("t:a");
-  device d{port};
-  auto reading = [](int n) { return "{\"n\": " + std::to_string(n) + "}"; };
+  twins_.close("t:a");
+  device d{port_};
   for (int n = 1; n <= 3; ++n)
     ASSERT_TRUE(d.publish("twins/t:a/telemetry", reading(n)));
-  ASSERT_TRUE(eventually([&] { return twins.refused("t:a") >= 2; }, 5s));
+  ASSERT_TRUE(eventually([&] { return twins_.refused("t:a") >= 2; }, 5s));
   // The others' telemetry is applied while t:a's waits.
   for (int n = 1; n <= 3; ++n)
     ASSERT_TRUE(d.publish("twins/t:b/telemetry", reading(n)));
-  EXPECT_TRUE(eventually([&] { return twins.applied("t:b").size() == 3; }, 2s));
-  EXPECT_TRUE(twins.applied("t:a").empty());
+  EXPECT_TRUE(eventually([&] { return twins_.applied("t:b").size() == 3; }, 2s));
+  EXPECT_TRUE(twins_.applied("t:a").empty());
 
   // Its shard has an owner again: t:a's readings are applied, in the order they came.
-  twins.open("t:a");
-  ASSERT_TRUE(eventually([&] { return twins.applied("t:a").size() == 3; }, 5s));
-  EXPECT_EQ(twins.applied("t:a"), (std::vector<double>{1, 2, 3}));
+  twins_.open("t:a");
+  ASSERT_TRUE(eventually([&] { return twins_.applied("t:a").size() == 3; }, 5s));
+  EXPECT_EQ(twins_.applied("t:a"), (std::vector<double>{1, 2, 3}));
   auto counts = gateway.counts();
   EXPECT_EQ(counts.accepted, 6u);
   EXPECT_EQ(counts.deferred, 0u);
@@ -102,34 +113,26 @@ TEST(mqtt_gateway, telemetry_for_a_shard_between_owners_waits_in_order_and_the_r
   gateway.stop(1s);
 }
 
-TEST(mqtt_gateway, telemetry_held_when_the_node_stops_is_left_to_the_broker) {
-  if (mosquitto_path().empty())
-    GTEST_SKIP() << "MOSQUITTO IS NOT INSTALLED: run scripts/setup; the MQTT tests did not run";
-  temp_dir dir;
-  int port = free_port();
-  auto broker = start_mosquitto(dir, port);
-  closable_router twins;
-  ingest::mqtt_options o;
-  o.client.url = "tcp://127.0.0.1:" + std::to_string(port);
-  o.client.client_id = "gateway-test";
-  twins.close("t:a");
+TEST_F(mqtt_gateway_test, telemetry_held_when_the_node_stops_is_left_to_the_broker) {
+  twins_.close("t:a");
   {
-    ingest::mqtt_gateway gateway{twins, o};
+    ingest::mqtt_gateway gateway{twins_, opts_};
     ASSERT_FALSE(gateway.start(5s));
-    device d{port};
-    ASSERT_TRUE(d.publish("twins/t:a/telemetry", "{\"n\": 7}"));
-    ASSERT_TRUE(eventually([&] { return twins.refused("t:a") >= 1; }, 5s));
+    device d{port_};
+    ASSERT_TRUE(d.publish("twins/t:a/telemetry", reading(7)));
+    ASSERT_TRUE(eventually([&] { return twins_.refused("t:a") >= 1; }, 5s));
     auto started = std::chrono::steady_clock::now();
     gateway.stop(5s);
-    EXPECT_LT(std::chrono::steady_clock::now() - started, 3s) << "the stop waited on held telemetry";
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 3s)
+      << "the stop waited on held telemetry";
     EXPECT_EQ(gateway.counts().deferred, 1u);
   }
   // Unacknowledged, the broker sends it again to the same session, which a node that
   // starts again takes.
-  twins.open("t:a");
-  ingest::mqtt_gateway again{twins, o};
+  twins_.open("t:a");
+  ingest::mqtt_gateway again{twins_, opts_};
   ASSERT_FALSE(again.start(5s));
-  EXPECT_TRUE(eventually([&] { return twins.applied("t:a") == std::vector<double>{7}; }, 5s));
+  EXPECT_TRUE(eventually([&] { return twins_.applied("t:a") == std::vector<double>{7}; }, 5s));
   again.stop(1s);
 }
 

@@ -163,7 +163,8 @@ struct mqtt_gateway::shared : std::enable_shared_from_this<shared> {
     if (!held.empty()) {
       auto h = held.find(id->str());
       if (h != held.end()) {  // behind telemetry of the same twin that waits, in order
-        h->second.push_back({std::move(text), std::move(ack), std::chrono::steady_clock::now(), false});
+        auto now = std::chrono::steady_clock::now();
+        h->second.push_back({std::move(text), std::move(ack), now, false});
         return;
       }
     }
