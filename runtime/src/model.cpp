@@ -225,6 +225,11 @@ type_builder& type_builder::aggregate(std::string name, aggregate_fn fn, std::st
   return *this;
 }
 
+type_builder& type_builder::derive(std::string name, std::string formula, std::string unit) {
+  derived_texts_.push_back({std::move(name), std::move(formula), std::move(unit)});
+  return *this;
+}
+
 type_builder& type_builder::alert(std::string name, std::string condition, severity level) {
   alert_texts_.emplace_back(std::move(name), std::move(condition));
   alert_levels_.push_back(level);
@@ -282,6 +287,8 @@ caf::expected<type_ptr> type_builder::build() {
     p.description = std::string{to_string(a.fn)} + " of the children's " + a.source;
     type_.properties_.push_back(std::move(p));
   }
+  if (auto err = add_derived_properties())
+    return err;
   property_spec health;
   health.name = "health";
   health.type = property_type::string;
@@ -300,6 +307,8 @@ caf::expected<type_ptr> type_builder::build() {
       type_.history_.push_back(i);
     p.history = true;
   }
+  if (auto err = resolve_derived())
+    return err;
   for (size_t i = 0; i < type_.commands_.size(); ++i) {
     if (!valid_name(type_.commands_[i].name))
       return fail("invalid command name '" + type_.commands_[i].name + "'");
@@ -323,6 +332,82 @@ caf::expected<type_ptr> type_builder::build() {
     type_.alerts_.push_back(alert_rule{name, std::move(*cond), alert_levels_[i]});
   }
   return type_ptr{std::make_shared<twin_type>(type_)};
+}
+
+caf::error type_builder::add_derived_properties() {
+  type_.derived_.clear();
+  for (const auto& d : derived_texts_) {
+    auto fail = [&](const std::string& why) {
+      return make_error(runtime_errc::invalid_model,
+                        "type '" + type_.name_ + "': derived property '" + d.name + "' " + why);
+    };
+    if (!valid_name(d.name) || d.name == "health" || type_.property(d.name) != nullptr)
+      return fail("has an invalid or taken name");
+    auto f = formula::parse(d.formula);
+    if (!f)
+      return fail(error_message(f.error()));
+    property_spec p;
+    p.name = d.name;
+    p.type = property_type::real;
+    p.unit = d.unit;
+    p.computed = true;
+    p.description = "= " + d.formula;
+    type_.properties_.push_back(std::move(p));
+    type_.derived_.push_back(derived_spec{d.name, std::move(*f), {}, -1});
+  }
+  return {};
+}
+
+caf::error type_builder::resolve_derived() {
+  auto& derived = type_.derived_;
+  // Which derived properties each one reads (by position in `derived`).
+  std::vector<std::vector<size_t>> reads(derived.size());
+  for (size_t k = 0; k < derived.size(); ++k) {
+    auto& d = derived[k];
+    auto fail = [&](const std::string& why) {
+      return make_error(runtime_errc::invalid_model,
+                        "type '" + type_.name_ + "': derived property '" + d.name + "' " + why);
+    };
+    d.position = type_.index_of(d.name);
+    d.inputs.clear();
+    for (const auto& name : d.expr.inputs()) {
+      int i = type_.index_of(name);
+      if (i < 0)
+        return fail("reads unknown property '" + name + "'");
+      auto t = type_.properties_[static_cast<size_t>(i)].type;
+      if (t != property_type::integer && t != property_type::real && t != property_type::boolean)
+        return fail("reads '" + name + "', which is not a number or a boolean");
+      d.inputs.push_back(i);
+      for (size_t j = 0; j < derived.size(); ++j)
+        if (derived[j].name == name)
+          reads[k].push_back(j);
+    }
+  }
+  // Each after those it reads: repeatedly take those whose inputs are all placed.
+  std::vector<derived_spec> ordered;
+  std::vector<bool> placed(derived.size(), false);
+  while (ordered.size() < derived.size()) {
+    bool progress = false;
+    for (size_t k = 0; k < derived.size(); ++k) {
+      if (placed[k] || !std::all_of(reads[k].begin(), reads[k].end(),
+                                    [&](size_t j) { return placed[j]; }))
+        continue;
+      placed[k] = true;
+      ordered.push_back(derived[k]);
+      progress = true;
+    }
+    if (!progress) {
+      std::string circle;
+      for (size_t k = 0; k < derived.size(); ++k)
+        if (!placed[k])
+          circle += (circle.empty() ? "'" : ", '") + derived[k].name + "'";
+      return make_error(runtime_errc::invalid_model, "type '" + type_.name_
+                                                       + "': derived properties " + circle
+                                                       + " read each other in a circle");
+    }
+  }
+  derived = std::move(ordered);
+  return {};
 }
 
 // -- type_registry ------------------------------------------------------------

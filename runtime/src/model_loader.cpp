@@ -1,6 +1,7 @@
 // Model files: a DTDL v3 Interface (contents: Property, Telemetry, Command,
 // Relationship) plus a "twin" object for what DTDL has no words for: the kind,
-// aggregates over children, alert rules, and the properties whose history is kept. See
+// aggregates over children, derived properties, alert rules, and the properties whose
+// history is kept. See
 // examples/factory/models.
 
 #include <algorithm>
@@ -146,6 +147,16 @@ type_ptr parse_model(const json& doc) {
              + "\" is not one of sum, avg, min, max, count, any, all, worst");
       b.aggregate(string_member(a, "name", "an aggregate"), fn, optional_string(a, "source"),
                   optional_string(a, "childType"));
+    }
+  }
+  if (auto derived = ext->find("derived"); derived != ext->end()) {
+    if (!derived->is_array())
+      fail("\"derived\" must be a list");
+    for (const auto& d : *derived) {
+      if (!d.is_object())
+        fail("every entry of \"derived\" must be an object");
+      b.derive(string_member(d, "name", "a derived property"),
+               string_member(d, "formula", "a derived property"), optional_string(d, "unit"));
     }
   }
   if (auto alerts = ext->find("alerts"); alerts != ext->end()) {

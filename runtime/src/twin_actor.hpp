@@ -282,8 +282,10 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr,
 /// pending in the actor; finishes after the writer made every earlier write durable.
 void maybe_release(twin_actor* self);
 
-// -- alerts, health, aggregates (twin_rollup.cpp) ---------------------------------
+// -- derived properties, alerts, health, aggregates (twin_rollup.cpp) -------------
 
+/// Recomputes the derived properties (in the type's order); returns whether one changed.
+bool compute_derived(live_record& rec);
 /// Re-evaluates alert rules and health; returns true if anything changed.
 bool evaluate_alerts(twin_actor* self);
 

@@ -1,12 +1,48 @@
-// A twin's alerts, health and aggregates over its children, recomputed as they change.
+// A twin's derived properties, alerts, health and aggregates over its children,
+// recomputed as they change.
 
 #include <algorithm>
+#include <cmath>
 
 #include "twin_actor.hpp"
 
 namespace twin::runtime::twin_detail {
 
-// -- alerts, health, aggregates -------------------------------------------------
+// -- derived properties, alerts, health, aggregates -----------------------------
+
+bool compute_derived(live_record& rec) {
+  const auto& derived = rec.type()->derived();
+  if (derived.empty())
+    return false;
+  thread_local std::vector<double> inputs;
+  bool changed = false;
+  for (const auto& d : derived) {
+    inputs.clear();
+    int64_t newest = 0;
+    for (int i : d.inputs) {
+      const auto* p = rec.at(static_cast<size_t>(i));
+      double x = std::nan("");
+      if (p != nullptr && p->v.is_number())
+        x = p->v.as_double();
+      else if (p != nullptr && p->v.is_bool())
+        x = p->v.as_bool() ? 1 : 0;
+      if (p != nullptr)
+        newest = std::max(newest, p->updated_ms);
+      inputs.push_back(x);
+    }
+    double r = d.expr.eval(inputs.data());
+    const auto* cur = rec.at(static_cast<size_t>(d.position));
+    if (!std::isfinite(r)) {
+      changed = rec.erase(d.name) || changed;
+      continue;
+    }
+    if (cur != nullptr && cur->v.is_double() && cur->v.as_double() == r)
+      continue;
+    rec.set(d.name, value{r}, newest != 0 ? newest : now_ms(), computed_source());
+    changed = true;
+  }
+  return changed;
+}
 
 bool evaluate_alerts(twin_actor* self) {
   auto& st = self->state;
@@ -115,6 +151,7 @@ void recompute(twin_actor* self) {
     else if (cur == nullptr || *cur != v)
       rec.set(a.name, std::move(v), now_ms(), computed_source());
   }
+  compute_derived(rec);
   evaluate_alerts(self);
   if (!rec.parent.empty())
     st.notify_parent = true;
@@ -132,6 +169,7 @@ void schedule_recompute(twin_actor* self) {
 
 void after_reported_change(twin_actor* self, const value_map* reported) {
   auto& st = self->state;
+  compute_derived(st.rec);
   evaluate_alerts(self);
   if (!st.rec.parent.empty())
     st.notify_parent = true;

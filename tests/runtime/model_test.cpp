@@ -84,6 +84,36 @@ TEST(type_builder, rejects_broken_definitions) {
   EXPECT_TRUE(fails(orphan_unit));
 }
 
+TEST(type_builder, refuses_derived_properties_that_cannot_be_computed) {
+  auto why = [](const std::string& name, const std::string& formula) {
+    type_builder b{"t", twin_kind::asset};
+    b.property("a", property_type::real).property("s", property_type::string);
+    b.derive("d1", "a * 2").derive(name, formula);
+    auto t = b.build();
+    EXPECT_FALSE(t) << formula;
+    if (t)
+      return std::string{};
+    EXPECT_EQ(error_code(t.error()), runtime_errc::invalid_model);
+    return error_message(t.error());
+  };
+  EXPECT_NE(why("d2", "b + 1").find("'d2' reads unknown property 'b'"), std::string::npos);
+  EXPECT_NE(why("d2", "s + 1").find("'s', which is not a number"), std::string::npos);
+  EXPECT_NE(why("d2", "a +").find("invalid formula"), std::string::npos);
+  EXPECT_NE(why("a", "1").find("invalid or taken name"), std::string::npos);
+  EXPECT_NE(why("d1", "1").find("invalid or taken name"), std::string::npos);
+  EXPECT_NE(why("health", "1").find("invalid or taken name"), std::string::npos);
+  EXPECT_NE(why("d2", "d2 + 1").find("'d2' read each other in a circle"), std::string::npos);
+  // d1 reads d3, which reads d1 (and d2 reads d3).
+  type_builder circle{"t", twin_kind::asset};
+  circle.property("a", property_type::real);
+  circle.derive("d1", "d3 + a").derive("d2", "d3 * 2").derive("d3", "d1 / 2");
+  auto t = circle.build();
+  ASSERT_FALSE(t);
+  EXPECT_NE(error_message(t.error()).find("'d1', 'd2', 'd3' read each other in a circle"),
+            std::string::npos)
+    << error_message(t.error());
+}
+
 TEST(type_registry, refuses_a_second_type_of_the_same_name) {
   type_registry reg;
   add_test_types(reg);
@@ -100,7 +130,7 @@ void write_file(const std::string& path, const std::string& text) {
 
 TEST(model_files, load_a_dtdl_interface_with_the_twin_extension) {
   temp_dir dir;
-  write_file(dir.sub("robot.json"), R"({
+  write_file(dir.sub("robot.json"), R"json({
     "@context": "dtmi:dtdl:context;3",
     "@id": "dtmi:factory:robot;1",
     "@type": "Interface",
@@ -114,10 +144,13 @@ TEST(model_files, load_a_dtdl_interface_with_the_twin_extension) {
     "twin": {
       "kind": "asset",
       "aggregates": [{"name": "max_motor_temperature", "function": "max", "source": "temperature"}],
-      "alerts": [{"name": "hot", "when": "max_motor_temperature > 80", "severity": "warning"}],
-      "history": ["temperature", "max_motor_temperature"]
+      "derived": [{"name": "headroom", "formula": "clamp(90 - temperature, 0, 140)",
+                   "unit": "degreeCelsius"}],
+      "alerts": [{"name": "hot", "when": "max_motor_temperature > 80", "severity": "warning"},
+                 {"name": "tight", "when": "headroom < 5", "severity": "critical"}],
+      "history": ["temperature", "max_motor_temperature", "headroom"]
     }
-  })");
+  })json");
   type_registry reg;
   auto n = load_models(dir.path(), reg);
   ASSERT_TRUE(n) << error_message(n.error());
@@ -128,12 +161,16 @@ TEST(model_files, load_a_dtdl_interface_with_the_twin_extension) {
   EXPECT_TRUE(t->property("status")->writable);
   EXPECT_EQ(*t->property("temperature")->max, 250);
   EXPECT_TRUE(t->has_command("stop"));
-  EXPECT_EQ(t->alerts().size(), 1u);
+  EXPECT_EQ(t->alerts().size(), 2u);
   EXPECT_EQ(t->aggregates()[0].fn, aggregate_fn::max);
+  ASSERT_EQ(t->derived().size(), 1u);
+  EXPECT_EQ(t->derived()[0].expr.inputs(), std::vector<std::string>{"temperature"});
+  EXPECT_TRUE(t->property("headroom")->computed);
+  EXPECT_EQ(t->property("headroom")->unit, "degreeCelsius");
   EXPECT_TRUE(t->property("temperature")->history);
   EXPECT_TRUE(t->property("max_motor_temperature")->history);
   EXPECT_FALSE(t->property("status")->history);
-  EXPECT_EQ(t->history_properties().size(), 2u);
+  EXPECT_EQ(t->history_properties().size(), 3u);
 }
 
 TEST(model_files, errors_name_the_file_and_the_problem) {
@@ -158,6 +195,13 @@ TEST(model_files, errors_name_the_file_and_the_problem) {
           "history of 'nope'"},
          {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset","history":"a"}})",
           "list of property names"},
+         {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset",
+             "derived":[{"name":"d","formula":"a * (2"}]},
+             "contents":[{"@type":"Property","name":"a","schema":"double"}]})",
+          "derived property 'd' invalid formula at position 7: missing ')'"},
+         {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset",
+             "derived":[{"name":"d"}]}})",
+          "\"formula\""},
          {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset",
              "history":["o"]}, "contents":[{"@type":"Property","name":"o",
              "schema":{"@type":"Object","fields":[]}}]})",

@@ -13,6 +13,7 @@
 #include <caf/expected.hpp>
 
 #include "twin/runtime/expression.hpp"
+#include "twin/runtime/formula.hpp"
 #include "twin/runtime/record.hpp"
 #include "twin/runtime/value.hpp"
 
@@ -47,6 +48,17 @@ struct aggregate_spec {
   aggregate_fn fn = aggregate_fn::max;
   std::string source;
   std::string child_type;  ///< default: every child
+};
+
+/// A property computed from the twin's own properties whenever they change: `name =
+/// formula`, over declared, aggregated and other derived properties (numbers and
+/// booleans, true being 1). It has no value while an input it reads has none, or while the
+/// result is not finite; it takes the time of its newest input.
+struct derived_spec {
+  std::string name;
+  formula expr;
+  std::vector<int> inputs;  ///< the positions in `properties()` of `expr.inputs()`
+  int position = -1;        ///< its own position in `properties()`
 };
 
 /// An alert that is active while `condition` holds over the twin's reported properties.
@@ -101,6 +113,8 @@ public:
   /// Declared properties plus the computed ones (aggregates and `health`).
   const std::vector<property_spec>& properties() const { return properties_; }
   const std::vector<aggregate_spec>& aggregates() const { return aggregates_; }
+  /// In an order where each comes after the derived properties it reads.
+  const std::vector<derived_spec>& derived() const { return derived_; }
   const std::vector<alert_rule>& alerts() const { return alerts_; }
   const std::vector<command_spec>& commands() const { return commands_; }
   const type_handlers& handlers() const { return handlers_; }
@@ -130,6 +144,7 @@ private:
   std::string description_;
   std::vector<property_spec> properties_;
   std::vector<aggregate_spec> aggregates_;
+  std::vector<derived_spec> derived_;
   std::vector<alert_rule> alerts_;
   std::vector<command_spec> commands_;
   std::vector<int> history_;
@@ -162,22 +177,35 @@ public:
   type_builder& command(std::string name, std::string description = {});
   type_builder& aggregate(std::string name, aggregate_fn fn, std::string source,
                           std::string child_type = {});
+  /// A derived property, `name = formula` (parsed by `build`), with an optional unit.
+  type_builder& derive(std::string name, std::string formula, std::string unit = {});
   /// `condition` is parsed by `build`.
   type_builder& alert(std::string name, std::string condition, severity level);
   type_builder& handlers(type_handlers h);
   /// Keeps the history of property `name` (declared or an aggregate; not an object).
   type_builder& keep_history(std::string name);
 
-  /// Checks the definition (valid names, no duplicates, conditions parse and read
-  /// known properties, ranges ordered) and returns the type, or `invalid_model`.
+  /// Checks the definition (valid names, no duplicates, conditions and formulas parse
+  /// and read known properties, derived properties do not read each other in a circle,
+  /// ranges ordered) and returns the type, or `invalid_model`.
   caf::expected<type_ptr> build();
 
 private:
+  /// Adds the derived properties' specs (after the declared ones and the aggregates).
+  caf::error add_derived_properties();
+  /// Resolves the derived properties' inputs, once every property is known, and orders
+  /// them so that each comes after those it reads.
+  caf::error resolve_derived();
+
   /// The property `what` applies to; nullptr (and an error for `build`) if none yet.
   property_spec* last_property(const char* what);
 
   twin_type type_;
   std::vector<std::pair<std::string, std::string>> alert_texts_;
+  struct derived_text {
+    std::string name, formula, unit;
+  };
+  std::vector<derived_text> derived_texts_;
   std::vector<severity> alert_levels_;
   std::vector<std::string> history_names_;
   caf::error error_;
@@ -202,8 +230,8 @@ private:
 caf::expected<type_ptr> parse_model(std::string_view text, const std::string& origin);
 
 /// Reads one model file (JSON, a DTDL v3 Interface with a "twin" extension for kind,
-/// aggregates and alerts; see examples/factory/models). Returns `invalid_model` with
-/// the file and the reason on error.
+/// aggregates, derived properties and alerts; see examples/factory/models). Returns
+/// `invalid_model` with the file and the reason on error.
 caf::expected<type_ptr> load_model_file(const std::string& path);
 
 /// Reads every *.json file of `dir` into `registry`, in name order. Returns the number
