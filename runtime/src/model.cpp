@@ -74,9 +74,14 @@ int twin_type::index_of(std::string_view name) const {
   return -1;
 }
 
+const command_spec* twin_type::command(std::string_view name) const {
+  auto i = std::find_if(commands_.begin(), commands_.end(),
+                        [&](const command_spec& c) { return c.name == name; });
+  return i == commands_.end() ? nullptr : &*i;
+}
+
 bool twin_type::has_command(std::string_view name) const {
-  return std::any_of(commands_.begin(), commands_.end(),
-                     [&](const command_spec& c) { return c.name == name; });
+  return command(name) != nullptr;
 }
 
 caf::error twin_type::check_value(const property_spec& spec, const value& v) const {
@@ -214,7 +219,14 @@ type_builder& type_builder::describe(std::string text) {
 }
 
 type_builder& type_builder::command(std::string name, std::string description) {
-  type_.commands_.push_back(command_spec{std::move(name), std::move(description)});
+  type_.commands_.push_back(command_spec{std::move(name), std::move(description), {}});
+  return *this;
+}
+
+type_builder& type_builder::command_effect(std::string command, value_map desired,
+                                           std::string child_type) {
+  effects_.emplace_back(std::move(command),
+                        runtime::command_effect{std::move(desired), std::move(child_type)});
   return *this;
 }
 
@@ -316,6 +328,8 @@ caf::expected<type_ptr> type_builder::build() {
       if (type_.commands_[j].name == type_.commands_[i].name)
         return fail("command '" + type_.commands_[i].name + "' is declared twice");
   }
+  if (auto err = add_command_effects())
+    return err;
   type_.alerts_.clear();
   for (size_t i = 0; i < alert_texts_.size(); ++i) {
     const auto& [name, text] = alert_texts_[i];
@@ -332,6 +346,31 @@ caf::expected<type_ptr> type_builder::build() {
     type_.alerts_.push_back(alert_rule{name, std::move(*cond), alert_levels_[i]});
   }
   return type_ptr{std::make_shared<twin_type>(type_)};
+}
+
+caf::error type_builder::add_command_effects() {
+  for (auto& c : type_.commands_)
+    c.effects.clear();
+  for (auto& [name, effect] : effects_) {
+    auto fail = [&](const std::string& why) {
+      return make_error(runtime_errc::invalid_model,
+                        "type '" + type_.name_ + "': command '" + name + "' " + why);
+    };
+    auto c = std::find_if(type_.commands_.begin(), type_.commands_.end(),
+                          [&](const command_spec& s) { return s.name == name; });
+    if (c == type_.commands_.end())
+      return fail("has effects but is not declared");
+    if (effect.desired.empty())
+      return fail("sets no desired value");
+    if (effect.child_type.empty()) {
+      if (auto err = type_.check_desired(effect.desired))
+        return fail("cannot set its desired values: " + error_message(err));
+    } else if (effect.child_type != "*" && !valid_name(effect.child_type)) {
+      return fail("names an invalid child type '" + effect.child_type + "'");
+    }
+    c->effects.push_back(effect);
+  }
+  return {};
 }
 
 caf::error type_builder::add_derived_properties() {

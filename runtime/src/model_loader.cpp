@@ -1,7 +1,7 @@
 // Model files: a DTDL v3 Interface (contents: Property, Telemetry, Command,
 // Relationship) plus a "twin" object for what DTDL has no words for: the kind,
-// aggregates over children, derived properties, alert rules, and the properties whose
-// history is kept. See
+// aggregates over children, derived properties, what commands set, alert rules, and the
+// properties whose history is kept. See
 // examples/factory/models.
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/json.hpp"
 #include "twin/runtime/model.hpp"
 
 namespace twin::runtime {
@@ -147,6 +148,19 @@ type_ptr parse_model(const json& doc) {
              + "\" is not one of sum, avg, min, max, count, any, all, worst");
       b.aggregate(string_member(a, "name", "an aggregate"), fn, optional_string(a, "source"),
                   optional_string(a, "childType"));
+    }
+  }
+  if (auto commands = ext->find("commands"); commands != ext->end()) {
+    if (!commands->is_array())
+      fail("\"commands\" must be a list");
+    for (const auto& c : *commands) {
+      if (!c.is_object())
+        fail("every entry of \"commands\" must be an object");
+      auto name = string_member(c, "name", "a command's effect");
+      auto desired = map_from_json(member(c, "desired", ("command '" + name + "'").c_str()));
+      if (!desired)
+        fail("command '" + name + "': \"desired\": " + error_message(desired.error()));
+      b.command_effect(name, std::move(*desired), optional_string(c, "childType"));
     }
   }
   if (auto derived = ext->find("derived"); derived != ext->end()) {

@@ -2,6 +2,7 @@
 // messages between parents and children.
 
 #include <algorithm>
+#include <mutex>
 
 #include "twin_actor.hpp"
 
@@ -294,6 +295,43 @@ void on_remove(twin_actor* self, remove_request& req) {
   st.rec = std::move(gone);
 }
 
+/// Sets each child's desired values (a command's effect); `done(answer)` once every child
+/// answered, or the first refusal (the other children's changes stand).
+void set_children_desired(router& rt, std::vector<std::pair<twin_id, value_map>> to_children,
+                          value answer, std::function<void(caf::expected<value>)> done) {
+  if (to_children.empty())
+    return done(std::move(answer));
+  struct fan_in {
+    std::mutex mtx;
+    size_t left;
+    caf::error first_error;
+    value answer;
+    std::function<void(caf::expected<value>)> done;
+  };
+  auto f = std::make_shared<fan_in>();
+  f->left = to_children.size();
+  f->answer = std::move(answer);
+  f->done = std::move(done);
+  for (auto& [child, desired] : to_children) {
+    patch_request p;
+    p.desired = std::move(desired);
+    p.source = "command";
+    p.done = [f, child = child](caf::expected<uint64_t> r) {
+      std::unique_lock<std::mutex> guard{f->mtx};
+      if (!r && !f->first_error)
+        f->first_error = make_error(error_code(r.error()), "child " + child.str() + ": "
+                                                             + error_message(r.error()));
+      if (--f->left > 0)
+        return;
+      guard.unlock();
+      if (f->first_error)
+        return f->done(f->first_error);
+      f->done(std::move(f->answer));
+    };
+    rt.route(child, std::move(p));
+  }
+}
+
 void on_command(twin_actor* self, command_request& req) {
   auto& st = self->state;
   if (!st.exists)
@@ -319,6 +357,26 @@ void on_command(twin_actor* self, command_request& req) {
     }
     answer = std::move(*r);
   }
+  // The type's declared effects: desired values on the twin (in this change), and on
+  // children (once this change is durable and the device heard of it).
+  std::vector<std::pair<twin_id, value_map>> to_children;
+  for (const auto& e : type.command(req.name)->effects) {
+    if (e.child_type.empty()) {
+      for (const auto& [k, v] : e.desired) {
+        auto& slot = st.rec.mutable_desired()[k];
+        if (slot != v) {
+          slot = v;
+          st.publish_desired = true;
+          changed = true;
+        }
+      }
+      continue;
+    }
+    for (const auto& c : st.rec.children())
+      if (e.child_type == "*" || c.type == e.child_type)
+        to_children.emplace_back(c.id, e.desired);
+  }
+  st.rec.trim();
   // Sent commands go to the change feed too, the record of what devices were told: from
   // the writer, behind the events of the twin's earlier changes.
   auto* gateway = st.host->gateway;
@@ -338,22 +396,20 @@ void on_command(twin_actor* self, command_request& req) {
     ev->args = args;
     feed->publish(ev);
   };
+  auto finish = [send, answer, done = std::move(req.done), rt = st.host->rt,
+                 to_children = std::move(to_children)](caf::error err) mutable {
+    if (err)
+      return done(std::move(err));
+    send();
+    set_children_desired(*rt, std::move(to_children), std::move(answer), std::move(done));
+  };
   if (!changed) {
-    st.host->commit->submit(st.rec.id, store_batch{}, host_counts{},
-                           [send, answer, done = std::move(req.done)](caf::error) {
-                             send();
-                             done(answer);
-                           });
+    st.host->commit->submit(st.rec.id, store_batch{}, host_counts{}, std::move(finish));
     return;
   }
   // The command's effect on the twin is durable before the device hears of it.
   after_reported_change(self);
-  commit(self, [send, answer, done = std::move(req.done)](caf::error err) {
-    if (err)
-      return done(std::move(err));
-    send();
-    done(answer);
-  });
+  commit(self, std::move(finish));
 }
 
 void finish_attach(twin_actor* self, attach_request& req) {

@@ -210,6 +210,15 @@ TEST_F(mqtt_test, twinsim_drives_the_demo_plant_over_mqtt) {
   EXPECT_TRUE(eventually([&] {
     return twin("factory:motor-1-2-2")["properties"]["rpm"] == 100.0;
   })) << twin("factory:motor-1-2-2").dump();
+  // The robot's stop (a model file's command effect) stops each of its motors.
+  auto stopped = client_->call("POST", "/v1/twins/factory:robot-1-2/commands/stop", "{}",
+                               json_type);
+  ASSERT_EQ(stopped.status, 202u) << stopped.body;
+  for (const char* m : {"factory:motor-1-2-1", "factory:motor-1-2-2"})
+    EXPECT_EQ(twin(m)["desired"]["rpm"], 0.0) << twin(m).dump();
+  EXPECT_TRUE(eventually([&] {
+    return twin("factory:motor-1-2-2")["properties"]["rpm"] == 0.0;
+  })) << twin("factory:motor-1-2-2").dump();
   // A burst of commands and desired states while the motors report: the simulator keeps
   // reporting (what hears the broker and what publishes to it share the client's lock).
   {

@@ -68,9 +68,17 @@ struct alert_rule {
   severity level = severity::warning;
 };
 
+/// What a command does besides reaching the device: it sets `desired` on the twin, or,
+/// with `child_type`, on each of the twin's children of that type ("*": every child).
+struct command_effect {
+  value_map desired;
+  std::string child_type;  ///< empty: the twin itself
+};
+
 struct command_spec {
   std::string name;
   std::string description;
+  std::vector<command_effect> effects;  ///< in the order they apply
 };
 
 /// What custom handlers may do to the twin they run on. Valid only during the call;
@@ -123,6 +131,8 @@ public:
   const property_spec* property(std::string_view name) const;
   /// Returns the position of property `name` in `properties()`, -1 if the type has none.
   int index_of(std::string_view name) const;
+  /// Returns the command `name`, nullptr if the type has none.
+  const command_spec* command(std::string_view name) const;
   bool has_command(std::string_view name) const;
   /// The positions in `properties()` of the properties whose history is kept.
   const std::vector<int>& history_properties() const { return history_; }
@@ -175,6 +185,11 @@ public:
   type_builder& writable(bool yes = true);
   type_builder& describe(std::string text);
   type_builder& command(std::string name, std::string description = {});
+  /// Command `command` sets `desired` on the twin, or with `child_type` on each of its
+  /// children of that type ("*": every child). Checked by `build`: the command exists, and
+  /// the twin's own desired values are writable properties of the type.
+  type_builder& command_effect(std::string command, value_map desired,
+                               std::string child_type = {});
   type_builder& aggregate(std::string name, aggregate_fn fn, std::string source,
                           std::string child_type = {});
   /// A derived property, `name = formula` (parsed by `build`), with an optional unit.
@@ -191,6 +206,8 @@ public:
   caf::expected<type_ptr> build();
 
 private:
+  /// Checks the commands' effects and gives them to their commands.
+  caf::error add_command_effects();
   /// Adds the derived properties' specs (after the declared ones and the aggregates).
   caf::error add_derived_properties();
   /// Resolves the derived properties' inputs, once every property is known, and orders
@@ -208,6 +225,7 @@ private:
   std::vector<derived_text> derived_texts_;
   std::vector<severity> alert_levels_;
   std::vector<std::string> history_names_;
+  std::vector<std::pair<std::string, runtime::command_effect>> effects_;
   caf::error error_;
 };
 
