@@ -9,15 +9,13 @@
 #include "twin/runtime/router.hpp"
 
 /// The factory example: plant (process) > line (system) > robot (asset) > motor
-/// (component). The motor type is defined in C++ with the SDK (it has custom
-/// handlers); robot, line and plant come from the model files in models/.
+/// (component), each from its model file in models/. The motor shows the C++ SDK too: it
+/// adds to its model file what a model cannot declare (a count of starts, kept by a
+/// telemetry handler).
 namespace twin::factory {
 
 /// Registers the four types. `models_dir` empty: the model files built into the binary.
 caf::error register_types(runtime::type_registry& reg, const std::string& models_dir = {});
-
-/// The motor type alone (C++ SDK).
-caf::expected<runtime::type_ptr> motor_type();
 
 struct layout {
   std::string ns = "factory";

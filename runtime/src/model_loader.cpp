@@ -80,7 +80,7 @@ std::string name_from_dtmi(const std::string& id) {
   return colon == std::string::npos ? s : s.substr(colon + 1);
 }
 
-type_ptr parse_model(const json& doc) {
+type_builder model_builder(const json& doc) {
   if (!doc.is_object())
     fail("the top level must be a JSON object (a DTDL Interface)");
   if (!has_type(doc, "Interface"))
@@ -192,23 +192,30 @@ type_ptr parse_model(const json& doc) {
       b.keep_history(h.get<std::string>());
     }
   }
-  auto t = b.build();
-  if (!t)
-    fail(error_message(t.error()));
-  return *t;
+  return b;
 }
 
 } // namespace
 
-caf::expected<type_ptr> parse_model(std::string_view text, const std::string& origin) {
+caf::expected<type_builder> model_builder(std::string_view text, const std::string& origin) {
   try {
     auto doc = json::parse(text);
-    return parse_model(doc);
+    return model_builder(doc);
   } catch (const model_error& e) {
     return make_error(runtime_errc::invalid_model, origin + ": " + e.why);
   } catch (const json::exception& e) {
     return make_error(runtime_errc::invalid_model, origin + ": " + e.what());
   }
+}
+
+caf::expected<type_ptr> parse_model(std::string_view text, const std::string& origin) {
+  auto b = model_builder(text, origin);
+  if (!b)
+    return b.error();
+  auto t = b->build();
+  if (!t)
+    return make_error(runtime_errc::invalid_model, origin + ": " + error_message(t.error()));
+  return t;
 }
 
 caf::expected<type_ptr> load_model_file(const std::string& path) {

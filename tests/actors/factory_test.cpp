@@ -107,7 +107,7 @@ protected:
   std::unique_ptr<actors::device_simulator> sim_;
 };
 
-TEST_F(factory_test, types_come_from_cpp_and_from_the_embedded_model_files) {
+TEST_F(factory_test, types_come_from_the_embedded_model_files_and_the_motor_adds_cpp) {
   ASSERT_FALSE(factory::register_types(types_));
   EXPECT_EQ(types_.names(), (std::vector<std::string>{"line", "motor", "plant", "robot"}));
   auto motor = types_.find("motor");
@@ -118,10 +118,20 @@ TEST_F(factory_test, types_come_from_cpp_and_from_the_embedded_model_files) {
   EXPECT_EQ(types_.find("line")->kind(), twin_kind::system);
   EXPECT_EQ(types_.find("plant")->kind(), twin_kind::process);
   EXPECT_TRUE(types_.find("robot")->property("max_temperature")->computed);
+  EXPECT_TRUE(motor->property("power_kw")->computed);           // the file's formula
+  EXPECT_NE(motor->property("starts"), nullptr);                // the C++ addition
+  EXPECT_TRUE(static_cast<bool>(motor->handlers().on_telemetry));
   // The files on disk are the same as the embedded ones.
   type_registry from_disk;
   ASSERT_FALSE(factory::register_types(from_disk, FACTORY_MODELS_DIR));
   EXPECT_EQ(from_disk.names(), types_.names());
+  // Alone, the model files give all four types, the motor without its C++ addition.
+  type_registry files_only;
+  auto n = load_models(FACTORY_MODELS_DIR, files_only);
+  ASSERT_TRUE(n) << error_message(n.error());
+  EXPECT_EQ(files_only.names(), types_.names());
+  EXPECT_EQ(files_only.find("motor")->property("starts"), nullptr);
+  EXPECT_TRUE(files_only.find("motor")->property("power_kw")->computed);
 }
 
 TEST_F(factory_test, the_plant_comes_alive_and_alerts_roll_up) {
@@ -149,16 +159,22 @@ TEST_F(factory_test, stop_command_brings_the_simulated_motor_to_rest) {
   ASSERT_NO_FATAL_FAILURE(start_plant(layout_of(1, 1, 2)));
   sim_->start();
   ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:motor-1-1-1", "rpm").is_number(); }));
+  // The C++ handler counted the start; the model file's formula gives the power.
+  EXPECT_EQ(prop(*host_, "factory:motor-1-1-1", "starts"), value{int64_t{1}});
+  EXPECT_EQ(prop(*host_, "factory:motor-1-1-1", "running"), value{true});
+  EXPECT_TRUE(eventually([&] { return prop(*host_, "factory:motor-1-1-1", "power_kw").is_number(); }));
   auto answer = command(*host_, "factory:motor-1-1-1", "stop");
   ASSERT_TRUE(answer) << error_message(answer.error());
-  EXPECT_EQ(*answer, value{"accepted"});
   EXPECT_EQ(get(*host_, "factory:motor-1-1-1")->desired.at("rpm"), value{0.0});
   // The device hears the command, slows down and reports 0: the delta clears.
   ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:motor-1-1-1", "rpm") == value{0.0}; }));
   ASSERT_TRUE(eventually([&] { return delta(*get(*host_, "factory:motor-1-1-1")).empty(); }));
-  // Desired rpm set through the API reaches the simulated device the same way.
-  ASSERT_TRUE(patch(*host_, "factory:motor-1-1-2", {}, {{"rpm", value{2222.0}}}));
-  ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:motor-1-1-2", "rpm") == value{2222.0}; }));
+  EXPECT_EQ(prop(*host_, "factory:motor-1-1-1", "running"), value{false});
+  // Desired rpm set through the API reaches the simulated device the same way: it starts
+  // again.
+  ASSERT_TRUE(patch(*host_, "factory:motor-1-1-1", {}, {{"rpm", value{2222.0}}}));
+  ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:motor-1-1-1", "rpm") == value{2222.0}; }));
+  EXPECT_EQ(prop(*host_, "factory:motor-1-1-1", "starts"), value{int64_t{2}});
 }
 
 } // namespace

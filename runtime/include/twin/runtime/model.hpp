@@ -247,6 +247,10 @@ private:
 /// Parses the text of a model file; `origin` names it in error messages.
 caf::expected<type_ptr> parse_model(std::string_view text, const std::string& origin);
 
+/// The builder of a model file's type, not built yet: C++ code may add to what the file
+/// declares (properties, handlers) before `build`, which checks the whole.
+caf::expected<type_builder> model_builder(std::string_view text, const std::string& origin);
+
 /// Reads one model file (JSON, a DTDL v3 Interface with a "twin" extension for kind,
 /// aggregates, derived properties and alerts; see examples/factory/models). Returns
 /// `invalid_model` with the file and the reason on error.
