@@ -5,7 +5,9 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <initializer_list>
 #include <limits>
+#include <utility>
 
 #include "twin/runtime/errc.hpp"
 
@@ -133,27 +135,25 @@ private:
     return {};
   }
 
-  caf::error logic_or(int depth) {
-    if (auto err = logic_and(depth))
+  using level = caf::error (parser::*)(int);
+
+  /// `next (op next)*` for the operators of one level, left to right.
+  caf::error chain(int depth, level next,
+                   std::initializer_list<std::pair<std::string_view, op>> ops) {
+    if (auto err = (this->*next)(depth))
       return err;
-    while (take("or")) {
-      if (auto err = logic_and(depth))
+    for (;;) {
+      auto o = std::find_if(ops.begin(), ops.end(), [&](const auto& x) { return take(x.first); });
+      if (o == ops.end())
+        return {};
+      if (auto err = (this->*next)(depth))
         return err;
-      emit(either);
+      emit(o->second);
     }
-    return {};
   }
 
-  caf::error logic_and(int depth) {
-    if (auto err = comparison(depth))
-      return err;
-    while (take("and")) {
-      if (auto err = comparison(depth))
-        return err;
-      emit(both);
-    }
-    return {};
-  }
+  caf::error logic_or(int depth) { return chain(depth, &parser::logic_and, {{"or", either}}); }
+  caf::error logic_and(int depth) { return chain(depth, &parser::comparison, {{"and", both}}); }
 
   caf::error comparison(int depth) {
     if (auto err = sum(depth))
@@ -170,39 +170,8 @@ private:
     return {};
   }
 
-  caf::error sum(int depth) {
-    if (auto err = product(depth))
-      return err;
-    for (;;) {
-      uint8_t o;
-      if (take("+"))
-        o = add;
-      else if (take("-"))
-        o = sub;
-      else
-        return {};
-      if (auto err = product(depth))
-        return err;
-      emit(o);
-    }
-  }
-
-  caf::error product(int depth) {
-    if (auto err = unary(depth))
-      return err;
-    for (;;) {
-      uint8_t o;
-      if (take("*"))
-        o = mul;
-      else if (take("/"))
-        o = div;
-      else
-        return {};
-      if (auto err = unary(depth))
-        return err;
-      emit(o);
-    }
-  }
+  caf::error sum(int depth) { return chain(depth, &parser::product, {{"+", add}, {"-", sub}}); }
+  caf::error product(int depth) { return chain(depth, &parser::unary, {{"*", mul}, {"/", div}}); }
 
   caf::error unary(int depth) {
     if (auto err = deeper(depth))
