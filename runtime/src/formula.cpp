@@ -28,7 +28,7 @@ enum op : uint8_t {
   add, sub, mul, div, pow,
   lt, le, gt, ge, eq, ne, both, either,
   fn_min, fn_max, fn_abs, fn_sqrt, fn_exp, fn_log, fn_clamp,
-  jump_unless,  ///< pops the condition: on to `arg` unless it holds (NaN: pushes NaN first)
+  jump_unless,  ///< pops the condition: on to `arg` unless it holds (NaN: the result is NaN)
   jump,
 };
 
@@ -153,7 +153,19 @@ private:
   }
 
   caf::error logic_or(int depth) { return chain(depth, &parser::logic_and, {{"or", either}}); }
-  caf::error logic_and(int depth) { return chain(depth, &parser::comparison, {{"and", both}}); }
+  caf::error logic_and(int depth) { return chain(depth, &parser::negation, {{"and", both}}); }
+
+  /// negation := 'not' negation | cmp (so `not a > 1` is `not (a > 1)`)
+  caf::error negation(int depth) {
+    if (auto err = deeper(depth))
+      return err;
+    if (!take("not"))
+      return comparison(depth);
+    if (auto err = negation(depth + 1))
+      return err;
+    emit(truth_not);
+    return {};
+  }
 
   caf::error comparison(int depth) {
     if (auto err = sum(depth))
@@ -176,11 +188,10 @@ private:
   caf::error unary(int depth) {
     if (auto err = deeper(depth))
       return err;
-    if (take("-") || take("not")) {
-      bool minus = s_[pos_ - 1] == '-';
+    if (take("-")) {
       if (auto err = unary(depth + 1))
         return err;
-      emit(minus ? neg : truth_not);
+      emit(neg);
       return {};
     }
     if (take("+"))
@@ -367,7 +378,7 @@ double formula::eval(const double* values) const {
       case sub: st[n - 2] -= st[n - 1]; --n; break;
       case mul: st[n - 2] *= st[n - 1]; --n; break;
       case div: st[n - 2] /= st[n - 1]; --n; break;
-      case pow: st[n - 2] = std::pow(st[n - 2], st[n - 1]); --n; break;
+      case pow: st[n - 2] = nan2() ? nan : std::pow(st[n - 2], st[n - 1]); --n; break;
       case lt: st[n - 2] = nan2() ? nan : truth(st[n - 2] < st[n - 1]); --n; break;
       case le: st[n - 2] = nan2() ? nan : truth(st[n - 2] <= st[n - 1]); --n; break;
       case gt: st[n - 2] = nan2() ? nan : truth(st[n - 2] > st[n - 1]); --n; break;

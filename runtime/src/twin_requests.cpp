@@ -363,12 +363,16 @@ void on_command(twin_actor* self, command_request& req) {
   for (const auto& e : type.command(req.name)->effects) {
     if (e.child_type.empty()) {
       for (const auto& [k, v] : e.desired) {
-        auto& slot = st.rec.mutable_desired()[k];
-        if (slot != v) {
-          slot = v;
-          st.publish_desired = true;
-          changed = true;
-        }
+        auto& desired = st.rec.mutable_desired();
+        auto i = desired.find(k);
+        if (v.is_null() ? i == desired.end() : i != desired.end() && i->second == v)
+          continue;
+        if (v.is_null())
+          desired.erase(i);
+        else
+          desired[k] = v;
+        st.publish_desired = true;
+        changed = true;
       }
       continue;
     }
@@ -622,6 +626,7 @@ void load(twin_actor* self) {
     return;
   }
   st.rec = live_record{std::move(*rec), *type};
+  compute_derived(st.rec);  // the type's formulas may have changed since it was stored
   st.exists = true;
   query_children(self);
 }

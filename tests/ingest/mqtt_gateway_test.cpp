@@ -2,6 +2,7 @@
 // telemetry whose twin's shard is between owners waits in the node, in order, while the
 // session with the broker and the telemetry of every other twin go on.
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 
@@ -12,6 +13,7 @@
 #include "test_support.hpp"
 #include "twin/ingest/mqtt_gateway.hpp"
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/record.hpp"
 #include "twin/runtime/router.hpp"
 
 namespace twin::test {
@@ -35,6 +37,11 @@ public:
     std::lock_guard<std::mutex> guard{mtx_};
     return applied_[id];
   }
+  /// The times the readings applied to `id` carried (0: none).
+  std::vector<int64_t> stamps(const std::string& id) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return stamps_[id];
+  }
   int refused(const std::string& id) {
     std::lock_guard<std::mutex> guard{mtx_};
     return refused_[id];
@@ -49,6 +56,7 @@ public:
         ++refused_[id.str()];
       } else {
         applied_[id.str()].push_back(in->values.at("n").as_double());
+        stamps_[id.str()].push_back(in->ts_ms);
         in = nullptr;
       }
     }
@@ -62,6 +70,7 @@ private:
   std::mutex mtx_;
   std::map<std::string, bool> closed_;
   std::map<std::string, std::vector<double>> applied_;
+  std::map<std::string, std::vector<int64_t>> stamps_;
   std::map<std::string, int> refused_;
 };
 
@@ -105,6 +114,13 @@ TEST_F(mqtt_gateway_test, telemetry_for_a_shard_between_owners_waits_in_order_th
   twins_.open("t:a");
   ASSERT_TRUE(eventually([&] { return twins_.applied("t:a").size() == 3; }, 5s));
   EXPECT_EQ(twins_.applied("t:a"), (std::vector<double>{1, 2, 3}));
+  // Held, they carry the time they came (so a twin skips one that newer telemetry passed);
+  // the others go as they came, without a time.
+  auto stamps = twins_.stamps("t:a");
+  EXPECT_TRUE(std::is_sorted(stamps.begin(), stamps.end()));
+  EXPECT_GT(stamps.front(), 0);
+  EXPECT_LE(stamps.back(), runtime::now_ms());
+  EXPECT_EQ(twins_.stamps("t:b"), (std::vector<int64_t>{0, 0, 0}));
   auto counts = gateway.counts();
   EXPECT_EQ(counts.accepted, 6u);
   EXPECT_EQ(counts.deferred, 0u);

@@ -48,6 +48,8 @@ TEST(formula, has_functions_comparisons_and_conditionals) {
   EXPECT_DOUBLE_EQ(eval("load > 0.8 ? rpm * 0.5 : rpm", {0.2, 1000}), 1000);
   EXPECT_DOUBLE_EQ(eval("if(a >= 1 and not b, 10, 20)", {1, 0}), 10);
   EXPECT_DOUBLE_EQ(eval("if(a >= 1 and not b, 10, 20)", {1, 1}), 20);
+  EXPECT_DOUBLE_EQ(eval("not load > 0.8", {0.5}), 1);  // not (load > 0.8)
+  EXPECT_DOUBLE_EQ(eval("not not x = 2 or x > 5", {2}), 1);
   EXPECT_DOUBLE_EQ(eval("a < 0 ? -1 : a == 0 ? 0 : 1", {0}), 0);
   EXPECT_DOUBLE_EQ(eval("a < 0 ? -1 : a == 0 ? 0 : 1", {7}), 1);
   EXPECT_DOUBLE_EQ(eval("(a = 2) + (a != 2) + (a <> 3) + (a <= 2) + TRUE OR false", {2}), 1);
@@ -60,6 +62,8 @@ TEST(formula, is_unknown_when_an_input_is_missing_and_never_guesses) {
   EXPECT_TRUE(std::isnan(eval("max(a, 5)", {missing})));
   EXPECT_TRUE(std::isnan(eval("a > 1 ? 1 : 2", {missing})));
   EXPECT_TRUE(std::isnan(eval("not a", {missing})));
+  EXPECT_TRUE(std::isnan(eval("a ^ 0", {missing})));
+  EXPECT_TRUE(std::isnan(eval("1 ^ a", {missing})));
   // Only the branch taken is read.
   EXPECT_DOUBLE_EQ(eval("c ? a : 3", {0, missing}), 3);
   EXPECT_FALSE(std::isfinite(eval("1 / z", {0})));

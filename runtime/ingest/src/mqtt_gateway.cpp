@@ -27,10 +27,10 @@ constexpr auto max_hold_delay = std::chrono::milliseconds{1000};
 constexpr auto hold_limit = std::chrono::seconds{20};
 
 /// A received message, kept while its twin may still take it: topic and payload in one
-/// string.
+/// string, and when it came.
 struct telemetry_text {
   telemetry_text(std::string_view topic, std::string_view payload)
-    : text(topic), topic_size(topic.size()) {
+    : text(topic), topic_size(topic.size()), arrived_ms(now_ms()) {
     text += payload;
   }
   std::string_view topic() const { return std::string_view{text}.substr(0, topic_size); }
@@ -38,6 +38,7 @@ struct telemetry_text {
 
   std::string text;
   size_t topic_size;
+  int64_t arrived_ms;
 };
 
 /// What becomes of a message once its twin answered.
@@ -273,7 +274,9 @@ struct mqtt_gateway::shared : std::enable_shared_from_this<shared> {
     m.routed = true;
     ingest_request req;
     req.values = std::move(t->values);
-    req.ts_ms = t->ts_ms;
+    // A reading without a time is stamped with when it came: the twin then skips it if
+    // newer telemetry (or this same reading, taken after all) got there first.
+    req.ts_ms = t->ts_ms != 0 ? t->ts_ms : m.text.arrived_ms;
     req.source = "mqtt";
     req.done = [self = shared_from_this(), key](caf::expected<uint64_t> v) {
       self->timer(std::chrono::milliseconds{0},
@@ -292,9 +295,11 @@ struct mqtt_gateway::shared : std::enable_shared_from_this<shared> {
       case outcome::done:
         q.front().ack.done();
         break;
-      case outcome::broker:
+      case outcome::broker: {  // so is what waits behind it, to stay in order
         q.front().ack.retry();
-        break;
+        q.pop_front();
+        return give_up(h, v.error());
+      }
       case outcome::hold: {
         auto waited = std::chrono::steady_clock::now() - q.front().since;
         if (stopping.load() || waited >= hold_limit)

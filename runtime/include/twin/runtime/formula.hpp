@@ -18,11 +18,12 @@ namespace twin::runtime {
 ///
 ///     cond  := or ('?' cond ':' cond)?
 ///     or    := and ('or' and)*
-///     and   := cmp ('and' cmp)*
+///     and   := neg ('and' neg)*
+///     neg   := 'not' neg | cmp                   (so `not a > 1` is `not (a > 1)`)
 ///     cmp   := sum (('<' | '<=' | '>' | '>=' | '==' | '=' | '!=' | '<>') sum)?
 ///     sum   := prod (('+' | '-') prod)*
 ///     prod  := unary (('*' | '/') unary)*
-///     unary := ('-' | '+' | 'not') unary | power
+///     unary := ('-' | '+') unary | power
 ///     power := atom ('^' unary)?                  (so -2^2 = -4 and 2^3^2 = 2^9)
 ///     atom  := number | 'true' | 'false' | 'pi' | name | name '(' cond (',' cond)* ')'
 ///            | '(' cond ')'
@@ -31,8 +32,8 @@ namespace twin::runtime {
 /// (natural), `clamp(x, low, high)` and `if(condition, then, else)`. A comparison, `and`,
 /// `or` and `not` give 1 or 0, and a condition holds when it is not 0. An input that is
 /// missing or not a number is NaN, and NaN is unknown: it makes what it reaches NaN
-/// (comparisons and logic included); a condition that is NaN makes its `if` NaN. A result
-/// that is not finite (NaN, or a division by zero) is no value.
+/// (comparisons and logic included), and a condition that is NaN makes the formula NaN.
+/// A result that is not finite (NaN, or a division by zero) is no value.
 ///
 /// Immutable after parsing: may be shared and evaluated from any thread.
 class formula {
