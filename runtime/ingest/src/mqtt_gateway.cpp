@@ -239,7 +239,8 @@ struct mqtt_gateway::shared : std::enable_shared_from_this<shared> {
   // its twin takes it: the session with the broker goes on, and with it the telemetry of
   // every other twin. Its acknowledgement waits, holding back the ones after it; the
   // client's window of unhandled messages bounds how many. Past `hold_limit` (or when the
-  // node stops) it is left to the broker, which sends it again after a reconnection.
+  // node stops) it is left to the broker, which sends it again after a reconnection; when
+  // the connection it came on goes, it is dropped, as the broker sends it again anyway.
 
   struct held_message {
     telemetry_text text;
@@ -385,9 +386,15 @@ caf::error mqtt_gateway::start(std::chrono::milliseconds timeout) {
       else
         ack.retry();
     },
-    [weak](bool up, const std::string& text) {
-      if (auto s = weak.lock())
-        s->log(!up, text);
+    [weak](bool up, const std::string& text) {  // on the client's thread
+      auto s = weak.lock();
+      if (!s)
+        return;
+      s->log(!up, text);
+      // What waits was received on the connection that went: the broker sends it again
+      // on the next (QoS 1), and its acknowledgements could not be sent anyway.
+      if (!up)
+        s->held.clear();
     });
   shared_->timer = client_->timer();
   if (auto err = client_->start()) {
