@@ -30,10 +30,11 @@ caf::expected<type_ptr> motor_type(std::string_view model, const std::string& or
   b->property("starts", property_type::integer).describe("times the rpm rose from 0");
   type_handlers h;
   h.on_telemetry = [](twin_context& ctx, const value_map& values) {
-    auto rpm = values.find("rpm");
-    if (rpm == values.end() || !rpm->second.is_number())
+    // The rpm as applied: a sample older than the twin's does not change it.
+    auto* rpm = values.count("rpm") > 0 ? ctx.get("rpm") : nullptr;
+    if (rpm == nullptr || !rpm->is_number())
       return;
-    bool running = rpm->second.as_double() > 0;
+    bool running = rpm->as_double() > 0;
     auto* was = ctx.get("running");
     if (running && (was == nullptr || !was->is_bool() || !was->as_bool())) {
       auto* starts = ctx.get("starts");
