@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "text_scanner.hpp"
 #include "twin/runtime/errc.hpp"
 
 namespace twin::runtime {
@@ -30,9 +31,9 @@ constexpr int max_depth = 32;
 
 using node_ptr = std::shared_ptr<const expression::node>;
 
-class parser {
+class parser : text_scanner {
 public:
-  explicit parser(std::string_view text) : s_(text) {}
+  explicit parser(std::string_view text) : text_scanner(text, "expression") {}
 
   caf::expected<node_ptr> run(std::vector<std::string>& props) {
     props_ = &props;
@@ -46,40 +47,12 @@ public:
   }
 
 private:
-  caf::error fail(const std::string& why) const {
-    return make_error(runtime_errc::invalid_argument,
-                      "invalid expression at position " + std::to_string(pos_ + 1) + ": " + why);
-  }
-
-  void skip_ws() {
-    while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_])))
-      ++pos_;
-  }
-
-  static bool ident_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
-  static bool ident_char(char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
-  }
-
-  // Consumes `word` if it is the next token (case-insensitive, whole word).
-  bool keyword(std::string_view word) {
-    skip_ws();
-    if (s_.size() - pos_ < word.size())
-      return false;
-    for (size_t i = 0; i < word.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(s_[pos_ + i])) != word[i])
-        return false;
-    if (pos_ + word.size() < s_.size() && ident_char(s_[pos_ + word.size()]))
-      return false;
-    pos_ += word.size();
-    return true;
-  }
 
   caf::expected<node_ptr> parse_or(int depth) {
     auto left = parse_and(depth);
     if (!left)
       return left;
-    while (keyword("or")) {
+    while (take("or")) {
       auto right = parse_and(depth);
       if (!right)
         return right;
@@ -92,7 +65,7 @@ private:
     auto left = parse_not(depth);
     if (!left)
       return left;
-    while (keyword("and")) {
+    while (take("and")) {
       auto right = parse_not(depth);
       if (!right)
         return right;
@@ -112,7 +85,7 @@ private:
   caf::expected<node_ptr> parse_not(int depth) {
     if (depth > max_depth)
       return fail("nested deeper than " + std::to_string(max_depth));
-    if (keyword("not")) {
+    if (take("not")) {
       auto inner = parse_not(depth + 1);
       if (!inner)
         return inner;
@@ -157,14 +130,7 @@ private:
       return {};
     }
     if (std::isdigit(static_cast<unsigned char>(c)) || c == '-' || c == '+' || c == '.') {
-      size_t start = pos_;
-      ++pos_;
-      while (pos_ < s_.size()
-             && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '.'
-                 || ((s_[pos_] == '-' || s_[pos_] == '+')
-                     && (s_[pos_ - 1] == 'e' || s_[pos_ - 1] == 'E'))))
-        ++pos_;
-      std::string num{s_.substr(start, pos_ - start)};
+      auto num = number_text();
       char* end = nullptr;
       bool integral = num.find_first_of(".eE") == std::string::npos;
       if (integral) {
@@ -183,9 +149,7 @@ private:
     }
     if (ident_start(c)) {
       size_t start = pos_;
-      while (pos_ < s_.size() && ident_char(s_[pos_]))
-        ++pos_;
-      std::string word{s_.substr(start, pos_ - start)};
+      auto word = read_name();
       if (word == "true" || word == "false") {
         lit = value{word == "true"};
         return {};
@@ -231,8 +195,6 @@ private:
     return node_ptr{n};
   }
 
-  std::string_view s_;
-  size_t pos_ = 0;
   std::vector<std::string>* props_ = nullptr;
 };
 

@@ -9,6 +9,7 @@
 #include <limits>
 #include <utility>
 
+#include "text_scanner.hpp"
 #include "twin/runtime/errc.hpp"
 
 namespace twin::runtime {
@@ -50,11 +51,11 @@ bool unary_function(std::string_view name, uint8_t& out) {
   return false;
 }
 
-class parser {
+class parser : text_scanner {
 public:
   parser(std::string_view text, std::vector<formula::instr>& code,
          std::vector<std::string>& inputs)
-    : s_(text), code_(code), inputs_(inputs) {}
+    : text_scanner(text, "formula"), code_(code), inputs_(inputs) {}
 
   caf::error run() {
     if (auto err = cond(0))
@@ -66,37 +67,6 @@ public:
   }
 
 private:
-  caf::error fail(const std::string& why) const {
-    return make_error(runtime_errc::invalid_argument,
-                      "invalid formula at position " + std::to_string(pos_ + 1) + ": " + why);
-  }
-
-  void skip_ws() {
-    while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_])))
-      ++pos_;
-  }
-
-  static bool ident_start(char c) {
-    return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
-  }
-  static bool ident_char(char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.';
-  }
-
-  /// Consumes `tok` if it comes next (a word: whole, any case).
-  bool take(std::string_view tok) {
-    skip_ws();
-    if (s_.size() - pos_ < tok.size())
-      return false;
-    for (size_t i = 0; i < tok.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(s_[pos_ + i])) != tok[i])
-        return false;
-    if (ident_start(tok[0]) && pos_ + tok.size() < s_.size() && ident_char(s_[pos_ + tok.size()]))
-      return false;
-    pos_ += tok.size();
-    return true;
-  }
-
   void emit(uint8_t o, uint32_t arg = 0, double number = 0, uint8_t argc = 0) {
     code_.push_back({o, argc, arg, number});
   }
@@ -224,9 +194,7 @@ private:
     if (!ident_start(c))
       return fail(std::string{"unexpected character '"} + c + "'");
     size_t start = pos_;
-    while (pos_ < s_.size() && ident_char(s_[pos_]))
-      ++pos_;
-    std::string name{s_.substr(start, pos_ - start)};
+    auto name = read_name();
     skip_ws();
     if (pos_ < s_.size() && s_[pos_] == '(') {
       pos_ = start;  // errors point at the function's name
@@ -252,12 +220,7 @@ private:
 
   caf::error number() {
     size_t start = pos_;
-    while (pos_ < s_.size()
-           && (std::isalnum(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '.'
-               || ((s_[pos_] == '-' || s_[pos_] == '+')
-                   && (s_[pos_ - 1] == 'e' || s_[pos_ - 1] == 'E'))))
-      ++pos_;
-    std::string text{s_.substr(start, pos_ - start)};
+    auto text = number_text();
     char* end = nullptr;
     double d = std::strtod(text.c_str(), &end);
     if (end != text.c_str() + text.size() || !std::isfinite(d)) {
@@ -316,8 +279,6 @@ private:
     return {};
   }
 
-  std::string_view s_;
-  size_t pos_ = 0;
   std::vector<formula::instr>& code_;
   std::vector<std::string>& inputs_;
 };

@@ -59,6 +59,20 @@ std::optional<double> optional_number(const json& obj, const char* key) {
   return i->get<double>();
 }
 
+/// The entries of the list `key` of `ext` (none if it has no such key), each an object.
+const json::array_t& entries(const json& ext, const char* key) {
+  static const json::array_t none;
+  auto i = ext.find(key);
+  if (i == ext.end())
+    return none;
+  if (!i->is_array())
+    fail(std::string{"\""} + key + "\" must be a list");
+  for (const auto& e : *i)
+    if (!e.is_object())
+      fail(std::string{"every entry of \""} + key + "\" must be an object");
+  return i->get_ref<const json::array_t&>();
+}
+
 // "@type" is a string or a list whose first element is the DTDL class.
 bool has_type(const json& item, std::string_view t) {
   auto i = item.find("@type");
@@ -137,51 +151,30 @@ type_builder model_builder(const json& doc) {
       }
     }
   }
-  if (auto aggs = ext->find("aggregates"); aggs != ext->end()) {
-    if (!aggs->is_array())
-      fail("\"aggregates\" must be a list");
-    for (const auto& a : *aggs) {
-      aggregate_fn fn;
-      auto fn_name = string_member(a, "function", "an aggregate");
-      if (!from_string(fn_name, fn))
-        fail("aggregate function \"" + fn_name
-             + "\" is not one of sum, avg, min, max, count, any, all, worst");
-      b.aggregate(string_member(a, "name", "an aggregate"), fn, optional_string(a, "source"),
-                  optional_string(a, "childType"));
-    }
+  for (const auto& a : entries(*ext, "aggregates")) {
+    aggregate_fn fn;
+    auto fn_name = string_member(a, "function", "an aggregate");
+    if (!from_string(fn_name, fn))
+      fail("aggregate function \"" + fn_name
+           + "\" is not one of sum, avg, min, max, count, any, all, worst");
+    b.aggregate(string_member(a, "name", "an aggregate"), fn, optional_string(a, "source"),
+                optional_string(a, "childType"));
   }
-  if (auto commands = ext->find("commands"); commands != ext->end()) {
-    if (!commands->is_array())
-      fail("\"commands\" must be a list");
-    for (const auto& c : *commands) {
-      if (!c.is_object())
-        fail("every entry of \"commands\" must be an object");
-      auto name = string_member(c, "name", "a command's effect");
-      auto desired = map_from_json(member(c, "desired", ("command '" + name + "'").c_str()));
-      if (!desired)
-        fail("command '" + name + "': \"desired\": " + error_message(desired.error()));
-      b.command_effect(name, std::move(*desired), optional_string(c, "childType"));
-    }
+  for (const auto& c : entries(*ext, "commands")) {
+    auto name = string_member(c, "name", "a command's effect");
+    auto desired = map_from_json(member(c, "desired", ("command '" + name + "'").c_str()));
+    if (!desired)
+      fail("command '" + name + "': \"desired\": " + error_message(desired.error()));
+    b.command_effect(name, std::move(*desired), optional_string(c, "childType"));
   }
-  if (auto derived = ext->find("derived"); derived != ext->end()) {
-    if (!derived->is_array())
-      fail("\"derived\" must be a list");
-    for (const auto& d : *derived) {
-      if (!d.is_object())
-        fail("every entry of \"derived\" must be an object");
-      b.derive(string_member(d, "name", "a derived property"),
-               string_member(d, "formula", "a derived property"), optional_string(d, "unit"));
-    }
-  }
-  if (auto alerts = ext->find("alerts"); alerts != ext->end()) {
-    if (!alerts->is_array())
-      fail("\"alerts\" must be a list");
-    for (const auto& a : *alerts) {
-      severity level;
-      if (!from_string(string_member(a, "severity", "an alert"), level) || level == severity::ok)
-        fail("an alert's \"severity\" must be warning or critical");
-      b.alert(string_member(a, "name", "an alert"), string_member(a, "when", "an alert"), level);
-    }
+  for (const auto& d : entries(*ext, "derived"))
+    b.derive(string_member(d, "name", "a derived property"),
+             string_member(d, "formula", "a derived property"), optional_string(d, "unit"));
+  for (const auto& a : entries(*ext, "alerts")) {
+    severity level;
+    if (!from_string(string_member(a, "severity", "an alert"), level) || level == severity::ok)
+      fail("an alert's \"severity\" must be warning or critical");
+    b.alert(string_member(a, "name", "an alert"), string_member(a, "when", "an alert"), level);
   }
   if (auto history = ext->find("history"); history != ext->end()) {
     if (!history->is_array())
