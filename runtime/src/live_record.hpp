@@ -59,6 +59,8 @@ public:
   /// Returns the reported property at position `i` of the type's properties, nullptr if
   /// it is not set.
   const property* at(size_t i) const { return slots_[i].v.is_null() ? nullptr : &slots_[i]; }
+  /// The slot of the property at position `i` of the type's properties, set or not.
+  property& slot(size_t i) { return slots_[i]; }
   /// Returns the reported value of `name`, nullptr if it is not set.
   const value* get(std::string_view name) const {
     auto* p = find(name);

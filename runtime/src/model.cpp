@@ -80,6 +80,12 @@ const command_spec* twin_type::command(std::string_view name) const {
   return i == commands_.end() ? nullptr : &*i;
 }
 
+const anomaly_spec* twin_type::anomaly(std::string_view source) const {
+  auto i = std::find_if(anomalies_.begin(), anomalies_.end(),
+                        [&](const anomaly_spec& a) { return a.source == source; });
+  return i == anomalies_.end() ? nullptr : &*i;
+}
+
 bool twin_type::has_command(std::string_view name) const {
   return command(name) != nullptr;
 }
@@ -258,6 +264,11 @@ type_builder& type_builder::keep_history(std::string name) {
   return *this;
 }
 
+type_builder& type_builder::detect_anomalies(std::string source, anomaly_options options) {
+  type_.anomalies_.push_back(anomaly_spec{std::move(source), options, -1, -1});
+  return *this;
+}
+
 caf::expected<type_ptr> type_builder::build() {
   if (error_)
     return error_;
@@ -301,6 +312,8 @@ caf::expected<type_ptr> type_builder::build() {
   }
   if (auto err = add_derived_properties())
     return err;
+  if (auto err = add_anomaly_scores())
+    return err;
   property_spec health;
   health.name = "health";
   health.type = property_type::string;
@@ -308,7 +321,10 @@ caf::expected<type_ptr> type_builder::build() {
   health.description = "worst active alert of this twin and everything below it";
   type_.properties_.push_back(std::move(health));
   type_.history_.clear();
-  for (const auto& name : history_names_) {
+  auto history_names = history_names_;
+  for (const auto& a : type_.anomalies_)
+    history_names.push_back(a.source + "_anomaly");
+  for (const auto& name : history_names) {
     int i = type_.index_of(name);
     if (i < 0)
       return fail("history of '" + name + "', which is no property");
@@ -321,6 +337,8 @@ caf::expected<type_ptr> type_builder::build() {
   }
   if (auto err = resolve_derived())
     return err;
+  for (auto& a : type_.anomalies_)
+    a.score_position = type_.index_of(a.source + "_anomaly");
   for (size_t i = 0; i < type_.commands_.size(); ++i) {
     if (!valid_name(type_.commands_[i].name))
       return fail("invalid command name '" + type_.commands_[i].name + "'");
@@ -335,6 +353,8 @@ caf::expected<type_ptr> type_builder::build() {
     const auto& [name, text] = alert_texts_[i];
     if (!valid_name(name))
       return fail("invalid alert name '" + name + "'");
+    if (name == anomaly_alert && !type_.anomalies_.empty())
+      return fail("alert 'anomaly' is raised by anomaly detection and cannot be declared");
     if (alert_levels_[i] == severity::ok)
       return fail("alert '" + name + "' needs severity warning or critical");
     auto cond = expression::parse(text);
@@ -393,6 +413,39 @@ caf::error type_builder::add_derived_properties() {
     p.description = "= " + d.formula;
     type_.properties_.push_back(std::move(p));
     type_.derived_.push_back(derived_spec{d.name, std::move(*f), {}, -1});
+  }
+  return {};
+}
+
+caf::error type_builder::add_anomaly_scores() {
+  for (size_t k = 0; k < type_.anomalies_.size(); ++k) {
+    auto& a = type_.anomalies_[k];
+    auto fail = [&](const std::string& why) {
+      return make_error(runtime_errc::invalid_model,
+                        "type '" + type_.name_ + "': anomaly detection of '" + a.source + "' "
+                          + why);
+    };
+    a.source_position = type_.index_of(a.source);
+    if (a.source_position < 0)
+      return fail("names no property");
+    const auto& src = type_.properties_[static_cast<size_t>(a.source_position)];
+    if (src.computed || (src.type != property_type::real && src.type != property_type::integer))
+      return fail("needs a declared number: it scores telemetry samples");
+    for (size_t j = 0; j < k; ++j)
+      if (type_.anomalies_[j].source == a.source)
+        return fail("is declared twice");
+    if (const char* why = a.options.check())
+      return fail(std::string{"has invalid options: "} + why);
+    property_spec p;
+    p.name = a.source + "_anomaly";
+    if (!valid_name(p.name) || type_.property(p.name) != nullptr)
+      return fail("needs the name '" + p.name + "', which is taken");
+    p.type = property_type::real;
+    p.min = 0;
+    p.max = 1;
+    p.computed = true;
+    p.description = "anomaly score of " + a.source + " (1: a level never seen)";
+    type_.properties_.push_back(std::move(p));
   }
   return {};
 }

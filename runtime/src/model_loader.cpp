@@ -1,7 +1,7 @@
 // Model files: a DTDL v3 Interface (contents: Property, Telemetry, Command,
 // Relationship) plus a "twin" object for what DTDL has no words for: the kind,
-// aggregates over children, derived properties, what commands set, alert rules, and the
-// properties whose history is kept. See
+// aggregates over children, derived properties, what commands set, alert rules, anomaly
+// detection, and the properties whose history is kept. See
 // examples/factory/models.
 
 #include <algorithm>
@@ -94,6 +94,36 @@ std::string name_from_dtmi(const std::string& id) {
   return colon == std::string::npos ? s : s.substr(colon + 1);
 }
 
+anomaly_options anomaly_options_of(const std::string& name, const json& o) {
+  auto where = "anomaly detection of '" + name + "'";
+  if (!o.is_object())
+    fail(where + ": its options must be an object ({} for the defaults)");
+  anomaly_options out;
+  for (const auto& [key, v] : o.items()) {
+    if (!v.is_number())
+      fail(where + ": \"" + key + "\" must be a number");
+    auto count = [&] {
+      if (!v.is_number_unsigned() || v.get<uint64_t>() > UINT32_MAX)
+        fail(where + ": \"" + key + "\" must be a whole number of samples");
+      return static_cast<uint32_t>(v.get<uint64_t>());
+    };
+    if (key == "sensitivity")
+      out.sensitivity = v.get<double>();
+    else if (key == "threshold")
+      out.threshold = v.get<double>();
+    else if (key == "warmup")
+      out.warmup = count();
+    else if (key == "hold")
+      out.hold = count();
+    else if (key == "memory")
+      out.memory = count();
+    else
+      fail(where + ": unknown option \"" + key
+           + "\" (sensitivity, threshold, warmup, hold, memory)");
+  }
+  return out;
+}
+
 type_builder model_builder(const json& doc) {
   if (!doc.is_object())
     fail("the top level must be a JSON object (a DTDL Interface)");
@@ -175,6 +205,12 @@ type_builder model_builder(const json& doc) {
     if (!from_string(string_member(a, "severity", "an alert"), level) || level == severity::ok)
       fail("an alert's \"severity\" must be warning or critical");
     b.alert(string_member(a, "name", "an alert"), string_member(a, "when", "an alert"), level);
+  }
+  if (auto anomaly = ext->find("anomaly"); anomaly != ext->end()) {
+    if (!anomaly->is_object())
+      fail("\"anomaly\" must map property names to their options ({} for the defaults)");
+    for (const auto& [name, o] : anomaly->items())
+      b.detect_anomalies(name, anomaly_options_of(name, o));
   }
   if (auto history = ext->find("history"); history != ext->end()) {
     if (!history->is_array())

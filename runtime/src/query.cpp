@@ -131,6 +131,70 @@ caf::expected<query_page> run_query(state_store& store, const type_registry& typ
   return page;
 }
 
+namespace {
+
+constexpr std::string_view anomaly_suffix = "@anomaly";
+
+bool is_anomaly_series(std::string_view name) {
+  return name.size() >= anomaly_suffix.size()
+         && name.substr(name.size() - anomaly_suffix.size()) == anomaly_suffix;
+}
+
+/// The records of one anomaly series, or of all (`@anomaly`) merged by time.
+caf::expected<history_page> read_anomaly_series(state_store& store, const twin_type& type,
+                                                const history_query& q) {
+  if (q.step_ms > 0)
+    return make_error(runtime_errc::invalid_argument, "anomalies are read without a step");
+  std::vector<std::string> series;
+  auto source = q.property.substr(0, q.property.size() - anomaly_suffix.size());
+  for (const auto& a : type.anomalies())
+    if (source.empty() || a.source == source)
+      series.push_back(anomaly_series(a.source));
+  if (series.empty())
+    return make_error(runtime_errc::unknown_property,
+                      source.empty() ? "type '" + type.name() + "' watches no property for anomalies"
+                                     : "type '" + type.name() + "' does not watch '" + source
+                                         + "' for anomalies");
+  std::vector<history_point> all;
+  for (const auto& name : series) {
+    auto samples = store.history(q.id, name, q.from_ms, q.to_ms, q.limit + 1);
+    if (!samples)
+      return samples.error();
+    for (auto& [ts, raw] : *samples) {
+      auto v = decode_sample(raw);
+      if (!v)
+        return v.error();
+      all.push_back({ts, std::move(*v)});
+    }
+  }
+  std::stable_sort(all.begin(), all.end(),
+                   [](const history_point& a, const history_point& b) { return a.ts_ms < b.ts_ms; });
+  history_page page;
+  if (all.size() > q.limit) {
+    // The next page starts at the first record left out. A time that straddles the cut
+    // goes to the next page whole, or, if it fills the page, stays on it whole.
+    auto cut = q.limit;
+    auto t = all[cut].ts_ms;
+    if (all[cut - 1].ts_ms == t) {
+      auto back = cut;
+      while (back > 0 && all[back - 1].ts_ms == t)
+        --back;
+      if (back > 0)
+        cut = back;
+      else
+        while (cut < all.size() && all[cut].ts_ms == t)
+          ++cut;
+    }
+    if (cut < all.size())
+      page.next_from_ms = all[cut].ts_ms;
+    all.resize(cut);
+  }
+  page.points = std::move(all);
+  return page;
+}
+
+} // namespace
+
 caf::expected<history_page> read_history(state_store& store, const type_registry& types,
                                          const history_query& q) {
   if (q.limit == 0 || q.limit > history_query::max_limit)
@@ -145,6 +209,8 @@ caf::expected<history_page> read_history(state_store& store, const type_registry
   if (!rec)
     return rec.error();
   auto type = types.find(rec->type);
+  if (type && is_anomaly_series(q.property))
+    return read_anomaly_series(store, *type, q);
   const auto* spec = type ? type->property(q.property) : nullptr;
   if (spec == nullptr || !spec->history)
     return make_error(runtime_errc::unknown_property,

@@ -59,6 +59,15 @@ struct history_marks {
   std::vector<std::pair<int64_t, value>> written;
 };
 
+/// The anomaly detectors of a twin, one per entry of its type's `anomalies()`, with the
+/// time of the last sample each scored. In memory only: they learn again after the twin
+/// is activated again.
+struct anomaly_watch {
+  const twin_type* type = nullptr;
+  std::vector<anomaly_detector> detectors;
+  std::vector<int64_t> scored_ms;
+};
+
 struct twin_state {
   host_impl* host = nullptr;
   caf::error load_error;  ///< set if the record could not be loaded
@@ -76,6 +85,7 @@ struct twin_state {
   host_counts pending_counts;
   std::unique_ptr<twin_cold> cold_;
   std::unique_ptr<history_marks> history;  ///< set once a twin whose type keeps any commits
+  std::unique_ptr<anomaly_watch> anomalies;  ///< set once a twin whose type has any scores
 
   twin_cold& cold() {
     if (!cold_)
@@ -283,6 +293,11 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr,
 void maybe_release(twin_actor* self);
 
 // -- derived properties, alerts, health, aggregates (twin_rollup.cpp) -------------
+
+/// Scores the samples at `ts` of the properties in `values` that the type watches for
+/// anomalies: sets their `<property>_anomaly` and adds a record of each anomaly that
+/// starts to the next write. A sample no newer than the last one scored is not scored.
+void score_anomalies(twin_state& st, const value_map& values, int64_t ts);
 
 /// Recomputes the derived properties (in the type's order); returns whether one changed.
 bool compute_derived(live_record& rec);

@@ -71,6 +71,8 @@ void on_ingest(twin_actor* self, ingest_request& req) {
   }
   auto ts = req.ts_ms > 0 ? req.ts_ms : now;
   bool changed = apply_values(st, req.values, ts, req.source, ordering::by_ts, horizon);
+  if (changed && !st.rec.type()->anomalies().empty())
+    score_anomalies(st, req.values, ts);
   if (const auto& h = st.rec.type()->handlers().on_telemetry) {
     context_impl ctx{self, changed};
     h(ctx, req.values);

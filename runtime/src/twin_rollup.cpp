@@ -1,8 +1,10 @@
-// A twin's derived properties, alerts, health and aggregates over its children,
-// recomputed as they change.
+// A twin's anomaly scores, derived properties, alerts, health and aggregates over its
+// children, recomputed as they change.
 
 #include <algorithm>
 #include <cmath>
+
+#include <nlohmann/json.hpp>
 
 #include "twin_actor.hpp"
 
@@ -44,19 +46,59 @@ bool compute_derived(live_record& rec) {
   return changed;
 }
 
+namespace {
+
+/// A record of an anomaly as its series keeps it: a JSON text (see `read_history`).
+std::string anomaly_text(const std::string& property, double x, const anomaly_sample& r) {
+  return nlohmann::json{{"property", property},
+                        {"value", x},
+                        {"score", r.score},
+                        {"expected", {r.low, r.high}}}
+    .dump();
+}
+
+} // namespace
+
+void score_anomalies(twin_state& st, const value_map& values, int64_t ts) {
+  const auto* type = st.rec.type();
+  const auto& specs = type->anomalies();
+  if (!st.anomalies || st.anomalies->type != type) {
+    st.anomalies = std::make_unique<anomaly_watch>();
+    st.anomalies->type = type;
+    for (const auto& a : specs)
+      st.anomalies->detectors.emplace_back(a.options);
+    st.anomalies->scored_ms.assign(specs.size(), INT64_MIN);
+  }
+  auto& watch = *st.anomalies;
+  for (size_t k = 0; k < specs.size(); ++k) {
+    const auto& a = specs[k];
+    if (values.count(a.source) == 0 || ts <= watch.scored_ms[k])
+      continue;
+    const auto* p = st.rec.at(static_cast<size_t>(a.source_position));
+    if (p == nullptr || p->updated_ms != ts || !p->v.is_number())
+      continue;  // older than the sample the twin has, or erased
+    watch.scored_ms[k] = ts;
+    double x = p->v.as_double();
+    auto r = watch.detectors[k].observe(x);
+    st.rec.slot(static_cast<size_t>(a.score_position)) =
+      live_record::property{value{r.score}, ts, computed_source()};
+    if (r.onset)
+      st.cold().pending.history.push_back(history_entry{
+        st.rec.id, anomaly_series(a.source), ts, encode_sample(value{anomaly_text(a.source, x, r)})});
+  }
+}
+
 bool evaluate_alerts(twin_actor* self) {
   auto& st = self->state;
   auto& rec = st.rec;
   bool changed = false;
-  auto lookup = [&](std::string_view n) { return rec.get(n); };
-  for (const auto& rule : rec.type()->alerts()) {
-    bool active = rule.condition.eval(lookup);
+  auto set_alert = [&](const std::string& name, severity level, bool active) {
     const auto& alerts = rec.alerts();
     auto i = std::find_if(alerts.begin(), alerts.end(),
-                          [&](const alert_state& a) { return a.name == rule.name; });
+                          [&](const alert_state& a) { return a.name == name; });
     if (active && i == alerts.end()) {
-      rec.mutable_alerts().push_back(alert_state{rule.name, rule.level, now_ms()});
-      count_alert(st.pending_counts, rule.level, 1);
+      rec.mutable_alerts().push_back(alert_state{name, level, now_ms()});
+      count_alert(st.pending_counts, level, 1);
       changed = true;
     } else if (!active && i != alerts.end()) {
       count_alert(st.pending_counts, i->level, -1);
@@ -64,6 +106,16 @@ bool evaluate_alerts(twin_actor* self) {
       rec.trim();
       changed = true;
     }
+  };
+  auto lookup = [&](std::string_view n) { return rec.get(n); };
+  for (const auto& rule : rec.type()->alerts())
+    set_alert(rule.name, rule.level, rule.condition.eval(lookup));
+  if (st.anomalies && st.anomalies->type == rec.type()) {
+    const auto& d = st.anomalies->detectors;
+    static const std::string name{anomaly_alert};
+    set_alert(name, severity::warning, std::any_of(d.begin(), d.end(), [](const auto& x) {
+                return x.anomalous();
+              }));
   }
   severity worst = severity::ok;
   for (const auto& a : rec.alerts())

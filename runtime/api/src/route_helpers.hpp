@@ -75,6 +75,11 @@ caf::expected<params> query_params(std::string_view target,
 caf::expected<int64_t> int_param(const std::string& key, const std::string& text, int64_t lo,
                                  int64_t hi);
 
+/// The time of parameter `key` in ms since the epoch: an integer of ms, or an ISO 8601
+/// date and time in UTC or with an offset (`2024-05-01T12:00:00Z`,
+/// `2024-05-01T14:00:00.250+02:00`; a date alone is its midnight UTC).
+caf::expected<int64_t> time_param(const std::string& key, const std::string& text);
+
 /// The twin id of a path "/v1/twins/{id}..." that ends at `end` (a position in `path`).
 caf::expected<twin_id> id_in_path(std::string_view path, size_t end = std::string_view::npos);
 
@@ -110,6 +115,11 @@ void query_twins(const route_context& ctx, const request& req, respond_fn respon
 /// GET /v1/twins/{id}/history: samples of one property, or their buckets with `step`.
 void get_history(const route_context& ctx, const twin_id& id, const request& req,
                  respond_fn respond);
+
+/// GET /v1/twins/{id}/anomalies: the anomalies recorded, of one property or of all, by
+/// time, with `next_from` when more follow.
+void get_anomalies(const route_context& ctx, const twin_id& id, const request& req,
+                   respond_fn respond);
 
 /// POST /v1/twins/{id}/commands/{name}: the body (optional) holds the arguments. 202
 /// once the twin took the command and sent it to the device, with its handler's result.

@@ -48,6 +48,8 @@ const char* route_of(std::string_view target) {
     auto sub = rest.substr(slash);
     if (sub == "/history")
       return "/v1/twins/{id}/history";
+    if (sub == "/anomalies")
+      return "/v1/twins/{id}/anomalies";
     if (sub.substr(0, commands.size()) == commands && sub.size() > commands.size())
       return "/v1/twins/{id}/commands/{name}";
   }
@@ -105,6 +107,14 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
     if (!id)
       return respond(error_of(id.error()));
     return get_history(ctx, *id, req, std::move(respond));
+  }
+  if (route == "/v1/twins/{id}/anomalies") {
+    if (req.method != "GET")
+      return respond(method_not_allowed("GET"));
+    auto id = id_in_path(path, path.rfind("/anomalies"));
+    if (!id)
+      return respond(error_of(id.error()));
+    return get_anomalies(ctx, *id, req, std::move(respond));
   }
   if (route == "/v1/twins/{id}/commands/{name}") {
     if (req.method != "POST")

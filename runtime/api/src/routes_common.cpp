@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -196,6 +197,59 @@ caf::expected<int64_t> int_param(const std::string& key, const std::string& text
   if (ec != std::errc{} || ptr != end || n < lo || n > hi)
     return fail();
   return n;
+}
+
+caf::expected<int64_t> time_param(const std::string& key, const std::string& text) {
+  auto fail = [&] {
+    return bad(key + " must be ms since the epoch or an ISO 8601 time such as "
+                     "2024-05-01T12:00:00Z, not '" + text + "'");
+  };
+  if (text.find('-', 1) == std::string::npos)  // no date: ms
+    return int_param(key, text, INT64_MIN + 1, INT64_MAX);
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, used = 0;
+  int fields = std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &used);
+  if (fields != 3 || used != 10 || mo < 1 || mo > 12 || d < 1 || d > 31)
+    return fail();
+  size_t at = 10;
+  int64_t ms = 0;
+  int offset_min = 0;
+  if (at < text.size()) {
+    int n = 0;
+    if ((text[at] != 'T' && text[at] != 't' && text[at] != ' ')
+        || std::sscanf(text.c_str() + at + 1, "%2d:%2d:%2d%n", &h, &mi, &s, &n) != 3 || n != 8
+        || h > 23 || mi > 59 || s > 60)
+      return fail();
+    at += 9;
+    if (at < text.size() && text[at] == '.') {
+      int64_t scale = 100;
+      for (++at; at < text.size() && std::isdigit(static_cast<unsigned char>(text[at])); ++at) {
+        ms += (text[at] - '0') * scale;
+        scale /= 10;
+      }
+    }
+    if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
+      ++at;
+    } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+      int oh = 0, om = 0;
+      if (std::sscanf(text.c_str() + at + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23
+          || om > 59)
+        return fail();
+      offset_min = (text[at] == '-' ? -1 : 1) * (oh * 60 + om);
+      at += 6;
+    } else {
+      return fail();  // a time needs its zone
+    }
+  }
+  if (at != text.size())
+    return fail();
+  // Days since 1970-01-01 of the proleptic Gregorian date (Howard Hinnant's days_from_civil).
+  int yy = y - (mo <= 2 ? 1 : 0);
+  int era = (yy >= 0 ? yy : yy - 399) / 400;
+  int yoe = yy - era * 400;
+  int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  int64_t days = int64_t{era} * 146097 + doe - 719468;
+  return ((days * 24 + h) * 60 + mi - offset_min) * 60000 + int64_t{s} * 1000 + ms;
 }
 
 caf::expected<twin_id> id_in_path(std::string_view path, size_t end) {

@@ -122,7 +122,7 @@ void get_history(const route_context& ctx, const twin_id& id, const request& req
     }
     auto n = key == "limit" ? int_param(key, text, 1, history_query::max_limit)
              : key == "step" ? int_param(key, text, 1, INT64_MAX)
-                             : int_param(key, text, INT64_MIN + 1, INT64_MAX);
+                             : time_param(key, text);
     if (!n)
       return respond(error_of(n.error()));
     if (key == "limit")
@@ -156,6 +156,55 @@ void get_history(const route_context& ctx, const twin_id& id, const request& req
     }
     doc["next_from"] = page->next_from_ms ? json(*page->next_from_ms) : json{};
     return json_response(200, std::move(doc));
+  });
+}
+
+void get_anomalies(const route_context& ctx, const twin_id& id, const request& req,
+                   respond_fn respond) {
+  if (!ctx.be.history)
+    return respond(error_response(501, "not_implemented", "this node keeps no history"));
+  auto p = query_params(req.target, {"property", "from", "to", "limit"});
+  if (!p)
+    return respond(error_of(p.error()));
+  history_query q;
+  q.id = id;
+  q.limit = 100;
+  std::string property;
+  for (const auto& [key, text] : *p) {
+    if (key == "property") {
+      if (text.empty())
+        return respond(error_of(bad("property must name a property")));
+      property = text;
+      continue;
+    }
+    auto n = key == "limit" ? int_param(key, text, 1, history_query::max_limit)
+                            : time_param(key, text);
+    if (!n)
+      return respond(error_of(n.error()));
+    if (key == "limit")
+      q.limit = static_cast<size_t>(*n);
+    else
+      (key == "from" ? q.from_ms : q.to_ms) = *n;
+  }
+  if (q.from_ms > q.to_ms)
+    return respond(error_of(bad("from is later than to")));
+  q.property = runtime::anomaly_series(property);  // "@anomaly" alone: every property's
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
+    auto page = be.history(q);
+    if (!page)
+      return error_of(page.error());
+    auto items = json::array();
+    for (const auto& x : page->points) {
+      auto doc = x.v.is_string() ? json::parse(x.v.as_string(), nullptr, false) : json{};
+      if (!doc.is_object())
+        return error_response(500, "internal", "a stored anomaly record is malformed");
+      doc["ts"] = x.ts_ms;
+      items.push_back(std::move(doc));
+    }
+    return json_response(200, {{"twin", q.id.str()},
+                               {"items", std::move(items)},
+                               {"next_from", page->next_from_ms ? json(*page->next_from_ms)
+                                                                : json{}}});
   });
 }
 

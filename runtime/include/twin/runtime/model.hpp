@@ -12,6 +12,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include "twin/runtime/anomaly.hpp"
 #include "twin/runtime/expression.hpp"
 #include "twin/runtime/formula.hpp"
 #include "twin/runtime/record.hpp"
@@ -60,6 +61,22 @@ struct derived_spec {
   std::vector<int> inputs;  ///< the positions in `properties()` of `expr.inputs()`
   int position = -1;        ///< its own position in `properties()`
 };
+
+/// Anomaly detection on a numeric property: each telemetry sample of `source` is scored by
+/// an `anomaly_detector`; the score is the computed property `<source>_anomaly` (its history
+/// kept), the alert `anomaly` (warning) is active while any of the twin's properties is
+/// anomalous, and the start of each anomaly is recorded in the series `anomaly_series`.
+struct anomaly_spec {
+  std::string source;
+  anomaly_options options;
+  int source_position = -1;  ///< of `source` in `properties()`
+  int score_position = -1;   ///< of `<source>_anomaly`
+};
+
+/// The name of the history series holding the anomalies of property `source`.
+inline std::string anomaly_series(const std::string& source) { return source + "@anomaly"; }
+/// The name of the alert of anomalies.
+inline constexpr const char* anomaly_alert = "anomaly";
 
 /// An alert that is active while `condition` holds over the twin's reported properties.
 struct alert_rule {
@@ -125,6 +142,9 @@ public:
   const std::vector<derived_spec>& derived() const { return derived_; }
   const std::vector<alert_rule>& alerts() const { return alerts_; }
   const std::vector<command_spec>& commands() const { return commands_; }
+  const std::vector<anomaly_spec>& anomalies() const { return anomalies_; }
+  /// Returns the anomaly detection of property `source`, nullptr if none.
+  const anomaly_spec* anomaly(std::string_view source) const;
   const type_handlers& handlers() const { return handlers_; }
 
   /// Returns the property `name`, nullptr if the type has none.
@@ -157,6 +177,7 @@ private:
   std::vector<derived_spec> derived_;
   std::vector<alert_rule> alerts_;
   std::vector<command_spec> commands_;
+  std::vector<anomaly_spec> anomalies_;
   std::vector<int> history_;
   type_handlers handlers_;
 };
@@ -199,6 +220,9 @@ public:
   type_builder& handlers(type_handlers h);
   /// Keeps the history of property `name` (declared or an aggregate; not an object).
   type_builder& keep_history(std::string name);
+  /// Scores every sample of the declared numeric property `source` for anomalies (see
+  /// `anomaly_spec`); checked by `build`.
+  type_builder& detect_anomalies(std::string source, anomaly_options options = {});
 
   /// Checks the definition (valid names, no duplicates, conditions and formulas parse
   /// and read known properties, derived properties do not read each other in a circle,
@@ -213,6 +237,8 @@ private:
   /// Resolves the derived properties' inputs, once every property is known, and orders
   /// them so that each comes after those it reads.
   caf::error resolve_derived();
+  /// Checks the anomaly detections and adds their score properties.
+  caf::error add_anomaly_scores();
 
   /// The property `what` applies to; nullptr (and an error for `build`) if none yet.
   property_spec* last_property(const char* what);
@@ -252,7 +278,8 @@ caf::expected<type_ptr> parse_model(std::string_view text, const std::string& or
 caf::expected<type_builder> model_builder(std::string_view text, const std::string& origin);
 
 /// Reads one model file (JSON, a DTDL v3 Interface with a "twin" extension for kind,
-/// aggregates, derived properties and alerts; see examples/factory/models). Returns
+/// aggregates, derived properties, command effects, alerts, anomaly detection and history;
+/// see examples/factory/models). Returns
 /// `invalid_model` with the file and the reason on error.
 caf::expected<type_ptr> load_model_file(const std::string& path);
 
