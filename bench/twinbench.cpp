@@ -8,6 +8,8 @@
 //   (d) resident memory per active twin holding 4 numeric properties
 //   (e) child-to-parent aggregate latency p50/p99, unloaded
 //   (f) the cost of metrics: (b) with metrics off and on, in alternating parts
+//   (g) the cost of anomaly detection: (b) into twins that watch all four properties and
+//       into twins that watch none, in alternating parts
 
 #include <malloc.h>
 #include <sys/resource.h>
@@ -101,8 +103,13 @@ void release_free_memory() {
   std::exit(1);
 }
 
+/// Twin `i` of a population: `bench:<prefix><i>`.
+twin_id bench_id(const char* prefix, size_t i) {
+  return twin_id::trusted("bench:" + std::string{prefix} + std::to_string(i));
+}
+
 twin_id sensor_id(size_t i) {
-  return twin_id::trusted("bench:s" + std::to_string(i));
+  return bench_id("s", i);
 }
 
 /// Keeps at most `window` requests in flight; when full, waits until a quarter of them
@@ -146,21 +153,22 @@ value_map sample(std::mt19937_64& rng) {
           {"wear", value{u(rng) * 0.1}}};
 }
 
-/// Creates twins [first, last) of type sensor with 4 properties, pipelined.
-void create_twins(router& rt, size_t first, size_t last, std::mt19937_64& rng) {
+/// Creates twins [first, last) of `type` (4 properties) named `prefix`, pipelined.
+void create_twins(router& rt, size_t first, size_t last, std::mt19937_64& rng,
+                  const char* type = "sensor", const char* prefix = "s") {
   flight_window w{20000};
   std::atomic<size_t> failed{0};
   for (size_t i = first; i < last; ++i) {
     w.acquire();
     put_request req;
-    req.type = "sensor";
+    req.type = type;
     req.properties = sample(rng);
     req.done = [&](caf::expected<put_result> r) {
       if (!r)
         failed.fetch_add(1);
       w.release();
     };
-    rt.route(sensor_id(i), std::move(req));
+    rt.route(bench_id(prefix, i), std::move(req));
   }
   w.drain();
   if (failed > 0)
@@ -207,19 +215,29 @@ struct bench_node {
   std::unique_ptr<host> h;
 };
 
-type_registry bench_types() {
-  type_registry reg;
-  type_builder sensor{"sensor", twin_kind::component};
+/// A sensor of 4 numeric properties; `watched`: each watched for anomalies.
+type_builder sensor_type(const char* name, bool watched) {
+  type_builder sensor{name, twin_kind::component};
   sensor.property("temperature", property_type::real).range(-50, 250);
   sensor.property("rpm", property_type::real).range(0, 10000);
   sensor.property("load", property_type::real).range(0, 1);
   sensor.property("wear", property_type::real).range(0, 1);
   sensor.alert("overheat", "temperature > 90", severity::critical);
+  if (watched)
+    for (auto* p : {"temperature", "rpm", "load", "wear"})
+      sensor.detect_anomalies(p);
+  return sensor;
+}
+
+type_registry bench_types() {
+  type_registry reg;
+  auto sensor = sensor_type("sensor", false);
+  auto watched = sensor_type("watched_sensor", true);
   type_builder group{"group", twin_kind::asset};
   group.aggregate("max_temperature", aggregate_fn::max, "temperature");
   type_builder site{"site", twin_kind::process};
   site.aggregate("max_temperature", aggregate_fn::max, "max_temperature");
-  for (auto* b : {&sensor, &group, &site}) {
+  for (auto* b : {&sensor, &watched, &group, &site}) {
     auto t = b->build();
     if (!t)
       die(error_message(t.error()));
@@ -294,7 +312,8 @@ rate_result raw_rocksdb_puts(const std::string& dir, size_t keys, size_t puts,
 
 // -- (b) ------------------------------------------------------------------------
 
-rate_result ingest(router& rt, size_t twins, size_t updates, uint64_t& failures) {
+rate_result ingest(router& rt, size_t twins, size_t updates, uint64_t& failures,
+                   const char* prefix = "s") {
   std::mt19937_64 rng{3};
   flight_window w{50000};
   std::atomic<uint64_t> failed{0};
@@ -310,7 +329,7 @@ rate_result ingest(router& rt, size_t twins, size_t updates, uint64_t& failures)
         failed.fetch_add(1, std::memory_order_relaxed);
       w.release();
     };
-    rt.route(sensor_id(rng() % twins), std::move(req));
+    rt.route(bench_id(prefix, rng() % twins), std::move(req));
   }
   w.drain();
   failures = failed.load();
@@ -319,7 +338,8 @@ rate_result ingest(router& rt, size_t twins, size_t updates, uint64_t& failures)
 
 // -- (f) ------------------------------------------------------------------------
 
-struct metrics_cost {
+/// A figure measured with something off and on.
+struct off_on {
   rate_result off;
   rate_result on;
 };
@@ -329,7 +349,7 @@ struct metrics_cost {
 /// speed weighs on both alike). Off: no histograms, nobody scraping. On: the histograms,
 /// and the runtime's probe collected into the text format every second (15 times as often
 /// as Prometheus' default).
-metrics_cost ingest_with_and_without_metrics(host& h, state_store& store, size_t twins,
+off_on ingest_with_and_without_metrics(host& h, state_store& store, size_t twins,
                                              int segments, size_t per_segment) {
   uint64_t failures = 0;
   ingest(h, twins, twins, failures);  // every twin active before the first segment
@@ -369,11 +389,48 @@ metrics_cost ingest_with_and_without_metrics(host& h, state_store& store, size_t
     die(std::to_string(failures) + " updates failed");
   if (scraped == 0)
     die("no scrape happened");
-  metrics_cost c;
+  off_on c;
   for (int on = 0; on < 2; ++on) {
     auto n = static_cast<double>(done_updates[on]);
     (on ? c.on : c.off) = {n / seconds[on], cpu[on] * 1e6 / n};
   }
+  return c;
+}
+
+// -- (g) ------------------------------------------------------------------------
+
+/// (b) into `twins` sensors that watch none of their properties for anomalies (off) and as
+/// many that watch all four (on), in `segments` parts of `per_segment` updates in the order
+/// off, on, on, off, ... Each twin first takes `warm` updates untimed, so that its detectors
+/// are past their warm-up and score every sample.
+off_on ingest_with_and_without_anomalies(host& h, size_t twins, int segments,
+                                         size_t per_segment, size_t warm) {
+  std::mt19937_64 rng{5};
+  create_twins(h, 0, twins, rng, "sensor", "a");
+  create_twins(h, 0, twins, rng, "watched_sensor", "w");
+  uint64_t failures = 0;
+  for (const char* prefix : {"a", "w"}) {
+    uint64_t failed = 0;
+    ingest(h, twins, twins * warm, failed, prefix);
+    failures += failed;
+  }
+  double seconds[2] = {0, 0};
+  double cpu[2] = {0, 0};
+  for (int k = 0; k < segments; ++k) {
+    bool on = ((k + 1) / 2) % 2 == 1;
+    meter m;
+    uint64_t failed = 0;
+    ingest(h, twins, per_segment, failed, on ? "w" : "a");
+    failures += failed;
+    seconds[on] += seconds_since(m.t0);
+    cpu[on] += cpu_seconds() - m.cpu0;
+  }
+  if (failures > 0)
+    die(std::to_string(failures) + " updates failed");
+  off_on c;
+  auto n = static_cast<double>(per_segment) * segments / 2;
+  for (int on = 0; on < 2; ++on)
+    (on ? c.on : c.off) = {n / seconds[on], cpu[on] * 1e6 / n};
   return c;
 }
 
@@ -471,6 +528,8 @@ int main(int argc, char** argv) {
   int threads = 2;
   std::string policy = "sharing";
   int metrics_segments = 16;
+  int anomaly_segments = 16;
+  size_t anomaly_twins = 10'000;
   app.add_option("--dir", dir, "Scratch directory (wiped)")->capture_default_str();
   app.add_option("--twins", twins, "Twins for (b) and (c)")->capture_default_str();
   app.add_option("--updates", updates, "Updates for (b)")->capture_default_str();
@@ -482,6 +541,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "Actor scheduler threads")->capture_default_str();
   app.add_option("--metrics-parts", metrics_segments,
                  "Parts of (f), each an eighth of --updates, metrics off and on; 0 skips (f)")
+    ->capture_default_str();
+  app.add_option("--anomaly-parts", anomaly_segments,
+                 "Parts of (g), each an eighth of --updates, anomaly detection off and on; "
+                 "0 skips (g)")
+    ->capture_default_str();
+  app.add_option("--anomaly-twins", anomaly_twins,
+                 "Twins of each kind in (g), each fed 300 updates before it is timed")
     ->capture_default_str();
   app.add_option("--policy", policy, "Actor scheduler policy: sharing or stealing")
     ->capture_default_str();
@@ -528,6 +594,17 @@ int main(int argc, char** argv) {
     std::printf("(f) ingest with metrics off / on (%d alternating parts): %.0f / %.0f updates/s"
                 " = %.1f %% cost   [target < 5 %%]\n",
                 metrics_segments, c.off.per_second, c.on.per_second,
+                (1 - c.on.per_second / c.off.per_second) * 100);
+    std::printf("    (CPU per update off / on: %.2f / %.2f us, %+.1f %%)\n", c.off.cpu_us,
+                c.on.cpu_us, (c.on.cpu_us / c.off.cpu_us - 1) * 100);
+  }
+
+  if (anomaly_segments > 0) {
+    auto c = ingest_with_and_without_anomalies(*node.h, anomaly_twins, anomaly_segments,
+                                               updates / 8, 300);
+    std::printf("(g) ingest into %zu twins with anomaly detection off / on for all 4 properties"
+                " (%d alternating parts): %.0f / %.0f updates/s = %.1f %% cost   [target <= 10 %%]\n",
+                anomaly_twins, anomaly_segments, c.off.per_second, c.on.per_second,
                 (1 - c.on.per_second / c.off.per_second) * 100);
     std::printf("    (CPU per update off / on: %.2f / %.2f us, %+.1f %%)\n", c.off.cpu_us,
                 c.on.cpu_us, (c.on.cpu_us / c.off.cpu_us - 1) * 100);

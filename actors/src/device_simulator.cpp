@@ -1,5 +1,6 @@
 #include "twin/actors/device_simulator.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace twin::actors {
@@ -14,11 +15,30 @@ device_simulator::~device_simulator() {
   stop();
 }
 
-void device_simulator::add_motor(const twin_id& id, motor_model m) {
+void device_simulator::add_device(const twin_id& id, type_ptr type, const value_map& reported,
+                                  const value_map& desired) {
+  device d;
+  d.state = dynamics_state_of(*type, reported, desired);
+  // What its dynamics drive, and the properties they read (inputs such as a duty).
+  const auto& props = type->properties();
+  auto measure = [&](int i) {
+    const auto& p = props[static_cast<size_t>(i)];
+    bool number = p.type == property_type::real || p.type == property_type::integer;
+    auto& m = d.measured;
+    if (!p.computed && number && std::find(m.begin(), m.end(), i) == m.end())
+      m.push_back(i);
+  };
+  for (const auto& dyn : type->dynamics()) {
+    measure(dyn.position);
+    for (int i : dyn.inputs)
+      if (i < static_cast<int>(props.size()))
+        measure(i);
+  }
+  d.type = std::move(type);
   std::lock_guard<std::mutex> guard{mtx_};
   index_.emplace(id, ids_.size());
   ids_.push_back(id);
-  models_.push_back(m);
+  devices_.push_back(std::move(d));
 }
 
 void device_simulator::start() {
@@ -64,14 +84,18 @@ void device_simulator::run() {
 void device_simulator::tick(double dt_s, std::vector<ingest_request>& reports) {
   auto ts = now_ms();
   reports.clear();
-  for (auto& m : models_) {
-    m.step(dt_s, rng_);
-    auto round2 = [](double x) { return std::round(x * 100.0) / 100.0; };
+  for (auto& d : devices_) {
+    step_dynamics(*d.type, d.state, dt_s, &rng_);
     ingest_request req;
-    req.values = {{"temperature", value{round2(m.temperature)}},
-                  {"rpm", value{std::round(m.rpm)}},
-                  {"load", value{round2(m.load)}},
-                  {"wear", value{std::round(m.wear * 1e4) / 1e4}}};
+    for (int i : d.measured) {
+      double x = d.state[static_cast<size_t>(i)];
+      if (std::isnan(x))
+        continue;
+      const auto& spec = d.type->properties()[static_cast<size_t>(i)];
+      req.values.emplace(spec.name, spec.type == property_type::integer
+                                      ? value{static_cast<int64_t>(std::llround(x))}
+                                      : value{std::round(x * 1e4) / 1e4});
+    }
     req.ts_ms = ts;
     req.source = "simulator";
     req.done = [this](caf::expected<uint64_t> v) {
@@ -82,21 +106,23 @@ void device_simulator::tick(double dt_s, std::vector<ingest_request>& reports) {
 }
 
 void device_simulator::publish_desired(const twin_id& id, const value_map& delta) {
-  auto rpm = delta.find("rpm");
-  if (rpm == delta.end() || !rpm->second.is_number())
-    return;
-  std::lock_guard<std::mutex> guard{mtx_};
-  if (auto i = index_.find(id); i != index_.end())
-    models_[i->second].target_rpm = rpm->second.as_double();
-}
-
-void device_simulator::send_command(const twin_id& id, const std::string& name, const value&) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto i = index_.find(id);
   if (i == index_.end())
     return;
-  if (name == "stop")
-    models_[i->second].target_rpm = 0;
+  auto& d = devices_[i->second];
+  const auto& props = d.type->properties();
+  for (const auto& [name, v] : delta) {
+    int at = d.type->index_of(name);
+    if (at >= 0)
+      d.state[props.size() + static_cast<size_t>(at)] =
+        v.is_number() ? v.as_double() : std::nan("");
+  }
+}
+
+void device_simulator::send_command(const twin_id&, const std::string&, const value&) {
+  // A command acts on a simulated device through the desired values its type declares for
+  // it, which the twin publishes (`publish_desired`).
 }
 
 } // namespace twin::actors

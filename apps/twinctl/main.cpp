@@ -427,6 +427,40 @@ std::string query_string(const std::vector<std::pair<std::string, std::string>>&
 
 } // namespace
 
+/// A page of history as a table, and where the next one starts.
+void print_history(const json& page) {
+  std::vector<std::vector<std::string>> rows;
+  if (page.contains("buckets")) {
+    rows.push_back({"TIME", "MIN", "MAX", "AVG", "COUNT"});
+    for (const auto& b : page["buckets"])
+      rows.push_back({time_of(b.value("ts", json{})), text_of(b.value("min", json{})),
+                      text_of(b.value("max", json{})), text_of(b.value("avg", json{})),
+                      text_of(b.value("count", json{}))});
+  } else {
+    rows.push_back({"TIME", "VALUE"});
+    for (const auto& x : page.value("points", json::array()))
+      rows.push_back({time_of(x.value("ts", json{})), text_of(x.value("value", json{}))});
+  }
+  print_table(rows);
+  if (page.contains("next_from") && !page["next_from"].is_null())
+    std::cout << "\nmore: --from " << text_of(page["next_from"]) << '\n';
+}
+
+/// A page of anomalies as a table, and where the next one starts.
+void print_anomalies(const json& page) {
+  std::vector<std::vector<std::string>> rows{{"TIME", "PROPERTY", "VALUE", "SCORE", "EXPECTED"}};
+  for (const auto& a : page.value("items", json::array())) {
+    auto expected = a.value("expected", json::array());
+    rows.push_back({time_of(a.value("ts", json{})), text_of(a.value("property", json{})),
+                    text_of(a.value("value", json{})), text_of(a.value("score", json{})),
+                    expected.size() == 2 ? text_of(expected[0]) + " .. " + text_of(expected[1])
+                                         : "-"});
+  }
+  print_table(rows);
+  if (page.contains("next_from") && !page["next_from"].is_null())
+    std::cout << "\nmore: --from " << text_of(page["next_from"]) << '\n';
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"twinctl: the twins of a node, over its HTTP API"};
   app.require_subcommand(1);
@@ -481,10 +515,16 @@ int main(int argc, char** argv) {
   auto* history = app.add_subcommand("history", "A twin's past states");
   history->add_option("id", id, "Twin id")->required();
   history->add_option("--property", property, "The property")->required();
-  history->add_option("--from", from, "From this time (ms since the epoch)");
-  history->add_option("--to", to, "Up to this time (ms since the epoch)");
+  history->add_option("--from", from, "From this time (ms since the epoch or ISO 8601)");
+  history->add_option("--to", to, "Up to this time (ms since the epoch or ISO 8601)");
   history->add_option("--step", step, "Downsample: min, max, avg per this many ms");
   history->add_option("--limit", limit, "At most this many samples or steps");
+  auto* anomalies = app.add_subcommand("anomalies", "The anomalies a twin's detectors found");
+  anomalies->add_option("id", id, "Twin id")->required();
+  anomalies->add_option("--property", property, "Of this property only");
+  anomalies->add_option("--from", from, "From this time (ms since the epoch or ISO 8601)");
+  anomalies->add_option("--to", to, "Up to this time (ms since the epoch or ISO 8601)");
+  anomalies->add_option("--limit", limit, "At most this many");
   auto* events = app.add_subcommand("events", "Follow twin changes");
   events->add_option("--namespace", ns, "Of twins in this namespace");
   events->add_option("--type", type, "Of twins of this type");
@@ -573,6 +613,10 @@ int main(int argc, char** argv) {
     target = twin_path + "/history"
              + query_string({{"property", property}, {"from", from}, {"to", to},
                              {"step", step}, {"limit", limit ? std::to_string(limit) : ""}});
+  } else if (anomalies->parsed()) {
+    target = twin_path + "/anomalies"
+             + query_string({{"property", property}, {"from", from}, {"to", to},
+                             {"limit", limit ? std::to_string(limit) : ""}});
   } else if (events->parsed()) {
     target = "/v1/events" + query_string({{"namespace", ns}, {"type", type}, {"prefix", prefix}});
     return follow_events(addr, token, target, std::chrono::seconds{timeout_s}, as_json, count);
@@ -643,21 +687,9 @@ int main(int argc, char** argv) {
       if (r.body.contains("cursor") && r.body["cursor"].is_string())
         std::cout << "\nmore: --cursor " << r.body["cursor"].get<std::string>() << '\n';
     } else if (history->parsed()) {
-      std::vector<std::vector<std::string>> rows;
-      if (r.body.contains("buckets")) {
-        rows.push_back({"TIME", "MIN", "MAX", "AVG", "COUNT"});
-        for (const auto& b : r.body["buckets"])
-          rows.push_back({time_of(b.value("ts", json{})), text_of(b.value("min", json{})),
-                          text_of(b.value("max", json{})), text_of(b.value("avg", json{})),
-                          text_of(b.value("count", json{}))});
-      } else {
-        rows.push_back({"TIME", "VALUE"});
-        for (const auto& x : r.body.value("points", json::array()))
-          rows.push_back({time_of(x.value("ts", json{})), text_of(x.value("value", json{}))});
-      }
-      print_table(rows);
-      if (r.body.contains("next_from") && !r.body["next_from"].is_null())
-        std::cout << "\nmore: --from " << text_of(r.body["next_from"]) << '\n';
+      print_history(r.body);
+    } else if (anomalies->parsed()) {
+      print_anomalies(r.body);
     } else if (status->parsed()) {
       std::vector<std::vector<std::string>> rows{
         {"NODE", "STATE", "INCARNATION", "SHARDS", "FOLLOWS", "HTTP", "CLUSTER"}};

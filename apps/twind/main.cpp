@@ -513,7 +513,7 @@ int main(int argc, char** argv) {
     l.robots_per_line = o.demo_robots;
     l.motors_per_robot = o.demo_motors;
     auto t0 = std::chrono::steady_clock::now();
-    auto created = factory::build_plant(front, l, sim.get());
+    auto created = factory::build_plant(front, l, types, sim.get());
     if (!created) {
       stop_node();
       return fail("cannot build the demo plant: " + error_message(created.error()));

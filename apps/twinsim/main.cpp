@@ -137,7 +137,12 @@ int main(int argc, char** argv) {
   so.period = std::chrono::milliseconds{period_ms};
   so.time_scale = time_scale;
   actors::device_simulator sim{out, so};
-  if (auto err = factory::add_motors(l, sim)) {
+  runtime::type_registry types;  // the devices follow the factory's models as built in
+  if (auto err = factory::register_types(types)) {
+    std::fprintf(stderr, "twinsim: %s\n", error_message(err).c_str());
+    return 1;
+  }
+  if (auto err = factory::add_motors(l, types, sim)) {
     std::fprintf(stderr, "twinsim: %s\n", error_message(err).c_str());
     return 1;
   }

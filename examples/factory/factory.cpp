@@ -90,9 +90,11 @@ caf::error register_types(type_registry& reg, const std::string& models_dir) {
 
 namespace {
 
-/// Creates `twins` (id, type, parent, properties) in parallel; existing ones are kept.
-caf::expected<size_t> create_all(router& rt,
-                                 std::vector<std::tuple<twin_id, std::string, twin_id, value_map>> twins) {
+/// A twin to create: id, type, parent, properties, desired values.
+using twin_spec = std::tuple<twin_id, std::string, twin_id, value_map, value_map>;
+
+/// Creates `twins` in parallel; existing ones are kept.
+caf::expected<size_t> create_all(router& rt, std::vector<twin_spec> twins) {
   std::atomic<size_t> created{0};
   std::atomic<size_t> pending{twins.size()};
   std::promise<void> all_done;
@@ -101,11 +103,12 @@ caf::expected<size_t> create_all(router& rt,
   caf::error first_error;
   if (twins.empty())
     return size_t{0};
-  for (auto& [id, type, parent, props] : twins) {
+  for (auto& [id, type, parent, props, desired] : twins) {
     put_request req;
     req.type = type;
     req.parent = parent;
     req.properties = std::move(props);
+    req.desired = std::move(desired);
     req.if_version = 0;  // create only: a restart keeps the existing state
     req.done = [&](caf::expected<put_result> r) {
       if (r) {
@@ -132,15 +135,48 @@ std::string motor_name(int li, int ri, int mi) {
   return "motor-" + std::to_string(li) + "-" + std::to_string(ri) + "-" + std::to_string(mi);
 }
 
+/// A motor of the plant as its device starts: how it runs, and the speed it is asked for.
+struct motor_start {
+  std::string name;
+  value_map reported;
+  value_map desired;
+};
+
+/// The plant's motors, the same each time. Most run comfortably; a few are driven hard and
+/// overheat, some run warm.
+std::vector<motor_start> motor_starts(const layout& l) {
+  std::mt19937_64 rng{7};
+  std::uniform_real_distribution<double> unit{0.0, 1.0};
+  std::vector<motor_start> out;
+  for (int li = 1; li <= l.lines; ++li)
+    for (int ri = 1; ri <= l.robots_per_line; ++ri)
+      for (int mi = 1; mi <= l.motors_per_robot; ++mi) {
+        double r = unit(rng);
+        double duty = r < 0.03 ? 0.95 : r < 0.10 ? 0.8 : 0.3 + 0.3 * unit(rng);
+        double rpm = r < 0.03 ? 3600 : r < 0.10 ? 3000 : std::round(1200 + 600 * unit(rng));
+        double wear = 0.5 * unit(rng) * unit(rng);
+        double temperature = 22 + 5 * unit(rng);
+        out.push_back({motor_name(li, ri, mi),
+                       {{"duty", value{duty}},
+                        {"load", value{duty}},
+                        {"rpm", value{rpm}},
+                        {"wear", value{wear}},
+                        {"temperature", value{temperature}}},
+                       {{"rpm", value{rpm}}}});
+      }
+  return out;
+}
+
 } // namespace
 
-caf::expected<size_t> build_plant(router& rt, const layout& l, actors::device_simulator* sim) {
+caf::expected<size_t> build_plant(router& rt, const layout& l, const type_registry& types,
+                                  actors::device_simulator* sim) {
   auto make_id = [&](const std::string& name) { return twin_id::parse(l.ns + ":" + name); };
   auto plant = make_id("plant");
   if (!plant)
     return plant.error();
-  std::vector<std::tuple<twin_id, std::string, twin_id, value_map>> level;
-  level.emplace_back(*plant, "plant", twin_id{}, value_map{{"site", value{"demo"}}});
+  std::vector<twin_spec> level;
+  level.emplace_back(*plant, "plant", twin_id{}, value_map{{"site", value{"demo"}}}, value_map{});
   size_t created = 0;
   auto flush = [&]() -> caf::error {
     auto n = create_all(rt, std::move(level));
@@ -154,49 +190,45 @@ caf::expected<size_t> build_plant(router& rt, const layout& l, actors::device_si
     return err;
   for (int li = 1; li <= l.lines; ++li)
     level.emplace_back(*make_id("line-" + std::to_string(li)), "line", *plant,
-                       value_map{{"product", value{"P" + std::to_string(li)}}});
+                       value_map{{"product", value{"P" + std::to_string(li)}}}, value_map{});
   if (auto err = flush())
     return err;
   for (int li = 1; li <= l.lines; ++li)
     for (int ri = 1; ri <= l.robots_per_line; ++ri)
       level.emplace_back(*make_id("robot-" + std::to_string(li) + "-" + std::to_string(ri)),
                          "robot", *make_id("line-" + std::to_string(li)),
-                         value_map{{"model", value{ri % 2 == 0 ? "KR-60" : "IRB-6700"}}});
+                         value_map{{"model", value{ri % 2 == 0 ? "KR-60" : "IRB-6700"}}},
+                         value_map{});
   if (auto err = flush())
     return err;
+  // A motor's twin asks for the speed its device starts at.
+  auto motors = motor_starts(l);
+  size_t m = 0;
   for (int li = 1; li <= l.lines; ++li)
     for (int ri = 1; ri <= l.robots_per_line; ++ri)
-      for (int mi = 1; mi <= l.motors_per_robot; ++mi)
-        level.emplace_back(*make_id(motor_name(li, ri, mi)), "motor",
+      for (int mi = 1; mi <= l.motors_per_robot; ++mi, ++m)
+        level.emplace_back(*make_id(motors[m].name), "motor",
                            *make_id("robot-" + std::to_string(li) + "-" + std::to_string(ri)),
-                           value_map{});
+                           value_map{}, motors[m].desired);
   if (auto err = flush())
     return err;
   if (sim != nullptr)
-    if (auto err = add_motors(l, *sim))
+    if (auto err = add_motors(l, types, *sim))
       return err;
   return created;
 }
 
-caf::error add_motors(const layout& l, actors::device_simulator& sim) {
-  std::mt19937_64 rng{7};
-  std::uniform_real_distribution<double> unit{0.0, 1.0};
-  for (int li = 1; li <= l.lines; ++li)
-    for (int ri = 1; ri <= l.robots_per_line; ++ri)
-      for (int mi = 1; mi <= l.motors_per_robot; ++mi) {
-        auto id = twin_id::parse(l.ns + ":" + motor_name(li, ri, mi));
-        if (!id)
-          return id.error();
-        // Most motors run comfortably; a few are driven hard and overheat, some run warm.
-        actors::motor_model m;
-        double r = unit(rng);
-        m.base_load = r < 0.03 ? 0.95 : r < 0.10 ? 0.8 : 0.3 + 0.3 * unit(rng);
-        m.target_rpm = r < 0.03 ? 3600 : r < 0.10 ? 3000 : 1200 + 600 * unit(rng);
-        m.load = m.base_load;
-        m.wear = 0.5 * unit(rng) * unit(rng);
-        m.temperature = m.ambient + 5 * unit(rng);
-        sim.add_motor(*id, m);
-      }
+caf::error add_motors(const layout& l, const type_registry& types,
+                      actors::device_simulator& sim) {
+  auto motor = types.find("motor");
+  if (!motor)
+    return make_error(runtime_errc::unknown_type, "no motor type to simulate");
+  for (auto& m : motor_starts(l)) {
+    auto id = twin_id::parse(l.ns + ":" + m.name);
+    if (!id)
+      return id.error();
+    sim.add_device(*id, motor, m.reported, m.desired);
+  }
   return {};
 }
 

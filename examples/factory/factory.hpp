@@ -30,13 +30,16 @@ struct layout {
 };
 
 /// Creates the plant's twins that do not exist yet (level by level, each level in
-/// parallel) and adds a simulated device for every motor to `sim` (if given). Returns
-/// the number of twins created.
+/// parallel), each motor asking for the speed its device starts at, and adds a simulated
+/// device for every motor to `sim` (if given). Returns the number of twins created.
 caf::expected<size_t> build_plant(runtime::router& rt, const layout& l,
+                                  const runtime::type_registry& types,
                                   actors::device_simulator* sim);
 
-/// Adds a simulated device for every motor of the plant `l` to `sim` (the same devices
-/// each time: twinsim drives over MQTT what `build_plant` drives in-process).
-caf::error add_motors(const layout& l, actors::device_simulator& sim);
+/// Adds a simulated device for every motor of the plant `l` to `sim`, following the
+/// dynamics of the registry's `motor` type (the same devices each time: twinsim drives over
+/// MQTT what `build_plant` drives in-process).
+caf::error add_motors(const layout& l, const runtime::type_registry& types,
+                      actors::device_simulator& sim);
 
 } // namespace twin::factory

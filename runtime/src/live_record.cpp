@@ -177,9 +177,16 @@ twin_record live_record::to_record() const {
 std::string live_record::encode() const {
   thread_local std::vector<reported_entry> entries;  // reused: no allocation per record
   entries.clear();
-  for_each([&](const std::string& name, const property& p) {
-    entries.push_back(reported_entry{&name, &p.v, p.updated_ms, p.source});
-  });
+  if (type_ != nullptr) {
+    const auto& specs = type_->properties();
+    for (size_t i = 0; i < specs.size(); ++i)
+      if (!slots_[i].v.is_null() && !specs[i].transient)
+        entries.push_back(
+          reported_entry{&specs[i].name, &slots_[i].v, slots_[i].updated_ms, slots_[i].source});
+  }
+  if (rare_)
+    for (const auto& [name, p] : rare_->undeclared)
+      entries.push_back(reported_entry{&name, &p.v, p.updated_ms, p.source});
   static const std::string no_type;
   record_frame f{id,         type_ == nullptr ? no_type : type_->name(),
                  kind,       parent,

@@ -98,8 +98,9 @@ public:
 
   /// The record as a `twin_record` (a copy).
   twin_record to_record() const;
-  /// Encodes the record: `decode_record` of it equals `to_record()` (the bytes may differ
-  /// from `encode(to_record())` in the order of reported properties and sources).
+  /// Encodes the record: `decode_record` of it equals `to_record()` without the transient
+  /// properties (the bytes may differ from `encode(to_record())` in the order of reported
+  /// properties and sources).
   std::string encode() const;
 
 private:

@@ -1,7 +1,7 @@
 // Model files: a DTDL v3 Interface (contents: Property, Telemetry, Command,
 // Relationship) plus a "twin" object for what DTDL has no words for: the kind,
 // aggregates over children, derived properties, what commands set, alert rules, anomaly
-// detection, and the properties whose history is kept. See
+// detection, times to limits, dynamics, and the properties whose history is kept. See
 // examples/factory/models.
 
 #include <algorithm>
@@ -211,6 +211,50 @@ type_builder model_builder(const json& doc) {
       fail("\"anomaly\" must map property names to their options ({} for the defaults)");
     for (const auto& [name, o] : anomaly->items())
       b.detect_anomalies(name, anomaly_options_of(name, o));
+  }
+  if (auto dynamics = ext->find("dynamics"); dynamics != ext->end()) {
+    if (!dynamics->is_object())
+      fail("\"dynamics\" must map property names to {\"target\", \"lag\"} or {\"rate\"}");
+    for (const auto& [name, d] : dynamics->items()) {
+      auto where = "the dynamics of '" + name + "'";
+      if (!d.is_object())
+        fail(where + " must be {\"target\", \"lag\", \"noise\"?} or {\"rate\", \"noise\"?}");
+      for (const auto& [key, v] : d.items())
+        if (key != "target" && key != "lag" && key != "rate" && key != "noise")
+          fail(where + ": unknown field \"" + key + "\" (target, lag, rate, noise)");
+      bool lag = d.contains("target");
+      if (lag == d.contains("rate"))
+        fail(where + " need either a \"target\" (with a \"lag\") or a \"rate\"");
+      auto lag_s = optional_number(d, "lag");
+      if (lag && (!lag_s || *lag_s <= 0))
+        fail(where + ": \"lag\" must be the target's time constant in seconds, above 0");
+      if (!lag && lag_s)
+        fail(where + ": a \"rate\" takes no \"lag\"");
+      b.dynamics(name, string_member(d, lag ? "target" : "rate", where.c_str()),
+                 lag ? *lag_s : 0, optional_number(d, "noise").value_or(0));
+    }
+  }
+  if (auto limits = ext->find("timeToLimit"); limits != ext->end()) {
+    if (!limits->is_object())
+      fail("\"timeToLimit\" must map property names to {\"limit\"}, {\"above\"} or "
+           "{\"below\"}");
+    for (const auto& [name, l] : limits->items()) {
+      auto where = "the time to limit of '" + name + "'";
+      if (!l.is_object())
+        fail(where + " must be {\"limit\": alert, \"max\" or \"min\"}, {\"above\": x} or "
+                     "{\"below\": x}, with an optional \"halfLife\" in seconds");
+      for (const auto& [key, v] : l.items())
+        if (key != "limit" && key != "above" && key != "below" && key != "halfLife")
+          fail(where + ": unknown field \"" + key + "\" (limit, above, below, halfLife)");
+      if (l.contains("limit") + l.contains("above") + l.contains("below") != 1)
+        fail(where + " needs one of \"limit\", \"above\" and \"below\"");
+      double half_life = optional_number(l, "halfLife").value_or(600);
+      if (l.contains("limit"))
+        b.time_to_limit(name, string_member(l, "limit", where.c_str()), half_life);
+      else
+        b.time_to_limit(name, *optional_number(l, l.contains("above") ? "above" : "below"),
+                        l.contains("above"), half_life);
+    }
   }
   if (auto history = ext->find("history"); history != ext->end()) {
     if (!history->is_array())

@@ -19,6 +19,7 @@
 #include "host_impl.hpp"
 #include "live_record.hpp"
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/trend.hpp"
 
 namespace twin::runtime {
 
@@ -52,20 +53,18 @@ struct twin_cold {
   }
 };
 
-/// The last sample written of each property whose history the twin's type keeps, by
-/// position in `history_properties()`.
-struct history_marks {
-  const twin_type* type = nullptr;
-  std::vector<std::pair<int64_t, value>> written;
+/// The last sample written of a property whose history the twin's type keeps.
+struct history_mark {
+  int64_t ts = INT64_MIN;
+  value v;
 };
 
-/// The anomaly detectors of a twin, one per entry of its type's `anomalies()`, with the
-/// time of the last sample each scored. In memory only: they learn again after the twin
-/// is activated again.
-struct anomaly_watch {
-  const twin_type* type = nullptr;
-  std::vector<anomaly_detector> detectors;
-  std::vector<int64_t> scored_ms;
+/// The anomaly detector of one property a twin's type watches, with the time of the last
+/// sample it scored. In memory only: detectors learn again after the twin is activated
+/// again.
+struct watched_property {
+  anomaly_detector detector;
+  int64_t scored_ms = INT64_MIN;
 };
 
 struct twin_state {
@@ -84,9 +83,24 @@ struct twin_state {
   live_record rec;
   host_counts pending_counts;
   std::unique_ptr<twin_cold> cold_;
-  std::unique_ptr<history_marks> history;  ///< set once a twin whose type keeps any commits
-  std::unique_ptr<anomaly_watch> anomalies;  ///< set once a twin whose type has any scores
+  /// One per entry of the type's `history_properties()`, in one block; made at the first
+  /// commit of a twin whose type keeps any, dropped with `anomalies`.
+  std::unique_ptr<history_mark[]> history;
+  /// One per entry of the type's `anomalies()`, in one block (a twin's detectors are
+  /// seldom in the cache, and each hop to them is a miss); made at the twin's first scored
+  /// sample, dropped when the twin is created, deleted or loaded (`forget_samples`).
+  std::unique_ptr<watched_property[]> anomalies;
 
+  /// One per entry of the type's `limits()`, made and dropped like `anomalies`.
+  std::unique_ptr<trend_estimator[]> trends;
+
+  /// Drops what the twin keeps of its samples in memory: its history marks (the next
+  /// commit writes every sample kept), its anomaly detectors and its trends.
+  void forget_samples() {
+    history.reset();
+    anomalies.reset();
+    trends.reset();
+  }
   twin_cold& cold() {
     if (!cold_)
       cold_ = std::make_unique<twin_cold>();
@@ -294,10 +308,16 @@ void maybe_release(twin_actor* self);
 
 // -- derived properties, alerts, health, aggregates (twin_rollup.cpp) -------------
 
-/// Scores the samples at `ts` of the properties in `values` that the type watches for
-/// anomalies: sets their `<property>_anomaly` and adds a record of each anomaly that
-/// starts to the next write. A sample no newer than the last one scored is not scored.
-void score_anomalies(twin_state& st, const value_map& values, int64_t ts);
+/// Scores the samples at `ts` (those of a telemetry message just applied) of the properties
+/// that the type watches for anomalies. A score that changes is set as `<property>_anomaly`
+/// (at the sample's time) and written to its history with the next write, and so is a
+/// record of each anomaly that starts. A sample no newer than the last one scored is not
+/// scored.
+void score_anomalies(twin_state& st, int64_t ts);
+
+/// Adds the samples at `ts` of the properties whose time to a limit the type projects to
+/// their trends, and sets the projections.
+void project_limits(twin_state& st, int64_t ts);
 
 /// Recomputes the derived properties (in the type's order); returns whether one changed.
 bool compute_derived(live_record& rec);

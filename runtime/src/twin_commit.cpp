@@ -42,16 +42,13 @@ void add_history(twin_state& st, store_batch& batch) {
   if (type == nullptr || type->history_properties().empty())
     return;
   const auto& positions = type->history_properties();
-  if (!st.history || st.history->type != type) {
-    st.history = std::make_unique<history_marks>();
-    st.history->type = type;
-    st.history->written.assign(positions.size(), {INT64_MIN, value{}});
-  }
-  auto& written = st.history->written;
+  if (!st.history)
+    st.history = std::make_unique<history_mark[]>(positions.size());
+  auto* written = st.history.get();
   for (size_t k = 0; k < positions.size(); ++k) {
     auto i = static_cast<size_t>(positions[k]);
     const auto* p = st.rec.at(i);
-    if (p == nullptr || (p->updated_ms == written[k].first && p->v == written[k].second))
+    if (p == nullptr || (p->updated_ms == written[k].ts && p->v == written[k].v))
       continue;
     written[k] = {p->updated_ms, p->v};
     batch.history.push_back(

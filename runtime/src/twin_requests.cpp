@@ -72,7 +72,9 @@ void on_ingest(twin_actor* self, ingest_request& req) {
   auto ts = req.ts_ms > 0 ? req.ts_ms : now;
   bool changed = apply_values(st, req.values, ts, req.source, ordering::by_ts, horizon);
   if (changed && !st.rec.type()->anomalies().empty())
-    score_anomalies(st, req.values, ts);
+    score_anomalies(st, ts);
+  if (changed && !st.rec.type()->limits().empty())
+    project_limits(st, ts);
   if (const auto& h = st.rec.type()->handlers().on_telemetry) {
     context_impl ctx{self, changed};
     h(ctx, req.values);
@@ -92,6 +94,7 @@ void finish_put(twin_actor* self, put_request& req, bool created) {
     fresh.id = std::move(rec.id);
     fresh.created_ms = now;
     rec = std::move(fresh);
+    st.forget_samples();
     st.cold().pending.index_adds.push_back({index_kind::by_type, req.type, st.rec.id});
     st.pending_counts.twins += 1;
     st.exists = true;
@@ -285,9 +288,10 @@ void on_remove(twin_actor* self, remove_request& req) {
   for (const auto& a : rec.alerts())
     count_alert(st.pending_counts, a.level, -1);
   st.pending_counts.twins -= 1;
-  if (!rec.type()->history_properties().empty())
+  if (!rec.type()->history_properties().empty() || !rec.type()->anomalies().empty())
     st.cold().pending.history_deletes.push_back(st.rec.id);
   st.delete_pending = true;
+  st.forget_samples();
   st.notify_parent = false;
   st.publish_desired = false;
   commit(self, nullptr, std::move(req.done), req.received);
@@ -608,6 +612,7 @@ void load(twin_actor* self) {
   live_record none;
   none.id = std::move(st.rec.id);
   st.rec = std::move(none);
+  st.forget_samples();
   auto bytes = st.host->store.get(st.rec.id);
   if (!bytes) {
     st.load_error = bytes.error();

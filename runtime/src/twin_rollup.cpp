@@ -59,32 +59,59 @@ std::string anomaly_text(const std::string& property, double x, const anomaly_sa
 
 } // namespace
 
-void score_anomalies(twin_state& st, const value_map& values, int64_t ts) {
-  const auto* type = st.rec.type();
-  const auto& specs = type->anomalies();
-  if (!st.anomalies || st.anomalies->type != type) {
-    st.anomalies = std::make_unique<anomaly_watch>();
-    st.anomalies->type = type;
-    for (const auto& a : specs)
-      st.anomalies->detectors.emplace_back(a.options);
-    st.anomalies->scored_ms.assign(specs.size(), INT64_MIN);
+void score_anomalies(twin_state& st, int64_t ts) {
+  const auto& specs = st.rec.type()->anomalies();
+  if (!st.anomalies) {
+    st.anomalies = std::make_unique<watched_property[]>(specs.size());
+    for (size_t k = 0; k < specs.size(); ++k)
+      st.anomalies[k].detector = anomaly_detector{specs[k].options};
   }
-  auto& watch = *st.anomalies;
+  auto* watched = st.anomalies.get();
   for (size_t k = 0; k < specs.size(); ++k) {
     const auto& a = specs[k];
-    if (values.count(a.source) == 0 || ts <= watch.scored_ms[k])
+    auto& w = watched[k];
+    if (ts <= w.scored_ms)
       continue;
+    // Set by this sample: the property has its time (an older sample was not applied).
     const auto* p = st.rec.at(static_cast<size_t>(a.source_position));
     if (p == nullptr || p->updated_ms != ts || !p->v.is_number())
-      continue;  // older than the sample the twin has, or erased
-    watch.scored_ms[k] = ts;
+      continue;
+    w.scored_ms = ts;
     double x = p->v.as_double();
-    auto r = watch.detectors[k].observe(x);
-    st.rec.slot(static_cast<size_t>(a.score_position)) =
-      live_record::property{value{r.score}, ts, computed_source()};
+    auto r = w.detector.observe(x);
+    auto& score = st.rec.slot(static_cast<size_t>(a.score_position));
+    if (score.v.is_null() || score.v.as_double() != r.score) {  // kept as it changes
+      score = live_record::property{value{r.score}, ts, computed_source()};
+      const auto& name = st.rec.type()->properties()[static_cast<size_t>(a.score_position)].name;
+      st.cold().pending.history.push_back(history_entry{st.rec.id, name, ts, encode_sample(score.v)});
+    }
     if (r.onset)
       st.cold().pending.history.push_back(history_entry{
         st.rec.id, anomaly_series(a.source), ts, encode_sample(value{anomaly_text(a.source, x, r)})});
+  }
+}
+
+void project_limits(twin_state& st, int64_t ts) {
+  const auto& specs = st.rec.type()->limits();
+  if (!st.trends) {
+    st.trends = std::make_unique<trend_estimator[]>(specs.size());
+    for (size_t k = 0; k < specs.size(); ++k)
+      st.trends[k] = trend_estimator{specs[k].half_life_s};
+  }
+  for (size_t k = 0; k < specs.size(); ++k) {
+    const auto& l = specs[k];
+    const auto* p = st.rec.at(static_cast<size_t>(l.source_position));
+    if (p == nullptr || p->updated_ms != ts || !p->v.is_number())
+      continue;  // not in this sample
+    st.trends[k].add(static_cast<double>(ts) / 1000, p->v.as_double());
+    auto r = st.trends[k].time_to(l.limit, l.upper);
+    double parts[] = {r ? r->eta_s : 0, r ? r->low_s : 0, r ? r->high_s : 0};
+    for (size_t i = 0; i < 3; ++i) {
+      auto& slot = st.rec.slot(static_cast<size_t>(l.eta_position) + i);
+      slot = r && std::isfinite(parts[i])
+               ? live_record::property{value{parts[i]}, ts, computed_source()}
+               : live_record::property{};
+    }
   }
 }
 
@@ -110,12 +137,12 @@ bool evaluate_alerts(twin_actor* self) {
   auto lookup = [&](std::string_view n) { return rec.get(n); };
   for (const auto& rule : rec.type()->alerts())
     set_alert(rule.name, rule.level, rule.condition.eval(lookup));
-  if (st.anomalies && st.anomalies->type == rec.type()) {
-    const auto& d = st.anomalies->detectors;
+  if (const auto& specs = rec.type()->anomalies(); !specs.empty()) {
     static const std::string name{anomaly_alert};
-    set_alert(name, severity::warning, std::any_of(d.begin(), d.end(), [](const auto& x) {
-                return x.anomalous();
-              }));
+    bool any = false;
+    for (size_t k = 0; st.anomalies && k < specs.size(); ++k)
+      any = any || st.anomalies[k].detector.anomalous();
+    set_alert(name, severity::warning, any);
   }
   severity worst = severity::ok;
   for (const auto& a : rec.alerts())

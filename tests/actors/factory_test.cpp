@@ -1,4 +1,4 @@
-// The motor model, the device simulator and the factory example end to end.
+// The motor's declared dynamics, the device simulator and the factory example end to end.
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
@@ -6,57 +6,95 @@
 
 #include "factory.hpp"
 #include "test_support.hpp"
-#include "twin/actors/motor_model.hpp"
+#include "twin/runtime/dynamics.hpp"
 #include "twin/runtime/host.hpp"
 #include "twin/runtime/scheduler.hpp"
 
 namespace twin::test {
 namespace {
 
-TEST(motor_model, temperature_follows_load_with_a_lag) {
-  actors::motor_model m;
-  m.target_rpm = m.rpm = 3000;
-  m.load = m.base_load = 0.9;
-  std::mt19937_64 rng{1};
-  auto target = m.equilibrium_temperature();
-  EXPECT_GT(target, 80.0);
-  m.step(1.0, rng);
-  EXPECT_GT(m.temperature, m.ambient);
-  EXPECT_LT(m.temperature, target - 10);  // lags behind
-  for (int i = 0; i < 300; ++i)
-    m.step(1.0, rng);
-  EXPECT_NEAR(m.temperature, m.equilibrium_temperature(), 5.0);
-  // Unloaded, it cools down towards ambient.
-  m.base_load = m.load = 0.0;
-  for (int i = 0; i < 300; ++i)
-    m.step(1.0, rng);
-  EXPECT_LT(m.temperature, m.ambient + 15);
-}
-
-TEST(motor_model, wear_grows_with_speed_and_heat) {
-  std::mt19937_64 rng{2};
-  actors::motor_model slow;
-  slow.target_rpm = slow.rpm = 600;
-  slow.load = slow.base_load = 0.2;
-  actors::motor_model fast = slow;
-  fast.target_rpm = fast.rpm = 3600;
-  fast.load = fast.base_load = 1.0;
-  for (int i = 0; i < 3600; ++i) {
-    slow.step(1.0, rng);
-    fast.step(1.0, rng);
+/// A motor as its model file declares it, stepped in simulated seconds.
+class motor_dynamics : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_FALSE(factory::register_types(types_));
+    motor_ = types_.find("motor");
   }
-  EXPECT_GT(slow.wear, 0.0);
-  EXPECT_GT(fast.wear, 5 * slow.wear);
+
+  /// A motor at `rpm` (asked for too) with `duty` as its load, cold and new.
+  dynamics_state motor(double rpm, double duty) const {
+    return dynamics_state_of(*motor_,
+                             {{"rpm", value{rpm}},
+                              {"duty", value{duty}},
+                              {"load", value{duty}},
+                              {"temperature", value{22.0}},
+                              {"wear", value{0.0}}},
+                             {{"rpm", value{rpm}}});
+  }
+  double& at(dynamics_state& s, const char* name) const {
+    return s[static_cast<size_t>(motor_->index_of(name))];
+  }
+  double& desired(dynamics_state& s, const char* name) const {
+    return s[motor_->properties().size() + static_cast<size_t>(motor_->index_of(name))];
+  }
+  void run(dynamics_state& s, int seconds, std::mt19937_64* rng = nullptr) const {
+    for (int i = 0; i < seconds; ++i)
+      step_dynamics(*motor_, s, 1.0, rng);
+  }
+
+  type_registry types_;
+  type_ptr motor_;
+};
+
+TEST_F(motor_dynamics, temperature_follows_load_with_a_lag) {
+  auto s = motor(3000, 0.9);
+  double target = 22 + 75 * 0.9;  // the model's level at full speed, new
+  run(s, 1);
+  EXPECT_GT(at(s, "temperature"), 22);
+  EXPECT_LT(at(s, "temperature"), target - 10);  // lags behind
+  run(s, 300);
+  EXPECT_NEAR(at(s, "temperature"), target, 5.0);
+  EXPECT_DOUBLE_EQ(at(s, "power_kw"), 7.5 * at(s, "load") * at(s, "rpm") / 3000);  // derived
+  // Unloaded, it cools down towards ambient.
+  at(s, "duty") = 0;
+  run(s, 300);
+  EXPECT_LT(at(s, "load"), 0.01);
+  EXPECT_LT(at(s, "temperature"), 22 + 15);
 }
 
-TEST(motor_model, speed_follows_the_commanded_rpm) {
+TEST_F(motor_dynamics, wear_grows_with_speed_and_heat) {
+  auto slow = motor(600, 0.2);
+  auto fast = motor(3600, 1.0);
+  run(slow, 3600);
+  run(fast, 3600);
+  EXPECT_GT(at(slow, "wear"), 0.0);
+  EXPECT_GT(at(fast, "wear"), 5 * at(slow, "wear"));
+}
+
+TEST_F(motor_dynamics, speed_follows_the_desired_rpm_and_noise_only_in_simulation) {
+  auto s = motor(0, 0.5);
+  desired(s, "rpm") = 1500;
+  run(s, 30);
+  EXPECT_NEAR(at(s, "rpm"), 1500, 1e-3);
+  desired(s, "rpm") = std::nan("");  // none: the speed holds
+  run(s, 5);
+  EXPECT_NEAR(at(s, "rpm"), 1500, 1e-3);
+  // Without a generator the steps are exact; with one the load and the temperature wander
+  // by their declared noise, around the same course.
+  auto exact = motor(1500, 0.5);
+  auto noisy = exact;
   std::mt19937_64 rng{3};
-  actors::motor_model m;
-  m.rpm = 0;
-  m.target_rpm = 1500;
-  for (int i = 0; i < 30; ++i)
-    m.step(1.0, rng);
-  EXPECT_DOUBLE_EQ(m.rpm, 1500);
+  double sq = 0;
+  for (int i = 0; i < 600; ++i) {
+    run(exact, 1);
+    run(noisy, 1, &rng);
+    double d = at(noisy, "temperature") - at(exact, "temperature");
+    sq += d * d;
+  }
+  EXPECT_EQ(at(exact, "rpm"), at(noisy, "rpm"));  // declared without noise
+  double rms = std::sqrt(sq / 600);
+  EXPECT_GT(rms, 0.05);
+  EXPECT_LT(rms, 5.0);
 }
 
 class factory_test : public ::testing::Test {
@@ -94,7 +132,7 @@ protected:
     sim_ = std::make_unique<actors::device_simulator>(*host_, so);
     host_->set_gateway(sim_.get());
     ASSERT_FALSE(host_->start());
-    auto created = factory::build_plant(*host_, l, sim_.get());
+    auto created = factory::build_plant(*host_, l, types_, sim_.get());
     ASSERT_TRUE(created) << error_message(created.error());
     EXPECT_EQ(*created, l.twins());
   }
@@ -139,7 +177,7 @@ TEST_F(factory_test, the_plant_comes_alive_and_alerts_roll_up) {
   ASSERT_NO_FATAL_FAILURE(start_plant(l));
   EXPECT_EQ(host_->counts().twins, static_cast<int64_t>(l.twins()));
   // Building again creates nothing and keeps the state.
-  EXPECT_EQ(*factory::build_plant(*host_, l, nullptr), 0u);
+  EXPECT_EQ(*factory::build_plant(*host_, l, types_, nullptr), 0u);
   EXPECT_EQ(get(*host_, "factory:robot-1-1")->children.size(), 4u);
   sim_->start();
   ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:plant", "max_temperature").is_number(); }));
@@ -148,9 +186,13 @@ TEST_F(factory_test, the_plant_comes_alive_and_alerts_roll_up) {
   ASSERT_TRUE(eventually([&] { return prop(*host_, "factory:plant", "health") == value{"critical"}; }));
   auto m = get(*host_, "factory:motor-1-1-1");
   ASSERT_TRUE(m);
-  for (auto p : {"temperature", "rpm", "load", "wear", "power_kw"})
+  for (auto p : {"temperature", "rpm", "load", "wear", "duty", "power_kw"})
     EXPECT_TRUE(m->reported.count(p)) << p;
   EXPECT_EQ(m->metadata.at("temperature").source, "simulator");
+  EXPECT_EQ(m->reported.count("starts"), 1u);  // counted by the twin, not reported
+  // The twin asks for the speed its device runs at: no delta.
+  EXPECT_TRUE(m->desired.count("rpm"));
+  EXPECT_TRUE(eventually([&] { return delta(*get(*host_, "factory:motor-1-1-1")).empty(); }));
   EXPECT_GT(sim_->counters().acked.load(), 0u);
   EXPECT_EQ(sim_->counters().failed.load(), 0u);
 }

@@ -37,6 +37,45 @@ protected:
 
 };
 
+TEST_F(twinctl_test, lists_the_anomalies_a_twin_found) {
+  // A node of its own, with a type that watches its level (warming up on 5 samples).
+  temp_dir dir;
+  std::filesystem::create_directories(dir.sub("models"));
+  std::ofstream{dir.sub("models/probe.json")} << R"({
+    "@context": "dtmi:dtdl:context;3", "@id": "dtmi:test:probe;1", "@type": "Interface",
+    "contents": [{"@type": "Telemetry", "name": "level", "schema": "double"}],
+    "twin": {"kind": "component", "anomaly": {"level": {"warmup": 5, "hold": 2}}}})";
+  int port = free_port();
+  process node{{TWIND_PATH, "--data-dir", dir.sub("data"), "--models", dir.sub("models"),
+                "--bind", "127.0.0.1", "--http-port", std::to_string(port), "--metrics-port",
+                "0"}};
+  ASSERT_TRUE(wait_for_200(port, "/readyz", 20s)) << node.stderr_text();
+  ASSERT_EQ(twinctl({"put", "p:1", "--type", "probe"}, port).code, 0);
+  http_client c{port};
+  json items = json::array();
+  for (int i = 0; i < 8; ++i)
+    items.push_back({{"twin", "p:1"}, {"ts", 1'700'000'000'000 + i * 1000},
+                     {"values", {{"level", i == 7 ? 50.0 : 10.0 + i % 2}}}});
+  ASSERT_EQ(c.call("POST", "/v1/telemetry", items.dump(), json_type).status, 202u);
+
+  auto listed = twinctl({"anomalies", "p:1"}, port);
+  ASSERT_EQ(listed.code, 0) << listed.err;
+  EXPECT_EQ(listed.out.rfind("TIME ", 0), 0u) << listed.out;
+  // The warm-up saw 10 and 11, each in the middle of a level an eighth of their range wide.
+  EXPECT_NE(listed.out.find("2023-11-14T22:13:27.000Z  level"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("9.9375 .. 11.0625"), std::string::npos) << listed.out;
+  auto as_json = json::parse(twinctl({"--json", "anomalies", "p:1", "--property", "level"}, port).out);
+  ASSERT_EQ(as_json["items"].size(), 1u);
+  EXPECT_EQ(as_json["items"][0]["ts"], 1'700'000'007'000);
+  auto later = json::parse(
+    twinctl({"--json", "anomalies", "p:1", "--from", "2023-11-14T22:13:28Z"}, port).out);
+  EXPECT_TRUE(later["items"].empty());
+  EXPECT_EQ(twinctl({"anomalies", "p:1", "--property", "nothing"}, port).code, 5);
+  EXPECT_EQ(twinctl({"anomalies", "p:1", "--from", "yesterday"}, port).code, 5);
+  node.signal(SIGTERM);
+  EXPECT_EQ(node.wait(30s), 0) << node.stderr_text();
+}
+
 TEST_F(twinctl_test, puts_patches_reports_shows_and_deletes_a_twin) {
   auto put = twinctl({"put", "t:g1", "--type", "gauge", "--properties", R"({"level": 10})"});
   ASSERT_EQ(put.code, 0) << put.err;

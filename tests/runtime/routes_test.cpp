@@ -156,6 +156,59 @@ TEST(routes, bad_parameters_of_reads_get_400_before_anything_runs) {
   EXPECT_EQ(rt.routed, 0);
 }
 
+TEST(routes, anomalies_are_read_from_their_series_with_iso_or_ms_times) {
+  refusing_router rt{caf::error{}};
+  std::vector<history_query> asked;
+  api::backend be;
+  be.rt = &rt;
+  be.ready = [] { return std::vector<api::readiness_check>{}; };
+  be.history = [&](const history_query& q) -> caf::expected<history_page> {
+    asked.push_back(q);
+    history_page page;
+    page.points.push_back(
+      {1714564800000,
+       value{std::string{R"({"property":"t","value":9.5,"score":1,"expected":[1,2]})"}}});
+    page.next_from_ms = 1714564800001;
+    return page;
+  };
+  for (auto target : {"/v1/twins/t:a/anomalies?property=", "/v1/twins/t:a/anomalies?limit=0",
+                      "/v1/twins/t:a/anomalies?from=5&to=4", "/v1/twins/t:a/anomalies?step=5",
+                      "/v1/twins/t:a/anomalies?from=2024-13-01",
+                      "/v1/twins/t:a/anomalies?from=2024-05-01T12:00:00",  // no zone
+                      "/v1/twins/t:a/anomalies?to=2024-05-01T25:00:00Z"}) {
+    auto r = call(be, "GET", target);
+    EXPECT_EQ(r.status, 400u) << target << " " << r.body.dump();
+  }
+  EXPECT_TRUE(asked.empty());
+  EXPECT_EQ(call(be, "PUT", "/v1/twins/t:a/anomalies").status, 405u);
+
+  auto r = call(be, "GET",
+                "/v1/twins/t:a/anomalies?property=t&from=2024-05-01T14:00:00.250%2B02:00"
+                "&to=2024-05-02&limit=7");
+  ASSERT_EQ(r.status, 200u) << r.body.dump();
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].property, "t@anomaly");
+  EXPECT_EQ(asked[0].from_ms, 1714564800250);  // 2024-05-01T12:00:00.250Z
+  EXPECT_EQ(asked[0].to_ms, 1714608000000);    // 2024-05-02T00:00:00Z
+  EXPECT_EQ(asked[0].limit, 7u);
+  EXPECT_EQ(r.body["twin"], "t:a");
+  ASSERT_EQ(r.body["items"].size(), 1u);
+  EXPECT_EQ(r.body["items"][0]["ts"], 1714564800000);
+  EXPECT_EQ(r.body["items"][0]["property"], "t");
+  EXPECT_EQ(r.body["items"][0]["expected"], nlohmann::json::array({1, 2}));
+  EXPECT_EQ(r.body["next_from"], 1714564800001);
+
+  ASSERT_EQ(call(be, "GET", "/v1/twins/t:a/anomalies?from=1000").status, 200u);
+  EXPECT_EQ(asked[1].property, "@anomaly");  // every watched property
+  EXPECT_EQ(asked[1].from_ms, 1000);
+  EXPECT_EQ(asked[1].limit, 100u);
+  // History reads take the same times.
+  ASSERT_EQ(call(be, "GET", "/v1/twins/t:a/history?property=x&from=2024-05-01Z").status, 400u);
+  ASSERT_EQ(call(be, "GET", "/v1/twins/t:a/history?property=x&from=2024-05-01T12:00:00Z").status,
+            200u);
+  EXPECT_EQ(asked[2].from_ms, 1714564800000);
+}
+
 TEST(routes, reads_beyond_the_queue_get_429_with_a_retry_time) {
   refusing_router rt{caf::error{}};
   api::backend be;

@@ -10,15 +10,19 @@
 #include <unordered_map>
 #include <vector>
 
-#include "twin/actors/motor_model.hpp"
+#include "twin/runtime/dynamics.hpp"
+#include "twin/runtime/model.hpp"
 #include "twin/runtime/router.hpp"
 
 namespace twin::actors {
 
-/// Simulated motor devices in-process: every `period` each motor steps its physical
-/// model and reports temperature, rpm, load and wear through the router, the way a
-/// device would. Desired `rpm` and the `stop` command reach the simulated motors through
-/// the device_gateway interface, as they would reach real devices over MQTT.
+/// Simulated devices in-process: every `period` each device steps the declared dynamics of
+/// its twin's type, with their noise (`runtime::step_dynamics`), and reports through the
+/// router, the way a device would, the properties the dynamics drive and the declared
+/// numbers they read (inputs such as a duty), those that have a value. What the twin predicts and what the device does thus come from
+/// one model. Desired values reach the devices through the device_gateway interface, as
+/// they would reach real devices over MQTT, and drive the dynamics that read them
+/// (`desired.<name>`); a command acts through the desired values its type declares for it.
 ///
 /// Owned by the node's main; `start` after the router, `stop` before it.
 /// The gateway methods are thread-safe; reports are routed without the simulator's lock
@@ -40,8 +44,10 @@ public:
   device_simulator(runtime::router& rt, options opts);
   ~device_simulator() override;
 
-  /// Adds a motor device for twin `id`; call before `start`.
-  void add_motor(const runtime::twin_id& id, motor_model m);
+  /// Adds the device of twin `id`, of `type` (which outlives the simulator), starting
+  /// from these values; call before `start`.
+  void add_device(const runtime::twin_id& id, runtime::type_ptr type,
+                  const runtime::value_map& reported, const runtime::value_map& desired = {});
 
   void start();
   void stop();
@@ -54,17 +60,23 @@ public:
   size_t size() const { return ids_.size(); }
 
 private:
+  struct device {
+    runtime::type_ptr type;
+    runtime::dynamics_state state;
+    std::vector<int> measured;  ///< the positions it reports
+  };
+
   void run();
-  /// Steps every model and makes its report (in the order of `ids_`); mtx_ held.
+  /// Steps every device and makes its report (in the order of `ids_`); mtx_ held.
   void tick(double dt_s, std::vector<runtime::ingest_request>& reports);
 
   runtime::router& rt_;
   options opts_;
   stats stats_;
   std::mt19937_64 rng_;
-  std::mutex mtx_;  ///< guards models_ (ticks vs gateway calls)
+  std::mutex mtx_;  ///< guards devices_ (ticks vs gateway calls)
   std::vector<runtime::twin_id> ids_;
-  std::vector<motor_model> models_;
+  std::vector<device> devices_;
   std::unordered_map<runtime::twin_id, size_t> index_;
   std::condition_variable cv_;
   bool stopping_ = false;

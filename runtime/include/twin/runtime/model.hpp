@@ -34,6 +34,9 @@ struct property_spec {
   bool writable = false;       ///< may be set as desired state; default: no
   bool computed = false;       ///< an aggregate or `health`: read-only for everyone
   bool history = false;        ///< its samples are kept in the twin's history; default: no
+  /// Shown while the twin is active but not stored with its record (anomaly scores: the
+  /// state they come from is in memory too); default: no
+  bool transient = false;
   std::string description;
 };
 
@@ -77,6 +80,38 @@ struct anomaly_spec {
 inline std::string anomaly_series(const std::string& source) { return source + "@anomaly"; }
 /// The name of the alert of anomalies.
 inline constexpr const char* anomaly_alert = "anomaly";
+
+/// Where the trend of a numeric property meets a limit: each telemetry sample of `source`
+/// updates its `trend_estimator`, and the twin shows `<source>_time_to_limit_s` (seconds
+/// until the trend reaches `limit`, rising to it if `upper`, else falling to it; 0 once it
+/// is there) with `<source>_time_to_limit_low_s` and `_high_s`, an interval from the
+/// trend's uncertainty (no high: it may never get there). None of them has a value while
+/// the trend does not approach the limit. Shown, not stored: they come from the samples
+/// since the twin was activated.
+struct limit_spec {
+  std::string source;
+  double limit = 0;
+  bool upper = true;
+  double half_life_s = 600;  ///< of the samples' weight in the trend
+  int source_position = -1;
+  int eta_position = -1;  ///< of `<source>_time_to_limit_s`; `_low_s` and `_high_s` follow
+};
+
+/// How a property evolves in time when the runtime simulates the twin (what-if scenarios,
+/// simulated devices): with `lag_s` > 0, a first-order lag toward `expr` with that time
+/// constant in seconds; otherwise `expr` is its rate of change per second. `expr` reads the
+/// twin's properties, and its desired values as `desired.<name>`; while it is unknown (an
+/// input it reads has no value), the property holds. `noise` is the standard deviation of
+/// a random walk added per square root of a second, in simulated devices only. See
+/// `step_dynamics`.
+struct dynamics_spec {
+  std::string property;
+  formula expr;
+  double lag_s = 0;
+  double noise = 0;
+  int position = -1;        ///< of `property` in `properties()`
+  std::vector<int> inputs;  ///< per input of `expr`, its place in a dynamics state
+};
 
 /// An alert that is active while `condition` holds over the twin's reported properties.
 struct alert_rule {
@@ -143,6 +178,9 @@ public:
   const std::vector<alert_rule>& alerts() const { return alerts_; }
   const std::vector<command_spec>& commands() const { return commands_; }
   const std::vector<anomaly_spec>& anomalies() const { return anomalies_; }
+  /// In the order they were declared.
+  const std::vector<dynamics_spec>& dynamics() const { return dynamics_; }
+  const std::vector<limit_spec>& limits() const { return limits_; }
   /// Returns the anomaly detection of property `source`, nullptr if none.
   const anomaly_spec* anomaly(std::string_view source) const;
   const type_handlers& handlers() const { return handlers_; }
@@ -154,7 +192,8 @@ public:
   /// Returns the command `name`, nullptr if the type has none.
   const command_spec* command(std::string_view name) const;
   bool has_command(std::string_view name) const;
-  /// The positions in `properties()` of the properties whose history is kept.
+  /// The positions in `properties()` of the properties whose history is kept with each
+  /// change (anomaly scores, which have a history too, write theirs as they change).
   const std::vector<int>& history_properties() const { return history_; }
 
   /// Checks values written as reported state (telemetry, API): every name is a declared,
@@ -178,6 +217,8 @@ private:
   std::vector<alert_rule> alerts_;
   std::vector<command_spec> commands_;
   std::vector<anomaly_spec> anomalies_;
+  std::vector<dynamics_spec> dynamics_;
+  std::vector<limit_spec> limits_;
   std::vector<int> history_;
   type_handlers handlers_;
 };
@@ -223,6 +264,16 @@ public:
   /// Scores every sample of the declared numeric property `source` for anomalies (see
   /// `anomaly_spec`); checked by `build`.
   type_builder& detect_anomalies(std::string source, anomaly_options options = {});
+  /// How the declared number `property` evolves in simulation (see `dynamics_spec`):
+  /// `lag_s` > 0, a lag toward `expr`; 0, `expr` is its rate per second. Checked by `build`.
+  type_builder& dynamics(std::string property, std::string expr, double lag_s = 0,
+                         double noise = 0);
+  /// Projects when the declared number `source` reaches `limit` (see `limit_spec`).
+  type_builder& time_to_limit(std::string source, double limit, bool upper,
+                              double half_life_s = 600);
+  /// The same, the limit taken from `from`: "max" or "min" (the property's range), or the
+  /// name of an alert whose condition is `source > x` (or >=, <, <=).
+  type_builder& time_to_limit(std::string source, std::string from, double half_life_s = 600);
 
   /// Checks the definition (valid names, no duplicates, conditions and formulas parse
   /// and read known properties, derived properties do not read each other in a circle,
@@ -239,6 +290,10 @@ private:
   caf::error resolve_derived();
   /// Checks the anomaly detections and adds their score properties.
   caf::error add_anomaly_scores();
+  /// Parses and checks the dynamics, once every property is known.
+  caf::error resolve_dynamics();
+  /// Resolves the limits and adds the properties of their projections.
+  caf::error add_limit_projections();
 
   /// The property `what` applies to; nullptr (and an error for `build`) if none yet.
   property_spec* last_property(const char* what);
@@ -252,6 +307,18 @@ private:
   std::vector<severity> alert_levels_;
   std::vector<std::string> history_names_;
   std::vector<std::pair<std::string, runtime::command_effect>> effects_;
+  struct dynamics_text {
+    std::string property, expr;
+    double lag_s, noise;
+  };
+  std::vector<dynamics_text> dynamics_texts_;
+  struct limit_text {
+    std::string source, from;  ///< `from` empty: `limit` and `upper` as given
+    double limit;
+    bool upper;
+    double half_life_s;
+  };
+  std::vector<limit_text> limit_texts_;
   caf::error error_;
 };
 
