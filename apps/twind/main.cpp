@@ -453,6 +453,7 @@ int main(int argc, char** argv) {
       be.query = [&member](const twin_query& q) { return member->query(q); };
       be.history = [&member](const history_query& q) { return member->history(q); };
     }
+    be.types = &types;
     be.feed = &feed;
     if (member) {  // the whole cluster's changes
       be.feed = &member->events();

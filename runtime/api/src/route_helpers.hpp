@@ -126,6 +126,11 @@ void get_anomalies(const route_context& ctx, const twin_id& id, const request& r
 void post_command(router& rt, const twin_id& id, std::string name, const request& req,
                   respond_fn respond);
 
+/// POST /v1/scenarios: the root's subtree, read now, run forward in virtual time with the
+/// body's changes (`run_scenario`); answers the watched series, the alerts raised and
+/// cleared, and the final state. Runs like a query (429 when too many wait).
+void post_scenario(const route_context& ctx, const request& req, respond_fn respond);
+
 /// GET /v1/events: a stream of the changes that match the filters.
 void stream_events(const route_context& ctx, const request& req, respond_fn respond);
 

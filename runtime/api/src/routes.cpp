@@ -28,7 +28,7 @@ const char* route_of(std::string_view target) {
   auto path = target.substr(0, target.find('?'));
   for (const char* fixed :
        {"/healthz", "/readyz", "/metrics", "/v1/twins", "/v1/telemetry", "/v1/events",
-        "/v1/cluster"})
+        "/v1/cluster", "/v1/scenarios"})
     if (path == fixed)
       return fixed;
   constexpr std::string_view twins = "/v1/twins/";
@@ -164,6 +164,14 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
       return respond(error_response(415, "unsupported_media_type",
                                     "POST /v1/telemetry takes Content-Type: application/json"));
     return post_telemetry(ctx, req, std::move(respond));
+  }
+  if (route == "/v1/scenarios") {
+    if (req.method != "POST")
+      return respond(method_not_allowed("POST"));
+    if (!has_media_type(req, {"application/json"}))
+      return respond(error_response(415, "unsupported_media_type",
+                                    "POST /v1/scenarios takes Content-Type: application/json"));
+    return post_scenario(ctx, req, std::move(respond));
   }
   if (route == "/v1/cluster/members/{node}/drain") {
     if (req.method != "POST")

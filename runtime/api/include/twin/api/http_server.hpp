@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "twin/runtime/metrics.hpp"
+#include "twin/runtime/model.hpp"
 #include "twin/runtime/query.hpp"
 #include "twin/runtime/router.hpp"
 
@@ -52,6 +53,8 @@ struct backend {
   std::function<nlohmann::json()> cluster;
   /// Marks a member draining (POST /v1/cluster/members/{node}/drain); none: 501.
   std::function<caf::error(const std::string& node)> drain;
+  /// The node's twin types, for what-if scenarios (with `rt` and `query`); none: 501.
+  const runtime::type_registry* types = nullptr;
 };
 
 struct http_options {

@@ -1,0 +1,182 @@
+// What-if scenarios over HTTP: the body decoded, the root's subtree read, the scenario run
+// off the I/O threads, and its answer.
+
+#include <chrono>
+#include <cmath>
+
+#include "route_helpers.hpp"
+#include "twin/runtime/await.hpp"
+#include "twin/runtime/json.hpp"
+#include "twin/runtime/scenario.hpp"
+
+namespace twin::api::route_detail {
+
+namespace {
+
+caf::expected<twin_id> id_field(const json& j, const char* what) {
+  if (!j.is_string())
+    return bad(std::string{what} + " must be a twin id");
+  return twin_id::parse(j.get<std::string>());
+}
+
+caf::expected<scenario_change> change_of(const json& c) {
+  if (!c.is_object())
+    return bad("a change is {\"twin\": id, \"desired\": {...}}, {\"twin\": id, \"properties\": "
+               "{...}} or {\"twin\": id, \"command\": name}");
+  if (auto err = check_fields(c, {"twin", "desired", "properties", "command"}))
+    return err;
+  scenario_change out;
+  auto id = id_field(c.value("twin", json{}), "a change's \"twin\"");
+  if (!id)
+    return id.error();
+  out.twin = std::move(*id);
+  auto desired = map_field(c, "desired");
+  if (!desired)
+    return desired.error();
+  out.desired = std::move(*desired);
+  auto properties = map_field(c, "properties");
+  if (!properties)
+    return properties.error();
+  out.properties = std::move(*properties);
+  if (auto cmd = c.find("command"); cmd != c.end()) {
+    if (!cmd->is_string() || cmd->get<std::string>().empty())
+      return bad("a change's \"command\" must be a command's name");
+    out.command = cmd->get<std::string>();
+  }
+  if (out.desired.empty() && out.properties.empty() && out.command.empty())
+    return bad("a change of " + out.twin.str() + " changes nothing");
+  return out;
+}
+
+caf::expected<scenario_request> request_of(const json& doc) {
+  scenario_request r;
+  auto root = id_field(doc.value("root", json{}), "\"root\"");
+  if (!root)
+    return root.error();
+  r.root = std::move(*root);
+  for (auto [key, field] : {std::pair{"horizon_s", &r.horizon_s}, {"step_s", &r.step_s}}) {
+    auto i = doc.find(key);
+    if (i == doc.end())
+      continue;
+    if (!i->is_number() || !std::isfinite(i->get<double>()) || i->get<double>() <= 0)
+      return bad(std::string{"\""} + key + "\" must be a number of seconds above 0");
+    *field = i->get<double>();
+  }
+  auto changes = doc.value("changes", json::array());
+  if (!changes.is_array())
+    return bad("\"changes\" must be a list");
+  for (const auto& c : changes) {
+    auto change = change_of(c);
+    if (!change)
+      return change.error();
+    r.changes.push_back(std::move(*change));
+  }
+  auto watch = doc.value("watch", json::array());
+  if (!watch.is_array())
+    return bad("\"watch\" must be a list of \"twin/property\"");
+  for (const auto& w : watch) {
+    auto text = w.is_string() ? w.get<std::string>() : std::string{};
+    auto slash = text.rfind('/');
+    if (slash == std::string::npos || slash + 1 == text.size())
+      return bad("a watched series is \"twin/property\", not " + w.dump());
+    auto id = twin_id::parse(text.substr(0, slash));
+    if (!id)
+      return id.error();
+    r.watch.emplace_back(std::move(*id), text.substr(slash + 1));
+  }
+  return r;
+}
+
+/// The root's record, as the twin has it now, and those below it, as stored (every
+/// acknowledged change): read by parent, level by level.
+caf::expected<std::vector<twin_record>> subtree(const backend& be, const twin_id& root) {
+  auto top = await_answer<twin_record>(
+    [&](auto done) { be.rt->route(root, get_request{std::move(done)}); });
+  if (!top)
+    return top.error();
+  std::vector<twin_record> out{std::move(*top)};
+  for (size_t k = 0; k < out.size(); ++k) {
+    if (out[k].children.empty())
+      continue;
+    twin_query q;
+    q.parent = out[k].id;
+    q.limit = twin_query::max_limit;
+    for (;;) {
+      auto page = be.query(q);
+      if (!page)
+        return page.error();
+      for (auto& r : page->items)
+        out.push_back(std::move(r));
+      if (out.size() > scenario_request::max_twins)
+        return bad("the subtree of " + root.str() + " has more than "
+                   + std::to_string(scenario_request::max_twins)
+                   + " twins: a scenario runs that many at most");
+      if (page->cursor.empty())
+        break;
+      auto after = decode_cursor(page->cursor);
+      if (!after)
+        return after.error();
+      q.after = std::move(*after);
+    }
+  }
+  return out;
+}
+
+json answer_of(const scenario_request& req, const scenario_result& r, size_t twins,
+               double seconds) {
+  auto number = [](double x) { return std::isnan(x) ? json{} : json(x); };
+  auto series = json::array();
+  for (size_t w = 0; w < req.watch.size(); ++w) {
+    auto points = json::array();
+    for (size_t k = 0; k < r.times.size(); ++k)
+      points.push_back({r.times[k], number(r.series[w][k])});
+    series.push_back({{"twin", req.watch[w].first.str()},
+                      {"property", req.watch[w].second},
+                      {"points", std::move(points)}});
+  }
+  auto alerts = json::array();
+  for (const auto& a : r.alerts)
+    alerts.push_back({{"t_s", a.t_s},
+                      {"twin", a.twin.str()},
+                      {"alert", a.alert},
+                      {"severity", to_string(a.level)},
+                      {"state", a.raised ? "raised" : "cleared"}});
+  auto final_state = json::object();
+  for (const auto& [id, props] : r.final_state)
+    final_state[id.str()] = to_json(props);
+  return {{"root", req.root.str()},
+          {"horizon_s", req.horizon_s},
+          {"step_s", req.step_s},
+          {"twins", twins},
+          {"twin_steps", r.twin_steps},
+          {"elapsed_s", seconds},
+          {"series", std::move(series)},
+          {"alerts", std::move(alerts)},
+          {"final", std::move(final_state)}};
+}
+
+} // namespace
+
+void post_scenario(const route_context& ctx, const request& req, respond_fn respond) {
+  if (!ctx.be.types || !ctx.be.query || !ctx.be.rt)
+    return respond(error_response(501, "not_implemented", "this node runs no scenarios"));
+  auto doc = object_body(req, {"root", "horizon_s", "step_s", "changes", "watch"});
+  if (!doc)
+    return respond(error_of(doc.error()));
+  auto sr = request_of(*doc);
+  if (!sr)
+    return respond(error_of(sr.error()));
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, sr = std::move(*sr)] {
+    auto t0 = std::chrono::steady_clock::now();
+    auto twins = subtree(be, sr.root);
+    if (!twins)
+      return error_of(twins.error());
+    auto r = run_scenario(*be.types, *twins, sr);
+    if (!r)
+      return error_of(r.error());
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return json_response(200, answer_of(sr, *r, twins->size(), seconds));
+  });
+}
+
+} // namespace twin::api::route_detail
