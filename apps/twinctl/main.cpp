@@ -5,6 +5,7 @@
 //   twinctl patch plant1:motor-7 --desired '{"rpm": 1500}' --if-match 3
 //   twinctl telemetry send plant1:motor-7 '{"temperature": 71.5}'
 //   twinctl --json get plant1:motor-7 | jq .properties
+//   twinctl scenario compare slow.json fast.json
 //
 // Exit codes: 0 done; 1 usage; 2 no answer from the node (unreachable, or --timeout);
 // 3 no such twin (404); 4 a version conflict or failed precondition (409, 412); 5 a
@@ -13,275 +14,24 @@
 // JSON object per line) until --count events, or exit code 6 if the stream fell behind
 // and the node ended it, 2 if the node went away.
 
-#include <algorithm>
-#include <cctype>
+#include <array>
 #include <chrono>
 #include <cstdint>
-#include <cstdio>
-#include <ctime>
 #include <iostream>
-#include <set>
 #include <string>
 #include <vector>
 
-#include <array>
-#include <functional>
-
 #include <CLI/CLI.hpp>
 #include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <nlohmann/json.hpp>
+
+#include "client.hpp"
+#include "output.hpp"
+#include "scenarios.hpp"
 
 namespace {
 
-namespace beast = boost::beast;
-namespace http = beast::http;
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
-using nlohmann::json;
-
-enum exit_code : int {
-  ok = 0,
-  usage = 1,
-  unreachable = 2,
-  not_found = 3,
-  conflict = 4,
-  refused = 5,
-  server_error = 6,
-};
-
-struct server_address {
-  std::string host;
-  std::string port;
-};
-
-/// "http://host:port" (or "host:port"); the port defaults to 8080.
-bool parse_server(const std::string& url, server_address& out) {
-  std::string rest = url;
-  if (rest.rfind("http://", 0) == 0)
-    rest = rest.substr(7);
-  else if (rest.find("://") != std::string::npos)
-    return false;  // https and others: not spoken here
-  while (!rest.empty() && rest.back() == '/')
-    rest.pop_back();
-  auto colon = rest.rfind(':');
-  out.host = colon == std::string::npos ? rest : rest.substr(0, colon);
-  out.port = colon == std::string::npos ? "8080" : rest.substr(colon + 1);
-  return !out.host.empty() && !out.port.empty()
-         && out.port.find_first_not_of("0123456789") == std::string::npos;
-}
-
-struct reply {
-  unsigned status = 0;
-  json body;  ///< null if none or not JSON
-  std::string text;
-};
-
-reply reply_of(unsigned status, std::string text) {
-  reply out;
-  out.status = status;
-  out.text = std::move(text);
-  out.body = json::parse(out.text, nullptr, false);
-  if (out.body.is_discarded())
-    out.body = nullptr;
-  return out;
-}
-
-/// Sets the headers that name the node and the caller on `req`.
-template <class Request>
-void address(Request& req, const server_address& addr, const std::string& token) {
-  req.set(http::field::host, addr.host + ":" + addr.port);
-  req.set(http::field::user_agent, "twinctl");
-  if (!token.empty())
-    req.set(http::field::authorization, "Bearer " + token);
-}
-
-class client {
-public:
-  client(server_address addr, std::string token, std::chrono::seconds timeout)
-    : addr_(std::move(addr)), token_(std::move(token)), timeout_(timeout) {}
-
-  /// One request, given at most the timeout; throws beast::system_error if the node
-  /// cannot be reached or does not answer in time.
-  reply call(http::verb method, const std::string& target, const std::string& body = {},
-             const std::string& content_type = "application/json",
-             const std::vector<std::pair<http::field, std::string>>& headers = {}) {
-    asio::io_context ioc;
-    tcp::resolver resolver{ioc};
-    beast::tcp_stream stream{ioc};
-    http::request<http::string_body> req{method, target, 11};
-    address(req, addr_, token_);
-    for (const auto& [name, value] : headers)
-      req.set(name, value);
-    if (!body.empty()) {
-      req.set(http::field::content_type, content_type);
-      req.body() = body;
-    }
-    req.prepare_payload();
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64u << 20);
-    // Asynchronous steps under one deadline for the whole call.
-    beast::error_code failure;
-    asio::steady_timer deadline{ioc, timeout_};
-    deadline.async_wait([&](beast::error_code ec) {
-      if (!ec) {
-        failure = beast::error::timeout;
-        resolver.cancel();
-        stream.cancel();
-      }
-    });
-    auto finish = [&](beast::error_code ec) {
-      if (!failure)
-        failure = ec;
-      deadline.cancel();
-    };
-    resolver.async_resolve(addr_.host, addr_.port, [&](beast::error_code ec, auto results) {
-      if (ec || failure)
-        return finish(ec);
-      stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
-        if (ec || failure)
-          return finish(ec);
-        http::async_write(stream, req, [&](beast::error_code ec, size_t) {
-          if (ec || failure)
-            return finish(ec);
-          http::async_read(stream, buffer, parser,
-                           [&](beast::error_code ec, size_t) { finish(ec); });
-        });
-      });
-    });
-    ioc.run();
-    if (failure)
-      throw beast::system_error{failure};
-    auto out = reply_of(parser.get().result_int(), std::move(parser.get().body()));
-    beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    return out;
-  }
-
-private:
-  server_address addr_;
-  std::string token_;
-  std::chrono::seconds timeout_;
-};
-
-int exit_code_of(unsigned status) {
-  if (status < 300)
-    return ok;
-  if (status == 404)
-    return not_found;
-  if (status == 409 || status == 412)
-    return conflict;
-  if (status < 500)
-    return refused;
-  return server_error;
-}
-
-std::string text_of(const json& v) {
-  return v.is_string() ? v.get<std::string>() : v.dump();
-}
-
-/// A table with a header row, columns as wide as their widest cell.
-void print_table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& r : rows) {
-    width.resize(std::max(width.size(), r.size()));
-    for (size_t i = 0; i < r.size(); ++i)
-      width[i] = std::max(width[i], r[i].size());
-  }
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size())
-        line += std::string(width[i] - r[i].size() + 2, ' ');
-    }
-    std::cout << line << '\n';
-  }
-}
-
-void print_twin(const json& t) {
-  std::cout << t.value("id", "") << "  type " << t.value("type", "") << "  kind "
-            << t.value("kind", "") << "  version " << t.value("version", 0);
-  if (t.contains("parent") && t["parent"].is_string())
-    std::cout << "  parent " << t["parent"].get<std::string>();
-  std::cout << "\n\n";
-  std::vector<std::vector<std::string>> rows{{"PROPERTY", "REPORTED", "DESIRED", "SOURCE"}};
-  std::set<std::string> names;
-  for (const auto* part : {"properties", "desired"})
-    if (t.contains(part) && t[part].is_object())
-      for (const auto& [k, v] : t[part].items())
-        names.insert(k);
-  for (const auto& n : names) {
-    auto get = [&](const char* part) {
-      return t.contains(part) && t[part].contains(n) ? text_of(t[part][n]) : std::string{};
-    };
-    std::string source;
-    if (t.contains("metadata") && t["metadata"].contains(n))
-      source = t["metadata"][n].value("source", "");
-    rows.push_back({n, get("properties"), get("desired"), source});
-  }
-  print_table(rows);
-  if (t.contains("alerts") && !t["alerts"].empty()) {
-    std::cout << "\nalerts:";
-    for (const auto& a : t["alerts"])
-      std::cout << ' ' << a.value("name", "") << " (" << a.value("severity", "") << ')';
-    std::cout << '\n';
-  }
-  if (t.contains("children") && !t["children"].empty())
-    std::cout << "\nchildren: " << t["children"].size() << '\n';
-}
-
-/// The error of an answer, in the API's error shape or as the raw text.
-std::string error_text(const reply& r) {
-  if (r.body.is_object() && r.body.contains("error") && r.body["error"].is_object()) {
-    const auto& e = r.body["error"];
-    return text_of(e.value("code", json{})) + ": " + text_of(e.value("message", json{}));
-  }
-  return r.text.empty() ? "HTTP " + std::to_string(r.status) : r.text;
-}
-
-/// A time in ms since the epoch as UTC, e.g. 2026-11-23T06:16:14.123Z; other JSON as is.
-std::string time_of(const json& ms) {
-  if (!ms.is_number_integer())
-    return text_of(ms);
-  auto t = ms.get<int64_t>();
-  std::time_t secs = static_cast<std::time_t>(t / 1000);
-  std::tm utc{};
-  if (t < 0 || gmtime_r(&secs, &utc) == nullptr)
-    return text_of(ms);
-  char buf[40];
-  auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &utc);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(t % 1000));
-  return buf;
-}
-
-/// Prints one server-sent event: a line of text, or with `as_json` its data as one line
-/// of JSON with the event's name in "event".
-void print_event(const std::string& name, const std::string& data, bool as_json) {
-  auto doc = json::parse(data, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object())
-    doc = json::object({{"data", data}});
-  if (as_json) {
-    doc["event"] = name;
-    std::cout << doc.dump() << std::endl;
-    return;
-  }
-  std::string line = time_of(doc.value("ts", json{})) + "  " + name + "  "
-                     + text_of(doc.value("id", json{}));
-  if (name == "command")
-    line += "  " + text_of(doc.value("command", json{})) + " " + doc.value("args", json{}).dump();
-  else if (doc.contains("version"))
-    line += "  v" + text_of(doc["version"]);
-  if (doc.contains("properties"))
-    line += "  " + doc["properties"].dump();
-  if (name == "lagged")
-    line += text_of(doc.value("message", json{}));
-  std::cout << line << std::endl;
-}
+using namespace twinctl;
 
 /// Follows GET `target`, a stream of server-sent events, and prints each event as it
 /// comes, until `count` events (0: no end), the node ends the stream, or nothing (not
@@ -425,41 +175,8 @@ std::string query_string(const std::vector<std::pair<std::string, std::string>>&
   return out;
 }
 
+
 } // namespace
-
-/// A page of history as a table, and where the next one starts.
-void print_history(const json& page) {
-  std::vector<std::vector<std::string>> rows;
-  if (page.contains("buckets")) {
-    rows.push_back({"TIME", "MIN", "MAX", "AVG", "COUNT"});
-    for (const auto& b : page["buckets"])
-      rows.push_back({time_of(b.value("ts", json{})), text_of(b.value("min", json{})),
-                      text_of(b.value("max", json{})), text_of(b.value("avg", json{})),
-                      text_of(b.value("count", json{}))});
-  } else {
-    rows.push_back({"TIME", "VALUE"});
-    for (const auto& x : page.value("points", json::array()))
-      rows.push_back({time_of(x.value("ts", json{})), text_of(x.value("value", json{}))});
-  }
-  print_table(rows);
-  if (page.contains("next_from") && !page["next_from"].is_null())
-    std::cout << "\nmore: --from " << text_of(page["next_from"]) << '\n';
-}
-
-/// A page of anomalies as a table, and where the next one starts.
-void print_anomalies(const json& page) {
-  std::vector<std::vector<std::string>> rows{{"TIME", "PROPERTY", "VALUE", "SCORE", "EXPECTED"}};
-  for (const auto& a : page.value("items", json::array())) {
-    auto expected = a.value("expected", json::array());
-    rows.push_back({time_of(a.value("ts", json{})), text_of(a.value("property", json{})),
-                    text_of(a.value("value", json{})), text_of(a.value("score", json{})),
-                    expected.size() == 2 ? text_of(expected[0]) + " .. " + text_of(expected[1])
-                                         : "-"});
-  }
-  print_table(rows);
-  if (page.contains("next_from") && !page["next_from"].is_null())
-    std::cout << "\nmore: --from " << text_of(page["next_from"]) << '\n';
-}
 
 int main(int argc, char** argv) {
   CLI::App app{"twinctl: the twins of a node, over its HTTP API"};
@@ -538,6 +255,15 @@ int main(int argc, char** argv) {
     "drain", "Move a member's shards to the others (before maintenance); it gets none until "
              "it starts again");
   drain->add_option("node", drain_node, "The member's node id")->required();
+  std::vector<std::string> scenario_files;
+  auto* scenario = app.add_subcommand("scenario", "What-if scenarios on a copy of a subtree");
+  scenario->require_subcommand(1);
+  auto* scenario_run = scenario->add_subcommand(
+    "run", "Run the scenario of a JSON file (the body of POST /v1/scenarios)");
+  scenario_run->add_option("file", scenario_files, "The scenario")->required();
+  auto* scenario_compare =
+    scenario->add_subcommand("compare", "Run several scenarios and show them side by side");
+  scenario_compare->add_option("files", scenario_files, "The scenarios")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -548,6 +274,14 @@ int main(int argc, char** argv) {
   if (!parse_server(server, addr)) {
     std::cerr << "twinctl: --server must be http://host:port, not " << server << '\n';
     return usage;
+  }
+  if (scenario_run->parsed() || scenario_compare->parsed()) {
+    if (scenario_files.size() != 1 && scenario_run->parsed()) {
+      std::cerr << "twinctl: scenario run takes one file\n";
+      return usage;
+    }
+    client c{addr, token, std::chrono::seconds{timeout_s}};
+    return run_scenarios(c, scenario_files, scenario_compare->parsed(), as_json);
   }
   // The request, checked before anything is sent.
   auto twin_path = "/v1/twins/" + percent_encode(id);

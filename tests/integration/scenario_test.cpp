@@ -106,6 +106,90 @@ TEST_F(scenario_http_test, a_scenario_runs_a_copy_and_the_live_twins_stay_as_the
   EXPECT_EQ(after.body, before.body);
 }
 
+TEST_F(scenario_http_test, an_optimisation_answers_the_best_set_points_and_their_scenario) {
+  ASSERT_EQ(client_->call("PUT", "/v1/twins/h:room", R"({"type":"room"})", json_type).status,
+            201u);
+  for (auto id : {"h:a", "h:b"})
+    ASSERT_EQ(client_->call("PUT", std::string{"/v1/twins/"} + id,
+                            json{{"type", "heater"}, {"parent", "h:room"},
+                                 {"properties", {{"power", 1.0}, {"temperature", 17.0}}}}
+                              .dump(),
+                            json_type)
+                .status,
+              201u);
+  // The warmest room without a hot heater: each heater at most 7.5 (15 + 2 * 7.5 = 30).
+  json body{{"root", "h:room"},
+            {"horizon_s", 600},
+            {"vary", {{{"twin", "h:a"}, {"desired", "power"}, {"min", 0}, {"max", 10}},
+                      {{"twin", "h:b"}, {"desired", "power"}, {"min", 0}, {"max", 10}}}},
+            {"objective", {{"series", "h:room/max_temperature"}, {"maximize", "final"}}},
+            {"constraints", {{{"no_alert", "warning"}}}},
+            {"max_evaluations", 50}};
+  auto r = client_->call("POST", "/v1/scenarios/optimize", body.dump(), json_type);
+  ASSERT_EQ(r.status, 200u) << r.body;
+  auto doc = json::parse(r.body);
+  EXPECT_TRUE(doc["feasible"].get<bool>());
+  EXPECT_LE(doc["evaluations"].get<int>(), 50);
+  ASSERT_EQ(doc["best"].size(), 2u);
+  double best = std::max(doc["best"][0]["value"].get<double>(), doc["best"][1]["value"].get<double>());
+  EXPECT_NEAR(best, 7.5, 0.1);
+  EXPECT_NEAR(doc["objective"].get<double>(), 30, 0.3);
+  EXPECT_TRUE(doc["scenario"]["alerts"].empty());
+  EXPECT_EQ(doc["scenario"]["series"][0]["property"], "max_temperature");
+  // Bad objectives and budgets are refused.
+  for (auto edit : {json{{"objective", {{"series", "h:room/max_temperature"}}}},
+                    json{{"objective", {{"series", "h:room/max_temperature"}, {"maximize", "peak"}}}},
+                    json{{"max_evaluations", 1}}, json{{"vary", json::array()}},
+                    json{{"constraints", {{{"no_alert", "ok"}}}}}}) {
+    auto bad = body;
+    bad.update(edit);
+    EXPECT_EQ(client_->call("POST", "/v1/scenarios/optimize", bad.dump(), json_type).status, 400u)
+      << edit;
+  }
+}
+
+TEST_F(scenario_http_test, twinctl_runs_and_compares_scenarios_from_files) {
+  ASSERT_EQ(client_->call("PUT", "/v1/twins/h:room", R"({"type":"room"})", json_type).status,
+            201u);
+  ASSERT_EQ(client_->call("PUT", "/v1/twins/h:a",
+                          R"({"type":"heater","parent":"h:room","properties":{"power":2,"temperature":19}})",
+                          json_type)
+              .status,
+            201u);
+  auto write = [&](const char* name, double power) {
+    std::ofstream{dir_.sub(name)} << json{{"root", "h:room"},
+                                          {"horizon_s", 600},
+                                          {"changes", {{{"twin", "h:a"}, {"desired", {{"power", power}}}}}},
+                                          {"watch", {"h:a/temperature"}}}
+                                       .dump();
+    return dir_.sub(name);
+  };
+  auto low = write("low.json", 2);
+  auto high = write("high.json", 8);
+  auto twinctl = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv{TWINCTL_PATH, "--server",
+                                  "http://127.0.0.1:" + std::to_string(port_)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_to_end(argv, {}, 20s);
+  };
+  auto run = twinctl({"scenario", "run", high});
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.out.rfind("SERIES ", 0), 0u) << run.out;
+  EXPECT_NE(run.out.find("h:a/temperature"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("h:a   hot"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("2 twins, 1200 twin-steps over 600 s"), std::string::npos) << run.out;
+  auto compared = twinctl({"scenario", "compare", low, high});
+  ASSERT_EQ(compared.code, 0) << compared.err;
+  EXPECT_NE(compared.out.find("alerts raised / cleared  0 / 0"), std::string::npos) << compared.out;
+  EXPECT_NE(compared.out.find("/ 19  "), std::string::npos) << compared.out;  // low: stays at 19
+  auto as_json = json::parse(twinctl({"--json", "scenario", "compare", low, high}).out);
+  ASSERT_EQ(as_json.size(), 2u);
+  EXPECT_EQ(as_json[1]["alerts"][0]["alert"], "hot");
+  EXPECT_EQ(twinctl({"scenario", "run", dir_.sub("missing.json")}).code, 1);
+  auto broken = write("broken.json", 99);  // beyond the heater's range
+  EXPECT_EQ(twinctl({"scenario", "run", broken}).code, 5);
+}
+
 TEST_F(scenario_http_test, bad_scenarios_get_a_clear_4xx) {
   ASSERT_EQ(client_->call("PUT", "/v1/twins/h:room", R"({"type":"room"})", json_type).status,
             201u);

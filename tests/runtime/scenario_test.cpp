@@ -7,6 +7,7 @@
 
 #include "twin/runtime/dynamics.hpp"
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/optimize.hpp"
 #include "twin/runtime/scenario.hpp"
 
 namespace twin::test {
@@ -205,6 +206,70 @@ TEST(scenario, what_it_projects_is_what_a_noisy_device_does_within_the_noise) {
   double explained = 0.2 * std::sqrt(60.0 / 2);
   EXPECT_GT(rms, 0.3 * explained);
   EXPECT_LT(rms, 1.2 * explained);
+}
+
+TEST(optimize, finds_the_set_points_that_keep_within_the_constraints) {
+  auto types = room_types();
+  auto id = [](const char* text) { return *twin_id::parse(text); };
+  optimize_request o;
+  o.scenario.root = id("h:room");
+  o.scenario.horizon_s = 600;
+  o.vary = {{id("h:a"), "power", 0, 10}, {id("h:b"), "power", 0, 10}};
+  // As warm as it gets (the mean of the room's warmest heater) with neither heater hot:
+  // temperature 15 + 2 * power stays at most 30, so each power at most 7.5.
+  o.objective = {id("h:room"), "max_temperature"};
+  o.maximize = true;
+  o.bounds = {{id("h:a"), "temperature", std::nullopt, 30.0},
+              {id("h:b"), "temperature", std::nullopt, 30.0}};
+  o.max_evaluations = 60;
+  auto r = optimize_scenario(types, room_records(), o);
+  ASSERT_TRUE(r) << error_message(r.error());
+  EXPECT_TRUE(r->feasible);
+  EXPECT_LE(r->evaluations, 60u);
+  ASSERT_EQ(r->best.size(), 2u);
+  EXPECT_NEAR(std::max(r->best[0], r->best[1]), 7.5, 0.1);
+  EXPECT_LE(std::max(r->best[0], r->best[1]), 7.6);  // the lag leaves a hair of room
+  // The best scenario is the one it answers: its changes are the set-points.
+  ASSERT_EQ(r->best_scenario.changes.size(), 2u);
+  EXPECT_EQ(r->best_scenario.changes[0].desired.at("power"), value{r->best[0]});
+  EXPECT_EQ(r->result.times.back(), 600);
+  // Forbidding alerts instead: the room's stuffy alert (critical, above 25) comes first,
+  // and holds the heater at 5.
+  o.bounds.clear();
+  o.no_alert = severity::warning;
+  o.objective = {id("h:a"), "temperature"};
+  o.stat = series_stat::final;
+  o.vary = {{id("h:a"), "power", 0, 10}};
+  o.scenario.changes = {{id("h:b"), {{"power", value{0.0}}}, {}, {}}};  // b stays cool
+  r = optimize_scenario(types, room_records(), o);
+  ASSERT_TRUE(r) << error_message(r.error());
+  EXPECT_TRUE(r->feasible);
+  EXPECT_NEAR(r->best[0], 5, 0.1);
+  EXPECT_NEAR(r->objective, 25, 0.3);
+  EXPECT_TRUE(r->result.alerts.empty());
+}
+
+TEST(optimize, bad_requests_are_refused) {
+  auto types = room_types();
+  auto id = [](const char* text) { return *twin_id::parse(text); };
+  auto refused = [&](auto edit) {
+    optimize_request o;
+    o.scenario.root = id("h:room");
+    o.vary = {{id("h:a"), "power", 0, 10}};
+    o.objective = {id("h:a"), "temperature"};
+    edit(o);
+    auto r = optimize_scenario(types, room_records(), o);
+    return r ? std::string{} : error_message(r.error());
+  };
+  EXPECT_EQ(refused([](auto&) {}), "");
+  EXPECT_NE(refused([](auto& o) { o.vary.clear(); }).find("1 to 4"), std::string::npos);
+  EXPECT_NE(refused([](auto& o) { o.vary[0].max = -1; }).find("min below max"), std::string::npos);
+  EXPECT_NE(refused([](auto& o) { o.max_evaluations = 2; }).find("max_evaluations"),
+            std::string::npos);
+  EXPECT_NE(refused([&](auto& o) { o.vary[0].property = "temperature"; }).find("h:a"),
+            std::string::npos);
+  EXPECT_NE(refused([&](auto& o) { o.objective = {id("h:a"), "nope"}; }).find("nope"),
+            std::string::npos);
 }
 
 } // namespace

@@ -131,6 +131,10 @@ void post_command(router& rt, const twin_id& id, std::string name, const request
 /// cleared, and the final state. Runs like a query (429 when too many wait).
 void post_scenario(const route_context& ctx, const request& req, respond_fn respond);
 
+/// POST /v1/scenarios/optimize: the set-points (`vary`) that make the objective best within
+/// the constraints (`optimize_scenario`), and the scenario they give.
+void post_optimize(const route_context& ctx, const request& req, respond_fn respond);
+
 /// GET /v1/events: a stream of the changes that match the filters.
 void stream_events(const route_context& ctx, const request& req, respond_fn respond);
 

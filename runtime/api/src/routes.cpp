@@ -28,7 +28,7 @@ const char* route_of(std::string_view target) {
   auto path = target.substr(0, target.find('?'));
   for (const char* fixed :
        {"/healthz", "/readyz", "/metrics", "/v1/twins", "/v1/telemetry", "/v1/events",
-        "/v1/cluster", "/v1/scenarios"})
+        "/v1/cluster", "/v1/scenarios", "/v1/scenarios/optimize"})
     if (path == fixed)
       return fixed;
   constexpr std::string_view twins = "/v1/twins/";
@@ -165,13 +165,16 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
                                     "POST /v1/telemetry takes Content-Type: application/json"));
     return post_telemetry(ctx, req, std::move(respond));
   }
-  if (route == "/v1/scenarios") {
+  if (route == "/v1/scenarios" || route == "/v1/scenarios/optimize") {
     if (req.method != "POST")
       return respond(method_not_allowed("POST"));
     if (!has_media_type(req, {"application/json"}))
       return respond(error_response(415, "unsupported_media_type",
-                                    "POST /v1/scenarios takes Content-Type: application/json"));
-    return post_scenario(ctx, req, std::move(respond));
+                                    "POST " + std::string{route}
+                                      + " takes Content-Type: application/json"));
+    if (route == "/v1/scenarios")
+      return post_scenario(ctx, req, std::move(respond));
+    return post_optimize(ctx, req, std::move(respond));
   }
   if (route == "/v1/cluster/members/{node}/drain") {
     if (req.method != "POST")

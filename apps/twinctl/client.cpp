@@ -1,0 +1,115 @@
+// The HTTP client of twinctl: one request to the node, its answer and its exit code.
+
+#include "client.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "output.hpp"
+
+namespace twinctl {
+
+/// "http://host:port" (or "host:port"); the port defaults to 8080.
+bool parse_server(const std::string& url, server_address& out) {
+  std::string rest = url;
+  if (rest.rfind("http://", 0) == 0)
+    rest = rest.substr(7);
+  else if (rest.find("://") != std::string::npos)
+    return false;  // https and others: not spoken here
+  while (!rest.empty() && rest.back() == '/')
+    rest.pop_back();
+  auto colon = rest.rfind(':');
+  out.host = colon == std::string::npos ? rest : rest.substr(0, colon);
+  out.port = colon == std::string::npos ? "8080" : rest.substr(colon + 1);
+  return !out.host.empty() && !out.port.empty()
+         && out.port.find_first_not_of("0123456789") == std::string::npos;
+}
+
+reply reply_of(unsigned status, std::string text) {
+  reply out;
+  out.status = status;
+  out.text = std::move(text);
+  out.body = json::parse(out.text, nullptr, false);
+  if (out.body.is_discarded())
+    out.body = nullptr;
+  return out;
+}
+
+reply client::call(http::verb method, const std::string& target, const std::string& body,
+                 const std::string& content_type,
+                 const std::vector<std::pair<http::field, std::string>>& headers) {
+  asio::io_context ioc;
+  tcp::resolver resolver{ioc};
+  beast::tcp_stream stream{ioc};
+  http::request<http::string_body> req{method, target, 11};
+  address(req, addr_, token_);
+  for (const auto& [name, value] : headers)
+    req.set(name, value);
+  if (!body.empty()) {
+    req.set(http::field::content_type, content_type);
+    req.body() = body;
+  }
+  req.prepare_payload();
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64u << 20);
+  // Asynchronous steps under one deadline for the whole call.
+  beast::error_code failure;
+  asio::steady_timer deadline{ioc, timeout_};
+  deadline.async_wait([&](beast::error_code ec) {
+    if (!ec) {
+      failure = beast::error::timeout;
+      resolver.cancel();
+      stream.cancel();
+    }
+  });
+  auto finish = [&](beast::error_code ec) {
+    if (!failure)
+      failure = ec;
+    deadline.cancel();
+  };
+  resolver.async_resolve(addr_.host, addr_.port, [&](beast::error_code ec, auto results) {
+    if (ec || failure)
+      return finish(ec);
+    stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
+      if (ec || failure)
+        return finish(ec);
+      http::async_write(stream, req, [&](beast::error_code ec, size_t) {
+        if (ec || failure)
+          return finish(ec);
+        http::async_read(stream, buffer, parser,
+                         [&](beast::error_code ec, size_t) { finish(ec); });
+      });
+    });
+  });
+  ioc.run();
+  if (failure)
+    throw beast::system_error{failure};
+  auto out = reply_of(parser.get().result_int(), std::move(parser.get().body()));
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  return out;
+}
+
+int exit_code_of(unsigned status) {
+  if (status < 300)
+    return ok;
+  if (status == 404)
+    return not_found;
+  if (status == 409 || status == 412)
+    return conflict;
+  if (status < 500)
+    return refused;
+  return server_error;
+}
+
+/// The error of an answer, in the API's error shape or as the raw text.
+std::string error_text(const reply& r) {
+  if (r.body.is_object() && r.body.contains("error") && r.body["error"].is_object()) {
+    const auto& e = r.body["error"];
+    return text_of(e.value("code", json{})) + ": " + text_of(e.value("message", json{}));
+  }
+  return r.text.empty() ? "HTTP " + std::to_string(r.status) : r.text;
+}
+
+} // namespace twinctl

@@ -1,0 +1,82 @@
+#pragma once
+
+// The HTTP client of twinctl: the node's address, one request and its answer, and the
+// exit code an answer gives.
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+namespace twinctl {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using nlohmann::json;
+
+enum exit_code : int {
+  ok = 0,
+  usage = 1,
+  unreachable = 2,
+  not_found = 3,
+  conflict = 4,
+  refused = 5,
+  server_error = 6,
+};
+
+struct server_address {
+  std::string host;
+  std::string port;
+};
+
+/// "http://host:port" (or "host:port"); the port defaults to 8080.
+bool parse_server(const std::string& url, server_address& out);
+
+struct reply {
+  unsigned status = 0;
+  json body;  ///< null if none or not JSON
+  std::string text;
+};
+
+reply reply_of(unsigned status, std::string text);
+
+/// Sets the headers that name the node and the caller on `req`.
+template <class Request>
+void address(Request& req, const server_address& addr, const std::string& token) {
+  req.set(http::field::host, addr.host + ":" + addr.port);
+  req.set(http::field::user_agent, "twinctl");
+  if (!token.empty())
+    req.set(http::field::authorization, "Bearer " + token);
+}
+
+class client {
+public:
+  client(server_address addr, std::string token, std::chrono::seconds timeout)
+    : addr_(std::move(addr)), token_(std::move(token)), timeout_(timeout) {}
+
+  /// One request, given at most the timeout; throws beast::system_error if the node
+  /// cannot be reached or does not answer in time.
+  reply call(http::verb method, const std::string& target, const std::string& body = {},
+             const std::string& content_type = "application/json",
+             const std::vector<std::pair<http::field, std::string>>& headers = {});
+
+private:
+  server_address addr_;
+  std::string token_;
+  std::chrono::seconds timeout_;
+};
+
+/// The exit code of an answer's status: 0 done, 3 not found, 4 conflict, 5 refused, 6 failed.
+int exit_code_of(unsigned status);
+
+/// The error of an answer, in the API's error shape or as the raw text.
+std::string error_text(const reply& r);
+
+} // namespace twinctl

@@ -1,0 +1,141 @@
+// What twinctl prints: tables, twins, events, pages of history and anomalies.
+
+#include "output.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <set>
+
+namespace twinctl {
+
+std::string text_of(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
+
+/// A table with a header row, columns as wide as their widest cell.
+void print_table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    width.resize(std::max(width.size(), r.size()));
+    for (size_t i = 0; i < r.size(); ++i)
+      width[i] = std::max(width[i], r[i].size());
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size())
+        line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    std::cout << line << '\n';
+  }
+}
+
+void print_twin(const json& t) {
+  std::cout << t.value("id", "") << "  type " << t.value("type", "") << "  kind "
+            << t.value("kind", "") << "  version " << t.value("version", 0);
+  if (t.contains("parent") && t["parent"].is_string())
+    std::cout << "  parent " << t["parent"].get<std::string>();
+  std::cout << "\n\n";
+  std::vector<std::vector<std::string>> rows{{"PROPERTY", "REPORTED", "DESIRED", "SOURCE"}};
+  std::set<std::string> names;
+  for (const auto* part : {"properties", "desired"})
+    if (t.contains(part) && t[part].is_object())
+      for (const auto& [k, v] : t[part].items())
+        names.insert(k);
+  for (const auto& n : names) {
+    auto get = [&](const char* part) {
+      return t.contains(part) && t[part].contains(n) ? text_of(t[part][n]) : std::string{};
+    };
+    std::string source;
+    if (t.contains("metadata") && t["metadata"].contains(n))
+      source = t["metadata"][n].value("source", "");
+    rows.push_back({n, get("properties"), get("desired"), source});
+  }
+  print_table(rows);
+  if (t.contains("alerts") && !t["alerts"].empty()) {
+    std::cout << "\nalerts:";
+    for (const auto& a : t["alerts"])
+      std::cout << ' ' << a.value("name", "") << " (" << a.value("severity", "") << ')';
+    std::cout << '\n';
+  }
+  if (t.contains("children") && !t["children"].empty())
+    std::cout << "\nchildren: " << t["children"].size() << '\n';
+}
+
+/// A time in ms since the epoch as UTC, e.g. 2026-11-23T06:16:14.123Z; other JSON as is.
+std::string time_of(const json& ms) {
+  if (!ms.is_number_integer())
+    return text_of(ms);
+  auto t = ms.get<int64_t>();
+  std::time_t secs = static_cast<std::time_t>(t / 1000);
+  std::tm utc{};
+  if (t < 0 || gmtime_r(&secs, &utc) == nullptr)
+    return text_of(ms);
+  char buf[40];
+  auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(t % 1000));
+  return buf;
+}
+
+/// Prints one server-sent event: a line of text, or with `as_json` its data as one line
+/// of JSON with the event's name in "event".
+void print_event(const std::string& name, const std::string& data, bool as_json) {
+  auto doc = json::parse(data, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    doc = json::object({{"data", data}});
+  if (as_json) {
+    doc["event"] = name;
+    std::cout << doc.dump() << std::endl;
+    return;
+  }
+  std::string line = time_of(doc.value("ts", json{})) + "  " + name + "  "
+                     + text_of(doc.value("id", json{}));
+  if (name == "command")
+    line += "  " + text_of(doc.value("command", json{})) + " " + doc.value("args", json{}).dump();
+  else if (doc.contains("version"))
+    line += "  v" + text_of(doc["version"]);
+  if (doc.contains("properties"))
+    line += "  " + doc["properties"].dump();
+  if (name == "lagged")
+    line += text_of(doc.value("message", json{}));
+  std::cout << line << std::endl;
+}
+
+/// A page of history as a table, and where the next one starts.
+void print_history(const json& page) {
+  std::vector<std::vector<std::string>> rows;
+  if (page.contains("buckets")) {
+    rows.push_back({"TIME", "MIN", "MAX", "AVG", "COUNT"});
+    for (const auto& b : page["buckets"])
+      rows.push_back({time_of(b.value("ts", json{})), text_of(b.value("min", json{})),
+                      text_of(b.value("max", json{})), text_of(b.value("avg", json{})),
+                      text_of(b.value("count", json{}))});
+  } else {
+    rows.push_back({"TIME", "VALUE"});
+    for (const auto& x : page.value("points", json::array()))
+      rows.push_back({time_of(x.value("ts", json{})), text_of(x.value("value", json{}))});
+  }
+  print_table(rows);
+  if (page.contains("next_from") && !page["next_from"].is_null())
+    std::cout << "\nmore: --from " << text_of(page["next_from"]) << '\n';
+}
+
+/// A page of anomalies as a table, and where the next one starts.
+void print_anomalies(const json& page) {
+  std::vector<std::vector<std::string>> rows{{"TIME", "PROPERTY", "VALUE", "SCORE", "EXPECTED"}};
+  for (const auto& a : page.value("items", json::array())) {
+    auto expected = a.value("expected", json::array());
+    rows.push_back({time_of(a.value("ts", json{})), text_of(a.value("property", json{})),
+                    text_of(a.value("value", json{})), text_of(a.value("score", json{})),
+                    expected.size() == 2 ? text_of(expected[0]) + " .. " + text_of(expected[1])
+                                         : "-"});
+  }
+  print_table(rows);
+  if (page.contains("next_from") && !page["next_from"].is_null())
+    std::cout << "\nmore: --from " << text_of(page["next_from"]) << '\n';
+}
+
+} // namespace twinctl

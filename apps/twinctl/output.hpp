@@ -1,0 +1,36 @@
+#pragma once
+
+// What twinctl prints: tables, twins, events, pages of history, anomalies and scenarios.
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace twinctl {
+
+using nlohmann::json;
+
+/// A string as it is, other JSON as JSON text.
+std::string text_of(const json& v);
+
+/// A table with a header row, columns as wide as their widest cell.
+void print_table(const std::vector<std::vector<std::string>>& rows);
+
+/// A twin: its identity, then its properties reported and desired, its alerts.
+void print_twin(const json& t);
+
+/// A time in ms since the epoch as UTC, e.g. 2026-11-23T06:16:14.123Z; other JSON as is.
+std::string time_of(const json& ms);
+
+/// Prints one server-sent event: a line of text, or with `as_json` its data as one line
+/// of JSON with the event's name in "event".
+void print_event(const std::string& name, const std::string& data, bool as_json);
+
+/// A page of history as a table, and where the next one starts.
+void print_history(const json& page);
+
+/// A page of anomalies as a table, and where the next one starts.
+void print_anomalies(const json& page);
+
+} // namespace twinctl
