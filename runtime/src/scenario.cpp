@@ -9,6 +9,8 @@
 #include <deque>
 #include <limits>
 #include <map>
+#include <optional>
+#include <random>
 
 #include "twin/runtime/dynamics.hpp"
 #include "twin/runtime/errc.hpp"
@@ -51,7 +53,10 @@ struct sim_twin {
 
 class scenario {
 public:
-  scenario(const type_registry& types, const scenario_request& req) : types_(types), req_(req) {}
+  scenario(const type_registry& types, const scenario_request& req) : types_(types), req_(req) {
+    if (req.noise_seed)
+      rng_.emplace(*req.noise_seed);
+  }
 
   caf::error load(const std::vector<twin_record>& twins);
   caf::error apply(const scenario_change& c);
@@ -82,6 +87,7 @@ private:
   std::map<twin_id, int> index_;
   std::vector<int> order_;  ///< leaves first: every child before its parent
   std::deque<value> scratch_;  ///< stable addresses for the values a condition reads
+  std::optional<std::mt19937_64> rng_;  ///< the noise's, given a seed
   bool started_ = false;
 };
 
@@ -286,7 +292,7 @@ void scenario::step(double dt, double t) {
   for (int i : order_) {
     auto& x = twins_[static_cast<size_t>(i)];
     if (dt > 0 && !x.type->dynamics().empty())
-      step_dynamics(*x.type, x.s, dt);
+      step_dynamics(*x.type, x.s, dt, rng_ ? &*rng_ : nullptr);
     if (!x.type->aggregates().empty()) {
       roll_up(x);
       compute_derived(*x.type, x.s);  // over the new aggregates

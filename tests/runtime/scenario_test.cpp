@@ -201,6 +201,16 @@ TEST(scenario, what_it_projects_is_what_a_noisy_device_does_within_the_noise) {
     }
   }
   double rms = std::sqrt(sq / static_cast<double>(n));
+  // A seeded scenario is one such run, the same for the same seed.
+  req.noise_seed = 5;
+  auto one = run_scenario(reg, {rec}, req);
+  auto same = run_scenario(reg, {rec}, req);
+  req.noise_seed = 6;
+  auto other = run_scenario(reg, {rec}, req);
+  ASSERT_TRUE(one && same && other);
+  EXPECT_EQ(one->series, same->series);
+  EXPECT_NE(one->series, other->series);
+  EXPECT_NE(one->series, projected->series);
   // What the noise explains: a lag of time constant 60 s driven by a random walk of 0.2 per
   // root second settles at a standard deviation of 0.2 * sqrt(60 / 2) = 1.1.
   double explained = 0.2 * std::sqrt(60.0 / 2);

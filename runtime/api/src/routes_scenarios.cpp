@@ -75,6 +75,11 @@ caf::expected<scenario_request> request_of(const json& doc) {
       return bad(std::string{"\""} + key + "\" must be a number of seconds above 0");
     *field = i->get<double>();
   }
+  if (auto seed = doc.find("noise_seed"); seed != doc.end()) {
+    if (!seed->is_number_unsigned())
+      return bad("\"noise_seed\" must be a whole number");
+    r.noise_seed = seed->get<uint64_t>();
+  }
   auto changes = doc.value("changes", json::array());
   if (!changes.is_array())
     return bad("\"changes\" must be a list");
@@ -250,7 +255,7 @@ json answer_of(const scenario_request& req, const scenario_result& r, size_t twi
 void post_scenario(const route_context& ctx, const request& req, respond_fn respond) {
   if (!ctx.be.types || !ctx.be.query || !ctx.be.rt)
     return respond(error_response(501, "not_implemented", "this node runs no scenarios"));
-  auto doc = object_body(req, {"root", "horizon_s", "step_s", "changes", "watch"});
+  auto doc = object_body(req, {"root", "horizon_s", "step_s", "changes", "watch", "noise_seed"});
   if (!doc)
     return respond(error_of(doc.error()));
   auto sr = request_of(*doc);
@@ -272,8 +277,8 @@ void post_scenario(const route_context& ctx, const request& req, respond_fn resp
 void post_optimize(const route_context& ctx, const request& req, respond_fn respond) {
   if (!ctx.be.types || !ctx.be.query || !ctx.be.rt)
     return respond(error_response(501, "not_implemented", "this node runs no scenarios"));
-  auto doc = object_body(req, {"root", "horizon_s", "step_s", "changes", "watch", "vary",
-                               "objective", "constraints", "max_evaluations"});
+  auto doc = object_body(req, {"root", "horizon_s", "step_s", "changes", "watch", "noise_seed",
+                               "vary", "objective", "constraints", "max_evaluations"});
   if (!doc)
     return respond(error_of(doc.error()));
   auto o = optimization_of(*doc);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -30,6 +31,9 @@ struct scenario_request {
   double step_s = 1;
   std::vector<scenario_change> changes;
   std::vector<std::pair<twin_id, std::string>> watch;
+  /// With a seed, the dynamics' noise is added, from a generator seeded so: one run of
+  /// what the devices might do. None: without noise, what the model expects.
+  std::optional<uint64_t> noise_seed;
 
   static constexpr size_t max_twins = 100000;
   static constexpr double max_steps = 1e6;       ///< horizon_s / step_s
@@ -59,7 +63,7 @@ struct scenario_result {
 
 /// Runs `req` over `twins`: the records of the root and of everything below it (in any
 /// order; twins not under the root are ignored). Each step, leaves first, every twin steps
-/// its type's dynamics (without noise), then its aggregates over its children, its
+/// its type's dynamics (with their noise only given a `noise_seed`), then its aggregates over its children, its
 /// derived properties, its alerts and its health are computed again, as the live twin
 /// would. The records are not changed. Errors (`invalid_argument`, with the reason): the
 /// root missing, a horizon or step out of bounds, too many twins or steps, a change or a
