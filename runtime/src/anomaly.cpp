@@ -36,6 +36,8 @@ size_t anomaly_detector::bytes() const {
 
 int anomaly_detector::level_of(double x) const {
   double k = std::floor((x - lo_) * per_step_);
+  if (std::isnan(k))  // only where finite numbers overflow: beyond every level
+    return x < lo_ ? -margin : levels_ + margin;
   return static_cast<int>(std::clamp(k, -double{margin}, static_cast<double>(levels_ + margin)));
 }
 
@@ -50,8 +52,10 @@ uint32_t anomaly_detector::visit(int k, uint32_t i) {
 
 void anomaly_detector::start_levels() {
   auto [lo, hi] = std::minmax_element(warm_.get(), warm_.get() + warmup_);
-  double range = *hi - *lo;
-  double step = range > 0 ? range / levels_ : std::max(std::fabs(*lo) * 1e-3, 1e-9);
+  // Divided first: the range of two finite extremes may not be finite.
+  double step = *hi / levels_ - *lo / levels_;
+  if (!(step > 0 && std::isfinite(1 / step)))
+    step = std::max(std::fabs(*lo) * 1e-3, 1e-9);
   lo_ = *lo - step / 2;  // the extremes sit mid-level: a hair beyond either is familiar
   per_step_ = 1 / step;
   table_ = std::make_unique<level[]>(slots());

@@ -1,8 +1,10 @@
 #include "twin/runtime/model.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <regex>
 
 #include "twin/runtime/errc.hpp"
@@ -80,12 +82,6 @@ const command_spec* twin_type::command(std::string_view name) const {
   auto i = std::find_if(commands_.begin(), commands_.end(),
                         [&](const command_spec& c) { return c.name == name; });
   return i == commands_.end() ? nullptr : &*i;
-}
-
-const anomaly_spec* twin_type::anomaly(std::string_view source) const {
-  auto i = std::find_if(anomalies_.begin(), anomalies_.end(),
-                        [&](const anomaly_spec& a) { return a.source == source; });
-  return i == anomalies_.end() ? nullptr : &*i;
 }
 
 bool twin_type::has_command(std::string_view name) const {
@@ -484,7 +480,12 @@ std::optional<std::pair<double, bool>> threshold_of(const std::string& condition
   std::smatch m;
   if (!std::regex_match(condition, m, form) || m[1] != property)
     return std::nullopt;
-  return std::make_pair(std::stod(m[3]), m[2].str()[0] == '>');
+  auto text = m[3].str();
+  errno = 0;
+  double x = std::strtod(text.c_str(), nullptr);
+  if (errno == ERANGE || !std::isfinite(x))
+    return std::nullopt;  // a threshold no double holds
+  return std::make_pair(x, m[2].str()[0] == '>');
 }
 
 } // namespace

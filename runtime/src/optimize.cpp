@@ -60,6 +60,17 @@ public:
     base_.watch = {req.objective};
     for (const auto& b : req.bounds)
       base_.watch.emplace_back(b.twin, b.property);
+    base_.watch.insert(base_.watch.end(), req.scenario.watch.begin(), req.scenario.watch.end());
+    // Set-points of integer properties take whole values.
+    for (const auto& v : req.vary) {
+      bool whole = false;
+      for (const auto& r : twins)
+        if (r.id == v.twin)
+          if (auto type = types.find(r.type))
+            if (const auto* p = type->property(v.property))
+              whole = p->type == property_type::integer;
+      integer_.push_back(whole);
+    }
   }
 
   /// Scores the set-points at `u` (each in [0, 1] of its range); the best so far is kept.
@@ -75,16 +86,21 @@ public:
     auto r = run_scenario(types_, twins_, sc);
     if (!r)
       return r.error();
+    if (static_cast<double>(r->twin_steps) * static_cast<double>(req_.max_evaluations)
+        > optimize_request::max_work)
+      return bad("max_evaluations scenarios of " + std::to_string(r->twin_steps)
+                 + " twin-steps each is more than an optimisation runs: shorten the horizon, "
+                   "lengthen the step, pick a smaller root or allow fewer evaluations");
     ++evaluations;
     score s;
     s.violation = 0;
-    for (size_t b = 0; b < req_.bounds.size(); ++b)
-      for (double x : r->series[b + 1]) {
-        if (req_.bounds[b].min && x < *req_.bounds[b].min)
-          s.violation = std::max(s.violation, *req_.bounds[b].min - x);
-        if (req_.bounds[b].max && x > *req_.bounds[b].max)
-          s.violation = std::max(s.violation, x - *req_.bounds[b].max);
-      }
+    for (size_t b = 0; b < req_.bounds.size(); ++b) {  // over every step
+      auto [lo, hi] = r->extremes[b + 1];
+      if (req_.bounds[b].min && lo < *req_.bounds[b].min)
+        s.violation = std::max(s.violation, *req_.bounds[b].min - lo);
+      if (req_.bounds[b].max && hi > *req_.bounds[b].max)
+        s.violation = std::max(s.violation, hi - *req_.bounds[b].max);
+    }
     if (req_.no_alert)
       for (const auto& a : r->alerts)
         if (a.raised && a.level >= *req_.no_alert)
@@ -122,13 +138,18 @@ public:
 private:
   double value_of(size_t i, double u) const {
     const auto& v = req_.vary[i];
-    return v.min + u * (v.max - v.min);
+    double x = v.min + u * (v.max - v.min);
+    return integer_[i] ? std::clamp(std::round(x), std::ceil(v.min), std::floor(v.max)) : x;
   }
   scenario_request scenario_at(const std::vector<double>& u) const {
     auto sc = base_;
     for (size_t i = 0; i < req_.vary.size(); ++i)
-      sc.changes.push_back({req_.vary[i].twin, {{req_.vary[i].property, value{value_of(i, u[i])}}},
-                            {}, {}});
+      sc.changes.push_back(
+        {req_.vary[i].twin,
+         {{req_.vary[i].property, integer_[i] ? value{static_cast<int64_t>(value_of(i, u[i]))}
+                                              : value{value_of(i, u[i])}}},
+         {},
+         {}});
     return sc;
   }
 
@@ -136,6 +157,7 @@ private:
   const std::vector<twin_record>& twins_;
   const optimize_request& req_;
   scenario_request base_;
+  std::vector<bool> integer_;  ///< per set-point: of an integer property
   std::map<std::vector<long>, score> seen_;
   std::optional<scenario_result> best_;
   score best_score_;
@@ -161,6 +183,8 @@ caf::error nelder_mead(optimizer& opt, std::vector<double> start, double step, d
   if (auto err = add(start))
     return err;
   for (size_t i = 0; i < n; ++i) {
+    if (opt.spent())
+      return {};
     auto x = start;
     x[i] += x[i] + step <= 1 ? step : -step;
     if (auto err = add(std::move(x)))
@@ -254,14 +278,17 @@ caf::expected<optimize_result> optimize_scenario(const type_registry& types,
       u[i] = static_cast<double>(at[i]) / static_cast<double>(k - 1);
     if (auto s = opt.eval(u); !s)
       return s.error();
+    if (opt.spent())
+      break;
     size_t i = 0;
     while (i < n && ++at[i] == k)
       at[i++] = 0;
     if (i == n)
       break;
   }
-  if (auto err = nelder_mead(opt, opt.best_point(), 0.5 / static_cast<double>(k - 1), 1e-3))
-    return err;
+  if (!opt.spent())
+    if (auto err = nelder_mead(opt, opt.best_point(), 0.5 / static_cast<double>(k - 1), 1e-3))
+      return err;
   return opt.result();
 }
 

@@ -86,6 +86,7 @@ private:
   std::vector<sim_twin> twins_;
   std::map<twin_id, int> index_;
   std::vector<int> order_;  ///< leaves first: every child before its parent
+  std::vector<bool> in_tree_;  ///< per twin: under the root
   std::deque<value> scratch_;  ///< stable addresses for the values a condition reads
   std::optional<std::mt19937_64> rng_;  ///< the noise's, given a seed
   bool started_ = false;
@@ -124,6 +125,9 @@ caf::error scenario::load(const std::vector<twin_record>& records) {
     for (int c : twins_[static_cast<size_t>(bfs[k])].children)
       bfs.push_back(c);
   order_.assign(bfs.rbegin(), bfs.rend());
+  in_tree_.assign(twins_.size(), false);
+  for (int i : order_)
+    in_tree_[static_cast<size_t>(i)] = true;
   if (order_.size() > scenario_request::max_twins)
     return bad("the subtree has " + std::to_string(order_.size()) + " twins; a scenario runs "
                + std::to_string(scenario_request::max_twins) + " at most");
@@ -144,7 +148,7 @@ caf::error scenario::load(const std::vector<twin_record>& records) {
 
 caf::error scenario::apply(const scenario_change& c) {
   int i = find(c.twin);
-  if (i < 0 || std::find(order_.begin(), order_.end(), i) == order_.end())
+  if (i < 0 || !in_tree_[static_cast<size_t>(i)])
     return bad("twin " + c.twin.str() + " is not in the subtree of " + req_.root.str());
   auto& x = twins_[static_cast<size_t>(i)];
   const auto& props = x.type->properties();
@@ -197,7 +201,7 @@ caf::expected<std::vector<std::pair<int, int>>> scenario::watched() const {
   std::vector<std::pair<int, int>> out;
   for (const auto& [id, property] : req_.watch) {
     int i = find(id);
-    if (i < 0 || std::find(order_.begin(), order_.end(), i) == order_.end())
+    if (i < 0 || !in_tree_[static_cast<size_t>(i)])
       return bad("watched twin " + id.str() + " is not in the subtree of " + req_.root.str());
     const auto& x = twins_[static_cast<size_t>(i)];
     int at = x.type->index_of(property);
@@ -257,11 +261,17 @@ const value* scenario::read(const sim_twin& x, std::string_view name) {
   if (at < 0)
     return nullptr;
   const auto& p = x.type->properties()[static_cast<size_t>(at)];
+  double v = x.s[static_cast<size_t>(at)];
+  if (p.computed && p.type == property_type::string) {  // health and worst: as simulated
+    if (std::isnan(v))
+      return nullptr;
+    scratch_.emplace_back(std::string{to_string(static_cast<severity>(std::lround(v)))});
+    return &scratch_.back();
+  }
   if (!numeric(p.type)) {
     auto o = x.others.find(name);
     return o == x.others.end() ? nullptr : &o->second;
   }
-  double v = x.s[static_cast<size_t>(at)];
   if (std::isnan(v))
     return nullptr;
   if (p.type == property_type::boolean)
@@ -293,10 +303,10 @@ void scenario::step(double dt, double t) {
     auto& x = twins_[static_cast<size_t>(i)];
     if (dt > 0 && !x.type->dynamics().empty())
       step_dynamics(*x.type, x.s, dt, rng_ ? &*rng_ : nullptr);
-    if (!x.type->aggregates().empty()) {
+    if (!x.type->aggregates().empty())
       roll_up(x);
-      compute_derived(*x.type, x.s);  // over the new aggregates
-    }
+    if (!x.type->derived().empty())
+      compute_derived(*x.type, x.s);  // over the new aggregates and changed properties
     evaluate_alerts(x, t);
     if (x.health >= 0) {
       double worst = static_cast<double>(x.own);
@@ -346,6 +356,9 @@ caf::expected<scenario_result> run_scenario(const type_registry& types,
                + number_text(req.step_s) + " s is " + number_text(steps)
                + " steps; a scenario runs " + number_text(scenario_request::max_steps)
                + " at most");
+  if (req.changes.size() > scenario_request::max_changes)
+    return bad("a scenario makes " + std::to_string(scenario_request::max_changes)
+               + " changes at most");
   if (req.watch.size() > scenario_request::max_watch)
     return bad("a scenario watches " + std::to_string(scenario_request::max_watch)
                + " series at most");
@@ -368,16 +381,29 @@ caf::expected<scenario_result> run_scenario(const type_registry& types,
   uint64_t every = std::max<uint64_t>(1, (n + scenario_request::max_points - 1)
                                            / scenario_request::max_points);
   out.series.resize(watched->size());
+  out.extremes.assign(watched->size(), {none, none});
+  auto track = [&] {
+    for (size_t w = 0; w < watched->size(); ++w) {
+      double x = sc.value_at((*watched)[w]);
+      auto& [lo, hi] = out.extremes[w];
+      if (!std::isnan(x)) {
+        lo = std::isnan(lo) ? x : std::min(lo, x);
+        hi = std::isnan(hi) ? x : std::max(hi, x);
+      }
+    }
+  };
   auto sample = [&](double t) {
     out.times.push_back(t);
     for (size_t w = 0; w < watched->size(); ++w)
       out.series[w].push_back(sc.value_at((*watched)[w]));
   };
+  track();
   sample(0);
   for (uint64_t k = 1; k <= n; ++k) {
     double t = std::min(req.horizon_s, static_cast<double>(k) * req.step_s);
     double dt = t - static_cast<double>(k - 1) * req.step_s;
     sc.step(dt, t);
+    track();
     if (k % every == 0 || k == n)
       sample(t);
   }

@@ -30,12 +30,20 @@ void trend_estimator::add(double t_s, double x) {
     t_ -= d * w_;
     tx_ -= d * x_;
   }
+  double dx = samples_ > 0 ? x - x0_ : 0;  // relative to the first: squares stay in range
+  if (!std::isfinite(dx * dx) || !std::isfinite(tt_)) {  // beyond what the sums hold: anew
+    samples_ = 0;
+    w_ = w2_ = t_ = x_ = tt_ = tx_ = xx_ = 0;
+    dx = 0;
+  }
+  if (samples_ == 0)
+    x0_ = x;
   samples_ = std::min<uint32_t>(samples_, UINT32_MAX - 1) + 1;
   last_t_ = t_s;
   w_ += 1;
   w2_ += 1;
-  x_ += x;
-  xx_ += x * x;
+  x_ += dx;
+  xx_ += dx * dx;
 }
 
 std::optional<limit_projection> trend_estimator::time_to(double limit, bool upper) const {
@@ -45,7 +53,7 @@ std::optional<limit_projection> trend_estimator::time_to(double limit, bool uppe
   if (!(stt > 0))
     return std::nullopt;
   double slope = (tx_ - t_ * x_ / w_) / stt;
-  double now = (x_ - slope * t_) / w_;  // the line at the newest sample (t = 0)
+  double now = x0_ + (x_ - slope * t_) / w_;  // the line at the newest sample (t = 0)
   if (upper ? now >= limit : now <= limit)
     return limit_projection{};  // there already
   double gap = std::fabs(limit - now);

@@ -83,9 +83,24 @@ TEST(anomaly_detector, a_flat_or_noisy_series_without_anomalies_stays_quiet) {
   EXPECT_TRUE(flat.observe(8).onset);                  // a flat line that moves
 }
 
+TEST(anomaly_detector, extreme_values_are_scored_like_any_other) {
+  anomaly_options o;
+  o.warmup = 4;
+  anomaly_detector d{o};
+  for (double x : {1e308, -1e308, 1e308, -1e308})  // a range no double holds
+    d.observe(x);
+  EXPECT_EQ(d.observe(0).score, 1);      // a level between the two, never seen
+  EXPECT_EQ(d.observe(1e308).score, 0.5);  // visited twice in the warm-up
+  anomaly_detector tiny{o};
+  for (double x : {0.0, 5e-324, 0.0, 5e-324})  // a range too small to divide by
+    tiny.observe(x);
+  EXPECT_LE(tiny.observe(1).score, 1);
+  EXPECT_GE(tiny.observe(-1e308).score, 0);
+}
+
 TEST(anomaly_detector, memory_is_bounded_and_options_are_checked) {
   anomaly_detector d;
-  EXPECT_GT(d.bytes(), 200 * sizeof(float));  // the warm-up's samples
+  EXPECT_GE(d.bytes(), 250 * sizeof(double));  // the warm-up's samples
   for (int i = 0; i < 100000; ++i)
     d.observe(i % 2 == 0 ? ordinary(i) : 1e6 * i);
   EXPECT_LE(d.bytes(), 360u);

@@ -175,7 +175,11 @@ TEST(routes, anomalies_are_read_from_their_series_with_iso_or_ms_times) {
                       "/v1/twins/t:a/anomalies?from=5&to=4", "/v1/twins/t:a/anomalies?step=5",
                       "/v1/twins/t:a/anomalies?from=2024-13-01",
                       "/v1/twins/t:a/anomalies?from=2024-05-01T12:00:00",  // no zone
-                      "/v1/twins/t:a/anomalies?to=2024-05-01T25:00:00Z"}) {
+                      "/v1/twins/t:a/anomalies?to=2024-05-01T25:00:00Z",
+                      "/v1/twins/t:a/anomalies?to=2023-02-29",  // not a leap year
+                      "/v1/twins/t:a/anomalies?to=2024-04-31",
+                      "/v1/twins/t:a/anomalies?to=2024-05-01T-1:00:00Z",
+                      "/v1/twins/t:a/anomalies?to=2024-05-01T12:00:00.Z"}) {
     auto r = call(be, "GET", target);
     EXPECT_EQ(r.status, 400u) << target << " " << r.body.dump();
   }
@@ -207,6 +211,8 @@ TEST(routes, anomalies_are_read_from_their_series_with_iso_or_ms_times) {
   ASSERT_EQ(call(be, "GET", "/v1/twins/t:a/history?property=x&from=2024-05-01T12:00:00Z").status,
             200u);
   EXPECT_EQ(asked[2].from_ms, 1714564800000);
+  ASSERT_EQ(call(be, "GET", "/v1/twins/t:a/history?property=x&from=2024-02-29").status, 200u);
+  EXPECT_EQ(asked[3].from_ms, 1709164800000);  // a leap day
 }
 
 TEST(routes, reads_beyond_the_queue_get_429_with_a_retry_time) {

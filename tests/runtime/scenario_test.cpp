@@ -259,6 +259,82 @@ TEST(optimize, finds_the_set_points_that_keep_within_the_constraints) {
   EXPECT_TRUE(r->result.alerts.empty());
 }
 
+TEST(optimize, keeps_to_its_budget_and_to_whole_values) {
+  type_registry reg;
+  type_builder b{"dial", twin_kind::component};
+  for (auto* p : {"a", "b", "c"})
+    b.property(p, property_type::real).writable();
+  b.property("notch", property_type::integer).writable();
+  b.property("out", property_type::real);
+  b.dynamics("out", "-(a - 0.3)^2 - (b - 0.6)^2 - c - (notch - 2.4)^2", 1);
+  b.dynamics("a", "desired.a", 1);
+  b.dynamics("b", "desired.b", 1);
+  b.dynamics("c", "desired.c", 1);
+  b.dynamics("notch", "desired.notch", 1);
+  auto t = b.build();
+  ASSERT_TRUE(t) << error_message(t.error());
+  ASSERT_FALSE(reg.add(*t));
+  twin_record rec;
+  rec.id = *twin_id::parse("d:1");
+  rec.type = "dial";
+  rec.reported = {{"a", value{0.0}}, {"b", value{0.0}}, {"c", value{0.0}}, {"notch", value{int64_t{0}}}};
+  optimize_request o;
+  o.scenario.root = rec.id;
+  o.scenario.horizon_s = 10;
+  o.vary = {{rec.id, "a", 0, 1}, {rec.id, "b", 0, 1}, {rec.id, "c", 0, 1}, {rec.id, "notch", 0, 5}};
+  o.objective = {rec.id, "out"};
+  o.stat = series_stat::final;
+  o.maximize = true;
+  o.max_evaluations = 6;  // fewer than a grid of 2 values per set-point
+  auto r = optimize_scenario(reg, {rec}, o);
+  ASSERT_TRUE(r) << error_message(r.error());
+  EXPECT_LE(r->evaluations, 6u);
+  o.max_evaluations = 200;
+  r = optimize_scenario(reg, {rec}, o);
+  ASSERT_TRUE(r) << error_message(r.error());
+  EXPECT_LE(r->evaluations, 200u);
+  EXPECT_EQ(r->best[3], std::round(r->best[3]));  // an integer: whole values only
+  EXPECT_EQ(r->best[3], 2);
+  EXPECT_NEAR(r->best[0], 0.3, 0.05);
+  EXPECT_NEAR(r->best[1], 0.6, 0.05);
+  EXPECT_NEAR(r->best[2], 0, 0.05);
+}
+
+TEST(scenario, property_changes_reach_derived_properties_and_alerts_read_health) {
+  type_registry reg;
+  type_builder leaf{"leaf", twin_kind::component};
+  leaf.property("x", property_type::real);
+  leaf.derive("double_x", "2 * x");
+  leaf.alert("big", "double_x > 10", severity::critical);
+  type_builder top{"top", twin_kind::asset};
+  top.aggregate("worst", aggregate_fn::worst, "health");
+  top.alert("trouble", "health = \"critical\"", severity::warning);
+  for (auto* b : {&leaf, &top}) {
+    auto t = b->build();
+    ASSERT_TRUE(t) << error_message(t.error());
+    ASSERT_FALSE(reg.add(*t));
+  }
+  twin_record up, down;
+  up.id = *twin_id::parse("t:top");
+  up.type = "top";
+  down.id = *twin_id::parse("t:leaf");
+  down.type = "leaf";
+  down.parent = up.id;
+  down.reported = {{"x", value{1.0}}};
+  scenario_request req;
+  req.root = up.id;
+  req.horizon_s = 2;
+  req.changes = {{down.id, {}, {{"x", value{6.0}}}, {}}};
+  req.watch = {{down.id, "double_x"}};
+  auto r = run_scenario(reg, {up, down}, req);
+  ASSERT_TRUE(r) << error_message(r.error());
+  EXPECT_EQ(r->series[0].back(), 12);  // a twin without dynamics, its property changed
+  ASSERT_EQ(r->alerts.size(), 2u);
+  EXPECT_EQ(r->alerts[0].alert, "big");
+  EXPECT_EQ(r->alerts[1].alert, "trouble");  // read the health it rolled up
+  EXPECT_EQ(r->extremes[0], std::make_pair(2.0, 12.0));
+}
+
 TEST(optimize, bad_requests_are_refused) {
   auto types = room_types();
   auto id = [](const char* text) { return *twin_id::parse(text); };

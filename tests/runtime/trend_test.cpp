@@ -109,7 +109,12 @@ TEST(trend_model, declarations_are_checked) {
          {R"({"wear": {"above": 1, "window": 5}})", "unknown field"}}) {
     auto text = refused(limits);
     EXPECT_NE(text.find(why), std::string::npos) << limits << ": " << text;
-  }
+  }  // A threshold beyond what a double holds is refused, not a crash.
+  std::string huge = gearbox_model;
+  huge.replace(huge.find("wear > 0.8"), 10, "wear > 1e999");
+  auto t = parse_model(huge, "gearbox.json");
+  ASSERT_FALSE(t);
+  EXPECT_NE(error_message(t.error()).find("whose condition is not"), std::string::npos);
 }
 
 } // namespace

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <cstdio>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -206,36 +205,54 @@ caf::expected<int64_t> time_param(const std::string& key, const std::string& tex
   };
   if (text.find('-', 1) == std::string::npos)  // no date: ms
     return int_param(key, text, INT64_MIN + 1, INT64_MAX);
-  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, used = 0;
-  int fields = std::sscanf(text.c_str(), "%4d-%2d-%2d%n", &y, &mo, &d, &used);
-  if (fields != 3 || used != 10 || mo < 1 || mo > 12 || d < 1 || d > 31)
+  size_t at = 0;
+  // `n` digits at `at`, or -1.
+  auto digits = [&](size_t n) {
+    int v = 0;
+    for (size_t i = 0; i < n; ++i, ++at) {
+      if (at >= text.size() || !std::isdigit(static_cast<unsigned char>(text[at])))
+        return -1;
+      v = v * 10 + (text[at] - '0');
+    }
+    return v;
+  };
+  auto expect = [&](char c) { return at < text.size() && text[at++] == c; };
+  int y = digits(4);
+  int mo = expect('-') ? digits(2) : -1;
+  int d = expect('-') ? digits(2) : -1;
+  static constexpr int month_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] || (mo == 2 && d == 29 && !leap))
     return fail();
-  size_t at = 10;
+  int h = 0, mi = 0, sec = 0, offset_min = 0;
   int64_t ms = 0;
-  int offset_min = 0;
   if (at < text.size()) {
-    int n = 0;
-    if ((text[at] != 'T' && text[at] != 't' && text[at] != ' ')
-        || std::sscanf(text.c_str() + at + 1, "%2d:%2d:%2d%n", &h, &mi, &s, &n) != 3 || n != 8
-        || h > 23 || mi > 59 || s > 60)
+    if (text[at] != 'T' && text[at] != 't' && text[at] != ' ')
       return fail();
-    at += 9;
+    ++at;
+    h = digits(2);
+    mi = expect(':') ? digits(2) : -1;
+    sec = expect(':') ? digits(2) : -1;
+    if (h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59)
+      return fail();
     if (at < text.size() && text[at] == '.') {
-      int64_t scale = 100;
-      for (++at; at < text.size() && std::isdigit(static_cast<unsigned char>(text[at])); ++at) {
+      ++at;
+      size_t first = at;
+      for (int64_t scale = 100; at < text.size() && std::isdigit(static_cast<unsigned char>(text[at]));
+           ++at, scale /= 10)
         ms += (text[at] - '0') * scale;
-        scale /= 10;
-      }
+      if (at == first)
+        return fail();
     }
     if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
       ++at;
     } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
-      int oh = 0, om = 0;
-      if (std::sscanf(text.c_str() + at + 1, "%2d:%2d%n", &oh, &om, &n) != 2 || n != 5 || oh > 23
-          || om > 59)
+      int sign = text[at++] == '-' ? -1 : 1;
+      int oh = digits(2);
+      int om = expect(':') ? digits(2) : -1;
+      if (oh < 0 || oh > 23 || om < 0 || om > 59)
         return fail();
-      offset_min = (text[at] == '-' ? -1 : 1) * (oh * 60 + om);
-      at += 6;
+      offset_min = sign * (oh * 60 + om);
     } else {
       return fail();  // a time needs its zone
     }
@@ -249,7 +266,7 @@ caf::expected<int64_t> time_param(const std::string& key, const std::string& tex
   int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
   int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
   int64_t days = int64_t{era} * 146097 + doe - 719468;
-  return ((days * 24 + h) * 60 + mi - offset_min) * 60000 + int64_t{s} * 1000 + ms;
+  return ((days * 24 + h) * 60 + mi - offset_min) * 60000 + int64_t{sec} * 1000 + ms;
 }
 
 caf::expected<twin_id> id_in_path(std::string_view path, size_t end) {

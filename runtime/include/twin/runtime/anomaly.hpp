@@ -33,7 +33,7 @@ struct anomaly_sample {
   double score = 0;      ///< in [0, 1]
   bool anomalous = false;  ///< an anomaly is under way (this sample or one `hold` before)
   bool onset = false;    ///< this sample starts an anomaly
-  double low = 0;        ///< the range of values seen often enough to be familiar
+  double low = 0;        ///< the span of the levels visited before (within `memory`)
   double high = 0;       ///< (only meaningful when `onset`)
 };
 

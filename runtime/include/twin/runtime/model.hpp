@@ -181,8 +181,6 @@ public:
   /// In the order they were declared.
   const std::vector<dynamics_spec>& dynamics() const { return dynamics_; }
   const std::vector<limit_spec>& limits() const { return limits_; }
-  /// Returns the anomaly detection of property `source`, nullptr if none.
-  const anomaly_spec* anomaly(std::string_view source) const;
   const type_handlers& handlers() const { return handlers_; }
 
   /// Returns the property `name`, nullptr if the type has none.

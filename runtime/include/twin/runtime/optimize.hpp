@@ -44,6 +44,8 @@ struct optimize_request {
 
   static constexpr size_t max_vary = 4;
   static constexpr size_t max_budget = 500;
+  /// Twin-steps of all its scenarios together at most (max_evaluations times one's).
+  static constexpr double max_work = 1e10;
 };
 
 struct optimize_result {
@@ -56,12 +58,15 @@ struct optimize_result {
 };
 
 /// Optimises `req` over `twins` (as `run_scenario` takes them). The method: a grid of `k`
-/// values per set-point (k^n at most half the budget) finds the region, then Nelder-Mead
+/// values per set-point (at least 2, k^n at most half the budget when it allows; the
+/// budget cuts the grid short otherwise) finds the region, then Nelder-Mead
 /// refines from its best point until the simplex is a thousandth of the ranges or the
 /// budget is spent. Candidates compare by feasibility first (the sum of how far the bounds
-/// are exceeded and how many forbidden alerts are raised), then by the objective. Errors:
+/// are exceeded, over every step, and how many forbidden alerts are raised), then by the
+/// objective. Set-points of integer properties take whole values. Errors:
 /// those of `run_scenario`, and `invalid_argument` for set-points that are not writable
-/// numbers of twins in the subtree, empty ranges, a budget out of bounds.
+/// numbers of twins in the subtree, empty ranges, a budget out of bounds, more than
+/// `max_work` twin-steps in all.
 caf::expected<optimize_result> optimize_scenario(const type_registry& types,
                                                  const std::vector<twin_record>& twins,
                                                  const optimize_request& req);

@@ -39,7 +39,9 @@ struct scenario_request {
   static constexpr double max_steps = 1e6;       ///< horizon_s / step_s
   static constexpr double max_twin_steps = 1e9;  ///< twins times steps
   static constexpr size_t max_watch = 100;
-  static constexpr size_t max_points = 1000;     ///< per watched series
+  static constexpr size_t max_changes = 10000;
+  /// Per watched series, besides its start: the points are evenly spaced steps.
+  static constexpr size_t max_points = 1000;
 };
 
 /// An alert of a twin that a scenario raised or cleared, at `t_s` seconds from its start.
@@ -55,6 +57,8 @@ struct scenario_alert {
 struct scenario_result {
   std::vector<double> times;                ///< of the points of every series, s from the start
   std::vector<std::vector<double>> series;  ///< per watch, its value at each time (NaN: none)
+  /// Per watch, its lowest and highest value over every step (NaN: it had none).
+  std::vector<std::pair<double, double>> extremes;
   std::vector<scenario_alert> alerts;       ///< in time order
   /// Every twin's numbers at the end, and its health.
   std::vector<std::pair<twin_id, value_map>> final_state;

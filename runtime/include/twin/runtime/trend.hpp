@@ -15,8 +15,8 @@ struct limit_projection {
 };
 
 /// A property's recent trend: a least-squares line through its samples, each weighing half
-/// as much for every `half_life_s` seconds it is older than the newest, kept in eight
-/// numbers (72 bytes with the options). Where the line meets a limit is `time_to`. Not
+/// as much for every `half_life_s` seconds it is older than the newest, kept in ten
+/// numbers (80 bytes with the options). Where the line meets a limit is `time_to`. Not
 /// thread-safe: one owner (the twin's actor) feeds it.
 class trend_estimator {
 public:
@@ -35,6 +35,7 @@ public:
 private:
   double decay_per_s_;
   double last_t_ = 0;
+  double x0_ = 0;  ///< the first sample's value: the others are kept relative to it
   uint32_t samples_ = 0;
   // Weighted sums, times relative to the newest sample.
   double w_ = 0;    ///< of the weights
