@@ -12,6 +12,7 @@
 #include <optional>
 #include <random>
 
+#include "aggregate_fold.hpp"
 #include "twin/runtime/dynamics.hpp"
 #include "twin/runtime/errc.hpp"
 
@@ -46,6 +47,7 @@ struct sim_twin {
   std::vector<int> children;
   /// Per aggregate of its type, per child: where the child keeps the source (-1: none).
   std::vector<std::vector<int>> sources;
+  std::vector<int> aggregate_at;  ///< per aggregate of its type: its own position
   std::vector<bool> alerts_on;  ///< per alert of its type
   severity own = severity::ok;  ///< the worst of its own active alerts
   int health = -1;              ///< the position of `health`
@@ -134,13 +136,22 @@ caf::error scenario::load(const std::vector<twin_record>& records) {
   for (int i : order_) {
     auto& x = twins_[static_cast<size_t>(i)];
     for (const auto& a : x.type->aggregates()) {
+      // Where each child keeps the source, if it is of the kind the function folds (as the
+      // live roll-up takes it: severities for worst, numbers and booleans for any and all,
+      // numbers for the others).
       std::vector<int> src;
       for (int c : x.children) {
         const auto& child = twins_[static_cast<size_t>(c)];
-        bool taken = a.child_type.empty() || child.type->name() == a.child_type;
-        src.push_back(taken && !a.source.empty() ? child.type->index_of(a.source) : -1);
+        int at = a.source.empty() ? -1 : child.type->index_of(a.source);
+        auto t = at < 0 ? property_type::object : child.type->properties()[static_cast<size_t>(at)].type;
+        bool kind = a.fn == aggregate_fn::worst ? t == property_type::string
+                    : a.fn == aggregate_fn::any || a.fn == aggregate_fn::all
+                      ? numeric(t)
+                      : t == property_type::real || t == property_type::integer;
+        src.push_back(kind ? at : -1);
       }
       x.sources.push_back(std::move(src));
+      x.aggregate_at.push_back(x.type->index_of(a.name));
     }
   }
   return {};
@@ -219,40 +230,21 @@ void scenario::roll_up(sim_twin& x) {
   const auto& aggregates = x.type->aggregates();
   for (size_t k = 0; k < aggregates.size(); ++k) {
     const auto& a = aggregates[k];
-    size_t n = 0;
-    double sum = 0, lo = 0, hi = 0;
-    bool any = false, all = true;
+    aggregate_fold fold{a.fn};
     for (size_t j = 0; j < x.children.size(); ++j) {
       const auto& child = twins_[static_cast<size_t>(x.children[j])];
       if (!a.child_type.empty() && child.type->name() != a.child_type)
         continue;
       if (a.source.empty()) {
-        ++n;
+        fold.member();
         continue;
       }
       int at = x.sources[k][j];
       double v = at < 0 ? none : child.s[static_cast<size_t>(at)];
-      if (std::isnan(v))
-        continue;
-      lo = n == 0 ? v : std::min(lo, v);
-      hi = n == 0 ? v : std::max(hi, v);
-      sum += v;
-      any = any || v != 0;
-      all = all && v != 0;
-      ++n;
+      if (!std::isnan(v))
+        fold.add(v);
     }
-    double r = none;
-    switch (a.fn) {
-      case aggregate_fn::count: r = static_cast<double>(n); break;
-      case aggregate_fn::any: r = any ? 1 : 0; break;
-      case aggregate_fn::all: r = all && n > 0 ? 1 : 0; break;
-      case aggregate_fn::worst: r = n > 0 ? hi : 0; break;  // severities as 0, 1, 2
-      case aggregate_fn::sum: r = n > 0 ? sum : none; break;
-      case aggregate_fn::avg: r = n > 0 ? sum / static_cast<double>(n) : none; break;
-      case aggregate_fn::min: r = n > 0 ? lo : none; break;
-      case aggregate_fn::max: r = n > 0 ? hi : none; break;
-    }
-    x.s[static_cast<size_t>(x.type->index_of(a.name))] = r;
+    x.s[static_cast<size_t>(x.aggregate_at[k])] = fold.result();
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "aggregate_fold.hpp"
 #include "twin_actor.hpp"
 
 namespace twin::runtime::twin_detail {
@@ -159,18 +160,12 @@ bool evaluate_alerts(twin_actor* self) {
 }
 
 value compute_aggregate(const aggregate_spec& a, const std::vector<child_state>& children) {
-  size_t n = 0;
-  double sum = 0;
-  double lo = 0;
-  double hi = 0;
-  bool any = false;
-  bool all = true;
-  severity worst = severity::ok;
+  aggregate_fold fold{a.fn};
   for (const auto& c : children) {
     if (!a.child_type.empty() && c.type != a.child_type)
       continue;
     if (a.fn == aggregate_fn::count && a.source.empty()) {
-      ++n;
+      fold.member();
       continue;
     }
     auto i = c.values.find(a.source);
@@ -180,39 +175,20 @@ value compute_aggregate(const aggregate_spec& a, const std::vector<child_state>&
     if (a.fn == aggregate_fn::worst) {
       severity s;
       if (v.is_string() && from_string(v.as_string(), s))
-        worst = std::max(worst, s);
-      ++n;
-      continue;
+        fold.add(static_cast<double>(s));
+    } else if (a.fn == aggregate_fn::any || a.fn == aggregate_fn::all) {
+      fold.add(v.is_bool() ? v.as_bool() : v.is_number() && v.as_double() != 0);
+    } else if (v.is_number()) {
+      fold.add(v.as_double());
     }
-    if (a.fn == aggregate_fn::any || a.fn == aggregate_fn::all) {
-      bool b = v.is_bool() ? v.as_bool() : v.is_number() && v.as_double() != 0;
-      any = any || b;
-      all = all && b;
-      ++n;
-      continue;
-    }
-    if (!v.is_number())
-      continue;
-    double x = v.as_double();
-    lo = n == 0 ? x : std::min(lo, x);
-    hi = n == 0 ? x : std::max(hi, x);
-    sum += x;
-    ++n;
   }
+  double r = fold.result();
   switch (a.fn) {
-    case aggregate_fn::count: return value{static_cast<int64_t>(n)};
-    case aggregate_fn::any: return value{any};
-    case aggregate_fn::all: return value{all && n > 0};
-    case aggregate_fn::worst: return value{std::string{to_string(worst)}};
-    default: break;
-  }
-  if (n == 0)
-    return value{};  // nothing to aggregate: the property is absent
-  switch (a.fn) {
-    case aggregate_fn::sum: return value{sum};
-    case aggregate_fn::avg: return value{sum / static_cast<double>(n)};
-    case aggregate_fn::min: return value{lo};
-    default: return value{hi};
+    case aggregate_fn::count: return value{static_cast<int64_t>(r)};
+    case aggregate_fn::any:
+    case aggregate_fn::all: return value{r != 0};
+    case aggregate_fn::worst: return value{std::string{to_string(static_cast<severity>(r))}};
+    default: return std::isnan(r) ? value{} : value{r};  // no child to aggregate: absent
   }
 }
 

@@ -94,8 +94,9 @@ TEST(anomaly_detector, extreme_values_are_scored_like_any_other) {
   anomaly_detector tiny{o};
   for (double x : {0.0, 5e-324, 0.0, 5e-324})  // a range too small to divide by
     tiny.observe(x);
-  EXPECT_LE(tiny.observe(1).score, 1);
-  EXPECT_GE(tiny.observe(-1e308).score, 0);
+  EXPECT_EQ(tiny.observe(1).score, 1);       // far above: the top level, new
+  EXPECT_EQ(tiny.observe(-1e308).score, 1);  // far below: the bottom level, new
+  EXPECT_EQ(tiny.observe(2).score, 0.75);    // the top level again
 }
 
 TEST(anomaly_detector, memory_is_bounded_and_options_are_checked) {
