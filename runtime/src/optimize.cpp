@@ -82,6 +82,8 @@ public:
       key.push_back(std::lround(x * 1e6));
     if (auto i = seen_.find(key); i != seen_.end())
       return i->second;
+    if (spent())
+      return score{};  // the budget is spent: no better than anything run
     auto sc = scenario_at(u);
     auto r = run_scenario(types_, twins_, sc);
     if (!r)

@@ -293,12 +293,13 @@ void scenario::evaluate_alerts(sim_twin& x, double t) {
 void scenario::step(double dt, double t) {
   for (int i : order_) {
     auto& x = twins_[static_cast<size_t>(i)];
-    if (dt > 0 && !x.type->dynamics().empty())
+    bool stepped = dt > 0 && !x.type->dynamics().empty();
+    if (stepped)  // derived properties included
       step_dynamics(*x.type, x.s, dt, rng_ ? &*rng_ : nullptr);
     if (!x.type->aggregates().empty())
       roll_up(x);
-    if (!x.type->derived().empty())
-      compute_derived(*x.type, x.s);  // over the new aggregates and changed properties
+    if (!x.type->derived().empty() && (!stepped || !x.type->aggregates().empty()))
+      compute_derived(*x.type, x.s);  // over new aggregates, or changed properties
     evaluate_alerts(x, t);
     if (x.health >= 0) {
       double worst = static_cast<double>(x.own);
