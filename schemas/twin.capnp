@@ -93,3 +93,27 @@ struct Telemetry {
   values @2 :List(Entry);
   source @3 :Text;
 }
+
+# A remaining-useful-life model of a twin type, learned from its run-to-failure twins.
+struct RulModel {
+  type @0 :Text;
+  version @1 :UInt64;       # 1 for the type's first model, +1 per fit
+  fittedMs @2 :Int64;
+  inputs @3 :List(Text);
+  capS @4 :Float64;
+  halfLife @5 :Float64;     # samples
+  folds @6 :UInt32;
+  selectionPrefix @7 :Text;
+  selectionType @8 :Text;
+  twins @9 :UInt32;
+  samples @10 :UInt64;
+  cvRmseS @11 :Float64;
+  cvMaeS @12 :Float64;
+  cvBiasS @13 :Float64;
+  mean @14 :List(Float64);   # per feature
+  scale @15 :List(Float64);  # 1 / the standard deviation
+  weights @16 :List(Float64);
+  low @17 :List(Float64);    # per band of the estimate
+  high @18 :List(Float64);
+  retired @19 :Bool;         # removed: kept only for its version
+}

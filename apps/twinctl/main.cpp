@@ -6,6 +6,7 @@
 //   twinctl telemetry send plant1:motor-7 '{"temperature": 71.5}'
 //   twinctl --json get plant1:motor-7 | jq .properties
 //   twinctl scenario compare slow.json fast.json
+//   twinctl rul fit engine --inputs s2,s3,s4 --prefix fleet:
 //
 // Exit codes: 0 done; 1 usage; 2 no answer from the node (unreachable, or --timeout);
 // 3 no such twin (404); 4 a version conflict or failed precondition (409, 412); 5 a
@@ -14,6 +15,7 @@
 // JSON object per line) until --count events, or exit code 6 if the stream fell behind
 // and the node ended it, 2 if the node went away.
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -264,6 +266,26 @@ int main(int argc, char** argv) {
   auto* scenario_compare =
     scenario->add_subcommand("compare", "Run several scenarios and show them side by side");
   scenario_compare->add_option("files", scenario_files, "The scenarios")->required();
+  auto* scenario_optimize = scenario->add_subcommand(
+    "optimize", "Find the best set-points of a JSON file (the body of POST /v1/scenarios/optimize)");
+  scenario_optimize->add_option("file", scenario_files, "The optimisation")->required();
+  std::string rul_type, rul_inputs, rul_prefix, rul_twins_type;
+  double rul_cap_s = 0;
+  auto* rul = app.add_subcommand("rul", "Remaining useful life learned from a fleet");
+  rul->require_subcommand(1);
+  auto* rul_fit = rul->add_subcommand(
+    "fit", "Fit a type's model on the history of its run-to-failure twins, and install it");
+  rul_fit->add_option("type", rul_type, "The twin type")->required();
+  rul_fit->add_option("--inputs", rul_inputs, "The properties it reads, comma-separated")
+    ->required();
+  rul_fit->add_option("--prefix", rul_prefix, "The run-to-failure twins: ids starting with this");
+  rul_fit->add_option("--twins-type", rul_twins_type,
+                      "The run-to-failure twins' type (default: the type)");
+  rul_fit->add_option("--cap", rul_cap_s, "Seconds of life learned at most (default: 125)");
+  auto* rul_show = rul->add_subcommand("show", "Show a type's model and its error");
+  rul_show->add_option("type", rul_type, "The twin type")->required();
+  auto* rul_delete = rul->add_subcommand("delete", "Remove a type's model");
+  rul_delete->add_option("type", rul_type, "The twin type")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -275,12 +297,14 @@ int main(int argc, char** argv) {
     std::cerr << "twinctl: --server must be http://host:port, not " << server << '\n';
     return usage;
   }
-  if (scenario_run->parsed() || scenario_compare->parsed()) {
-    if (scenario_files.size() != 1 && scenario_run->parsed()) {
-      std::cerr << "twinctl: scenario run takes one file\n";
+  if (scenario->parsed()) {
+    if (scenario_files.size() != 1 && !scenario_compare->parsed()) {
+      std::cerr << "twinctl: scenario run and optimize take one file\n";
       return usage;
     }
     client c{addr, token, std::chrono::seconds{timeout_s}};
+    if (scenario_optimize->parsed())
+      return run_optimization(c, scenario_files[0], as_json);
     return run_scenarios(c, scenario_files, scenario_compare->parsed(), as_json);
   }
   // The request, checked before anything is sent.
@@ -359,6 +383,28 @@ int main(int argc, char** argv) {
   } else if (drain->parsed()) {
     method = http::verb::post;
     target = "/v1/cluster/members/" + percent_encode(drain_node) + "/drain";
+  } else if (rul->parsed()) {
+    target = "/v1/types/" + percent_encode(rul_type) + "/rul";
+    if (rul_delete->parsed())
+      method = http::verb::delete_;
+    if (rul_fit->parsed()) {
+      method = http::verb::post;
+      json inputs = json::array();
+      for (size_t at = 0; at <= rul_inputs.size();) {
+        auto comma = std::min(rul_inputs.find(',', at), rul_inputs.size());
+        inputs.push_back(rul_inputs.substr(at, comma - at));
+        at = comma + 1;
+      }
+      json twins = json::object();
+      if (!rul_prefix.empty())
+        twins["prefix"] = rul_prefix;
+      if (!rul_twins_type.empty())
+        twins["type"] = rul_twins_type;
+      json doc{{"inputs", inputs}, {"twins", twins}};
+      if (rul_cap_s > 0)
+        doc["cap_s"] = rul_cap_s;
+      body = doc.dump();
+    }
   }
 
   client c{addr, token, std::chrono::seconds{timeout_s}};
@@ -424,6 +470,10 @@ int main(int argc, char** argv) {
       print_history(r.body);
     } else if (anomalies->parsed()) {
       print_anomalies(r.body);
+    } else if (rul_delete->parsed()) {
+      std::cout << "removed the RUL model of " << rul_type << '\n';
+    } else if (rul->parsed()) {
+      print_rul_model(r.body);
     } else if (status->parsed()) {
       std::vector<std::vector<std::string>> rows{
         {"NODE", "STATE", "INCARNATION", "SHARDS", "FOLLOWS", "HTTP", "CLUSTER"}};

@@ -138,4 +138,29 @@ void print_anomalies(const json& page) {
     std::cout << "\nmore: --from " << text_of(page["next_from"]) << '\n';
 }
 
+void print_rul_model(const json& m) {
+  auto seconds = [](const json& x) {
+    if (!x.is_number())
+      return text_of(x);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f", x.get<double>());
+    return std::string{buf};
+  };
+  const auto& fit = m.value("fit", json::object());
+  const auto& twins = m.value("twins", json::object());
+  std::string inputs;
+  for (const auto& i : m.value("inputs", json::array()))
+    inputs += (inputs.empty() ? "" : ", ") + text_of(i);
+  print_table({{"TYPE", "VERSION", "FITTED", "CAP (S)", "TWINS", "SAMPLES", "CV RMSE (S)",
+                "CV MAE (S)"},
+               {text_of(m.value("type", json{})), text_of(m.value("version", json{})),
+                time_of(m.value("fitted", json{})), text_of(m.value("cap_s", json{})),
+                text_of(fit.value("twins", json{})), text_of(fit.value("samples", json{})),
+                seconds(fit.value("cv_rmse_s", json{})), seconds(fit.value("cv_mae_s", json{}))}});
+  std::cout << "\ninputs: " << inputs << "\nfitted on the twins of type "
+            << text_of(twins.value("type", json{})) << " whose id starts with '"
+            << text_of(twins.value("prefix", json{})) << "', " << text_of(fit.value("folds", json{}))
+            << "-fold cross-validated by twin\n";
+}
+
 } // namespace twinctl

@@ -1,6 +1,6 @@
 #pragma once
 
-// What twinctl prints: tables, twins, events, pages of history, anomalies and scenarios.
+// What twinctl prints: tables, twins, events, pages of history, anomalies, RUL models.
 
 #include <string>
 #include <vector>
@@ -32,5 +32,8 @@ void print_history(const json& page);
 
 /// A page of anomalies as a table, and where the next one starts.
 void print_anomalies(const json& page);
+
+/// A type's RUL model: what it reads, what it was fitted on, and its cross-validated error.
+void print_rul_model(const json& m);
 
 } // namespace twinctl

@@ -1,4 +1,4 @@
-// twinctl's what-if scenarios: run one from a file, or compare several.
+// twinctl's what-if scenarios: run one from a file, compare several, or optimise one.
 
 #include "scenarios.hpp"
 
@@ -108,35 +108,55 @@ void print_side_by_side(const std::vector<std::string>& files, const std::vector
   print_table(rows);
 }
 
+/// Posts the body in `file` to `target`; the answer goes to `out`. Returns the exit code.
+int post_file(client& c, const std::string& file, const std::string& target, json& out) {
+  std::ifstream in{file};
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) {
+    std::cerr << "twinctl: cannot read " << file << '\n';
+    return usage;
+  }
+  reply r;
+  try {
+    r = c.call(http::verb::post, target, text.str());
+  } catch (const std::exception& e) {
+    std::cerr << "twinctl: no answer from the node: " << e.what() << '\n';
+    return unreachable;
+  }
+  if (int code = exit_code_of(r.status); code != ok) {
+    std::cerr << "twinctl: " << file << ": " << error_text(r) << '\n';
+    return code;
+  }
+  if (!r.body.is_object()) {
+    std::cerr << "twinctl: an answer that is not a JSON object: " << r.text << '\n';
+    return server_error;
+  }
+  out = std::move(r.body);
+  return ok;
+}
+
+void print_optimization(const json& answer) {
+  std::vector<std::vector<std::string>> rows{{"TWIN", "DESIRED", "BEST"}};
+  for (const auto& b : answer.value("best", json::array()))
+    rows.push_back({text_of(b.value("twin", json{})), text_of(b.value("desired", json{})),
+                    number(b.value("value", NAN))});
+  print_table(rows);
+  const auto& objective = answer.value("objective", json{});
+  std::cout << "\nobjective " << (objective.is_number() ? number(objective.get<double>()) : "-")
+            << (answer.value("feasible", false) ? "" : " (no candidate met the constraints)")
+            << " after " << text_of(answer.value("evaluations", json{})) << " scenarios in "
+            << number(answer.value("elapsed_s", 0.0)) << " s\n\nits scenario:\n";
+  print_one(answer.value("scenario", json::object()));
+}
+
 } // namespace
 
 int run_scenarios(client& c, const std::vector<std::string>& files, bool compare, bool as_json) {
-  std::vector<json> answers;
-  for (const auto& f : files) {
-    std::ifstream in{f};
-    std::stringstream text;
-    text << in.rdbuf();
-    if (!in) {
-      std::cerr << "twinctl: cannot read " << f << '\n';
-      return usage;
-    }
-    reply r;
-    try {
-      r = c.call(http::verb::post, "/v1/scenarios", text.str());
-    } catch (const std::exception& e) {
-      std::cerr << "twinctl: no answer from the node: " << e.what() << '\n';
-      return unreachable;
-    }
-    if (int code = exit_code_of(r.status); code != ok) {
-      std::cerr << "twinctl: " << f << ": " << error_text(r) << '\n';
+  std::vector<json> answers(files.size());
+  for (size_t k = 0; k < files.size(); ++k)
+    if (int code = post_file(c, files[k], "/v1/scenarios", answers[k]); code != ok)
       return code;
-    }
-    if (!r.body.is_object()) {
-      std::cerr << "twinctl: an answer that is not a JSON object: " << r.text << '\n';
-      return server_error;
-    }
-    answers.push_back(std::move(r.body));
-  }
   if (as_json) {
     std::cout << (compare ? json(answers) : answers[0]).dump(2) << '\n';
     return ok;
@@ -146,6 +166,23 @@ int run_scenarios(client& c, const std::vector<std::string>& files, bool compare
       print_side_by_side(files, answers);
     else
       print_one(answers[0]);
+  } catch (const json::exception& e) {
+    std::cerr << "twinctl: an answer of an unexpected shape (" << e.what() << ")\n";
+    return server_error;
+  }
+  return ok;
+}
+
+int run_optimization(client& c, const std::string& file, bool as_json) {
+  json answer;
+  if (int code = post_file(c, file, "/v1/scenarios/optimize", answer); code != ok)
+    return code;
+  if (as_json) {
+    std::cout << answer.dump(2) << '\n';
+    return ok;
+  }
+  try {
+    print_optimization(answer);
   } catch (const json::exception& e) {
     std::cerr << "twinctl: an answer of an unexpected shape (" << e.what() << ")\n";
     return server_error;

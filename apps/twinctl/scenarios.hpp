@@ -1,6 +1,6 @@
 #pragma once
 
-// twinctl's what-if scenarios: run one from a file, or compare several.
+// twinctl's what-if scenarios: run one from a file, compare several, or optimise one.
 
 #include <string>
 #include <vector>
@@ -15,5 +15,10 @@ namespace twinctl {
 /// their series and alerts side by side, a column per file. `as_json` prints the answers.
 /// Returns the exit code (of the first failure).
 int run_scenarios(client& c, const std::vector<std::string>& files, bool compare, bool as_json);
+
+/// `twinctl scenario optimize FILE`: posts the file's body to POST /v1/scenarios/optimize
+/// and prints the best set-points, the objective they reach, and their scenario (as
+/// `run` does). `as_json` prints the answer. Returns the exit code.
+int run_optimization(client& c, const std::string& file, bool as_json);
 
 } // namespace twinctl

@@ -34,6 +34,7 @@
 #include "twin/runtime/host.hpp"
 #include "twin/runtime/metrics.hpp"
 #include "twin/runtime/probe.hpp"
+#include "twin/runtime/rul_catalog.hpp"
 #include "twin/runtime/scheduler.hpp"
 #include "twin/runtime/version.hpp"
 
@@ -324,6 +325,16 @@ int main(int argc, char** argv) {
       [&db = **store, &types](const history_query& q) { return read_history(db, types, q); });
   }
   router& front = member ? static_cast<router&>(*member) : node_host;
+  // A node alone keeps its types' remaining-useful-life models in its store.
+  std::unique_ptr<rul_catalog> rul_models;
+  if (!clustered) {
+    rul_models = std::make_unique<rul_catalog>(**store, node_host.local_commit(), types);
+    auto skipped = rul_models->load();
+    if (!skipped)
+      return fail(error_message(skipped.error()));
+    for (const auto& why : *skipped)
+      spdlog::warn("the stored RUL model of type {} is not installed", why);
+  }
 
   // The demo's devices run in-process, unless they come over MQTT (twinsim).
   std::unique_ptr<actors::device_simulator> sim;
@@ -454,6 +465,7 @@ int main(int argc, char** argv) {
       be.history = [&member](const history_query& q) { return member->history(q); };
     }
     be.types = &types;
+    be.rul = rul_models.get();
     be.feed = &feed;
     if (member) {  // the whole cluster's changes
       be.feed = &member->events();

@@ -256,6 +256,13 @@ type_builder model_builder(const json& doc) {
                         l.contains("above"), half_life);
     }
   }
+  if (auto rul = ext->find("rul"); rul != ext->end()) {
+    if (!rul->is_boolean())
+      fail("\"rul\" must be true (the twins show a remaining useful life learned from the "
+           "fleet) or false");
+    if (rul->get<bool>())
+      b.learn_rul();
+  }
   if (auto history = ext->find("history"); history != ext->end()) {
     if (!history->is_array())
       fail("\"history\" must be a list of property names");

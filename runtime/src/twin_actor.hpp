@@ -19,6 +19,7 @@
 #include "host_impl.hpp"
 #include "live_record.hpp"
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/rul.hpp"
 #include "twin/runtime/trend.hpp"
 
 namespace twin::runtime {
@@ -67,6 +68,15 @@ struct watched_property {
   int64_t scored_ms = INT64_MIN;
 };
 
+/// What a twin keeps to apply its type's RUL model: its inputs smoothed over the samples
+/// since it was activated (or since the model's inputs changed), and the time of the last
+/// sample added.
+struct rul_tracker {
+  rul_features features;
+  uint64_t inputs_key = 0;  ///< of the positions of the inputs that `features` follows
+  int64_t added_ms = INT64_MIN;
+};
+
 struct twin_state {
   host_impl* host = nullptr;
   caf::error load_error;  ///< set if the record could not be loaded
@@ -93,13 +103,16 @@ struct twin_state {
 
   /// One per entry of the type's `limits()`, made and dropped like `anomalies`.
   std::unique_ptr<trend_estimator[]> trends;
+  /// Made at the first sample after the type has a RUL model; dropped like `anomalies`.
+  std::unique_ptr<rul_tracker> rul;
 
   /// Drops what the twin keeps of its samples in memory: its history marks (the next
-  /// commit writes every sample kept), its anomaly detectors and its trends.
+  /// commit writes every sample kept), its anomaly detectors, trends and RUL inputs.
   void forget_samples() {
     history.reset();
     anomalies.reset();
     trends.reset();
+    rul.reset();
   }
   twin_cold& cold() {
     if (!cold_)
@@ -318,6 +331,11 @@ void score_anomalies(twin_state& st, int64_t ts);
 /// Adds the samples at `ts` of the properties whose time to a limit the type projects to
 /// their trends, and sets the projections.
 void project_limits(twin_state& st, int64_t ts);
+
+/// Adds the inputs at `ts` (a telemetry message just applied that set one of them) to the
+/// twin's RUL tracker and sets `rul_s`, `rul_low_s` and `rul_high_s` from the type's model;
+/// clears them while the type has none. A twin lacking an input is not estimated.
+void estimate_rul(twin_state& st, int64_t ts);
 
 /// Recomputes the derived properties (in the type's order); returns whether one changed.
 bool compute_derived(live_record& rec);

@@ -75,6 +75,8 @@ void on_ingest(twin_actor* self, ingest_request& req) {
     score_anomalies(st, ts);
   if (changed && !st.rec.type()->limits().empty())
     project_limits(st, ts);
+  if (changed && st.rec.type()->learns_rul())
+    estimate_rul(st, ts);
   if (const auto& h = st.rec.type()->handlers().on_telemetry) {
     context_impl ctx{self, changed};
     h(ctx, req.values);

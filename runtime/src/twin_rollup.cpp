@@ -116,6 +116,46 @@ void project_limits(twin_state& st, int64_t ts) {
   }
 }
 
+void estimate_rul(twin_state& st, int64_t ts) {
+  const auto* type = st.rec.type();
+  auto model = type->rul();
+  auto shown = static_cast<size_t>(type->rul_position());
+  auto show = [&](const rul_estimate* e) {
+    double parts[] = {e ? e->rul_s : 0, e ? e->low_s : 0, e ? e->high_s : 0};
+    for (size_t i = 0; i < 3; ++i)
+      st.rec.slot(shown + i) = e ? live_record::property{value{parts[i]}, ts, computed_source()}
+                                 : live_record::property{};
+  };
+  if (!model) {
+    st.rul.reset();
+    return show(nullptr);
+  }
+  size_t k = model->positions.size();
+  thread_local std::vector<double> x;
+  x.resize(k);
+  bool sampled = false;
+  uint64_t key = 14695981039346656037ull;  // FNV-1a over the inputs' positions
+  for (size_t i = 0; i < k; ++i) {
+    key = (key ^ static_cast<uint64_t>(model->positions[i])) * 1099511628211ull;
+    const auto* p = st.rec.at(static_cast<size_t>(model->positions[i]));
+    if (p == nullptr || !p->v.is_number())
+      return show(nullptr);  // an input never sampled: nothing to go by
+    x[i] = p->v.as_double();
+    sampled = sampled || p->updated_ms == ts;
+  }
+  if (!sampled)
+    return;
+  if (!st.rul || st.rul->inputs_key != key)
+    st.rul.reset(new rul_tracker{rul_features{k}, key});
+  auto& r = *st.rul;
+  if (ts <= r.added_ms)
+    return;  // an older sample, applied out of order: the smoothing goes forward only
+  r.added_ms = ts;
+  r.features.add(x.data(), model->options.half_life);
+  auto e = model->estimate(r.features);
+  show(&e);
+}
+
 bool evaluate_alerts(twin_actor* self) {
   auto& st = self->state;
   auto& rec = st.rec;

@@ -136,6 +136,15 @@ TEST_F(scenario_http_test, an_optimisation_answers_the_best_set_points_and_their
   EXPECT_NEAR(doc["objective"].get<double>(), 30, 0.3);
   EXPECT_TRUE(doc["scenario"]["alerts"].empty());
   EXPECT_EQ(doc["scenario"]["series"][0]["property"], "max_temperature");
+  // twinctl prints the same from a file.
+  std::ofstream{dir_.sub("optimize.json")} << body.dump();
+  auto printed = run_to_end({TWINCTL_PATH, "--server", "http://127.0.0.1:" + std::to_string(port_),
+                             "scenario", "optimize", dir_.sub("optimize.json")},
+                            {}, 20s);
+  ASSERT_EQ(printed.code, 0) << printed.err;
+  EXPECT_EQ(printed.out.rfind("TWIN ", 0), 0u) << printed.out;
+  EXPECT_NE(printed.out.find("h:room/max_temperature"), std::string::npos) << printed.out;
+  EXPECT_NE(printed.out.find("objective 30"), std::string::npos) << printed.out;
   // Bad objectives and budgets are refused.
   for (auto edit : {json{{"objective", {{"series", "h:room/max_temperature"}}}},
                     json{{"objective", {{"series", "h:room/max_temperature"}, {"maximize", "peak"}}}},

@@ -135,6 +135,11 @@ void post_scenario(const route_context& ctx, const request& req, respond_fn resp
 /// the constraints (`optimize_scenario`), and the scenario they give.
 void post_optimize(const route_context& ctx, const request& req, respond_fn respond);
 
+/// /v1/types/{type}/rul (routes_rul.cpp): POST fits the type's RUL model on the history of
+/// its run-to-failure twins and installs it; GET shows it; DELETE removes it.
+void handle_rul(const route_context& ctx, const std::string& type, const request& req,
+                respond_fn respond);
+
 /// GET /v1/events: a stream of the changes that match the filters.
 void stream_events(const route_context& ctx, const request& req, respond_fn respond);
 

@@ -34,6 +34,13 @@ const char* route_of(std::string_view target) {
   constexpr std::string_view twins = "/v1/twins/";
   constexpr std::string_view commands = "/commands/";
   constexpr std::string_view members = "/v1/cluster/members/";
+  constexpr std::string_view types = "/v1/types/";
+  constexpr std::string_view rul = "/rul";
+  if (path.size() > types.size() + rul.size() && path.substr(0, types.size()) == types
+      && path.substr(path.size() - rul.size()) == rul
+      && path.substr(types.size(), path.size() - types.size() - rul.size()).find('/')
+           == std::string_view::npos)
+    return "/v1/types/{type}/rul";
   constexpr std::string_view drain = "/drain";
   if (path.size() > members.size() + drain.size() && path.substr(0, members.size()) == members
       && path.substr(path.size() - drain.size()) == drain
@@ -175,6 +182,12 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
     if (route == "/v1/scenarios")
       return post_scenario(ctx, req, std::move(respond));
     return post_optimize(ctx, req, std::move(respond));
+  }
+  if (route == "/v1/types/{type}/rul") {
+    auto name = percent_decode(path.substr(10, path.size() - 10 - 4));  // between /types/ and /rul
+    if (!name)
+      return respond(error_of(name.error()));
+    return handle_rul(ctx, *name, req, std::move(respond));
   }
   if (route == "/v1/cluster/members/{node}/drain") {
     if (req.method != "POST")

@@ -20,6 +20,8 @@
 
 namespace twin::runtime {
 
+class rul_model;
+
 enum class property_type : uint8_t { boolean, integer, real, string, object };
 const char* to_string(property_type x);
 bool from_string(std::string_view text, property_type& out);
@@ -183,6 +185,19 @@ public:
   const std::vector<limit_spec>& limits() const { return limits_; }
   const type_handlers& handlers() const { return handlers_; }
 
+  /// Whether the type's twins show a remaining useful life learned from the fleet: the
+  /// computed `rul_s`, `rul_low_s` and `rul_high_s`, from position `rul_position()` on,
+  /// once a model is installed (`set_rul`). Shown, not stored.
+  bool learns_rul() const { return rul_position_ >= 0; }
+  int rul_position() const { return rul_position_; }
+  /// The type's RUL model, nullptr if none. Any thread.
+  std::shared_ptr<const rul_model> rul() const { return std::atomic_load(&rul_); }
+  /// Installs `model` (nullptr: removes the model), for the samples that follow. Any
+  /// thread.
+  void set_rul(std::shared_ptr<const rul_model> model) const {
+    std::atomic_store(&rul_, std::move(model));
+  }
+
   /// Returns the property `name`, nullptr if the type has none.
   const property_spec* property(std::string_view name) const;
   /// Returns the position of property `name` in `properties()`, -1 if the type has none.
@@ -219,6 +234,8 @@ private:
   std::vector<limit_spec> limits_;
   std::vector<int> history_;
   type_handlers handlers_;
+  int rul_position_ = -1;
+  mutable std::shared_ptr<const rul_model> rul_;  ///< read and set atomically
 };
 
 using type_ptr = std::shared_ptr<const twin_type>;
@@ -272,6 +289,9 @@ public:
   /// The same, the limit taken from `from`: "max" or "min" (the property's range), or the
   /// name of an alert whose condition is `source > x` (or >=, <, <=).
   type_builder& time_to_limit(std::string source, std::string from, double half_life_s = 600);
+  /// The type's twins show a remaining useful life learned from the fleet (see
+  /// `twin_type::learns_rul`).
+  type_builder& learn_rul();
 
   /// Checks the definition (valid names, no duplicates, conditions and formulas parse
   /// and read known properties, derived properties do not read each other in a circle,
@@ -292,6 +312,8 @@ private:
   caf::error resolve_dynamics();
   /// Resolves the limits and adds the properties of their projections.
   caf::error add_limit_projections();
+  /// Adds the properties of the remaining useful life, if the type learns it.
+  caf::error add_rul_properties();
 
   /// The property `what` applies to; nullptr (and an error for `build`) if none yet.
   property_spec* last_property(const char* what);
@@ -317,6 +339,7 @@ private:
     double half_life_s;
   };
   std::vector<limit_text> limit_texts_;
+  bool learns_rul_ = false;
   caf::error error_;
 };
 

@@ -18,6 +18,7 @@
 
 namespace twin::runtime {
 class change_feed;
+class rul_catalog;
 }
 
 namespace twin::api {
@@ -55,6 +56,9 @@ struct backend {
   std::function<caf::error(const std::string& node)> drain;
   /// The node's twin types, for what-if scenarios (with `rt` and `query`); none: 501.
   const runtime::type_registry* types = nullptr;
+  /// The node's RUL models (/v1/types/{type}/rul, with `types`, `query` and `history`);
+  /// none: 501.
+  runtime::rul_catalog* rul = nullptr;
 };
 
 struct http_options {
