@@ -8,8 +8,9 @@
 //   (d) resident memory per active twin holding 4 numeric properties
 //   (e) child-to-parent aggregate latency p50/p99, unloaded
 //   (f) the cost of metrics: (b) with metrics off and on, in alternating parts
-//   (g) the cost of anomaly detection: (b) into twins that watch all four properties and
-//       into twins that watch none, in alternating parts
+//   (g) the cost of anomaly detection and RUL estimates: (b) into twins that watch all four
+//       properties and apply a RUL model of them, and into twins that do neither, in
+//       alternating parts
 
 #include <malloc.h>
 #include <sys/resource.h>
@@ -36,6 +37,7 @@
 #include "twin/runtime/host.hpp"
 #include "twin/runtime/metrics.hpp"
 #include "twin/runtime/probe.hpp"
+#include "twin/runtime/rul.hpp"
 #include "twin/runtime/scheduler.hpp"
 
 namespace {
@@ -215,7 +217,8 @@ struct bench_node {
   std::unique_ptr<host> h;
 };
 
-/// A sensor of 4 numeric properties; `watched`: each watched for anomalies.
+/// A sensor of 4 numeric properties; `watched`: each watched for anomalies, and a
+/// remaining useful life learned (see `install_rul`).
 type_builder sensor_type(const char* name, bool watched) {
   type_builder sensor{name, twin_kind::component};
   sensor.property("temperature", property_type::real).range(-50, 250);
@@ -223,10 +226,34 @@ type_builder sensor_type(const char* name, bool watched) {
   sensor.property("load", property_type::real).range(0, 1);
   sensor.property("wear", property_type::real).range(0, 1);
   sensor.alert("overheat", "temperature > 90", severity::critical);
-  if (watched)
+  if (watched) {
     for (auto* p : {"temperature", "rpm", "load", "wear"})
       sensor.detect_anomalies(p);
+    sensor.learn_rul();
+  }
   return sensor;
+}
+
+/// Installs on `type` a RUL model of its 4 properties, fitted on runs of random samples:
+/// what it predicts does not matter here, what it costs a sample does.
+void install_rul(const twin_type& type) {
+  const std::vector<std::string> inputs{"temperature", "rpm", "load", "wear"};
+  std::mt19937_64 rng{9};
+  std::vector<rul_run> runs(8);
+  for (auto& r : runs)
+    for (int t = 0; t < 100; ++t) {
+      auto v = sample(rng);
+      r.ts_ms.push_back(t * 1000);
+      for (const auto& name : inputs)
+        r.values.push_back(v.at(name).as_double());
+    }
+  auto m = fit_rul(runs, inputs, rul_options{});
+  if (!m)
+    die(error_message(m.error()));
+  m->type = type.name();
+  for (const auto& name : inputs)
+    m->positions.push_back(type.index_of(name));
+  type.set_rul(std::make_shared<const rul_model>(std::move(*m)));
 }
 
 type_registry bench_types() {
@@ -400,7 +427,7 @@ off_on ingest_with_and_without_metrics(host& h, state_store& store, size_t twins
 // -- (g) ------------------------------------------------------------------------
 
 /// (b) into `twins` sensors that watch none of their properties for anomalies (off) and as
-/// many that watch all four (on), in `segments` parts of `per_segment` updates in the order
+/// many that watch all four and estimate their RUL (on), in `segments` parts of `per_segment` updates in the order
 /// off, on, on, off, ... Each twin first takes `warm` updates untimed, so that its detectors
 /// are past their warm-up and score every sample.
 off_on ingest_with_and_without_anomalies(host& h, size_t twins, int segments,
@@ -600,10 +627,12 @@ int main(int argc, char** argv) {
   }
 
   if (anomaly_segments > 0) {
+    install_rul(*types.find("watched_sensor"));
     auto c = ingest_with_and_without_anomalies(*node.h, anomaly_twins, anomaly_segments,
                                                updates / 8, 300);
-    std::printf("(g) ingest into %zu twins with anomaly detection off / on for all 4 properties"
-                " (%d alternating parts): %.0f / %.0f updates/s = %.1f %% cost   [target <= 10 %%]\n",
+    std::printf("(g) ingest into %zu twins with anomaly detection and a RUL model off / on for"
+                " all 4 properties (%d alternating parts): %.0f / %.0f updates/s = %.1f %% cost"
+                "   [target <= 10 %%]\n",
                 anomaly_twins, anomaly_segments, c.off.per_second, c.on.per_second,
                 (1 - c.on.per_second / c.off.per_second) * 100);
     std::printf("    (CPU per update off / on: %.2f / %.2f us, %+.1f %%)\n", c.off.cpu_us,

@@ -35,8 +35,9 @@ rows feature_rows(const std::vector<rul_run>& runs, size_t inputs, const rul_opt
     const auto& run = runs[r];
     rul_features f{inputs};
     int64_t end = run.ts_ms.back();
+    double weight = rul_features::weight(opts.half_life);
     for (size_t i = 0; i < run.ts_ms.size(); ++i) {
-      f.add(run.values.data() + i * inputs, opts.half_life);
+      f.add(run.values.data() + i * inputs, weight);
       out.x.insert(out.x.end(), f.values(), f.values() + f.size());
       out.y.push_back(std::min(static_cast<double>(end - run.ts_ms[i]) / 1000, opts.cap_s));
       out.run.push_back(r);
@@ -177,7 +178,11 @@ rul_features::rul_features(size_t inputs)
   : inputs_(inputs), state_(std::make_unique<double[]>(2 * inputs)) {
 }
 
-void rul_features::add(const double* x, double half_life) {
+double rul_features::weight(double half_life) {
+  return 1 - std::exp2(-1 / half_life);
+}
+
+void rul_features::add(const double* x, double weight) {
   double* level = state_.get();
   double* trend = level + inputs_;
   if (samples_++ == 0) {
@@ -185,7 +190,7 @@ void rul_features::add(const double* x, double half_life) {
     std::fill(trend, trend + inputs_, 0.0);
     return;
   }
-  double a = 1 - std::exp2(-1 / half_life);
+  double a = weight;
   double b = a / 2;
   for (size_t i = 0; i < inputs_; ++i) {
     double next = a * x[i] + (1 - a) * (level[i] + trend[i]);

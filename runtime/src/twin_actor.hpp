@@ -60,20 +60,22 @@ struct history_mark {
   value v;
 };
 
-/// The anomaly detector of one property a twin's type watches, with the time of the last
-/// sample it scored. In memory only: detectors learn again after the twin is activated
-/// again.
-struct watched_property {
-  anomaly_detector detector;
-  int64_t scored_ms = INT64_MIN;
+/// The anomaly detectors of the properties a twin's type watches, with the time of the
+/// last sample each scored. In memory only: detectors learn again after the twin is
+/// activated again.
+struct watched_properties {
+  anomaly_bank detectors;
+  std::unique_ptr<int64_t[]> scored_ms;
 };
 
-/// What a twin keeps to apply its type's RUL model: its inputs smoothed over the samples
-/// since it was activated (or since the model's inputs changed), and the time of the last
-/// sample added.
+/// What a twin keeps to apply its type's RUL model: the model of the type's generation it
+/// last saw (nullptr: removed), and its inputs smoothed over the samples since it was
+/// activated (or since the model's inputs changed), with the time of the last one added.
 struct rul_tracker {
+  std::shared_ptr<const rul_model> model;
+  double weight = 0;  ///< of a sample, for `model`
+  uint64_t generation = 0;
   rul_features features;
-  uint64_t inputs_key = 0;  ///< of the positions of the inputs that `features` follows
   int64_t added_ms = INT64_MIN;
 };
 
@@ -96,14 +98,14 @@ struct twin_state {
   /// One per entry of the type's `history_properties()`, in one block; made at the first
   /// commit of a twin whose type keeps any, dropped with `anomalies`.
   std::unique_ptr<history_mark[]> history;
-  /// One per entry of the type's `anomalies()`, in one block (a twin's detectors are
-  /// seldom in the cache, and each hop to them is a miss); made at the twin's first scored
+  /// One detector per entry of the type's `anomalies()` (a twin's detectors are seldom in
+  /// the cache, and each line of them read is a miss); made at the twin's first scored
   /// sample, dropped when the twin is created, deleted or loaded (`forget_samples`).
-  std::unique_ptr<watched_property[]> anomalies;
+  std::unique_ptr<watched_properties> anomalies;
 
   /// One per entry of the type's `limits()`, made and dropped like `anomalies`.
   std::unique_ptr<trend_estimator[]> trends;
-  /// Made at the first sample after the type has a RUL model; dropped like `anomalies`.
+  /// Made at the first sample after the type had a RUL model; dropped like `anomalies`.
   std::unique_ptr<rul_tracker> rul;
 
   /// Drops what the twin keeps of its samples in memory: its history marks (the next
@@ -320,6 +322,11 @@ void commit(twin_actor* self, waiter w, version_fn answer = nullptr,
 void maybe_release(twin_actor* self);
 
 // -- derived properties, alerts, health, aggregates (twin_rollup.cpp) -------------
+
+/// Starts loading into the cache what `score_anomalies` and `estimate_rul` read and write
+/// for a sample about to be applied (a twin's detectors and RUL state are seldom in the
+/// cache: loaded while the sample is checked and applied, they cost no wait).
+void prefetch_predictions(twin_state& st);
 
 /// Scores the samples at `ts` (those of a telemetry message just applied) of the properties
 /// that the type watches for anomalies. A score that changes is set as `<property>_anomaly`

@@ -52,6 +52,8 @@ void on_ingest(twin_actor* self, ingest_request& req) {
     req.done(not_found(st.rec.id));
     return;
   }
+  __builtin_prefetch(st.anomalies.get());  // what `prefetch_predictions` reads
+  __builtin_prefetch(st.rul.get());
   auto now = now_ms();
   auto horizon = now + static_cast<int64_t>(st.host->opts.max_clock_skew.count());
   if (req.ts_ms > horizon) {
@@ -70,6 +72,7 @@ void on_ingest(twin_actor* self, ingest_request& req) {
     return;
   }
   auto ts = req.ts_ms > 0 ? req.ts_ms : now;
+  prefetch_predictions(st);
   bool changed = apply_values(st, req.values, ts, req.source, ordering::by_ts, horizon);
   if (changed && !st.rec.type()->anomalies().empty())
     score_anomalies(st, ts);

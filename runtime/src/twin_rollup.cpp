@@ -60,26 +60,39 @@ std::string anomaly_text(const std::string& property, double x, const anomaly_sa
 
 } // namespace
 
+void prefetch_predictions(twin_state& st) {
+  if (st.anomalies) {
+    __builtin_prefetch(st.anomalies->scored_ms.get(), 1);
+    st.anomalies->detectors.prefetch();
+  }
+  if (st.rul) {
+    __builtin_prefetch(st.rul->features.values(), 1);
+    __builtin_prefetch(&st.rec.slot(static_cast<size_t>(st.rec.type()->rul_position())), 1);
+  }
+}
+
 void score_anomalies(twin_state& st, int64_t ts) {
   const auto& specs = st.rec.type()->anomalies();
   if (!st.anomalies) {
-    st.anomalies = std::make_unique<watched_property[]>(specs.size());
-    for (size_t k = 0; k < specs.size(); ++k)
-      st.anomalies[k].detector = anomaly_detector{specs[k].options};
+    std::vector<const anomaly_options*> opts;
+    for (const auto& a : specs)
+      opts.push_back(&a.options);
+    st.anomalies.reset(new watched_properties{anomaly_bank{opts.data(), opts.size()},
+                                              std::make_unique<int64_t[]>(specs.size())});
+    std::fill_n(st.anomalies->scored_ms.get(), specs.size(), INT64_MIN);
   }
-  auto* watched = st.anomalies.get();
+  auto& watched = *st.anomalies;
   for (size_t k = 0; k < specs.size(); ++k) {
     const auto& a = specs[k];
-    auto& w = watched[k];
-    if (ts <= w.scored_ms)
+    if (ts <= watched.scored_ms[k])
       continue;
     // Set by this sample: the property has its time (an older sample was not applied).
     const auto* p = st.rec.at(static_cast<size_t>(a.source_position));
     if (p == nullptr || p->updated_ms != ts || !p->v.is_number())
       continue;
-    w.scored_ms = ts;
+    watched.scored_ms[k] = ts;
     double x = p->v.as_double();
-    auto r = w.detector.observe(x);
+    auto r = watched.detectors.observe(k, x, a.options);
     auto& score = st.rec.slot(static_cast<size_t>(a.score_position));
     if (score.v.is_null() || score.v.as_double() != r.score) {  // kept as it changes
       score = live_record::property{value{r.score}, ts, computed_source()};
@@ -118,7 +131,23 @@ void project_limits(twin_state& st, int64_t ts) {
 
 void estimate_rul(twin_state& st, int64_t ts) {
   const auto* type = st.rec.type();
-  auto model = type->rul();
+  uint64_t generation = type->rul_generation();
+  if (generation == 0)
+    return;  // the type never had a model
+  if (!st.rul || st.rul->generation != generation) {
+    auto model = type->rul();
+    if (!st.rul)
+      st.rul = std::make_unique<rul_tracker>();
+    auto& r = *st.rul;
+    if (!model || !r.model || model->positions != r.model->positions) {
+      r.features = rul_features{model ? model->positions.size() : 0};
+      r.added_ms = INT64_MIN;
+    }
+    r.weight = model ? model->weight() : 0;
+    r.model = std::move(model);
+    r.generation = generation;
+  }
+  auto& r = *st.rul;
   auto shown = static_cast<size_t>(type->rul_position());
   auto show = [&](const rul_estimate* e) {
     double parts[] = {e ? e->rul_s : 0, e ? e->low_s : 0, e ? e->high_s : 0};
@@ -126,33 +155,24 @@ void estimate_rul(twin_state& st, int64_t ts) {
       st.rec.slot(shown + i) = e ? live_record::property{value{parts[i]}, ts, computed_source()}
                                  : live_record::property{};
   };
-  if (!model) {
-    st.rul.reset();
-    return show(nullptr);
-  }
-  size_t k = model->positions.size();
+  if (!r.model)
+    return show(nullptr);  // removed
+  const auto& positions = r.model->positions;
   thread_local std::vector<double> x;
-  x.resize(k);
+  x.resize(positions.size());
   bool sampled = false;
-  uint64_t key = 14695981039346656037ull;  // FNV-1a over the inputs' positions
-  for (size_t i = 0; i < k; ++i) {
-    key = (key ^ static_cast<uint64_t>(model->positions[i])) * 1099511628211ull;
-    const auto* p = st.rec.at(static_cast<size_t>(model->positions[i]));
+  for (size_t i = 0; i < positions.size(); ++i) {
+    const auto* p = st.rec.at(static_cast<size_t>(positions[i]));
     if (p == nullptr || !p->v.is_number())
       return show(nullptr);  // an input never sampled: nothing to go by
     x[i] = p->v.as_double();
     sampled = sampled || p->updated_ms == ts;
   }
-  if (!sampled)
-    return;
-  if (!st.rul || st.rul->inputs_key != key)
-    st.rul.reset(new rul_tracker{rul_features{k}, key});
-  auto& r = *st.rul;
-  if (ts <= r.added_ms)
-    return;  // an older sample, applied out of order: the smoothing goes forward only
+  if (!sampled || ts <= r.added_ms)
+    return;  // no input in this sample, or an older one applied out of order
   r.added_ms = ts;
-  r.features.add(x.data(), model->options.half_life);
-  auto e = model->estimate(r.features);
+  r.features.add(x.data(), r.weight);
+  auto e = r.model->estimate(r.features);
   show(&e);
 }
 
@@ -182,7 +202,7 @@ bool evaluate_alerts(twin_actor* self) {
     static const std::string name{anomaly_alert};
     bool any = false;
     for (size_t k = 0; st.anomalies && k < specs.size(); ++k)
-      any = any || st.anomalies[k].detector.anomalous();
+      any = any || st.anomalies->detectors.anomalous(k);
     set_alert(name, severity::warning, any);
   }
   severity worst = severity::ok;

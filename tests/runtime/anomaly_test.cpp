@@ -99,12 +99,43 @@ TEST(anomaly_detector, extreme_values_are_scored_like_any_other) {
   EXPECT_EQ(tiny.observe(2).score, 0.75);    // the top level again
 }
 
+TEST(anomaly_bank, detectors_of_different_options_side_by_side_score_as_alone) {
+  anomaly_options coarse, sharp, forgetful;
+  sharp.sensitivity = 1;
+  sharp.warmup = 20;
+  forgetful.memory = 50;
+  forgetful.hold = 3;
+  const anomaly_options* opts[] = {&coarse, &sharp, &forgetful};
+  anomaly_bank bank{opts, 3};
+  std::vector<anomaly_detector> alone;
+  for (const auto* o : opts)
+    alone.emplace_back(*o);
+  EXPECT_EQ(bank.size(), 3u);
+  for (int i = 0; i < 3000; ++i)
+    for (size_t k = 0; k < 3; ++k) {
+      // Each its own series: ordinary, with a level shift and spikes now and then.
+      double x = ordinary(i + 100 * static_cast<int>(k)) + (i > 1500 ? 5.0 * k : 0)
+                 + (i % 577 == 0 ? 40 : 0);
+      auto a = bank.observe(k, x, *opts[k]);
+      auto b = alone[k].observe(x);
+      ASSERT_EQ(a.score, b.score) << k << " at " << i;
+      ASSERT_EQ(a.onset, b.onset) << k << " at " << i;
+      ASSERT_EQ(a.low, b.low) << k << " at " << i;
+      ASSERT_EQ(bank.anomalous(k), alone[k].anomalous());
+    }
+  EXPECT_EQ(bank.count(1), 3000u);
+  // A bank moved keeps its detectors; the one moved from holds none.
+  anomaly_bank moved{std::move(bank)};
+  EXPECT_EQ(moved.count(2), 3000u);
+  EXPECT_EQ(bank.size(), 0u);
+}
+
 TEST(anomaly_detector, memory_is_bounded_and_options_are_checked) {
   anomaly_detector d;
   EXPECT_GE(d.bytes(), 250 * sizeof(double));  // the warm-up's samples
   for (int i = 0; i < 100000; ++i)
     d.observe(i % 2 == 0 ? ordinary(i) : 1e6 * i);
-  EXPECT_LE(d.bytes(), 360u);
+  EXPECT_LE(d.bytes(), 64u + 320u);  // the options and the bank, and its one detector
   anomaly_options fine;
   anomaly_detector sharp{[] {
     anomaly_options o;
@@ -113,7 +144,7 @@ TEST(anomaly_detector, memory_is_bounded_and_options_are_checked) {
   }()};
   for (int i = 0; i < 300; ++i)
     sharp.observe(i);
-  EXPECT_LE(sharp.bytes(), 460u);
+  EXPECT_LE(sharp.bytes(), 64u + 448u);
   EXPECT_EQ(fine.check(), nullptr);
   using edit = void (*)(anomaly_options&);
   for (edit bad : {+[](anomaly_options& o) { o.sensitivity = 0; },

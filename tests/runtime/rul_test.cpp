@@ -50,7 +50,7 @@ rul_options capped(double cap_s) {
 rul_estimate estimate_at_end(const rul_model& m, const rul_run& r) {
   rul_features f{2};
   for (size_t i = 0; i < r.ts_ms.size(); ++i)
-    f.add(r.values.data() + 2 * i, m.options.half_life);
+    f.add(r.values.data() + 2 * i, m.weight());
   return m.estimate(f);
 }
 
@@ -58,7 +58,7 @@ TEST(rul_features, holt_smoothing_follows_a_line_and_its_slope) {
   rul_features f{1};
   for (int i = 0; i < 300; ++i) {
     double x = 3 + 0.5 * i;
-    f.add(&x, 10);
+    f.add(&x, rul_features::weight(10));
   }
   EXPECT_EQ(f.samples(), 300u);
   EXPECT_NEAR(f.values()[0], 3 + 0.5 * 299, 0.01);  // the level has caught up

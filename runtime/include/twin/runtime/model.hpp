@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -191,11 +192,15 @@ public:
   bool learns_rul() const { return rul_position_ >= 0; }
   int rul_position() const { return rul_position_; }
   /// The type's RUL model, nullptr if none. Any thread.
-  std::shared_ptr<const rul_model> rul() const { return std::atomic_load(&rul_); }
+  std::shared_ptr<const rul_model> rul() const { return std::atomic_load(&rul_.model); }
+  /// How many times a model was installed or removed: a twin that holds the model of this
+  /// generation need not read `rul()` again (which costs a lock). Any thread.
+  uint64_t rul_generation() const { return rul_.generation.load(std::memory_order_acquire); }
   /// Installs `model` (nullptr: removes the model), for the samples that follow. Any
   /// thread.
   void set_rul(std::shared_ptr<const rul_model> model) const {
-    std::atomic_store(&rul_, std::move(model));
+    std::atomic_store(&rul_.model, std::move(model));
+    rul_.generation.fetch_add(1, std::memory_order_acq_rel);
   }
 
   /// Returns the property `name`, nullptr if the type has none.
@@ -235,7 +240,21 @@ private:
   std::vector<int> history_;
   type_handlers handlers_;
   int rul_position_ = -1;
-  mutable std::shared_ptr<const rul_model> rul_;  ///< read and set atomically
+  /// The type's RUL model, read and set atomically, and its generation.
+  struct rul_slot {
+    std::shared_ptr<const rul_model> model;
+    std::atomic<uint64_t> generation{0};
+
+    rul_slot() = default;
+    rul_slot(const rul_slot& other)
+      : model(std::atomic_load(&other.model)), generation(other.generation.load()) {}
+    rul_slot& operator=(const rul_slot& other) {
+      std::atomic_store(&model, std::atomic_load(&other.model));
+      generation.store(other.generation.load());
+      return *this;
+    }
+  };
+  mutable rul_slot rul_;
 };
 
 using type_ptr = std::shared_ptr<const twin_type>;

@@ -49,8 +49,10 @@ public:
   size_t inputs() const { return inputs_; }
   /// Samples added.
   uint64_t samples() const { return samples_; }
-  /// Adds one sample: `x[i]` the value of input i.
-  void add(const double* x, double half_life);
+  /// The weight of a new sample in the level for a half-life of `half_life` samples.
+  static double weight(double half_life);
+  /// Adds one sample: `x[i]` the value of input i; `weight` from `weight()`.
+  void add(const double* x, double weight);
   /// The features: level then trend of each input.
   const double* values() const { return state_.get(); }
   size_t size() const { return 2 * inputs_; }
@@ -101,6 +103,8 @@ public:
 
   /// The estimate for a twin whose inputs are in `f` (which has `inputs.size()` inputs).
   rul_estimate estimate(const rul_features& f) const;
+  /// The weight with which `rul_features` adds a sample for this model.
+  double weight() const { return rul_features::weight(options.half_life); }
 
   /// The model's bytes, as stored; `decode` reads them back (without `positions`).
   std::string encode() const;
