@@ -325,16 +325,6 @@ int main(int argc, char** argv) {
       [&db = **store, &types](const history_query& q) { return read_history(db, types, q); });
   }
   router& front = member ? static_cast<router&>(*member) : node_host;
-  // A node alone keeps its types' remaining-useful-life models in its store.
-  std::unique_ptr<rul_catalog> rul_models;
-  if (!clustered) {
-    rul_models = std::make_unique<rul_catalog>(**store, node_host.local_commit(), types);
-    auto skipped = rul_models->load();
-    if (!skipped)
-      return fail(error_message(skipped.error()));
-    for (const auto& why : *skipped)
-      spdlog::warn("the stored RUL model of type {} is not installed", why);
-  }
 
   // The demo's devices run in-process, unless they come over MQTT (twinsim).
   std::unique_ptr<actors::device_simulator> sim;
@@ -355,6 +345,19 @@ int main(int argc, char** argv) {
     spdlog::info("member {} of cluster '{}' (etcd {}), members connect on port {}", node_id,
                  o.cluster_name, o.cluster_etcd, member->port());
   }
+  // The types' remaining-useful-life models: in the node's store, or shared by the members.
+  rul_catalog rul_models{member ? member->shared_rul_store()
+                                : make_local_rul_store(**store, node_host.local_commit()),
+                         types, [](const std::string& why) { spdlog::warn("{}", why); }};
+  auto skipped = rul_models.load();
+  if (!skipped) {
+    if (member)
+      member->stop();
+    node_host.stop();
+    return fail("cannot read the RUL models: " + error_message(skipped.error()));
+  }
+  for (const auto& why : *skipped)
+    spdlog::warn("the stored RUL model of type {} is not installed", why);
 
   std::atomic<bool> ready{false};
   std::unique_ptr<api::http_server> ops;  // the metrics port: /metrics, /healthz, /readyz
@@ -465,7 +468,7 @@ int main(int argc, char** argv) {
       be.history = [&member](const history_query& q) { return member->history(q); };
     }
     be.types = &types;
-    be.rul = rul_models.get();
+    be.rul = &rul_models;
     be.feed = &feed;
     if (member) {  // the whole cluster's changes
       be.feed = &member->events();

@@ -10,18 +10,69 @@
 
 namespace twin::runtime {
 
+rul_store::~rul_store() = default;
+
+caf::error rul_store::follow(change_fn) {
+  return {};
+}
+
 namespace {
 
-const shard_id home{0};
+class local_rul_store : public rul_store {
+public:
+  local_rul_store(state_store& store, commit_point& writer) : store_(store), writer_(writer) {}
 
-std::string key_of(const std::string& type) {
-  return "rul/" + type;
-}
+  caf::expected<std::optional<std::string>> get(const std::string& type) override {
+    return store_.get_meta(home, key_of(type));
+  }
+
+  caf::expected<bool> put(const std::string& type, const std::string& bytes,
+                          const std::optional<std::string>& expected) override {
+    std::lock_guard<std::mutex> guard{mu_};
+    auto now = get(type);
+    if (!now)
+      return now.error();
+    if (*now != expected)
+      return false;
+    store_batch b;
+    b.meta_puts.push_back({home, key_of(type), bytes});
+    // The writer orders batches by owner: the type's models have one of their own.
+    auto owner = twin_id::trusted("rul:" + type);
+    std::promise<caf::error> written;
+    writer_.submit(owner, std::move(b), {},
+                   [&](caf::error err) { written.set_value(std::move(err)); });
+    auto err = written.get_future().get();
+    if (err) {  // the writer holds the owner's failure until a reset
+      std::promise<void> reset;
+      writer_.reset(owner, [&](caf::error) { reset.set_value(); });
+      reset.get_future().wait();
+      return err;
+    }
+    return true;
+  }
+
+private:
+  static constexpr shard_id home{0};
+  static std::string key_of(const std::string& type) { return "rul/" + type; }
+
+  state_store& store_;
+  commit_point& writer_;
+  std::mutex mu_;
+};
 
 } // namespace
 
-rul_catalog::rul_catalog(state_store& store, commit_point& writer, const type_registry& types)
-  : store_(store), writer_(writer), types_(types) {
+std::unique_ptr<rul_store> make_local_rul_store(state_store& store, commit_point& writer) {
+  return std::make_unique<local_rul_store>(store, writer);
+}
+
+rul_catalog::rul_catalog(std::unique_ptr<rul_store> store, const type_registry& types,
+                         warn_fn warn)
+  : store_(std::move(store)), types_(types), warn_(std::move(warn)) {
+}
+
+rul_catalog::~rul_catalog() {
+  store_.reset();  // no change is delivered once it is gone
 }
 
 caf::error rul_catalog::resolve(const twin_type& type, rul_model& m) {
@@ -47,58 +98,74 @@ caf::error rul_catalog::resolve(const twin_type& type, rul_model& m) {
   return {};
 }
 
+caf::error rul_catalog::apply(const std::string& type_name, const std::string& bytes) {
+  auto type = types_.find(type_name);
+  if (!type || !type->learns_rul())
+    return make_error(runtime_errc::invalid_argument,
+                      "type '" + type_name + "' does not learn a remaining useful life here");
+  if (bytes.empty()) {
+    type->set_rul(nullptr);
+    return {};
+  }
+  auto m = rul_model::decode(bytes);
+  if (!m)
+    return m.error();
+  if (m->retired) {
+    type->set_rul(nullptr);
+    return {};
+  }
+  if (auto err = resolve(*type, *m))
+    return err;
+  type->set_rul(std::make_shared<const rul_model>(std::move(*m)));
+  return {};
+}
+
 caf::expected<std::vector<std::string>> rul_catalog::load() {
+  auto follow = store_->follow([this](const std::string& type, const std::string& bytes) {
+    std::lock_guard<std::mutex> guard{mu_};
+    if (auto err = apply(type, bytes); err && warn_)
+      warn_("the RUL model of type " + type + " stored by another node is not installed: "
+            + error_message(err));
+  });
+  if (follow)
+    return follow;
   std::vector<std::string> skipped;
   std::lock_guard<std::mutex> guard{mu_};
   for (const auto& name : types_.names()) {
-    auto type = types_.find(name);
-    if (!type->learns_rul())
+    if (!types_.find(name)->learns_rul())
       continue;
-    auto bytes = store_.get_meta(home, key_of(name));
+    auto bytes = store_->get(name);
     if (!bytes)
       return bytes.error();
     if (!*bytes)
       continue;
-    auto m = rul_model::decode(**bytes);
-    if (!m)
-      return m.error();
-    if (m->retired)
-      continue;
-    if (auto err = resolve(*type, *m)) {
+    if (auto err = apply(name, **bytes)) {
+      if (error_code(err) == runtime_errc::store_corrupt)
+        return err;
       skipped.push_back(name + ": " + error_message(err));
-      continue;
     }
-    type->set_rul(std::make_shared<const rul_model>(std::move(*m)));
   }
   return skipped;
 }
 
-caf::expected<uint64_t> rul_catalog::next_version(const std::string& type) {
-  auto bytes = store_.get_meta(home, key_of(type));
-  if (!bytes)
-    return bytes.error();
-  if (!*bytes)
-    return uint64_t{1};
-  auto m = rul_model::decode(**bytes);
-  if (!m)
-    return m.error();
-  return m->version + 1;
-}
-
-caf::error rul_catalog::store(const rul_model& m) {
-  store_batch b;
-  b.meta_puts.push_back({home, key_of(m.type), m.encode()});
-  // The writer orders batches by owner: the type's models have one of their own.
-  auto owner = twin_id::trusted("rul:" + m.type);
-  std::promise<caf::error> written;
-  writer_.submit(owner, std::move(b), {}, [&](caf::error err) { written.set_value(std::move(err)); });
-  auto err = written.get_future().get();
-  if (err) {  // the writer holds the owner's failure until a reset
-    std::promise<void> reset;
-    writer_.reset(owner, [&](caf::error) { reset.set_value(); });
-    reset.get_future().wait();
+caf::error rul_catalog::store_next(rul_model& m) {
+  auto before = store_->get(m.type);
+  if (!before)
+    return before.error();
+  m.version = 1;
+  if (*before) {
+    auto last = rul_model::decode(**before);
+    if (!last)
+      return last.error();
+    m.version = last->version + (m.retired ? 0 : 1);  // a removal keeps the last version
   }
-  return err;
+  auto stored = store_->put(m.type, m.encode(), *before);
+  if (!stored)
+    return stored.error();
+  if (!*stored)
+    return make_error(runtime_errc::conflict, "the RUL model of type '" + m.type
+                                                + "' was changed meanwhile by another node");
+  return {};
 }
 
 caf::expected<std::shared_ptr<const rul_model>> rul_catalog::install(rul_model m) {
@@ -107,13 +174,9 @@ caf::expected<std::shared_ptr<const rul_model>> rul_catalog::install(rul_model m
     return make_error(runtime_errc::invalid_argument,
                       "type '" + m.type + "' does not learn a remaining useful life");
   std::lock_guard<std::mutex> guard{mu_};
-  auto version = next_version(m.type);
-  if (!version)
-    return version.error();
-  m.version = *version;
   m.fitted_ms = now_ms();
   m.retired = false;
-  if (auto err = store(m))
+  if (auto err = store_next(m))
     return err;
   auto installed = std::make_shared<const rul_model>(std::move(m));
   type->set_rul(installed);
@@ -123,14 +186,12 @@ caf::expected<std::shared_ptr<const rul_model>> rul_catalog::install(rul_model m
 caf::expected<bool> rul_catalog::remove(const std::string& type_name) {
   auto type = types_.find(type_name);
   std::lock_guard<std::mutex> guard{mu_};
-  auto current = type ? type->rul() : nullptr;
-  if (!current)
+  if (!type || !type->rul())
     return false;
   rul_model tombstone;
   tombstone.type = type_name;
-  tombstone.version = current->version;
   tombstone.retired = true;
-  if (auto err = store(tombstone))
+  if (auto err = store_next(tombstone))
     return err;
   type->set_rul(nullptr);
   return true;

@@ -1,6 +1,7 @@
 // A cluster of real twind members on loopback: any member serves any twin, queries and
 // history reach every member's twins, twins on different members compose, every member
-// streams the whole cluster's changes, and devices reach their twins wherever they live.
+// streams the whole cluster's changes, devices reach their twins wherever they live, and a
+// RUL model fitted through one member serves the twins of all.
 
 #include <filesystem>
 #include <numeric>
@@ -11,6 +12,7 @@
 #include "event_reader.hpp"
 #include "mqtt_device.hpp"
 #include "mqtt_node_test.hpp"
+#include "rul_fleet.hpp"
 
 namespace twin::test {
 namespace {
@@ -293,6 +295,42 @@ TEST_F(cluster_test, a_member_configured_with_another_shard_count_or_copies_is_r
   EXPECT_NE(r.err.find("keeps 2 copies of each shard; this node is configured for 3"),
             std::string::npos)
     << r.err;
+}
+
+TEST_F(cluster_test, a_rul_model_fitted_through_one_member_serves_the_twins_of_every_member) {
+  std::filesystem::create_directories(dir_.sub("models"));
+  std::ofstream{dir_.sub("models/engine.json")} << engine_model;
+  ASSERT_NO_FATAL_FAILURE(start_cluster(2));
+  std::mt19937_64 rng{3};
+  int64_t t0 = now_ms() - 3'600'000;
+  for (int i = 0; i < 8; ++i)  // spread over both members' shards
+    ASSERT_NO_FATAL_FAILURE(feed_engine(at(0), "fleet:" + std::to_string(i), 150 + 15 * i, 0, rng, t0));
+  auto fit = at(1).call("POST", "/v1/types/engine/rul",
+                        json{{"twins", {{"prefix", "fleet:"}}}, {"inputs", {"wear", "temp"}},
+                             {"cap_s", 60}}.dump(),
+                        json_type);
+  ASSERT_EQ(fit.status, 201u) << fit.body;
+  EXPECT_EQ(json::parse(fit.body)["fit"]["twins"], 8) << "the history of every member's twins";
+  auto version_at = [&](size_t i) {
+    auto r = at(i).call("GET", "/v1/types/engine/rul");
+    return r.status == 200 ? json::parse(r.body)["version"].get<int>() : 0;
+  };
+  ASSERT_TRUE(eventually([&] { return version_at(0) == 1; }, 10s)) << "member 0 follows";
+  // Twins on either member show their life left.
+  for (int i = 0; i < 6; ++i) {
+    auto id = "live:" + std::to_string(i);
+    ASSERT_NO_FATAL_FAILURE(feed_engine(at(0), id, 200 + 10 * i, 30, rng, t0));
+    auto shown = json::parse(at(1).call("GET", "/v1/twins/" + id).body)["properties"];
+    ASSERT_TRUE(shown.contains("rul_s")) << id << ": " << shown;
+    EXPECT_NEAR(shown["rul_s"].get<double>(), 30, 6) << id;
+  }
+  // A member started again reads the model from the cluster; a removal reaches every one.
+  members_[0].proc->signal(SIGTERM);
+  EXPECT_EQ(members_[0].proc->wait(30s), 0);
+  ASSERT_NO_FATAL_FAILURE(start(0));
+  EXPECT_EQ(version_at(0), 1);
+  EXPECT_EQ(at(0).call("DELETE", "/v1/types/engine/rul").status, 204u);
+  ASSERT_TRUE(eventually([&] { return version_at(1) == 0; }, 10s)) << "member 1 follows";
 }
 
 } // namespace

@@ -4,31 +4,20 @@
 
 #include <signal.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <random>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "http_client.hpp"
 #include "process.hpp"
-#include "test_support.hpp"
+#include "rul_fleet.hpp"
 
 namespace twin::test {
 namespace {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-constexpr const char* engine_model = R"({
-  "@context": "dtmi:dtdl:context;3", "@id": "dtmi:test:engine;1", "@type": "Interface",
-  "contents": [
-    {"@type": "Telemetry", "name": "wear", "schema": "double"},
-    {"@type": "Telemetry", "name": "temp", "schema": "double"},
-    {"@type": "Telemetry", "name": "vibration", "schema": "double"}],
-  "twin": {"kind": "component", "history": ["wear", "temp"], "rul": true}})";
 
 constexpr const char* pump_model = R"({
   "@context": "dtmi:dtdl:context;3", "@id": "dtmi:test:pump;1", "@type": "Interface",
@@ -59,26 +48,8 @@ protected:
     EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
   }
 
-  /// Twin `id` of a life of `life` s, fed one sample a second until `left` s before its
-  /// end: its wear rises to 1 over its last 100 s, its temperature follows, with noise.
   void engine(const std::string& id, int life, int left = 0) {
-    ASSERT_EQ(client_->call("PUT", "/v1/twins/" + id, R"({"type":"engine"})", json_type).status,
-              201u);
-    std::normal_distribution<double> noise{0, 0.01};
-    json batch = json::array();
-    for (int t = 0; t <= life - left; ++t) {
-      double wear = std::clamp(1 - (life - t) / 100.0, 0.0, 1.0);
-      batch.push_back({{"twin", id},
-                       {"ts", t0_ + t * 1000},
-                       {"values", {{"wear", wear + noise(rng_)},
-                                   {"temp", 40 + 10 * wear + 10 * noise(rng_)}}}});
-      if (batch.size() == 100 || t == life - left) {
-        auto r = client_->call("POST", "/v1/telemetry", batch.dump(), json_type);
-        ASSERT_EQ(r.status, 202u) << r.body;
-        ASSERT_EQ(json::parse(r.body)["rejected"], 0) << r.body;
-        batch = json::array();
-      }
-    }
+    feed_engine(*client_, id, life, left, rng_, t0_);
   }
 
   http_reply fit(const json& body, const std::string& type = "engine") {

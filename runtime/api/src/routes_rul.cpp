@@ -200,8 +200,7 @@ void handle_rul(const route_context& ctx, const std::string& type_name, const re
   const auto& be = ctx.be;
   if (be.rul == nullptr || be.types == nullptr || !be.query || !be.history)
     return respond(error_response(501, "not_implemented",
-                                  "this node keeps no remaining-useful-life models (a "
-                                  "cluster member does not yet)"));
+                                  "this node keeps no remaining-useful-life models"));
   auto type = be.types->find(type_name);
   if (!type)
     return respond(error_response(404, "not_found", "no twin type '" + type_name + "'"));
