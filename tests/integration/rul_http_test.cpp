@@ -2,15 +2,10 @@
 // history of its run-to-failure twins, what the twins then show, what is refused, and the
 // model kept across a restart; and twinctl's rul commands.
 
-#include <signal.h>
-
-#include <filesystem>
-#include <fstream>
-
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "process.hpp"
+#include "models_node_test.hpp"
 #include "rul_fleet.hpp"
 
 namespace twin::test {
@@ -24,28 +19,10 @@ constexpr const char* pump_model = R"({
   "contents": [{"@type": "Telemetry", "name": "wear", "schema": "double"}],
   "twin": {"kind": "component", "history": ["wear"]}})";
 
-class rul_http_test : public ::testing::Test {
+class rul_http_test : public models_node_test {
 protected:
-  void SetUp() override {
-    std::filesystem::create_directories(dir_.sub("models"));
-    std::ofstream{dir_.sub("models/engine.json")} << engine_model;
-    std::ofstream{dir_.sub("models/pump.json")} << pump_model;
-    start();
-  }
-  void TearDown() override { stop(); }
-
-  void start() {
-    port_ = free_port();
-    node_ = std::make_unique<process>(std::vector<std::string>{
-      TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"), "--bind",
-      "127.0.0.1", "--http-port", std::to_string(port_), "--metrics-port", "0"});
-    ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
-    client_ = std::make_unique<http_client>(port_);
-  }
-  void stop() {
-    client_.reset();
-    node_->signal(SIGTERM);
-    EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
+  std::map<std::string, std::string> models() const override {
+    return {{"engine.json", engine_model}, {"pump.json", pump_model}};
   }
 
   void engine(const std::string& id, int life, int left = 0) {
@@ -58,10 +35,6 @@ protected:
 
   int64_t t0_ = now_ms() - 3'600'000;
   std::mt19937_64 rng_{7};
-  temp_dir dir_;
-  int port_ = 0;
-  std::unique_ptr<process> node_;
-  std::unique_ptr<http_client> client_;
 };
 
 std::string message_of(const http_reply& r) {

@@ -1,17 +1,12 @@
 // What-if scenarios against a real twind: POST /v1/scenarios on a subtree of twins whose
 // types declare dynamics, and what it refuses; the live twins never change.
 
-#include <signal.h>
-
-#include <filesystem>
 #include <fstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "http_client.hpp"
-#include "process.hpp"
-#include "test_support.hpp"
+#include "models_node_test.hpp"
 
 namespace twin::test {
 namespace {
@@ -39,32 +34,14 @@ constexpr const char* room_model = R"({
            "aggregates": [{"name": "max_temperature", "function": "max",
                            "source": "temperature"}]}})";
 
-class scenario_http_test : public ::testing::Test {
+class scenario_http_test : public models_node_test {
 protected:
-  void SetUp() override {
-    std::filesystem::create_directories(dir_.sub("models"));
-    std::ofstream{dir_.sub("models/heater.json")} << heater_model;
-    std::ofstream{dir_.sub("models/room.json")} << room_model;
-    port_ = free_port();
-    node_ = std::make_unique<process>(std::vector<std::string>{
-      TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"), "--bind",
-      "127.0.0.1", "--http-port", std::to_string(port_), "--metrics-port", "0"});
-    ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
-    client_ = std::make_unique<http_client>(port_);
-  }
-  void TearDown() override {
-    client_.reset();
-    node_->signal(SIGTERM);
-    EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
+  std::map<std::string, std::string> models() const override {
+    return {{"heater.json", heater_model}, {"room.json", room_model}};
   }
   http_reply post(const json& body) {
     return client_->call("POST", "/v1/scenarios", body.dump(), json_type);
   }
-
-  temp_dir dir_;
-  int port_ = 0;
-  std::unique_ptr<process> node_;
-  std::unique_ptr<http_client> client_;
 };
 
 TEST_F(scenario_http_test, a_scenario_runs_a_copy_and_the_live_twins_stay_as_they_are) {
