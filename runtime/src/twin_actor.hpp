@@ -2,7 +2,8 @@
 
 // The actor of one twin and its state, shared by the files that implement it:
 // twin_actor.cpp (the actor, its mailbox and helpers), twin_requests.cpp (what it does with
-// each request), twin_rollup.cpp (alerts, health and aggregates) and twin_commit.cpp
+// each request), twin_links.cpp (the messages between parents and children),
+// twin_rollup.cpp (predictions, alerts, health and aggregates) and twin_commit.cpp
 // (persistence through the group-commit writer). Private to the runtime.
 
 #include <chrono>
@@ -401,6 +402,14 @@ void on_remove(twin_actor* self, remove_request& req);
 
 void on_command(twin_actor* self, command_request& req);
 
+void handle(twin_actor* self, twin_request& req);
+
+/// Loads the record from the store (on activation, and after a failed write, so that
+/// memory matches the store again).
+void load(twin_actor* self);
+
+// -- between parents and children (twin_links.cpp) --------------------------------
+
 void finish_attach(twin_actor* self, attach_request& req);
 
 /// The parent this twin has, or will have once its waiting put is applied.
@@ -420,16 +429,10 @@ void on_orphan(twin_actor* self, const orphan_notice& n);
 
 void on_child_query(twin_actor* self, const child_query& q);
 
-void handle(twin_actor* self, twin_request& req);
-
 /// Asks each child of the record for its state. A parent records a child (when it accepts
 /// its attach) before the child's link is durable, and hears of the child's changes only
 /// after they are: after a crash in between, the answers bring the parent up to date and
 /// drop children that never became durable. The children may live on any node.
 void query_children(twin_actor* self);
-
-/// Loads the record from the store (on activation, and after a failed write, so that
-/// memory matches the store again).
-void load(twin_actor* self);
 
 } // namespace twin::runtime::twin_detail

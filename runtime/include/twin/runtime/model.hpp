@@ -167,7 +167,8 @@ struct type_handlers {
   std::function<void(twin_context&)> on_timer;
 };
 
-/// A twin type: immutable once built, shared by all twins of the type (any thread).
+/// A twin type: immutable once built but for its RUL model (set at run time, atomically),
+/// shared by all twins of the type (any thread).
 class twin_type {
 public:
   const std::string& name() const { return name_; }
