@@ -1,6 +1,8 @@
 // What a twin does with the messages between parents and children: attaching (with the
 // check for a cycle), detaching, its children's updates, and the queries that find them.
 
+#include <algorithm>
+
 #include "twin_actor.hpp"
 
 namespace twin::runtime::twin_detail {
