@@ -150,6 +150,12 @@ tracking_store::history(const twin_id& id, const std::string& property, int64_t 
   return inner_.history(id, property, from, to, limit);
 }
 
+caf::expected<std::vector<runtime::history_sample>>
+tracking_store::latest_history(const twin_id& id, const std::string& property, int64_t before,
+                               size_t limit) {
+  return inner_.latest_history(id, property, before, limit);
+}
+
 caf::expected<std::optional<std::string>> tracking_store::get_meta(shard_id shard,
                                                                    const std::string& key) {
   return inner_.get_meta(shard, key);

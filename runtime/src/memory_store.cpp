@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <charconv>
 #include <map>
 #include <mutex>
@@ -84,6 +85,23 @@ public:
          && std::get<2>(i->first) <= to && out.size() < limit;
          ++i)
       out.emplace_back(std::get<2>(i->first), i->second);
+    return out;
+  }
+
+  caf::expected<std::vector<history_sample>> latest_history(const twin_id& id,
+                                                            const std::string& property,
+                                                            int64_t before,
+                                                            size_t limit) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::vector<history_sample> out;
+    for (auto i = history_.lower_bound({id, property, before});
+         i != history_.begin() && out.size() < limit;) {
+      --i;
+      if (std::get<0>(i->first) != id || std::get<1>(i->first) != property)
+        break;
+      out.emplace_back(std::get<2>(i->first), i->second);
+    }
+    std::reverse(out.begin(), out.end());
     return out;
   }
 

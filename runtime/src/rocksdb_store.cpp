@@ -181,6 +181,32 @@ public:
     return out;
   }
 
+  caf::expected<std::vector<history_sample>> latest_history(const twin_id& id,
+                                                            const std::string& property,
+                                                            int64_t before,
+                                                            size_t limit) override {
+    std::shared_lock<std::shared_mutex> open{db_mtx_};
+    auto prefix = rocks::history_prefix(shard(id), id, &property);
+    rocksdb::Slice lower{prefix};
+    rocksdb::ReadOptions ro;
+    ro.iterate_lower_bound = &lower;
+    std::unique_ptr<rocksdb::Iterator> it{db_.db->NewIterator(ro, history_cf())};
+    std::vector<history_sample> out;
+    auto last = rocks::history_key(shard(id), id, property, before);
+    for (it->SeekForPrev(last); it->Valid() && out.size() < limit; it->Prev()) {
+      auto k = it->key();
+      if (!k.starts_with(prefix) || k.size() != prefix.size() + 8)
+        break;
+      auto ts = rocks::history_time(k);
+      if (ts < before)
+        out.emplace_back(ts, it->value().ToString());
+    }
+    if (!it->status().ok())
+      return to_error(it->status(), "history read failed");
+    std::reverse(out.begin(), out.end());
+    return out;
+  }
+
   caf::expected<std::optional<std::string>> get_meta(shard_id shard,
                                                      const std::string& key) override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};

@@ -178,6 +178,34 @@ rul_features::rul_features(size_t inputs)
   : inputs_(inputs), state_(std::make_unique<double[]>(2 * inputs)) {
 }
 
+rul_run merge_inputs(std::string twin,
+                     const std::vector<std::vector<std::pair<int64_t, double>>>& series) {
+  std::vector<int64_t> times;
+  for (const auto& s : series)
+    for (const auto& sample : s)
+      times.push_back(sample.first);
+  std::sort(times.begin(), times.end());
+  times.erase(std::unique(times.begin(), times.end()), times.end());
+  rul_run run;
+  run.twin = std::move(twin);
+  std::vector<size_t> next(series.size(), 0);
+  std::vector<double> row(series.size());
+  for (int64_t t : times) {
+    bool all = true;
+    for (size_t i = 0; i < series.size(); ++i) {
+      const auto& s = series[i];
+      while (next[i] < s.size() && s[next[i]].first <= t)
+        row[i] = s[next[i]++].second;
+      all = all && next[i] > 0;
+    }
+    if (!all)
+      continue;
+    run.ts_ms.push_back(t);
+    run.values.insert(run.values.end(), row.begin(), row.end());
+  }
+  return run;
+}
+
 double rul_features::weight(double half_life) {
   return 1 - std::exp2(-1 / half_life);
 }

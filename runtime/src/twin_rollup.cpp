@@ -129,6 +129,34 @@ void project_limits(twin_state& st, int64_t ts) {
   }
 }
 
+namespace {
+
+/// Feeds `r` the twin's samples of its model's inputs before `ts`, from their history (the
+/// last twelve half-lives of them, six of the trend's, which weigh all but 2 % of what the
+/// smoothing holds): a twin
+/// activated again, or whose model reads other inputs now, goes on from its samples rather
+/// than from nothing. Without a history to read, the smoothing starts at this sample.
+void replay_inputs(twin_state& st, rul_tracker& r, int64_t ts) {
+  const auto& m = *r.model;
+  auto n = static_cast<size_t>(std::clamp(std::ceil(12 * m.options.half_life), 32.0, 1024.0));
+  std::vector<std::vector<std::pair<int64_t, double>>> series(m.inputs.size());
+  for (size_t i = 0; i < m.inputs.size(); ++i) {
+    auto h = st.host->store.latest_history(st.rec.id, m.inputs[i], ts, n);
+    if (!h)
+      return;
+    for (const auto& [t, bytes] : *h)
+      if (auto v = decode_sample(bytes); v && v->is_number())
+        series[i].emplace_back(t, v->as_double());
+  }
+  auto run = merge_inputs({}, series);
+  for (size_t row = 0; row < run.ts_ms.size(); ++row)
+    r.features.add(run.values.data() + row * m.inputs.size(), r.weight);
+  if (!run.ts_ms.empty())
+    r.added_ms = run.ts_ms.back();
+}
+
+} // namespace
+
 void estimate_rul(twin_state& st, int64_t ts) {
   const auto* type = st.rec.type();
   uint64_t generation = type->rul_generation();
@@ -139,13 +167,16 @@ void estimate_rul(twin_state& st, int64_t ts) {
     if (!st.rul)
       st.rul = std::make_unique<rul_tracker>();
     auto& r = *st.rul;
-    if (!model || !r.model || model->positions != r.model->positions) {
+    bool same_inputs = model && r.model && model->positions == r.model->positions;
+    if (!same_inputs) {
       r.features = rul_features{model ? model->positions.size() : 0};
       r.added_ms = INT64_MIN;
     }
     r.weight = model ? model->weight() : 0;
     r.model = std::move(model);
     r.generation = generation;
+    if (!same_inputs && r.model)
+      replay_inputs(st, r, ts);
   }
   auto& r = *st.rul;
   auto shown = static_cast<size_t>(type->rul_position());

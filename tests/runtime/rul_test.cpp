@@ -166,7 +166,8 @@ TEST_F(host_test, twins_show_their_types_rul_which_is_stored_versioned_and_reloa
   ASSERT_TRUE(installed) << error_message(installed.error());
   EXPECT_EQ((*installed)->version, 1u);
   ASSERT_TRUE(put(h(), "e:2", "engine"));
-  feed(h(), "e:2", engine("e:2", 240, rng, 30));
+  auto lived = engine("e:2", 240, rng, 30);
+  feed(h(), "e:2", lived);
   auto rec = get(h(), "e:2");
   ASSERT_TRUE(rec);
   EXPECT_NEAR(rec->reported.at("rul_s").as_double(), 30, 6);
@@ -191,9 +192,16 @@ TEST_F(host_test, twins_show_their_types_rul_which_is_stored_versioned_and_reloa
   EXPECT_EQ((*type)->rul()->version, 1u);
   EXPECT_EQ((*type)->rul()->positions, (std::vector<int>{0, 1}));
   EXPECT_EQ(get(h(), "e:2")->reported.count("rul_s"), 0u);
+  // The twin activated again smooths its inputs from their history, not from nothing: its
+  // next estimate is the one of a twin that never stopped, within what the history older
+  // than twelve half-lives weighs.
   ASSERT_TRUE(ingest(h(), "e:2", {{"wear", value{0.72}}, {"temp", value{47.2}}},
                      t0 + 212 * 1000));
-  EXPECT_TRUE(get(h(), "e:2")->reported.count("rul_s"));
+  lived.ts_ms.push_back(t0 + 212 * 1000);
+  lived.values.insert(lived.values.end(), {0.72, 47.2});
+  auto go_on = estimate_at_end(**installed, lived);
+  EXPECT_NEAR(get(h(), "e:2")->reported.at("rul_s").as_double(), go_on.rul_s, 0.5);
+  EXPECT_NEAR(go_on.rul_s, 28, 6);
 
   // Removed: the next sample clears the estimate; a new fit takes the next version.
   auto removed = catalog->remove("engine");

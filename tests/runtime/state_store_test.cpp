@@ -309,6 +309,15 @@ TEST_P(state_store_conformance, history_reads_a_time_range_and_goes_with_its_twi
   ASSERT_EQ(all->size(), 5u);
   EXPECT_EQ(all->front().first, -5);  // times before the epoch sort first
   EXPECT_EQ(store_->history(id("a:1"), "t", INT64_MIN, INT64_MAX, 2)->size(), 2u);
+  // The latest samples before a time, by ascending time, of this twin and property only.
+  auto last = store_->latest_history(id("a:1"), "t", 40, 2);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(*last, (std::vector<history_sample>{{20, "v20"}, {30, "v30"}}));
+  EXPECT_EQ(store_->latest_history(id("a:1"), "t", INT64_MAX, 100)->size(), 5u);
+  EXPECT_TRUE(store_->latest_history(id("a:1"), "t", -5, 100)->empty());
+  EXPECT_EQ(*store_->latest_history(id("a:1"), "u", 100, 100),
+            (std::vector<history_sample>{{20, "other property"}}));
+  EXPECT_TRUE(store_->latest_history(id("a:2"), "t", INT64_MAX, 100)->empty());
   // A sample of the same time is replaced.
   store_batch again;
   again.history.push_back({id("a:1"), "t", 20, "new"});

@@ -140,6 +140,11 @@ public:
           size_t limit) override {
     return inner_->history(id, property, from, to, limit);
   }
+  caf::expected<std::vector<runtime::history_sample>>
+  latest_history(const twin_id& id, const std::string& property, int64_t before,
+                 size_t limit) override {
+    return inner_->latest_history(id, property, before, limit);
+  }
   caf::expected<std::optional<std::string>> get_meta(runtime::shard_id shard,
                                                      const std::string& key) override {
     return inner_->get_meta(shard, key);

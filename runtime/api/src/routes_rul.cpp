@@ -98,40 +98,17 @@ input_history(const backend& be, const twin_id& id, const std::string& property,
   }
 }
 
-/// The run of one twin: the union of its inputs' sample times from the first at which
-/// every input has a value, each input carrying its last value forward.
+/// The run of one twin, from the history of its inputs (see `merge_inputs`).
 caf::expected<rul_run> run_of(const backend& be, const twin_id& id,
                               const std::vector<std::string>& inputs, size_t& budget) {
   std::vector<std::vector<std::pair<int64_t, double>>> series;
-  std::vector<int64_t> times;
   for (const auto& name : inputs) {
     auto h = input_history(be, id, name, budget);
     if (!h)
       return h.error();
-    for (const auto& s : *h)
-      times.push_back(s.first);
     series.push_back(std::move(*h));
   }
-  std::sort(times.begin(), times.end());
-  times.erase(std::unique(times.begin(), times.end()), times.end());
-  rul_run run;
-  run.twin = id.str();
-  std::vector<size_t> next(inputs.size(), 0);
-  std::vector<double> row(inputs.size());
-  for (int64_t t : times) {
-    bool all = true;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      auto& s = series[i];
-      while (next[i] < s.size() && s[next[i]].first <= t)
-        row[i] = s[next[i]++].second;
-      all = all && next[i] > 0;
-    }
-    if (!all)
-      continue;
-    run.ts_ms.push_back(t);
-    run.values.insert(run.values.end(), row.begin(), row.end());
-  }
-  return run;
+  return merge_inputs(id.str(), series);
 }
 
 /// The runs of the selected twins that have at least 2 samples of every input.

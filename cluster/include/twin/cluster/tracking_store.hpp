@@ -54,6 +54,9 @@ public:
   caf::expected<std::vector<runtime::history_sample>>
   history(const runtime::twin_id& id, const std::string& property, int64_t from, int64_t to,
           size_t limit) override;
+  caf::expected<std::vector<runtime::history_sample>>
+  latest_history(const runtime::twin_id& id, const std::string& property, int64_t before,
+                 size_t limit) override;
   caf::expected<std::optional<std::string>> get_meta(runtime::shard_id shard,
                                                      const std::string& key) override;
   caf::expected<std::optional<std::string>> get_position(runtime::shard_id shard,

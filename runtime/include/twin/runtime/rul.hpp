@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -71,6 +72,12 @@ struct rul_run {
   std::vector<int64_t> ts_ms;
   std::vector<double> values;  ///< row by row: `ts_ms.size()` rows of one value per input
 };
+
+/// A twin's samples of some inputs, as a run: `series[i]` holds input i's samples (time,
+/// value) by time; the run's rows are the union of their times from the first at which
+/// every input has a value, each input carrying its last value forward.
+rul_run merge_inputs(std::string twin,
+                     const std::vector<std::vector<std::pair<int64_t, double>>>& series);
 
 /// How well a model did on the twins it was not fitted on.
 struct rul_fit_report {

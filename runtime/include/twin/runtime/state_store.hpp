@@ -140,6 +140,12 @@ public:
   history(const twin_id& id, const std::string& property, int64_t from, int64_t to,
           size_t limit) = 0;
 
+  /// Returns the last `limit` samples of `property` of twin `id` with time < `before`, by
+  /// ascending time.
+  virtual caf::expected<std::vector<history_sample>>
+  latest_history(const twin_id& id, const std::string& property, int64_t before,
+                 size_t limit) = 0;
+
   /// Returns the metadata value of `key` in `shard`, std::nullopt if there is none.
   virtual caf::expected<std::optional<std::string>> get_meta(shard_id shard,
                                                              const std::string& key) = 0;
