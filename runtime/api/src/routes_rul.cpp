@@ -2,8 +2,6 @@
 // run-to-failure twins, shown and removed.
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
 
 #include "route_helpers.hpp"
 #include "twin/runtime/model.hpp"
