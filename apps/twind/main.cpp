@@ -451,6 +451,8 @@ int main(int argc, char** argv) {
     ho.event_buffer_bytes = o.http_event_buffer_kb << 10;
     ho.max_inflight_body_bytes = o.http_max_inflight_mb << 20;
     ho.threads = o.http_threads;
+    ho.cors_origins = o.cors_origins;
+    ho.allowed_hosts = o.allowed_hosts;
     ho.node_id = node_id;
     api::backend be;
     be.rt = &front;

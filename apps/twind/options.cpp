@@ -37,6 +37,14 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--http-threads", o.http_threads, "HTTP I/O threads")
     ->capture_default_str()
     ->check(CLI::Range(1, 64));
+  app.add_option("--cors-origins", o.cors_origins,
+                 "Origins (scheme://host[:port], comma-separated) whose web pages may call the "
+                 "API; a request from any other page is refused (default: none)")
+    ->delimiter(',');
+  app.add_option("--allowed-hosts", o.allowed_hosts,
+                 "Host header values the API answers (name or name:port, comma-separated), "
+                 "against DNS rebinding (default: any)")
+    ->delimiter(',');
   app.add_option("--http-event-buffer", o.http_event_buffer,
                  "Events a /v1/events stream may fall behind by before it ends")
     ->capture_default_str()

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -21,6 +22,8 @@ struct options {
   size_t http_event_buffer_kb = 1024;   ///< --http-event-buffer-kb: bytes a stream may lag
   size_t http_max_inflight_mb = 128;    ///< --http-max-inflight-mb: request bodies in memory
   int http_threads = 1;                 ///< --http-threads: HTTP I/O threads
+  std::vector<std::string> cors_origins;   ///< --cors-origins: pages that may call the API
+  std::vector<std::string> allowed_hosts;  ///< --allowed-hosts: Host values answered; empty: any
   std::string mqtt_url;                ///< --mqtt-url of the broker; empty: no MQTT
   /// --mqtt-client-id of the persistent session; empty: made once from the node id and a
   /// random part, and kept in the data directory (file `mqtt-client-id`)

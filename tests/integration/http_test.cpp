@@ -217,6 +217,34 @@ std::string expecting_put(const std::string& id, size_t length) {
          "Content-Length: " + std::to_string(length) + "\r\n\r\n";
 }
 
+TEST_F(http_test, a_web_page_of_another_site_cannot_drive_a_twin) {
+  ASSERT_EQ(put("g:1", {{"type", "gauge"}, {"desired", {{"target", 1}}}}).status, 201u);
+  auto before = client_->call("GET", "/v1/twins/g:1");
+  // What a page of http://evil can make a browser send, with or without DNS rebinding.
+  const std::map<std::string, std::string> page{{"Content-Type", "text/plain"},
+                                                {"Origin", "http://evil"}};
+  auto rebound = page;
+  rebound["Host"] = "evil";
+  for (const auto& headers : {page, rebound}) {
+    auto r = client_->call("POST", "/v1/twins/g:1/commands/reset", "", headers);
+    EXPECT_EQ(r.status, 403u) << r.body;
+    EXPECT_NE(r.body.find("forbidden_origin"), std::string::npos) << r.body;
+  }
+  auto json_page = json_type;
+  json_page["Origin"] = "http://evil";
+  EXPECT_EQ(client_->call("PATCH", "/v1/twins/g:1", R"({"desired":{"target":9}})", json_page)
+              .status,
+            403u);
+  EXPECT_EQ(client_->call("DELETE", "/v1/twins/g:1", "", json_page).status, 403u);
+  // Not from a page: a command still needs a JSON type, which no form can send.
+  EXPECT_EQ(client_->call("POST", "/v1/twins/g:1/commands/reset", "",
+                          {{"Content-Type", "text/plain"}})
+              .status,
+            415u);
+  EXPECT_EQ(client_->call("GET", "/v1/twins/g:1").body, before.body) << "nothing changed";
+  EXPECT_EQ(client_->call("POST", "/v1/twins/g:1/commands/reset", "", json_type).status, 202u);
+}
+
 TEST_F(http_test, a_client_that_expects_100_continue_is_told_to_send_its_body) {
   int fd = connect_loopback(port_);
   ASSERT_GE(fd, 0);

@@ -265,5 +265,65 @@ TEST(routes, a_lone_node_shows_itself_as_the_cluster_owning_every_shard) {
   EXPECT_EQ(rt.routed, 0);
 }
 
+TEST(routes, pages_of_other_sites_and_hosts_not_allowed_are_refused_before_anything_runs) {
+  refusing_router rt{make_error(runtime_errc::not_found, "no twin t:a")};
+  api::backend be;
+  be.rt = &rt;
+  be.ready = [] { return std::vector<api::readiness_check>{}; };
+  const std::vector<std::string> origins{"https://ops.example"};
+  const std::vector<std::string> hosts{"twins.example", "127.0.0.1:8080"};
+  api::node_info node{"n1", "http://127.0.0.1:8080"};
+  api::route_context ctx{be, node, [](std::function<void()> fn) {
+                           fn();
+                           return true;
+                         }};
+  ctx.cors_origins = &origins;
+  ctx.allowed_hosts = &hosts;
+  auto send = [&](const std::string& method, const std::string& target,
+                  const std::string& origin, const std::string& host,
+                  const std::string& type = "application/json") {
+    api::request req;
+    req.method = method;
+    req.target = target;
+    req.content_type = type;
+    req.origin = origin;
+    req.host = host;
+    std::optional<api::response> out;
+    api::handle(ctx, std::move(req), [&](api::response r) { out = std::move(r); });
+    EXPECT_TRUE(out) << method << " " << target;
+    return out.value_or(api::response{0, {}, {}, {}, nullptr});
+  };
+  auto header = [](const api::response& r, const std::string& name) {
+    for (const auto& [k, v] : r.headers)
+      if (k == name)
+        return v;
+    return std::string{};
+  };
+  const std::string stop = "/v1/twins/t:a/commands/stop";
+  // A page of another site, through a name that resolves to the node (DNS rebinding).
+  auto r = send("POST", stop, "http://evil", "evil", "text/plain");
+  EXPECT_EQ(r.status, 403u);
+  EXPECT_EQ(code_of(r), "forbidden_host");
+  r = send("POST", stop, "http://evil", "twins.example:8443");  // any port of a named host
+  EXPECT_EQ(r.status, 403u);
+  EXPECT_EQ(code_of(r), "forbidden_origin");
+  EXPECT_EQ(send("OPTIONS", stop, "http://evil", "twins.example").status, 403u);
+  EXPECT_EQ(send("GET", "/v1/twins/t:a", "", "127.0.0.1:9999").status, 403u);  // not that port
+  // Without a page (no Origin), a command still needs a JSON type: a form cannot send it.
+  EXPECT_EQ(send("POST", stop, "", "twins.example", "text/plain").status, 415u);
+  EXPECT_EQ(send("POST", stop, "", "twins.example", "").status, 415u);
+  EXPECT_EQ(rt.routed, 0);
+  // An allowed page: its preflight is answered, its requests go through with CORS headers.
+  auto pre = send("OPTIONS", stop, "https://ops.example", "twins.example");
+  EXPECT_EQ(pre.status, 204u);
+  EXPECT_EQ(header(pre, "Access-Control-Allow-Origin"), "https://ops.example");
+  EXPECT_NE(header(pre, "Access-Control-Allow-Headers").find("Content-Type"), std::string::npos);
+  auto got = send("GET", "/v1/twins/t:a", "https://ops.example", "127.0.0.1:8080");
+  EXPECT_EQ(got.status, 404u);  // reached the twin, which does not exist
+  EXPECT_EQ(header(got, "Access-Control-Allow-Origin"), "https://ops.example");
+  EXPECT_EQ(header(got, "Vary"), "Origin");
+  EXPECT_EQ(rt.routed, 1);
+}
+
 } // namespace
 } // namespace twin::test

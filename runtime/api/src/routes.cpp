@@ -1,5 +1,7 @@
 #include "routes.hpp"
 
+#include <algorithm>
+#include <optional>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -20,6 +22,55 @@ response method_not_allowed(const std::string& allow) {
   auto res = error_response(405, "method_not_allowed", "this resource allows " + allow);
   res.headers.emplace_back("Allow", allow);
   return res;
+}
+
+/// Whether `host` (a Host header: name or name:port) is one of `allowed` (names, any
+/// port, or name:port).
+bool host_allowed(const std::string& host, const std::vector<std::string>& allowed) {
+  auto colon = host.rfind(':');
+  auto name = colon != std::string::npos && host.find(']', colon) == std::string::npos
+                ? host.substr(0, colon)
+                : host;
+  return std::find(allowed.begin(), allowed.end(), host) != allowed.end()
+         || std::find(allowed.begin(), allowed.end(), name) != allowed.end();
+}
+
+/// What a browser may do: a request from a page of an origin not allowed, or naming a host
+/// not allowed, is refused before it reaches anything (403); a preflight of an allowed
+/// origin is answered (204). Otherwise nullopt, and `respond` adds the CORS headers an
+/// allowed origin needs.
+std::optional<response> browser_check(const route_context& ctx, const request& req,
+                                      respond_fn& respond) {
+  if (ctx.allowed_hosts && !ctx.allowed_hosts->empty()
+      && !host_allowed(req.host, *ctx.allowed_hosts))
+    return error_response(403, "forbidden_host",
+                          "this node does not answer for host '" + req.host
+                            + "' (see --allowed-hosts)");
+  if (req.origin.empty())
+    return std::nullopt;
+  const auto* allowed = ctx.cors_origins;
+  if (!allowed || std::find(allowed->begin(), allowed->end(), req.origin) == allowed->end())
+    return error_response(403, "forbidden_origin",
+                          "requests from pages of " + req.origin
+                            + " are not allowed (see --cors-origins)");
+  auto cors = [origin = req.origin](response& r) {
+    r.headers.emplace_back("Access-Control-Allow-Origin", origin);
+    r.headers.emplace_back("Vary", "Origin");
+  };
+  if (req.method == "OPTIONS") {
+    response r{204, {}, {}, {}, nullptr};
+    cors(r);
+    r.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE");
+    r.headers.emplace_back("Access-Control-Allow-Headers",
+                           "Authorization, Content-Type, If-Match, If-None-Match");
+    r.headers.emplace_back("Access-Control-Max-Age", "600");
+    return r;
+  }
+  respond = [next = std::move(respond), cors](response r) {
+    cors(r);
+    next(std::move(r));
+  };
+  return std::nullopt;
 }
 
 } // namespace
@@ -92,6 +143,8 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
   std::string_view route = req.route != nullptr ? req.route : route_of(req.target);
   std::string_view path = req.target;
   path = path.substr(0, path.find('?'));
+  if (auto refused = browser_check(ctx, req, respond))
+    return respond(std::move(*refused));
   if (route == "/healthz" || route == "/readyz" || (route == "/metrics" && ctx.be.metrics)) {
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
@@ -192,6 +245,9 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
   if (route == "/v1/cluster/members/{node}/drain") {
     if (req.method != "POST")
       return respond(method_not_allowed("POST"));
+    if (!has_media_type(req, {"application/json"}))  // a browser's form cannot send it
+      return respond(error_response(415, "unsupported_media_type",
+                                    "POST takes Content-Type: application/json"));
     if (!ctx.be.drain)
       return respond(error_response(501, "not_implemented",
                                     "this node is alone: there is no member to drain"));

@@ -22,6 +22,8 @@ struct request {
   std::string target;  ///< path and query
   const char* route = nullptr;  ///< `route_of(target)`; nullptr: the routes find it
   std::string content_type;
+  std::string origin;         ///< the `Origin` header; empty: none (not a browser's page)
+  std::string host;           ///< the `Host` header
   std::string if_match;       ///< empty: none
   std::string if_none_match;  ///< empty: none
   std::string body;
@@ -63,6 +65,8 @@ struct route_context {
   size_t event_buffer = 4096;  ///< see `http_options::event_buffer`
   size_t event_buffer_bytes = 1u << 20;  ///< see `http_options::event_buffer_bytes`
   telemetry_counts* telemetry = nullptr;  ///< nullptr: not counted
+  const std::vector<std::string>* cors_origins = nullptr;   ///< see `http_options`; none
+  const std::vector<std::string>* allowed_hosts = nullptr;  ///< see `http_options`; any
 };
 
 /// Answers `req` through `respond`, exactly once: at once for bad requests and reads of

@@ -216,12 +216,15 @@ void post_command(router& rt, const twin_id& id, std::string name, const request
     valid = valid && (std::isalnum(c) || c == '_' || c == '-' || c == '.');
   if (!valid)
     return respond(error_of(bad("a command name is 1 to 128 letters, digits, _ - or .")));
+  // Even without arguments: a page of another site can send a simple request (a form's
+  // types), never this one without the node's CORS consent.
+  if (!has_media_type(req, {"application/json"}))
+    return respond(error_response(415, "unsupported_media_type",
+                                  "a command takes Content-Type: application/json (its "
+                                  "arguments, if any, in the body)"));
   command_request cmd;
   cmd.name = std::move(name);
   if (!req.body.empty()) {
-    if (!has_media_type(req, {"application/json"}))
-      return respond(error_response(415, "unsupported_media_type",
-                                    "a command's arguments take Content-Type: application/json"));
     auto doc = parse_body(req, max_document_depth);
     if (!doc)
       return respond(error_of(doc.error()));

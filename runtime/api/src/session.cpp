@@ -165,6 +165,8 @@ void session::on_read(beast::error_code ec) {
   req.target = std::string{msg.target()};
   req.route = route_;
   req.content_type = std::string{msg[http::field::content_type]};
+  req.origin = std::string{msg[http::field::origin]};
+  req.host = std::string{msg[http::field::host]};
   req.if_match = std::string{msg[http::field::if_match]};
   req.if_none_match = std::string{msg[http::field::if_none_match]};
   req.body = std::move(msg.body());

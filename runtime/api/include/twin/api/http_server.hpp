@@ -83,6 +83,13 @@ struct http_options {
   /// closed. At `max_connections`, the oldest connection waiting for a request is closed
   /// for a new one (503 only when none waits). Default: 60 s.
   std::chrono::milliseconds idle_timeout = std::chrono::seconds{60};
+  /// The origins (`scheme://host[:port]`) whose web pages may call the API: their requests
+  /// get CORS answers (and preflights). A request with any other `Origin` is refused (403).
+  /// Default: none, so no web page can.
+  std::vector<std::string> cors_origins;
+  /// The `Host` values requests may name (`name`, any port, or `name:port`); another is
+  /// refused (403), against DNS rebinding. Empty (the default): any.
+  std::vector<std::string> allowed_hosts;
 };
 
 /// Requests answered by one route with one status.
