@@ -45,10 +45,12 @@ reply client::call(http::verb method, const std::string& target, const std::stri
   address(req, addr_, token_);
   for (const auto& [name, value] : headers)
     req.set(name, value);
-  if (!body.empty()) {
+  // A request that changes something says its type even without a body: the node takes
+  // no other (as no web page's form can send it).
+  if (!body.empty() || method == http::verb::post || method == http::verb::put
+      || method == http::verb::patch)
     req.set(http::field::content_type, content_type);
-    req.body() = body;
-  }
+  req.body() = body;
   req.prepare_payload();
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;

@@ -188,19 +188,26 @@ std::string apply_config_file(CLI::App& app, const std::string& path) {
     }
     if (opt->count() > 0)
       continue;  // given on the command line
-    std::string text;
+    std::vector<std::string> texts;  // one, or a list's strings (for a list option)
     if (auto s = node.as_string())
-      text = s->get();
+      texts.push_back(s->get());
     else if (auto i = node.as_integer())
-      text = std::to_string(i->get());
+      texts.push_back(std::to_string(i->get()));
     else if (auto b = node.as_boolean())
-      text = b->get() ? "true" : "false";
+      texts.push_back(b->get() ? "true" : "false");
     else if (auto d = node.as_floating_point())
-      text = std::to_string(d->get());
+      texts.push_back(std::to_string(d->get()));
+    else if (auto list = node.as_array(); list && opt->get_expected_max() > 1)
+      for (const auto& item : *list) {
+        if (!item.as_string())
+          return "config file " + path + ": \"" + name + "\" must be a list of strings";
+        texts.push_back(item.as_string()->get());
+      }
     else
       return "config file " + path + ": \"" + name + "\" must be a string, number or boolean";
     try {
-      opt->add_result(text);
+      for (const auto& text : texts)
+        opt->add_result(text);
       opt->run_callback();
     } catch (const CLI::Error& e) {
       return "config file " + path + ": \"" + name + "\": " + e.what();

@@ -193,6 +193,18 @@ TEST_F(twind_test, bad_config_is_refused_with_a_clear_message) {
   ASSERT_EQ(typo->wait(30s), 1);
   EXPECT_NE(typo->stderr_text().find("max-active"), std::string::npos) << typo->stderr_text();
 
+  // A list only where the option takes several values, and then of strings.
+  std::ofstream{dir_.sub("lists.toml")} << "max-active = [1, 2]\n";
+  auto lists = start({"--config", dir_.sub("lists.toml")});
+  ASSERT_EQ(lists->wait(30s), 1);
+  EXPECT_NE(lists->stderr_text().find("\"max-active\" must be a string"), std::string::npos)
+    << lists->stderr_text();
+  std::ofstream{dir_.sub("origins.toml")} << "cors-origins = [\"https://a.example\", 3]\n";
+  auto origins = start({"--config", dir_.sub("origins.toml")});
+  ASSERT_EQ(origins->wait(30s), 1);
+  EXPECT_NE(origins->stderr_text().find("must be a list of strings"), std::string::npos)
+    << origins->stderr_text();
+
   std::ofstream{dir_.sub("broken.toml")} << "data-dir = \n";
   auto broken = start({"--config", dir_.sub("broken.toml")});
   ASSERT_EQ(broken->wait(30s), 1);
