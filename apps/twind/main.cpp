@@ -419,7 +419,7 @@ int main(int argc, char** argv) {
   };
   if (o.metrics_port > 0) {
     api::http_options oo;
-    oo.bind = o.bind;
+    oo.bind = o.metrics_bind.empty() ? o.bind : o.metrics_bind;
     oo.port = static_cast<uint16_t>(o.metrics_port);
     oo.max_body = 4096;
     oo.max_inflight_body_bytes = 1u << 20;
@@ -438,7 +438,8 @@ int main(int argc, char** argv) {
       return fail(error_message(err));
     }
     ops_started = ops.get();
-    spdlog::info("metrics on http://{}:{}/metrics (also /healthz, /readyz)", o.bind, ops->port());
+    spdlog::info("metrics on http://{}:{}/metrics (also /healthz, /readyz)", oo.bind,
+                 ops->port());
   }
 
   if (o.http_port > 0) {

@@ -13,6 +13,8 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--data-dir", o.data_dir, "Directory of the twin database")->capture_default_str();
   app.add_option("--node-id", o.node_id, "This node's name (default: the host's name)");
   app.add_option("--bind", o.bind, "Address the node's ports listen on")->capture_default_str();
+  app.add_option("--metrics-bind", o.metrics_bind,
+                 "Address the metrics port listens on, apart from the API's (default: --bind)");
   app.add_option("--metrics-port", o.metrics_port, "Port of /metrics (0: off)")
     ->capture_default_str()
     ->check(CLI::Range(0, 65535));

@@ -14,6 +14,7 @@ struct options {
   std::string data_dir = "data";       ///< --data-dir
   std::string node_id;                 ///< --node-id; empty: the host's name
   std::string bind = "127.0.0.1";      ///< --bind: address of the listening ports
+  std::string metrics_bind;  ///< --metrics-bind: address of the metrics port; empty: --bind
   int metrics_port = 9464;             ///< --metrics-port; 0 disables /metrics
   int http_port = 8080;                ///< --http-port of the HTTP API; 0 disables it
   size_t http_max_body = 1u << 20;     ///< --http-max-body: larger request bodies get 413

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -229,6 +230,42 @@ TEST_F(twind_test, config_file_values_apply_and_the_command_line_wins) {
   ASSERT_TRUE(call(*node, {{"op", "put"}, {"id", "t:a"}, {"type", "sensor"}})["ok"].get<bool>());
   EXPECT_NE(node->stderr_text().find(":" + std::to_string(port) + "/metrics"), std::string::npos)
     << node->stderr_text();
+  node->signal(SIGTERM);
+  EXPECT_EQ(node->wait(30s), 0);
+}
+
+/// The status line of GET `path` at `address:port` (loopback addresses), empty if nothing
+/// answers there.
+std::string status_line(const char* address, int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, address, &addr.sin_addr);
+  std::string out;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    auto req = "GET " + path + " HTTP/1.1\r\nHost: " + address + "\r\nConnection: close\r\n\r\n";
+    if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[256];
+      auto n = read(fd, buf, sizeof buf);
+      out.assign(buf, n > 0 ? static_cast<size_t>(n) : 0);
+      out = out.substr(0, out.find('\r'));
+    }
+  }
+  close(fd);
+  return out;
+}
+
+TEST_F(twind_test, the_metrics_port_listens_apart_from_the_api) {
+  int api = free_port();
+  int metrics = free_port();
+  auto node = start({"--bind", "127.0.0.1", "--metrics-bind", "127.0.0.2", "--http-port",
+                     std::to_string(api), "--metrics-port", std::to_string(metrics)});
+  ASSERT_TRUE(call(*node, {{"op", "put"}, {"id", "t:a"}, {"type", "sensor"}})["ok"].get<bool>());
+  EXPECT_EQ(status_line("127.0.0.2", metrics, "/metrics"), "HTTP/1.1 200 OK");
+  EXPECT_EQ(status_line("127.0.0.1", api, "/v1/twins/t:a"), "HTTP/1.1 200 OK");
+  EXPECT_EQ(status_line("127.0.0.2", api, "/v1/twins/t:a"), "") << "no API where the metrics are";
+  EXPECT_EQ(status_line("127.0.0.1", metrics, "/metrics"), "") << "no metrics where the API is";
   node->signal(SIGTERM);
   EXPECT_EQ(node->wait(30s), 0);
 }
