@@ -133,9 +133,9 @@ namespace {
 
 /// Feeds `r` the twin's samples of its model's inputs before `ts`, from their history (the
 /// last twelve half-lives of them, six of the trend's, which weigh all but 2 % of what the
-/// smoothing holds): a twin
-/// activated again, or whose model reads other inputs now, goes on from its samples rather
-/// than from nothing. Without a history to read, the smoothing starts at this sample.
+/// smoothing holds): a twin activated again, or whose model reads other inputs now, goes on
+/// from its samples rather than from nothing. Without a history to read, the smoothing
+/// starts at this sample.
 void replay_inputs(twin_state& st, rul_tracker& r, int64_t ts) {
   const auto& m = *r.model;
   auto n = static_cast<size_t>(std::clamp(std::ceil(12 * m.options.half_life), 32.0, 1024.0));

@@ -17,6 +17,7 @@
 #include "gauge_model.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
+#include "stop_node.hpp"
 #include "test_support.hpp"
 
 namespace twin::test {
@@ -35,12 +36,8 @@ protected:
   }
 
   void TearDown() override {
-    using namespace std::chrono_literals;
     client_.reset();
-    if (node_) {
-      node_->signal(SIGTERM);
-      EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
-    }
+    stop_node(node_);
   }
 
   http_reply put(const std::string& id, const nlohmann::json& body,

@@ -5,8 +5,6 @@
 // its HTTP API, may be stopped and started again on the same data, and is stopped after
 // the test (it must exit cleanly).
 
-#include <signal.h>
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +16,7 @@
 
 #include "http_client.hpp"
 #include "process.hpp"
+#include "stop_node.hpp"
 #include "test_support.hpp"
 
 namespace twin::test {
@@ -45,13 +44,8 @@ protected:
     client_ = std::make_unique<http_client>(port_);
   }
   void stop() {
-    using namespace std::chrono_literals;
     client_.reset();
-    if (node_) {
-      node_->signal(SIGTERM);
-      EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
-      node_.reset();
-    }
+    stop_node(node_);
   }
 
   temp_dir dir_;

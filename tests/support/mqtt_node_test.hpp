@@ -20,6 +20,7 @@
 #include "gauge_model.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
+#include "stop_node.hpp"
 #include "test_support.hpp"
 
 namespace twin::test {
@@ -106,13 +107,8 @@ protected:
   }
 
   void stop_node() {
-    using namespace std::chrono_literals;
     client_.reset();
-    if (node_) {
-      node_->signal(SIGTERM);
-      EXPECT_EQ(node_->wait(30s), 0) << node_->stderr_text();
-      node_.reset();
-    }
+    test::stop_node(node_);
   }
 
   json twin(const std::string& id) {
