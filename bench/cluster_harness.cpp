@@ -108,6 +108,8 @@ cluster::member& cluster::start(size_t i) {
     "--http-port", std::to_string(m.http), "--metrics-port", std::to_string(m.metrics),
     "--cluster-etcd", etcd_url_, "--cluster-port", std::to_string(m.port), "--shards",
     std::to_string(shards_), "--log-level", "warn", "--threads", "1"};
+  auto token = test::admin_token_args(dir_);
+  argv.insert(argv.end(), token.begin(), token.end());
   argv.insert(argv.end(), extra_.begin(), extra_.end());
   m.proc = std::make_unique<test::process>(std::move(argv));
   if (!test::wait_for_200(m.metrics, "/readyz", 60s))

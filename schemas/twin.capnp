@@ -117,3 +117,31 @@ struct RulModel {
   high @18 :List(Float64);
   retired @19 :Bool;         # removed: kept only for its version
 }
+
+# A token of the API: who may call it, with what role, on which twins. Its secret is kept
+# only as its SHA-256.
+struct AccessToken {
+  id @0 :Text;               # public: 16 hex digits
+  name @1 :Text;
+  role @2 :Text;             # reader, operator, writer, admin or device
+  namespaces @3 :List(Text); # empty: every namespace
+  twins @4 :List(Text);      # a device's own twins
+  secretHash @5 :Data;
+  createdMs @6 :Int64;
+  expiresMs @7 :Int64;       # 0: never
+  revokedMs @8 :Int64;       # 0: not revoked
+  createdBy @9 :Text;        # the id of the token that created it; empty: the node
+}
+
+# One entry of a node's audit log: a request that changed something or was refused.
+struct AuditEntry {
+  tsMs @0 :Int64;
+  tokenId @1 :Text;     # empty: none
+  tokenName @2 :Text;
+  peer @3 :Text;        # the client's address
+  method @4 :Text;
+  path @5 :Text;        # without the query
+  twin @6 :Text;        # the twin of the path, if any
+  status @7 :UInt16;
+  outcome @8 :Text;     # "ok", or the error's code
+}

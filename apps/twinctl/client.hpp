@@ -8,10 +8,15 @@
 #include <utility>
 #include <vector>
 
+#include <functional>
+#include <optional>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
+
+#include "twin/api/transport.hpp"
 
 namespace twinctl {
 
@@ -20,6 +25,7 @@ namespace http = beast::http;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using nlohmann::json;
+using twin::api::transport;
 
 enum exit_code : int {
   ok = 0,
@@ -29,15 +35,29 @@ enum exit_code : int {
   conflict = 4,
   refused = 5,
   server_error = 6,
+  denied = 7,  ///< no valid token (401), or a role too weak (403)
 };
 
 struct server_address {
   std::string host;
   std::string port;
+  bool tls = false;     ///< https://
+  std::string ca_file;  ///< with TLS: PEM certificates that sign the node's; empty: the system's
 };
 
-/// "http://host:port" (or "host:port"); the port defaults to 8080.
+/// "http://host:port", "https://host:port" (or "host:port"); the port defaults to 8080.
 bool parse_server(const std::string& url, server_address& out);
+
+/// A stream to `addr`, connected (and its TLS handshake done, the node's certificate checked
+/// against the CA and the host name), within the stream's expiry; calls `done` with the
+/// error, if any. The stream must outlive the call.
+void connect(transport& stream, tcp::resolver& resolver, const server_address& addr,
+             std::function<void(beast::error_code)> done);
+
+/// A new stream for `addr` on `ioc`: TLS over TCP for https (its context is `tls`, made
+/// here), plain TCP otherwise. Throws beast::system_error if the CA file cannot be read.
+transport make_stream(asio::io_context& ioc, const server_address& addr,
+                      std::optional<asio::ssl::context>& tls);
 
 struct reply {
   unsigned status = 0;
@@ -73,10 +93,17 @@ private:
   std::chrono::seconds timeout_;
 };
 
-/// The exit code of an answer's status: 0 done, 3 not found, 4 conflict, 5 refused, 6 failed.
+/// The exit code of an answer's status: 0 done, 3 not found, 4 conflict, 5 refused, 6
+/// failed, 7 denied.
 int exit_code_of(unsigned status);
 
 /// The error of an answer, in the API's error shape or as the raw text.
 std::string error_text(const reply& r);
+
+/// `text` with every byte outside [A-Za-z0-9._~:-] percent-encoded.
+std::string percent_encode(const std::string& text);
+
+/// "?k=v&..." of the parameters whose value is not empty, values percent-encoded.
+std::string query_string(const std::vector<std::pair<std::string, std::string>>& params);
 
 } // namespace twinctl

@@ -7,16 +7,20 @@
 //   twinctl --json get plant1:motor-7 | jq .properties
 //   twinctl scenario compare slow.json fast.json
 //   twinctl rul fit engine --inputs s2,s3,s4 --prefix fleet:
+//   twinctl token create dashboards --role reader --namespaces plant1
 //
 // Exit codes: 0 done; 1 usage; 2 no answer from the node (unreachable, or --timeout);
 // 3 no such twin (404); 4 a version conflict or failed precondition (409, 412); 5 a
-// refused request (another 4xx); 6 the node failed or does not serve the call (5xx).
+// refused request (another 4xx); 6 the node failed or does not serve the call (5xx); 7 no
+// valid token (401) or a role too weak (403). The token comes from --token, TWIN_TOKEN,
+// --token-file, TWIN_TOKEN_FILE or the config file (~/.config/twinctl/config.toml).
 // `events` follows the node's server-sent events: one line per event (`--json`: one
 // JSON object per line) until --count events, or exit code 6 if the stream fell behind
 // and the node ended it, 2 if the node went away.
 
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <chrono>
 #include <cstdint>
 #include <iostream>
@@ -27,7 +31,9 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "access.hpp"
 #include "client.hpp"
+#include "devices.hpp"
 #include "output.hpp"
 #include "scenarios.hpp"
 
@@ -42,7 +48,8 @@ int follow_events(const server_address& addr, const std::string& token, const st
                   std::chrono::seconds timeout, bool as_json, size_t count) {
   asio::io_context ioc;
   tcp::resolver resolver{ioc};
-  beast::tcp_stream stream{ioc};
+  std::optional<asio::ssl::context> tls;
+  auto stream = make_stream(ioc, addr, tls);
   http::request<http::empty_body> req{http::verb::get, target, 11};
   address(req, addr, token);
   req.set(http::field::accept, "text/event-stream");
@@ -90,7 +97,7 @@ int follow_events(const server_address& addr, const std::string& token, const st
   std::function<void()> read_body = [&] {
     parser.get().body().data = chunk.data();
     parser.get().body().size = chunk.size();
-    stream.expires_after(std::chrono::seconds{45});
+    stream.tcp().expires_after(std::chrono::seconds{45});
     http::async_read_some(stream, buffer, parser, [&](beast::error_code ec, size_t) {
       auto n = chunk.size() - parser.get().body().size;
       if (ec == http::error::need_buffer)
@@ -104,7 +111,7 @@ int follow_events(const server_address& addr, const std::string& token, const st
       }
       text.append(chunk.data(), n);
       if (!take_events())
-        return stream.close();
+        return stream.tcp().close();
       if (ec || parser.is_done()) {
         std::cerr << "twinctl: the node ended the stream" << (ec ? ": " + ec.message() : "")
                   << '\n';
@@ -114,21 +121,17 @@ int follow_events(const server_address& addr, const std::string& token, const st
       read_body();
     });
   };
-  stream.expires_after(timeout);
-  resolver.async_resolve(addr.host, addr.port, [&](beast::error_code ec, auto results) {
+  stream.tcp().expires_after(timeout);
+  connect(stream, resolver, addr, [&](beast::error_code ec) {
     if (ec)
       return void(failure = ec);
-    stream.async_connect(results, [&](beast::error_code ec, const tcp::endpoint&) {
+    http::async_write(stream, req, [&](beast::error_code ec, size_t) {
       if (ec)
         return void(failure = ec);
-      http::async_write(stream, req, [&](beast::error_code ec, size_t) {
+      http::async_read_header(stream, buffer, parser, [&](beast::error_code ec, size_t) {
         if (ec)
           return void(failure = ec);
-        http::async_read_header(stream, buffer, parser, [&](beast::error_code ec, size_t) {
-          if (ec)
-            return void(failure = ec);
-          read_body();
-        });
+        read_body();
       });
     });
   });
@@ -154,44 +157,18 @@ bool json_object_arg(const std::string& what, const std::string& text, json& out
   return true;
 }
 
-/// `text` with every byte outside [A-Za-z0-9._~:-] percent-encoded.
-std::string percent_encode(const std::string& text) {
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ':') {
-      out += static_cast<char>(c);
-    } else {
-      char hex[4];
-      std::snprintf(hex, sizeof hex, "%%%02X", c);
-      out += hex;
-    }
-  }
-  return out;
-}
-
-std::string query_string(const std::vector<std::pair<std::string, std::string>>& params) {
-  std::string out;
-  for (const auto& [k, v] : params)
-    if (!v.empty())
-      out += (out.empty() ? "?" : "&") + k + '=' + percent_encode(v);
-  return out;
-}
-
-
 } // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"twinctl: the twins of a node, over its HTTP API"};
   app.require_subcommand(1);
-  std::string server = "http://127.0.0.1:8080";
-  std::string token;
+  credentials creds;
+  creds.add_to(app);
   bool as_json = false;
   int timeout_s = 30;
-  app.add_option("--server", server, "The node's HTTP API")->capture_default_str();
   app.add_option("--timeout", timeout_s, "Seconds to wait for the node")
     ->capture_default_str()
     ->check(CLI::Range(1, 3600));
-  app.add_option("--token", token, "Bearer token sent with every request");
   app.add_flag("--json", as_json, "Print the node's JSON answer as it is");
 
   std::string id, type, parent, properties, desired, if_match, values;
@@ -286,16 +263,36 @@ int main(int argc, char** argv) {
   rul_show->add_option("type", rul_type, "The twin type")->required();
   auto* rul_delete = rul->add_subcommand("delete", "Remove a type's model");
   rul_delete->add_option("type", rul_type, "The twin type")->required();
+  token_commands tokens;
+  tokens.add_to(app);
+  audit_command audit;
+  audit.add_to(app);
+  device_commands devices;
+  devices.add_to(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? ok : usage;
   }
+  if (auto why = creds.resolve(app); !why.empty()) {
+    std::cerr << "twinctl: " << why << '\n';
+    return usage;
+  }
+  const auto& server = creds.server;
+  const auto& token = creds.token;
   server_address addr;
   if (!parse_server(server, addr)) {
-    std::cerr << "twinctl: --server must be http://host:port, not " << server << '\n';
+    std::cerr << "twinctl: --server must be http://host:port or https://host:port, not "
+              << server << '\n';
     return usage;
+  }
+  addr.ca_file = creds.ca_file;
+  if (tokens.parsed() || audit.parsed() || devices.parsed()) {
+    client c{addr, token, std::chrono::seconds{timeout_s}};
+    if (devices.parsed())
+      return devices.run(c);
+    return tokens.parsed() ? tokens.run(c, as_json) : audit.run(c, as_json);
   }
   if (scenario->parsed()) {
     if (scenario_files.size() != 1 && !scenario_compare->parsed()) {

@@ -17,8 +17,10 @@
 #include <caf/actor_system_config.hpp>
 #include <spdlog/spdlog.h>
 
+#include "api_setup.hpp"
 #include "factory.hpp"
 #include "line_requests.hpp"
+#include "lone_node_probe.hpp"
 #include "logging.hpp"
 #include "options.hpp"
 #include "twin/actors/device_simulator.hpp"
@@ -121,8 +123,6 @@ caf::expected<std::string> node_session_id(const std::string& data_dir, const st
   return id;
 }
 
-/// Raises the soft limit of open files to the hard one, and warns when that cannot hold
-/// `connections` and the node's own files: connections beyond it are answered 503.
 /// What the cluster member is made with, from twind's options.
 caf::expected<cluster::node_options> member_options(const node::options& o,
                                                     const std::string& name) {
@@ -138,7 +138,8 @@ caf::expected<cluster::node_options> member_options(const node::options& o,
   c.replication_port = static_cast<uint16_t>(o.replication_port);
   c.advertise = o.advertise;
   auto host = o.advertise.empty() ? o.bind : o.advertise.substr(0, o.advertise.rfind(':'));
-  c.http_url = "http://" + host + ":" + std::to_string(o.http_port);
+  c.http_url = (o.tls_cert.empty() ? "http://" : "https://") + host + ":"
+               + std::to_string(o.http_port);
   c.ttl = std::chrono::seconds{o.cluster_lease_s};
   c.replication_factor = o.replication_factor;
   c.min_insync = o.min_insync;
@@ -146,6 +147,8 @@ caf::expected<cluster::node_options> member_options(const node::options& o,
   return c;
 }
 
+/// Raises the soft limit of open files to the hard one, and warns when that cannot hold
+/// `connections` and the node's own files: connections beyond it are answered 503.
 void raise_fd_limit(size_t connections) {
   rlimit r{};
   if (getrlimit(RLIMIT_NOFILE, &r) != 0)
@@ -175,63 +178,6 @@ value read_property(router& rt, const std::string& id, const std::string& name) 
   return i == r->reported.end() ? value{} : i->second;
 }
 
-/// A node alone, as the cluster's metrics show it: one member, up once started, owning
-/// every shard; nothing is handed off or forwarded.
-class lone_node_probe final : public metrics::collectable {
-public:
-  explicit lone_node_probe(const std::atomic<bool>& started) : started_(started) {}
-  void collect(std::vector<metrics::family>& out) const override {
-    bool up = started_.load();
-    metrics::family members{"twin_cluster_members", "Members of the node's cluster, by state.",
-                            metrics::metric_type::gauge, {}};
-    members.samples.push_back({{{"state", "up"}}, up ? 1.0 : 0.0, {}});
-    members.samples.push_back({{{"state", "starting"}}, up ? 0.0 : 1.0, {}});
-    out.push_back(std::move(members));
-    out.push_back(metrics::single("twin_shards_owned", "Shards this node owns.",
-                                  metrics::metric_type::gauge, default_shard_count));
-    out.push_back(metrics::single("twin_handoffs_total",
-                                  "Shards handed to or taken from another node.",
-                                  metrics::metric_type::counter, 0));
-    out.push_back(metrics::single("twin_cluster_shards_unserved",
-                                  "Shards without an owner, or whose owner is not a member now.",
-                                  metrics::metric_type::gauge, 0));
-    out.push_back(metrics::single("twin_cluster_handoffs_in_progress",
-                                  "Shards being handed from one member to another.",
-                                  metrics::metric_type::gauge, 0));
-    out.push_back(metrics::single("twin_cluster_forwarded_total",
-                                  "Requests sent to the member that owns their twin.",
-                                  metrics::metric_type::counter, 0));
-    // One copy of every shard, all led here.
-    metrics::family replicas{"twin_shard_replicas", "Shard copies on this node, by state.",
-                             metrics::metric_type::gauge, {}};
-    for (const char* state : {"primary", "under_replicated", "follower", "copying"})
-      replicas.samples.push_back(
-        {{{"state", state}}, std::string{state} == "primary" ? default_shard_count : 0.0, {}});
-    out.push_back(std::move(replicas));
-    out.push_back(metrics::single("twin_cluster_shards_under_replicated",
-                                  "Shards with fewer copies in sync than the replication factor.",
-                                  metrics::metric_type::gauge, 0));
-    for (const char* name : {"twin_replication_lag_batches", "twin_replication_lag_seconds"})
-      out.push_back(metrics::single(name, "Replication lag (none: one copy).",
-                                    metrics::metric_type::gauge, 0));
-    for (const char* name : {"twin_replication_failovers_total", "twin_replication_copies_total",
-                             "twin_replication_timeouts_total"})
-      out.push_back(metrics::single(name, "Replication (none: one copy).",
-                                    metrics::metric_type::counter, 0));
-    metrics::family latency{"twin_cluster_forward_latency_seconds",
-                            "Seconds from forwarding a request to its answer.",
-                            metrics::metric_type::histogram, {}};
-    metrics::sample none;
-    none.histogram = forward_latency_.snapshot();
-    latency.samples.push_back(std::move(none));
-    out.push_back(std::move(latency));
-  }
-
-private:
-  const std::atomic<bool>& started_;
-  metrics::histogram forward_latency_{metrics::histogram::latency_bounds()};  ///< never fed
-};
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -251,6 +197,8 @@ int main(int argc, char** argv) {
     node::setup_logging(o.log_format);
   }
   spdlog::set_level(spdlog::level::from_str(o.log_level));
+  if (auto why = node::check_access_options(o); !why.empty())
+    return fail(why);
   raise_fd_limit(o.http_port > 0 ? o.http_max_connections : 0);
 
   // Signals are taken by the main thread only (sigwait below).
@@ -346,8 +294,8 @@ int main(int argc, char** argv) {
                  o.cluster_name, o.cluster_etcd, member->port());
   }
   // The types' remaining-useful-life models: in the node's store, or shared by the members.
-  rul_catalog rul_models{member ? member->shared_rul_store()
-                                : make_local_rul_store(**store, node_host.local_commit()),
+  rul_catalog rul_models{member ? member->shared_kv_store("rul/")
+                                : make_local_kv_store(**store, node_host.local_commit(), "rul/"),
                          types, [](const std::string& why) { spdlog::warn("{}", why); }};
   auto skipped = rul_models.load();
   if (!skipped) {
@@ -358,6 +306,17 @@ int main(int argc, char** argv) {
   }
   for (const auto& why : *skipped)
     spdlog::warn("the stored RUL model of type {} is not installed", why);
+  // The API's tokens: in the node's store, or shared by the members.
+  auto tokens = node::open_tokens(
+    o, member ? member->shared_kv_store("tokens/")
+              : make_local_kv_store(**store, node_host.local_commit(), "tokens/"));
+  auto audit = node::open_audit(o);
+  if (!tokens || !audit) {
+    if (member)
+      member->stop();
+    node_host.stop();
+    return fail(error_message(tokens ? audit.error() : tokens.error()));
+  }
 
   std::atomic<bool> ready{false};
   std::unique_ptr<api::http_server> ops;  // the metrics port: /metrics, /healthz, /readyz
@@ -390,7 +349,7 @@ int main(int argc, char** argv) {
   probe runtime_probe{node_host, **store};
   std::unique_ptr<api::probe> http_probe;
   std::unique_ptr<ingest::probe> mqtt_probe;
-  lone_node_probe node_probe{ready};
+  node::lone_node_probe node_probe{ready};
   probes.add(&runtime_probe);
   probes.add(member ? &member->probe() : &node_probe);
   auto readiness = [&] {
@@ -418,43 +377,26 @@ int main(int argc, char** argv) {
     return checks;
   };
   if (o.metrics_port > 0) {
-    api::http_options oo;
-    oo.bind = o.metrics_bind.empty() ? o.bind : o.metrics_bind;
-    oo.port = static_cast<uint16_t>(o.metrics_port);
-    oo.max_body = 4096;
-    oo.max_inflight_body_bytes = 1u << 20;
-    // Probes and scrapes make short requests: idle sockets go quickly, and at the bound
-    // the oldest waiting one makes room, so that /healthz always answers.
-    oo.max_connections = 256;
-    oo.idle_timeout = std::chrono::seconds{5};
-    oo.node_id = node_id;
+    auto oo = node::ops_options(o, node_id);
+    if (!oo) {
+      stop_node();
+      return fail(error_message(oo.error()));
+    }
     api::backend ob;
     ob.ready = readiness;
     ob.metrics = [&probes] { return metrics::to_text(probes.collect()); };
-    ops = std::make_unique<api::http_server>(std::move(ob), oo);
+    ops = std::make_unique<api::http_server>(std::move(ob), *oo);
     if (auto err = ops->start()) {
       ops.reset();
       stop_node();
       return fail(error_message(err));
     }
     ops_started = ops.get();
-    spdlog::info("metrics on http://{}:{}/metrics (also /healthz, /readyz)", oo.bind,
+    spdlog::info("metrics on http://{}:{}/metrics (also /healthz, /readyz)", oo->bind,
                  ops->port());
   }
 
   if (o.http_port > 0) {
-    api::http_options ho;
-    ho.bind = o.bind;
-    ho.port = static_cast<uint16_t>(o.http_port);
-    ho.max_body = o.http_max_body;
-    ho.max_connections = o.http_max_connections;
-    ho.event_buffer = o.http_event_buffer;
-    ho.event_buffer_bytes = o.http_event_buffer_kb << 10;
-    ho.max_inflight_body_bytes = o.http_max_inflight_mb << 20;
-    ho.threads = o.http_threads;
-    ho.cors_origins = o.cors_origins;
-    ho.allowed_hosts = o.allowed_hosts;
-    ho.node_id = node_id;
     api::backend be;
     be.rt = &front;
     be.ready = readiness;
@@ -477,7 +419,9 @@ int main(int argc, char** argv) {
       be.feed = &member->events();
       be.watch = [&member] { member->watch(); };
     }
-    http = std::make_unique<api::http_server>(std::move(be), ho);
+    be.tokens = tokens->get();
+    be.audit = audit->get();
+    http = std::make_unique<api::http_server>(std::move(be), node::api_options(o, node_id));
     if (auto err = http->start()) {
       http.reset();
       stop_node();
@@ -486,7 +430,8 @@ int main(int argc, char** argv) {
     api_started = http.get();
     http_probe = std::make_unique<api::probe>(*http);
     probes.add(http_probe.get());
-    spdlog::info("HTTP API on http://{}:{}/v1/", o.bind, http->port());
+    spdlog::info("HTTP API on {}://{}:{}/v1/", o.tls_cert.empty() ? "http" : "https", o.bind,
+                 http->port());
   }
 
   if (!o.mqtt_url.empty()) {

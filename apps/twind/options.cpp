@@ -47,6 +47,32 @@ void add_options(CLI::App& app, options& o) {
                  "Host header values the API answers (name or name:port, comma-separated), "
                  "against DNS rebinding (default: any)")
     ->delimiter(',');
+  app.add_option("--tls-cert", o.tls_cert,
+                 "PEM certificate chain of the HTTP API: it then speaks HTTPS only (with "
+                 "--tls-key)");
+  app.add_option("--tls-key", o.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", o.tls_client_ca,
+                 "PEM certificates that sign the API clients' certificates: each client must "
+                 "show one (mutual TLS)");
+  app.add_option("--admin-token-file", o.admin_token_file,
+                 "File of the admin token: made at the first start if it does not exist and "
+                 "no admin token is active; known to the node if it does (default: "
+                 "<data-dir>/admin.token)");
+  app.add_flag("--no-auth", o.no_auth,
+               "Take every request without a token, as an admin's (refused unless --bind is a "
+               "loopback address)");
+  app.add_option("--metrics-token-file", o.metrics_token_file,
+                 "File of the token that GET /metrics on the metrics port needs (default: "
+                 "none needed)");
+  app.add_option("--auth-failure-limit", o.auth_failure_limit,
+                 "Failed authentications in a row from one address before it must wait (1 s, "
+                 "doubling up to 60 s; 0: never)")
+    ->capture_default_str()
+    ->check(CLI::Range(0, 1000000));
+  app.add_option("--audit-days", o.audit_days,
+                 "Keep the audit log (changes and refused requests) this many days")
+    ->capture_default_str()
+    ->check(CLI::Range(1, 3650));
   app.add_option("--http-event-buffer", o.http_event_buffer,
                  "Events a /v1/events stream may fall behind by before it ends")
     ->capture_default_str()

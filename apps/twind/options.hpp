@@ -25,6 +25,16 @@ struct options {
   int http_threads = 1;                 ///< --http-threads: HTTP I/O threads
   std::vector<std::string> cors_origins;   ///< --cors-origins: pages that may call the API
   std::vector<std::string> allowed_hosts;  ///< --allowed-hosts: Host values answered; empty: any
+  std::string tls_cert;                ///< --tls-cert: the API's certificate chain (PEM); empty: plain
+  std::string tls_key;                 ///< --tls-key: its key (PEM)
+  std::string tls_client_ca;           ///< --tls-client-ca: CA of client certificates (mutual TLS)
+  /// --admin-token-file: the admin token's text; empty: `<data-dir>/admin.token`, made at
+  /// the first start
+  std::string admin_token_file;
+  bool no_auth = false;                ///< --no-auth: every caller may do everything (loopback)
+  std::string metrics_token_file;      ///< --metrics-token-file: the token /metrics needs
+  int auth_failure_limit = 5;          ///< --auth-failure-limit: failures before a wait; 0: none
+  int audit_days = 30;                 ///< --audit-days: audit log retention
   std::string mqtt_url;                ///< --mqtt-url of the broker; empty: no MQTT
   /// --mqtt-client-id of the persistent session; empty: made once from the node id and a
   /// random part, and kept in the data directory (file `mqtt-client-id`)

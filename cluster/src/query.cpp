@@ -2,6 +2,8 @@
 // asked merges the answers in id order, with a cursor (an id) that holds whatever the
 // members are when the next page is asked for.
 
+#include <algorithm>
+
 #include <capnp/message.h>
 #include <capnp/serialize-packed.h>
 #include <kj/exception.h>
@@ -28,6 +30,8 @@ std::string encode_query(const runtime::twin_query& q) {
     j["parent"] = q.parent->str();
   if (q.where)
     j["where"] = q.where->text();
+  if (!q.namespaces.empty())
+    j["namespaces"] = q.namespaces;
   return j.dump();
 }
 
@@ -59,6 +63,11 @@ caf::expected<runtime::twin_query> decode_query(const std::string& text) {
       if (!id)
         return id.error();
       q.parent = *id;
+    }
+    if (j.contains("namespaces")) {
+      q.namespaces = j["namespaces"].get<std::vector<std::string>>();
+      if (!std::is_sorted(q.namespaces.begin(), q.namespaces.end()))
+        return bad("namespaces out of order");
     }
     if (j.contains("where")) {
       auto e = runtime::expression::parse(j["where"].get<std::string>());

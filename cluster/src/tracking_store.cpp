@@ -161,6 +161,11 @@ caf::expected<std::optional<std::string>> tracking_store::get_meta(shard_id shar
   return inner_.get_meta(shard, key);
 }
 
+caf::expected<std::vector<std::pair<std::string, std::string>>>
+tracking_store::scan_meta(shard_id shard, const std::string& prefix, size_t limit) {
+  return inner_.scan_meta(shard, prefix, limit);
+}
+
 caf::expected<std::optional<std::string>> tracking_store::get_position(shard_id shard,
                                                                        const std::string& key) {
   return inner_.get_position(shard, key);

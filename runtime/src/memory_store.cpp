@@ -110,6 +110,17 @@ public:
     return find(meta_, shard, key);
   }
 
+  caf::expected<std::vector<std::pair<std::string, std::string>>>
+  scan_meta(shard_id shard, const std::string& prefix, size_t limit) override {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto it = meta_.lower_bound({shard.value(), prefix});
+         it != meta_.end() && it->first.first == shard.value() && out.size() < limit
+         && it->first.second.compare(0, prefix.size(), prefix) == 0;
+         ++it)
+      out.emplace_back(it->first.second, it->second);
+    return out;
+  }
+
   caf::expected<std::optional<std::string>> get_position(shard_id shard,
                                                          const std::string& key) override {
     return find(positions_, shard, key);

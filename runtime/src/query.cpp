@@ -113,6 +113,9 @@ caf::expected<query_page> run_query(state_store& store, const type_registry& typ
     last = std::move(id);
     if (q.accept && !q.accept(last))
       continue;
+    if (!q.namespaces.empty()
+        && !std::binary_search(q.namespaces.begin(), q.namespaces.end(), last.ns()))
+      continue;
     auto bytes = store.get(last);
     if (!bytes)
       return bytes.error();

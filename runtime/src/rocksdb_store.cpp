@@ -213,6 +213,22 @@ public:
     return get_from(db_.handles[rocks::meta_cf], rocks::meta_key(shard, key));
   }
 
+  caf::expected<std::vector<std::pair<std::string, std::string>>>
+  scan_meta(shard_id shard, const std::string& prefix, size_t limit) override {
+    std::shared_lock<std::shared_mutex> open{db_mtx_};
+    auto start = rocks::meta_key(shard, prefix);
+    auto skip = start.size() - prefix.size();  // the shard's part of each key
+    std::unique_ptr<rocksdb::Iterator> it{
+      db_.db->NewIterator(rocksdb::ReadOptions{}, db_.handles[rocks::meta_cf])};
+    std::vector<std::pair<std::string, std::string>> out;
+    for (it->Seek(start); it->Valid() && out.size() < limit && it->key().starts_with(start);
+         it->Next())
+      out.emplace_back(it->key().ToString().substr(skip), it->value().ToString());
+    if (!it->status().ok())
+      return to_error(it->status(), "metadata read failed");
+    return out;
+  }
+
   caf::expected<std::optional<std::string>> get_position(shard_id shard,
                                                          const std::string& key) override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};

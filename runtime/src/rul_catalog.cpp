@@ -1,72 +1,12 @@
 #include "twin/runtime/rul_catalog.hpp"
 
-#include <future>
-
-#include "twin/runtime/commit_point.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/model.hpp"
 #include "twin/runtime/record.hpp"
-#include "twin/runtime/state_store.hpp"
 
 namespace twin::runtime {
 
-rul_store::~rul_store() = default;
-
-caf::error rul_store::follow(change_fn) {
-  return {};
-}
-
-namespace {
-
-class local_rul_store : public rul_store {
-public:
-  local_rul_store(state_store& store, commit_point& writer) : store_(store), writer_(writer) {}
-
-  caf::expected<std::optional<std::string>> get(const std::string& type) override {
-    return store_.get_meta(home, key_of(type));
-  }
-
-  caf::expected<bool> put(const std::string& type, const std::string& bytes,
-                          const std::optional<std::string>& expected) override {
-    std::lock_guard<std::mutex> guard{mu_};
-    auto now = get(type);
-    if (!now)
-      return now.error();
-    if (*now != expected)
-      return false;
-    store_batch b;
-    b.meta_puts.push_back({home, key_of(type), bytes});
-    // The writer orders batches by owner: the type's models have one of their own.
-    auto owner = twin_id::trusted("rul:" + type);
-    std::promise<caf::error> written;
-    writer_.submit(owner, std::move(b), {},
-                   [&](caf::error err) { written.set_value(std::move(err)); });
-    auto err = written.get_future().get();
-    if (err) {  // the writer holds the owner's failure until a reset
-      std::promise<void> reset;
-      writer_.reset(owner, [&](caf::error) { reset.set_value(); });
-      reset.get_future().wait();
-      return err;
-    }
-    return true;
-  }
-
-private:
-  static constexpr shard_id home{0};
-  static std::string key_of(const std::string& type) { return "rul/" + type; }
-
-  state_store& store_;
-  commit_point& writer_;
-  std::mutex mu_;
-};
-
-} // namespace
-
-std::unique_ptr<rul_store> make_local_rul_store(state_store& store, commit_point& writer) {
-  return std::make_unique<local_rul_store>(store, writer);
-}
-
-rul_catalog::rul_catalog(std::unique_ptr<rul_store> store, const type_registry& types,
+rul_catalog::rul_catalog(std::unique_ptr<kv_store> store, const type_registry& types,
                          warn_fn warn)
   : store_(std::move(store)), types_(types), warn_(std::move(warn)) {
 }

@@ -22,6 +22,7 @@
 #include "mqtt_device.hpp"
 #include "mqtt_node_test.hpp"
 #include "process.hpp"
+#include "test_certs.hpp"
 #include "test_support.hpp"
 #include "twin/ingest/mqtt_client.hpp"
 
@@ -467,19 +468,7 @@ TEST_F(mqtt_broker_test, logs_in_with_a_user_name_and_password) {
 }
 
 TEST_F(mqtt_broker_test, connects_over_tls_and_checks_the_broker_certificate) {
-  auto sh = [&](const std::string& cmd) {
-    return run_to_end({"/bin/sh", "-c", "cd " + dir_.path() + " && " + cmd}).code == 0;
-  };
-  if (!sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
-          "-subj /CN=test-ca 2>/dev/null"
-          " && openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr "
-          "-subj /CN=127.0.0.1 2>/dev/null"
-          " && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext"
-          " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
-          "-out server.pem -days 2 -extfile san.ext 2>/dev/null"
-          " && openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem "
-          "-days 2 -subj /CN=other 2>/dev/null"))
-    GTEST_SKIP() << "OPENSSL CANNOT MAKE TEST CERTIFICATES: the TLS test did not run";
+  ASSERT_TRUE(make_test_certs(dir_.path())) << "openssl cannot make the test certificates";
   ASSERT_NO_FATAL_FAILURE(start_broker("allow_anonymous true\ncafile " + dir_.sub("ca.pem")
                                        + "\ncertfile " + dir_.sub("server.pem") + "\nkeyfile "
                                        + dir_.sub("server.key") + "\n"));

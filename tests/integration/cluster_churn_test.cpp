@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "counter_clients.hpp"
+#include "twinctl_run.hpp"
 
 namespace twin::test {
 namespace {
@@ -141,8 +142,8 @@ TEST_F(cluster_test, a_drained_member_hands_its_shards_to_the_others_and_its_twi
                         json_type);
     ASSERT_EQ(r.status, 201u) << r.body;
   }
-  auto server = "http://127.0.0.1:" + std::to_string(members_[0].http);
-  auto drained = run_to_end({TWINCTL_PATH, "--server", server, "cluster", "drain", "node-2"});
+  int port = members_[0].http;
+  auto drained = run_twinctl(port, {"cluster", "drain", "node-2"});
   ASSERT_EQ(drained.code, 0) << drained.err;
   ASSERT_TRUE(eventually(
     [&] {
@@ -156,10 +157,10 @@ TEST_F(cluster_test, a_drained_member_hands_its_shards_to_the_others_and_its_twi
   EXPECT_EQ(metric_value(members_[2].metrics, "twin_shards_owned"), 0);
   for (int i = 0; i < 30; ++i)
     EXPECT_EQ(at(2).call("GET", "/v1/twins/f:line-" + std::to_string(i)).status, 200u);
-  auto status = run_to_end({TWINCTL_PATH, "--server", server, "cluster", "status"});
+  auto status = run_twinctl(port, {"cluster", "status"});
   EXPECT_EQ(status.code, 0);
   EXPECT_NE(status.out.find("draining"), std::string::npos) << status.out;
-  auto unknown = run_to_end({TWINCTL_PATH, "--server", server, "cluster", "drain", "node-9"});
+  auto unknown = run_twinctl(port, {"cluster", "drain", "node-9"});
   EXPECT_NE(unknown.code, 0);
   EXPECT_NE(unknown.err.find("no member"), std::string::npos) << unknown.err;
 }

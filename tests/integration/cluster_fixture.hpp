@@ -70,6 +70,8 @@ protected:
                                std::to_string(m.metrics), "--cluster-etcd", etcd_->url(),
                                "--cluster-port", std::to_string(m.cluster), "--cluster-lease",
                                "2"};
+    auto token = admin_token_args(dir_.path());
+    a.insert(a.end(), token.begin(), token.end());
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }

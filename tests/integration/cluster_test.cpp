@@ -4,6 +4,7 @@
 // RUL model fitted through one member serves the twins of all.
 
 #include <filesystem>
+#include <iostream>
 #include <numeric>
 #include <set>
 #include <thread>
@@ -295,6 +296,36 @@ TEST_F(cluster_test, a_member_configured_with_another_shard_count_or_copies_is_r
   EXPECT_NE(r.err.find("keeps 2 copies of each shard; this node is configured for 3"),
             std::string::npos)
     << r.err;
+}
+
+TEST_F(cluster_test, a_token_made_through_one_member_holds_on_every_member_until_revoked) {
+  ASSERT_NO_FATAL_FAILURE(start_cluster(2));
+  auto made = at(1).call("POST", "/v1/tokens",
+                         json{{"name", "line c"}, {"role", "writer"}, {"namespaces", {"c"}}}.dump(),
+                         json_type);
+  ASSERT_EQ(made.status, 201u) << made.body;
+  auto token = json::parse(made.body)["token"].get<std::string>();
+  auto id = json::parse(made.body)["id"].get<std::string>();
+  http_client via0{members_[0].http, token};
+  http_client via1{members_[1].http, token};
+  ASSERT_TRUE(eventually([&] { return via0.call("GET", "/v1/cluster").status == 200; }, 10s))
+    << "member 0 knows the token";
+  for (int i = 0; i < 6; ++i) {  // twins of both members' shards
+    auto r = via0.call("PUT", "/v1/twins/c:t" + std::to_string(i), R"({"type":"line"})",
+                       json_type);
+    EXPECT_EQ(r.status, 201u) << r.body;
+  }
+  EXPECT_EQ(via1.call("PUT", "/v1/twins/d:t0", R"({"type":"line"})", json_type).status, 404u);
+  EXPECT_EQ(at(0).call("GET", "/v1/twins/d:t0").status, 404u) << "nothing was made";
+  // Revoked through member 0, the token is refused by member 1 within seconds.
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(at(0).call("DELETE", "/v1/tokens/" + id).status, 204u);
+  ASSERT_TRUE(eventually([&] { return via1.call("GET", "/v1/twins/c:t0").status == 401; }, 5s));
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+    std::chrono::steady_clock::now() - t0);
+  EXPECT_LT(took.count(), 5000);
+  std::cout << "revoked through one member, refused by the other " << took.count()
+            << " ms after the revocation was asked for\n";
 }
 
 TEST_F(cluster_test, a_rul_model_fitted_through_one_member_serves_the_twins_of_every_member) {

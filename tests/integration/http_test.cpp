@@ -212,8 +212,8 @@ std::string read_until(int fd, const std::string& text) {
 
 /// The head of a PUT of twin `id` that announces `length` body bytes and waits for 100.
 std::string expecting_put(const std::string& id, size_t length) {
-  return "PUT /v1/twins/" + id + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-         "Content-Type: application/json\r\nExpect: 100-continue\r\n"
+  return "PUT /v1/twins/" + id + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + bearer
+         + "Content-Type: application/json\r\nExpect: 100-continue\r\n"
          "Content-Length: " + std::to_string(length) + "\r\n\r\n";
 }
 
@@ -277,8 +277,8 @@ TEST_F(http_test, a_client_that_sends_a_refused_body_whole_reads_the_413) {
   int fd = connect_loopback(port_);
   ASSERT_GE(fd, 0);
   std::string body(2u << 20, ' ');
-  std::string head = "PUT /v1/twins/t:big HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     "Content-Type: application/json\r\nContent-Length: "
+  std::string head = "PUT /v1/twins/t:big HTTP/1.1\r\nHost: 127.0.0.1\r\n" + bearer
+                     + "Content-Type: application/json\r\nContent-Length: "
                      + std::to_string(body.size()) + "\r\n\r\n";
   auto all = head + body;
   size_t sent = 0;
@@ -380,7 +380,7 @@ TEST_F(http_test, at_the_connection_cap_an_idle_connection_makes_room_and_busy_o
   int port = free_port();
   process capped{{TWIND_PATH, "--data-dir", dir_.sub("capped"), "--metrics-port", "0", "--bind",
                   "127.0.0.1", "--http-port", std::to_string(port), "--http-max-connections",
-                  "2"}};
+                  "2", "--admin-token-file", admin_token_args(dir_.path())[1]}};
   ASSERT_TRUE(wait_for_200(port, "/healthz", 20s)) << capped.stderr_text();
   // Two kept-alive connections wait for their next request: a third one is served, and
   // the oldest of them is closed to make room.
@@ -398,7 +398,7 @@ TEST_F(http_test, at_the_connection_cap_an_idle_connection_makes_room_and_busy_o
   for (int i = 0; i < 2; ++i) {
     int fd = connect_loopback(port);
     ASSERT_GE(fd, 0);
-    std::string req = "GET /v1/events HTTP/1.1\r\nHost: t\r\n\r\n";
+    std::string req = "GET /v1/events HTTP/1.1\r\nHost: t\r\n" + bearer + "\r\n";
     ASSERT_EQ(::write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
     char head[64];
     ASSERT_GT(::read(fd, head, sizeof head), 0);  // the stream began

@@ -51,7 +51,7 @@ TEST_F(limits_test, event_streams_that_read_nothing_end_within_seconds) {
   ASSERT_EQ(put("t:g", {{"type", "gauge"}}).status, 201u);
   sockets streams;
   for (int i = 0; i < 40; ++i) {
-    int fd = send_raw(port_, "GET /v1/events HTTP/1.1\r\nHost: t\r\n\r\n", 4096);
+    int fd = send_raw(port_, "GET /v1/events HTTP/1.1\r\nHost: t\r\n" + bearer + "\r\n", 4096);
     ASSERT_GE(fd, 0);
     streams.fds.push_back(fd);  // and never read
   }
@@ -75,8 +75,8 @@ TEST_F(limits_test, request_bodies_in_memory_are_bounded) {
   // A client sends the head of a 900 KB body and stalls: its body is reserved.
   std::string body = json{{"twin", "t:x"}, {"values", {{"label", std::string(900'000, 'y')}}}}.dump();
   sockets slow;
-  int fd = send_raw(port_, "POST /v1/telemetry HTTP/1.1\r\nHost: t\r\nContent-Type: "
-                           "application/json\r\nContent-Length: "
+  int fd = send_raw(port_, "POST /v1/telemetry HTTP/1.1\r\nHost: t\r\n" + bearer
+                             + "Content-Type: application/json\r\nContent-Length: "
                              + std::to_string(body.size() + 2) + "\r\n\r\n[");
   ASSERT_GE(fd, 0);
   slow.fds.push_back(fd);
@@ -118,7 +118,8 @@ TEST(fd_limits, running_out_of_file_descriptors_is_answered_503_and_shown_by_rea
   std::ofstream{dir.sub("models/gauge.json")} << gauge_model;
   process node{{"/usr/bin/prlimit", "--nofile=160:160", "--", TWIND_PATH, "--data-dir",
                 dir.sub("data"), "--models", dir.sub("models"), "--bind", "127.0.0.1",
-                "--http-port", std::to_string(port), "--metrics-port", "0"}};
+                "--http-port", std::to_string(port), "--metrics-port", "0",
+                "--admin-token-file", admin_token_args(dir.path())[1]}};
   ASSERT_TRUE(wait_for_200(port, "/readyz", 20s)) << node.stderr_text();
   EXPECT_NE(node.stderr_text().find("open files are limited to 160"), std::string::npos)
     << node.stderr_text();

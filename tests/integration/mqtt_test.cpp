@@ -192,7 +192,8 @@ TEST_F(mqtt_test, twinsim_drives_the_demo_plant_over_mqtt) {
   node_ = std::make_unique<process>(std::vector<std::string>{
     TWIND_PATH, "--demo", "--demo-lines", "1", "--demo-robots", "2", "--demo-motors", "2",
     "--data-dir", dir_.sub("demo"), "--bind", "127.0.0.1", "--http-port",
-    std::to_string(http_port_), "--metrics-port", "0", "--mqtt-url", broker});
+    std::to_string(http_port_), "--metrics-port", "0", "--mqtt-url", broker,
+    "--admin-token-file", admin_token_args(dir_.path())[1]});
   ASSERT_TRUE(wait_for_200(http_port_, "/readyz", 20s)) << node_->stderr_text();
   client_ = std::make_unique<http_client>(http_port_);
   process sim{{TWINSIM_PATH, "--mqtt-url", broker, "--lines", "1", "--robots", "2", "--motors",

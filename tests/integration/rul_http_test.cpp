@@ -7,6 +7,7 @@
 
 #include "models_node_test.hpp"
 #include "rul_fleet.hpp"
+#include "twinctl_run.hpp"
 
 namespace twin::test {
 namespace {
@@ -84,10 +85,7 @@ TEST_F(rul_http_test, a_fit_on_the_fleet_gives_every_twin_its_rul_and_survives_a
 
   // twinctl fits and shows it too.
   auto twinctl = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv{TWINCTL_PATH, "--server",
-                                  "http://127.0.0.1:" + std::to_string(port_)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run_to_end(argv, {}, 20s);
+    return run_twinctl(port_, args);
   };
   auto fitted = twinctl({"rul", "fit", "engine", "--inputs", "wear,temp", "--prefix", "fleet:",
                          "--cap", "60"});

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "models_node_test.hpp"
+#include "twinctl_run.hpp"
 
 namespace twin::test {
 namespace {
@@ -115,9 +116,7 @@ TEST_F(scenario_http_test, an_optimisation_answers_the_best_set_points_and_their
   EXPECT_EQ(doc["scenario"]["series"][0]["property"], "max_temperature");
   // twinctl prints the same from a file.
   std::ofstream{dir_.sub("optimize.json")} << body.dump();
-  auto printed = run_to_end({TWINCTL_PATH, "--server", "http://127.0.0.1:" + std::to_string(port_),
-                             "scenario", "optimize", dir_.sub("optimize.json")},
-                            {}, 20s);
+  auto printed = run_twinctl(port_, {"scenario", "optimize", dir_.sub("optimize.json")});
   ASSERT_EQ(printed.code, 0) << printed.err;
   EXPECT_EQ(printed.out.rfind("TWIN ", 0), 0u) << printed.out;
   EXPECT_NE(printed.out.find("h:room/max_temperature"), std::string::npos) << printed.out;
@@ -153,10 +152,7 @@ TEST_F(scenario_http_test, twinctl_runs_and_compares_scenarios_from_files) {
   auto low = write("low.json", 2);
   auto high = write("high.json", 8);
   auto twinctl = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv{TWINCTL_PATH, "--server",
-                                  "http://127.0.0.1:" + std::to_string(port_)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run_to_end(argv, {}, 20s);
+    return run_twinctl(port_, args);
   };
   auto run = twinctl({"scenario", "run", high});
   ASSERT_EQ(run.code, 0) << run.err;

@@ -329,7 +329,8 @@ TEST(sre, json_logs_are_one_object_a_line) {
   std::string data = dir.sub("da\"ta\\x\xff");
   std::string shown = dir.sub("da\"ta\\x\xef\xbf\xbd");
   process node{{TWIND_PATH, "--data-dir", data, "--http-port", std::to_string(port),
-                "--metrics-port", "0", "--log-format", "json", "--log-level", "debug"}};
+                "--metrics-port", "0", "--log-format", "json", "--log-level", "debug",
+                "--admin-token-file", admin_token_args(dir.path())[1]}};
   ASSERT_TRUE(wait_for_200(port, "/readyz", 20s)) << node.stderr_text();
   node.signal(SIGTERM);
   ASSERT_EQ(node.wait(30s), 0) << node.stderr_text();

@@ -17,6 +17,7 @@
 #include "gauge_node_test.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
+#include "twinctl_run.hpp"
 #include "test_support.hpp"
 
 namespace twin::test {
@@ -29,10 +30,7 @@ class twinctl_test : public gauge_node_test {
 protected:
   /// Runs twinctl with `args` against the node; waits at most 20 s.
   run_result twinctl(std::vector<std::string> args, int port = 0) {
-    std::vector<std::string> argv{TWINCTL_PATH, "--server",
-                                  "http://127.0.0.1:" + std::to_string(port ? port : port_)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run_to_end(argv, {}, 20s);
+    return run_twinctl(port ? port : port_, args);
   }
 
 };
@@ -48,7 +46,7 @@ TEST_F(twinctl_test, lists_the_anomalies_a_twin_found) {
   int port = free_port();
   process node{{TWIND_PATH, "--data-dir", dir.sub("data"), "--models", dir.sub("models"),
                 "--bind", "127.0.0.1", "--http-port", std::to_string(port), "--metrics-port",
-                "0"}};
+                "0", "--admin-token-file", admin_token_args(dir.path())[1]}};
   ASSERT_TRUE(wait_for_200(port, "/readyz", 20s)) << node.stderr_text();
   ASSERT_EQ(twinctl({"put", "p:1", "--type", "probe"}, port).code, 0);
   http_client c{port};
@@ -187,8 +185,7 @@ TEST_F(twinctl_test, queries_reads_history_and_follows_events) {
 
   // events follows the stream: twinctl prints each change as it comes, and stops after
   // --count. Changes are sent until it has subscribed and printed two.
-  process follow{{TWINCTL_PATH, "--server", "http://127.0.0.1:" + std::to_string(port_),
-                  "--json", "events", "--prefix", "t:g3", "--count", "2"}};
+  process follow{twinctl_argv(port_, {"--json", "events", "--prefix", "t:g3", "--count", "2"})};
   http_client c{port_};
   std::vector<json> seen;
   auto deadline = std::chrono::steady_clock::now() + 20s;

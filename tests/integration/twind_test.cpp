@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "http_client.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
 
@@ -46,6 +47,8 @@ protected:
                                   "--models", dir_.sub("models"), "--metrics-port", "0",
                                   "--http-port", "0",
                                   "--bind", "127.0.0.1"};
+    auto token = admin_token_args(dir_.path());
+    args.insert(args.end(), token.begin(), token.end());
     args.insert(args.end(), extra.begin(), extra.end());
     return std::make_unique<process>(args);
   }
@@ -244,7 +247,8 @@ std::string status_line(const char* address, int port, const std::string& path) 
   inet_pton(AF_INET, address, &addr.sin_addr);
   std::string out;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    auto req = "GET " + path + " HTTP/1.1\r\nHost: " + address + "\r\nConnection: close\r\n\r\n";
+    auto req = "GET " + path + " HTTP/1.1\r\nHost: " + address + "\r\n" + bearer
+               + "Connection: close\r\n\r\n";
     if (write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
       char buf[256];
       auto n = read(fd, buf, sizeof buf);

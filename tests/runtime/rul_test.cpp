@@ -157,7 +157,7 @@ TEST_F(host_test, twins_show_their_types_rul_which_is_stored_versioned_and_reloa
   EXPECT_EQ(get(h(), "e:1")->reported.count("rul_s"), 0u) << "no model yet";
 
   auto catalog =
-    std::make_unique<rul_catalog>(make_local_rul_store(*store_, h().local_commit()), types_);
+    std::make_unique<rul_catalog>(make_local_kv_store(*store_, h().local_commit(), "rul/"), types_);
   auto m = fit_rul(fleet(10, 1), inputs, capped(60));
   ASSERT_TRUE(m);
   m->type = "engine";
@@ -184,7 +184,7 @@ TEST_F(host_test, twins_show_their_types_rul_which_is_stored_versioned_and_reloa
   restart();
   (*type)->set_rul(nullptr);
   catalog =
-    std::make_unique<rul_catalog>(make_local_rul_store(*store_, h().local_commit()), types_);
+    std::make_unique<rul_catalog>(make_local_kv_store(*store_, h().local_commit(), "rul/"), types_);
   auto skipped = catalog->load();
   ASSERT_TRUE(skipped);
   EXPECT_TRUE(skipped->empty());

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "http_client.hpp"
 #include "process.hpp"
 
 namespace twin::test {
@@ -23,7 +24,8 @@ public:
     fd_ = connect_loopback(port, rcvbuf);
     if (fd_ < 0)
       return;
-    std::string req = "GET /v1/events" + query + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    std::string req = "GET /v1/events" + query + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Authorization: Bearer " + test_admin_token + "\r\n\r\n";
     send(fd_, req.data(), req.size(), 0);
   }
   event_reader(const event_reader&) = delete;

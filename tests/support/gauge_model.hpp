@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "http_client.hpp"
 #include "process.hpp"
 #include "test_support.hpp"
 
@@ -39,6 +40,8 @@ inline std::unique_ptr<process> start_gauge_node(const temp_dir& dir, int http_p
   std::vector<std::string> argv{TWIND_PATH,        "--data-dir", dir.sub("data"),
                                 "--models",        dir.sub("models"), "--bind",
                                 "127.0.0.1",       "--http-port", std::to_string(http_port)};
+  for (auto& a : admin_token_args(dir.path()))
+    argv.push_back(std::move(a));
   argv.insert(argv.end(), extra.begin(), extra.end());
   return std::make_unique<process>(argv);
 }

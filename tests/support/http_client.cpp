@@ -4,6 +4,8 @@
 #include <sys/time.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <cctype>
 #include <optional>
 #include <thread>
@@ -21,15 +23,26 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 struct http_client::impl {
-  explicit impl(int port) : port(port) {}
+  impl(int port, std::string token) : port(port), token(std::move(token)) {}
 
   int port;
+  std::string token;
   asio::io_context ioc;
   std::optional<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
 };
 
-http_client::http_client(int port) : impl_(std::make_unique<impl>(port)) {
+std::vector<std::string> admin_token_args(const std::string& dir) {
+  auto path = dir + "/admin.token";
+  std::filesystem::create_directories(dir);
+  std::ofstream{path} << test_admin_token << '\n';
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read
+                                       | std::filesystem::perms::owner_write);
+  return {"--admin-token-file", path};
+}
+
+http_client::http_client(int port, std::string token)
+  : impl_(std::make_unique<impl>(port, std::move(token))) {
 }
 
 http_client::~http_client() = default;
@@ -40,8 +53,14 @@ http_reply http_client::call(const std::string& method, const std::string& targe
   auto& d = *impl_;
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, "127.0.0.1");
-  for (const auto& [k, v] : headers)
-    req.set(k, v);
+  if (!d.token.empty())
+    req.set(http::field::authorization, "Bearer " + d.token);
+  for (const auto& [k, v] : headers) {
+    if (v.empty())
+      req.erase(k);
+    else
+      req.set(k, v);
+  }
   req.body() = body;
   req.keep_alive(true);
   req.prepare_payload();

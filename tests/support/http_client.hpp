@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace twin::test {
 
@@ -16,9 +17,23 @@ struct http_reply {
   std::string body;
 };
 
+/// The admin token of the nodes that the tests start: `admin_token_args` makes it theirs,
+/// and `http_client` sends it.
+inline const std::string test_admin_token =
+  "twn_00000000000000a1_testtesttesttesttesttesttesttesttesttesttes";
+
+/// The header line of `test_admin_token`, for requests written by hand.
+inline const std::string bearer = "Authorization: Bearer " + test_admin_token + "\r\n";
+
+/// Writes `test_admin_token` to `dir`/admin.token (mode 0600), and returns the arguments
+/// that make it the admin token of a twind.
+std::vector<std::string> admin_token_args(const std::string& dir);
+
 class http_client {
 public:
-  explicit http_client(int port);
+  /// Sends `token` with each request unless a call's headers give an Authorization (an
+  /// empty one: none); empty: none.
+  explicit http_client(int port, std::string token = test_admin_token);
   ~http_client();
 
   /// Sends one request on the connection (opened on first use, reopened after the server

@@ -39,7 +39,8 @@ protected:
     port_ = free_port();
     node_ = std::make_unique<process>(std::vector<std::string>{
       TWIND_PATH, "--data-dir", dir_.sub("data"), "--models", dir_.sub("models"), "--bind",
-      "127.0.0.1", "--http-port", std::to_string(port_), "--metrics-port", "0"});
+      "127.0.0.1", "--http-port", std::to_string(port_), "--metrics-port", "0",
+      "--admin-token-file", admin_token_args(dir_.path())[1]});
     ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
     client_ = std::make_unique<http_client>(port_);
   }

@@ -149,6 +149,10 @@ public:
                                                      const std::string& key) override {
     return inner_->get_meta(shard, key);
   }
+  caf::expected<std::vector<std::pair<std::string, std::string>>>
+  scan_meta(runtime::shard_id shard, const std::string& prefix, size_t limit) override {
+    return inner_->scan_meta(shard, prefix, limit);
+  }
   caf::expected<std::optional<std::string>> get_position(runtime::shard_id shard,
                                                          const std::string& key) override {
     return inner_->get_position(shard, key);

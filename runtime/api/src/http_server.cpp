@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -15,6 +16,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "auth.hpp"
 #include "routes.hpp"
 #include "session.hpp"
 #include "twin/runtime/errc.hpp"
@@ -38,9 +40,10 @@ struct http_server::impl {
   impl(backend be_, http_options opts_)
     : be(std::move(be_)),
       opts(std::move(opts_)),
+      throttle(opts.auth_failure_limit),
       ctx{be, node, [this](std::function<void()> fn) { return run_blocking(std::move(fn)); },
           opts.event_buffer, opts.event_buffer_bytes, &telemetry, &opts.cors_origins,
-          &opts.allowed_hosts},
+          &opts.allowed_hosts, be.tokens, &throttle, opts.metrics_token},
       ioc(std::make_shared<asio::io_context>()),
       work(ioc->get_executor()),
       acceptor(*ioc),
@@ -93,7 +96,8 @@ struct http_server::impl {
       }
       if (spare_fd < 0 && !refuse_next)  // given up before: take one back when there is one
         spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-      auto conn = std::make_shared<session>(ioc, std::move(s), ctx, state);
+      auto conn = std::make_shared<session>(
+        ioc, tls ? transport{std::move(s), *tls} : transport{std::move(s)}, ctx, state);
       if (std::exchange(refuse_next, false)) {
         refused_no_fds.fetch_add(1, std::memory_order_relaxed);
         conn->refuse("out_of_file_descriptors",
@@ -129,6 +133,37 @@ struct http_server::impl {
     });
   }
 
+  /// Loads the certificate, its key and the clients' CA of the options, if TLS is asked for.
+  caf::error setup_tls() {
+    if (opts.tls_cert_file.empty() && opts.tls_key_file.empty())
+      return {};
+    auto fail = [](const std::string& what, const beast::error_code& ec) {
+      return runtime::make_error(runtime::runtime_errc::invalid_argument,
+                                 "TLS: cannot use " + what + ": " + ec.message());
+    };
+    if (opts.tls_cert_file.empty() || opts.tls_key_file.empty())
+      return runtime::make_error(runtime::runtime_errc::invalid_argument,
+                                 "TLS needs both a certificate and its key");
+    tls.emplace(asio::ssl::context::tls_server);
+    tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2
+                     | asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1
+                     | asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    beast::error_code ec;
+    tls->use_certificate_chain_file(opts.tls_cert_file, ec);
+    if (ec)
+      return fail("the certificate " + opts.tls_cert_file, ec);
+    tls->use_private_key_file(opts.tls_key_file, asio::ssl::context::pem, ec);
+    if (ec)
+      return fail("the key " + opts.tls_key_file, ec);
+    if (!opts.tls_client_ca_file.empty()) {
+      tls->load_verify_file(opts.tls_client_ca_file, ec);
+      if (ec)
+        return fail("the clients' CA " + opts.tls_client_ca_file, ec);
+      tls->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    }
+    return {};
+  }
+
   /// At the connection bound: closes the connection that has been idle longest (the
   /// oldest one waiting for a request); false if none is idle.
   bool close_idle_session() {
@@ -146,7 +181,9 @@ struct http_server::impl {
   http_options opts;
   node_info node;
   telemetry_counts telemetry;
+  failure_throttle throttle;
   route_context ctx;
+  std::optional<asio::ssl::context> tls;  ///< set: connections speak TLS
   /// Where queries and history reads run: they block on the store.
   asio::thread_pool blocking{2};
   static constexpr int max_blocking = 64;
@@ -176,6 +213,8 @@ http_server::~http_server() {
 
 caf::error http_server::start() {
   auto& d = *impl_;
+  if (auto err = d.setup_tls())
+    return err;
   beast::error_code ec;
   auto address = asio::ip::make_address(d.opts.bind, ec);
   if (ec)
@@ -199,7 +238,8 @@ caf::error http_server::start() {
   if (ec)
     return fail("listen");
   d.bound_port = d.acceptor.local_endpoint().port();
-  d.node = node_info{d.opts.node_id, "http://" + d.opts.bind + ":" + std::to_string(d.bound_port)};
+  d.node = node_info{d.opts.node_id, std::string{d.tls ? "https://" : "http://"} + d.opts.bind
+                                       + ":" + std::to_string(d.bound_port)};
   d.accept();
   for (int i = 0; i < std::max(1, d.opts.threads); ++i)
     d.threads.emplace_back([&d] {

@@ -42,6 +42,9 @@ response error_of(const caf::error& err, bool conditional = false);
 
 response json_response(unsigned status, json body);
 
+/// 405, naming the methods that `allow` lists ("GET, POST").
+response method_not_allowed(const std::string& allow);
+
 std::string etag(uint64_t version);
 
 caf::error bad(std::string why);
@@ -82,6 +85,16 @@ caf::expected<int64_t> time_param(const std::string& key, const std::string& tex
 
 /// The twin id of a path "/v1/twins/{id}..." that ends at `end` (a position in `path`).
 caf::expected<twin_id> id_in_path(std::string_view path, size_t end = std::string_view::npos);
+
+/// Whether twin `id` exists for the request's token: every twin does when authentication
+/// is off.
+inline bool visible(const request& req, const twin_id& id) {
+  return !req.token || req.token->sees(id);
+}
+
+/// The error of a twin that does not exist, as the runtime gives it (`history`: as its
+/// history reads give it), for one the request's token does not see.
+caf::error no_such_twin(const twin_id& id, bool history = false);
 
 // -- one twin and telemetry (routes_twins.cpp) ----------------------------------------
 
@@ -139,6 +152,15 @@ void post_optimize(const route_context& ctx, const request& req, respond_fn resp
 /// its run-to-failure twins and installs it; GET shows it; DELETE removes it.
 void handle_rul(const route_context& ctx, const std::string& type, const request& req,
                 respond_fn respond);
+
+/// /v1/tokens and /v1/tokens/{id} (routes_access.cpp): POST makes a token and shows its
+/// secret, once; GET lists them or shows one; DELETE revokes one.
+void handle_tokens(const route_context& ctx, std::string_view path, const request& req,
+                   respond_fn respond);
+
+/// GET /v1/audit (routes_access.cpp): a page of the audit log, oldest first, with
+/// `from`, `to`, `token`, `twin`, `limit` and `cursor`.
+void read_audit(const route_context& ctx, const request& req, respond_fn respond);
 
 /// GET /v1/events: a stream of the changes that match the filters.
 void stream_events(const route_context& ctx, const request& req, respond_fn respond);

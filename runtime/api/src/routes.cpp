@@ -6,7 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "auth.hpp"
 #include "route_helpers.hpp"
+#include "twin/api/audit.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/json.hpp"
 
@@ -17,12 +19,6 @@ using namespace route_detail;
 using nlohmann::json;
 
 namespace {
-
-response method_not_allowed(const std::string& allow) {
-  auto res = error_response(405, "method_not_allowed", "this resource allows " + allow);
-  res.headers.emplace_back("Allow", allow);
-  return res;
-}
 
 /// Whether `host` (a Host header: name or name:port) is one of `allowed` (names, any
 /// port, or name:port).
@@ -79,9 +75,13 @@ const char* route_of(std::string_view target) {
   auto path = target.substr(0, target.find('?'));
   for (const char* fixed :
        {"/healthz", "/readyz", "/metrics", "/v1/twins", "/v1/telemetry", "/v1/events",
-        "/v1/cluster", "/v1/scenarios", "/v1/scenarios/optimize"})
+        "/v1/cluster", "/v1/scenarios", "/v1/scenarios/optimize", "/v1/tokens", "/v1/audit"})
     if (path == fixed)
       return fixed;
+  constexpr std::string_view tokens = "/v1/tokens/";
+  if (path.size() > tokens.size() && path.substr(0, tokens.size()) == tokens
+      && path.find('/', tokens.size()) == std::string_view::npos)
+    return "/v1/tokens/{id}";
   constexpr std::string_view twins = "/v1/twins/";
   constexpr std::string_view commands = "/commands/";
   constexpr std::string_view members = "/v1/cluster/members/";
@@ -138,27 +138,43 @@ response error_response(unsigned status, const std::string& code, const std::str
   return json_response(status, {{"error", {{"code", code}, {"message", message}}}});
 }
 
-void handle(const route_context& ctx, request req, respond_fn respond) {
-  // Dispatched on the route template, as the metrics count it.
-  std::string_view route = req.route != nullptr ? req.route : route_of(req.target);
-  std::string_view path = req.target;
-  path = path.substr(0, path.find('?'));
-  if (auto refused = browser_check(ctx, req, respond))
-    return respond(std::move(*refused));
-  if (route == "/healthz" || route == "/readyz" || (route == "/metrics" && ctx.be.metrics)) {
-    if (req.method != "GET")
-      return respond(method_not_allowed("GET"));
-    if (route == "/healthz")
-      return respond(json_response(200, {{"status", "ok"}}));
-    if (route == "/readyz")
-      return respond(readiness(ctx.be.ready()));
-    response r;
-    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-    r.text = ctx.be.metrics();
-    return respond(std::move(r));
+namespace {
+
+/// Bytes of a path the audit log keeps, at most.
+constexpr size_t max_audit_path = 512;
+
+/// What the audit log keeps of `req`, before its answer.
+audit_entry audit_of(const request& req, std::string_view path) {
+  audit_entry e;
+  if (req.token) {
+    e.token_id = req.token->id;
+    e.token_name = req.token->name;
   }
-  if (ctx.be.rt == nullptr)  // the operations port: nothing else
-    return respond(error_response(404, "not_found", "no route " + std::string{path}));
+  e.peer = req.peer;
+  e.method = req.method;
+  e.path = std::string{path.substr(0, max_audit_path)};
+  constexpr std::string_view twins = "/v1/twins/";
+  if (path.substr(0, twins.size()) == twins) {
+    auto id = percent_decode(path.substr(twins.size(), path.find('/', twins.size()) - twins.size()));
+    if (id)
+      e.twin = std::move(*id);
+  }
+  return e;
+}
+
+/// `e` with the status and outcome of `answer`.
+audit_entry finished(audit_entry e, const response& answer) {
+  e.status = answer.status;
+  e.outcome = "ok";
+  if (answer.body.is_object() && answer.body.contains("error")
+      && answer.body["error"].is_object())
+    e.outcome = answer.body["error"].value("code", "error");
+  return e;
+}
+
+/// The routes of one twin: /v1/twins/{id}, its history, anomalies and commands.
+void serve_twin(const route_context& ctx, std::string_view route, std::string_view path,
+                const request& req, respond_fn respond) {
   auto& rt = *ctx.be.rt;
   if (route == "/v1/twins/{id}/history") {
     if (req.method != "GET")
@@ -166,6 +182,8 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
     auto id = id_in_path(path, path.rfind("/history"));
     if (!id)
       return respond(error_of(id.error()));
+    if (!visible(req, *id))
+      return respond(error_of(no_such_twin(*id, true)));
     return get_history(ctx, *id, req, std::move(respond));
   }
   if (route == "/v1/twins/{id}/anomalies") {
@@ -174,6 +192,8 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
     auto id = id_in_path(path, path.rfind("/anomalies"));
     if (!id)
       return respond(error_of(id.error()));
+    if (!visible(req, *id))
+      return respond(error_of(no_such_twin(*id, true)));
     return get_anomalies(ctx, *id, req, std::move(respond));
   }
   if (route == "/v1/twins/{id}/commands/{name}") {
@@ -183,6 +203,8 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
     auto id = id_in_path(path, at);
     if (!id)
       return respond(error_of(id.error()));
+    if (!visible(req, *id))
+      return respond(error_of(no_such_twin(*id)));
     auto name = percent_decode(path.substr(at + std::string_view{"/commands/"}.size()));
     if (!name)
       return respond(error_of(name.error()));
@@ -192,6 +214,8 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
     auto id = id_in_path(path);
     if (!id)
       return respond(error_of(id.error()));
+    if (!visible(req, *id))
+      return respond(error_of(no_such_twin(*id), !req.if_match.empty()));
     if (req.method == "GET")
       return get_twin(rt, *id, std::move(respond));
     if (req.method == "DELETE")
@@ -210,6 +234,13 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
         "PATCH takes Content-Type: application/merge-patch+json or application/json"));
     return patch_twin(rt, *id, req, std::move(respond));
   }
+  respond(error_response(404, "not_found", "no route " + std::string{path}));
+}
+
+/// The routes of the node: queries, events, telemetry, scenarios, models, tokens, the
+/// audit log and the cluster.
+void serve_node(const route_context& ctx, std::string_view route, std::string_view path,
+                const request& req, respond_fn respond) {
   if (route == "/v1/twins" || route == "/v1/events") {
     if (req.method != "GET")
       return respond(method_not_allowed("GET"));
@@ -241,6 +272,13 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
     if (!name)
       return respond(error_of(name.error()));
     return handle_rul(ctx, *name, req, std::move(respond));
+  }
+  if (route == "/v1/tokens" || route == "/v1/tokens/{id}")
+    return handle_tokens(ctx, path, req, std::move(respond));
+  if (route == "/v1/audit") {
+    if (req.method != "GET")
+      return respond(method_not_allowed("GET"));
+    return read_audit(ctx, req, std::move(respond));
   }
   if (route == "/v1/cluster/members/{node}/drain") {
     if (req.method != "POST")
@@ -276,6 +314,48 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
       200, {{"node", node.id}, {"shards", default_shard_count}, {"members", json::array({me})}}));
   }
   respond(error_response(404, "not_found", "no route " + std::string{path}));
+}
+
+} // namespace
+
+void handle(const route_context& ctx, request req, respond_fn respond) {
+  // Dispatched on the route template, as the metrics count it.
+  std::string_view route = req.route != nullptr ? req.route : route_of(req.target);
+  std::string_view path = req.target;
+  path = path.substr(0, path.find('?'));
+  auto refused = browser_check(ctx, req, respond);
+  if (!refused)
+    refused = authenticate(ctx, req, route);
+  if (refused) {
+    if (ctx.be.audit && route != "/healthz" && route != "/readyz")
+      ctx.be.audit->record(finished(audit_of(req, path), *refused));
+    return respond(std::move(*refused));
+  }
+  if (route == "/healthz" || route == "/readyz" || (route == "/metrics" && ctx.be.metrics)) {
+    if (req.method != "GET")
+      return respond(method_not_allowed("GET"));
+    if (route == "/healthz")
+      return respond(json_response(200, {{"status", "ok"}}));
+    if (route == "/readyz")
+      return respond(readiness(ctx.be.ready()));
+    response r;
+    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    r.text = ctx.be.metrics();
+    return respond(std::move(r));
+  }
+  if (ctx.be.rt == nullptr)  // the operations port: nothing else
+    return respond(error_response(404, "not_found", "no route " + std::string{path}));
+  if (ctx.be.audit && req.method != "GET" && req.method != "OPTIONS") {
+    // What changes something is recorded with its outcome (reads are not).
+    respond = [audit = ctx.be.audit, entry = audit_of(req, path),
+               next = std::move(respond)](response r) mutable {
+      audit->record(finished(std::move(entry), r));
+      next(std::move(r));
+    };
+  }
+  if (path.substr(0, 10) == "/v1/twins/")
+    return serve_twin(ctx, route, path, req, std::move(respond));
+  serve_node(ctx, route, path, req, std::move(respond));
 }
 
 } // namespace twin::api

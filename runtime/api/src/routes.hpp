@@ -11,10 +11,14 @@
 #include <nlohmann/json.hpp>
 
 #include "twin/api/http_server.hpp"
+#include "twin/runtime/access.hpp"
 #include "twin/runtime/change_feed.hpp"
 #include "twin/runtime/router.hpp"
 
 namespace twin::api {
+
+class failure_throttle;
+class token_registry;
 
 /// An HTTP request as the routes see it (the server's transport stays out of them).
 struct request {
@@ -26,7 +30,12 @@ struct request {
   std::string host;           ///< the `Host` header
   std::string if_match;       ///< empty: none
   std::string if_none_match;  ///< empty: none
+  std::string authorization;  ///< the `Authorization` header; empty: none
+  std::string peer;           ///< the client's address
   std::string body;
+  /// The caller's token, set once it is authenticated; nullptr while it is not, or when
+  /// authentication is off (then every twin exists for it).
+  std::shared_ptr<const runtime::access_token> token;
 };
 
 struct response {
@@ -67,6 +76,12 @@ struct route_context {
   telemetry_counts* telemetry = nullptr;  ///< nullptr: not counted
   const std::vector<std::string>* cors_origins = nullptr;   ///< see `http_options`; none
   const std::vector<std::string>* allowed_hosts = nullptr;  ///< see `http_options`; any
+  /// The tokens a caller must show; nullptr: authentication is off.
+  token_registry* tokens = nullptr;
+  /// Slows down the addresses that keep failing to authenticate; nullptr: none.
+  failure_throttle* throttle = nullptr;
+  /// The operations port: the token /metrics needs; empty: none.
+  std::string metrics_token{};
 };
 
 /// Answers `req` through `respond`, exactly once: at once for bad requests and reads of

@@ -45,6 +45,17 @@ unsigned status_of(runtime_errc code) {
   }
 }
 
+response method_not_allowed(const std::string& allow) {
+  auto res = error_response(405, "method_not_allowed", "this resource allows " + allow);
+  res.headers.emplace_back("Allow", allow);
+  return res;
+}
+
+caf::error no_such_twin(const twin_id& id, bool history) {
+  return make_error(runtime_errc::not_found,
+                    history ? "no twin " + id.str() : "twin " + id.str() + " does not exist");
+}
+
 response error_of(const caf::error& err, bool conditional) {
   auto code = error_code(err);
   auto status = status_of(code);

@@ -87,6 +87,8 @@ void query_twins(const route_context& ctx, const request& req, respond_fn respon
       q.after = std::move(*after);
     }
   }
+  if (req.token)
+    q.namespaces = req.token->namespaces;
   answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
     auto page = be.query(q);
     if (!page)
@@ -256,8 +258,18 @@ void stream_events(const route_context& ctx, const request& req, respond_fn resp
   f.ns = field("namespace");
   f.type = field("type");
   f.prefix = field("prefix");
+  // A token's stream has the events of its namespaces only: one filter each.
+  std::vector<event_filter> filters;
+  if (!req.token || req.token->namespaces.empty()) {
+    filters.push_back(std::move(f));
+  } else {
+    for (const auto& ns : req.token->namespaces)
+      if (f.ns.empty() || f.ns == ns)
+        filters.push_back(event_filter{ns, f.type, f.prefix});
+  }
   response res;
-  res.stream = ctx.be.feed->subscribe(std::move(f), ctx.event_buffer, ctx.event_buffer_bytes);
+  res.stream =
+    ctx.be.feed->subscribe_any(std::move(filters), ctx.event_buffer, ctx.event_buffer_bytes);
   if (!ctx.be.watch)
     return respond(std::move(res));
   answer_blocking(ctx, std::move(respond), [&be = ctx.be, res = std::move(res)] {

@@ -183,8 +183,12 @@ caf::expected<optimize_request> optimization_of(const json& doc) {
 }
 
 /// The root's record, as the twin has it now, and those below it, as stored (every
-/// acknowledged change): read by parent, level by level.
-caf::expected<std::vector<twin_record>> subtree(const backend& be, const twin_id& root) {
+/// acknowledged change): read by parent, level by level. Only the twins that `token` sees
+/// (nullptr: every twin).
+caf::expected<std::vector<twin_record>> subtree(const backend& be, const access_token* token,
+                                                const twin_id& root) {
+  if (token && !token->sees(root))
+    return no_such_twin(root);
   auto top = await_answer<twin_record>(
     [&](auto done) { be.rt->route(root, get_request{std::move(done)}); });
   if (!top)
@@ -196,6 +200,8 @@ caf::expected<std::vector<twin_record>> subtree(const backend& be, const twin_id
     twin_query q;
     q.parent = out[k].id;
     q.limit = twin_query::max_limit;
+    if (token)
+      q.namespaces = token->namespaces;
     for (;;) {
       auto page = be.query(q);
       if (!page)
@@ -261,9 +267,9 @@ void post_scenario(const route_context& ctx, const request& req, respond_fn resp
   auto sr = request_of(*doc);
   if (!sr)
     return respond(error_of(sr.error()));
-  answer_blocking(ctx, std::move(respond), [&be = ctx.be, sr = std::move(*sr)] {
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, token = req.token, sr = std::move(*sr)] {
     auto t0 = std::chrono::steady_clock::now();
-    auto twins = subtree(be, sr.root);
+    auto twins = subtree(be, token.get(), sr.root);
     if (!twins)
       return error_of(twins.error());
     auto r = run_scenario(*be.types, *twins, sr);
@@ -284,9 +290,9 @@ void post_optimize(const route_context& ctx, const request& req, respond_fn resp
   auto o = optimization_of(*doc);
   if (!o)
     return respond(error_of(o.error()));
-  answer_blocking(ctx, std::move(respond), [&be = ctx.be, o = std::move(*o)] {
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, token = req.token, o = std::move(*o)] {
     auto t0 = std::chrono::steady_clock::now();
-    auto twins = subtree(be, o.scenario.root);
+    auto twins = subtree(be, token.get(), o.scenario.root);
     if (!twins)
       return error_of(twins.error());
     auto r = optimize_scenario(*be.types, *twins, o);

@@ -202,6 +202,10 @@ void post_telemetry(const route_context& ctx, const request& req, respond_fn res
       reject(id.error());
       continue;
     }
+    if (!visible(req, *id)) {
+      reject(no_such_twin(*id));
+      continue;
+    }
     ingest_request ingest;
     if (auto ts = item.find("ts"); ts != item.end()) {
       auto t = ts_from_json(*ts);

@@ -17,6 +17,8 @@ constexpr size_t max_header_bytes = 16 * 1024;
 // What is read and dropped of a refused body, at most, before the connection closes.
 constexpr size_t max_drained_bytes = 64u << 20;
 constexpr auto drain_time = std::chrono::seconds{5};
+/// A TLS client has this long to finish its handshake.
+constexpr auto handshake_time = std::chrono::seconds{10};
 /// An event stream sends a comment this often while it has no events: proxies keep the
 /// connection open, and a client that is gone is noticed.
 constexpr auto heartbeat = std::chrono::seconds{15};
@@ -32,10 +34,10 @@ std::string_view target_of(const http::request<http::string_body>& msg) {
 
 } // namespace
 
-session::session(std::shared_ptr<asio::io_context> ioc, tcp::socket socket,
+session::session(std::shared_ptr<asio::io_context> ioc, transport stream,
                  const route_context& ctx, std::shared_ptr<shared_state> state)
   : ioc_(std::move(ioc)),
-    stream_(std::move(socket)),
+    stream_(std::move(stream)),
     ctx_(ctx),
     heartbeat_(stream_.get_executor()),
     max_body_(state->max_body),
@@ -49,29 +51,46 @@ session::~session() {
 }
 
 void session::start() {
-  asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+  asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    self->handshake([self] { self->read(); });
+  });
+}
+
+void session::handshake(std::function<void()> then) {
+  if (!stream_.secure())
+    return then();
+  stream_.tcp().expires_after(handshake_time);
+  stream_.tls().async_handshake(ssl::stream_base::server,
+                                [self = shared_from_this(), then = std::move(then)](
+                                  beast::error_code ec) {
+                                  if (ec)  // not TLS, or a certificate refused: nothing to say
+                                    return self->stream_.tcp().close();
+                                  then();
+                                });
 }
 
 void session::refuse(std::string code, std::string message) {
   asio::dispatch(stream_.get_executor(), [self = shared_from_this(), code = std::move(code),
-                                          message = std::move(message)] {
-    self->received_ = std::chrono::steady_clock::now();
-    self->route_ = route_of("");
-    self->write(error_response(503, code, message), false);
+                                          message = std::move(message)]() mutable {
+    self->handshake([self, code = std::move(code), message = std::move(message)] {
+      self->received_ = std::chrono::steady_clock::now();
+      self->route_ = route_of("");
+      self->write(error_response(503, code, message), false);
+    });
   });
 }
 
 void session::close() {
   asio::post(stream_.get_executor(), [self = shared_from_this()] {
     self->heartbeat_.cancel();
-    self->stream_.close();
+    self->stream_.tcp().close();
   });
 }
 
 void session::close_if_idle() {
   asio::post(stream_.get_executor(), [self = shared_from_this()] {
     if (self->idle())
-      self->stream_.close();
+      self->stream_.tcp().close();
   });
 }
 
@@ -80,7 +99,7 @@ void session::read() {
   parser_.emplace();
   parser_->body_limit(max_body_);
   parser_->header_limit(max_header_bytes);
-  stream_.expires_after(state_->idle_timeout);
+  stream_.tcp().expires_after(state_->idle_timeout);
   idle_ = buffer_.size() == 0;  // nothing of the next request has come yet
   http::async_read_header(stream_, buffer_, *parser_,
                           [self = shared_from_this()](beast::error_code ec, size_t) {
@@ -145,7 +164,9 @@ void session::on_read(beast::error_code ec) {
   // A connection that closed, timed out or broke (also mid-request) has no one to answer.
   if (ec == http::error::end_of_stream || ec == beast::error::timeout
       || ec == asio::error::operation_aborted || ec == http::error::partial_message
-      || (ec && ec.category() == asio::error::get_system_category()))
+      || ec == ssl::error::stream_truncated
+      || (ec && (ec.category() == asio::error::get_system_category()
+                 || ec.category() == asio::error::get_ssl_category())))
     return shut();
   received_ = std::chrono::steady_clock::now();
   route_ = route_of(target_of(parser_->get()));  // empty before the request line: "other"
@@ -169,6 +190,11 @@ void session::on_read(beast::error_code ec) {
   req.host = std::string{msg[http::field::host]};
   req.if_match = std::string{msg[http::field::if_match]};
   req.if_none_match = std::string{msg[http::field::if_none_match]};
+  req.authorization = std::string{msg[http::field::authorization]};
+  beast::error_code peer_ec;
+  auto peer = stream_.tcp().socket().remote_endpoint(peer_ec);
+  if (!peer_ec)
+    req.peer = peer.address().to_string();
   req.body = std::move(msg.body());
   keep_alive_ = msg.keep_alive();
   version_ = msg.version();
@@ -212,7 +238,7 @@ void session::write(response res, bool keep_alive, bool counted) {
   msg->keep_alive(keep_alive);
   if (res.status != 204)  // a 204 carries no Content-Length
     msg->prepare_payload();
-  stream_.expires_after(state_->idle_timeout);
+  stream_.tcp().expires_after(state_->idle_timeout);
   http::async_write(stream_, *msg,
                     [self = shared_from_this(), msg, keep_alive,
                      counted](beast::error_code ec, size_t) {
@@ -230,7 +256,7 @@ void session::write(response res, bool keep_alive, bool counted) {
 
 void session::drain(size_t left) {
   auto scrap = std::make_shared<std::array<char, 16384>>();
-  stream_.expires_after(drain_time);
+  stream_.tcp().expires_after(drain_time);
   stream_.async_read_some(asio::buffer(*scrap),
                           [self = shared_from_this(), scrap, left](beast::error_code ec,
                                                                   size_t n) {
@@ -241,7 +267,7 @@ void session::drain(size_t left) {
 
 void session::shut() {
   beast::error_code ec;
-  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream_.tcp().socket().shutdown(tcp::socket::shutdown_send, ec);
 }
 
 void session::start_events(std::shared_ptr<runtime::change_feed::subscription> sub,
@@ -249,7 +275,7 @@ void session::start_events(std::shared_ptr<runtime::change_feed::subscription> s
   events_ = std::move(sub);
   // A small socket buffer: a client that reads nothing holds little, and is noticed.
   beast::error_code ignored;
-  stream_.socket().set_option(asio::socket_base::send_buffer_size(event_socket_buffer), ignored);
+  stream_.tcp().socket().set_option(asio::socket_base::send_buffer_size(event_socket_buffer), ignored);
   std::weak_ptr<session> weak = shared_from_this();
   events_->on_ready([weak] {
     if (auto self = weak.lock())
@@ -266,7 +292,7 @@ void session::start_events(std::shared_ptr<runtime::change_feed::subscription> s
 
 void session::watch_client() {
   auto scrap = std::make_shared<std::array<char, 512>>();
-  stream_.socket().async_read_some(
+  stream_.async_read_some(
     asio::buffer(*scrap), [self = shared_from_this(), scrap](beast::error_code ec, size_t) {
       if (!self->events_)
         return;
@@ -311,7 +337,7 @@ void session::send_events() {
   pending_.clear();
   // A client that takes nothing for this long is gone: the write fails and the stream
   // ends (its subscription lags meanwhile, so publishers never wait for it).
-  stream_.expires_after(event_write_timeout);
+  stream_.tcp().expires_after(event_write_timeout);
   asio::async_write(stream_, asio::buffer(*out),
                     [self = shared_from_this(), out](beast::error_code ec, size_t) {
                       self->writing_ = false;
@@ -332,7 +358,7 @@ void session::end_events() {
   heartbeat_.cancel();
   shut();
   beast::error_code ignored;
-  stream_.socket().close(ignored);
+  stream_.tcp().socket().close(ignored);
 }
 
 } // namespace twin::api

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +20,7 @@
 #include <boost/beast/http.hpp>
 
 #include "routes.hpp"
+#include "twin/api/transport.hpp"
 #include "twin/api/http_server.hpp"
 #include "twin/runtime/change_feed.hpp"
 #include "twin/runtime/metrics.hpp"
@@ -28,6 +30,7 @@ namespace twin::api {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 /// What the connections share with the server: whether it still takes answers (those
@@ -67,7 +70,7 @@ struct shared_state {
 /// to the connection's strand, where they are serialized and written.
 class session : public std::enable_shared_from_this<session> {
 public:
-  session(std::shared_ptr<asio::io_context> ioc, tcp::socket socket, const route_context& ctx,
+  session(std::shared_ptr<asio::io_context> ioc, transport stream, const route_context& ctx,
           std::shared_ptr<shared_state> state);
 
   ~session();
@@ -88,6 +91,10 @@ public:
   void close_if_idle();
 
 private:
+  /// Runs `then` once a TLS connection's handshake is done (at once without TLS); a failed
+  /// handshake closes the connection.
+  void handshake(std::function<void()> then);
+
   void read();
 
   void release_body();
@@ -134,7 +141,7 @@ private:
   void end_events();
 
   std::shared_ptr<asio::io_context> ioc_;  ///< outlives the stream, which uses it
-  beast::tcp_stream stream_;
+  transport stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   const route_context& ctx_;  ///< the server's, which outlives its sessions' work

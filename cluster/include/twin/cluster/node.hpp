@@ -13,7 +13,7 @@
 #include "twin/runtime/metrics.hpp"
 #include "twin/runtime/query.hpp"
 #include "twin/runtime/router.hpp"
-#include "twin/runtime/rul_catalog.hpp"
+#include "twin/runtime/kv_store.hpp"
 #include "twin/runtime/shard.hpp"
 
 namespace caf {
@@ -134,10 +134,11 @@ public:
   /// so that it gets the events published anywhere after this returns. May block.
   void watch();
 
-  /// The RUL models the members share, kept in etcd (under /twin/<name>/rul/): a store
-  /// every member reads and writes, and follows (by a watch) as the others write it. Call
-  /// after `start`; the store goes before the node.
-  std::unique_ptr<runtime::rul_store> shared_rul_store();
+  /// Values the members share (RUL models under "rul/", API tokens under "tokens/"), kept
+  /// in etcd under /twin/<name>/<prefix>: a store every member reads and writes, and
+  /// follows (by a watch) as the others write it. Call after `start`; the store goes
+  /// before the node.
+  std::unique_ptr<runtime::kv_store> shared_kv_store(const std::string& prefix);
 
   /// Delivers to the owner of the twin's shard.
   void route(const runtime::twin_id& id, runtime::twin_request req) override;

@@ -59,6 +59,8 @@ public:
                  size_t limit) override;
   caf::expected<std::optional<std::string>> get_meta(runtime::shard_id shard,
                                                      const std::string& key) override;
+  caf::expected<std::vector<std::pair<std::string, std::string>>>
+  scan_meta(runtime::shard_id shard, const std::string& prefix, size_t limit) override;
   caf::expected<std::optional<std::string>> get_position(runtime::shard_id shard,
                                                          const std::string& key) override;
   uint32_t shard_count() const override;

@@ -28,6 +28,8 @@ struct twin_query {
   std::optional<expression> where;
   size_t limit = 100;              ///< items per page, 1 to `max_limit`
   twin_id after;                   ///< continue after this id (from a cursor); empty: start
+  /// The namespaces whose twins it may return, sorted (those a token sees); empty: any.
+  std::vector<std::string> namespaces;
   /// Candidates it rejects are skipped before they are read (a cluster member: those of
   /// the shards it does not serve). None: every candidate.
   std::function<bool(const twin_id&)> accept;

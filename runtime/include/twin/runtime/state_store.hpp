@@ -150,6 +150,11 @@ public:
   virtual caf::expected<std::optional<std::string>> get_meta(shard_id shard,
                                                              const std::string& key) = 0;
 
+  /// Returns the metadata of `shard` whose keys begin with `prefix`, at most `limit`
+  /// entries, by ascending key (the whole key, prefix included).
+  virtual caf::expected<std::vector<std::pair<std::string, std::string>>>
+  scan_meta(shard_id shard, const std::string& prefix, size_t limit) = 0;
+
   /// Returns the position of `key` in `shard` (see `store_batch::positions`), std::nullopt
   /// if there is none. RocksDB: costs a sort of the positions written lately.
   virtual caf::expected<std::optional<std::string>> get_position(shard_id shard,

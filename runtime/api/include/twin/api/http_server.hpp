@@ -23,6 +23,9 @@ class rul_catalog;
 
 namespace twin::api {
 
+class audit_log;
+class token_registry;
+
 /// One thing a node needs before it serves, as /readyz shows it.
 struct readiness_check {
   std::string name;    ///< "node", "store", "models", "mqtt", ...
@@ -59,6 +62,12 @@ struct backend {
   /// The node's RUL models (/v1/types/{type}/rul, with `types`, `query` and `history`);
   /// none: 501.
   runtime::rul_catalog* rul = nullptr;
+  /// The tokens callers must show (and /v1/tokens); none: authentication is off, every
+  /// caller may do everything.
+  token_registry* tokens = nullptr;
+  /// Where the requests that change something or are refused are recorded (and GET
+  /// /v1/audit reads); none: not recorded.
+  audit_log* audit = nullptr;
 };
 
 struct http_options {
@@ -90,6 +99,19 @@ struct http_options {
   /// The `Host` values requests may name (`name`, any port, or `name:port`); another is
   /// refused (403), against DNS rebinding. Empty (the default): any.
   std::vector<std::string> allowed_hosts;
+  /// TLS: the server's certificate chain and its key (PEM files); both empty (the default):
+  /// plain HTTP. A client that does not speak TLS gets no answer.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  /// With TLS: the certificates (PEM) that sign the clients' certificates; a client must show
+  /// one (mutual TLS) before anything is read. Empty (the default): none asked for.
+  std::string tls_client_ca_file;
+  /// Failed authentications in a row from one address before it must wait: 1 s, then 2,
+  /// 4, ... up to 60 s after each further failure (429 meanwhile). 0: never. Default: 5.
+  int auth_failure_limit = 5;
+  /// Without `backend::rt` (an operations port): the token that GET /metrics needs, as
+  /// `Authorization: Bearer <token>`; empty (the default): none.
+  std::string metrics_token;
 };
 
 /// Requests answered by one route with one status.

@@ -1,4 +1,4 @@
-// The RUL models the members of a cluster share, kept in etcd.
+// The values the members of a cluster share (RUL models, API tokens), kept in etcd.
 
 #include <utility>
 
@@ -7,17 +7,17 @@
 #include "node_impl.hpp"
 #include "twin/cluster/node.hpp"
 #include "twin/runtime/errc.hpp"
-#include "twin/runtime/rul_catalog.hpp"
+#include "twin/runtime/kv_store.hpp"
 
 namespace twin::cluster {
 
 namespace {
 
-/// Models under `prefix` (`<cluster root>rul/<type>`), written with a transaction that
+/// Values under `prefix` (`<cluster root><prefix><key>`), written with a transaction that
 /// checks what the key held; a member follows the others' by watching the prefix.
-class etcd_rul_store : public runtime::rul_store {
+class etcd_kv_store : public runtime::kv_store {
 public:
-  etcd_rul_store(etcd::client& etcd, std::string prefix, std::string endpoints)
+  etcd_kv_store(etcd::client& etcd, std::string prefix, std::string endpoints)
     : etcd_(etcd), prefix_(std::move(prefix)), endpoints_(std::move(endpoints)) {}
 
   caf::error follow(change_fn on_change) override {
@@ -31,7 +31,7 @@ public:
     watch_ = std::make_unique<etcd::watch>(
       endpoints_, prefix_, all->revision + 1,
       [deliver](std::vector<etcd::event> events, int64_t) { deliver(events); },
-      [this, deliver] {  // compacted past the watch: read every model again
+      [this, deliver] {  // compacted past the watch: read every value again
         if (auto again = etcd_.get_prefix(prefix_)) {
           std::vector<etcd::event> events;
           for (auto& kv : again->kvs)
@@ -42,8 +42,8 @@ public:
     return {};
   }
 
-  caf::expected<std::optional<std::string>> get(const std::string& type) override {
-    auto r = etcd_.get(prefix_ + type);
+  caf::expected<std::optional<std::string>> get(const std::string& key) override {
+    auto r = etcd_.get(prefix_ + key);
     if (!r)
       return r.error();
     if (r->kvs.empty())
@@ -51,14 +51,29 @@ public:
     return std::optional<std::string>{std::move(r->kvs.front().value)};
   }
 
-  caf::expected<bool> put(const std::string& type, const std::string& bytes,
+  caf::expected<bool> put(const std::string& key, const std::string& bytes,
                           const std::optional<std::string>& expected) override {
-    auto key = prefix_ + type;
-    auto when = expected ? etcd::compare::value_is(key, *expected) : etcd::compare::mod_is(key, 0);
-    auto r = etcd_.txn({when}, {etcd::op::put(key, bytes)});
+    auto full = prefix_ + key;
+    auto when =
+      expected ? etcd::compare::value_is(full, *expected) : etcd::compare::mod_is(full, 0);
+    auto r = etcd_.txn({when}, {etcd::op::put(full, bytes)});
     if (!r)
       return r.error();
     return r->succeeded;
+  }
+
+  caf::expected<std::vector<std::pair<std::string, std::string>>> list(size_t limit) override {
+    auto all = etcd_.get_prefix(prefix_);
+    if (!all)
+      return all.error();
+    if (all->kvs.size() > limit)
+      return runtime::make_error(runtime::runtime_errc::invalid_argument,
+                                 "more than " + std::to_string(limit) + " values under "
+                                   + prefix_);
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto& kv : all->kvs)
+      out.emplace_back(kv.key.substr(prefix_.size()), std::move(kv.value));
+    return out;
   }
 
 private:
@@ -70,9 +85,9 @@ private:
 
 } // namespace
 
-std::unique_ptr<runtime::rul_store> node::shared_rul_store() {
-  return std::make_unique<etcd_rul_store>(impl_->members->etcd(),
-                                          impl_->members->keys().root + "rul/", impl_->opts.etcd);
+std::unique_ptr<runtime::kv_store> node::shared_kv_store(const std::string& prefix) {
+  return std::make_unique<etcd_kv_store>(impl_->members->etcd(),
+                                         impl_->members->keys().root + prefix, impl_->opts.etcd);
 }
 
 } // namespace twin::cluster

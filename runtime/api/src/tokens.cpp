@@ -1,0 +1,324 @@
+#include "twin/api/tokens.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <tuple>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "twin/runtime/errc.hpp"
+#include "twin/runtime/record.hpp"
+
+namespace twin::api {
+
+using runtime::access_token;
+using runtime::make_error;
+using runtime::now_ms;
+using runtime::runtime_errc;
+
+namespace {
+
+
+std::string sha256(std::string_view text) {
+  std::array<unsigned char, 32> md{};
+  unsigned int n = 0;
+  EVP_Digest(text.data(), text.size(), md.data(), &n, EVP_sha256(), nullptr);
+  return std::string{reinterpret_cast<const char*>(md.data()), md.size()};
+}
+
+caf::expected<std::string> random_bytes(size_t n) {
+  std::string out(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1)
+    return make_error(runtime_errc::unavailable, "no random bytes for a token");
+  return out;
+}
+
+std::string hex(std::string_view bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+/// Base64url without padding.
+std::string base64url(std::string_view bytes) {
+  static constexpr char alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : bytes) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += alphabet[(acc >> bits) & 63];
+    }
+  }
+  if (bits > 0)
+    out += alphabet[(acc << (6 - bits)) & 63];
+  return out;
+}
+
+/// Writes `text` to a new file `path` readable by its owner only.
+caf::error write_secret_file(const std::string& path, const std::string& text) {
+  auto fail = [&](const char* what) {
+    return make_error(runtime_errc::invalid_argument,
+                      std::string{what} + " " + path + ": " + std::strerror(errno));
+  };
+  std::error_code ec;
+  if (auto dir = std::filesystem::path{path}.parent_path(); !dir.empty())
+    std::filesystem::create_directories(dir, ec);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return fail("cannot create");
+  auto line = text + "\n";
+  bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size())
+            && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok)
+    return fail("cannot write");
+  return {};
+}
+
+} // namespace
+
+const char* to_string(token_verdict v) {
+  switch (v) {
+    case token_verdict::ok: return "ok";
+    case token_verdict::malformed: return "malformed";
+    case token_verdict::unknown: return "unknown";
+    case token_verdict::expired: return "expired";
+    case token_verdict::revoked: return "revoked";
+  }
+  return "?";
+}
+
+token_registry::token_registry(std::unique_ptr<runtime::kv_store> store, warn_fn warn)
+  : store_(std::move(store)), warn_(std::move(warn)) {
+}
+
+token_registry::~token_registry() {
+  store_.reset();  // no change is delivered once it is gone
+}
+
+void token_registry::keep(access_token t) {
+  auto id = t.id;
+  auto p = std::make_shared<const access_token>(std::move(t));
+  std::unique_lock<std::shared_mutex> guard{mu_};
+  tokens_[id] = std::move(p);
+}
+
+caf::error token_registry::load() {
+  auto follow = store_->follow([this](const std::string& id, const std::string& bytes) {
+    if (bytes.empty()) {
+      std::unique_lock<std::shared_mutex> guard{mu_};
+      tokens_.erase(id);
+      return;
+    }
+    auto t = access_token::decode(bytes);
+    if (!t || t->id != id) {
+      if (warn_)
+        warn_("API token " + id + " stored by another node cannot be read");
+      return;
+    }
+    keep(std::move(*t));
+  });
+  if (follow)
+    return follow;
+  auto all = store_->list(max_tokens);
+  if (!all)
+    return all.error();
+  for (const auto& [id, bytes] : *all) {
+    auto t = access_token::decode(bytes);
+    if (!t)
+      return t.error();
+    keep(std::move(*t));
+  }
+  return {};
+}
+
+caf::error token_registry::put(const access_token& t, const std::optional<std::string>& expected) {
+  auto stored = store_->put(t.id, t.encode(), expected);
+  if (!stored)
+    return stored.error();
+  if (!*stored)
+    return make_error(runtime_errc::conflict, "token " + t.id + " changed meanwhile; try again");
+  keep(t);
+  return {};
+}
+
+caf::expected<token_registry::issued> token_registry::create(access_token spec,
+                                                             const std::string& by) {
+  if (auto why = runtime::check_token(spec); !why.empty())
+    return make_error(runtime_errc::invalid_argument, why);
+  std::lock_guard<std::mutex> writing{write_mu_};
+  {
+    std::shared_lock<std::shared_mutex> guard{mu_};
+    if (tokens_.size() >= max_tokens)
+      return make_error(runtime_errc::invalid_argument,
+                        "the node holds " + std::to_string(max_tokens)
+                          + " tokens already; revoke some first");
+  }
+  auto id = random_bytes(access_token::id_chars / 2);
+  auto secret = random_bytes(32);
+  if (!id)
+    return id.error();
+  if (!secret)
+    return secret.error();
+  issued out;
+  out.token = std::move(spec);
+  out.token.id = hex(*id);
+  auto secret_text = base64url(*secret);
+  out.token.secret_hash = sha256(secret_text);
+  out.token.created_ms = now_ms();
+  out.token.revoked_ms = 0;
+  out.token.created_by = by;
+  out.text = "twn_" + out.token.id + "_" + secret_text;
+  if (auto err = put(out.token, std::nullopt))
+    return err;
+  return out;
+}
+
+caf::expected<std::string> token_registry::bootstrap(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    bool active_admin = false;
+    {
+      std::shared_lock<std::shared_mutex> guard{mu_};
+      auto now = now_ms();
+      for (const auto& [id, t] : tokens_)
+        active_admin |= t->role == runtime::role::admin && t->revoked_ms == 0 && !t->expired(now);
+    }
+    if (active_admin)
+      return "an admin token exists: none written to " + path;
+    auto id = random_bytes(access_token::id_chars / 2);
+    auto secret = random_bytes(32);
+    if (!id)
+      return id.error();
+    if (!secret)
+      return secret.error();
+    if (auto err = write_secret_file(path, "twn_" + hex(*id) + "_" + base64url(*secret)))
+      return err;
+  }
+  std::ifstream in{path};
+  std::string text;
+  in >> text;
+  auto parts = runtime::parse_token(text);
+  if (!parts)
+    return make_error(runtime_errc::invalid_argument,
+                      "the admin token file " + path + " holds no token (twn_<id>_<secret>)");
+  struct stat st {};
+  std::string loose;
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+    loose = " (it is readable by others: chmod 600 it)";
+  std::lock_guard<std::mutex> writing{write_mu_};
+  if (auto known = find(std::string{parts->id})) {
+    if (known->secret_hash != sha256(parts->secret))
+      return make_error(runtime_errc::invalid_argument,
+                        "the admin token file " + path
+                          + " holds a secret that is not the one of token " + known->id);
+    if (known->revoked_ms != 0)
+      return "the admin token of " + path + " is revoked" + loose;
+    return "admin token: " + path + loose;
+  }
+  access_token t;
+  t.id = std::string{parts->id};
+  t.name = "admin";
+  t.role = runtime::role::admin;
+  t.secret_hash = sha256(parts->secret);
+  t.created_ms = now_ms();
+  auto stored = store_->put(t.id, t.encode(), std::nullopt);
+  if (!stored)
+    return stored.error();
+  if (!*stored) {  // another member of the cluster stored it meanwhile, from the same file
+    auto bytes = store_->get(t.id);
+    if (!bytes)
+      return bytes.error();
+    auto theirs = access_token::decode(bytes->value_or(std::string{}));
+    if (!theirs)
+      return theirs.error();
+    keep(std::move(*theirs));
+    return "admin token: " + path + loose;
+  }
+  keep(t);
+  return "admin token " + t.id + " made; its secret is in " + path + loose
+         + " (twinctl --token-file " + path + " ...)";
+}
+
+std::vector<access_token> token_registry::list() const {
+  std::vector<access_token> out;
+  {
+    std::shared_lock<std::shared_mutex> guard{mu_};
+    out.reserve(tokens_.size());
+    for (const auto& [id, t] : tokens_)
+      out.push_back(*t);
+  }
+  std::sort(out.begin(), out.end(), [](const access_token& a, const access_token& b) {
+    return std::tie(a.created_ms, a.id) < std::tie(b.created_ms, b.id);
+  });
+  return out;
+}
+
+std::shared_ptr<const access_token> token_registry::find(const std::string& id) const {
+  std::shared_lock<std::shared_mutex> guard{mu_};
+  auto it = tokens_.find(id);
+  return it == tokens_.end() ? nullptr : it->second;
+}
+
+caf::expected<bool> token_registry::revoke(const std::string& id) {
+  std::lock_guard<std::mutex> writing{write_mu_};
+  auto bytes = store_->get(id);
+  if (!bytes)
+    return bytes.error();
+  if (!*bytes)
+    return false;
+  auto t = access_token::decode(**bytes);
+  if (!t)
+    return t.error();
+  if (t->revoked_ms != 0) {
+    keep(std::move(*t));
+    return true;
+  }
+  t->revoked_ms = now_ms();
+  if (auto err = put(*t, *bytes))
+    return err;
+  return true;
+}
+
+token_registry::verified token_registry::verify(std::string_view text, int64_t now) const {
+  auto parts = runtime::parse_token(text);
+  if (!parts)
+    return {token_verdict::malformed, nullptr};
+  std::shared_ptr<const access_token> t;
+  {
+    std::shared_lock<std::shared_mutex> guard{mu_};
+    auto it = tokens_.find(std::string{parts->id});
+    if (it == tokens_.end())
+      return {token_verdict::unknown, nullptr};
+    t = it->second;
+  }
+  auto hash = sha256(parts->secret);
+  if (CRYPTO_memcmp(hash.data(), t->secret_hash.data(), hash.size()) != 0)
+    return {token_verdict::unknown, nullptr};
+  if (t->revoked_ms != 0)
+    return {token_verdict::revoked, std::move(t)};
+  if (t->expired(now))
+    return {token_verdict::expired, std::move(t)};
+  return {token_verdict::ok, std::move(t)};
+}
+
+} // namespace twin::api

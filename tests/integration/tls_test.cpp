@@ -1,0 +1,135 @@
+// The HTTP API over TLS, with certificates the test makes with openssl: curl and twinctl
+// over https, a plain-text client refused, a certificate from another authority refused,
+// and mutual TLS.
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gauge_model.hpp"
+#include "http_client.hpp"
+#include "process.hpp"
+#include "stop_node.hpp"
+#include "test_certs.hpp"
+#include "test_support.hpp"
+#include "twinctl_run.hpp"
+
+namespace twin::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+class tls_test : public ::testing::Test {
+protected:
+  void SetUp() override {
+    ASSERT_TRUE(make_test_certs(dir_.path())) << "openssl cannot make the test certificates";
+  }
+
+  void start(std::vector<std::string> extra = {}) {
+    port_ = free_port();
+    metrics_ = free_port();
+    std::vector<std::string> args{"--metrics-port", std::to_string(metrics_), "--tls-cert",
+                                  dir_.sub("server.pem"), "--tls-key", dir_.sub("server.key")};
+    args.insert(args.end(), extra.begin(), extra.end());
+    node_ = start_gauge_node(dir_, port_, args);
+    ASSERT_TRUE(wait_for_200(metrics_, "/readyz", 20s)) << node_->stderr_text();
+  }
+
+  void TearDown() override { stop_node(node_); }
+
+  /// curl's exit code, and the status of the answer on a line.
+  run_result curl(const std::string& path, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{"/usr/bin/curl", "-sS", "-o", "/dev/null", "-w",
+                                  "%{http_code}\n", "--max-time", "10", "-H",
+                                  "Authorization: Bearer " + test_admin_token};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("https://127.0.0.1:" + std::to_string(port_) + path);
+    return run_to_end(argv, {}, 20s);
+  }
+
+  run_result twinctl(const std::vector<std::string>& args, const std::string& ca) {
+    std::vector<std::string> argv{TWINCTL_PATH, "--server",
+                                  "https://127.0.0.1:" + std::to_string(port_), "--ca-file", ca,
+                                  "--token", test_admin_token};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_to_end(argv, {}, 20s);
+  }
+
+  temp_dir dir_;
+  int port_ = 0;
+  int metrics_ = 0;
+  std::unique_ptr<process> node_;
+};
+
+TEST_F(tls_test, the_api_speaks_https_only_and_twinctl_checks_whom_it_speaks_to) {
+  ASSERT_NO_FATAL_FAILURE(start());
+  auto ok = curl("/v1/twins", {"--cacert", dir_.sub("ca.pem")});
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_EQ(ok.out, "200\n");
+  // Plain HTTP on the TLS port gets no answer; curl trusting another authority refuses.
+  EXPECT_EQ(http_client{port_}.call("GET", "/v1/twins").status, 0u);
+  EXPECT_NE(curl("/v1/twins", {"--cacert", dir_.sub("other.pem")}).code, 0);
+
+  auto put = twinctl({"put", "t:g1", "--type", "gauge"}, dir_.sub("ca.pem"));
+  ASSERT_EQ(put.code, 0) << put.err;
+  auto got = twinctl({"--json", "get", "t:g1"}, dir_.sub("ca.pem"));
+  ASSERT_EQ(got.code, 0) << got.err;
+  EXPECT_EQ(json::parse(got.out)["version"], 1);
+  // The change stream over TLS.
+  process follow{{TWINCTL_PATH, "--server", "https://127.0.0.1:" + std::to_string(port_),
+                  "--ca-file", dir_.sub("ca.pem"), "--token", test_admin_token, "--json",
+                  "events", "--prefix", "t:g1", "--count", "1"}};
+  bool heard = false;
+  for (int level = 0; level < 100 && !heard; ++level) {
+    twinctl({"telemetry", "send", "t:g1", "{\"level\": " + std::to_string(level) + "}"},
+            dir_.sub("ca.pem"));
+    heard = follow.wait(200ms).has_value();
+  }
+  ASSERT_TRUE(heard) << follow.stderr_text();
+  auto line = follow.read_line(1s);
+  ASSERT_TRUE(line);
+  EXPECT_NE(line->find("\"changed\""), std::string::npos) << *line;
+  // A node whose certificate another authority signed is not spoken to (exit 2).
+  auto wary = twinctl({"get", "t:g1"}, dir_.sub("other.pem"));
+  EXPECT_EQ(wary.code, 2);
+  EXPECT_NE(wary.err.find("certificate verify failed"), std::string::npos) << wary.err;
+  auto missing = twinctl({"get", "t:g1"}, dir_.sub("missing.pem"));
+  EXPECT_NE(missing.code, 0);
+}
+
+TEST_F(tls_test, with_mutual_tls_a_client_must_show_a_certificate_of_the_authority) {
+  ASSERT_NO_FATAL_FAILURE(start({"--tls-client-ca", dir_.sub("ca.pem")}));
+  EXPECT_NE(curl("/v1/twins", {"--cacert", dir_.sub("ca.pem")}).code, 0);
+  EXPECT_NE(curl("/v1/twins", {"--cacert", dir_.sub("ca.pem"), "--cert", dir_.sub("other.pem"),
+                               "--key", dir_.sub("other.key")})
+              .code,
+            0);
+  auto ok = curl("/v1/twins", {"--cacert", dir_.sub("ca.pem"), "--cert", dir_.sub("client.pem"),
+                               "--key", dir_.sub("client.key")});
+  EXPECT_EQ(ok.code, 0) << ok.err;
+  EXPECT_EQ(ok.out, "200\n");
+  // The certificate does not stand for a token.
+  auto no_token = run_to_end({"/usr/bin/curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}\n",
+                              "--cacert", dir_.sub("ca.pem"), "--cert", dir_.sub("client.pem"),
+                              "--key", dir_.sub("client.key"),
+                              "https://127.0.0.1:" + std::to_string(port_) + "/v1/twins"});
+  EXPECT_EQ(no_token.out, "401\n");
+}
+
+TEST_F(tls_test, a_node_with_a_certificate_it_cannot_use_does_not_start) {
+  port_ = free_port();
+  node_ = start_gauge_node(dir_, port_, {"--metrics-port", "0", "--tls-cert",
+                                         dir_.sub("server.pem"), "--tls-key",
+                                         dir_.sub("missing.key")});
+  EXPECT_EQ(node_->wait(20s), 1);
+  EXPECT_NE(node_->stderr_text().find("TLS: cannot use the key"), std::string::npos)
+    << node_->stderr_text();
+  node_.reset();
+}
+
+} // namespace
+} // namespace twin::test
