@@ -129,17 +129,11 @@ int token_commands::run(client& c, bool as_json) const {
     method = http::verb::delete_;
     target += "/" + id_;
   }
-  reply r;
-  try {
-    r = c.call(method, target, body);
-  } catch (const std::exception& e) {
-    std::cerr << "twinctl: no answer from the node: " << e.what() << '\n';
-    return unreachable;
-  }
-  if (int code = exit_code_of(r.status); code != ok) {
-    std::cerr << "twinctl: " << error_text(r) << '\n';
+  int code = ok;
+  auto answer = call_checked(c, method, target, code, body);
+  if (!answer)
     return code;
-  }
+  const auto& r = *answer;
   try {
     if (revoke_->parsed()) {
       std::cout << "revoked " << id_ << '\n';
@@ -189,17 +183,11 @@ void audit_command::add_to(CLI::App& app) {
 int audit_command::run(client& c, bool as_json) const {
   auto query = query_string({{"from", from_}, {"to", to_}, {"token", token_}, {"twin", twin_},
                              {"cursor", cursor_}, {"limit", limit_ ? std::to_string(limit_) : ""}});
-  reply r;
-  try {
-    r = c.call(http::verb::get, "/v1/audit" + query);
-  } catch (const std::exception& e) {
-    std::cerr << "twinctl: no answer from the node: " << e.what() << '\n';
-    return unreachable;
-  }
-  if (int code = exit_code_of(r.status); code != ok) {
-    std::cerr << "twinctl: " << error_text(r) << '\n';
+  int code = ok;
+  auto answer = call_checked(c, http::verb::get, "/v1/audit" + query, code);
+  if (!answer)
     return code;
-  }
+  const auto& r = *answer;
   if (as_json) {
     std::cout << r.body.dump(2) << '\n';
     return ok;

@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <iostream>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -126,6 +127,24 @@ reply client::call(http::verb method, const std::string& target, const std::stri
   beast::error_code ec;
   stream.tcp().socket().shutdown(tcp::socket::shutdown_both, ec);
   return out;
+}
+
+std::optional<reply> call_checked(client& c, http::verb method, const std::string& target,
+                                  int& code, const std::string& body) {
+  reply r;
+  try {
+    r = c.call(method, target, body);
+  } catch (const std::exception& e) {
+    std::cerr << "twinctl: no answer from the node: " << e.what() << '\n';
+    code = unreachable;
+    return std::nullopt;
+  }
+  code = exit_code_of(r.status);
+  if (code != ok) {
+    std::cerr << "twinctl: " << error_text(r) << '\n';
+    return std::nullopt;
+  }
+  return r;
 }
 
 int exit_code_of(unsigned status) {

@@ -93,6 +93,11 @@ private:
   std::chrono::seconds timeout_;
 };
 
+/// `c.call(...)`, or nullopt with `code` set when the node did not answer or answered an
+/// error (said on stderr).
+std::optional<reply> call_checked(client& c, http::verb method, const std::string& target,
+                                  int& code, const std::string& body = {});
+
 /// The exit code of an answer's status: 0 done, 3 not found, 4 conflict, 5 refused, 6
 /// failed, 7 denied.
 int exit_code_of(unsigned status);

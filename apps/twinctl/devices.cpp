@@ -96,19 +96,14 @@ int device_commands::run(client& c) const {
   if (!type_.empty()) {
     std::string cursor;
     for (int pages = 0; pages < 100000; ++pages) {
-      reply r;
-      try {
-        r = c.call(http::verb::get,
-                   "/v1/twins" + query_string({{"type", type_}, {"limit", "1000"},
-                                               {"cursor", cursor}}));
-      } catch (const std::exception& e) {
-        std::cerr << "twinctl: no answer from the node: " << e.what() << '\n';
-        return unreachable;
-      }
-      if (int code = exit_code_of(r.status); code != ok) {
-        std::cerr << "twinctl: " << error_text(r) << '\n';
+      int code = ok;
+      auto answer = call_checked(
+        c, http::verb::get,
+        "/v1/twins" + query_string({{"type", type_}, {"limit", "1000"}, {"cursor", cursor}}),
+        code);
+      if (!answer)
         return code;
-      }
+      const auto& r = *answer;
       for (const auto& t : r.body.value("items", json::array()))
         ids.push_back(t.value("id", ""));
       if (!r.body.contains("cursor") || !r.body["cursor"].is_string())

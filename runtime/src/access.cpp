@@ -136,6 +136,7 @@ caf::expected<access_token> access_token::decode(std::string_view bytes) {
     t.created_by = str(r.getCreatedBy());
   });
   if (failure != nullptr || !known_role || t.secret_hash.size() != 32
+      || t.id.size() != access_token::id_chars || !std::all_of(t.id.begin(), t.id.end(), is_hex)
       || !std::is_sorted(t.namespaces.begin(), t.namespaces.end())
       || !std::is_sorted(t.twins.begin(), t.twins.end()))
     return make_error(runtime_errc::store_corrupt, "a stored API token cannot be read");

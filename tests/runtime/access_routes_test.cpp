@@ -117,11 +117,14 @@ protected:
   /// The answer of `handle` to a request with `authorization` (blocking work runs in the
   /// call; a stream's subscription is in the answer).
   api::response call(const std::string& method, const std::string& target,
-                     const std::string& body, const std::string& authorization) {
+                     const std::string& body, const std::string& authorization,
+                     const std::string& origin = {},
+                     const std::string& content_type = "application/json") {
     api::request req;
     req.method = method;
     req.target = target;
-    req.content_type = "application/json";
+    req.origin = origin;
+    req.content_type = content_type;
     req.body = body;
     req.authorization = authorization;
     req.peer = "127.0.0.1";
@@ -319,6 +322,38 @@ TEST_F(access_routes_test, an_event_stream_has_the_events_of_its_tokens_namespac
     ids.push_back(ev->id.str());
   EXPECT_EQ(ids, std::vector<std::string>{"f:m1"});
   EXPECT_TRUE(other.stream->take().empty());
+}
+
+TEST_F(access_routes_test, a_web_page_with_an_admins_token_at_hand_changes_nothing) {
+  // The attacks of a page that a user opens: a bodyless command as text/plain from another
+  // origin, a PATCH of the desired state, a delete; the browser would add the user's token.
+  auto admin = "Bearer " + make("root", role::admin);
+  reset_twins();
+  auto before = state();
+  struct attack {
+    std::string method, target, body, content_type;
+    unsigned status;
+  };
+  for (const auto& a : std::vector<attack>{
+         {"POST", "/v1/twins/f:m1/commands/stop", "", "text/plain", 403},
+         {"PATCH", "/v1/twins/f:m1", R"({"desired":{"rpm":6000}})", "application/json", 403},
+         {"DELETE", "/v1/twins/f:gone", "", "", 403},
+         {"POST", "/v1/tokens", R"({"name":"evil","role":"admin"})", "application/json", 403}}) {
+    auto res = call(a.method, a.target, a.body, admin, "http://evil.example", a.content_type);
+    EXPECT_EQ(res.status, a.status) << a.method << " " << a.target;
+    EXPECT_EQ(res.body["error"]["code"], "forbidden_origin") << a.method << " " << a.target;
+  }
+  // Without an Origin (not a page), a command must still say it is JSON.
+  auto plain = call("POST", "/v1/twins/f:m1/commands/stop", "", admin, {}, "text/plain");
+  EXPECT_EQ(plain.status, 415u);
+  EXPECT_TRUE(state() == before) << "a page's request changed something";
+  api::audit_query q;
+  q.limit = api::audit_query::max_limit;
+  auto page = audit_->read(q);
+  ASSERT_TRUE(page);
+  EXPECT_EQ(std::count_if(page->items.begin(), page->items.end(),
+                          [](const api::audit_entry& e) { return e.outcome == "forbidden_origin"; }),
+            4);
 }
 
 TEST(failure_throttle, an_address_that_keeps_failing_waits_longer_each_time_and_others_do_not) {

@@ -10,6 +10,7 @@
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
 
+#include "hex.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/record.hpp"
 #include "twin/runtime/thread_name.hpp"
@@ -45,33 +46,6 @@ uint64_t seq_of(const rocksdb::Slice& key) {
   for (size_t i = 8; i < 16 && i < key.size(); ++i)
     seq = (seq << 8) | static_cast<unsigned char>(key[i]);
   return seq;
-}
-
-std::string hex(const std::string& bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
-
-std::optional<std::string> unhex(const std::string& text) {
-  if (text.size() != 32)
-    return std::nullopt;
-  std::string out;
-  for (size_t i = 0; i < text.size(); i += 2) {
-    auto nibble = [](char c) {
-      return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    };
-    int hi = nibble(text[i]);
-    int lo = nibble(text[i + 1]);
-    if (hi < 0 || lo < 0)
-      return std::nullopt;
-    out += static_cast<char>(hi * 16 + lo);
-  }
-  return out;
 }
 
 kj::StringPtr text(const std::string& s) {
@@ -269,8 +243,8 @@ caf::expected<audit_page> audit_log::read(const audit_query& q) {
                       "limit must be 1 to " + std::to_string(audit_query::max_limit));
   std::string start = key_of(q.from_ms, 0);
   if (!q.cursor.empty()) {
-    auto at = unhex(q.cursor);
-    if (!at)
+    auto at = from_hex(q.cursor);
+    if (!at || at->size() != 16)
       return make_error(runtime_errc::invalid_argument, "cursor is not one this node gave");
     start = *at;
   }
@@ -280,7 +254,7 @@ caf::expected<audit_page> audit_log::read(const audit_query& q) {
   size_t examined = 0;
   for (it->Seek(start); it->Valid() && it->key().compare(end) < 0; it->Next()) {
     if (page.items.size() == q.limit || ++examined > max_examined) {
-      page.cursor = hex(it->key().ToString());
+      page.cursor = to_hex(it->key().ToString());
       break;
     }
     auto e = decode(it->value());

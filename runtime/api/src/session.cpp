@@ -43,6 +43,10 @@ session::session(std::shared_ptr<asio::io_context> ioc, transport stream,
     max_body_(state->max_body),
     state_(std::move(state)) {
   state_->connections.fetch_add(1);
+  beast::error_code ec;
+  auto peer = stream_.tcp().socket().remote_endpoint(ec);
+  if (!ec)
+    peer_ = peer.address().to_string();
 }
 
 session::~session() {
@@ -191,10 +195,7 @@ void session::on_read(beast::error_code ec) {
   req.if_match = std::string{msg[http::field::if_match]};
   req.if_none_match = std::string{msg[http::field::if_none_match]};
   req.authorization = std::string{msg[http::field::authorization]};
-  beast::error_code peer_ec;
-  auto peer = stream_.tcp().socket().remote_endpoint(peer_ec);
-  if (!peer_ec)
-    req.peer = peer.address().to_string();
+  req.peer = peer_;
   req.body = std::move(msg.body());
   keep_alive_ = msg.keep_alive();
   version_ = msg.version();

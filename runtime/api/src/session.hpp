@@ -145,6 +145,7 @@ private:
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   const route_context& ctx_;  ///< the server's, which outlives its sessions' work
+  std::string peer_;          ///< the client's address
   asio::steady_timer heartbeat_;
   std::shared_ptr<runtime::change_feed::subscription> events_;  ///< set: streaming events
   std::string pending_;  ///< what the event stream writes next

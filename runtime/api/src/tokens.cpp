@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "hex.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/record.hpp"
 
@@ -29,27 +30,42 @@ using runtime::runtime_errc;
 namespace {
 
 
+/// SHA-256 of `text`. The digest is fetched once and each thread keeps its context: a
+/// request's check costs the hash alone, not OpenSSL's lookups.
 std::string sha256(std::string_view text) {
-  std::array<unsigned char, 32> md{};
+  static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  struct context {
+    EVP_MD_CTX* p = EVP_MD_CTX_new();
+    ~context() { EVP_MD_CTX_free(p); }
+  };
+  thread_local context ctx;
+  std::array<unsigned char, 32> out{};
   unsigned int n = 0;
-  EVP_Digest(text.data(), text.size(), md.data(), &n, EVP_sha256(), nullptr);
-  return std::string{reinterpret_cast<const char*>(md.data()), md.size()};
+  EVP_DigestInit_ex(ctx.p, md, nullptr);
+  EVP_DigestUpdate(ctx.p, text.data(), text.size());
+  EVP_DigestFinal_ex(ctx.p, out.data(), &n);
+  return std::string{reinterpret_cast<const char*>(out.data()), out.size()};
+}
+
+/// The key of a token id (16 hex digits) in the registry's map.
+uint64_t key_of(std::string_view id) {
+  uint64_t k = 0;
+  for (char c : id)
+    k = (k << 4) | static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  return k;
+}
+
+/// Whether `id` is 16 lowercase hex digits.
+bool valid_id(std::string_view id) {
+  return id.size() == access_token::id_chars
+         && std::all_of(id.begin(), id.end(),
+                        [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 caf::expected<std::string> random_bytes(size_t n) {
   std::string out(n, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1)
     return make_error(runtime_errc::unavailable, "no random bytes for a token");
-  return out;
-}
-
-std::string hex(std::string_view bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
   return out;
 }
 
@@ -71,6 +87,17 @@ std::string base64url(std::string_view bytes) {
   if (bits > 0)
     out += alphabet[(acc << (6 - bits)) & 63];
   return out;
+}
+
+/// The text of a new token: a random id and a random secret of 32 bytes.
+caf::expected<std::string> new_token_text() {
+  auto id = random_bytes(access_token::id_chars / 2);
+  auto secret = random_bytes(32);
+  if (!id)
+    return id.error();
+  if (!secret)
+    return secret.error();
+  return "twn_" + to_hex(*id) + "_" + base64url(*secret);
 }
 
 /// Writes `text` to a new file `path` readable by its owner only.
@@ -119,14 +146,15 @@ void token_registry::keep(access_token t) {
   auto id = t.id;
   auto p = std::make_shared<const access_token>(std::move(t));
   std::unique_lock<std::shared_mutex> guard{mu_};
-  tokens_[id] = std::move(p);
+  tokens_[key_of(id)] = std::move(p);
 }
 
 caf::error token_registry::load() {
   auto follow = store_->follow([this](const std::string& id, const std::string& bytes) {
     if (bytes.empty()) {
       std::unique_lock<std::shared_mutex> guard{mu_};
-      tokens_.erase(id);
+      if (valid_id(id))
+        tokens_.erase(key_of(id));
       return;
     }
     auto t = access_token::decode(bytes);
@@ -173,21 +201,18 @@ caf::expected<token_registry::issued> token_registry::create(access_token spec,
                         "the node holds " + std::to_string(max_tokens)
                           + " tokens already; revoke some first");
   }
-  auto id = random_bytes(access_token::id_chars / 2);
-  auto secret = random_bytes(32);
-  if (!id)
-    return id.error();
-  if (!secret)
-    return secret.error();
+  auto text = new_token_text();
+  if (!text)
+    return text.error();
+  auto parts = runtime::parse_token(*text);
   issued out;
   out.token = std::move(spec);
-  out.token.id = hex(*id);
-  auto secret_text = base64url(*secret);
-  out.token.secret_hash = sha256(secret_text);
+  out.token.id = std::string{parts->id};
+  out.token.secret_hash = sha256(parts->secret);
   out.token.created_ms = now_ms();
   out.token.revoked_ms = 0;
   out.token.created_by = by;
-  out.text = "twn_" + out.token.id + "_" + secret_text;
+  out.text = std::move(*text);
   if (auto err = put(out.token, std::nullopt))
     return err;
   return out;
@@ -205,13 +230,10 @@ caf::expected<std::string> token_registry::bootstrap(const std::string& path) {
     }
     if (active_admin)
       return "an admin token exists: none written to " + path;
-    auto id = random_bytes(access_token::id_chars / 2);
-    auto secret = random_bytes(32);
-    if (!id)
-      return id.error();
-    if (!secret)
-      return secret.error();
-    if (auto err = write_secret_file(path, "twn_" + hex(*id) + "_" + base64url(*secret)))
+    auto text = new_token_text();
+    if (!text)
+      return text.error();
+    if (auto err = write_secret_file(path, *text))
       return err;
   }
   std::ifstream in{path};
@@ -275,7 +297,9 @@ std::vector<access_token> token_registry::list() const {
 
 std::shared_ptr<const access_token> token_registry::find(const std::string& id) const {
   std::shared_lock<std::shared_mutex> guard{mu_};
-  auto it = tokens_.find(id);
+  if (!valid_id(id))
+    return nullptr;
+  auto it = tokens_.find(key_of(id));
   return it == tokens_.end() ? nullptr : it->second;
 }
 
@@ -306,7 +330,7 @@ token_registry::verified token_registry::verify(std::string_view text, int64_t n
   std::shared_ptr<const access_token> t;
   {
     std::shared_lock<std::shared_mutex> guard{mu_};
-    auto it = tokens_.find(std::string{parts->id});
+    auto it = tokens_.find(key_of(parts->id));
     if (it == tokens_.end())
       return {token_verdict::unknown, nullptr};
     t = it->second;

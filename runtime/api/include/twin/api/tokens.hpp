@@ -82,7 +82,8 @@ private:
   warn_fn warn_;
   std::mutex write_mu_;  ///< one change at a time
   mutable std::shared_mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<const runtime::access_token>> tokens_;
+  /// By id, as a number (16 hex digits).
+  std::unordered_map<uint64_t, std::shared_ptr<const runtime::access_token>> tokens_;
 };
 
 } // namespace twin::api
