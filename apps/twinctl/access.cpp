@@ -54,8 +54,14 @@ void credentials::add_to(CLI::App& app) {
                  "PEM certificates that sign an https node's certificate (default: the "
                  "system's)")
     ->envname("TWIN_CA_FILE");
+  app.add_option("--cert-file", cert_file,
+                 "PEM certificate twinctl shows an https node that asks for one (mutual TLS)")
+    ->envname("TWIN_CERT_FILE");
+  app.add_option("--key-file", key_file, "PEM key of --cert-file (default: in that file)")
+    ->envname("TWIN_KEY_FILE");
   app.add_option("--config", config,
-                 "TOML file of server, token, token-file and ca-file (default: "
+                 "TOML file of server, token, token-file, ca-file, cert-file and key-file "
+                 "(default: "
                  "~/.config/twinctl/config.toml)")
     ->envname("TWINCTL_CONFIG");
 }
@@ -81,8 +87,10 @@ std::string credentials::resolve(const CLI::App& app) {
       token = values["token"];
       token_file = values["token-file"];
     }
-    if (ca_file.empty())
-      ca_file = values["ca-file"];
+    for (auto [key, field] : {std::pair{"ca-file", &ca_file}, {"cert-file", &cert_file},
+                              {"key-file", &key_file}})
+      if (field->empty())
+        *field = values[key];
   }
   if (token.empty() && !token_file.empty()) {
     std::ifstream in{token_file};

@@ -18,13 +18,17 @@ struct credentials {
   std::string token;       ///< --token, or TWIN_TOKEN
   std::string token_file;  ///< --token-file, or TWIN_TOKEN_FILE
   std::string ca_file;     ///< --ca-file, or TWIN_CA_FILE: signs an https node's certificate
+  std::string cert_file;   ///< --cert-file, or TWIN_CERT_FILE: twinctl's own (mutual TLS)
+  std::string key_file;    ///< --key-file, or TWIN_KEY_FILE: its key
   std::string config;      ///< --config; default: $XDG_CONFIG_HOME/twinctl/config.toml
 
-  /// Declares --server, --token, --token-file, --ca-file and --config on `app`.
+  /// Declares --server, --token, --token-file, --ca-file, --cert-file, --key-file and
+  /// --config on `app`.
   void add_to(CLI::App& app);
 
   /// After parsing: fills what the command line and the environment left empty from the
-  /// config file (keys `server`, `token`, `token-file`, `ca-file`), then reads the token of the token
+  /// config file (keys `server`, `token`, `token-file`, `ca-file`, `cert-file`, `key-file`),
+  /// then reads the token of the token
   /// file. The reason if that fails, "" if not.
   std::string resolve(const CLI::App& app);
 };

@@ -54,6 +54,11 @@ transport make_stream(asio::io_context& ioc, const server_address& addr,
   else
     tls->load_verify_file(addr.ca_file);  // throws if it cannot be read
   tls->set_verify_mode(asio::ssl::verify_peer);
+  if (!addr.cert_file.empty()) {
+    tls->use_certificate_chain_file(addr.cert_file);
+    tls->use_private_key_file(addr.key_file.empty() ? addr.cert_file : addr.key_file,
+                              asio::ssl::context::pem);
+  }
   transport out{tcp::socket{ioc}, *tls};
   out.tls().set_verify_callback(asio::ssl::host_name_verification(addr.host));
   SSL_set_tlsext_host_name(out.tls().native_handle(), addr.host.c_str());

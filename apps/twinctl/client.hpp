@@ -43,6 +43,8 @@ struct server_address {
   std::string port;
   bool tls = false;     ///< https://
   std::string ca_file;  ///< with TLS: PEM certificates that sign the node's; empty: the system's
+  std::string cert_file;  ///< with TLS: the client's PEM certificate (mutual TLS); empty: none
+  std::string key_file;   ///< its key; empty: in `cert_file`
 };
 
 /// "http://host:port", "https://host:port" (or "host:port"); the port defaults to 8080.
@@ -55,7 +57,8 @@ void connect(transport& stream, tcp::resolver& resolver, const server_address& a
              std::function<void(beast::error_code)> done);
 
 /// A new stream for `addr` on `ioc`: TLS over TCP for https (its context is `tls`, made
-/// here), plain TCP otherwise. Throws beast::system_error if the CA file cannot be read.
+/// here), plain TCP otherwise. Throws beast::system_error if the CA file, the certificate or
+/// its key cannot be read.
 transport make_stream(asio::io_context& ioc, const server_address& addr,
                       std::optional<asio::ssl::context>& tls);
 

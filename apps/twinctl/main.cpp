@@ -288,6 +288,8 @@ int main(int argc, char** argv) {
     return usage;
   }
   addr.ca_file = creds.ca_file;
+  addr.cert_file = creds.cert_file;
+  addr.key_file = creds.key_file;
   if (tokens.parsed() || audit.parsed() || devices.parsed()) {
     client c{addr, token, std::chrono::seconds{timeout_s}};
     if (devices.parsed())

@@ -131,6 +131,9 @@ caf::expected<cluster::node_options> member_options(const node::options& o,
     return id.error();
   cluster::node_options c;
   c.etcd = o.cluster_etcd;
+  c.etcd_ca_file = o.etcd_ca_file;
+  c.etcd_cert_file = o.etcd_cert_file;
+  c.etcd_key_file = o.etcd_key_file;
   c.cluster = o.cluster_name;
   c.id = *id;
   c.bind = o.bind;

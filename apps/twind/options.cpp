@@ -98,6 +98,11 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--cluster-etcd", o.cluster_etcd,
                  "etcd endpoints (http://host:port, comma separated): join the cluster they "
                  "coordinate (empty: the node is alone)");
+  app.add_option("--etcd-ca-file", o.etcd_ca_file,
+                 "PEM certificates that sign an https:// etcd's (default: the system's)");
+  app.add_option("--etcd-cert-file", o.etcd_cert_file,
+                 "PEM certificate the node shows etcd (for etcd's --client-cert-auth)");
+  app.add_option("--etcd-key-file", o.etcd_key_file, "PEM key of --etcd-cert-file");
   app.add_option("--cluster-name", o.cluster_name, "The cluster's name: its keys in etcd")
     ->capture_default_str();
   app.add_option("--cluster-port", o.cluster_port, "Port of the traffic between members")

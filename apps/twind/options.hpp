@@ -48,6 +48,9 @@ struct options {
   std::string mqtt_shared_group;       ///< --mqtt-shared-group: MQTT 5 shared subscription
   // cluster
   std::string cluster_etcd;            ///< --cluster-etcd URL[,URL]: join that cluster; empty: alone
+  std::string etcd_ca_file;            ///< --etcd-ca-file: signs an https etcd's certificate
+  std::string etcd_cert_file;          ///< --etcd-cert-file: the node's certificate for etcd
+  std::string etcd_key_file;           ///< --etcd-key-file: its key
   std::string cluster_name = "twin";   ///< --cluster-name: the cluster's keys in etcd
   int cluster_port = 7700;             ///< --cluster-port: traffic between members
   int replication_port = 0;            ///< --replication-port: shards' batches (0: any)

@@ -1,5 +1,6 @@
 #include "etcd.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -11,7 +12,9 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "twin/api/transport.hpp"
 #include "twin/cluster/errc.hpp"
+#include "twin/runtime/errc.hpp"
 #include "twin/runtime/thread_name.hpp"
 
 namespace twin::cluster::etcd {
@@ -19,8 +22,10 @@ namespace twin::cluster::etcd {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace asio = boost::asio;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 using json = nlohmann::json;
+using api::transport;
 
 namespace {
 
@@ -135,6 +140,7 @@ json compare_json(const compare& c) {
 struct endpoint {
   std::string host;
   std::string port;
+  bool tls = false;  ///< https
 };
 
 caf::expected<std::vector<endpoint>> parse_endpoints(const std::string& text) {
@@ -144,20 +150,80 @@ caf::expected<std::vector<endpoint>> parse_endpoints(const std::string& text) {
     auto comma = text.find(',', start);
     auto url = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     start = comma == std::string::npos ? text.size() + 1 : comma + 1;
-    if (url.rfind("http://", 0) != 0)
+    bool tls = url.rfind("https://", 0) == 0;
+    if (url.rfind("http://", 0) != 0 && !tls)
       return make_error(cluster_errc::config_mismatch,
-                        "etcd endpoint '" + url + "' is not an http://host:port URL");
-    auto hostport = url.substr(7);
+                        "etcd endpoint '" + url + "' is not an http(s)://host:port URL");
+    auto hostport = url.substr(tls ? 8 : 7);
     if (!hostport.empty() && hostport.back() == '/')
       hostport.pop_back();
     auto colon = hostport.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == hostport.size()
         || hostport.find('/') != std::string::npos)
       return make_error(cluster_errc::config_mismatch,
-                        "etcd endpoint '" + url + "' is not an http://host:port URL");
-    out.push_back({hostport.substr(0, colon), hostport.substr(colon + 1)});
+                        "etcd endpoint '" + url + "' is not an http(s)://host:port URL");
+    out.push_back({hostport.substr(0, colon), hostport.substr(colon + 1), tls});
   }
   return out;
+}
+
+/// The TLS context of `where` (for its https endpoints): its CA, or the system's, and the
+/// client's certificate if it has one. The reason if a file cannot be used.
+caf::expected<std::shared_ptr<ssl::context>> tls_context(const endpoints& where) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_client);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_tlsv1
+                   | ssl::context::no_tlsv1_1);
+  beast::error_code ec;
+  auto fail = [&](const std::string& what) {
+    return make_error(cluster_errc::config_mismatch,
+                      "etcd TLS: cannot use " + what + ": " + ec.message());
+  };
+  if (where.ca_file.empty())
+    ctx->set_default_verify_paths(ec);
+  else
+    ctx->load_verify_file(where.ca_file, ec);
+  if (ec)
+    return fail("the CA " + where.ca_file);
+  if (!where.cert_file.empty()) {
+    ctx->use_certificate_chain_file(where.cert_file, ec);
+    if (ec)
+      return fail("the certificate " + where.cert_file);
+    auto key = where.key_file.empty() ? where.cert_file : where.key_file;
+    ctx->use_private_key_file(key, ssl::context::pem, ec);
+    if (ec)
+      return fail("the key " + key);
+  }
+  ctx->set_verify_mode(ssl::verify_peer);
+  return ctx;
+}
+
+/// A stream to `ep` on `ioc` (TLS with `tls` for https, checking etcd's certificate and
+/// name), connected and its handshake done, or the error; runs `ioc` until then.
+beast::error_code open_stream(asio::io_context& ioc, const endpoint& ep, ssl::context* tls,
+                              std::chrono::milliseconds timeout,
+                              std::unique_ptr<transport>& out) {
+  beast::error_code ec;
+  tcp::resolver resolver{ioc};
+  auto results = resolver.resolve(ep.host, ep.port, ec);
+  if (ec)
+    return ec;
+  if (ep.tls && tls == nullptr)
+    return make_error_code(asio::error::operation_not_supported);  // its files failed
+  out = ep.tls ? std::make_unique<transport>(tcp::socket{ioc}, *tls)
+               : std::make_unique<transport>(tcp::socket{ioc});
+  if (ep.tls) {
+    out->tls().set_verify_callback(ssl::host_name_verification(ep.host));
+    SSL_set_tlsext_host_name(out->tls().native_handle(), ep.host.c_str());
+  }
+  out->tcp().expires_after(timeout);
+  out->tcp().async_connect(results, [&](beast::error_code e, const tcp::endpoint&) {
+    ec = e;
+    if (!e && ep.tls)
+      out->tls().async_handshake(ssl::stream_base::client, [&](beast::error_code h) { ec = h; });
+  });
+  ioc.restart();
+  ioc.run();
+  return ec;
 }
 
 } // namespace
@@ -206,11 +272,13 @@ std::string prefix_end(const std::string& prefix) {
 
 struct client::impl {
   std::vector<endpoint> endpoints;
+  std::shared_ptr<ssl::context> tls;  ///< for https endpoints
+  std::string tls_error;              ///< why there is none for https endpoints
   std::chrono::milliseconds timeout;
   std::mutex mtx;
   size_t current = 0;  ///< the endpoint that answered last
   asio::io_context ioc;
-  std::unique_ptr<beast::tcp_stream> stream;  ///< kept between calls
+  std::unique_ptr<transport> stream;  ///< kept between calls
   beast::flat_buffer buffer;
   std::atomic<uint64_t> round_trips{0};
   std::atomic<uint64_t> failures{0};
@@ -223,15 +291,7 @@ struct client::impl {
     beast::error_code ec;
     sent = false;
     if (!stream) {
-      tcp::resolver resolver{ioc};
-      auto results = resolver.resolve(ep.host, ep.port, ec);
-      if (ec)
-        return ec;
-      stream = std::make_unique<beast::tcp_stream>(ioc);
-      stream->expires_after(timeout);
-      stream->async_connect(results, [&](beast::error_code e, const tcp::endpoint&) { ec = e; });
-      ioc.restart();
-      ioc.run();
+      ec = open_stream(ioc, ep, tls.get(), timeout, stream);
       if (ec)
         return ec;
     }
@@ -242,7 +302,7 @@ struct client::impl {
     req.body() = body;
     req.prepare_payload();
     sent = true;
-    stream->expires_after(timeout);
+    stream->tcp().expires_after(timeout);
     http::async_write(*stream, req, [&](beast::error_code e, size_t) {
       ec = e;
       if (!e)
@@ -255,6 +315,8 @@ struct client::impl {
 
   caf::expected<json> call(const std::string& target, const json& body) {
     std::lock_guard<std::mutex> guard{mtx};
+    if (!tls_error.empty())
+      return make_error(cluster_errc::config_mismatch, tls_error);
     auto text = body.dump();
     std::string why;
     // The endpoint that answered last, then the others; a call that reached one and
@@ -268,7 +330,7 @@ struct client::impl {
       if (ec || !res.keep_alive()) {
         beast::error_code ignored;
         if (stream)
-          stream->socket().close(ignored);
+          stream->tcp().socket().close(ignored);
         stream.reset();
         buffer.clear();
       }
@@ -295,19 +357,32 @@ struct client::impl {
   }
 };
 
-client::client(const std::string& endpoints, std::chrono::milliseconds timeout)
+client::client(const endpoints& where, std::chrono::milliseconds timeout)
   : impl_(std::make_unique<impl>()) {
-  auto eps = parse_endpoints(endpoints);
+  auto eps = parse_endpoints(where.urls);
   if (eps)
     impl_->endpoints = std::move(*eps);
+  if (std::any_of(impl_->endpoints.begin(), impl_->endpoints.end(),
+                  [](const endpoint& e) { return e.tls; })) {
+    auto tls = tls_context(where);
+    if (tls)
+      impl_->tls = std::move(*tls);
+    else
+      impl_->tls_error = runtime::error_message(tls.error());
+  }
   impl_->timeout = timeout;
 }
 
 client::~client() = default;
 
-caf::error client::check_endpoints(const std::string& endpoints) {
-  auto eps = parse_endpoints(endpoints);
-  return eps ? caf::error{} : eps.error();
+caf::error client::check_endpoints(const endpoints& where) {
+  auto eps = parse_endpoints(where.urls);
+  if (!eps)
+    return eps.error();
+  if (std::any_of(eps->begin(), eps->end(), [](const endpoint& e) { return e.tls; }))
+    if (auto tls = tls_context(where); !tls)
+      return tls.error();
+  return {};
 }
 
 caf::expected<int64_t> client::put(const std::string& key, const std::string& value,
@@ -398,6 +473,7 @@ uint64_t client::failures() const {
 
 struct watch::impl {
   std::vector<endpoint> endpoints;
+  std::shared_ptr<ssl::context> tls;  ///< for https endpoints
   std::string prefix;
   int64_t next_revision;  ///< the first revision not delivered yet
   events_fn on_events;
@@ -430,13 +506,8 @@ struct watch::impl {
   /// delivered anything.
   bool session(const endpoint& ep) {
     ended = false;
-    beast::error_code ec;
-    tcp::resolver resolver{ioc};
-    auto results = resolver.resolve(ep.host, ep.port, ec);
-    if (ec)
-      return false;
-    beast::tcp_stream stream{ioc};
     bool delivered = false;
+    std::unique_ptr<transport> stream;
     std::string lines;
     http::request<http::string_body> req{http::verb::post, "/v3/watch", 11};
     req.set(http::field::host, ep.host + ":" + ep.port);
@@ -466,24 +537,26 @@ struct watch::impl {
     std::function<void(beast::error_code, size_t)> read_more = [&](beast::error_code e, size_t) {
       if (e || parser.is_done() || ended)
         return;
-      stream.expires_after(std::chrono::seconds{30});
-      http::async_read_some(stream, buffer, parser, read_more);
+      stream->tcp().expires_after(std::chrono::seconds{30});
+      http::async_read_some(*stream, buffer, parser, read_more);
     };
+    {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (stopping)
+        return false;
+    }
+    if (open_stream(ioc, ep, tls.get(), std::chrono::seconds{5}, stream))
+      return false;
     {
       std::lock_guard<std::mutex> guard{mtx};
       if (stopping)
         return false;
       ioc.restart();
     }
-    stream.expires_after(std::chrono::seconds{5});
-    stream.async_connect(results, [&](beast::error_code e, const tcp::endpoint&) {
+    http::async_write(*stream, req, [&](beast::error_code e, size_t) {
       if (e)
         return;
-      http::async_write(stream, req, [&](beast::error_code e2, size_t) {
-        if (e2)
-          return;
-        http::async_read_header(stream, buffer, parser, read_more);
-      });
+      http::async_read_header(*stream, buffer, parser, read_more);
     });
     ioc.run();
     return delivered;
@@ -519,12 +592,14 @@ struct watch::impl {
   }
 };
 
-watch::watch(const std::string& endpoints, std::string prefix, int64_t start_revision,
+watch::watch(const endpoints& where, std::string prefix, int64_t start_revision,
              events_fn on_events, std::function<void()> on_reset)
   : impl_(std::make_unique<impl>()) {
-  auto eps = parse_endpoints(endpoints);
+  auto eps = parse_endpoints(where.urls);
   if (eps)
     impl_->endpoints = std::move(*eps);
+  if (auto tls = tls_context(where))  // without it, https sessions fail and are made again
+    impl_->tls = std::move(*tls);
   impl_->prefix = std::move(prefix);
   impl_->next_revision = start_revision;
   impl_->on_events = std::move(on_events);

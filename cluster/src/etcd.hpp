@@ -73,6 +73,22 @@ struct lease_grant {
   int64_t ttl = 0;  ///< seconds
 };
 
+/// Where etcd is, and how to speak TLS to it.
+struct endpoints {
+  endpoints() = default;
+  /// `urls` alone: plain endpoints, or https ones trusted by the system's CAs.
+  endpoints(std::string u) : urls(std::move(u)) {}  // implicit: a URL list is endpoints
+  endpoints(const char* u) : urls(u) {}
+  endpoints(std::string u, std::string ca, std::string cert, std::string key)
+    : urls(std::move(u)), ca_file(std::move(ca)), cert_file(std::move(cert)),
+      key_file(std::move(key)) {}
+
+  std::string urls;       ///< `http://host:port` or `https://host:port`, separated by commas
+  std::string ca_file;    ///< https: PEM certificates that sign etcd's; empty: the system's
+  std::string cert_file;  ///< https: the client's PEM certificate (etcd's --client-cert-auth)
+  std::string key_file;   ///< its key; empty: in `cert_file`
+};
+
 /// The end of the range of every key that starts with `prefix`.
 std::string prefix_end(const std::string& prefix);
 
@@ -81,13 +97,12 @@ std::string prefix_end(const std::string& prefix);
 /// the next one if it fails to connect.
 class client {
 public:
-  /// `endpoints`: `http://host:port` URLs, separated by commas.
-  client(const std::string& endpoints, std::chrono::milliseconds timeout);
+  client(const endpoints& where, std::chrono::milliseconds timeout);
   ~client();
 
-  /// Checks the endpoints' form; returns `config_mismatch` with the reason if they are
-  /// not URLs this client speaks to.
-  static caf::error check_endpoints(const std::string& endpoints);
+  /// Checks the endpoints' form, and the TLS files of https ones; returns
+  /// `config_mismatch` with the reason if this client cannot speak to them.
+  static caf::error check_endpoints(const endpoints& where);
 
   caf::expected<int64_t> put(const std::string& key, const std::string& value,
                              int64_t lease = 0);
@@ -126,7 +141,7 @@ class watch {
 public:
   using events_fn = std::function<void(std::vector<event> events, int64_t revision)>;
 
-  watch(const std::string& endpoints, std::string prefix, int64_t start_revision,
+  watch(const endpoints& where, std::string prefix, int64_t start_revision,
         events_fn on_events, std::function<void()> on_reset);
   /// Stops the watch; no callback runs after it returns.
   ~watch();

@@ -45,7 +45,7 @@ struct keyspace {
 };
 
 struct membership_options {
-  std::string etcd;  ///< endpoints
+  etcd::endpoints etcd;
   std::string cluster = "twin";
   runtime::node_id node;
   std::string cluster_address;

@@ -294,14 +294,16 @@ node::~node() {
 
 caf::error node::start() {
   auto& d = *impl_;
-  if (auto err = etcd::client::check_endpoints(d.opts.etcd))
+  etcd::endpoints where{d.opts.etcd, d.opts.etcd_ca_file, d.opts.etcd_cert_file,
+                        d.opts.etcd_key_file};
+  if (auto err = etcd::client::check_endpoints(where))
     return err;
   auto port = d.links->open(d.opts.bind, d.opts.port);
   if (!port)
     return port.error();
   d.port = *port;
   membership_options mo;
-  mo.etcd = d.opts.etcd;
+  mo.etcd = where;
   mo.cluster = d.opts.cluster;
   mo.node = d.opts.id;
   mo.cluster_address = d.opts.advertise.empty() ? d.opts.bind + ":" + std::to_string(*port)

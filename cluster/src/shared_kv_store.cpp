@@ -17,7 +17,7 @@ namespace {
 /// checks what the key held; a member follows the others' by watching the prefix.
 class etcd_kv_store : public runtime::kv_store {
 public:
-  etcd_kv_store(etcd::client& etcd, std::string prefix, std::string endpoints)
+  etcd_kv_store(etcd::client& etcd, std::string prefix, etcd::endpoints endpoints)
     : etcd_(etcd), prefix_(std::move(prefix)), endpoints_(std::move(endpoints)) {}
 
   caf::error follow(change_fn on_change) override {
@@ -79,7 +79,7 @@ public:
 private:
   etcd::client& etcd_;
   std::string prefix_;
-  std::string endpoints_;
+  etcd::endpoints endpoints_;
   std::unique_ptr<etcd::watch> watch_;  ///< last: stopped before the rest goes
 };
 
@@ -87,7 +87,8 @@ private:
 
 std::unique_ptr<runtime::kv_store> node::shared_kv_store(const std::string& prefix) {
   return std::make_unique<etcd_kv_store>(impl_->members->etcd(),
-                                         impl_->members->keys().root + prefix, impl_->opts.etcd);
+                                         impl_->members->keys().root + prefix,
+                                         impl_->members->options().etcd);
 }
 
 } // namespace twin::cluster

@@ -5,6 +5,7 @@
 
 #include "etcd.hpp"
 #include "etcd_server.hpp"
+#include "test_certs.hpp"
 #include "twin/cluster/errc.hpp"
 
 namespace twin::test {
@@ -120,10 +121,54 @@ TEST_F(etcd_test, an_unreachable_etcd_is_reported_and_the_next_endpoint_is_tried
   EXPECT_TRUE(failover.put("/x", "1"));
   EXPECT_TRUE(failover.get("/x"));
   EXPECT_GE(failover.failures(), 1u);
-  for (const char* bad : {"127.0.0.1:2379", "https://h:1", "http://nohost", "http://h:1/path"})
+  for (const char* bad : {"127.0.0.1:2379", "ftp://h:1", "http://nohost", "http://h:1/path"})
     EXPECT_EQ(cluster::error_code(etcd::client::check_endpoints(bad)), cluster_errc::config_mismatch)
       << bad;
   EXPECT_FALSE(etcd::client::check_endpoints("http://a:1,http://b:2"));
+  EXPECT_FALSE(etcd::client::check_endpoints("https://a:1"));  // the system's CAs
+}
+
+TEST(etcd_tls, a_client_speaks_https_with_its_certificate_and_checks_etcds) {
+  if (etcd_path().empty())
+    GTEST_SKIP() << "ETCD IS NOT INSTALLED: run scripts/setup; the etcd tests did not run";
+  temp_dir dir;
+  ASSERT_TRUE(make_test_certs(dir.path())) << "openssl cannot make the test certificates";
+  etcd_server server{dir.sub("etcd"), dir.path()};
+  ASSERT_NO_FATAL_FAILURE(server.start());
+  etcd::client c{server.where(), 2s};
+  auto start = c.put("/s/a", "1");
+  ASSERT_TRUE(start) << runtime::error_message(start.error());
+  std::mutex mtx;
+  std::vector<std::string> seen;
+  etcd::watch w{server.where(), "/s/", *start + 1,
+                [&](std::vector<etcd::event> events, int64_t) {
+                  std::lock_guard<std::mutex> guard{mtx};
+                  for (auto& e : events)
+                    seen.push_back(e.kv.key + "=" + e.kv.value);
+                },
+                [] {}};
+  ASSERT_TRUE(c.put("/s/b", "2"));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard<std::mutex> guard{mtx};
+    return seen == std::vector<std::string>{"/s/b=2"};
+  }));
+  // Without a certificate etcd refuses; trusting another authority, the client does.
+  etcd::endpoints bare{server.url(), dir.sub("ca.pem"), "", ""};
+  auto refused = etcd::client{bare, 2s}.get("/s/a");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(cluster::error_code(refused.error()), cluster_errc::etcd_unavailable);
+  etcd::endpoints wary{server.url(), dir.sub("other.pem"), dir.sub("client.pem"),
+                       dir.sub("client.key")};
+  auto distrusted = etcd::client{wary, 2s}.get("/s/a");
+  ASSERT_FALSE(distrusted);
+  EXPECT_NE(runtime::error_message(distrusted.error()).find("certificate verify failed"),
+            std::string::npos)
+    << runtime::error_message(distrusted.error());
+  // Files that cannot be used are a clear error before anything is sent.
+  etcd::endpoints missing{server.url(), dir.sub("missing.pem"), "", ""};
+  auto bad = etcd::client::check_endpoints(missing);
+  ASSERT_TRUE(bad);
+  EXPECT_NE(runtime::error_message(bad).find("etcd TLS: cannot use the CA"), std::string::npos);
 }
 
 } // namespace

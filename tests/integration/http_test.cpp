@@ -270,6 +270,22 @@ TEST_F(http_test, a_client_that_expects_100_continue_is_told_to_send_its_body) {
   EXPECT_EQ(client_->call("GET", "/v1/twins/t:e2").status, 404u);
 }
 
+TEST_F(http_test, a_caller_without_a_good_token_is_refused_before_it_sends_its_body) {
+  // It expects 100 before sending its body: it hears 401 instead, and nothing is made.
+  int fd = connect_loopback(port_);
+  ASSERT_GE(fd, 0);
+  auto head = "PUT /v1/twins/t:sneaky HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              "Authorization: Bearer twn_0123456789abcdef_"
+              + std::string(43, 'x') + "\r\nContent-Type: application/json\r\n"
+                                        "Expect: 100-continue\r\nContent-Length: 3000\r\n\r\n";
+  ASSERT_EQ(send(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+  auto answer = read_until(fd, "}");
+  EXPECT_EQ(answer.rfind("HTTP/1.1 401", 0), 0u) << answer;
+  EXPECT_NE(answer.find("invalid_token"), std::string::npos) << answer;
+  close(fd);
+  EXPECT_EQ(client_->call("GET", "/v1/twins/t:sneaky").status, 404u);
+}
+
 TEST_F(http_test, a_client_that_sends_a_refused_body_whole_reads_the_413) {
   // Without expecting 100: the head and 2 MB of body in one go, over the 4096 limit. The
   // node answers 413 early and reads on (and drops) what comes, so the sending does not

@@ -1,6 +1,6 @@
-// The HTTP API over TLS, with certificates the test makes with openssl: curl and twinctl
-// over https, a plain-text client refused, a certificate from another authority refused,
-// and mutual TLS.
+// TLS with certificates the test makes with openssl: the HTTP API (curl and twinctl over
+// https, a plain-text client refused, a certificate from another authority refused, mutual
+// TLS), and a cluster member's etcd over https with a client certificate.
 
 #include <filesystem>
 #include <string>
@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "etcd_server.hpp"
 #include "gauge_model.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
@@ -118,6 +119,12 @@ TEST_F(tls_test, with_mutual_tls_a_client_must_show_a_certificate_of_the_authori
                               "--key", dir_.sub("client.key"),
                               "https://127.0.0.1:" + std::to_string(port_) + "/v1/twins"});
   EXPECT_EQ(no_token.out, "401\n");
+  // twinctl shows its certificate when given one.
+  EXPECT_NE(twinctl({"query"}, dir_.sub("ca.pem")).code, 0);
+  auto with_cert = twinctl({"--cert-file", dir_.sub("client.pem"), "--key-file",
+                            dir_.sub("client.key"), "query"},
+                           dir_.sub("ca.pem"));
+  EXPECT_EQ(with_cert.code, 0) << with_cert.err;
 }
 
 TEST_F(tls_test, a_node_with_a_certificate_it_cannot_use_does_not_start) {
@@ -129,6 +136,39 @@ TEST_F(tls_test, a_node_with_a_certificate_it_cannot_use_does_not_start) {
   EXPECT_NE(node_->stderr_text().find("TLS: cannot use the key"), std::string::npos)
     << node_->stderr_text();
   node_.reset();
+}
+
+TEST_F(tls_test, a_member_speaks_to_etcd_over_tls_with_its_certificate) {
+  if (etcd_path().empty())
+    GTEST_SKIP() << "ETCD IS NOT INSTALLED: run scripts/setup; the test did not run";
+  etcd_server etcd{dir_.sub("etcd"), dir_.path()};
+  ASSERT_NO_FATAL_FAILURE(etcd.start());
+  port_ = free_port();
+  metrics_ = free_port();
+  node_ = start_gauge_node(
+    dir_, port_,
+    {"--metrics-port", std::to_string(metrics_), "--node-id", "node-1", "--cluster-etcd",
+     etcd.url(), "--etcd-ca-file", dir_.sub("ca.pem"), "--etcd-cert-file",
+     dir_.sub("client.pem"), "--etcd-key-file", dir_.sub("client.key"), "--cluster-port",
+     std::to_string(free_port()), "--replication-factor", "1"});
+  ASSERT_TRUE(wait_for_200(port_, "/readyz", 30s)) << node_->stderr_text();
+  http_client api{port_};
+  json cluster;
+  ASSERT_TRUE(eventually(
+    [&] {  // it takes every shard, through what it reads and writes in etcd
+      cluster = json::parse(api.call("GET", "/v1/cluster").body, nullptr, false);
+      return cluster.is_object() && cluster["members"].size() == 1
+             && cluster["members"][0]["shards"] == 1024 && cluster["handoffs"].empty();
+    },
+    30s))
+    << cluster;
+  EXPECT_EQ(cluster["members"][0]["state"], "up");
+  EXPECT_EQ(api.call("PUT", "/v1/twins/t:g1", R"({"type":"gauge"})", json_type).status, 201u);
+  // What the member keeps in etcd is there, read over TLS.
+  cluster::etcd::client reader{etcd.where(), 2s};
+  auto members = reader.get_prefix("/twin/twin/members/");
+  ASSERT_TRUE(members) << runtime::error_message(members.error());
+  EXPECT_EQ(members->kvs.size(), 1u);
 }
 
 } // namespace

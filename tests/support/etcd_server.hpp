@@ -26,20 +26,27 @@ inline std::string etcd_path() {
 
 class etcd_server {
 public:
-  /// Picks free ports; `start` runs it.
-  explicit etcd_server(std::string data_dir)
-    : dir_(std::move(data_dir)), client_port_(free_port()), peer_port_(free_port()) {}
+  /// Picks free ports; `start` runs it. With `tls_dir` (the files of `make_test_certs`) it
+  /// speaks https and asks clients for a certificate its CA signed.
+  explicit etcd_server(std::string data_dir, std::string tls_dir = {})
+    : dir_(std::move(data_dir)), tls_(std::move(tls_dir)), client_port_(free_port()),
+      peer_port_(free_port()) {}
   ~etcd_server() { stop(); }
 
   /// Starts etcd (again, on the same ports and data) and waits until it serves requests
   /// (it has elected itself leader).
   void start() {
     auto peer = "http://127.0.0.1:" + std::to_string(peer_port_);
-    proc_ = std::make_unique<process>(std::vector<std::string>{
+    std::vector<std::string> argv{
       etcd_path(), "--name", "test", "--data-dir", dir_, "--listen-client-urls", url(),
       "--advertise-client-urls", url(), "--listen-peer-urls", peer,
       "--initial-advertise-peer-urls", peer, "--initial-cluster", "test=" + peer,
-      "--log-level", "error"});
+      "--log-level", "error"};
+    if (!tls_.empty())
+      argv.insert(argv.end(), {"--cert-file", tls_ + "/server.pem", "--key-file",
+                               tls_ + "/server.key", "--trusted-ca-file", tls_ + "/ca.pem",
+                               "--client-cert-auth"});
+    proc_ = std::make_unique<process>(argv);
     ASSERT_TRUE(eventually(
       [&] {
         int fd = connect_loopback(client_port_);
@@ -49,7 +56,7 @@ public:
       },
       std::chrono::seconds{20}))
       << proc_->stderr_text();
-    cluster::etcd::client probe{url(), std::chrono::seconds{1}};
+    cluster::etcd::client probe{where(), std::chrono::seconds{1}};
     ASSERT_TRUE(eventually([&] { return static_cast<bool>(probe.put("/ready", "")); },
                            std::chrono::seconds{20}))
       << proc_->stderr_text();
@@ -72,11 +79,21 @@ public:
     }
   }
 
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
+  std::string url() const {
+    return (tls_.empty() ? "http://127.0.0.1:" : "https://127.0.0.1:")
+           + std::to_string(client_port_);
+  }
+  /// Its URL, and with TLS the test CA and the client certificate it signed.
+  cluster::etcd::endpoints where() const {
+    if (tls_.empty())
+      return url();
+    return {url(), tls_ + "/ca.pem", tls_ + "/client.pem", tls_ + "/client.key"};
+  }
   int port() const { return client_port_; }
 
 private:
   std::string dir_;
+  std::string tls_;
   int client_port_;
   int peer_port_;
   std::unique_ptr<process> proc_;

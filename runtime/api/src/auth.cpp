@@ -96,9 +96,10 @@ permission permission_of(std::string_view route, const request& req) {
   return permission::read;
 }
 
-std::optional<response> authenticate(const route_context& ctx, request& req,
-                                     std::string_view route) {
-  if (route == "/healthz" || route == "/readyz")
+std::optional<response> identify(const route_context& ctx, request& req,
+                                 std::string_view route) {
+  // A browser's preflight carries no credentials: the origin check answers it.
+  if (route == "/healthz" || route == "/readyz" || req.method == "OPTIONS")
     return std::nullopt;
   if (ctx.be.rt == nullptr) {  // the operations port
     if (ctx.metrics_token.empty() || route != "/metrics")
@@ -143,6 +144,17 @@ std::optional<response> authenticate(const route_context& ctx, request& req,
   if (ctx.throttle != nullptr)
     ctx.throttle->succeeded(req.peer);
   req.token = std::move(v.token);
+  return std::nullopt;
+}
+
+std::optional<response> authenticate(const route_context& ctx, request& req,
+                                     std::string_view route) {
+  if (!req.token) {
+    if (auto refused = identify(ctx, req, route))
+      return refused;
+    if (!req.token)
+      return std::nullopt;  // no token needed here
+  }
   auto need = permission_of(route, req);
   if (!runtime::grants(req.token->role, need))
     return error_response(403, "forbidden",

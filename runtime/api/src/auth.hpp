@@ -48,7 +48,14 @@ private:
 /// What a request to `route` needs (an operator may PATCH only the desired state).
 runtime::permission permission_of(std::string_view route, const request& req);
 
-/// Authenticates `req` (setting `req.token`) and checks that its token may do what the
+/// Authenticates `req` from its headers alone, setting `req.token` (before its body is
+/// read): the refusal if its token is missing, malformed, unknown, expired or revoked (401)
+/// or its address keeps failing (429). /healthz, /readyz and preflights (OPTIONS) need no
+/// token; the operations port's /metrics needs `ctx.metrics_token` if it is set.
+std::optional<response> identify(const route_context& ctx, request& req,
+                                 std::string_view route);
+
+/// Authenticates `req` (unless `identify` did) and checks that its token may do what the
 /// route needs. The refusal if not: 401 (no token, or one that is malformed, unknown,
 /// expired or revoked), 403 (a role too weak) or 429 (an address that keeps failing).
 /// /healthz and /readyz need no token; the operations port's /metrics needs

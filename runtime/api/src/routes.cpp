@@ -318,6 +318,16 @@ void serve_node(const route_context& ctx, std::string_view route, std::string_vi
 
 } // namespace
 
+std::optional<response> refuse_early(const route_context& ctx, request& head) {
+  std::string_view route = head.route != nullptr ? head.route : route_of(head.target);
+  auto refused = identify(ctx, head, route);
+  if (refused && ctx.be.audit) {
+    std::string_view path = head.target;
+    ctx.be.audit->record(finished(audit_of(head, path.substr(0, path.find('?'))), *refused));
+  }
+  return refused;
+}
+
 void handle(const route_context& ctx, request req, respond_fn respond) {
   // Dispatched on the route template, as the metrics count it.
   std::string_view route = req.route != nullptr ? req.route : route_of(req.target);

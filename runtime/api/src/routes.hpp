@@ -3,6 +3,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -88,6 +89,11 @@ struct route_context {
 /// the node, from a runtime thread once the router has answered, or from `run_blocking`
 /// for queries. GET /v1/events answers with a subscription in `stream`.
 void handle(const route_context& ctx, request req, respond_fn respond);
+
+/// Authenticates a request whose headers alone have come (`head`: method, target, peer and
+/// headers, no body), setting its token: the answer if it is refused (recorded in the audit
+/// log), before its body is read.
+std::optional<response> refuse_early(const route_context& ctx, request& head);
 
 /// The template of the route that serves `target` (path and query), for metrics:
 /// "/v1/twins/{id}", "/healthz", ...; "other" if no route serves it.

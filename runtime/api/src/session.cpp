@@ -145,6 +145,21 @@ void session::on_header(beast::error_code ec) {
                                 "later"),
                  false);
   }
+  // Who asks is known from the headers: a request refused for it is answered before its
+  // body is read (and before a client that expects 100 is told to send it).
+  auto& head = parser_->get();
+  request early;
+  early.method = std::string{head.method_string()};
+  early.target = std::string{head.target()};
+  early.authorization = std::string{head[http::field::authorization]};
+  early.peer = peer_;
+  if (auto refused = refuse_early(ctx_, early)) {
+    received_ = std::chrono::steady_clock::now();
+    route_ = route_of(target_of(head));
+    unread_body_ = true;
+    return write(std::move(*refused), false);
+  }
+  token_ = std::move(early.token);
   if (!beast::iequals(parser_->get()[http::field::expect], "100-continue"))
     return read_body();
   auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -196,6 +211,7 @@ void session::on_read(beast::error_code ec) {
   req.if_none_match = std::string{msg[http::field::if_none_match]};
   req.authorization = std::string{msg[http::field::authorization]};
   req.peer = peer_;
+  req.token = std::move(token_);  // identified from the headers
   req.body = std::move(msg.body());
   keep_alive_ = msg.keep_alive();
   version_ = msg.version();

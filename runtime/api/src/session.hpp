@@ -146,6 +146,8 @@ private:
   std::optional<http::request_parser<http::string_body>> parser_;
   const route_context& ctx_;  ///< the server's, which outlives its sessions' work
   std::string peer_;          ///< the client's address
+  /// The token of the request being read, identified from its headers.
+  std::shared_ptr<const runtime::access_token> token_;
   asio::steady_timer heartbeat_;
   std::shared_ptr<runtime::change_feed::subscription> events_;  ///< set: streaming events
   std::string pending_;  ///< what the event stream writes next

@@ -30,8 +30,14 @@ class tracking_store;
 void configure(caf::actor_system_config& cfg);
 
 struct node_options {
-  /// etcd's endpoints: `http://host:port`, separated by commas. Required.
+  /// etcd's endpoints: `http://host:port` or `https://host:port`, separated by commas.
+  /// Required.
   std::string etcd;
+  /// For https endpoints: PEM certificates that sign etcd's (empty: the system's), and the
+  /// node's own certificate and key when etcd asks clients for one (--client-cert-auth).
+  std::string etcd_ca_file;
+  std::string etcd_cert_file;
+  std::string etcd_key_file;
   /// The cluster's name: its keys in etcd are under /twin/<name>/. Default: "twin".
   std::string cluster = "twin";
   runtime::node_id id;
