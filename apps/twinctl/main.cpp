@@ -49,7 +49,14 @@ int follow_events(const server_address& addr, const std::string& token, const st
   asio::io_context ioc;
   tcp::resolver resolver{ioc};
   std::optional<asio::ssl::context> tls;
-  auto stream = make_stream(ioc, addr, tls);
+  std::optional<transport> made;
+  try {
+    made.emplace(make_stream(ioc, addr, tls));
+  } catch (const std::exception& e) {
+    std::cerr << "twinctl: cannot speak TLS to the node: " << e.what() << '\n';
+    return unreachable;
+  }
+  auto& stream = *made;
   http::request<http::empty_body> req{http::verb::get, target, 11};
   address(req, addr, token);
   req.set(http::field::accept, "text/event-stream");

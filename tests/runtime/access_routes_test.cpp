@@ -356,6 +356,27 @@ TEST_F(access_routes_test, a_web_page_with_an_admins_token_at_hand_changes_nothi
             4);
 }
 
+TEST_F(access_routes_test, a_twin_cannot_be_linked_to_one_its_token_does_not_see) {
+  auto writer = "Bearer " + make("line f", role::writer, {"f"});
+  reset_twins();
+  auto before = state();
+  auto child = call("PUT", "/v1/twins/f:new", R"({"type":"motor","parent":"g:m1"})", writer);
+  EXPECT_EQ(child.status, 422u) << child.body.dump();
+  EXPECT_EQ(child.body["error"]["code"], "invalid_parent");
+  auto linked = call("PUT", "/v1/twins/f:new",
+                     R"({"type":"motor","relationships":[{"name":"feeds","target":"g:m1"}]})",
+                     writer);
+  EXPECT_EQ(linked.status, 404u) << linked.body.dump();
+  EXPECT_TRUE(state() == before) << "a link out of the namespace changed something";
+  // The same answers as for twins that do not exist at all.
+  auto nowhere = call("PUT", "/v1/twins/f:new", R"({"type":"motor","parent":"f:nothing"})",
+                      writer);
+  EXPECT_EQ(nowhere.status, 422u);
+  EXPECT_EQ(nowhere.body["error"]["code"], "invalid_parent");
+  // An OPTIONS that is no browser's preflight needs a token like any request.
+  EXPECT_EQ(call("OPTIONS", "/v1/types/motor/rul", "", "").status, 401u);
+}
+
 TEST(failure_throttle, an_address_that_keeps_failing_waits_longer_each_time_and_others_do_not) {
   api::failure_throttle t{5};
   auto now = api::failure_throttle::clock::now();

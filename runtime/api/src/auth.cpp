@@ -99,7 +99,8 @@ permission permission_of(std::string_view route, const request& req) {
 std::optional<response> identify(const route_context& ctx, request& req,
                                  std::string_view route) {
   // A browser's preflight carries no credentials: the origin check answers it.
-  if (route == "/healthz" || route == "/readyz" || req.method == "OPTIONS")
+  if (route == "/healthz" || route == "/readyz"
+      || (req.method == "OPTIONS" && !req.origin.empty()))
     return std::nullopt;
   if (ctx.be.rt == nullptr) {  // the operations port
     if (ctx.metrics_token.empty() || route != "/metrics")
@@ -122,24 +123,28 @@ std::optional<response> identify(const route_context& ctx, request& req,
       return res;
     }
   }
-  if (req.authorization.empty())
-    return unauthorized("unauthorized", "this API needs a token: Authorization: Bearer <token>",
-                        false);
-  auto fail = [&](const std::string& message) {
+  // A request without a token counts as a failure too: an address that keeps sending them
+  // waits like one that guesses (and fills no log meanwhile).
+  auto fail = [&](const std::string& code, const std::string& message) {
     if (ctx.throttle != nullptr)
       ctx.throttle->failed(req.peer, now);
-    return unauthorized("invalid_token", message, true);
+    return unauthorized(code, message, code == "invalid_token");
   };
+  if (req.authorization.empty())
+    return fail("unauthorized", "this API needs a token: Authorization: Bearer <token>");
   auto text = runtime::bearer_token(req.authorization);
   if (!text)
-    return fail("the Authorization header is not \"Bearer <token>\"");
+    return fail("invalid_token", "the Authorization header is not \"Bearer <token>\"");
   auto v = ctx.tokens->verify(*text, now_ms());
   switch (v.verdict) {
     case token_verdict::ok: break;
-    case token_verdict::malformed: return fail("the token is not of the form twn_<id>_<secret>");
-    case token_verdict::unknown: return fail("the token is not known here");
-    case token_verdict::expired: return fail("token " + v.token->id + " has expired");
-    case token_verdict::revoked: return fail("token " + v.token->id + " is revoked");
+    case token_verdict::malformed:
+      return fail("invalid_token", "the token is not of the form twn_<id>_<secret>");
+    case token_verdict::unknown: return fail("invalid_token", "the token is not known here");
+    case token_verdict::expired:
+      return fail("invalid_token", "token " + v.token->id + " has expired");
+    case token_verdict::revoked:
+      return fail("invalid_token", "token " + v.token->id + " is revoked");
   }
   if (ctx.throttle != nullptr)
     ctx.throttle->succeeded(req.peer);

@@ -19,7 +19,8 @@ namespace twin::api {
 /// Slows down the addresses that keep failing to authenticate: from the `limit`-th failure
 /// in a row, an address is refused for 1 s, then 2, 4, ... up to 60 s after each failure.
 /// A success forgets its failures, and so do 10 minutes without one. Keeps at most 16,384
-/// addresses (those blocked first). Thread-safe.
+/// addresses: past that, those forgotten go first, then those not blocked, then any.
+/// Thread-safe.
 class failure_throttle {
 public:
   using clock = std::chrono::steady_clock;
@@ -50,16 +51,14 @@ runtime::permission permission_of(std::string_view route, const request& req);
 
 /// Authenticates `req` from its headers alone, setting `req.token` (before its body is
 /// read): the refusal if its token is missing, malformed, unknown, expired or revoked (401)
-/// or its address keeps failing (429). /healthz, /readyz and preflights (OPTIONS) need no
-/// token; the operations port's /metrics needs `ctx.metrics_token` if it is set.
+/// or its address keeps failing (429). /healthz, /readyz and a browser's preflights
+/// (OPTIONS with an Origin) need no token; the operations port's /metrics needs
+/// `ctx.metrics_token` if it is set.
 std::optional<response> identify(const route_context& ctx, request& req,
                                  std::string_view route);
 
-/// Authenticates `req` (unless `identify` did) and checks that its token may do what the
-/// route needs. The refusal if not: 401 (no token, or one that is malformed, unknown,
-/// expired or revoked), 403 (a role too weak) or 429 (an address that keeps failing).
-/// /healthz and /readyz need no token; the operations port's /metrics needs
-/// `ctx.metrics_token` if it is set.
+/// `identify` (unless it ran already), then whether the token may do what the route needs:
+/// 403 if its role is too weak.
 std::optional<response> authenticate(const route_context& ctx, request& req,
                                      std::string_view route);
 

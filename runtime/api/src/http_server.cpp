@@ -135,8 +135,12 @@ struct http_server::impl {
 
   /// Loads the certificate, its key and the clients' CA of the options, if TLS is asked for.
   caf::error setup_tls() {
-    if (opts.tls_cert_file.empty() && opts.tls_key_file.empty())
+    if (opts.tls_cert_file.empty() && opts.tls_key_file.empty()) {
+      if (!opts.tls_client_ca_file.empty())
+        return runtime::make_error(runtime::runtime_errc::invalid_argument,
+                                   "TLS: a clients' CA needs the server's certificate and key");
       return {};
+    }
     auto fail = [](const std::string& what, const beast::error_code& ec) {
       return runtime::make_error(runtime::runtime_errc::invalid_argument,
                                  "TLS: cannot use " + what + ": " + ec.message());

@@ -321,7 +321,9 @@ void serve_node(const route_context& ctx, std::string_view route, std::string_vi
 std::optional<response> refuse_early(const route_context& ctx, request& head) {
   std::string_view route = head.route != nullptr ? head.route : route_of(head.target);
   auto refused = identify(ctx, head, route);
-  if (refused && ctx.be.audit) {
+  // The throttle's refusals repeat failures already recorded: they are not, so that a
+  // flood of bad requests cannot fill the log.
+  if (refused && ctx.be.audit && refused->status != 429) {
     std::string_view path = head.target;
     ctx.be.audit->record(finished(audit_of(head, path.substr(0, path.find('?'))), *refused));
   }
@@ -337,7 +339,7 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
   if (!refused)
     refused = authenticate(ctx, req, route);
   if (refused) {
-    if (ctx.be.audit && route != "/healthz" && route != "/readyz")
+    if (ctx.be.audit && refused->status != 429)
       ctx.be.audit->record(finished(audit_of(req, path), *refused));
     return respond(std::move(*refused));
   }

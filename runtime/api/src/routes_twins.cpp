@@ -40,6 +40,9 @@ void put_twin(router& rt, const twin_id& id, const request& req, respond_fn resp
     auto parent = twin_id::parse(p->get<std::string>());
     if (!parent)
       return respond(error_of(parent.error()));
+    if (!visible(req, *parent))  // as a parent that does not exist
+      return respond(error_of(make_error(runtime_errc::invalid_parent,
+                                         "parent " + parent->str() + " does not exist")));
     put.parent = std::move(*parent);
   }
   auto state = state_fields(*doc);
@@ -59,6 +62,8 @@ void put_twin(router& rt, const twin_id& id, const request& req, respond_fn resp
       auto t = twin_id::parse(target->get<std::string>());
       if (!t)
         return respond(error_of(t.error()));
+      if (!visible(req, *t))
+        return respond(error_of(no_such_twin(*t)));
       put.relationships.push_back(relationship{name->get<std::string>(), std::move(*t)});
     }
   }

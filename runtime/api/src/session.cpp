@@ -152,6 +152,7 @@ void session::on_header(beast::error_code ec) {
   early.method = std::string{head.method_string()};
   early.target = std::string{head.target()};
   early.authorization = std::string{head[http::field::authorization]};
+  early.origin = std::string{head[http::field::origin]};
   early.peer = peer_;
   if (auto refused = refuse_early(ctx_, early)) {
     received_ = std::chrono::steady_clock::now();

@@ -57,8 +57,6 @@ struct access_token {
 
   /// Whether twin `id` exists for this token: in its namespaces, or a device's own.
   bool sees(const twin_id& id) const;
-  /// Whether every namespace is its own (no device's is).
-  bool sees_all() const { return role != runtime::role::device && namespaces.empty(); }
   bool expired(int64_t now_ms) const { return expires_ms != 0 && now_ms >= expires_ms; }
 
   std::string encode() const;

@@ -34,9 +34,10 @@ public:
   virtual caf::expected<std::vector<std::pair<std::string, std::string>>> list(size_t limit) = 0;
 
   using change_fn = std::function<void(const std::string& key, const std::string& bytes)>;
-  /// From now on calls `on_change(key, bytes)` for each value stored by another node
-  /// that shares the store (on a thread of the store's), until the store goes. A store
-  /// nobody else writes calls nothing.
+  /// From now on calls `on_change(key, bytes)` for each value stored in a store that other
+  /// nodes share (this node's writes may come back too: applying one twice must change
+  /// nothing), on a thread of the store's, until the store goes. A store nobody else
+  /// writes calls nothing.
   virtual caf::error follow(change_fn on_change);
 };
 

@@ -25,8 +25,6 @@ namespace twin::api {
 /// Why a token's text is refused, or `ok`.
 enum class token_verdict { ok, malformed, unknown, expired, revoked };
 
-const char* to_string(token_verdict v);
-
 /// The tokens of a node, in memory and in their store. Thread-safe; `verify` takes a
 /// shared lock and hashes the secret (about a microsecond), the rest may wait for the store.
 class token_registry {
