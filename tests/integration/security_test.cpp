@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "event_reader.hpp"
 #include "gauge_model.hpp"
 #include "http_client.hpp"
 #include "process.hpp"
@@ -152,6 +153,34 @@ TEST(security, a_node_makes_its_admin_token_at_first_start_and_asks_every_caller
   auto tokens = json::parse(again.out)["items"];
   ASSERT_EQ(tokens.size(), 2u) << again.out;
   EXPECT_EQ(tokens[1]["state"], "revoked");
+  stop_node(node);
+}
+
+TEST(security, an_event_stream_ends_when_its_token_is_revoked) {
+  temp_dir dir;
+  int port = free_port();
+  auto node = start_gauge_node(dir, port, {"--metrics-port", "0"});
+  ASSERT_TRUE(wait_for_200(port, "/readyz", 20s)) << node->stderr_text();
+  http_client admin{port};
+  ASSERT_EQ(admin.call("PUT", "/v1/twins/p:g1", R"({"type":"gauge"})", json_type).status, 201u);
+  auto made = admin.call("POST", "/v1/tokens", R"({"name":"watcher","role":"reader"})",
+                         json_type);
+  ASSERT_EQ(made.status, 201u) << made.body;
+  auto token = json::parse(made.body)["token"].get<std::string>();
+  event_reader stream{port, "?prefix=p:", 0, token};
+  ASSERT_EQ(stream.head().rfind("HTTP/1.1 200", 0), 0u);
+  ASSERT_EQ(admin.call("PATCH", "/v1/twins/p:g1", R"({"properties":{"level":1}})", json_type)
+              .status,
+            200u);
+  EXPECT_EQ(stream.next()["event"], "changed");
+  auto id = json::parse(made.body)["id"].get<std::string>();
+  ASSERT_EQ(admin.call("DELETE", "/v1/tokens/" + id).status, 204u);
+  // The next change is not sent: the stream says why and ends.
+  ASSERT_EQ(admin.call("PATCH", "/v1/twins/p:g1", R"({"properties":{"level":2}})", json_type)
+              .status,
+            200u);
+  EXPECT_EQ(stream.next()["event"], "unauthorized");
+  EXPECT_TRUE(stream.next().is_null()) << "the stream went on";
   stop_node(node);
 }
 

@@ -18,14 +18,15 @@ namespace twin::test {
 /// A GET /v1/events stream read over a raw socket, event by event.
 class event_reader {
 public:
-  /// Subscribes with `query` (e.g. "?prefix=t:"); `rcvbuf` > 0 shrinks the socket's
-  /// receive buffer first (a slow consumer).
-  event_reader(int port, const std::string& query, int rcvbuf = 0) {
+  /// Subscribes with `query` (e.g. "?prefix=t:") and `token`; `rcvbuf` > 0 shrinks the
+  /// socket's receive buffer first (a slow consumer).
+  event_reader(int port, const std::string& query, int rcvbuf = 0,
+               const std::string& token = test_admin_token) {
     fd_ = connect_loopback(port, rcvbuf);
     if (fd_ < 0)
       return;
     std::string req = "GET /v1/events" + query + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      "Authorization: Bearer " + test_admin_token + "\r\n\r\n";
+                      "Authorization: Bearer " + token + "\r\n\r\n";
     send(fd_, req.data(), req.size(), 0);
   }
   event_reader(const event_reader&) = delete;

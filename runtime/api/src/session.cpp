@@ -7,7 +7,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
+#include "twin/api/tokens.hpp"
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/record.hpp"
 
 namespace twin::api {
 
@@ -212,7 +214,7 @@ void session::on_read(beast::error_code ec) {
   req.if_none_match = std::string{msg[http::field::if_none_match]};
   req.authorization = std::string{msg[http::field::authorization]};
   req.peer = peer_;
-  req.token = std::move(token_);  // identified from the headers
+  req.token = token_;  // identified from the headers; an event stream keeps checking it
   req.body = std::move(msg.body());
   keep_alive_ = msg.keep_alive();
   version_ = msg.version();
@@ -334,7 +336,13 @@ void session::arm_heartbeat() {
 void session::send_events() {
   if (writing_ || !events_)
     return;
-  if (backlog_.empty()) {
+  if (!ending_ && !token_still_valid()) {  // nothing more for a revoked or expired token
+    backlog_.clear();
+    pending_ += "event: unauthorized\ndata: {\"message\":\"the token of this stream was revoked "
+                "or expired\"}\n\n";
+    ending_ = true;
+  }
+  if (backlog_.empty() && !ending_) {
     lagged_ = events_->lagged();  // before taking: a lagged queue gets no more events
     for (auto& ev : events_->take())
       backlog_.push_back(std::move(ev));
@@ -365,6 +373,13 @@ void session::send_events() {
                         return self->end_events();
                       self->send_events();
                     });
+}
+
+bool session::token_still_valid() const {
+  if (!token_ || ctx_.tokens == nullptr)
+    return true;
+  auto now = ctx_.tokens->find(token_->id);
+  return now && now->revoked_ms == 0 && !now->expired(runtime::now_ms());
 }
 
 void session::end_events() {

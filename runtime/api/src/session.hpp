@@ -140,13 +140,17 @@ private:
   /// Ends the stream and the connection (the client is not read from: it would keep it).
   void end_events();
 
+  /// Whether the request's token (if any) is still neither revoked nor expired: an event
+  /// stream checks at each write and heartbeat (every 15 s), and ends when it is not.
+  bool token_still_valid() const;
+
   std::shared_ptr<asio::io_context> ioc_;  ///< outlives the stream, which uses it
   transport stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   const route_context& ctx_;  ///< the server's, which outlives its sessions' work
   std::string peer_;          ///< the client's address
-  /// The token of the request being read, identified from its headers.
+  /// The token of the request being read (or streamed to), identified from its headers.
   std::shared_ptr<const runtime::access_token> token_;
   asio::steady_timer heartbeat_;
   std::shared_ptr<runtime::change_feed::subscription> events_;  ///< set: streaming events
