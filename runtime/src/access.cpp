@@ -136,11 +136,15 @@ caf::expected<access_token> access_token::decode(std::string_view bytes) {
     t.created_by = str(r.getCreatedBy());
   });
   if (failure != nullptr || !known_role || t.secret_hash.size() != 32
-      || t.id.size() != access_token::id_chars || !std::all_of(t.id.begin(), t.id.end(), is_hex)
+      || !valid_token_id(t.id)
       || !std::is_sorted(t.namespaces.begin(), t.namespaces.end())
       || !std::is_sorted(t.twins.begin(), t.twins.end()))
     return make_error(runtime_errc::store_corrupt, "a stored API token cannot be read");
   return t;
+}
+
+bool valid_token_id(std::string_view id) {
+  return id.size() == access_token::id_chars && std::all_of(id.begin(), id.end(), is_hex);
 }
 
 std::optional<token_text> parse_token(std::string_view text) {
@@ -150,8 +154,7 @@ std::optional<token_text> parse_token(std::string_view text) {
     return std::nullopt;
   auto id = text.substr(token_prefix.size(), access_token::id_chars);
   auto secret = text.substr(token_prefix.size() + access_token::id_chars + 1);
-  if (text[token_prefix.size() + access_token::id_chars] != '_'
-      || !std::all_of(id.begin(), id.end(), is_hex)
+  if (text[token_prefix.size() + access_token::id_chars] != '_' || !valid_token_id(id)
       || !std::all_of(secret.begin(), secret.end(), is_base64url))
     return std::nullopt;
   return token_text{id, secret};

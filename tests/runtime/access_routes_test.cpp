@@ -8,6 +8,7 @@
 
 #include "auth.hpp"
 #include "host_fixture.hpp"
+#include "inline_routes.hpp"
 #include "routes.hpp"
 #include "twin/api/audit.hpp"
 #include "twin/api/tokens.hpp"
@@ -130,10 +131,7 @@ protected:
     req.peer = "127.0.0.1";
     std::promise<api::response> answered;
     api::node_info node{"n1", "http://127.0.0.1:8080"};
-    api::route_context ctx{be_, node, [](std::function<void()> fn) {
-                             fn();
-                             return true;
-                           }};
+    auto ctx = inline_context(be_, node);
     ctx.tokens = tokens_.get();
     api::handle(ctx, std::move(req), [&](api::response r) { answered.set_value(std::move(r)); });
     auto f = answered.get_future();

@@ -1,5 +1,6 @@
 // The HTTP routes with a scripted router: the answers a running node rarely gives.
 
+#include "inline_routes.hpp"
 #include "routes.hpp"
 
 #include <optional>
@@ -38,10 +39,7 @@ api::response call(const api::backend& be, const std::string& method, const std:
   req.body = body;
   std::optional<api::response> out;
   api::node_info node{"n1", "http://127.0.0.1:8080"};
-  api::route_context ctx{be, node, [](std::function<void()> fn) {
-                            fn();
-                            return true;
-                          }};
+  auto ctx = inline_context(be, node);
   api::handle(ctx, std::move(req), [&](api::response r) { out = std::move(r); });
   EXPECT_TRUE(out.has_value()) << method << " " << target << " was not answered";
   return out ? *out : api::response{0, {}, {}, {}, nullptr};
@@ -273,10 +271,7 @@ TEST(routes, pages_of_other_sites_and_hosts_not_allowed_are_refused_before_anyth
   const std::vector<std::string> origins{"https://ops.example"};
   const std::vector<std::string> hosts{"twins.example", "127.0.0.1:8080"};
   api::node_info node{"n1", "http://127.0.0.1:8080"};
-  api::route_context ctx{be, node, [](std::function<void()> fn) {
-                           fn();
-                           return true;
-                         }};
+  auto ctx = inline_context(be, node);
   ctx.cors_origins = &origins;
   ctx.allowed_hosts = &hosts;
   auto send = [&](const std::string& method, const std::string& target,

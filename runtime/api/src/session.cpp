@@ -149,20 +149,25 @@ void session::on_header(beast::error_code ec) {
   }
   // Who asks is known from the headers: a request refused for it is answered before its
   // body is read (and before a client that expects 100 is told to send it).
-  auto& head = parser_->get();
-  request early;
-  early.method = std::string{head.method_string()};
-  early.target = std::string{head.target()};
-  early.authorization = std::string{head[http::field::authorization]};
-  early.origin = std::string{head[http::field::origin]};
-  early.peer = peer_;
-  if (auto refused = refuse_early(ctx_, early)) {
+  auto& msg = parser_->get();
+  head_ = request{};
+  head_.method = std::string{msg.method_string()};
+  head_.target = std::string{msg.target()};
+  head_.route = route_of(target_of(msg));
+  head_.content_type = std::string{msg[http::field::content_type]};
+  head_.origin = std::string{msg[http::field::origin]};
+  head_.host = std::string{msg[http::field::host]};
+  head_.if_match = std::string{msg[http::field::if_match]};
+  head_.if_none_match = std::string{msg[http::field::if_none_match]};
+  head_.authorization = std::string{msg[http::field::authorization]};
+  head_.peer = peer_;
+  if (auto refused = refuse_early(ctx_, head_)) {
     received_ = std::chrono::steady_clock::now();
-    route_ = route_of(target_of(head));
+    route_ = head_.route;
     unread_body_ = true;
     return write(std::move(*refused), false);
   }
-  token_ = std::move(early.token);
+  token_ = head_.token;  // an event stream keeps checking it
   if (!beast::iequals(parser_->get()[http::field::expect], "100-continue"))
     return read_body();
   auto go_on = std::make_shared<http::response<http::empty_body>>(http::status::continue_,
@@ -203,18 +208,7 @@ void session::on_read(beast::error_code ec) {
     return write(error_response(400, "bad_request", "malformed HTTP request: " + ec.message()),
                  false);
   auto& msg = parser_->get();
-  request req;
-  req.method = std::string{msg.method_string()};
-  req.target = std::string{msg.target()};
-  req.route = route_;
-  req.content_type = std::string{msg[http::field::content_type]};
-  req.origin = std::string{msg[http::field::origin]};
-  req.host = std::string{msg[http::field::host]};
-  req.if_match = std::string{msg[http::field::if_match]};
-  req.if_none_match = std::string{msg[http::field::if_none_match]};
-  req.authorization = std::string{msg[http::field::authorization]};
-  req.peer = peer_;
-  req.token = token_;  // identified from the headers; an event stream keeps checking it
+  auto req = std::move(head_);  // its headers, read (and its caller identified) before
   req.body = std::move(msg.body());
   keep_alive_ = msg.keep_alive();
   version_ = msg.version();

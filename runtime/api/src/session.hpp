@@ -150,6 +150,8 @@ private:
   std::optional<http::request_parser<http::string_body>> parser_;
   const route_context& ctx_;  ///< the server's, which outlives its sessions' work
   std::string peer_;          ///< the client's address
+  /// The request being read, from its headers: its body is added once it is read.
+  request head_;
   /// The token of the request being read (or streamed to), identified from its headers.
   std::shared_ptr<const runtime::access_token> token_;
   asio::steady_timer heartbeat_;

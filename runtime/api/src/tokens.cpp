@@ -57,13 +57,6 @@ uint64_t key_of(std::string_view id) {
   return k;
 }
 
-/// Whether `id` is 16 lowercase hex digits.
-bool valid_id(std::string_view id) {
-  return id.size() == access_token::id_chars
-         && std::all_of(id.begin(), id.end(),
-                        [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
 caf::expected<std::string> random_bytes(size_t n) {
   std::string out(n, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1)
@@ -147,7 +140,7 @@ caf::error token_registry::load() {
   auto follow = store_->follow([this](const std::string& id, const std::string& bytes) {
     if (bytes.empty()) {
       std::unique_lock<std::shared_mutex> guard{mu_};
-      if (valid_id(id))
+      if (runtime::valid_token_id(id))
         tokens_.erase(key_of(id));
       return;
     }
@@ -295,7 +288,7 @@ std::vector<access_token> token_registry::list() const {
 
 std::shared_ptr<const access_token> token_registry::find(const std::string& id) const {
   std::shared_lock<std::shared_mutex> guard{mu_};
-  if (!valid_id(id))
+  if (!runtime::valid_token_id(id))
     return nullptr;
   auto it = tokens_.find(key_of(id));
   return it == tokens_.end() ? nullptr : it->second;

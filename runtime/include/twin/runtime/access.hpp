@@ -70,6 +70,9 @@ struct token_text {
   std::string_view secret;
 };
 
+/// Whether `id` is a token's id: 16 lowercase hex digits.
+bool valid_token_id(std::string_view id);
+
 /// The parts of `text` if it has the form of a token (prefix, 16 lowercase hex digits,
 /// 43 base64url characters); nullopt otherwise.
 std::optional<token_text> parse_token(std::string_view text);
