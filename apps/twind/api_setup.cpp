@@ -23,6 +23,13 @@ std::string check_access_options(const options& o) {
   if (o.no_auth && o.http_port > 0 && !is_loopback(o.bind))
     return "--no-auth is refused: the API would listen on " + o.bind
            + ", beyond this host (use --bind 127.0.0.1, or tokens)";
+  bool peer_tls = !o.peer_cert.empty() || !o.peer_key.empty() || !o.peer_ca.empty();
+  if (peer_tls && (o.peer_cert.empty() || o.peer_key.empty() || o.peer_ca.empty()))
+    return "--peer-cert, --peer-key and --peer-ca go together";
+  if (o.metrics_tls && o.tls_cert.empty())
+    return "--metrics-tls takes the API's certificate: give --tls-cert and --tls-key";
+  if (peer_tls && o.cluster_etcd.empty())
+    return "--peer-cert is for the members of a cluster (--cluster-etcd)";
   return {};
 }
 
@@ -84,6 +91,10 @@ caf::expected<api::http_options> ops_options(const options& o, const std::string
   oo.max_connections = 256;
   oo.idle_timeout = std::chrono::seconds{5};
   oo.node_id = node_id;
+  if (o.metrics_tls) {
+    oo.tls_cert_file = o.tls_cert;
+    oo.tls_key_file = o.tls_key;
+  }
   if (!o.metrics_token_file.empty()) {
     std::ifstream in{o.metrics_token_file};
     in >> oo.metrics_token;

@@ -17,7 +17,8 @@
 namespace twin::node {
 
 /// Why the node must not start with `o` ("" if it may): --no-auth unless the API listens
-/// on a loopback address only.
+/// on a loopback address only; --metrics-tls without the API's certificate; peer TLS
+/// without all of its files, or without a cluster.
 std::string check_access_options(const options& o);
 
 /// The node's tokens from `store`, with the admin token made or read from its file (the

@@ -123,6 +123,10 @@ caf::expected<std::string> node_session_id(const std::string& data_dir, const st
   return id;
 }
 
+cluster::peer_tls peer_tls_of(const node::options& o) {
+  return {o.peer_cert, o.peer_key, o.peer_ca};
+}
+
 /// What the cluster member is made with, from twind's options.
 caf::expected<cluster::node_options> member_options(const node::options& o,
                                                     const std::string& name) {
@@ -134,6 +138,7 @@ caf::expected<cluster::node_options> member_options(const node::options& o,
   c.etcd_ca_file = o.etcd_ca_file;
   c.etcd_cert_file = o.etcd_cert_file;
   c.etcd_key_file = o.etcd_key_file;
+  c.tls = peer_tls_of(o);
   c.cluster = o.cluster_name;
   c.id = *id;
   c.bind = o.bind;
@@ -245,7 +250,7 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   configure_scheduler(cfg, o.threads);
   if (clustered)
-    cluster::configure(cfg);
+    cluster::configure(cfg, peer_tls_of(o));
   auto sys = std::make_unique<caf::actor_system>(cfg);
 
   host_options hopts;
@@ -395,8 +400,8 @@ int main(int argc, char** argv) {
       return fail(error_message(err));
     }
     ops_started = ops.get();
-    spdlog::info("metrics on http://{}:{}/metrics (also /healthz, /readyz)", oo->bind,
-                 ops->port());
+    spdlog::info("metrics on {}://{}:{}/metrics (also /healthz, /readyz)",
+                 o.metrics_tls ? "https" : "http", oo->bind, ops->port());
   }
 
   if (o.http_port > 0) {

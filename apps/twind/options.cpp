@@ -64,6 +64,9 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--metrics-token-file", o.metrics_token_file,
                  "File of the token that GET /metrics on the metrics port needs (default: "
                  "none needed)");
+  app.add_flag("--metrics-tls", o.metrics_tls,
+               "The metrics port speaks HTTPS too, with --tls-cert and --tls-key (it asks for "
+               "no client certificate)");
   app.add_option("--auth-failure-limit", o.auth_failure_limit,
                  "Failed authentications in a row from one address before it must wait (1 s, "
                  "doubling up to 60 s; 0: never)")
@@ -103,6 +106,12 @@ void add_options(CLI::App& app, options& o) {
   app.add_option("--etcd-cert-file", o.etcd_cert_file,
                  "PEM certificate the node shows etcd (for etcd's --client-cert-auth)");
   app.add_option("--etcd-key-file", o.etcd_key_file, "PEM key of --etcd-cert-file");
+  app.add_option("--peer-cert", o.peer_cert,
+                 "PEM certificate this member shows the others: with --peer-key and "
+                 "--peer-ca, members speak TLS to each other");
+  app.add_option("--peer-key", o.peer_key, "PEM key of --peer-cert");
+  app.add_option("--peer-ca", o.peer_ca,
+                 "PEM certificates that sign the members' (a member without one is refused)");
   app.add_option("--cluster-name", o.cluster_name, "The cluster's name: its keys in etcd")
     ->capture_default_str();
   app.add_option("--cluster-port", o.cluster_port, "Port of the traffic between members")

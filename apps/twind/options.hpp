@@ -33,6 +33,7 @@ struct options {
   std::string admin_token_file;
   bool no_auth = false;                ///< --no-auth: every caller may do everything (loopback)
   std::string metrics_token_file;      ///< --metrics-token-file: the token /metrics needs
+  bool metrics_tls = false;            ///< --metrics-tls: the metrics port with the API's certificate
   int auth_failure_limit = 5;          ///< --auth-failure-limit: failures before a wait; 0: none
   int audit_days = 30;                 ///< --audit-days: audit log retention
   std::string mqtt_url;                ///< --mqtt-url of the broker; empty: no MQTT
@@ -51,6 +52,9 @@ struct options {
   std::string etcd_ca_file;            ///< --etcd-ca-file: signs an https etcd's certificate
   std::string etcd_cert_file;          ///< --etcd-cert-file: the node's certificate for etcd
   std::string etcd_key_file;           ///< --etcd-key-file: its key
+  std::string peer_cert;               ///< --peer-cert: the member's certificate for the others
+  std::string peer_key;                ///< --peer-key: its key
+  std::string peer_ca;                 ///< --peer-ca: signs the members' certificates
   std::string cluster_name = "twin";   ///< --cluster-name: the cluster's keys in etcd
   int cluster_port = 7700;             ///< --cluster-port: traffic between members
   int replication_port = 0;            ///< --replication-port: shards' batches (0: any)

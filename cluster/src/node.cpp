@@ -10,8 +10,8 @@ using json = nlohmann::json;
 using runtime::make_error;
 using runtime::runtime_errc;
 
-void configure(caf::actor_system_config& cfg) {
-  configure_transport(cfg);
+void configure(caf::actor_system_config& cfg, const peer_tls& tls) {
+  configure_transport(cfg, tls);
 }
 
 node::impl::impl(caf::actor_system& sys, runtime::host& host, tracking_store& store,
@@ -19,6 +19,22 @@ node::impl::impl(caf::actor_system& sys, runtime::host& host, tracking_store& st
   : sys(sys), host(host), store(store), opts(std::move(opts)), shard_count(host.shard_count()) {
   me = this->opts.id.str();
   fallback.n = this;
+}
+
+caf::expected<std::shared_ptr<const peer_tls_context>> node::impl::peer_tls() const {
+  // CAF's OpenSSL module reads the files again at each connection, and cannot say why
+  // one failed: they are checked here, once.
+  if (opts.tls.enabled() != sys.has_openssl_manager())
+    return make_error(runtime_errc::invalid_argument,
+                      opts.tls.enabled()
+                        ? "peer TLS: the actor system is not configured with it"
+                        : "peer TLS: the actor system has it and the node's options do not");
+  if (!opts.tls.enabled())
+    return nullptr;
+  auto tls = peer_tls_context::load(opts.tls);
+  if (!tls)
+    return tls.error();
+  return std::shared_ptr<const peer_tls_context>{std::move(*tls)};
 }
 
 // -- routing ------------------------------------------------------------------------
@@ -298,6 +314,9 @@ caf::error node::start() {
                         d.opts.etcd_key_file};
   if (auto err = etcd::client::check_endpoints(where))
     return err;
+  auto tls = d.peer_tls();
+  if (!tls)
+    return tls.error();
   auto port = d.links->open(d.opts.bind, d.opts.port);
   if (!port)
     return port.error();
@@ -309,7 +328,7 @@ caf::error node::start() {
   mo.cluster_address = d.opts.advertise.empty() ? d.opts.bind + ":" + std::to_string(*port)
                                                 : d.opts.advertise;
   if (d.replica_links) {
-    auto link_port = d.replica_links->open(d.opts.bind, d.opts.replication_port);
+    auto link_port = d.replica_links->open(d.opts.bind, d.opts.replication_port, *tls);
     if (!link_port)
       return link_port.error();
     mo.replication_address = mo.cluster_address.substr(0, mo.cluster_address.rfind(':') + 1)

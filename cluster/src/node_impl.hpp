@@ -201,6 +201,9 @@ struct node::impl : runtime::metrics::collectable {
   void collect(std::vector<runtime::metrics::family>& out) const override;
   /// The members now, with their incarnations.
   std::map<std::string, int64_t> incarnations() const;
+  /// The replication link's TLS (null: plain), its files checked; an error if the actor
+  /// system's configuration disagrees with `opts.tls`.
+  caf::expected<std::shared_ptr<const peer_tls_context>> peer_tls() const;
 
   caf::actor_system& sys;
   runtime::host& host;

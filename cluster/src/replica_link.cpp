@@ -84,6 +84,7 @@ struct replica_link::outbound {
   size_t written = 0;
   std::chrono::steady_clock::time_point since{};  ///< when `pending` last made progress
   std::atomic<bool> broken{false};
+  ssl_ptr ssl;  ///< with TLS
 
   size_t unsent() const { return pending.size() - written; }
   /// Nothing more goes on it (with `mtx`).
@@ -94,8 +95,11 @@ struct replica_link::outbound {
   }
   /// Writes what the socket takes of `pending` now (with `mtx`); false on an error.
   bool flush() {
+    if (unsent() == 0)
+      return true;  // another writer wrote it meanwhile
     iovec part{pending.data() + written, unsent()};
-    auto k = write_some(fd, &part, 1);
+    auto k = ssl ? tls_write_some(ssl.get(), pending.data() + written, unsent())
+                 : write_some(fd, &part, 1);
     if (k < 0)
       return false;
     if (k > 0) {
@@ -118,6 +122,7 @@ struct replica_link::outbound {
 
 struct replica_link::inbound {
   int fd = -1;
+  ssl_ptr ssl;  ///< with TLS
   std::atomic<bool> done{false};
   std::thread thread;
 };
@@ -135,7 +140,9 @@ replica_link::~replica_link() {
     ::close(wake_fd_);
 }
 
-caf::expected<uint16_t> replica_link::open(const std::string& bind, uint16_t port) {
+caf::expected<uint16_t> replica_link::open(const std::string& bind, uint16_t port,
+                                           std::shared_ptr<const peer_tls_context> tls) {
+  tls_ = std::move(tls);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -231,25 +238,31 @@ bool replica_link::send(const std::string& node, const envelope& env) {
   if (c->broken)
     return false;
   size_t done = 0;
-  if (c->unsent() == 0) {
-    auto k = write_some(c->fd, parts, 2);
+  if (c->unsent() == 0) {  // idle until now: its time to drain starts
+    c->since = std::chrono::steady_clock::now();
+    auto k = c->ssl ? 0 : write_some(c->fd, parts, 2);  // TLS writes from `pending` only
     if (k < 0) {  // what the follower got of it is incomplete: nothing more goes on it
       broke(*c);
       return false;
     }
     done = static_cast<size_t>(k);
-    c->since = std::chrono::steady_clock::now();
+  }
+  if (done < header_size + env.bytes.size()) {
+    for (const auto& part : parts) {  // the rest, for the writing thread
+      auto skip = std::min(done, part.iov_len);
+      c->pending.append(static_cast<const char*>(part.iov_base) + skip, part.iov_len - skip);
+      done -= skip;
+    }
+    if (c->ssl && !c->flush()) {
+      broke(*c);
+      return false;
+    }
   }
   sent_.fetch_add(1, std::memory_order_relaxed);
-  if (done == header_size + env.bytes.size())
-    return true;
-  for (const auto& part : parts) {  // the rest, for the writing thread
-    auto skip = std::min(done, part.iov_len);
-    c->pending.append(static_cast<const char*>(part.iov_base) + skip, part.iov_len - skip);
-    done -= skip;
+  if (c->unsent() > 0) {
+    guard.unlock();
+    wake();
   }
-  guard.unlock();
-  wake();
   return true;
 }
 
@@ -374,6 +387,13 @@ void replica_link::read_loop(inbound& in) {
         buf.resize(n);
     }
     while (available() < n) {
+      if (in.ssl) {
+        auto k = tls_read_some(in.ssl.get(), buf.data() + end, buf.size() - end);
+        if (k == 0)
+          return false;
+        end += k;
+        continue;
+      }
       auto k = ::recv(in.fd, buf.data() + end, buf.size() - end, 0);
       if (k < 0 && errno == EINTR)
         continue;
@@ -383,6 +403,8 @@ void replica_link::read_loop(inbound& in) {
     }
     return true;
   };
+  if (tls_ && !(in.ssl = tls_->accept(in.fd, handshake_limit)))
+    return;
   if (!fill(4) || get_u32(at(0)) > 1024 || !fill(4 + get_u32(at(0))))
     return;
   std::string from{reinterpret_cast<const char*>(at(4)), get_u32(at(0))};
@@ -483,6 +505,10 @@ void replica_link::connect_loop() {
         auto c = std::make_shared<outbound>();
         c->fd = fd;
         c->address = address;
+        if (tls_ && !(c->ssl = tls_->connect(fd, handshake_limit))) {
+          ::close(fd);  // not a member of this cluster's CA, or silent: tried again later
+          continue;
+        }
         unsigned char length[4];
         put_u32(length, static_cast<uint32_t>(self_.size()));
         c->pending.assign(reinterpret_cast<const char*>(length), 4);

@@ -12,7 +12,8 @@
 //   hello: u32 length, node id
 //   frame: u32 length of the bytes, u8 kind, 3 bytes zero, i64 incarnation, bytes
 //
-// (little-endian). A frame is written at once as far as the socket takes it, and the
+// (little-endian). With TLS, both ends show a certificate of the cluster's CA, and the
+// stream above is inside it. A frame is written at once as far as the socket takes it, and the
 // rest by the link's writing thread as the socket drains, so a sender never waits on
 // the receiver, except a sender of batches while the receiver is `max_pending` behind.
 // A connection that fails, or takes nothing for `stall_limit`, is closed and its member
@@ -33,6 +34,7 @@
 
 #include <caf/expected.hpp>
 
+#include "peer_tls_context.hpp"
 #include "transport.hpp"
 
 namespace twin::cluster {
@@ -49,8 +51,10 @@ public:
   replica_link(std::string self, receive_fn on_receive, down_fn on_down);
   ~replica_link();  ///< closes
 
-  /// Listens on `bind`:`port` (0: any free port); returns the port.
-  caf::expected<uint16_t> open(const std::string& bind, uint16_t port);
+  /// Listens on `bind`:`port` (0: any free port); returns the port. With `tls`,
+  /// connections are made and accepted with it only.
+  caf::expected<uint16_t> open(const std::string& bind, uint16_t port,
+                               std::shared_ptr<const peer_tls_context> tls = nullptr);
   /// The members to connect to, by node id: their host:port. Connections to new ones are
   /// made in the background; those to members no longer listed are closed.
   void set_peers(std::map<std::string, std::string> addresses);
@@ -76,6 +80,8 @@ public:
   static constexpr size_t max_pending = 16u << 20;
   /// A connection whose bytes wait this long without any of them written is closed.
   static constexpr std::chrono::seconds stall_limit{2};
+  /// A TLS handshake takes at most this long.
+  static constexpr std::chrono::seconds handshake_limit{2};
 
 private:
   struct outbound;
@@ -97,6 +103,7 @@ private:
   const std::string self_;
   const receive_fn on_receive_;
   const down_fn on_down_;
+  std::shared_ptr<const peer_tls_context> tls_;
   std::atomic<bool> closing_{false};
   int listener_ = -1;
   const int wake_fd_;  ///< an eventfd the writing thread polls

@@ -9,7 +9,10 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/openssl/manager.hpp>
+#include <caf/openssl/publish.hpp>
 
+#include "twin/cluster/peer_tls.hpp"
 #include "twin/runtime/thread_name.hpp"
 
 namespace twin::cluster {
@@ -19,6 +22,7 @@ namespace {
 using monitor_atom = caf::atom_constant<caf::atom("monitor")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using credit_atom = caf::atom_constant<caf::atom("credit")>;
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
 
 /// Envelopes a member may have sent another that the other has not said it took: what the
 /// link and the receiver's mailbox hold at most, about.
@@ -33,8 +37,14 @@ constexpr size_t max_batch_bytes = 4u << 20;
 
 } // namespace
 
-void configure_transport(caf::actor_system_config& cfg) {
+void configure_transport(caf::actor_system_config& cfg, const peer_tls& tls) {
   cfg.load<caf::io::middleman>();
+  if (tls.enabled()) {
+    cfg.load<caf::openssl::manager>();
+    cfg.openssl_certificate = tls.cert_file;
+    cfg.openssl_key = tls.key_file;
+    cfg.openssl_cafile = tls.ca_file;
+  }
   cfg.add_message_type<envelope>("twin.envelope");
   cfg.add_message_type<envelopes>("twin.envelopes");
   cfg.set("middleman.heartbeat-interval", caf::timespan{std::chrono::milliseconds{200}});
@@ -162,6 +172,33 @@ struct transport::impl {
       caf::anon_send(handle, credit_atom::value, self, seq);
   }
 
+  /// `node` connected to this one, and says where its actor is: it is a peer, if it is a
+  /// member as far as this one knows (else it says so again within 250 ms).
+  void greeted(const std::string& node, const caf::actor& handle) {
+    std::string address;
+    {
+      std::lock_guard<std::mutex> guard{wanted_mtx};
+      auto w = wanted.find(node);
+      if (w == wanted.end() || closing)
+        return;
+      address = w->second;
+      std::unique_lock<std::shared_mutex> peers_guard{peers_mtx};
+      auto i = peers.find(node);
+      if (i != peers.end() && i->second.handle == handle)
+        return;
+      peer p;  // a connection before this one, if any, is gone with its queue
+      p.address = address;
+      p.handle = handle;
+      peers[node] = std::move(p);
+    }
+    caf::anon_send(link, monitor_atom::value, node, handle);
+  }
+
+  /// Of two members, the one with the lesser id connects, and says hello over the
+  /// connection (again every round): CAF's OpenSSL module closes both connections of a
+  /// pair that connect to each other at once.
+  bool connects_to(const std::string& node) const { return self < node; }
+
   void peer_down(const std::string& node, const caf::actor_addr& who) {
     {
       std::unique_lock<std::shared_mutex> guard{peers_mtx};
@@ -173,6 +210,12 @@ struct transport::impl {
     wanted_cv.notify_all();  // connect again if it is still a member
     if (!closing)
       on_down(node);
+  }
+
+  /// What publishes and connects: CAF's OpenSSL module's when it is loaded.
+  caf::io::middleman_actor middleman() const {
+    return sys.has_openssl_manager() ? sys.openssl_manager().actor_handle()
+                                     : sys.middleman().actor_handle();
   }
 
   /// Connects to the members not connected yet, until closed.
@@ -197,9 +240,13 @@ struct transport::impl {
         std::lock_guard<std::mutex> guard{wanted_mtx};
         std::shared_lock<std::shared_mutex> peers_guard{peers_mtx};
         for (const auto& [node, address] : wanted) {
+          if (!connects_to(node))
+            continue;
           auto i = peers.find(node);
           if (i == peers.end() || i->second.address != address)
             todo.emplace(node, address);
+          else
+            caf::anon_send(i->second.handle, hello_atom::value, self, link);
         }
       }
       for (const auto& [node, address] : todo) {
@@ -213,7 +260,7 @@ struct transport::impl {
         caf::actor handle;
         {
           caf::scoped_actor s{sys};
-          s->request(sys.middleman().actor_handle(), std::chrono::seconds{2},
+          s->request(middleman(), std::chrono::seconds{2},
                      caf::connect_atom::value, host, port_num)
             .receive(
               [&](const caf::node_id&, caf::strong_actor_ptr& ptr, const std::set<std::string>&) {
@@ -231,6 +278,7 @@ struct transport::impl {
           peers[node] = std::move(p);
         }
         caf::anon_send(link, monitor_atom::value, node, handle);
+        caf::anon_send(handle, hello_atom::value, self, link);
       }
     }
   }
@@ -268,6 +316,7 @@ caf::behavior link_actor(caf::stateful_actor<link_state>* self,
       }
     },
     [t](credit_atom, const std::string& node, uint64_t seq) { t->on_taken(node, seq); },
+    [t](hello_atom, const std::string& node, const caf::actor& peer) { t->greeted(node, peer); },
     [self](monitor_atom, const std::string& node, const caf::actor& peer) {
       self->monitor(peer);
       self->state.watched[peer.address()] = node;
@@ -297,7 +346,9 @@ caf::expected<uint16_t> transport::open(const std::string& bind, uint16_t port) 
   auto& d = *impl_;
   d.link = d.sys.spawn(link_actor, impl_);
   d.sender = d.sys.spawn(sender_actor, impl_);
-  auto bound = d.sys.middleman().publish(d.link, port, bind.c_str(), true);
+  auto bound = d.sys.has_openssl_manager()
+                 ? caf::openssl::publish(d.link, port, bind.c_str(), true)
+                 : d.sys.middleman().publish(d.link, port, bind.c_str(), true);
   if (!bound) {
     caf::anon_send_exit(d.link, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(d.sender, caf::exit_reason::user_shutdown);
@@ -376,7 +427,10 @@ void transport::close() {
     d.peers.clear();
   }
   if (d.link) {
-    d.sys.middleman().unpublish(d.link, d.port);
+    if (d.sys.has_openssl_manager())  // (caf::openssl::unpublish does not compile in 0.17.6)
+      caf::anon_send(d.middleman(), caf::unpublish_atom::value, d.link.address(), d.port);
+    else
+      d.sys.middleman().unpublish(d.link, d.port);
     caf::anon_send_exit(d.link, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(d.sender, caf::exit_reason::user_shutdown);
     d.link = caf::actor{};

@@ -2,8 +2,9 @@
 // order, with their sender, kind and incarnation; a member whose process is gone is
 // reported down before anything more is lost on its connection, and one that returns on
 // another port is reached there; one that takes nothing is reported down within the stall
-// limit; two members that flood each other and confirm slowly do not hold each other; a connection that does not speak the link's protocol is closed and
-// harms nothing.
+// limit; two members that flood each other and confirm slowly do not hold each other; a
+// connection that does not speak the link's protocol is closed and harms nothing. With
+// TLS, frames cross between members of one authority, and nobody else connects.
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -20,6 +21,9 @@
 #include <gtest/gtest.h>
 
 #include "replica_link.hpp"
+#include "test_certs.hpp"
+#include "test_support.hpp"
+#include "tls_probe.hpp"
 
 namespace twin::test {
 namespace {
@@ -285,6 +289,48 @@ TEST(replica_link, a_connection_that_speaks_otherwise_is_closed) {
   EXPECT_EQ(::read(fd, &c, 1), 0) << "the link closes it";
   ::close(fd);
   EXPECT_EQ(at_b.count(), 0u);
+}
+
+TEST(replica_link, with_tls_frames_cross_between_members_of_one_authority_only) {
+  temp_dir dir;
+  ASSERT_TRUE(make_test_certs(dir.path()));
+  auto ours = peer_tls_context::load({dir.sub("server.pem"), dir.sub("server.key"), dir.sub("ca.pem")});
+  auto theirs = peer_tls_context::load({dir.sub("other.pem"), dir.sub("other.key"), dir.sub("other.pem")});
+  ASSERT_TRUE(ours && theirs);
+  auto bad = peer_tls_context::load({dir.sub("server.pem"), dir.sub("other.key"), dir.sub("ca.pem")});
+  ASSERT_FALSE(bad);
+  EXPECT_NE(runtime::error_message(bad.error()).find("other.key"), std::string::npos);
+
+  inbox at_a, at_b, at_c;
+  replica_link a{"a", at_a.receive(), at_a.on_down()};
+  replica_link b{"b", at_b.receive(), at_b.on_down()};
+  replica_link c{"c", at_c.receive(), at_c.on_down()};
+  auto port_b = b.open("127.0.0.1", 0, *ours);
+  auto port_c = c.open("127.0.0.1", 0, *theirs);
+  ASSERT_TRUE(port_b && port_c);
+  ASSERT_TRUE(a.open("127.0.0.1", 0, *ours));
+  a.set_peers({{"b", "127.0.0.1:" + std::to_string(*port_b)},
+               {"c", "127.0.0.1:" + std::to_string(*port_c)}});
+  ASSERT_TRUE(send_when_connected(a, "b", frame(envelope::replicate, 3, "first")));
+  constexpr int n = 1000;
+  std::string big(1'000'000, 'y');  // more than TLS records and socket buffers take at once
+  for (int i = 1; i < n; ++i)
+    ASSERT_TRUE(a.send("b", frame(envelope::replicate, 3, i % 200 == 0 ? big : std::to_string(i)))) << i << " " << a.failures() << " " << at_b.count();
+  ASSERT_TRUE(within(10s, [&] { return at_b.count() == n; })) << at_b.count();
+  {
+    std::lock_guard<std::mutex> guard{at_b.mtx};
+    for (int i = 1; i < n; ++i)
+      ASSERT_EQ(at_b.got[static_cast<size_t>(i)].bytes, i % 200 == 0 ? big : std::to_string(i));
+    EXPECT_EQ(at_b.got[0].from, "a");
+  }
+  EXPECT_FALSE(at_a.is_down("b"));
+  // A member of another authority is never connected: nothing goes to it.
+  std::this_thread::sleep_for(1s);
+  EXPECT_FALSE(a.send("c", frame(envelope::replicate, 3, "refused")));
+  EXPECT_EQ(at_c.count(), 0u);
+  EXPECT_TRUE(tls_port_takes(*port_b, dir.sub("ca.pem"), dir.sub("client.pem"), dir.sub("client.key")));
+  EXPECT_FALSE(tls_port_takes(*port_b, dir.sub("ca.pem"), "", ""));
+  EXPECT_FALSE(tls_port_takes(*port_b, dir.sub("ca.pem"), dir.sub("other.pem"), dir.sub("other.key")));
 }
 
 } // namespace

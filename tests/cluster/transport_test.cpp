@@ -1,6 +1,7 @@
 // Two members' transports in one process over loopback: envelopes arrive in the order they
 // were sent, and a member that takes nothing holds its peer to a bounded number in flight
-// and queued; once it takes them again, everything sent arrives.
+// and queued; once it takes them again, everything sent arrives. With TLS, members whose
+// certificates one authority signs talk, and nobody else is taken.
 
 #include <atomic>
 #include <condition_variable>
@@ -11,7 +12,11 @@
 #include <caf/actor_system_config.hpp>
 #include <gtest/gtest.h>
 
+#include "test_certs.hpp"
+#include "test_support.hpp"
+#include "tls_probe.hpp"
 #include "transport.hpp"
+#include "twin/cluster/peer_tls.hpp"
 
 namespace twin::test {
 namespace {
@@ -21,8 +26,8 @@ using namespace std::chrono_literals;
 
 /// An actor system configured as a member's.
 struct member {
-  member() {
-    configure_transport(cfg);
+  explicit member(const peer_tls& tls = {}) {
+    configure_transport(cfg, tls);
     sys = std::make_unique<caf::actor_system>(cfg);
   }
 
@@ -90,6 +95,55 @@ TEST(transport, a_member_that_takes_nothing_holds_its_peer_to_a_bounded_queue) {
   EXPECT_EQ(received.load(), sent + 1);
   a.close();
   b.close();
+}
+
+TEST(transport, with_tls_members_of_one_authority_talk_and_nobody_else_is_taken) {
+  temp_dir dir;
+  ASSERT_TRUE(make_test_certs(dir.path()));
+  peer_tls ours{dir.sub("server.pem"), dir.sub("server.key"), dir.sub("ca.pem")};
+  peer_tls theirs{dir.sub("other.pem"), dir.sub("other.key"), dir.sub("other.pem")};
+  member a_sys{ours}, b_sys{ours}, c_sys{theirs};
+  std::atomic<uint64_t> received{0}, out_of_order{0};
+  auto ignore = [](envelope&&) {};
+  auto no_down = [](const std::string&) {};
+  transport a{*a_sys.sys, "a", ignore, no_down};
+  transport b{*b_sys.sys, "b",
+              [&](envelope&& env) {
+                if (env.token != ++received)
+                  ++out_of_order;
+              },
+              no_down};
+  transport c{*c_sys.sys, "c", ignore, no_down};
+  auto pa = a.open("127.0.0.1", 0);
+  auto pb = b.open("127.0.0.1", 0);
+  auto pc = c.open("127.0.0.1", 0);
+  ASSERT_TRUE(pa && pb && pc);
+  auto at = [](uint16_t port) { return "127.0.0.1:" + std::to_string(port); };
+  a.set_peers({{"b", at(*pb)}, {"c", at(*pc)}});
+  b.set_peers({{"a", at(*pa)}});
+  c.set_peers({{"a", at(*pa)}});
+  ASSERT_TRUE(eventually([&] { return a.connected("b") && b.connected("a"); }, 10s));
+  constexpr uint64_t n = 1000;
+  for (uint64_t i = 1; i <= n; ++i) {
+    envelope env;
+    env.from = "a";
+    env.token = i;
+    env.bytes = std::string(i % 100 == 0 ? 100'000 : 64, 'x');
+    ASSERT_TRUE(a.send("b", std::move(env)));
+  }
+  ASSERT_TRUE(eventually([&] { return received.load() == n; }, 10s)) << received.load();
+  EXPECT_EQ(out_of_order.load(), 0u);
+  // Another authority's member reaches nobody, and is reached by nobody.
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_FALSE(a.connected("c"));
+  EXPECT_FALSE(c.connected("a"));
+  // The port speaks TLS, and takes only a client that shows a certificate of the authority.
+  EXPECT_TRUE(tls_port_takes(*pb, dir.sub("ca.pem"), dir.sub("client.pem"), dir.sub("client.key")));
+  EXPECT_FALSE(tls_port_takes(*pb, dir.sub("ca.pem"), "", ""));
+  EXPECT_FALSE(tls_port_takes(*pb, dir.sub("ca.pem"), dir.sub("other.pem"), dir.sub("other.key")));
+  a.close();
+  b.close();
+  c.close();
 }
 
 } // namespace

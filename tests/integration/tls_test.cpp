@@ -1,8 +1,10 @@
 // TLS with certificates the test makes with openssl: the HTTP API (curl and twinctl over
 // https, a plain-text client refused, a certificate from another authority refused, mutual
-// TLS), and a cluster member's etcd over https with a client certificate.
+// TLS), the metrics port over https, and a cluster member's etcd over https with a client
+// certificate.
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -125,6 +127,39 @@ TEST_F(tls_test, with_mutual_tls_a_client_must_show_a_certificate_of_the_authori
                             dir_.sub("client.key"), "query"},
                            dir_.sub("ca.pem"));
   EXPECT_EQ(with_cert.code, 0) << with_cert.err;
+}
+
+TEST_F(tls_test, with_metrics_tls_the_metrics_port_speaks_https_and_keeps_its_token) {
+  port_ = free_port();
+  metrics_ = free_port();
+  std::ofstream{dir_.sub("metrics.token")} << "scrape-token-0123456789\n";
+  node_ = start_gauge_node(dir_, port_,
+                           {"--metrics-port", std::to_string(metrics_), "--tls-cert",
+                            dir_.sub("server.pem"), "--tls-key", dir_.sub("server.key"),
+                            "--metrics-tls", "--metrics-token-file", dir_.sub("metrics.token")});
+  auto get = [&](const std::string& path, const std::string& token) {
+    return run_to_end({"/usr/bin/curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}\n",
+                       "--max-time", "5", "--cacert", dir_.sub("ca.pem"), "-H",
+                       "Authorization: Bearer " + token,
+                       "https://127.0.0.1:" + std::to_string(metrics_) + path},
+                      {}, 10s);
+  };
+  ASSERT_TRUE(eventually([&] { return get("/readyz", "").out == "200\n"; }, 20s))
+    << node_->stderr_text();
+  EXPECT_EQ(http_client{metrics_}.call("GET", "/readyz").status, 0u);  // no plain text
+  EXPECT_EQ(get("/metrics", "").out, "401\n");
+  EXPECT_EQ(get("/metrics", "scrape-token-0123456789").out, "200\n");
+  EXPECT_NE(node_->stderr_text().find("metrics on https://"), std::string::npos);
+}
+
+TEST_F(tls_test, metrics_tls_without_the_apis_certificate_is_refused) {
+  port_ = free_port();
+  node_ = start_gauge_node(dir_, port_, {"--metrics-port", "0", "--metrics-tls"});
+  EXPECT_EQ(node_->wait(20s), 1);
+  EXPECT_NE(node_->stderr_text().find("--metrics-tls takes the API's certificate"),
+            std::string::npos)
+    << node_->stderr_text();
+  node_.reset();
 }
 
 TEST_F(tls_test, a_node_with_a_certificate_it_cannot_use_does_not_start) {

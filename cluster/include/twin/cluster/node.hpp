@@ -8,6 +8,7 @@
 #include <caf/error.hpp>
 #include <nlohmann/json.hpp>
 
+#include "twin/cluster/peer_tls.hpp"
 #include "twin/runtime/change_feed.hpp"
 #include "twin/runtime/host.hpp"
 #include "twin/runtime/metrics.hpp"
@@ -26,8 +27,9 @@ namespace twin::cluster {
 class tracking_store;
 
 /// Adds what a cluster member needs to its actor system's configuration (CAF's
-/// middleman, the envelope type, heartbeats between nodes); call before making the system.
-void configure(caf::actor_system_config& cfg);
+/// middleman, the envelope type, heartbeats between nodes, and CAF's OpenSSL module when
+/// `tls` is enabled); call before making the system, with the `tls` of `node_options`.
+void configure(caf::actor_system_config& cfg, const peer_tls& tls = {});
 
 struct node_options {
   /// etcd's endpoints: `http://host:port` or `https://host:port`, separated by commas.
@@ -41,6 +43,9 @@ struct node_options {
   /// The cluster's name: its keys in etcd are under /twin/<name>/. Default: "twin".
   std::string cluster = "twin";
   runtime::node_id id;
+  /// TLS between members (see `peer_tls`); the actor system must be configured with it.
+  /// Every member of a cluster has it, or none.
+  peer_tls tls;
   /// Address and port of the traffic between nodes (0: any free port).
   std::string bind = "127.0.0.1";
   uint16_t port = 0;
