@@ -168,6 +168,7 @@ TEST_F(token_registry_test, a_token_made_is_known_by_its_secret_only_until_revok
   EXPECT_EQ(tokens->verify("twn_0000000000000000_" + secret, now_ms()).verdict,
             token_verdict::unknown);
   EXPECT_EQ(tokens->verify("Bearer " + made->text, now_ms()).verdict, token_verdict::malformed);
+  EXPECT_EQ(tokens->verify(made->text, now_ms()).verdict, token_verdict::ok);  // as verified
 
   auto revoked = tokens->revoke(made->token.id);
   ASSERT_TRUE(revoked);

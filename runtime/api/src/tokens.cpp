@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -33,6 +34,11 @@ namespace {
 /// SHA-256 of `text`; empty if OpenSSL cannot compute it (then no secret matches, and no
 /// token is made). The digest is fetched once and each thread keeps its context: a
 /// request's check costs the hash alone (about 0.1 µs), not OpenSSL's lookups.
+uint64_t next_instance() {
+  static std::atomic<uint64_t> instances{0};
+  return ++instances;
+}
+
 std::string sha256(std::string_view text) {
   static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   struct context {
@@ -122,7 +128,7 @@ caf::error write_secret_file(const std::string& path, const std::string& text) {
 } // namespace
 
 token_registry::token_registry(std::unique_ptr<runtime::kv_store> store, warn_fn warn)
-  : store_(std::move(store)), warn_(std::move(warn)) {
+  : store_(std::move(store)), warn_(std::move(warn)), instance_(next_instance()) {
 }
 
 token_registry::~token_registry() {
@@ -134,6 +140,7 @@ void token_registry::keep(access_token t) {
   auto p = std::make_shared<const access_token>(std::move(t));
   std::unique_lock<std::shared_mutex> guard{mu_};
   tokens_[key_of(id)] = std::move(p);
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 caf::error token_registry::load() {
@@ -142,6 +149,7 @@ caf::error token_registry::load() {
       std::unique_lock<std::shared_mutex> guard{mu_};
       if (runtime::valid_token_id(id))
         tokens_.erase(key_of(id));
+      generation_.fetch_add(1, std::memory_order_release);
       return;
     }
     auto t = access_token::decode(bytes);
@@ -314,22 +322,50 @@ caf::expected<bool> token_registry::revoke(const std::string& id) {
   return true;
 }
 
+std::shared_ptr<const access_token> token_registry::lookup(uint64_t key,
+                                                           std::string_view secret) const {
+  std::shared_ptr<const access_token> t;
+  {
+    std::shared_lock<std::shared_mutex> guard{mu_};
+    auto it = tokens_.find(key);
+    if (it == tokens_.end())
+      return nullptr;
+    t = it->second;
+  }
+  auto hash = sha256(secret);
+  if (hash.size() != t->secret_hash.size()
+      || CRYPTO_memcmp(hash.data(), t->secret_hash.data(), hash.size()) != 0)
+    return nullptr;
+  return t;
+}
+
 token_registry::verified token_registry::verify(std::string_view text, int64_t now) const {
   auto parts = runtime::parse_token(text);
   if (!parts)
     return {token_verdict::malformed, nullptr};
+  auto key = key_of(parts->id);
+  // The texts this thread verified, by id: one that matches, of this registry and with no
+  // change since, is its token. (Read before the lookup: a change meanwhile is seen next.)
+  struct verified_text {
+    uint64_t instance = 0, key = 0, generation = 0;
+    std::string text;
+    std::shared_ptr<const access_token> token;  ///< this thread's copy
+  };
+  thread_local std::array<verified_text, 64> seen;
+  auto generation = generation_.load(std::memory_order_acquire);
+  auto& slot = seen[key % seen.size()];
   std::shared_ptr<const access_token> t;
-  {
-    std::shared_lock<std::shared_mutex> guard{mu_};
-    auto it = tokens_.find(key_of(parts->id));
-    if (it == tokens_.end())
+  if (slot.instance == instance_ && slot.key == key && slot.generation == generation
+      && slot.text.size() == text.size()
+      && CRYPTO_memcmp(slot.text.data(), text.data(), text.size()) == 0) {
+    t = slot.token;
+  } else {
+    t = lookup(key, parts->secret);
+    if (!t)
       return {token_verdict::unknown, nullptr};
-    t = it->second;
+    slot = {instance_, key, generation, std::string{text}, std::make_shared<access_token>(*t)};
+    t = slot.token;
   }
-  auto hash = sha256(parts->secret);
-  if (hash.size() != t->secret_hash.size()
-      || CRYPTO_memcmp(hash.data(), t->secret_hash.data(), hash.size()) != 0)
-    return {token_verdict::unknown, nullptr};
   if (t->revoked_ms != 0)
     return {token_verdict::revoked, std::move(t)};
   if (t->expired(now))

@@ -4,6 +4,7 @@
 // (the node's own, or the cluster's, so that a token is valid on every member and a
 // revocation reaches every member as the store's watch delivers it).
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,7 +27,9 @@ namespace twin::api {
 enum class token_verdict { ok, malformed, unknown, expired, revoked };
 
 /// The tokens of a node, in memory and in their store. Thread-safe; `verify` takes a
-/// shared lock and hashes the secret (about a microsecond), the rest may wait for the store.
+/// shared lock and hashes the secret, or finds the text among those its thread verified
+/// since the last change of any token (64 a thread, each with a copy of its token, so that
+/// threads share no counter); the rest may wait for the store.
 class token_registry {
 public:
   static constexpr size_t max_tokens = 100000;
@@ -75,6 +78,10 @@ private:
   /// Stores `t` if the store still holds `expected` there, then keeps it in memory.
   caf::error put(const runtime::access_token& t, const std::optional<std::string>& expected);
   void keep(runtime::access_token t);
+  /// The token of `text` (whose id is `key`) from the store in memory, its secret checked;
+  /// nullptr if unknown or the secret is wrong.
+  std::shared_ptr<const runtime::access_token> lookup(uint64_t key,
+                                                      std::string_view secret) const;
 
   std::unique_ptr<runtime::kv_store> store_;
   warn_fn warn_;
@@ -82,6 +89,9 @@ private:
   mutable std::shared_mutex mu_;
   /// By id, as a number (16 hex digits).
   std::unordered_map<uint64_t, std::shared_ptr<const runtime::access_token>> tokens_;
+  /// Changes of `tokens_` (under `mu_`): a text verified before one is verified again.
+  std::atomic<uint64_t> generation_{0};
+  const uint64_t instance_;  ///< tells this registry's verified texts from another's
 };
 
 } // namespace twin::api
