@@ -315,7 +315,8 @@ TEST(replica_link, with_tls_frames_cross_between_members_of_one_authority_only) 
   constexpr int n = 1000;
   std::string big(1'000'000, 'y');  // more than TLS records and socket buffers take at once
   for (int i = 1; i < n; ++i)
-    ASSERT_TRUE(a.send("b", frame(envelope::replicate, 3, i % 200 == 0 ? big : std::to_string(i)))) << i << " " << a.failures() << " " << at_b.count();
+    ASSERT_TRUE(a.send("b", frame(envelope::replicate, 3, i % 200 == 0 ? big : std::to_string(i))))
+      << "frame " << i << ", failed writes " << a.failures();
   ASSERT_TRUE(within(10s, [&] { return at_b.count() == n; })) << at_b.count();
   {
     std::lock_guard<std::mutex> guard{at_b.mtx};
