@@ -15,7 +15,8 @@ std::string encode_member(const member& m) {
               {"cluster", m.cluster_address},
               {"replication", m.replication_address},
               {"http", m.http_url},
-              {"state", m.state}}
+              {"state", m.state},
+              {"tls", m.tls}}
     .dump();
 }
 
@@ -33,6 +34,7 @@ std::optional<member> decode_member(const std::string& text) {
   m.replication_address = j.value("replication", "");
   m.http_url = j.value("http", "");
   m.state = j.value("state", "up");
+  m.tls = j.value("tls", false);
   return m;
 }
 
@@ -76,9 +78,12 @@ caf::error membership::join() {
                           + std::to_string(opts_.replication)
                           + " (--replication-factor)");
   }
+  if (auto err = check_tls())
+    return err;
   // The member key, with a lease. After a crash, the key of the node's last incarnation
   // lives until its lease runs out: wait for that, no longer.
-  member me{opts_.node, 0, opts_.cluster_address, opts_.replication_address, opts_.http_url, "up"};
+  member me{opts_.node, 0, opts_.cluster_address, opts_.replication_address, opts_.http_url,
+            "up", opts_.tls};
   auto deadline = steady_clock::now() + opts_.ttl + seconds{3};
   for (;;) {
     auto t0 = steady_clock::now();
@@ -122,6 +127,24 @@ caf::error membership::join() {
     keep_alive_loop();
   }};
   read_members();
+  return {};
+}
+
+caf::error membership::check_tls() {
+  auto all = etcd_.get_prefix(keys_.members());
+  if (!all)
+    return all.error();
+  for (const auto& kv : all->kvs) {
+    auto m = decode_member(kv.value);
+    if (!m || m->id == opts_.node || m->tls == opts_.tls)
+      continue;
+    return make_error(cluster_errc::config_mismatch,
+                      "member " + m->id.str() + " of cluster '" + opts_.cluster + "' speaks "
+                        + (m->tls ? "TLS" : "plain text") + " to the others and this node "
+                        + (opts_.tls ? "TLS" : "plain text")
+                        + ": start every member with --peer-cert, --peer-key and --peer-ca, "
+                          "or none");
+  }
   return {};
 }
 

@@ -30,6 +30,7 @@ struct member {
   std::string replication_address;  ///< host:port of its replication link; "": none
   std::string http_url;         ///< its HTTP API
   std::string state = "up";     ///< up, or draining (its shards move away)
+  bool tls = false;             ///< speaks TLS to the other members
 };
 
 /// The keys of a cluster named `name` in etcd.
@@ -53,6 +54,8 @@ struct membership_options {
   std::string http_url;
   uint32_t shard_count = runtime::default_shard_count;
   uint32_t replication = 1;  ///< copies of each shard: agreed like the shard count
+  /// Whether this member speaks TLS to the others: all live members alike, or it is refused.
+  bool tls = false;
   std::chrono::seconds ttl{5};
 };
 
@@ -68,9 +71,10 @@ public:
 
   /// Joins: agrees on the cluster's configuration, its shard count and replication factor
   /// (the first member writes it; a node configured otherwise is refused with
-  /// `config_mismatch`), takes a lease, writes its
-  /// member key (refused with `config_mismatch` if a live member has its id) and starts
-  /// keeping the lease alive and watching the members.
+  /// `config_mismatch`), checks that the live members speak TLS to each other as it does
+  /// (or plain text; else `config_mismatch`), takes a lease, writes its member key (refused
+  /// with `config_mismatch` if a live member has its id) and starts keeping the lease alive
+  /// and watching the members.
   caf::error join();
 
   /// Leaves: stops keeping the lease alive and revokes it (its member key goes with it).
@@ -95,6 +99,9 @@ public:
 
 private:
   void keep_alive_loop();
+  /// `config_mismatch` if a live member speaks TLS to the others and this one does not, or
+  /// the other way round.
+  caf::error check_tls();
   void read_members();
   void apply(const std::vector<etcd::event>& events);
   void publish();

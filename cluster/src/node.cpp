@@ -337,6 +337,7 @@ caf::error node::start() {
   mo.http_url = d.opts.http_url;
   mo.shard_count = d.shard_count;
   mo.replication = std::max<uint32_t>(1, d.opts.replication_factor);
+  mo.tls = d.opts.tls.enabled();
   mo.ttl = d.opts.ttl;
   d.members = std::make_unique<membership>(
     mo,

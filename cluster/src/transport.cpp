@@ -175,19 +175,17 @@ struct transport::impl {
   /// `node` connected to this one, and says where its actor is: it is a peer, if it is a
   /// member as far as this one knows (else it says so again within 250 ms).
   void greeted(const std::string& node, const caf::actor& handle) {
-    std::string address;
     {
       std::lock_guard<std::mutex> guard{wanted_mtx};
       auto w = wanted.find(node);
       if (w == wanted.end() || closing)
         return;
-      address = w->second;
       std::unique_lock<std::shared_mutex> peers_guard{peers_mtx};
       auto i = peers.find(node);
       if (i != peers.end() && i->second.handle == handle)
         return;
       peer p;  // a connection before this one, if any, is gone with its queue
-      p.address = address;
+      p.address = w->second;
       p.handle = handle;
       peers[node] = std::move(p);
     }

@@ -62,6 +62,14 @@ TEST_F(membership_test, a_node_configured_otherwise_or_with_a_live_members_id_is
   auto err = b.join();
   EXPECT_EQ(cluster::error_code(err), cluster_errc::config_mismatch);
   EXPECT_NE(runtime::error_message(err).find("1024 shards"), std::string::npos);
+  auto secure = options("node-c");  // TLS between members, where node-a speaks plain text
+  secure.tls = true;
+  membership c{secure, {}, {}};
+  err = c.join();
+  EXPECT_EQ(cluster::error_code(err), cluster_errc::config_mismatch);
+  EXPECT_NE(runtime::error_message(err).find("member node-a of cluster 'test' speaks plain text"),
+            std::string::npos)
+    << runtime::error_message(err);
   membership twin_a{options("node-a", 1s), {}, {}};
   err = twin_a.join();  // waits out a lease of 1 s, but node-a keeps its own alive
   EXPECT_EQ(cluster::error_code(err), cluster_errc::config_mismatch);

@@ -1,8 +1,8 @@
 // Two twind members that speak TLS to each other (--peer-cert, --peer-key, --peer-ca),
 // with certificates the test makes with openssl: requests cross between them and writes
 // are copied to the follower over TLS, both of their ports take only a client that shows a
-// certificate of the cluster's authority, and a member with half of the flags does not
-// start.
+// certificate of the cluster's authority; a member with half of the flags does not start,
+// and one that speaks plain text to a TLS cluster is refused.
 
 #include <string>
 #include <vector>
@@ -77,6 +77,19 @@ TEST_F(cluster_tls_test, members_speak_tls_to_each_other_and_take_no_one_else) {
     EXPECT_FALSE(takes(port, "", "")) << port;
     EXPECT_FALSE(takes(port, "other.pem", "other.key")) << port;
   }
+}
+
+TEST_F(cluster_tls_test, a_member_that_speaks_otherwise_than_the_live_members_is_refused) {
+  ASSERT_NO_FATAL_FAILURE(start(0, peer_args(0)));
+  members_.resize(2);
+  auto plain = run_to_end(args(1), {}, std::chrono::seconds{30});
+  EXPECT_NE(plain.code, 0);
+  EXPECT_NE(plain.err.find("member node-0 of cluster 'twin' speaks TLS to the others and this "
+                           "node plain text"),
+            std::string::npos)
+    << plain.err;
+  EXPECT_EQ(at(0).call("GET", "/v1/cluster").status, 200u);
+  EXPECT_EQ(json::parse(at(0).call("GET", "/v1/cluster").body)["members"].size(), 1u);
 }
 
 TEST_F(cluster_tls_test, a_member_without_all_of_its_tls_files_does_not_start) {
