@@ -9,7 +9,8 @@
 //   (c) a fourth member joining 3 that hold 100,000 twins in 1,024 shards: time until it
 //       owns its share
 //   (a) to (c) keep one copy of each shard; (d) to (f), in cluster_bench_replication.cpp,
-//   measure what the second copy costs and gives.
+//   measure what the second copy costs and gives; (g), in cluster_bench_tls.cpp, what TLS
+//   between members costs.
 //
 //   build/bin/cluster_bench [--updates N] [--clients C] [--kills K] [--parts abcdef]
 
@@ -146,12 +147,13 @@ int main(int argc, char** argv) {
   int clients = 8;
   std::string dir = "/tmp/cluster_bench";
   int kills = 10;
-  std::string parts = "abcdef";
-  app.add_option("--updates", updates, "Updates per phase of (a)")->capture_default_str();
+  std::string parts = "abcdefg";
+  app.add_option("--updates", updates, "Updates per phase of (a), (d) and (g)")
+    ->capture_default_str();
   app.add_option("--clients", clients, "HTTP connections")->capture_default_str();
   app.add_option("--dir", dir, "Scratch directory (wiped)")->capture_default_str();
   app.add_option("--kills", kills, "Members killed in turn in (e)")->capture_default_str();
-  app.add_option("--parts", parts, "Which parts to run (of a to f)")->capture_default_str();
+  app.add_option("--parts", parts, "Which parts to run (of a to g)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each figure as it comes
   std::system(("rm -rf '" + dir + "' && mkdir -p '" + dir + "'").c_str());
@@ -172,6 +174,8 @@ int main(int argc, char** argv) {
       bench_failover(dir, kills);
     if (runs('f'))
       bench_catch_up(dir, clients);
+    if (runs('g'))
+      bench_peer_tls(dir, updates, clients);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cluster_bench: %s\n", e.what());
     return 1;

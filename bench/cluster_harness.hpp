@@ -113,4 +113,10 @@ void bench_failover(const std::string& dir, int kills);
 /// (f) The rate at which a member that lost its data copies the shards again.
 void bench_catch_up(const std::string& dir, int clients);
 
+// cluster_bench's TLS part (cluster_bench_tls.cpp).
+
+/// (g) CPU per update and throughput of forwarded and replicated updates, plain and with
+/// TLS between members.
+void bench_peer_tls(const std::string& dir, size_t updates, int clients);
+
 } // namespace twin::bench
