@@ -1,5 +1,7 @@
 #include "membership.hpp"
 
+#include <limits>
+
 #include <nlohmann/json.hpp>
 
 #include "twin/cluster/errc.hpp"
@@ -78,7 +80,7 @@ caf::error membership::join() {
                           + std::to_string(opts_.replication)
                           + " (--replication-factor)");
   }
-  if (auto err = check_tls())
+  if (auto err = check_tls(std::numeric_limits<int64_t>::max()))
     return err;
   // The member key, with a lease. After a crash, the key of the node's last incarnation
   // lives until its lease runs out: wait for that, no longer.
@@ -122,6 +124,14 @@ caf::error membership::join() {
                           + opts_.node.str() + "'");
     std::this_thread::sleep_for(milliseconds{250});
   }
+  // Again with its key written: of two members that joined at once speaking otherwise, the
+  // later one goes.
+  if (auto err = check_tls(me.incarnation)) {
+    etcd_.revoke(lease_);
+    std::lock_guard<std::mutex> guard{mtx_};
+    alive_ = false;
+    return err;
+  }
   keeper_ = std::thread{[this] {
     runtime::name_thread("twin.lease");
     keep_alive_loop();
@@ -130,13 +140,13 @@ caf::error membership::join() {
   return {};
 }
 
-caf::error membership::check_tls() {
+caf::error membership::check_tls(int64_t before) {
   auto all = etcd_.get_prefix(keys_.members());
   if (!all)
     return all.error();
   for (const auto& kv : all->kvs) {
     auto m = decode_member(kv.value);
-    if (!m || m->id == opts_.node || m->tls == opts_.tls)
+    if (!m || m->id == opts_.node || m->tls == opts_.tls || m->incarnation >= before)
       continue;
     return make_error(cluster_errc::config_mismatch,
                       "member " + m->id.str() + " of cluster '" + opts_.cluster + "' speaks "

@@ -99,9 +99,9 @@ public:
 
 private:
   void keep_alive_loop();
-  /// `config_mismatch` if a live member speaks TLS to the others and this one does not, or
-  /// the other way round.
-  caf::error check_tls();
+  /// `config_mismatch` if a live member that joined before incarnation `before` speaks TLS
+  /// to the others and this one does not, or the other way round.
+  caf::error check_tls(int64_t before);
   void read_members();
   void apply(const std::vector<etcd::event>& events);
   void publish();

@@ -1,9 +1,9 @@
 #include "peer_tls_context.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include <climits>
 
@@ -57,12 +57,24 @@ caf::expected<SSL_CTX*> make_context(const peer_tls& files, bool server) {
   return ctx;
 }
 
-void set_timeouts(int fd, std::chrono::milliseconds limit) {
-  timeval tv{};
-  tv.tv_sec = static_cast<time_t>(limit.count() / 1000);
-  tv.tv_usec = static_cast<suseconds_t>((limit.count() % 1000) * 1000);
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+/// Shakes hands on `ssl` over non-blocking socket `fd` by `deadline`.
+bool handshake(SSL* ssl, int fd, bool server, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    ERR_clear_error();
+    auto k = server ? SSL_accept(ssl) : SSL_connect(ssl);
+    if (k == 1)
+      return true;
+    auto err = SSL_get_error(ssl, k);
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if ((err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) || left.count() <= 0) {
+      ERR_clear_error();
+      return false;
+    }
+    pollfd p{fd, static_cast<short>(err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR)
+      return false;
+  }
 }
 
 int clamp(size_t size) {
@@ -103,43 +115,30 @@ peer_tls_context::~peer_tls_context() {
 
 ssl_ptr peer_tls_context::connect(int fd, std::chrono::milliseconds limit) const {
   ssl_ptr ssl{SSL_new(client_)};
-  if (!ssl || SSL_set_fd(ssl.get(), fd) != 1)
+  if (!ssl || SSL_set_fd(ssl.get(), fd) != 1
+      || !handshake(ssl.get(), fd, false, std::chrono::steady_clock::now() + limit))
     return nullptr;
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  for (;;) {
-    auto k = SSL_connect(ssl.get());
-    if (k == 1)
-      return ssl;
-    auto err = SSL_get_error(ssl.get(), k);
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-    if ((err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) || left.count() <= 0) {
-      ERR_clear_error();
-      return nullptr;
-    }
-    pollfd p{fd, static_cast<short>(err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
-    if (::poll(&p, 1, static_cast<int>(left.count())) < 0 && errno != EINTR)
-      return nullptr;
-  }
+  return ssl;
 }
 
 ssl_ptr peer_tls_context::accept(int fd, std::chrono::milliseconds limit) const {
+  // Non-blocking for the handshake, so that its limit holds for all of it, not for each
+  // read: a peer that trickles bytes is cut off too.
+  auto flags = ::fcntl(fd, F_GETFL);
   ssl_ptr ssl{SSL_new(server_)};
-  if (!ssl || SSL_set_fd(ssl.get(), fd) != 1)
+  if (flags < 0 || !ssl || SSL_set_fd(ssl.get(), fd) != 1
+      || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
     return nullptr;
-  set_timeouts(fd, limit);
-  bool ok = SSL_accept(ssl.get()) == 1;
-  set_timeouts(fd, std::chrono::milliseconds{0});
-  if (!ok) {
-    ERR_clear_error();
+  bool ok = handshake(ssl.get(), fd, true, std::chrono::steady_clock::now() + limit);
+  if (!ok || ::fcntl(fd, F_SETFL, flags) != 0)
     return nullptr;
-  }
   return ssl;
 }
 
 long tls_write_some(SSL* ssl, const char* data, size_t size) {
   if (size == 0)
     return 0;  // (OpenSSL takes no empty write)
+  ERR_clear_error();  // SSL_get_error reads the thread's queue
   auto k = SSL_write(ssl, data, clamp(size));
   if (k > 0)
     return k;
@@ -152,11 +151,13 @@ long tls_write_some(SSL* ssl, const char* data, size_t size) {
 
 size_t tls_read_some(SSL* ssl, char* data, size_t size) {
   for (;;) {
+    ERR_clear_error();
     auto k = SSL_read(ssl, data, clamp(size));
     if (k > 0)
       return static_cast<size_t>(k);
-    if (SSL_get_error(ssl, k) == SSL_ERROR_SYSCALL && errno == EINTR)
-      continue;
+    auto err = SSL_get_error(ssl, k);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)
+      continue;  // interrupted, on a blocking socket
     ERR_clear_error();
     return 0;
   }

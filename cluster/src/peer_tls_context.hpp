@@ -33,8 +33,8 @@ public:
   /// The client's end on a connected non-blocking socket, its handshake done within
   /// `limit`; null if it failed (a peer without a certificate of the CA, or silent).
   ssl_ptr connect(int fd, std::chrono::milliseconds limit) const;
-  /// The server's end on an accepted blocking socket, likewise; the socket is blocking
-  /// without a time limit again afterwards.
+  /// The server's end on an accepted blocking socket, its whole handshake done within
+  /// `limit` likewise (the socket is non-blocking meanwhile, blocking again after).
   ssl_ptr accept(int fd, std::chrono::milliseconds limit) const;
 
 private:

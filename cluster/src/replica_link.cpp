@@ -97,13 +97,18 @@ struct replica_link::outbound {
   bool flush() {
     if (unsent() == 0)
       return true;  // another writer wrote it meanwhile
-    iovec part{pending.data() + written, unsent()};
-    auto k = ssl ? tls_write_some(ssl.get(), pending.data() + written, unsent())
-                 : write_some(fd, &part, 1);
-    if (k < 0)
-      return false;
-    if (k > 0) {
+    auto before = written;
+    do {  // TLS takes a record (16 KiB at most) a call
+      iovec part{pending.data() + written, unsent()};
+      auto k = ssl ? tls_write_some(ssl.get(), pending.data() + written, unsent())
+                   : write_some(fd, &part, 1);
+      if (k < 0)
+        return false;
+      if (k == 0)
+        break;
       written += static_cast<size_t>(k);
+    } while (ssl && unsent() > 0);
+    if (written > before) {
       since = std::chrono::steady_clock::now();
       room.notify_all();
     }

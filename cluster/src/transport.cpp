@@ -1,8 +1,13 @@
 #include "transport.hpp"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <shared_mutex>
 #include <thread>
@@ -35,15 +40,36 @@ constexpr size_t max_queued_bytes = 64u << 20;
 /// Bytes of envelopes handed to CAF as one message, at most (but at least one envelope).
 constexpr size_t max_batch_bytes = 4u << 20;
 
+/// A copy of file `path` that nothing can change, as a path CAF can open ("/proc/self/fd/N"
+/// of a memfd, open for the process's life); `path` itself if it cannot be read. CAF's
+/// OpenSSL module reads its files at each connection, and one it cannot read then (a file
+/// being replaced) ends the process.
+std::string pinned(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  std::string bytes{std::istreambuf_iterator<char>{in}, {}};
+  int fd = in.bad() || bytes.empty() ? -1 : ::memfd_create("twin-peer-tls", MFD_CLOEXEC);
+  if (fd < 0)
+    return path;
+  for (size_t done = 0; done < bytes.size();) {
+    auto k = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (k <= 0) {
+      ::close(fd);
+      return path;
+    }
+    done += static_cast<size_t>(k);
+  }
+  return "/proc/self/fd/" + std::to_string(fd);
+}
+
 } // namespace
 
 void configure_transport(caf::actor_system_config& cfg, const peer_tls& tls) {
   cfg.load<caf::io::middleman>();
   if (tls.enabled()) {
     cfg.load<caf::openssl::manager>();
-    cfg.openssl_certificate = tls.cert_file;
-    cfg.openssl_key = tls.key_file;
-    cfg.openssl_cafile = tls.ca_file;
+    cfg.openssl_certificate = pinned(tls.cert_file);
+    cfg.openssl_key = pinned(tls.key_file);
+    cfg.openssl_cafile = pinned(tls.ca_file);
   }
   cfg.add_message_type<envelope>("twin.envelope");
   cfg.add_message_type<envelopes>("twin.envelopes");
@@ -71,6 +97,7 @@ struct transport::impl {
 
   caf::actor_system& sys;
   std::string self;
+  const bool tls = sys.has_openssl_manager();
   receive_fn on_receive;
   down_fn on_down;
   caf::actor link;
@@ -175,6 +202,8 @@ struct transport::impl {
   /// `node` connected to this one, and says where its actor is: it is a peer, if it is a
   /// member as far as this one knows (else it says so again within 250 ms).
   void greeted(const std::string& node, const caf::actor& handle) {
+    if (!tls)
+      return;  // both connect
     {
       std::lock_guard<std::mutex> guard{wanted_mtx};
       auto w = wanted.find(node);
@@ -192,10 +221,11 @@ struct transport::impl {
     caf::anon_send(link, monitor_atom::value, node, handle);
   }
 
-  /// Of two members, the one with the lesser id connects, and says hello over the
+  /// With TLS, of two members the one with the lesser id connects, and says hello over the
   /// connection (again every round): CAF's OpenSSL module closes both connections of a
-  /// pair that connect to each other at once.
-  bool connects_to(const std::string& node) const { return self < node; }
+  /// pair that connect to each other at once. In plain text both connect, as members
+  /// before TLS did.
+  bool connects_to(const std::string& node) const { return !tls || self < node; }
 
   void peer_down(const std::string& node, const caf::actor_addr& who) {
     {
@@ -243,7 +273,7 @@ struct transport::impl {
           auto i = peers.find(node);
           if (i == peers.end() || i->second.address != address)
             todo.emplace(node, address);
-          else
+          else if (tls)
             caf::anon_send(i->second.handle, hello_atom::value, self, link);
         }
       }
@@ -276,7 +306,8 @@ struct transport::impl {
           peers[node] = std::move(p);
         }
         caf::anon_send(link, monitor_atom::value, node, handle);
-        caf::anon_send(handle, hello_atom::value, self, link);
+        if (tls)
+          caf::anon_send(handle, hello_atom::value, self, link);
       }
     }
   }

@@ -3,9 +3,9 @@
 // Traffic between nodes: one actor per node, published on its cluster port with CAF's
 // middleman, that takes envelopes (Cap'n Proto bytes and what routes them) from the other
 // nodes' actors; connections to the members made in the background and watched, so that
-// a member's loss is known at once. Of two members, the one with the lesser id connects
-// and says hello (its actor) over the connection: one connection a pair. Private to the
-// cluster module.
+// a member's loss is known at once. With TLS, of two members the one with the lesser id
+// connects and says hello (its actor) over the connection: one connection a pair. Private
+// to the cluster module.
 
 #include <cstdint>
 #include <functional>
@@ -90,8 +90,8 @@ public:
   /// Publishes this node's actor on `bind`:`port` (0: any); returns the port.
   caf::expected<uint16_t> open(const std::string& bind, uint16_t port);
   /// The members to be connected with, by node id: their host:port. Connections to new
-  /// ones with greater ids are made in the background (the others connect to this one);
-  /// those to members no longer listed are dropped.
+  /// ones are made in the background (with TLS, to those with greater ids only: the others
+  /// connect to this one); those to members no longer listed are dropped.
   void set_peers(std::map<std::string, std::string> addresses);
   /// Sends `env` to `node` in order after what was sent before; false if not connected,
   /// or if the link's queue is full. Envelopes sent to one member while the previous ones

@@ -4,7 +4,8 @@
 // another port is reached there; one that takes nothing is reported down within the stall
 // limit; two members that flood each other and confirm slowly do not hold each other; a
 // connection that does not speak the link's protocol is closed and harms nothing. With
-// TLS, frames cross between members of one authority, and nobody else connects.
+// TLS, frames cross between members of one authority, nobody else connects, and a client
+// that trickles its handshake is cut off at the handshake's limit.
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -322,6 +323,7 @@ TEST(replica_link, with_tls_frames_cross_between_members_of_one_authority_only) 
     std::lock_guard<std::mutex> guard{at_b.mtx};
     for (int i = 1; i < n; ++i)
       ASSERT_EQ(at_b.got[static_cast<size_t>(i)].bytes, i % 200 == 0 ? big : std::to_string(i));
+    EXPECT_EQ(at_b.got[0].bytes, "first");
     EXPECT_EQ(at_b.got[0].from, "a");
   }
   EXPECT_FALSE(at_a.is_down("b"));
@@ -329,6 +331,25 @@ TEST(replica_link, with_tls_frames_cross_between_members_of_one_authority_only) 
   std::this_thread::sleep_for(1s);
   EXPECT_FALSE(a.send("c", frame(envelope::replicate, 3, "refused")));
   EXPECT_EQ(at_c.count(), 0u);
+  // A client that trickles its handshake is cut off once the handshake's limit is over.
+  int slow = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(*port_b);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(slow, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const unsigned char record[] = {0x16, 0x03, 0x01, 0x02, 0x00};  // a 512-byte handshake
+  ASSERT_EQ(::send(slow, record, sizeof record, MSG_NOSIGNAL), 5);
+  auto t0 = std::chrono::steady_clock::now();
+  bool cut = false;
+  for (int i = 0; i < 30 && !cut; ++i) {  // a byte every 200 ms: never all of it in time
+    std::this_thread::sleep_for(200ms);
+    char byte = 1, got;
+    cut = ::send(slow, &byte, 1, MSG_NOSIGNAL) < 0 || ::recv(slow, &got, 1, MSG_DONTWAIT) == 0;
+  }
+  ::close(slow);
+  EXPECT_TRUE(cut);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, replica_link::handshake_limit + 1s);
   EXPECT_TRUE(tls_port_takes(*port_b, dir.sub("ca.pem"), dir.sub("client.pem"), dir.sub("client.key")));
   EXPECT_FALSE(tls_port_takes(*port_b, dir.sub("ca.pem"), "", ""));
   EXPECT_FALSE(tls_port_takes(*port_b, dir.sub("ca.pem"), dir.sub("other.pem"), dir.sub("other.key")));

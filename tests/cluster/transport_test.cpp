@@ -113,15 +113,16 @@ TEST(transport, with_tls_members_of_one_authority_talk_and_nobody_else_is_taken)
                   ++out_of_order;
               },
               no_down};
-  transport c{*c_sys.sys, "c", ignore, no_down};
+  // Its id is the least: it is the one that connects, so a and b refuse it as servers.
+  transport c{*c_sys.sys, "0", ignore, no_down};
   auto pa = a.open("127.0.0.1", 0);
   auto pb = b.open("127.0.0.1", 0);
   auto pc = c.open("127.0.0.1", 0);
   ASSERT_TRUE(pa && pb && pc);
   auto at = [](uint16_t port) { return "127.0.0.1:" + std::to_string(port); };
-  a.set_peers({{"b", at(*pb)}, {"c", at(*pc)}});
-  b.set_peers({{"a", at(*pa)}});
-  c.set_peers({{"a", at(*pa)}});
+  a.set_peers({{"b", at(*pb)}, {"0", at(*pc)}});
+  b.set_peers({{"a", at(*pa)}, {"0", at(*pc)}});
+  c.set_peers({{"a", at(*pa)}, {"b", at(*pb)}});
   ASSERT_TRUE(eventually([&] { return a.connected("b") && b.connected("a"); }, 10s));
   constexpr uint64_t n = 1000;
   for (uint64_t i = 1; i <= n; ++i) {
@@ -135,8 +136,10 @@ TEST(transport, with_tls_members_of_one_authority_talk_and_nobody_else_is_taken)
   EXPECT_EQ(out_of_order.load(), 0u);
   // Another authority's member reaches nobody, and is reached by nobody.
   std::this_thread::sleep_for(1500ms);
-  EXPECT_FALSE(a.connected("c"));
+  EXPECT_FALSE(a.connected("0"));
+  EXPECT_FALSE(b.connected("0"));
   EXPECT_FALSE(c.connected("a"));
+  EXPECT_FALSE(c.connected("b"));
   // The port speaks TLS, and takes only a client that shows a certificate of the authority.
   EXPECT_TRUE(tls_port_takes(*pb, dir.sub("ca.pem"), dir.sub("client.pem"), dir.sub("client.key")));
   EXPECT_FALSE(tls_port_takes(*pb, dir.sub("ca.pem"), "", ""));
