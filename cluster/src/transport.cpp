@@ -1,10 +1,12 @@
 #include "transport.hpp"
 
+#include <dlfcn.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <iterator>
@@ -16,9 +18,59 @@
 #include <caf/io/all.hpp>
 #include <caf/openssl/manager.hpp>
 #include <caf/openssl/publish.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "twin/cluster/peer_tls.hpp"
 #include "twin/runtime/thread_name.hpp"
+
+// CAF 0.17's OpenSSL module calls SSL_read, SSL_write, SSL_accept and SSL_connect without
+// clearing the thread's error queue first, which OpenSSL requires (SSL_get_error reads the
+// queue). The errors of a failed handshake (any client that reaches the cluster port can
+// cause one: a wrong certificate, none, or no TLS at all) stayed on CAF's I/O thread, and
+// the next read of a healthy member's connection took them for its own and closed it:
+// measured, every such client cut the members' connection. Defined in the program, these
+// come first in the dynamic linker's lookup, so CAF calls them: they clear the queue, then
+// call OpenSSL's own.
+namespace {
+
+template <class Fn>
+Fn openssl_own(const char* name) {
+  auto fn = reinterpret_cast<Fn>(::dlsym(RTLD_NEXT, name));
+  if (fn == nullptr)
+    std::abort();  // libssl is linked: it has them
+  return fn;
+}
+
+} // namespace
+
+extern "C" {
+
+int SSL_read(SSL* ssl, void* buf, int num) {
+  static const auto own = openssl_own<int (*)(SSL*, void*, int)>("SSL_read");
+  ERR_clear_error();
+  return own(ssl, buf, num);
+}
+
+int SSL_write(SSL* ssl, const void* buf, int num) {
+  static const auto own = openssl_own<int (*)(SSL*, const void*, int)>("SSL_write");
+  ERR_clear_error();
+  return own(ssl, buf, num);
+}
+
+int SSL_accept(SSL* ssl) {
+  static const auto own = openssl_own<int (*)(SSL*)>("SSL_accept");
+  ERR_clear_error();
+  return own(ssl);
+}
+
+int SSL_connect(SSL* ssl) {
+  static const auto own = openssl_own<int (*)(SSL*)>("SSL_connect");
+  ERR_clear_error();
+  return own(ssl);
+}
+
+} // extern "C"
 
 namespace twin::cluster {
 

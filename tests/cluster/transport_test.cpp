@@ -1,7 +1,8 @@
 // Two members' transports in one process over loopback: envelopes arrive in the order they
 // were sent, and a member that takes nothing holds its peer to a bounded number in flight
 // and queued; once it takes them again, everything sent arrives. With TLS, members whose
-// certificates one authority signs talk, and nobody else is taken.
+// certificates one authority signs talk, nobody else is taken, and a member greets the
+// other again once the other learns of it, or after it returns.
 
 #include <atomic>
 #include <condition_variable>
@@ -103,16 +104,17 @@ TEST(transport, with_tls_members_of_one_authority_talk_and_nobody_else_is_taken)
   peer_tls ours{dir.sub("server.pem"), dir.sub("server.key"), dir.sub("ca.pem")};
   peer_tls theirs{dir.sub("other.pem"), dir.sub("other.key"), dir.sub("other.pem")};
   member a_sys{ours}, b_sys{ours}, c_sys{theirs};
-  std::atomic<uint64_t> received{0}, out_of_order{0};
+  std::atomic<uint64_t> received{0}, out_of_order{0}, downs{0};
   auto ignore = [](envelope&&) {};
   auto no_down = [](const std::string&) {};
-  transport a{*a_sys.sys, "a", ignore, no_down};
+  auto count_down = [&](const std::string&) { ++downs; };
+  transport a{*a_sys.sys, "a", ignore, count_down};
   transport b{*b_sys.sys, "b",
               [&](envelope&& env) {
                 if (env.token != ++received)
                   ++out_of_order;
               },
-              no_down};
+              count_down};
   // Its id is the least: it is the one that connects, so a and b refuse it as servers.
   transport c{*c_sys.sys, "0", ignore, no_down};
   auto pa = a.open("127.0.0.1", 0);
@@ -125,13 +127,16 @@ TEST(transport, with_tls_members_of_one_authority_talk_and_nobody_else_is_taken)
   c.set_peers({{"a", at(*pa)}, {"b", at(*pb)}});
   ASSERT_TRUE(eventually([&] { return a.connected("b") && b.connected("a"); }, 10s));
   constexpr uint64_t n = 1000;
-  for (uint64_t i = 1; i <= n; ++i) {
-    envelope env;
-    env.from = "a";
-    env.token = i;
-    env.bytes = std::string(i % 100 == 0 ? 100'000 : 64, 'x');
-    ASSERT_TRUE(a.send("b", std::move(env)));
-  }
+  auto send_from = [&](uint64_t first) {
+    for (uint64_t i = first; i < first + n; ++i) {
+      envelope env;
+      env.from = "a";
+      env.token = i;
+      env.bytes = std::string(i % 100 == 0 ? 100'000 : 64, 'x');
+      ASSERT_TRUE(a.send("b", std::move(env))) << "envelope " << i;
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(send_from(1));
   ASSERT_TRUE(eventually([&] { return received.load() == n; }, 10s)) << received.load();
   EXPECT_EQ(out_of_order.load(), 0u);
   // Another authority's member reaches nobody, and is reached by nobody.
@@ -144,9 +149,62 @@ TEST(transport, with_tls_members_of_one_authority_talk_and_nobody_else_is_taken)
   EXPECT_TRUE(tls_port_takes(*pb, dir.sub("ca.pem"), dir.sub("client.pem"), dir.sub("client.key")));
   EXPECT_FALSE(tls_port_takes(*pb, dir.sub("ca.pem"), "", ""));
   EXPECT_FALSE(tls_port_takes(*pb, dir.sub("ca.pem"), dir.sub("other.pem"), dir.sub("other.key")));
+  // None of those refusals (c's, every 250 ms, and the probes') cut a and b apart.
+  ASSERT_NO_FATAL_FAILURE(send_from(n + 1));
+  ASSERT_TRUE(eventually([&] { return received.load() == 2 * n; }, 10s)) << received.load();
+  EXPECT_EQ(out_of_order.load(), 0u);
+  EXPECT_EQ(downs.load(), 0u);
   a.close();
   b.close();
   c.close();
+}
+
+TEST(transport, with_tls_a_member_that_learns_of_another_late_or_sees_it_return_is_greeted) {
+  temp_dir dir;
+  ASSERT_TRUE(make_test_certs(dir.path()));
+  peer_tls ours{dir.sub("server.pem"), dir.sub("server.key"), dir.sub("ca.pem")};
+  member a_sys{ours}, b_sys{ours};
+  std::atomic<uint64_t> at_a{0}, at_b{0};
+  auto no_down = [](const std::string&) {};
+  auto count = [](std::atomic<uint64_t>& n) { return [&n](envelope&&) { ++n; }; };
+  auto at = [](uint16_t port) { return "127.0.0.1:" + std::to_string(port); };
+  auto send = [](transport& t, const std::string& to) {
+    envelope env;
+    env.bytes = "x";
+    return t.send(to, std::move(env));
+  };
+  transport b{*b_sys.sys, "b", count(at_b), no_down};
+  auto pb = b.open("127.0.0.1", 0);
+  ASSERT_TRUE(pb);
+  {
+    transport a{*a_sys.sys, "a", count(at_a), no_down};
+    auto pa = a.open("127.0.0.1", 0);
+    ASSERT_TRUE(pa);
+    // a (the lesser id) connects, but b does not know a yet: its hellos are not taken.
+    a.set_peers({{"b", at(*pb)}});
+    ASSERT_TRUE(eventually([&] { return a.connected("b"); }, 10s));
+    std::this_thread::sleep_for(600ms);
+    EXPECT_FALSE(b.connected("a"));
+    // Once b knows a, a's next hello makes it a peer, and both ways carry envelopes.
+    b.set_peers({{"a", at(*pa)}});
+    ASSERT_TRUE(eventually([&] { return b.connected("a"); }, 2s));
+    ASSERT_TRUE(send(a, "b") && send(b, "a"));
+    ASSERT_TRUE(eventually([&] { return at_a.load() == 1 && at_b.load() == 1; }, 5s));
+    a.close();
+  }
+  ASSERT_TRUE(eventually([&] { return !b.connected("a"); }, 5s));  // its actor is gone
+  // a returns, another process on another port: b takes it again from its hello.
+  member again_sys{ours};
+  transport again{*again_sys.sys, "a", count(at_a), no_down};
+  auto pa2 = again.open("127.0.0.1", 0);
+  ASSERT_TRUE(pa2);
+  b.set_peers({{"a", at(*pa2)}});
+  again.set_peers({{"b", at(*pb)}});
+  ASSERT_TRUE(eventually([&] { return again.connected("b") && b.connected("a"); }, 10s));
+  ASSERT_TRUE(eventually([&] { return send(b, "a"); }, 2s));
+  ASSERT_TRUE(eventually([&] { return at_a.load() == 2; }, 5s));
+  again.close();
+  b.close();
 }
 
 } // namespace

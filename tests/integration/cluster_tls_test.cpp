@@ -77,6 +77,17 @@ TEST_F(cluster_tls_test, members_speak_tls_to_each_other_and_take_no_one_else) {
     EXPECT_FALSE(takes(port, "", "")) << port;
     EXPECT_FALSE(takes(port, "other.pem", "other.key")) << port;
   }
+  // Those refused clients cut nothing: the members still forward and copy every write.
+  for (int c = 0; c < n; ++c) {
+    auto r = at(0).call("PATCH", "/v1/twins/c:n" + std::to_string(c),
+                        json{{"properties", {{"count", c + 1}}}}.dump(),
+                        {{"Content-Type", "application/merge-patch+json"}});
+    ASSERT_EQ(r.status, 200u) << r.body;
+  }
+  double down = 0;
+  for (auto& m : members_)
+    down += metric_value(m.metrics, "twin_replication_link_failures_total");
+  EXPECT_EQ(down, 0);
 }
 
 TEST_F(cluster_tls_test, a_member_that_speaks_otherwise_than_the_live_members_is_refused) {
