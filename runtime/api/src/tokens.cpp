@@ -322,6 +322,15 @@ caf::expected<bool> token_registry::revoke(const std::string& id) {
   return true;
 }
 
+token_registry::verified token_registry::verdict_of(std::shared_ptr<const access_token> t,
+                                                     int64_t now) {
+  if (t->revoked_ms != 0)
+    return {token_verdict::revoked, std::move(t)};
+  if (t->expired(now))
+    return {token_verdict::expired, std::move(t)};
+  return {token_verdict::ok, std::move(t)};
+}
+
 std::shared_ptr<const access_token> token_registry::lookup(uint64_t key,
                                                            std::string_view secret) const {
   std::shared_ptr<const access_token> t;
@@ -340,37 +349,35 @@ std::shared_ptr<const access_token> token_registry::lookup(uint64_t key,
 }
 
 token_registry::verified token_registry::verify(std::string_view text, int64_t now) const {
-  auto parts = runtime::parse_token(text);
-  if (!parts)
-    return {token_verdict::malformed, nullptr};
-  auto key = key_of(parts->id);
   // The texts this thread verified, by id: one that matches, of this registry and with no
-  // change since, is its token. (Read before the lookup: a change meanwhile is seen next.)
+  // change since, is its token, and needs no parse either. (The generation is read before
+  // the lookup: a change meanwhile is seen next time.)
   struct verified_text {
     uint64_t instance = 0, key = 0, generation = 0;
     std::string text;
     std::shared_ptr<const access_token> token;  ///< this thread's copy
   };
   thread_local std::array<verified_text, 64> seen;
+  constexpr size_t id_at = 4;  // "twn_"
   auto generation = generation_.load(std::memory_order_acquire);
-  auto& slot = seen[key % seen.size()];
-  std::shared_ptr<const access_token> t;
-  if (slot.instance == instance_ && slot.key == key && slot.generation == generation
-      && slot.text.size() == text.size()
-      && CRYPTO_memcmp(slot.text.data(), text.data(), text.size()) == 0) {
-    t = slot.token;
-  } else {
-    t = lookup(key, parts->secret);
-    if (!t)
-      return {token_verdict::unknown, nullptr};
-    slot = {instance_, key, generation, std::string{text}, std::make_shared<access_token>(*t)};
-    t = slot.token;
+  if (text.size() > id_at + access_token::id_chars) {
+    auto key = key_of(text.substr(id_at, access_token::id_chars));  // checked by the match
+    const auto& slot = seen[key % seen.size()];
+    if (slot.instance == instance_ && slot.key == key && slot.generation == generation
+        && slot.text.size() == text.size()
+        && CRYPTO_memcmp(slot.text.data(), text.data(), text.size()) == 0)
+      return verdict_of(slot.token, now);
   }
-  if (t->revoked_ms != 0)
-    return {token_verdict::revoked, std::move(t)};
-  if (t->expired(now))
-    return {token_verdict::expired, std::move(t)};
-  return {token_verdict::ok, std::move(t)};
+  auto parts = runtime::parse_token(text);
+  if (!parts)
+    return {token_verdict::malformed, nullptr};
+  auto key = key_of(parts->id);
+  auto t = lookup(key, parts->secret);
+  if (!t)
+    return {token_verdict::unknown, nullptr};
+  seen[key % seen.size()] = {instance_, key, generation, std::string{text},
+                             std::make_shared<access_token>(*t)};
+  return verdict_of(seen[key % seen.size()].token, now);
 }
 
 } // namespace twin::api

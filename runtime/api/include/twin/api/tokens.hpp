@@ -82,6 +82,8 @@ private:
   /// nullptr if unknown or the secret is wrong.
   std::shared_ptr<const runtime::access_token> lookup(uint64_t key,
                                                       std::string_view secret) const;
+  /// Whether `t` may be used at `now`.
+  static verified verdict_of(std::shared_ptr<const runtime::access_token> t, int64_t now);
 
   std::unique_ptr<runtime::kv_store> store_;
   warn_fn warn_;
