@@ -149,7 +149,7 @@ struct transport::impl {
 
   caf::actor_system& sys;
   std::string self;
-  const bool tls = sys.has_openssl_manager();
+  const bool tls = sys.has_openssl_manager();  ///< CAF's OpenSSL module: TLS only
   receive_fn on_receive;
   down_fn on_down;
   caf::actor link;
@@ -294,8 +294,7 @@ struct transport::impl {
 
   /// What publishes and connects: CAF's OpenSSL module's when it is loaded.
   caf::io::middleman_actor middleman() const {
-    return sys.has_openssl_manager() ? sys.openssl_manager().actor_handle()
-                                     : sys.middleman().actor_handle();
+    return tls ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
   }
 
   /// Connects to the members not connected yet, until closed.
@@ -427,9 +426,8 @@ caf::expected<uint16_t> transport::open(const std::string& bind, uint16_t port) 
   auto& d = *impl_;
   d.link = d.sys.spawn(link_actor, impl_);
   d.sender = d.sys.spawn(sender_actor, impl_);
-  auto bound = d.sys.has_openssl_manager()
-                 ? caf::openssl::publish(d.link, port, bind.c_str(), true)
-                 : d.sys.middleman().publish(d.link, port, bind.c_str(), true);
+  auto bound = d.tls ? caf::openssl::publish(d.link, port, bind.c_str(), true)
+                     : d.sys.middleman().publish(d.link, port, bind.c_str(), true);
   if (!bound) {
     caf::anon_send_exit(d.link, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(d.sender, caf::exit_reason::user_shutdown);
@@ -508,7 +506,7 @@ void transport::close() {
     d.peers.clear();
   }
   if (d.link) {
-    if (d.sys.has_openssl_manager())  // (caf::openssl::unpublish does not compile in 0.17.6)
+    if (d.tls)  // (caf::openssl::unpublish does not compile in 0.17.6)
       caf::anon_send(d.middleman(), caf::unpublish_atom::value, d.link.address(), d.port);
     else
       d.sys.middleman().unpublish(d.link, d.port);

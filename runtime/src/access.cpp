@@ -17,8 +17,6 @@ namespace {
 using capn::str;
 using capn::text;
 
-constexpr std::string_view token_prefix = "twn_";
-
 bool is_hex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }

@@ -98,12 +98,19 @@ TEST(transport, a_member_that_takes_nothing_holds_its_peer_to_a_bounded_queue) {
   b.close();
 }
 
-TEST(transport, with_tls_members_of_one_authority_talk_and_nobody_else_is_taken) {
+/// Certificates the test makes: `ours`, of the test authority, and `theirs`, of another.
+struct authorities {
   temp_dir dir;
-  ASSERT_TRUE(make_test_certs(dir.path()));
+  bool made = make_test_certs(dir.path());
   peer_tls ours{dir.sub("server.pem"), dir.sub("server.key"), dir.sub("ca.pem")};
   peer_tls theirs{dir.sub("other.pem"), dir.sub("other.key"), dir.sub("other.pem")};
-  member a_sys{ours}, b_sys{ours}, c_sys{theirs};
+};
+
+TEST(transport, with_tls_members_of_one_authority_talk_and_nobody_else_is_taken) {
+  authorities certs;
+  ASSERT_TRUE(certs.made);
+  auto& dir = certs.dir;
+  member a_sys{certs.ours}, b_sys{certs.ours}, c_sys{certs.theirs};
   std::atomic<uint64_t> received{0}, out_of_order{0}, downs{0};
   auto ignore = [](envelope&&) {};
   auto no_down = [](const std::string&) {};
@@ -160,9 +167,9 @@ TEST(transport, with_tls_members_of_one_authority_talk_and_nobody_else_is_taken)
 }
 
 TEST(transport, with_tls_a_member_that_learns_of_another_late_or_sees_it_return_is_greeted) {
-  temp_dir dir;
-  ASSERT_TRUE(make_test_certs(dir.path()));
-  peer_tls ours{dir.sub("server.pem"), dir.sub("server.key"), dir.sub("ca.pem")};
+  authorities certs;
+  ASSERT_TRUE(certs.made);
+  const auto& ours = certs.ours;
   member a_sys{ours}, b_sys{ours};
   std::atomic<uint64_t> at_a{0}, at_b{0};
   auto no_down = [](const std::string&) {};

@@ -358,7 +358,7 @@ token_registry::verified token_registry::verify(std::string_view text, int64_t n
     std::shared_ptr<const access_token> token;  ///< this thread's copy
   };
   thread_local std::array<verified_text, 64> seen;
-  constexpr size_t id_at = 4;  // "twn_"
+  constexpr size_t id_at = runtime::token_prefix.size();
   auto generation = generation_.load(std::memory_order_acquire);
   if (text.size() > id_at + access_token::id_chars) {
     auto key = key_of(text.substr(id_at, access_token::id_chars));  // checked by the match

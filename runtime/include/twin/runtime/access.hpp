@@ -64,6 +64,9 @@ struct access_token {
   static caf::expected<access_token> decode(std::string_view bytes);
 };
 
+/// What a token's text starts with: `twn_<id>_<secret>`.
+constexpr std::string_view token_prefix = "twn_";
+
 /// The parts of a token's text, `twn_<id>_<secret>`.
 struct token_text {
   std::string_view id;
