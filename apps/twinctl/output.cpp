@@ -3,6 +3,7 @@
 #include "output.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <iostream>
@@ -11,7 +12,25 @@
 namespace twinctl {
 
 std::string text_of(const json& v) {
-  return v.is_string() ? v.get<std::string>() : v.dump();
+  if (v.is_string())
+    return v.get<std::string>();
+  if (!v.is_number_float())
+    return v.dump();
+  // Rounded for reading: three decimals (trailing zeros dropped), three significant
+  // digits below 0.01; --json keeps every digit.
+  double x = v.get<double>();
+  char text[64];
+  if (x != 0 && std::abs(x) < 0.01) {
+    std::snprintf(text, sizeof text, "%.3g", x);
+    return text;
+  }
+  std::snprintf(text, sizeof text, "%.3f", x);
+  std::string out = text;
+  while (out.back() == '0')
+    out.pop_back();
+  if (out.back() == '.')
+    out.pop_back();
+  return out == "-0" ? "0" : out;
 }
 
 /// A table with a header row, columns as wide as their widest cell.
@@ -161,6 +180,37 @@ void print_rul_model(const json& m) {
             << text_of(twins.value("type", json{})) << " whose id starts with '"
             << text_of(twins.value("prefix", json{})) << "', " << text_of(fit.value("folds", json{}))
             << "-fold cross-validated by twin\n";
+}
+
+void print_twins(const json& page) {
+  std::vector<std::vector<std::string>> rows{{"ID", "TYPE", "KIND", "PARENT", "VERSION",
+                                              "HEALTH"}};
+  for (const auto& t : page.value("items", json::array()))
+    rows.push_back({text_of(t.value("id", json{})), text_of(t.value("type", json{})),
+                    text_of(t.value("kind", json{})), text_of(t.value("parent", json{})),
+                    text_of(t.value("version", json{})),
+                    text_of(t.value("properties", json::object()).value("health", json{}))});
+  print_table(rows);
+  if (page.contains("cursor") && page["cursor"].is_string())
+    std::cout << "\nmore: --cursor " << page["cursor"].get<std::string>() << '\n';
+}
+
+void print_cluster(const json& status) {
+  std::vector<std::vector<std::string>> rows{
+    {"NODE", "STATE", "INCARNATION", "SHARDS", "FOLLOWS", "HTTP", "CLUSTER"}};
+  for (const auto& m : status.value("members", json::array()))
+    rows.push_back({text_of(m.value("node", json{})), text_of(m.value("state", json{})),
+                    text_of(m.value("incarnation", json{})), text_of(m.value("shards", json{})),
+                    m.contains("follows") ? text_of(m["follows"]) : "-",
+                    text_of(m.value("http", json{})), text_of(m.value("cluster", json{}))});
+  print_table(rows);
+  auto handoffs = status.value("handoffs", json::array());
+  std::cout << '\n' << status.value("shards", 0) << " shards, " << status.value("unowned", 0)
+            << " without an owner, " << handoffs.size() << " handoffs under way\n";
+  for (const auto& h : handoffs)
+    std::cout << "  shard " << text_of(h.value("shard", json{})) << ": "
+              << text_of(h.value("from", json{})) << " -> " << text_of(h.value("to", json{}))
+              << '\n';
 }
 
 } // namespace twinctl

@@ -11,11 +11,17 @@ namespace twinctl {
 
 using nlohmann::json;
 
-/// A string as it is, other JSON as JSON text.
+/// A string as it is, a fractional number rounded for reading, other JSON as JSON text.
 std::string text_of(const json& v);
 
 /// A table with a header row, columns as wide as their widest cell.
 void print_table(const std::vector<std::vector<std::string>>& rows);
+
+/// A page of twins (a query's answer) as a table, and where the next one starts.
+void print_twins(const json& page);
+
+/// The cluster's members and shards (GET /v1/cluster).
+void print_cluster(const json& status);
 
 /// A twin: its identity, then its properties reported and desired, its alerts.
 void print_twin(const json& t);

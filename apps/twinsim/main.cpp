@@ -3,7 +3,7 @@
 // `twins/{id}/telemetry`; desired rpm (`twins/{id}/desired`) and the `stop` command
 // (`twins/{id}/commands/stop`) reach the simulated motors.
 //
-//   twind --demo --mqtt-url tcp://127.0.0.1:1883 &     # builds the plant, no devices
+//   twind-factory --demo --mqtt-url tcp://127.0.0.1:1883 &     # builds the plant, no devices
 //   twinsim --mqtt-url tcp://127.0.0.1:1883            # its 1,800 motors, 2 reports/s each
 
 #include <signal.h>

@@ -1,5 +1,6 @@
 #include "twin/runtime/json.hpp"
 
+#include <cctype>
 #include <charconv>
 #include <cmath>
 
@@ -90,6 +91,27 @@ caf::expected<value_map> map_from_json(const nlohmann::json& j, int max_depth) {
   return out;
 }
 
+caf::expected<nlohmann::json> parse_json(std::string_view text, const std::string& what,
+                                         int depth) {
+  if (nests_deeper_than(text, depth))
+    return make_error(runtime_errc::invalid_argument,
+                      what + " nests deeper than " + std::to_string(depth) + " levels");
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 9: ...": the reason
+    // without the library's tag.
+    std::string why = e.what();
+    if (auto tag = why.find("] "); tag != std::string::npos)
+      why.erase(0, tag + 2);
+    if (why.rfind("parse error ", 0) == 0)
+      why.erase(0, 12);
+    if (why.size() > 200)  // what was last read may be a long token of the input
+      why = why.substr(0, 200) + "...";
+    return make_error(runtime_errc::invalid_argument, what + " is not valid JSON: " + why);
+  }
+}
+
 bool nests_deeper_than(std::string_view text, int limit) {
   int depth = 0;
   bool in_string = false;
@@ -114,6 +136,80 @@ bool nests_deeper_than(std::string_view text, int limit) {
   return false;
 }
 
+std::optional<int64_t> parse_time(std::string_view text) {
+  auto fail = [] { return std::optional<int64_t>{}; };
+  if (text.find('-', 1) == std::string_view::npos) {  // no date: ms
+    int64_t n = 0;
+    auto end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, n);
+    if (ec != std::errc{} || ptr != end || n == INT64_MIN)
+      return fail();
+    return n;
+  }
+  size_t at = 0;
+  // `n` digits at `at`, or -1.
+  auto digits = [&](size_t n) {
+    int v = 0;
+    for (size_t i = 0; i < n; ++i, ++at) {
+      if (at >= text.size() || !std::isdigit(static_cast<unsigned char>(text[at])))
+        return -1;
+      v = v * 10 + (text[at] - '0');
+    }
+    return v;
+  };
+  auto expect = [&](char c) { return at < text.size() && text[at++] == c; };
+  int y = digits(4);
+  int mo = expect('-') ? digits(2) : -1;
+  int d = expect('-') ? digits(2) : -1;
+  static constexpr int month_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+  if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] || (mo == 2 && d == 29 && !leap))
+    return fail();
+  int h = 0, mi = 0, sec = 0, offset_min = 0;
+  int64_t ms = 0;
+  if (at < text.size()) {
+    if (text[at] != 'T' && text[at] != 't' && text[at] != ' ')
+      return fail();
+    ++at;
+    h = digits(2);
+    mi = expect(':') ? digits(2) : -1;
+    sec = expect(':') ? digits(2) : -1;
+    if (h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59)
+      return fail();
+    if (at < text.size() && text[at] == '.') {
+      ++at;
+      size_t first = at;
+      for (int64_t scale = 100; at < text.size() && std::isdigit(static_cast<unsigned char>(text[at]));
+           ++at, scale /= 10)
+        ms += (text[at] - '0') * scale;
+      if (at == first)
+        return fail();
+    }
+    if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
+      ++at;
+    } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+      int sign = text[at++] == '-' ? -1 : 1;
+      int oh = digits(2);
+      int om = expect(':') ? digits(2) : -1;
+      if (oh < 0 || oh > 23 || om < 0 || om > 59)
+        return fail();
+      offset_min = sign * (oh * 60 + om);
+    } else {
+      return fail();  // a time needs its zone
+    }
+  }
+  if (at != text.size())
+    return fail();
+  // Days since 1970-01-01 of the proleptic Gregorian date (Howard Hinnant's days_from_civil).
+  int yy = y - (mo <= 2 ? 1 : 0);
+  int era = (yy >= 0 ? yy : yy - 399) / 400;
+  int yoe = yy - era * 400;
+  int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  int64_t days = int64_t{era} * 146097 + doe - 719468;
+  return ((days * 24 + h) * 60 + mi - offset_min) * 60000 + int64_t{sec} * 1000 + ms;
+}
+
 caf::expected<int64_t> ts_from_json(const nlohmann::json& j) {
   if (j.is_null())
     return int64_t{0};
@@ -121,20 +217,22 @@ caf::expected<int64_t> ts_from_json(const nlohmann::json& j) {
       && (!j.is_number_unsigned() || j.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX))
       && j.get<int64_t>() > 0)
     return j.get<int64_t>();
+  if (j.is_string())
+    if (auto t = parse_time(j.get_ref<const std::string&>()); t && *t > 0)
+      return *t;
   return make_error(runtime_errc::invalid_argument,
-                    "\"ts\" must be a positive integer (ms since the epoch)");
+                    "\"ts\" must be a positive integer (ms since the epoch) or an ISO 8601 "
+                    "time such as \"2024-05-01T12:00:00Z\"");
 }
 
 caf::expected<device_telemetry> device_telemetry_from_json(std::string_view payload) {
   auto bad = [](std::string what) {
     return make_error(runtime_errc::invalid_argument, std::move(what));
   };
-  if (nests_deeper_than(payload, max_document_depth))
-    return bad("the payload nests deeper than " + std::to_string(max_document_depth)
-               + " levels");
-  auto doc = nlohmann::json::parse(payload, nullptr, false);
-  if (doc.is_discarded())
-    return bad("the payload is not JSON");
+  auto parsed = parse_json(payload, "the payload");
+  if (!parsed)
+    return parsed.error();
+  auto& doc = *parsed;
   if (!doc.is_object())
     return bad(std::string{"the payload must be a JSON object of property values, not "}
                + doc.type_name());

@@ -307,17 +307,24 @@ caf::expected<type_ptr> load_model_file(const std::string& path) {
   return parse_model(buf.str(), path);
 }
 
-caf::expected<size_t> load_models(const std::string& dir, type_registry& registry) {
+caf::expected<size_t> load_models(const std::string& path, type_registry& registry) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    return make_error(runtime_errc::invalid_model, "model directory " + dir + " does not exist");
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator{dir, ec})
-    if (e.is_regular_file() && e.path().extension() == ".json")
-      files.push_back(e.path());
+  auto status = fs::status(path, ec);
+  if (fs::is_regular_file(status))
+    files.push_back(path);
+  else if (!fs::exists(status))
+    return make_error(runtime_errc::invalid_model, "model path " + path + " does not exist");
+  else if (!fs::is_directory(status))
+    return make_error(runtime_errc::invalid_model,
+                      "model path " + path + " is neither a directory nor a file");
+  else
+    for (const auto& e : fs::directory_iterator{path, ec})
+      if (e.is_regular_file() && e.path().extension() == ".json")
+        files.push_back(e.path());
   if (ec)
-    return make_error(runtime_errc::invalid_model, "cannot list " + dir + ": " + ec.message());
+    return make_error(runtime_errc::invalid_model, "cannot list " + path + ": " + ec.message());
   std::sort(files.begin(), files.end());
   for (const auto& f : files) {
     auto t = load_model_file(f.string());

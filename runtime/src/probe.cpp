@@ -210,19 +210,19 @@ void probe::collect(std::vector<family>& out) const {
                          metric_type::gauge);
   build.samples.push_back({{{"version", version}}, 1, {}});
   auto p = read_process_stats();
-  counter("twin_process_cpu_seconds_total", "CPU time of the process, user and system.",
+  counter("process_cpu_seconds_total", "CPU time of the process, user and system.",
           p.cpu_seconds);
-  gauge("twin_process_resident_memory_bytes", "Resident memory of the process.",
+  gauge("process_resident_memory_bytes", "Resident memory of the process.",
         n(p.resident_bytes));
-  gauge("twin_process_virtual_memory_bytes", "Virtual memory of the process.",
+  gauge("process_virtual_memory_bytes", "Virtual memory of the process.",
         n(p.virtual_bytes));
-  gauge("twin_process_memory_limit_bytes",
+  gauge("twin_memory_limit_bytes",
         "Memory the process may use: its cgroup's limit, else the machine's memory.",
         n(p.memory_limit_bytes));
-  gauge("twin_process_open_fds", "Open file descriptors.", n(p.open_fds));
-  gauge("twin_process_max_fds", "The limit of open file descriptors.", n(p.max_fds));
-  gauge("twin_process_threads", "Threads of the process.", n(p.threads));
-  gauge("twin_process_start_time_seconds", "When the process started, since the epoch.",
+  gauge("process_open_fds", "Open file descriptors.", n(p.open_fds));
+  gauge("process_max_fds", "The limit of open file descriptors.", n(p.max_fds));
+  gauge("process_threads", "Threads of the process.", n(p.threads));
+  gauge("process_start_time_seconds", "When the process started, since the epoch.",
         p.start_time_seconds);
 }
 

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "twin_actor.hpp"
+#include "twin/runtime/suggest.hpp"
 
 namespace twin::runtime::twin_detail {
 
@@ -154,7 +155,9 @@ void on_put(twin_actor* self, put_request& req) {
   };
   auto type = st.host->types.find(req.type);
   if (!type)
-    return reject(make_error(runtime_errc::unknown_type, "unknown twin type '" + req.type + "'"));
+    return reject(make_error(runtime_errc::unknown_type,
+                             "unknown twin type '" + req.type + "'"
+                               + suggestion(req.type, st.host->types.names())));
   if (auto err = check_version(st, req.if_version))
     return reject(std::move(err));
   if (st.exists && st.rec.type()->name() != req.type)

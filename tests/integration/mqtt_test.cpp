@@ -190,7 +190,7 @@ TEST_F(mqtt_test, twinsim_drives_the_demo_plant_over_mqtt) {
   stop_node();
   auto broker = "tcp://127.0.0.1:" + std::to_string(broker_port_);
   node_ = std::make_unique<process>(std::vector<std::string>{
-    TWIND_PATH, "--demo", "--demo-lines", "1", "--demo-robots", "2", "--demo-motors", "2",
+    FACTORY_PATH, "--demo", "--demo-lines", "1", "--demo-robots", "2", "--demo-motors", "2",
     "--data-dir", dir_.sub("demo"), "--bind", "127.0.0.1", "--http-port",
     std::to_string(http_port_), "--metrics-port", "0", "--mqtt-url", broker,
     "--admin-token-file", admin_token_args(dir_.path())[1]});

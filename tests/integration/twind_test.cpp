@@ -1,5 +1,6 @@
-// Real twind processes: kill -9 after acknowledged writes, restart, clean shutdown,
-// and the clear failures of bad config, a locked data directory and a busy port.
+// Real twind processes: kill -9 after acknowledged writes, restart, clean shutdown, the
+// order of --stdin lines, a program over the node library with C++ types, and the clear
+// failures of bad config, a locked data directory and a busy port.
 
 #include <signal.h>
 #include <sys/socket.h>
@@ -219,6 +220,14 @@ TEST_F(twind_test, bad_config_is_refused_with_a_clear_message) {
   EXPECT_NE(no_models->stderr_text().find("does not exist"), std::string::npos)
     << no_models->stderr_text();
 
+  auto no_config = start({"--config", dir_.sub("missing.toml")});
+  ASSERT_EQ(no_config->wait(30s), 1);
+  EXPECT_NE(no_config->stderr_text().find("config file " + dir_.sub("missing.toml")
+                                          + " does not exist"),
+            std::string::npos)
+    << no_config->stderr_text();
+  EXPECT_EQ(no_config->stderr_text().find("line 0"), std::string::npos);
+
   auto flag = start({"--max-active", "-5"});
   auto code = flag->wait(30s);
   ASSERT_TRUE(code);
@@ -268,6 +277,10 @@ TEST_F(twind_test, the_metrics_port_listens_apart_from_the_api) {
   ASSERT_TRUE(call(*node, {{"op", "put"}, {"id", "t:a"}, {"type", "sensor"}})["ok"].get<bool>());
   EXPECT_EQ(status_line("127.0.0.2", metrics, "/metrics"), "HTTP/1.1 200 OK");
   EXPECT_EQ(status_line("127.0.0.1", api, "/v1/twins/t:a"), "HTTP/1.1 200 OK");
+  // The address the log gives answers.
+  auto logged = "HTTP API on http://127.0.0.1:" + std::to_string(api) + "/v1/twins";
+  EXPECT_NE(node->stderr_text().find(logged), std::string::npos) << node->stderr_text();
+  EXPECT_EQ(status_line("127.0.0.1", api, "/v1/twins"), "HTTP/1.1 200 OK");
   EXPECT_EQ(status_line("127.0.0.2", api, "/v1/twins/t:a"), "") << "no API where the metrics are";
   EXPECT_EQ(status_line("127.0.0.1", metrics, "/metrics"), "") << "no metrics where the API is";
   node->signal(SIGTERM);
@@ -286,9 +299,121 @@ TEST_F(twind_test, a_busy_port_is_refused) {
   auto port = ntohs(addr.sin_port);
   auto node = start({"--metrics-port", std::to_string(port)});
   auto code = node->wait(30s);
-  close(fd);
   ASSERT_EQ(code, 1);
+  EXPECT_NE(node->stderr_text().find("metrics port (--metrics-port): cannot listen on 127.0.0.1:"
+                                     + std::to_string(port)),
+            std::string::npos)
+    << node->stderr_text();
   EXPECT_NE(node->stderr_text().find("in use"), std::string::npos) << node->stderr_text();
+  auto api = start({"--http-port", std::to_string(port)});
+  ASSERT_EQ(api->wait(30s), 1);
+  close(fd);
+  EXPECT_NE(api->stderr_text().find("HTTP API (--http-port): cannot listen"), std::string::npos)
+    << api->stderr_text();
+}
+
+/// Lines that build a line, a robot under it and a motor under that, report the motor's
+/// rpm and read it back, for each of `chains` lines (`rpm` from 1).
+std::string plant_script(int chains) {
+  std::string out;
+  for (int i = 1; i <= chains; ++i) {
+    auto n = std::to_string(i);
+    out += json{{"op", "put"}, {"id", "p:line-" + n}, {"type", "line"}}.dump() + "\n";
+    out += json{{"op", "put"}, {"id", "p:robot-" + n}, {"type", "robot"}, {"parent", "p:line-" + n}}
+             .dump()
+           + "\n";
+    out += json{{"op", "put"}, {"id", "p:motor-" + n}, {"type", "motor"}, {"parent", "p:robot-" + n}}
+             .dump()
+           + "\n";
+    out += json{{"op", "telemetry"}, {"id", "p:motor-" + n}, {"values", {{"rpm", 0}}}}.dump() + "\n";
+    out += json{{"op", "telemetry"}, {"id", "p:motor-" + n}, {"values", {{"rpm", i}}}}.dump() + "\n";
+    out += json{{"op", "get"}, {"id", "p:motor-" + n}}.dump() + "\n";
+  }
+  return out;
+}
+
+TEST_F(twind_test, stdin_lines_apply_in_order_per_twin_and_after_their_parents) {
+  constexpr int chains = 40;
+  // twind-factory: twind with the factory's types, the motor's with a C++ handler.
+  process node{{FACTORY_PATH, "--stdin", "--data-dir", dir_.sub("plant"), "--metrics-port", "0",
+                "--http-port", "0"}};
+  ASSERT_TRUE(node.write(plant_script(chains)));
+  node.close_stdin();
+  std::map<uint64_t, json> answers;
+  for (int i = 0; i < chains * 6; ++i) {
+    auto line = node.read_line(30s);
+    ASSERT_TRUE(line) << "no answer after " << answers.size() << ": " << node.stderr_text();
+    auto a = json::parse(*line);
+    answers[a["seq"].get<uint64_t>()] = a;
+  }
+  ASSERT_EQ(answers.size(), size_t{chains * 6});
+  for (const auto& [seq, a] : answers)
+    EXPECT_TRUE(a["ok"].get<bool>()) << seq << ": " << a.dump();
+  for (int i = 1; i <= chains; ++i) {
+    const auto& twin = answers[uint64_t(i) * 6]["twin"];
+    EXPECT_EQ(twin["parent"], "p:robot-" + std::to_string(i));
+    EXPECT_EQ(twin["properties"]["rpm"], i) << "the last rpm, applied last";
+    EXPECT_EQ(twin["properties"]["starts"], 1) << "the C++ handler counted the start";
+  }
+  EXPECT_EQ(node.wait(30s), 0) << node.stderr_text();
+  EXPECT_NE(node.stderr_text().find("end of input: 240 request lines, 0 failed"),
+            std::string::npos)
+    << node.stderr_text();
+  EXPECT_EQ(node.stderr_text().find("SIGTERM"), std::string::npos) << node.stderr_text();
+}
+
+TEST_F(twind_test, stdin_says_when_its_input_ends_and_exits_3_when_a_line_failed) {
+  auto node = start();
+  ASSERT_TRUE(node->write(json{{"op", "put"}, {"id", "t:a"}, {"type", "sensor"}}.dump() + "\n"
+                          + json{{"op", "put"}, {"id", "t:b"}, {"type", "sensr"}}.dump() + "\n"
+                          + "{\"op\": \"get\", \"id\": }\n"));
+  node->close_stdin();
+  std::map<int, json> answers;  // lines of different twins answer in any order
+  for (int i = 0; i < 3; ++i) {
+    auto a = json::parse(node->read_line(10s).value_or("{\"seq\": 0}"));
+    answers[a["seq"].get<int>()] = a;
+  }
+  EXPECT_TRUE(answers[1].value("ok", false)) << answers[1].dump();
+  EXPECT_EQ(answers[2]["error"]["message"], "unknown twin type 'sensr' (did you mean 'sensor'?)");
+  EXPECT_EQ(answers[3]["error"].value("message", "").rfind(
+              "the request is not valid JSON: at line 1, column 21", 0),
+            0u)
+    << answers[3].dump();
+  EXPECT_EQ(node->wait(30s), 3);
+  EXPECT_NE(node->stderr_text().find("end of input: 3 request lines, 2 failed"),
+            std::string::npos)
+    << node->stderr_text();
+}
+
+TEST_F(twind_test, cpp_types_ship_in_a_program_over_the_node_library_and_twind_has_none) {
+  // twind links no example: the factory's model files give it their types, without the
+  // motor's C++ handler.
+  process plain{{TWIND_PATH, "--stdin", "--data-dir", dir_.sub("plain"), "--models",
+                 std::string{SOURCE_DIR} + "/examples/factory/models/motor.json",
+                 "--metrics-port", "0", "--http-port", "0"}};
+  auto put = json{{"op", "put"}, {"id", "p:m"}, {"type", "motor"}}.dump() + "\n";
+  ASSERT_TRUE(plain.write(put));
+  EXPECT_TRUE(json::parse(plain.read_line(10s).value_or("{}")).value("ok", false));
+  ASSERT_TRUE(plain.write(json{{"op", "telemetry"}, {"id", "p:m"}, {"values", {{"starts", 1}}}}
+                            .dump()
+                          + "\n"));
+  auto refused = json::parse(plain.read_line(10s).value_or("{}"));
+  EXPECT_EQ(refused["error"]["code"], "unknown_property") << refused.dump();
+  plain.close_stdin();
+  EXPECT_EQ(plain.wait(30s), 3);
+  EXPECT_NE(plain.stderr_text().find("1 twin types (motor)"), std::string::npos)
+    << plain.stderr_text();
+
+  process none{{TWIND_PATH, "--stdin", "--data-dir", dir_.sub("none"), "--metrics-port", "0",
+                "--http-port", "0"}};
+  none.close_stdin();
+  EXPECT_EQ(none.wait(30s), 0);
+  EXPECT_NE(none.stderr_text().find("warning no twin types: give --models"), std::string::npos)
+    << none.stderr_text();
+
+  process version{{FACTORY_PATH, "--version"}};
+  EXPECT_EQ(version.wait(10s), 0);
+  EXPECT_EQ(version.read_line(1s).value_or("").rfind("twind-factory ", 0), 0u);
 }
 
 } // namespace

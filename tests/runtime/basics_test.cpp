@@ -13,6 +13,7 @@
 #include "twin/runtime/expression.hpp"
 #include "twin/runtime/json.hpp"
 #include "twin/runtime/record.hpp"
+#include "twin/runtime/suggest.hpp"
 #include "twin/schema/twin.capnp.h"
 
 namespace twin::test {
@@ -105,6 +106,60 @@ TEST(device_telemetry, refuses_everything_else_with_a_reason) {
     EXPECT_EQ(error_code(t.error()), runtime_errc::invalid_argument) << bad;
     EXPECT_FALSE(error_message(t.error()).empty());
   }
+}
+
+TEST(device_telemetry, takes_its_time_as_ms_or_iso_8601) {
+  auto t = device_telemetry_from_json(R"({"level": 1, "ts": "2024-05-01T14:00:00.5+02:00"})");
+  ASSERT_TRUE(t) << error_message(t.error());
+  EXPECT_EQ(t->ts_ms, 1714564800500);
+  auto bad = device_telemetry_from_json(R"({"level": 1, "ts": "1 May"})");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(error_message(bad.error()).find("ISO 8601"), std::string::npos);
+}
+
+TEST(times, are_ms_since_the_epoch_or_iso_8601_dates_and_times) {
+  EXPECT_EQ(parse_time("1714564800000"), 1714564800000);
+  EXPECT_EQ(parse_time("2024-05-01T12:00:00Z"), 1714564800000);
+  EXPECT_EQ(parse_time("2024-05-01T14:00:00+02:00"), 1714564800000);
+  EXPECT_EQ(parse_time("2024-05-01T12:00:00.250Z"), 1714564800250);
+  EXPECT_EQ(parse_time("2024-05-01"), 1714521600000);
+  for (auto bad : {"", "yesterday", "2024-13-01", "2024-02-30", "2024-05-01T12:00:00",
+                   "2024-05-01T25:00:00Z", "12:00", "1e3", "2024-05-01T12:00:00Zjunk"})
+    EXPECT_FALSE(parse_time(bad)) << bad;
+}
+
+TEST(json_text, says_where_and_why_a_document_is_not_json) {
+  auto cut = parse_json(R"({"a": )", "the body");
+  ASSERT_FALSE(cut);
+  auto msg = error_message(cut.error());
+  EXPECT_EQ(msg.rfind("the body is not valid JSON: at line 1, column ", 0), 0u) << msg;
+  auto huge = parse_json(R"({"a": 1e400})", "the body");
+  ASSERT_FALSE(huge);
+  EXPECT_NE(error_message(huge.error()).find("number overflow parsing '1e400'"),
+            std::string::npos)
+    << error_message(huge.error());
+  auto deep = parse_json(std::string(100, '[') + std::string(100, ']'), "the request");
+  ASSERT_FALSE(deep);
+  EXPECT_NE(error_message(deep.error()).find("the request nests deeper than"), std::string::npos);
+  auto long_token = parse_json("\"" + std::string(100000, 'x'), "the body");
+  ASSERT_FALSE(long_token);
+  EXPECT_LT(error_message(long_token.error()).size(), 300u);
+  auto fine = parse_json(R"({"a": [1, 2.5, "x"]})", "the body");
+  ASSERT_TRUE(fine);
+  EXPECT_EQ((*fine)["a"][1], 2.5);
+}
+
+TEST(suggest, names_the_nearest_known_name_or_lists_them) {
+  std::vector<std::string> types{"line", "motor", "plant", "pump", "robot"};
+  EXPECT_EQ(nearest_name("pmp", types), "pump");
+  EXPECT_EQ(nearest_name("Moter", types), "motor");
+  EXPECT_EQ(nearest_name("temprature", {"temperature", "rpm"}), "temperature");
+  EXPECT_EQ(nearest_name("xyz", types), "");
+  EXPECT_EQ(nearest_name("", types), "");
+  EXPECT_EQ(suggestion("robt", types), " (did you mean 'robot'?)");
+  EXPECT_EQ(suggestion("gadget", types), " (known: line, motor, plant, pump, robot)");
+  EXPECT_EQ(suggestion("gadget", types, 2), " (known: line, motor, ... 3 more)");
+  EXPECT_EQ(suggestion("gadget", {}), "");
 }
 
 TEST(record_codec, round_trips_every_field) {

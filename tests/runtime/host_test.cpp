@@ -48,6 +48,9 @@ TEST_F(host_test, bad_input_is_rejected_and_changes_nothing) {
   EXPECT_EQ(code(ingest(h(), "f:m1", {{"health", value{"ok"}}})), runtime_errc::read_only);
   EXPECT_EQ(code(patch(h(), "f:m1", {}, {{"temperature", value{3}}})), runtime_errc::read_only);
   EXPECT_EQ(code(put(h(), "f:m1", "gadget")), runtime_errc::unknown_type);
+  auto typo = put(h(), "f:m2", "moter");
+  ASSERT_FALSE(typo);
+  EXPECT_EQ(error_message(typo.error()), "unknown twin type 'moter' (did you mean 'motor'?)");
   EXPECT_EQ(code(put(h(), "f:m1", "robot")), runtime_errc::conflict);
   EXPECT_EQ(code(ingest(h(), "f:nobody", {{"temperature", value{1.0}}})),
             runtime_errc::not_found);

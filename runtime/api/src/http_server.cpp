@@ -228,7 +228,7 @@ caf::error http_server::start() {
   auto where = d.opts.bind + ":" + std::to_string(d.opts.port);
   auto fail = [&](const char* step) {
     return runtime::make_error(runtime::runtime_errc::invalid_argument,
-                               "cannot listen on " + where + " for HTTP (" + step
+                               "cannot listen on " + where + " (" + step
                                  + "): " + ec.message());
   };
   d.acceptor.open(ep.protocol(), ec);

@@ -126,12 +126,7 @@ caf::error check_fields(const json& obj, std::initializer_list<std::string_view>
 }
 
 caf::expected<json> parse_body(const request& req, int depth) {
-  if (nests_deeper_than(req.body, depth))
-    return bad("the body nests deeper than " + std::to_string(depth) + " levels");
-  auto doc = json::parse(req.body, nullptr, false);
-  if (doc.is_discarded())
-    return bad("the body is not valid JSON");
-  return doc;
+  return parse_json(req.body, "the body", depth);
 }
 
 caf::expected<json> object_body(const request& req,
@@ -210,74 +205,10 @@ caf::expected<int64_t> int_param(const std::string& key, const std::string& text
 }
 
 caf::expected<int64_t> time_param(const std::string& key, const std::string& text) {
-  auto fail = [&] {
-    return bad(key + " must be ms since the epoch or an ISO 8601 time such as "
-                     "2024-05-01T12:00:00Z, not '" + text + "'");
-  };
-  if (text.find('-', 1) == std::string::npos)  // no date: ms
-    return int_param(key, text, INT64_MIN + 1, INT64_MAX);
-  size_t at = 0;
-  // `n` digits at `at`, or -1.
-  auto digits = [&](size_t n) {
-    int v = 0;
-    for (size_t i = 0; i < n; ++i, ++at) {
-      if (at >= text.size() || !std::isdigit(static_cast<unsigned char>(text[at])))
-        return -1;
-      v = v * 10 + (text[at] - '0');
-    }
-    return v;
-  };
-  auto expect = [&](char c) { return at < text.size() && text[at++] == c; };
-  int y = digits(4);
-  int mo = expect('-') ? digits(2) : -1;
-  int d = expect('-') ? digits(2) : -1;
-  static constexpr int month_days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  bool leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-  if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > month_days[mo - 1] || (mo == 2 && d == 29 && !leap))
-    return fail();
-  int h = 0, mi = 0, sec = 0, offset_min = 0;
-  int64_t ms = 0;
-  if (at < text.size()) {
-    if (text[at] != 'T' && text[at] != 't' && text[at] != ' ')
-      return fail();
-    ++at;
-    h = digits(2);
-    mi = expect(':') ? digits(2) : -1;
-    sec = expect(':') ? digits(2) : -1;
-    if (h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59)
-      return fail();
-    if (at < text.size() && text[at] == '.') {
-      ++at;
-      size_t first = at;
-      for (int64_t scale = 100; at < text.size() && std::isdigit(static_cast<unsigned char>(text[at]));
-           ++at, scale /= 10)
-        ms += (text[at] - '0') * scale;
-      if (at == first)
-        return fail();
-    }
-    if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
-      ++at;
-    } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
-      int sign = text[at++] == '-' ? -1 : 1;
-      int oh = digits(2);
-      int om = expect(':') ? digits(2) : -1;
-      if (oh < 0 || oh > 23 || om < 0 || om > 59)
-        return fail();
-      offset_min = sign * (oh * 60 + om);
-    } else {
-      return fail();  // a time needs its zone
-    }
-  }
-  if (at != text.size())
-    return fail();
-  // Days since 1970-01-01 of the proleptic Gregorian date (Howard Hinnant's days_from_civil).
-  int yy = y - (mo <= 2 ? 1 : 0);
-  int era = (yy >= 0 ? yy : yy - 399) / 400;
-  int yoe = yy - era * 400;
-  int doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  int64_t days = int64_t{era} * 146097 + doe - 719468;
-  return ((days * 24 + h) * 60 + mi - offset_min) * 60000 + int64_t{sec} * 1000 + ms;
+  if (auto t = parse_time(text))
+    return *t;
+  return bad(key + " must be ms since the epoch or an ISO 8601 time such as "
+                   "2024-05-01T12:00:00Z, not '" + text + "'");
 }
 
 caf::expected<twin_id> id_in_path(std::string_view path, size_t end) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -38,11 +39,23 @@ struct state_maps {
 };
 caf::expected<state_maps> state_fields(const nlohmann::json& doc);
 
+/// Parses `text` (at most `depth` levels deep); `invalid_argument` naming `what` (e.g. "the
+/// body") and saying where and why it is not JSON, e.g. "the body is not valid JSON: at
+/// line 1, column 9: syntax error ..." or "... number overflow parsing '1e400'".
+caf::expected<nlohmann::json> parse_json(std::string_view text, const std::string& what,
+                                         int depth = max_document_depth);
+
 /// Whether `text` nests arrays and objects deeper than `limit` (strings skipped). Checked
 /// before parsing, so that a hostile document costs one pass and no deep tree.
 bool nests_deeper_than(std::string_view text, int limit);
 
-/// A sample time "ts": a positive integer (ms since the epoch); null: none (0).
+/// A time as ms since the epoch, from its text: ms since the epoch (an integer), or an
+/// ISO 8601 date ("2024-05-01") or time with its zone ("2024-05-01T12:00:00.250Z",
+/// "2024-05-01T14:00:00+02:00"). nullopt if it is neither.
+std::optional<int64_t> parse_time(std::string_view text);
+
+/// A sample time "ts": a positive integer (ms since the epoch) or an ISO 8601 time as a
+/// string; null: none (0).
 caf::expected<int64_t> ts_from_json(const nlohmann::json& j);
 
 /// A device's telemetry message (MQTT): a JSON object of property values with an

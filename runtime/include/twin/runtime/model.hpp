@@ -391,8 +391,8 @@ caf::expected<type_builder> model_builder(std::string_view text, const std::stri
 /// `invalid_model` with the file and the reason on error.
 caf::expected<type_ptr> load_model_file(const std::string& path);
 
-/// Reads every *.json file of `dir` into `registry`, in name order. Returns the number
-/// of types loaded, or the first error.
-caf::expected<size_t> load_models(const std::string& dir, type_registry& registry);
+/// Reads every *.json file of the directory `path` (or the one model file `path`) into
+/// `registry`, in name order. Returns the number of types loaded, or the first error.
+caf::expected<size_t> load_models(const std::string& path, type_registry& registry);
 
 } // namespace twin::runtime

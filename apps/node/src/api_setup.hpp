@@ -8,7 +8,7 @@
 
 #include <caf/expected.hpp>
 
-#include "options.hpp"
+#include "twin/node/options.hpp"
 #include "twin/api/audit.hpp"
 #include "twin/api/http_server.hpp"
 #include "twin/api/tokens.hpp"

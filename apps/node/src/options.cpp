@@ -1,5 +1,6 @@
-#include "options.hpp"
+#include "twin/node/options.hpp"
 
+#include <filesystem>
 #include <sstream>
 
 #include <toml++/toml.h>
@@ -150,8 +151,8 @@ void add_options(CLI::App& app, options& o) {
                  "keeps its own)")
     ->capture_default_str()
     ->check(CLI::Range(1u, 65535u));
-  app.add_option("--models", o.models, "Directory of twin model files (*.json)");
-  app.add_flag("--demo", o.demo, "Run the factory example with simulated devices");
+  app.add_option("--models", o.models,
+                 "Directory of twin model files (*.json), or one model file");
   app.add_flag("--stdin", o.stdin_requests,
                "Apply JSON-lines requests from standard input; answer on standard output");
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")
@@ -191,24 +192,13 @@ void add_options(CLI::App& app, options& o) {
                  "Seconds a device sample's ts may be ahead of the node's clock (more: refused)")
     ->capture_default_str()
     ->check(CLI::Range(0, 86400 * 365));
-  app.add_option("--demo-lines", o.demo_lines, "Demo: production lines")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 1000));
-  app.add_option("--demo-robots", o.demo_robots, "Demo: robots per line")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 1000));
-  app.add_option("--demo-motors", o.demo_motors, "Demo: motors per robot")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 100));
-  app.add_option("--demo-period-ms", o.demo_period_ms, "Demo: ms between device reports")
-    ->capture_default_str()
-    ->check(CLI::Range(10, 60000));
-  app.add_option("--summary-interval", o.summary_s, "Demo: seconds between summaries")
-    ->capture_default_str()
-    ->check(CLI::Range(1, 3600));
 }
 
 std::string apply_config_file(CLI::App& app, const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    return "config file " + path
+           + (std::filesystem::exists(path, ec) ? " is not a file" : " does not exist");
   toml::table table;
   try {
     table = toml::parse_file(path);

@@ -65,7 +65,6 @@ struct options {
   int replication_timeout_s = 5;       ///< --replication-timeout: how long writes wait for copies
   uint32_t shards = 1024;              ///< --shards of a new data directory (and of its cluster)
   std::string models;                  ///< --models DIR of model files
-  bool demo = false;                   ///< --demo: the factory with simulated devices
   bool stdin_requests = false;         ///< --stdin: JSON-lines requests on stdin
   std::string log_level = "info";      ///< --log-level
   std::string log_format = "text";     ///< --log-format: text or json
@@ -78,12 +77,6 @@ struct options {
   size_t max_disk_mb = 0;              ///< --max-disk-mb: the store's files at most; 0: none
   int history_hours = 24 * 7;          ///< --history-hours: history retention
   int max_clock_skew_s = 60;           ///< --max-clock-skew: device samples ahead of it are refused
-  // demo
-  int demo_lines = 12;                 ///< --demo-lines
-  int demo_robots = 25;                ///< --demo-robots per line
-  int demo_motors = 6;                 ///< --demo-motors per robot
-  int demo_period_ms = 500;            ///< --demo-period-ms between device reports
-  int summary_s = 5;                   ///< --summary-interval in s (demo)
 };
 
 /// Declares every option on `app`.
