@@ -125,6 +125,15 @@ void print_event(const std::string& name, const std::string& data, bool as_json)
 
 /// A page of history as a table, and where the next one starts.
 void print_history(const json& page) {
+  if (page.contains("series")) {  // several properties: a table each
+    bool first = true;
+    for (const auto& one : page["series"]) {
+      std::cout << (first ? "" : "\n") << text_of(one.value("property", json{})) << ":\n";
+      print_history(one);
+      first = false;
+    }
+    return;
+  }
   std::vector<std::vector<std::string>> rows;
   if (page.contains("buckets")) {
     rows.push_back({"TIME", "MIN", "MAX", "AVG", "COUNT"});
@@ -193,6 +202,93 @@ void print_twins(const json& page) {
   print_table(rows);
   if (page.contains("cursor") && page["cursor"].is_string())
     std::cout << "\nmore: --cursor " << page["cursor"].get<std::string>() << '\n';
+}
+
+namespace {
+
+/// A schema as GET /v1/types/{type} shows it, in a few words: "map of boolean",
+/// "enum (A, AB)", "Georeference (latitude, longitude)".
+std::string schema_text(const json& s) {
+  if (!s.is_object())
+    return text_of(s);
+  auto type = s.value("type", "");
+  auto names = [](const json& o) {
+    std::string out;
+    for (const auto& [k, v] : o.items())
+      out += (out.empty() ? "" : ", ") + k;
+    return out;
+  };
+  if (type == "map")
+    return "map of " + schema_text(s.value("values", json{}));
+  if (type == "array")
+    return "array of " + schema_text(s.value("items", json{}));
+  if (type == "enum")
+    return "enum (" + names(s.value("values", json::object())) + ")";
+  std::string id = s.value("@id", "");
+  auto name = id.empty() ? std::string{"object"}
+                         : id.substr(id.rfind(':') + 1, id.find(';') - id.rfind(':') - 1);
+  return name + " (" + names(s.value("fields", json::object())) + ")";
+}
+
+} // namespace
+
+void print_alerts(const json& page) {
+  std::vector<std::vector<std::string>> rows{{"TWIN", "ALERT", "SEVERITY", "SINCE", "TYPE"}};
+  for (const auto& a : page.value("items", json::array()))
+    rows.push_back({text_of(a.value("twin", json{})), text_of(a.value("alert", json{})),
+                    text_of(a.value("severity", json{})), time_of(a.value("since", json{})),
+                    text_of(a.value("type", json{}))});
+  print_table(rows);
+  if (page.contains("cursor") && page["cursor"].is_string())
+    std::cout << "\nmore: --cursor " << page["cursor"].get<std::string>() << '\n';
+}
+
+void print_types(const json& page) {
+  std::vector<std::vector<std::string>> rows{{"NAME", "KIND", "DTMI"}};
+  for (const auto& t : page.value("items", json::array()))
+    rows.push_back({text_of(t.value("name", json{})), text_of(t.value("kind", json{})),
+                    t.contains("dtmi") ? text_of(t["dtmi"]) : "-"});
+  print_table(rows);
+}
+
+void print_type(const json& t) {
+  std::cout << text_of(t.value("name", json{})) << " (" << text_of(t.value("kind", json{}))
+            << (t.contains("dtmi") ? ", " + text_of(t["dtmi"]) : "") << ")\n";
+  if (t.contains("extends") && !t["extends"].empty()) {
+    std::cout << "extends:";
+    for (const auto& e : t["extends"])
+      std::cout << ' ' << text_of(e);
+    std::cout << '\n';
+  }
+  std::vector<std::vector<std::string>> rows{{"PROPERTY", "SCHEMA", "UNIT", "WRITABLE"}};
+  for (const auto& p : t.value("properties", json::array()))
+    rows.push_back({text_of(p.value("name", json{})), schema_text(p.value("schema", json{})),
+                    p.contains("unit") ? text_of(p["unit"]) : "",
+                    p.value("writable", false) ? "yes" : (p.value("computed", false) ? "computed" : "")});
+  std::cout << '\n';
+  print_table(rows);
+  auto list = [](const json& items, const char* title, auto describe) {
+    if (items.empty())
+      return;
+    std::cout << '\n' << title << ":\n";
+    for (const auto& x : items)
+      std::cout << "  " << text_of(x.value("name", json{})) << describe(x) << '\n';
+  };
+  list(t.value("relationships", json::array()), "relationships", [](const json& r) {
+    std::string out = " -> " + (r.contains("target") ? text_of(r["target"]) : std::string{"any"});
+    if (r.contains("maxMultiplicity"))
+      out += " (at most " + text_of(r["maxMultiplicity"]) + ")";
+    return out;
+  });
+  list(t.value("commands", json::array()), "commands", [](const json&) { return std::string{}; });
+  list(t.value("aggregates", json::array()), "aggregates", [](const json& a) {
+    return " = " + text_of(a.value("function", json{})) + "(" + text_of(a.value("source", json{}))
+           + ")" + (a.contains("childType") ? " of " + text_of(a["childType"]) : "");
+  });
+  list(t.value("alerts", json::array()), "alerts", [](const json& a) {
+    return " when " + text_of(a.value("when", json{})) + " (" + text_of(a.value("severity", json{}))
+           + ")";
+  });
 }
 
 void print_cluster(const json& status) {

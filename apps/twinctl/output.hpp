@@ -20,6 +20,16 @@ void print_table(const std::vector<std::vector<std::string>>& rows);
 /// A page of twins (a query's answer) as a table, and where the next one starts.
 void print_twins(const json& page);
 
+/// A page of active alerts (GET /v1/alerts) as a table, and where the next one starts.
+void print_alerts(const json& page);
+
+/// The twin types (GET /v1/types) as a table.
+void print_types(const json& page);
+
+/// What a type declares (GET /v1/types/{type}): its properties, relationships, commands,
+/// aggregates and alerts.
+void print_type(const json& t);
+
 /// The cluster's members and shards (GET /v1/cluster).
 void print_cluster(const json& status);
 

@@ -102,12 +102,21 @@ void twin_commands::add_reading_commands(CLI::App& app) {
   query_->add_option("--type", type_, "Of this type");
   query_->add_option("--kind", kind_, "Of this kind");
   query_->add_option("--parent", parent_, "Children of this twin");
+  query_->add_option("--namespace", ns_, "Twins of this namespace");
+  query_->add_option("--prefix", prefix_, "Twins whose id starts so");
   query_->add_option("--where", where_, "A condition on properties, e.g. 'temperature > 80'");
   query_->add_option("--limit", limit_, "At most this many");
   query_->add_option("--cursor", cursor_, "Where the previous page ended");
+  alerts_ = app.add_subcommand("alerts", "The active alerts of the twins");
+  alerts_->add_option("--severity", severity_, "At least: warning (default) or critical");
+  alerts_->add_option("--namespace", ns_, "Of twins in this namespace");
+  alerts_->add_option("--prefix", prefix_, "Of twins whose id starts so");
+  alerts_->add_option("--type", type_, "Of twins of this type");
+  alerts_->add_option("--limit", limit_, "Of at most this many twins");
+  alerts_->add_option("--cursor", cursor_, "Where the previous page ended");
   history_ = app.add_subcommand("history", "A twin's past states");
   history_->add_option("id", id_, "Twin id")->required();
-  history_->add_option("--property", property_, "The property")->required();
+  history_->add_option("--property", property_, "The property, or several: a,b")->required();
   history_->add_option("--from", from_, "From this time (ms since the epoch or ISO 8601)");
   history_->add_option("--to", to_, "Up to this time (ms since the epoch or ISO 8601)");
   history_->add_option("--step", step_, "Downsample: min, max, avg per this many ms");
@@ -126,6 +135,8 @@ void twin_commands::add_reading_commands(CLI::App& app) {
 }
 
 void twin_commands::add_cluster_commands(CLI::App& app) {
+  types_ = app.add_subcommand("types", "The twin types, or what one declares");
+  types_->add_option("type", type_, "The type: its name or its DTMI");
   cluster_ = app.add_subcommand("cluster", "The cluster");
   cluster_->require_subcommand(1);
   status_ = cluster_->add_subcommand("status", "Members, their state and their shards");
@@ -152,8 +163,8 @@ void twin_commands::add_cluster_commands(CLI::App& app) {
 }
 
 bool twin_commands::parsed() const {
-  for (auto* cmd : {get_, put_, patch_, del_, telemetry_, command_cmd_, query_, history_,
-                    anomalies_, events_, cluster_, rul_})
+  for (auto* cmd : {get_, put_, patch_, del_, telemetry_, command_cmd_, query_, alerts_,
+                    history_, anomalies_, events_, types_, cluster_, rul_})
     if (cmd->parsed())
       return true;
   return false;
@@ -228,7 +239,12 @@ bool twin_commands::request(call& out) const {
   } else if (query_->parsed()) {
     out.target = "/v1/twins"
                  + query_string({{"type", type_}, {"kind", kind_}, {"parent", parent_},
-                                 {"where", where_}, {"limit", limit_text(limit_)},
+                                 {"namespace", ns_}, {"prefix", prefix_}, {"where", where_},
+                                 {"limit", limit_text(limit_)}, {"cursor", cursor_}});
+  } else if (alerts_->parsed()) {
+    out.target = "/v1/alerts"
+                 + query_string({{"severity", severity_}, {"namespace", ns_}, {"prefix", prefix_},
+                                 {"type", type_}, {"limit", limit_text(limit_)},
                                  {"cursor", cursor_}});
   } else if (history_->parsed()) {
     out.target = twin_path + "/history"
@@ -238,6 +254,8 @@ bool twin_commands::request(call& out) const {
     out.target = twin_path + "/anomalies"
                  + query_string({{"property", property_}, {"from", from_}, {"to", to_},
                                  {"limit", limit_text(limit_)}});
+  } else if (types_->parsed()) {
+    out.target = "/v1/types" + (type_.empty() ? "" : "/" + percent_encode(type_));
   } else if (status_->parsed()) {
     out.target = "/v1/cluster";
   } else if (drain_->parsed()) {
@@ -345,6 +363,8 @@ void twin_commands::print(const reply& r, const json& item) const {
     std::cout << '\n';
   } else if (query_->parsed()) {
     print_twins(r.body);
+  } else if (alerts_->parsed()) {
+    print_alerts(r.body);
   } else if (history_->parsed()) {
     print_history(r.body);
   } else if (anomalies_->parsed()) {
@@ -353,6 +373,11 @@ void twin_commands::print(const reply& r, const json& item) const {
     std::cout << "removed the RUL model of " << rul_type_ << '\n';
   } else if (rul_->parsed()) {
     print_rul_model(r.body);
+  } else if (types_->parsed()) {
+    if (type_.empty())
+      print_types(r.body);
+    else
+      print_type(r.body);
   } else if (status_->parsed()) {
     print_cluster(r.body);
   } else {

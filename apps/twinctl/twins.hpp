@@ -1,7 +1,7 @@
 #pragma once
 
 // The twinctl commands over twins, types and the cluster: get, put, patch, delete,
-// telemetry send, command, query, history, anomalies, events, cluster, rul.
+// telemetry send, command, query, alerts, history, anomalies, events, types, cluster, rul.
 
 #include <string>
 #include <vector>
@@ -73,6 +73,9 @@ private:
   CLI::App* rul_fit_ = nullptr;
   CLI::App* rul_show_ = nullptr;
   CLI::App* rul_delete_ = nullptr;
+  CLI::App* types_ = nullptr;
+  CLI::App* alerts_ = nullptr;
+  std::string severity_;
 };
 
 } // namespace twinctl

@@ -32,6 +32,12 @@ std::string encode_query(const runtime::twin_query& q) {
     j["where"] = q.where->text();
   if (!q.namespaces.empty())
     j["namespaces"] = q.namespaces;
+  if (!q.ns.empty())
+    j["namespace"] = q.ns;
+  if (!q.prefix.empty())
+    j["prefix"] = q.prefix;
+  if (q.alerting)
+    j["alerting"] = runtime::to_string(*q.alerting);
   return j.dump();
 }
 
@@ -68,6 +74,14 @@ caf::expected<runtime::twin_query> decode_query(const std::string& text) {
       q.namespaces = j["namespaces"].get<std::vector<std::string>>();
       if (!std::is_sorted(q.namespaces.begin(), q.namespaces.end()))
         return bad("namespaces out of order");
+    }
+    q.ns = j.value("namespace", "");
+    q.prefix = j.value("prefix", "");
+    if (j.contains("alerting")) {
+      runtime::severity level;
+      if (!runtime::from_string(j["alerting"].get<std::string>(), level))
+        return bad("unknown severity");
+      q.alerting = level;
     }
     if (j.contains("where")) {
       auto e = runtime::expression::parse(j["where"].get<std::string>());

@@ -7,6 +7,7 @@
 #include <future>
 #include <random>
 #include <sstream>
+#include <tuple>
 
 #include "twin/runtime/errc.hpp"
 
@@ -47,45 +48,51 @@ caf::expected<type_ptr> motor_type(std::string_view model, const std::string& or
   return b->build();
 }
 
-/// Registers the type of one model file (`name` its file name): the motor's with its
-/// C++ additions, the others as they are.
-caf::error register_model(type_registry& reg, const std::string& name, const std::string& text,
-                          const std::string& origin) {
-  auto t = name == "motor.json" ? motor_type(text, origin) : parse_model(text, origin);
-  if (!t)
-    return t.error();
-  return reg.add(*t);
-}
-
 } // namespace
 
 caf::error register_types(type_registry& reg, const std::string& models_dir) {
+  // The model files: {file name, origin, text}.
+  std::vector<std::tuple<std::string, std::string, std::string>> files;
   if (models_dir.empty()) {
     for (const auto& [name, text] : embedded_models)
-      if (auto err = register_model(reg, name, text, "embedded " + name))
-        return err;
-    return {};
+      files.emplace_back(name, "embedded " + name, text);
+  } else {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator{models_dir, ec})
+      if (e.is_regular_file() && e.path().extension() == ".json") {
+        std::ifstream in{e.path()};
+        std::stringstream text;
+        text << in.rdbuf();
+        if (!in)
+          return make_error(runtime_errc::invalid_model,
+                            "cannot read model file " + e.path().string());
+        files.emplace_back(e.path().filename().string(), e.path().string(), text.str());
+      }
+    if (ec)
+      return make_error(runtime_errc::invalid_model,
+                        "cannot list model directory " + models_dir + ": " + ec.message());
   }
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator{models_dir, ec})
-    if (e.is_regular_file() && e.path().extension() == ".json")
-      files.push_back(e.path());
-  if (ec)
-    return make_error(runtime_errc::invalid_model,
-                      "cannot list model directory " + models_dir + ": " + ec.message());
-  std::sort(files.begin(), files.end());
-  for (const auto& f : files) {
-    std::ifstream in{f};
-    std::stringstream text;
-    text << in.rdbuf();
-    if (!in)
-      return make_error(runtime_errc::invalid_model, "cannot read model file " + f.string());
-    if (auto err = register_model(reg, f.filename().string(), text.str(), f.string()))
+  // The motor with its C++ additions first; then the others, which name it, as one set.
+  std::vector<std::pair<std::string, std::string>> others;
+  for (const auto& [name, origin, text] : files) {
+    if (name != "motor.json") {
+      others.emplace_back(origin, text);
+      continue;
+    }
+    auto motor = motor_type(text, origin);
+    if (!motor)
+      return motor.error();
+    if (auto err = reg.add(*motor))
       return err;
   }
-  return {};
+  auto types = parse_models(others, reg);
+  if (!types)
+    return types.error();
+  for (const auto& t : *types)
+    if (auto err = reg.add(t))
+      return err;
+  return reg.check_links();
 }
 
 namespace {

@@ -9,7 +9,9 @@ int main(int argc, char** argv) {
   twin::factory::demo demo;
   twin::node::extensions ext;
   ext.name = "twind-factory";
-  ext.types = [](twin::runtime::type_registry& types) { return twin::factory::register_types(types); };
+  ext.types = [](twin::runtime::type_registry& types) {
+    return twin::factory::register_types(types);
+  };
   demo.extend(ext);
   return twin::node::run(argc, argv, ext);
 }

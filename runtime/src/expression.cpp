@@ -13,21 +13,31 @@ namespace twin::runtime {
 enum class op : uint8_t { eq, ne, lt, le, gt, ge };
 
 struct expression::node {
-  enum class kind : uint8_t { op_or, op_and, op_not, compare } type;
+  enum class kind : uint8_t { op_or, op_and, op_not, compare, in, exists } type;
   std::shared_ptr<const node> left;
   std::shared_ptr<const node> right;
   // compare: each side is either a property name or a literal.
   op cmp = op::eq;
-  std::string lhs_name;
+  std::string lhs_name;  // compare, in, exists: the property
   std::string rhs_name;
   value lhs;
   value rhs;
+  std::vector<value> set;  // in: the values
 };
 
 namespace {
 
 constexpr size_t max_text = 4096;
 constexpr int max_depth = 32;
+constexpr size_t max_set = 256;  // values of one 'in'
+
+/// Whether two values are equal as a comparison takes them: numbers by value, other kinds
+/// with their own kind only.
+bool same_value(const value& a, const value& b) {
+  if (a.is_number() && b.is_number())
+    return a.is_int() && b.is_int() ? a.as_int() == b.as_int() : a.as_double() == b.as_double();
+  return a == b;
+}
 
 using node_ptr = std::shared_ptr<const expression::node>;
 
@@ -94,6 +104,13 @@ private:
       n->left = *inner;
       return node_ptr{n};
     }
+    size_t start = pos_;
+    if (take("exists")) {
+      skip_ws();
+      if (pos_ < s_.size() && s_[pos_] == '(')
+        return parse_exists();
+      pos_ = start;  // a property named so
+    }
     skip_ws();
     if (pos_ < s_.size() && s_[pos_] == '(') {
       ++pos_;
@@ -158,7 +175,7 @@ private:
         lit = value{};
         return {};
       }
-      if (word == "and" || word == "or" || word == "not") {
+      if (word == "and" || word == "or" || word == "not" || word == "in") {
         pos_ = start;
         return fail("expected a property name or a value, found '" + word + "'");
       }
@@ -170,11 +187,61 @@ private:
     return fail(std::string{"unexpected character '"} + c + "'");
   }
 
+  /// After "exists": "(" property ")".
+  caf::expected<node_ptr> parse_exists() {
+    auto n = std::make_shared<expression::node>();
+    n->type = expression::node::kind::exists;
+    if (!expect('('))
+      return fail("exists takes a property in parentheses: exists(status)");
+    if (auto err = operand(n->lhs_name, n->lhs))
+      return err;
+    if (n->lhs_name.empty())
+      return fail("exists takes a property name");
+    if (!expect(')'))
+      return fail("missing ')'");
+    return node_ptr{n};
+  }
+
+  /// After "property in": "(" value ("," value)* ")".
+  caf::expected<node_ptr> parse_in(std::shared_ptr<expression::node> n) {
+    n->type = expression::node::kind::in;
+    if (n->lhs_name.empty())
+      return fail("'in' follows a property name");
+    if (!expect('('))
+      return fail("'in' takes a list of values in parentheses: in (\"a\", \"b\")");
+    do {
+      std::string name;
+      value v;
+      if (auto err = operand(name, v))
+        return err;
+      if (!name.empty())
+        return fail("'in' takes values, not the property '" + name + "'");
+      if (n->set.size() == max_set)
+        return fail("'in' takes at most " + std::to_string(max_set) + " values");
+      n->set.push_back(std::move(v));
+    } while (expect(','));
+    if (!expect(')'))
+      return fail("missing ')'");
+    return node_ptr{n};
+  }
+
+  /// Skips blanks; takes `c` if it comes next.
+  bool expect(char c) {
+    skip_ws();
+    if (pos_ < s_.size() && s_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+
   caf::expected<node_ptr> parse_compare() {
     auto n = std::make_shared<expression::node>();
     n->type = expression::node::kind::compare;
     if (auto err = operand(n->lhs_name, n->lhs))
       return err;
+    if (take("in"))
+      return parse_in(std::move(n));
     skip_ws();
     auto rest = s_.substr(pos_);
     auto take = [&](std::string_view tok, op o) {
@@ -217,6 +284,12 @@ bool eval_node(const expression::node& n, const expression::lookup& get) {
     case k::op_or: return eval_node(*n.left, get) || eval_node(*n.right, get);
     case k::op_and: return eval_node(*n.left, get) && eval_node(*n.right, get);
     case k::op_not: return !eval_node(*n.left, get);
+    case k::exists: return get(n.lhs_name) != nullptr;
+    case k::in: {
+      const value* a = get(n.lhs_name);
+      return a != nullptr && std::any_of(n.set.begin(), n.set.end(),
+                                         [&](const value& x) { return same_value(*a, x); });
+    }
     case k::compare: {
       const value* a = n.lhs_name.empty() ? &n.lhs : get(n.lhs_name);
       const value* b = n.rhs_name.empty() ? &n.rhs : get(n.rhs_name);

@@ -8,12 +8,14 @@
 
 #include "model_names.hpp"
 #include "twin/runtime/errc.hpp"
+#include "twin/runtime/suggest.hpp"
 
 namespace twin::runtime {
 
 namespace {
 
-constexpr const char* property_type_names[] = {"bool", "int", "double", "string", "object"};
+constexpr const char* property_type_names[] = {"bool",   "int",    "double",
+                                               "string", "object", "array"};
 constexpr const char* aggregate_names[] = {"sum", "avg", "min", "max",
                                            "count", "any", "all", "worst"};
 
@@ -32,7 +34,7 @@ const char* to_string(property_type x) {
 }
 
 bool from_string(std::string_view text, property_type& out) {
-  for (int i = 0; i < 5; ++i)
+  for (int i = 0; i < 6; ++i)
     if (text == property_type_names[i]) {
       out = static_cast<property_type>(i);
       return true;
@@ -99,7 +101,7 @@ caf::error twin_type::check_value(const property_spec& spec, const value& v) con
     case property_type::boolean:
       if (!v.is_bool())
         return mismatch();
-      return {};
+      break;
     case property_type::integer:
       if (!v.is_int() && !(v.is_double() && std::nearbyint(v.as_double()) == v.as_double()))
         return mismatch();
@@ -114,12 +116,23 @@ caf::error twin_type::check_value(const property_spec& spec, const value& v) con
     case property_type::string:
       if (!v.is_string())
         return mismatch();
-      return {};
+      break;
     case property_type::object:
       if (!v.is_map())
         return mismatch();
-      return {};
+      return spec.schema ? check_schema(*spec.schema, v, spec.name)
+                         : caf::error{};
+    case property_type::array:
+      if (!v.is_list())
+        return mismatch();
+      return spec.schema ? check_schema(*spec.schema, v, spec.name)
+                         : caf::error{};
   }
+  if (spec.schema)  // an Enum's values, a date's form, an integer's width
+    if (auto err = check_schema(*spec.schema, v, spec.name))
+      return err;
+  if (!v.is_number())
+    return {};
   auto x = v.as_double();
   if ((spec.min && x < *spec.min) || (spec.max && x > *spec.max)) {
     auto bound = [](const std::optional<double>& b, const char* inf) {
@@ -130,6 +143,13 @@ caf::error twin_type::check_value(const property_spec& spec, const value& v) con
                         + bound(spec.min, "-inf") + ", " + bound(spec.max, "inf") + "]");
   }
   return {};
+}
+
+const relationship_spec* twin_type::relationship(std::string_view name) const {
+  for (const auto& r : relationships_)
+    if (r.name == name)
+      return &r;
+  return nullptr;
 }
 
 caf::error twin_type::check_reported(const value_map& values) const {
@@ -176,6 +196,48 @@ type_builder::type_builder(std::string name, twin_kind kind) {
 
 type_builder& type_builder::description(std::string text) {
   type_.description_ = std::move(text);
+  return *this;
+}
+
+type_builder& type_builder::dtmi(std::string id, std::vector<std::string> extends) {
+  type_.dtmi_ = std::move(id);
+  type_.extends_ = std::move(extends);
+  return *this;
+}
+
+type_builder& type_builder::display_name(std::string text) {
+  type_.display_name_ = std::move(text);
+  return *this;
+}
+
+type_builder& type_builder::schema(schema_ptr s) {
+  if (auto* p = last_property("schema"))
+    p->schema = std::move(s);
+  return *this;
+}
+
+type_builder& type_builder::semantic_type(std::string name) {
+  if (auto* p = last_property("semantic type"))
+    p->semantic_type = std::move(name);
+  return *this;
+}
+
+type_builder& type_builder::telemetry() {
+  if (auto* p = last_property("telemetry"))
+    p->telemetry = true;
+  return *this;
+}
+
+type_builder& type_builder::relationship(relationship_spec r) {
+  if (!error_ && !valid_name(r.name))
+    error_ = make_error(runtime_errc::invalid_model,
+                        "type '" + type_.name_ + "': '" + r.name
+                          + "' is not a valid relationship name");
+  if (!error_ && type_.relationship(r.name) != nullptr)
+    error_ = make_error(runtime_errc::invalid_model,
+                        "type '" + type_.name_ + "': relationship '" + r.name
+                          + "' is declared twice");
+  type_.relationships_.push_back(std::move(r));
   return *this;
 }
 
@@ -297,8 +359,12 @@ caf::expected<type_ptr> type_builder::build() {
   auto fail = [&](const std::string& why) {
     return make_error(runtime_errc::invalid_model, "type '" + tn + "': " + why);
   };
-  if (!valid_name(tn))
-    return fail("invalid type name (letters, digits and '_', at most 64, not starting with a digit)");
+  // A name, or the DTMI (without its version) of a model whose short name is taken.
+  bool dtmi_name = tn.rfind("dtmi:", 0) == 0 && tn.size() <= 2048
+                   && tn.find_first_of(std::string_view{";\0 ", 3}) == std::string::npos;
+  if (!valid_name(tn) && !dtmi_name)
+    return fail("invalid type name (letters, digits and '_', at most 64, not starting with a "
+                "digit; or a DTMI without its version)");
   auto taken = [&](const std::string& n) { return type_.property(n) != nullptr; };
   std::vector<property_spec> declared;
   declared.swap(type_.properties_);
@@ -495,16 +561,49 @@ caf::error type_builder::resolve_derived() {
 
 // -- type_registry ------------------------------------------------------------
 
+namespace {
+
+/// "dtmi:factory:motor;1" -> "dtmi:factory:motor"
+std::string_view dtmi_path(std::string_view id) {
+  return id.substr(0, id.find(';'));
+}
+
+std::string_view short_name(std::string_view id) {
+  auto path = dtmi_path(id);
+  return path.substr(path.rfind(':') + 1);
+}
+
+} // namespace
+
 caf::error type_registry::add(type_ptr type) {
-  auto name = type->name();
-  if (!types_.emplace(name, std::move(type)).second)
+  const auto& name = type->name();
+  if (types_.count(name) > 0)
     return make_error(runtime_errc::invalid_model, "type '" + name + "' is defined twice");
+  if (!type->dtmi().empty()) {
+    auto path = std::string{dtmi_path(type->dtmi())};
+    if (auto other = by_dtmi_.find(path); other != by_dtmi_.end())
+      return make_error(runtime_errc::invalid_model,
+                        "types '" + other->second->name() + "' and '" + name
+                          + "' are both models of " + path);
+    by_dtmi_.emplace(path, type);
+    by_short_name_[std::string{short_name(type->dtmi())}].push_back(type);
+  }
+  types_.emplace(name, std::move(type));
   return {};
 }
 
 type_ptr type_registry::find(std::string_view name) const {
-  auto i = types_.find(name);
-  return i == types_.end() ? nullptr : i->second;
+  if (auto i = types_.find(name); i != types_.end())
+    return i->second;
+  if (name.rfind("dtmi:", 0) == 0) {
+    auto i = by_dtmi_.find(dtmi_path(name));
+    if (i != by_dtmi_.end() && (name.find(';') == std::string_view::npos || i->second->dtmi() == name))
+      return i->second;
+    return nullptr;
+  }
+  if (auto i = by_short_name_.find(name); i != by_short_name_.end() && i->second.size() == 1)
+    return i->second.front();
+  return nullptr;
 }
 
 std::vector<std::string> type_registry::names() const {
@@ -512,6 +611,38 @@ std::vector<std::string> type_registry::names() const {
   for (const auto& [k, v] : types_)
     out.push_back(k);
   return out;
+}
+
+std::vector<type_ptr> type_registry::types() const {
+  std::vector<type_ptr> out;
+  for (const auto& [k, v] : types_)
+    out.push_back(v);
+  return out;
+}
+
+caf::error type_registry::check_links() const {
+  auto check = [&](const twin_type& t, const std::string& name, const std::string& what) {
+    if (name.empty() || name == "*" || types_.count(name) > 0)
+      return caf::error{};
+    auto found = find(name);
+    return make_error(runtime_errc::invalid_model,
+                      "type '" + t.name() + "': " + what + " '" + name + "' "
+                        + (found ? "must be written as its name, '" + found->name() + "'"
+                                 : "is not a known type" + suggestion(name, names())));
+  };
+  for (const auto& [n, t] : types_) {
+    for (const auto& a : t->aggregates())
+      if (auto err = check(*t, a.child_type, "aggregate '" + a.name + "' over the child type"))
+        return err;
+    for (const auto& c : t->commands())
+      for (const auto& e : c.effects)
+        if (auto err = check(*t, e.child_type, "command '" + c.name + "' sets the child type"))
+          return err;
+    for (const auto& r : t->relationships())
+      if (auto err = check(*t, r.target, "relationship '" + r.name + "' targets the type"))
+        return err;
+  }
+  return {};
 }
 
 } // namespace twin::runtime

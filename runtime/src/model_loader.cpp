@@ -1,33 +1,32 @@
-// Model files: a DTDL v3 Interface (contents: Property, Telemetry, Command,
-// Relationship) plus a "twin" object for what DTDL has no words for: the kind,
-// aggregates over children, derived properties, what commands set, alert rules, anomaly
-// detection, times to limits, dynamics, and the properties whose history is kept. See
-// examples/factory/models.
+// Model files: DTDL v2 or v3 Interfaces (dtdl.cpp reads them: extends, schemas, contents)
+// plus a "twin" object for what DTDL has no words for: the kind, aggregates over children,
+// derived properties, what commands set, alert rules, anomaly detection, times to limits,
+// dynamics, and the properties whose history is kept. See docs/models.md.
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
+#include "dtdl.hpp"
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/json.hpp"
 #include "twin/runtime/model.hpp"
+#include "twin/runtime/suggest.hpp"
 
 namespace twin::runtime {
 
 namespace {
 
 using json = nlohmann::json;
+using dtdl::fail;
+using dtdl::model_error;
 
-struct model_error {
-  std::string why;
-};
-
-[[noreturn]] void fail(std::string why) {
-  throw model_error{std::move(why)};
-}
+/// Maps a type's name as a model writes it (a DTMI, a type's name, or a short name that
+/// is not ambiguous) to the type's name in the registry; "" and "*" stay. `what` names
+/// where it is written, for the error.
+using name_resolver = std::function<std::string(const std::string& text, const std::string& what)>;
 
 const json& member(const json& obj, const char* key, const char* where) {
   auto i = obj.find(key);
@@ -73,27 +72,6 @@ const json::array_t& entries(const json& ext, const char* key) {
   return i->get_ref<const json::array_t&>();
 }
 
-// "@type" is a string or a list whose first element is the DTDL class.
-bool has_type(const json& item, std::string_view t) {
-  auto i = item.find("@type");
-  if (i == item.end())
-    return false;
-  if (i->is_string())
-    return i->get<std::string>() == t;
-  if (i->is_array())
-    return std::any_of(i->begin(), i->end(),
-                       [&](const json& x) { return x.is_string() && x.get<std::string>() == t; });
-  return false;
-}
-
-// "dtmi:factory:robot;1" -> "robot"
-std::string name_from_dtmi(const std::string& id) {
-  auto end = id.find(';');
-  auto s = id.substr(0, end);
-  auto colon = s.rfind(':');
-  return colon == std::string::npos ? s : s.substr(colon + 1);
-}
-
 anomaly_options anomaly_options_of(const std::string& name, const json& o) {
   auto where = "anomaly detection of '" + name + "'";
   if (!o.is_object())
@@ -124,95 +102,47 @@ anomaly_options anomaly_options_of(const std::string& name, const json& o) {
   return out;
 }
 
-type_builder model_builder(const json& doc) {
-  if (!doc.is_object())
-    fail("the top level must be a JSON object (a DTDL Interface)");
-  if (!has_type(doc, "Interface"))
-    fail("\"@type\" must be \"Interface\"");
-  auto ext = doc.find("twin");
-  if (ext == doc.end() || !ext->is_object())
-    fail("no \"twin\" object with the kind of the type");
-  std::string name = optional_string(*ext, "name");
-  if (name.empty())
-    name = name_from_dtmi(string_member(doc, "@id", "the interface"));
-  twin_kind kind;
-  if (!from_string(string_member(*ext, "kind", "\"twin\""), kind))
-    fail("\"kind\" must be component, asset, system or process");
-  type_builder b{name, kind};
-  if (auto d = optional_string(doc, "description"); !d.empty())
-    b.description(d);
-  if (auto c = doc.find("contents"); c != doc.end()) {
-    if (!c->is_array())
-      fail("\"contents\" must be a list");
-    for (const auto& item : *c) {
-      if (!item.is_object())
-        fail("every entry of \"contents\" must be an object");
-      auto item_name = string_member(item, "name", "an entry of \"contents\"");
-      if (has_type(item, "Property") || has_type(item, "Telemetry")) {
-        const auto& schema = member(item, "schema", ("\"" + item_name + "\"").c_str());
-        property_type pt = property_type::object;
-        if (schema.is_string()) {
-          if (!from_string(schema.get<std::string>(), pt))
-            fail("\"" + item_name + "\": unsupported schema \"" + schema.get<std::string>()
-                 + "\" (use boolean, integer, long, double, float, string or an Object)");
-        } else if (!schema.is_object()) {
-          fail("\"" + item_name + "\": \"schema\" must be a string or an object");
-        }
-        b.property(item_name, pt);
-        if (auto u = optional_string(item, "unit"); !u.empty())
-          b.unit(u);
-        auto lo = optional_number(item, "minimum");
-        auto hi = optional_number(item, "maximum");
-        if (lo || hi)
-          b.range(lo, hi);
-        if (auto w = item.find("writable"); w != item.end()) {
-          if (!w->is_boolean())
-            fail("\"" + item_name + "\": \"writable\" must be true or false");
-          b.writable(w->get<bool>());
-        }
-        if (auto d = optional_string(item, "description"); !d.empty())
-          b.describe(d);
-      } else if (has_type(item, "Command")) {
-        b.command(item_name, optional_string(item, "description"));
-      } else if (has_type(item, "Relationship") || has_type(item, "Component")) {
-        // Relationships are instance data (the twin's "relationships"); nothing to check.
-      } else {
-        fail("\"" + item_name + "\": unsupported \"@type\"");
-      }
-    }
-  }
-  for (const auto& a : entries(*ext, "aggregates")) {
+/// Adds what the twin extension says of children and commands: aggregates, command
+/// effects, derived properties and alerts.
+void add_rollups(type_builder& b, const json& ext, const name_resolver& resolve) {
+  for (const auto& a : entries(ext, "aggregates")) {
     aggregate_fn fn;
     auto fn_name = string_member(a, "function", "an aggregate");
     if (!from_string(fn_name, fn))
       fail("aggregate function \"" + fn_name
            + "\" is not one of sum, avg, min, max, count, any, all, worst");
     b.aggregate(string_member(a, "name", "an aggregate"), fn, optional_string(a, "source"),
-                optional_string(a, "childType"));
+                resolve(optional_string(a, "childType"), "an aggregate's childType"));
   }
-  for (const auto& c : entries(*ext, "commands")) {
+  for (const auto& c : entries(ext, "commands")) {
     auto name = string_member(c, "name", "a command's effect");
     auto desired = map_from_json(member(c, "desired", ("command '" + name + "'").c_str()));
     if (!desired)
       fail("command '" + name + "': \"desired\": " + error_message(desired.error()));
-    b.command_effect(name, std::move(*desired), optional_string(c, "childType"));
+    b.command_effect(name, std::move(*desired),
+                     resolve(optional_string(c, "childType"), "command '" + name + "'"));
   }
-  for (const auto& d : entries(*ext, "derived"))
+  for (const auto& d : entries(ext, "derived"))
     b.derive(string_member(d, "name", "a derived property"),
              string_member(d, "formula", "a derived property"), optional_string(d, "unit"));
-  for (const auto& a : entries(*ext, "alerts")) {
+  for (const auto& a : entries(ext, "alerts")) {
     severity level;
     if (!from_string(string_member(a, "severity", "an alert"), level) || level == severity::ok)
       fail("an alert's \"severity\" must be warning or critical");
     b.alert(string_member(a, "name", "an alert"), string_member(a, "when", "an alert"), level);
   }
-  if (auto anomaly = ext->find("anomaly"); anomaly != ext->end()) {
+}
+
+/// Adds what the twin extension says of predictions: anomaly detection, dynamics, times to
+/// limits, remaining useful life, and the properties whose history is kept.
+void add_predictions(type_builder& b, const json& ext) {
+  if (auto anomaly = ext.find("anomaly"); anomaly != ext.end()) {
     if (!anomaly->is_object())
       fail("\"anomaly\" must map property names to their options ({} for the defaults)");
     for (const auto& [name, o] : anomaly->items())
       b.detect_anomalies(name, anomaly_options_of(name, o));
   }
-  if (auto dynamics = ext->find("dynamics"); dynamics != ext->end()) {
+  if (auto dynamics = ext.find("dynamics"); dynamics != ext.end()) {
     if (!dynamics->is_object())
       fail("\"dynamics\" must map property names to {\"target\", \"lag\"} or {\"rate\"}");
     for (const auto& [name, d] : dynamics->items()) {
@@ -234,7 +164,7 @@ type_builder model_builder(const json& doc) {
                  lag ? *lag_s : 0, optional_number(d, "noise").value_or(0));
     }
   }
-  if (auto limits = ext->find("timeToLimit"); limits != ext->end()) {
+  if (auto limits = ext.find("timeToLimit"); limits != ext.end()) {
     if (!limits->is_object())
       fail("\"timeToLimit\" must map property names to {\"limit\"}, {\"above\"} or "
            "{\"below\"}");
@@ -256,14 +186,14 @@ type_builder model_builder(const json& doc) {
                         l.contains("above"), half_life);
     }
   }
-  if (auto rul = ext->find("rul"); rul != ext->end()) {
+  if (auto rul = ext.find("rul"); rul != ext.end()) {
     if (!rul->is_boolean())
       fail("\"rul\" must be true (the twins show a remaining useful life learned from the "
            "fleet) or false");
     if (rul->get<bool>())
       b.learn_rul();
   }
-  if (auto history = ext->find("history"); history != ext->end()) {
+  if (auto history = ext.find("history"); history != ext.end()) {
     if (!history->is_array())
       fail("\"history\" must be a list of property names");
     for (const auto& h : *history) {
@@ -272,19 +202,324 @@ type_builder model_builder(const json& doc) {
       b.keep_history(h.get<std::string>());
     }
   }
+}
+
+/// The twin extension of `i` with its bases': lists joined (the bases' first), maps merged
+/// and other values taken from the nearest that has them; "name" is the interface's own.
+json merged_extension(const dtdl::interface& i, const dtdl::flattened& f) {
+  json out = json::object();
+  auto merge = [&](const json& ext) {
+    if (!ext.is_object())
+      fail("interface '" + i.id.text() + "': \"twin\" must be an object");
+    for (const auto& [key, v] : ext.items()) {
+      if (key == "name")
+        continue;
+      auto& slot = out[key];
+      if (slot.is_array() && v.is_array())
+        slot.insert(slot.end(), v.begin(), v.end());
+      else if (slot.is_object() && v.is_object())
+        slot.update(v);
+      else
+        slot = v;
+    }
+  };
+  for (const auto* base : f.bases)
+    if (auto e = base->doc.find("twin"); e != base->doc.end())
+      merge(*e);
+  if (auto e = i.doc.find("twin"); e != i.doc.end())
+    merge(*e);
+  return out;
+}
+
+property_type type_of(const value_schema& s) {
+  using k = value_schema::kind;
+  switch (s.k) {
+    case k::boolean: return property_type::boolean;
+    case k::integer: return property_type::integer;
+    case k::real: return property_type::real;
+    case k::enumeration:
+      return s.enum_kind == k::integer ? property_type::integer : property_type::string;
+    case k::object:
+    case k::map: return property_type::object;
+    case k::array: return property_type::array;
+    default: return property_type::string;
+  }
+}
+
+/// Adds a Property or Telemetry `item` to `b`.
+void add_property(type_builder& b, const json& item, const std::string& name,
+                  const dtdl::library& lib, const std::string& where) {
+  auto schema = dtdl::schema_of(member(item, "schema", where.c_str()), lib, where);
+  b.property(name, type_of(*schema));
+  using k = value_schema::kind;
+  bool plain = schema->k == k::boolean || schema->k == k::real || schema->k == k::string
+               || (schema->k == k::integer && !schema->min && !schema->max);
+  if (!plain)
+    b.schema(schema);
+  if (dtdl::has_class(item, "Telemetry"))
+    b.telemetry();
+  if (auto st = dtdl::semantic_type(item); !st.empty())
+    b.semantic_type(st);
+  if (auto u = optional_string(item, "unit"); !u.empty())
+    b.unit(u);
+  auto lo = optional_number(item, "minimum");
+  auto hi = optional_number(item, "maximum");
+  if (lo || hi)
+    b.range(lo, hi);
+  if (auto w = item.find("writable"); w != item.end()) {
+    if (!w->is_boolean())
+      fail(where + ": \"writable\" must be true or false");
+    b.writable(w->get<bool>() && !dtdl::has_class(item, "Telemetry"));
+  }
+  if (auto d = dtdl::text_of(item, "description"); !d.empty())
+    b.describe(d);
+}
+
+/// Adds a Component `item`: a property holding an object of the component interface's
+/// properties, writable if one of them is.
+void add_component(type_builder& b, const json& item, const std::string& name,
+                   const dtdl::library& lib, const std::string& where) {
+  const auto& s = member(item, "schema", where.c_str());
+  auto id = s.is_object() ? optional_string(s, "@id") : s.is_string() ? s.get<std::string>() : "";
+  const auto* component = lib.find(dtdl::dtmi::parse(id, where).text());
+  if (component == nullptr)
+    fail(where + ": its schema '" + id + "' is not a defined interface");
+  auto object = std::make_shared<value_schema>();
+  object->k = value_schema::kind::object;
+  object->id = component->id.text();
+  bool writable = false;
+  for (const auto& c : dtdl::flatten(*component, lib).contents) {
+    const auto& e = *c.element;
+    if (!dtdl::has_class(e, "Property") && !dtdl::has_class(e, "Telemetry"))
+      continue;
+    auto field = e["name"].get<std::string>();
+    object->fields.emplace_back(
+      field, dtdl::schema_of(member(e, "schema", where.c_str()), lib, where + "." + field));
+    writable = writable || e.value("writable", false);
+  }
+  b.property(name, property_type::object).schema(object).writable(writable);
+  if (auto d = dtdl::text_of(item, "description"); !d.empty())
+    b.describe(d);
+}
+
+void add_relationship(type_builder& b, const json& item, const std::string& name,
+                      const name_resolver& resolve, const std::string& where) {
+  relationship_spec r;
+  r.name = name;
+  if (item.contains("target"))
+    r.target = resolve(string_member(item, "target", where.c_str()),
+                      "relationship " + where + ": its target");
+  if (auto m = item.find("maxMultiplicity"); m != item.end()) {
+    if (!m->is_number_unsigned() || m->get<uint64_t>() < 1 || m->get<uint64_t>() > UINT32_MAX)
+      fail(where + ": \"maxMultiplicity\" must be a whole number from 1");
+    r.max = static_cast<uint32_t>(m->get<uint64_t>());
+  }
+  if (auto m = item.find("minMultiplicity"); m != item.end() && *m != 0)
+    fail(where + ": \"minMultiplicity\" must be 0 (DTDL)");
+  if (auto w = item.find("writable"); w != item.end() && w->is_boolean())
+    r.writable = w->get<bool>();
+  r.description = dtdl::text_of(item, "description");
+  b.relationship(std::move(r));
+}
+
+/// The type of interface `i` (with what it inherits, `f`), named `name`.
+type_builder builder_of(const dtdl::interface& i, const dtdl::flattened& f,
+                        const std::string& name, const dtdl::library& lib,
+                        const name_resolver& resolve) {
+  auto ext = merged_extension(i, f);
+  twin_kind kind = twin_kind::asset;  // what a model without the extension describes
+  if (ext.contains("kind") && !from_string(string_member(ext, "kind", "\"twin\""), kind))
+    fail("\"kind\" must be component, asset, system or process");
+  type_builder b{name, kind};
+  std::vector<std::string> bases;
+  for (auto base = f.bases.rbegin(); base != f.bases.rend(); ++base)
+    bases.push_back((*base)->id.text());
+  b.dtmi(i.id.text(), std::move(bases));
+  b.display_name(dtdl::text_of(i.doc, "displayName"));
+  if (auto d = dtdl::text_of(i.doc, "description"); !d.empty())
+    b.description(d);
+  for (const auto& c : f.contents) {
+    const auto& item = *c.element;
+    auto item_name = item["name"].get<std::string>();
+    auto where = "'" + item_name + "'";
+    if (c.owner != &i)
+      where += " (of " + c.owner->id.text() + ")";
+    if (dtdl::has_class(item, "Property") || dtdl::has_class(item, "Telemetry"))
+      add_property(b, item, item_name, lib, where);
+    else if (dtdl::has_class(item, "Command"))
+      b.command(item_name, dtdl::text_of(item, "description"));
+    else if (dtdl::has_class(item, "Relationship"))
+      add_relationship(b, item, item_name, resolve, where);
+    else if (dtdl::has_class(item, "Component"))
+      add_component(b, item, item_name, lib, where);
+    else
+      fail(where + ": unsupported \"@type\" (Property, Telemetry, Command, Relationship or "
+                   "Component)");
+  }
+  add_rollups(b, ext, resolve);
+  add_predictions(b, ext);
   return b;
+}
+
+/// The type of interface `i`, named `name`.
+type_builder builder_of(const dtdl::interface& i, const std::string& name,
+                        const dtdl::library& lib, const name_resolver& resolve) {
+  auto f = dtdl::flatten(i, lib);  // its errors name the interfaces they are about
+  try {
+    return builder_of(i, f, name, lib, resolve);
+  } catch (const model_error& e) {
+    throw model_error{"interface '" + i.id.text() + "': " + e.why};
+  }
+}
+
+/// A model document, parsed.
+struct document {
+  std::string origin;
+  json doc;
+};
+
+/// The model batch of `docs`: their interfaces, each type's name, and how names resolve
+/// against them and `known` (the registry's types).
+class batch {
+public:
+  /// `strict`: a name that is neither in `docs` nor in `known` is an error; otherwise it
+  /// stays as written (for `type_registry::check_links` to check once every type is in).
+  batch(const std::vector<document>& docs, const type_registry& known, bool strict = true)
+    : known_(known), strict_(strict) {
+    for (const auto& d : docs)
+      try {
+        dtdl::read_document(d.doc, d.origin, interfaces_, lib_.schemas);
+      } catch (const model_error& e) {
+        throw model_error{d.origin + ": " + e.why};
+      }
+    for (const auto& i : interfaces_) {
+      auto other = lib_.interfaces.emplace(i.id.text(), &i);
+      if (!other.second)
+        fail("interface '" + i.id.text() + "' is defined twice: in " + other.first->second->origin
+             + " and " + i.origin);
+      auto version = paths_.emplace(i.id.path, &i);
+      if (!version.second)
+        fail(i.id.path + " is defined in two versions, '" + version.first->second->id.text()
+             + "' (" + version.first->second->origin + ") and '" + i.id.text() + "' ("
+             + i.origin + "): keep one");
+    }
+    name_types();
+  }
+
+  /// The builder of interface `i`'s type.
+  type_builder builder(const dtdl::interface& i) const {
+    try {
+      return builder_of(i, names_.at(i.id.path), lib_, resolver());
+    } catch (const model_error& e) {
+      throw model_error{i.origin + ": " + e.why};
+    }
+  }
+
+  /// Builds every interface's type, in the order of the documents.
+  std::vector<type_ptr> build() const {
+    std::vector<type_ptr> out;
+    for (const auto& i : interfaces_) {
+      auto t = builder(i).build();
+      if (!t)
+        fail(i.origin + ": interface '" + i.id.text() + "': " + error_message(t.error()));
+      out.push_back(*t);
+    }
+    return out;
+  }
+
+  /// The last interface read: a document's own (those inline in it come before it);
+  /// nullptr if there is none.
+  const dtdl::interface* last() const {
+    return interfaces_.empty() ? nullptr : &interfaces_.back();
+  }
+
+  /// Resolves names written in the models (see `name_resolver`).
+  name_resolver resolver() const {
+    return [this](const std::string& text, const std::string& what) -> std::string {
+      if (text.empty() || text == "*")
+        return text;
+      if (text.rfind("dtmi:", 0) == 0) {
+        auto id = dtdl::dtmi::parse(text, what);
+        if (auto i = paths_.find(id.path); i != paths_.end())
+          return names_.at(i->first);
+      }
+      for (const auto& [path, name] : names_)
+        if (name == text)
+          return name;
+      if (auto t = known_.find(text))
+        return t->name();
+      if (!strict_)
+        return text;
+      if (text.rfind("dtmi:", 0) == 0)
+        fail(what + ": no model defines '" + text + "'");
+      std::vector<std::string> all = known_.names();
+      for (const auto& [path, name] : names_)
+        all.push_back(name);
+      fail(what + ": '" + text + "' is not a known type" + suggestion(text, all));
+    };
+  }
+
+private:
+  /// A type's name: its "twin" extension's "name", else the last segment of its DTMI,
+  /// unless another model or a type already known has it: then the DTMI without version.
+  void name_types() {
+    std::map<std::string, int> uses;
+    for (const auto& i : interfaces_)
+      ++uses[i.id.short_name()];
+    for (const auto& i : interfaces_) {
+      auto ext = i.doc.find("twin");
+      auto given = ext != i.doc.end() && ext->is_object() ? optional_string(*ext, "name") : "";
+      auto name = !given.empty() ? given : i.id.short_name();
+      if (given.empty() && (uses[name] > 1 || known_.find(name)))
+        name = i.id.path;
+      names_[i.id.path] = name;
+    }
+  }
+
+  const type_registry& known_;
+  bool strict_;
+  std::vector<dtdl::interface> interfaces_;
+  dtdl::library lib_;
+  std::map<std::string, const dtdl::interface*> paths_;  ///< by DTMI without version
+  std::map<std::string, std::string> names_;             ///< type names, by DTMI path
+};
+
+caf::error model_failure(const std::string& why) {
+  return make_error(runtime_errc::invalid_model, why);
+}
+
+/// The document of `text`, or a model error naming `origin`.
+document read_text(std::string_view text, const std::string& origin) {
+  auto doc = parse_json(text, origin, 64);
+  if (!doc)
+    throw model_error{error_message(doc.error())};
+  return {origin, std::move(*doc)};
 }
 
 } // namespace
 
+caf::expected<std::vector<type_ptr>> parse_models(
+  const std::vector<std::pair<std::string, std::string>>& texts, const type_registry& known) {
+  try {
+    std::vector<document> docs;
+    for (const auto& [origin, text] : texts)
+      docs.push_back(read_text(text, origin));
+    batch b{docs, known};
+    return b.build();
+  } catch (const model_error& e) {
+    return model_failure(e.why);
+  }
+}
+
 caf::expected<type_builder> model_builder(std::string_view text, const std::string& origin) {
   try {
-    auto doc = json::parse(text);
-    return model_builder(doc);
+    type_registry none;
+    batch b{{read_text(text, origin)}, none, false};
+    if (b.last() == nullptr)
+      fail(origin + ": the document holds no Interface");
+    return b.builder(*b.last());
   } catch (const model_error& e) {
-    return make_error(runtime_errc::invalid_model, origin + ": " + e.why);
-  } catch (const json::exception& e) {
-    return make_error(runtime_errc::invalid_model, origin + ": " + e.what());
+    return model_failure(e.why);
   }
 }
 
@@ -294,14 +529,14 @@ caf::expected<type_ptr> parse_model(std::string_view text, const std::string& or
     return b.error();
   auto t = b->build();
   if (!t)
-    return make_error(runtime_errc::invalid_model, origin + ": " + error_message(t.error()));
+    return model_failure(origin + ": " + error_message(t.error()));
   return t;
 }
 
 caf::expected<type_ptr> load_model_file(const std::string& path) {
   std::ifstream in{path};
   if (!in)
-    return make_error(runtime_errc::invalid_model, "cannot read model file " + path);
+    return model_failure("cannot read model file " + path);
   std::stringstream buf;
   buf << in.rdbuf();
   return parse_model(buf.str(), path);
@@ -315,25 +550,34 @@ caf::expected<size_t> load_models(const std::string& path, type_registry& regist
   if (fs::is_regular_file(status))
     files.push_back(path);
   else if (!fs::exists(status))
-    return make_error(runtime_errc::invalid_model, "model path " + path + " does not exist");
+    return model_failure("model path " + path + " does not exist");
   else if (!fs::is_directory(status))
-    return make_error(runtime_errc::invalid_model,
-                      "model path " + path + " is neither a directory nor a file");
+    return model_failure("model path " + path + " is neither a directory nor a file");
   else
-    for (const auto& e : fs::directory_iterator{path, ec})
+    for (const auto& e : fs::recursive_directory_iterator{path, ec})
       if (e.is_regular_file() && e.path().extension() == ".json")
         files.push_back(e.path());
   if (ec)
-    return make_error(runtime_errc::invalid_model, "cannot list " + path + ": " + ec.message());
+    return model_failure("cannot list " + path + ": " + ec.message());
   std::sort(files.begin(), files.end());
+  std::vector<std::pair<std::string, std::string>> texts;
   for (const auto& f : files) {
-    auto t = load_model_file(f.string());
-    if (!t)
-      return t.error();
-    if (auto err = registry.add(*t))
-      return make_error(runtime_errc::invalid_model, f.string() + ": " + error_message(err));
+    std::ifstream in{f};
+    std::stringstream buf;
+    buf << in.rdbuf();
+    if (!in)
+      return model_failure("cannot read model file " + f.string());
+    texts.emplace_back(f.string(), buf.str());
   }
-  return files.size();
+  auto types = parse_models(texts, registry);
+  if (!types)
+    return types.error();
+  for (const auto& t : *types)
+    if (auto err = registry.add(t))
+      return err;
+  if (auto err = registry.check_links())
+    return err;
+  return types->size();
 }
 
 } // namespace twin::runtime

@@ -75,11 +75,29 @@ bool matches(const twin_query& q, const twin_record& rec) {
     return false;
   if (q.parent && rec.parent != *q.parent)
     return false;
+  if (q.alerting
+      && std::none_of(rec.alerts.begin(), rec.alerts.end(),
+                      [&](const alert_state& a) { return a.level >= *q.alerting; }))
+    return false;
   if (!q.where)
     return true;
-  return q.where->eval([&rec](std::string_view name) -> const value* {
-    auto it = rec.reported.find(name);
-    return it == rec.reported.end() ? nullptr : &it->second;
+  value own;  // one of the twin's own fields, as the condition reads it
+  return q.where->eval([&rec, &own](std::string_view name) -> const value* {
+    if (auto it = rec.reported.find(name); it != rec.reported.end())
+      return &it->second;
+    if (name == "id")
+      own = value{rec.id.str()};
+    else if (name == "namespace")
+      own = value{std::string{rec.id.ns()}};
+    else if (name == "type")
+      own = value{rec.type};
+    else if (name == "kind")
+      own = value{std::string{to_string(rec.kind)}};
+    else if (name == "parent" && !rec.parent.empty())
+      own = value{rec.parent.str()};
+    else
+      return nullptr;
+    return &own;
   });
 }
 
@@ -115,6 +133,9 @@ caf::expected<query_page> run_query(state_store& store, const type_registry& typ
       continue;
     if (!q.namespaces.empty()
         && !std::binary_search(q.namespaces.begin(), q.namespaces.end(), last.ns()))
+      continue;
+    if ((!q.ns.empty() && last.ns() != q.ns)
+        || (!q.prefix.empty() && last.str().compare(0, q.prefix.size(), q.prefix) != 0))
       continue;
     auto bytes = store.get(last);
     if (!bytes)

@@ -50,7 +50,7 @@ std::string suggestion(std::string_view name, const std::vector<std::string>& kn
                        size_t listed) {
   if (auto near = nearest_name(name, known); !near.empty())
     return " (did you mean '" + near + "'?)";
-  if (known.empty())
+  if (known.empty() || listed == 0)
     return {};
   std::string out = " (known: ";
   for (size_t i = 0; i < known.size() && i < listed; ++i)

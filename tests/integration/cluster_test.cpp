@@ -73,6 +73,14 @@ TEST_F(cluster_test, twins_made_through_one_member_are_served_and_composed_by_al
   auto where = json::parse(at(1).call("GET", "/v1/twins?type=line&where=product%20%3D%3D%20%22Q5%22").body);
   ASSERT_EQ(where["items"].size(), 1u);
   EXPECT_EQ(where["items"][0]["id"], "f:line-5");
+  // Every member's part of the query takes its filters: the id's prefix, the namespace.
+  auto prefixed =
+    json::parse(at(2).call("GET", "/v1/twins?type=line&prefix=f%3Aline-1&limit=50").body);
+  ASSERT_TRUE(prefixed["items"].is_array()) << prefixed;
+  for (const auto& item : prefixed["items"])
+    EXPECT_EQ(item["id"].get<std::string>().rfind("f:line-1", 0), 0u) << item["id"];
+  EXPECT_EQ(prefixed["items"].size(), 11u);  // f:line-1 and f:line-10 to f:line-19
+  EXPECT_TRUE(json::parse(at(0).call("GET", "/v1/twins?namespace=g").body)["items"].empty());
   // History comes from each twin's owner, through any member.
   for (int i = 0; i < lines; ++i) {
     auto path = "/v1/twins/f:line-" + std::to_string(i) + "/history?property=max_temperature";

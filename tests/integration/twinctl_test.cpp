@@ -75,6 +75,45 @@ TEST_F(twinctl_test, lists_the_anomalies_a_twin_found) {
   EXPECT_EQ(node.wait(30s), 0) << node.stderr_text();
 }
 
+TEST_F(twinctl_test, lists_the_active_alerts_of_every_twin) {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.sub("models"));
+  std::ofstream{dir.sub("models/boiler.json")} << R"({
+    "@context": "dtmi:dtdl:context;3", "@id": "dtmi:test:boiler;1", "@type": "Interface",
+    "contents": [{"@type": "Telemetry", "name": "pressure", "schema": "double"}],
+    "twin": {"kind": "component", "alerts": [
+      {"name": "high", "when": "pressure > 5", "severity": "warning"},
+      {"name": "burst", "when": "pressure > 9", "severity": "critical"}]}})";
+  int port = free_port();
+  process node{{TWIND_PATH, "--data-dir", dir.sub("data"), "--models", dir.sub("models"),
+                "--bind", "127.0.0.1", "--http-port", std::to_string(port), "--metrics-port",
+                "0", "--admin-token-file", admin_token_args(dir.path())[1]}};
+  ASSERT_TRUE(wait_for_200(port, "/readyz", 20s)) << node.stderr_text();
+  for (auto [id, pressure] : std::vector<std::pair<std::string, double>>{
+         {"b:1", 6}, {"b:2", 10}, {"c:3", 1}}) {
+    ASSERT_EQ(twinctl({"put", id, "--type", "boiler"}, port).code, 0);
+    ASSERT_EQ(twinctl({"telemetry", "send", id, json{{"pressure", pressure}}.dump()}, port).code,
+              0);
+  }
+  auto all = twinctl({"alerts"}, port);
+  ASSERT_EQ(all.code, 0) << all.err;
+  EXPECT_EQ(all.out.rfind("TWIN ", 0), 0u) << all.out;
+  for (auto line : {"b:1   high   warning", "b:2   high   warning", "b:2   burst  critical"})
+    EXPECT_NE(all.out.find(line), std::string::npos) << line << "\n" << all.out;
+  EXPECT_EQ(all.out.find("c:3"), std::string::npos) << all.out;
+  auto critical = json::parse(twinctl({"alerts", "--severity", "critical", "--json"}, port).out);
+  ASSERT_EQ(critical["items"].size(), 1u) << critical;
+  EXPECT_EQ(critical["items"][0]["twin"], "b:2");
+  EXPECT_EQ(critical["items"][0]["alert"], "burst");
+  EXPECT_EQ(critical["items"][0]["type"], "boiler");
+  EXPECT_GT(critical["items"][0]["since"].get<int64_t>(), 1'700'000'000'000);
+  EXPECT_TRUE(json::parse(twinctl({"--json", "alerts", "--namespace", "c"}, port).out)["items"]
+                .empty());
+  EXPECT_EQ(json::parse(twinctl({"--json", "alerts", "--prefix", "b:1"}, port).out)["items"].size(),
+            1u);
+  EXPECT_EQ(twinctl({"alerts", "--severity", "ok"}, port).code, 5);
+}
+
 TEST_F(twinctl_test, puts_patches_reports_shows_and_deletes_a_twin) {
   auto put = twinctl({"put", "t:g1", "--type", "gauge", "--properties", R"({"level": 10})"});
   ASSERT_EQ(put.code, 0) << put.err;
@@ -180,6 +219,9 @@ TEST_F(twinctl_test, options_go_anywhere_times_are_iso_and_commands_are_sent) {
   ASSERT_EQ(steps.code, 0) << steps.err;
   EXPECT_NE(steps.out.find("15.062"), std::string::npos) << "avg rounded: " << steps.out;
   EXPECT_EQ(steps.out.find("15.0617"), std::string::npos) << steps.out;
+  auto both = twinctl({"--json", "history", "t:g1", "--property", "level,level"});
+  ASSERT_EQ(both.code, 0) << both.err;
+  EXPECT_EQ(json::parse(both.out)["points"].size(), 2u) << "the same property once";
   auto bad_time = twinctl({"history", "t:g1", "--property", "level", "--from", "15:24"});
   EXPECT_EQ(bad_time.code, 5);
   EXPECT_NE(bad_time.err.find("ms since the epoch or an ISO 8601 time"), std::string::npos)
@@ -196,6 +238,17 @@ TEST_F(twinctl_test, options_go_anywhere_times_are_iso_and_commands_are_sent) {
   EXPECT_NE(huge.err.find("number overflow parsing '1e400'"), std::string::npos) << huge.err;
   auto cut = twinctl({"telemetry", "send", "t:g1", R"({"level": )"});
   EXPECT_NE(cut.err.find("at line 1, column"), std::string::npos) << cut.err;
+  // The types, and what one declares.
+  auto types = twinctl({"types"});
+  ASSERT_EQ(types.code, 0) << types.err;
+  EXPECT_NE(types.out.find("gauge  component  dtmi:test:gauge;1"), std::string::npos) << types.out;
+  auto gauge = twinctl({"types", "dtmi:test:gauge;1"});
+  ASSERT_EQ(gauge.code, 0) << gauge.err;
+  EXPECT_NE(gauge.out.find("target"), std::string::npos) << gauge.out;
+  EXPECT_NE(gauge.out.find("commands:\n  reset"), std::string::npos) << gauge.out;
+  auto typo = twinctl({"types", "guage"});
+  EXPECT_EQ(typo.code, 3);
+  EXPECT_NE(typo.err.find("did you mean 'gauge'?"), std::string::npos) << typo.err;
   // Each command's help speaks of itself.
   auto patch_help = twinctl({"patch", "--help"});
   EXPECT_EQ(patch_help.out.find("put"), std::string::npos) << patch_help.out;

@@ -512,6 +512,35 @@ TEST(expression, evaluates_comparisons_and_logic) {
   EXPECT_TRUE(eval("temperature > 9.0e1", p));
 }
 
+TEST(expression, takes_in_exists_and_not) {
+  value_map p{{"status", value{"warning"}}, {"count", value{3}}, {"exists", value{1}}};
+  EXPECT_TRUE(eval("status in ('ok', 'warning')", p));
+  EXPECT_FALSE(eval("status in (\"ok\", \"critical\")", p));
+  EXPECT_TRUE(eval("count in (1, 3.0)", p));
+  EXPECT_FALSE(eval("count in ('3')", p)) << "a string is not a number";
+  EXPECT_FALSE(eval("missing in (1, 2)", p));
+  EXPECT_TRUE(eval("not (missing in (1, 2))", p));
+  EXPECT_TRUE(eval("exists(status) and not exists(missing)", p));
+  EXPECT_TRUE(eval("EXISTS (count) AND count IN (3)", p));
+  EXPECT_TRUE(eval("exists = 1", p)) << "a property named exists";
+  // A missing property: every comparison is false, != too; not, exists say otherwise.
+  EXPECT_FALSE(eval("missing != 'ok'", p));
+  EXPECT_TRUE(eval("not (missing = 'ok')", p));
+  auto e = expression::parse("a in (1) and exists(b)");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->properties(), (std::vector<std::string>{"a", "b"}));
+  for (auto bad : {"status in ()", "status in ('a',)", "status in 'a'", "3 in (3)",
+                   "status in (a)", "exists(3)", "exists(a", "in = 3"}) {
+    auto x = expression::parse(bad);
+    ASSERT_FALSE(x) << bad;
+    EXPECT_NE(error_message(x.error()).find("position"), std::string::npos) << bad;
+  }
+  std::string many = "a in (";
+  for (int i = 0; i < 300; ++i)
+    many += (i > 0 ? "," : "") + std::to_string(i);
+  EXPECT_FALSE(expression::parse(many + ")"));
+}
+
 TEST(expression, reports_errors_with_a_position) {
   for (auto bad : {"", "temperature >", "> 3", "a > 3 and", "(a > 3", "a > 3)", "a ~ 3",
                    "a > 'open", "3 > 4", "a > 3 or or b < 2"}) {

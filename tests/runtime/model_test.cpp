@@ -180,13 +180,14 @@ TEST(model_files, errors_name_the_file_and_the_problem) {
     const char* expect;
   };
   for (auto [text, expect] : std::vector<bad_case>{
-         {"{", "parse error"},
-         {"[]", "JSON object"},
-         {R"({"@type":"Interface","@id":"dtmi:x:y;1"})", "\"twin\""},
+         {"{", "is not valid JSON: at line 1, column 2"},
+         {"[]", "holds no Interface"},
+         {R"({"@type":"Interface","@id":"x:y;1"})", "'x:y;1' is not a DTMI"},
+         {R"({"@type":"Telemetry","@id":"dtmi:x:y;1"})", "\"@type\" must be \"Interface\""},
          {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"gadget"}})", "kind"},
          {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset"},
-             "contents":[{"@type":"Property","name":"a","schema":"duration"}]})",
-          "unsupported schema"},
+             "contents":[{"@type":"Property","name":"a","schema":"quaternion"}]})",
+          "'a': unsupported schema 'quaternion'"},
          {R"({"@type":"Interface","@id":"dtmi:x:y;1","twin":{"kind":"asset",
              "alerts":[{"name":"a","when":"nope > 1","severity":"critical"}]}})",
           "unknown property"},

@@ -121,6 +121,29 @@ TEST_F(query_test, filters_come_from_the_indexes_and_combine_with_where) {
   EXPECT_GT(store_.scans.load(), 0);
 }
 
+TEST_F(query_test, a_condition_reads_the_twins_own_fields_and_ids_filter) {
+  build_plant();
+  ASSERT_TRUE(put(*host_, "q:line1", "line"));
+  twin_query q;
+  q.where = *expression::parse("id = 'p:line1-r1'");
+  EXPECT_EQ(ids(q), (std::vector<std::string>{"p:line1-r1"}));
+  q.where = *expression::parse("parent = 'p:line2' and kind = 'asset' and type = 'robot'");
+  EXPECT_EQ(ids(q), (std::vector<std::string>{"p:line2-r0", "p:line2-r1", "p:line2-r2"}));
+  q.where = *expression::parse("namespace = 'q'");
+  EXPECT_EQ(ids(q), (std::vector<std::string>{"q:line1"}));
+  q = {};
+  q.kind = twin_kind::system;
+  q.ns = "p";
+  EXPECT_EQ(ids(q), (std::vector<std::string>{"p:line1", "p:line2"}));
+  q.ns.clear();
+  q.prefix = "q:";
+  EXPECT_EQ(ids(q), (std::vector<std::string>{"q:line1"}));
+  q = {};
+  q.prefix = "p:line1-r2-";
+  EXPECT_EQ(ids(q), (std::vector<std::string>{"p:line1-r2-m0", "p:line1-r2-m1",
+                                              "p:line1-r2-m2"}));
+}
+
 TEST_F(query_test, pages_follow_the_cursor_and_cover_every_twin_once) {
   build_plant();
   for (auto kind : {std::optional<twin_kind>{}, std::optional<twin_kind>{twin_kind::component}}) {

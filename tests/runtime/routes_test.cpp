@@ -3,16 +3,20 @@
 #include "inline_routes.hpp"
 #include "routes.hpp"
 
+#include <algorithm>
 #include <optional>
 
 #include <gtest/gtest.h>
 
 #include "twin/runtime/errc.hpp"
+#include "test_support.hpp"
+#include "twin/runtime/model.hpp"
 
 namespace twin::test {
 namespace {
 
 using namespace runtime;
+using nlohmann::json;
 
 /// Answers every request with `answer` at once.
 class refusing_router : public router {
@@ -245,6 +249,126 @@ TEST(routes, a_command_is_checked_before_it_reaches_the_twin) {
   EXPECT_EQ(call(missing, true, "POST", "/v1/twins/t:a/commands/stop", R"({"fast":true})").status,
             404u);
   EXPECT_EQ(missing.routed, 1);
+}
+
+TEST(routes, the_types_show_what_their_models_declare) {
+  type_registry types;
+  ASSERT_TRUE(load_models(TEST_DATA_DIR "/ontology", types));
+  refusing_router rt{caf::error{}};
+  api::backend be;
+  be.rt = &rt;
+  be.ready = [] { return std::vector<api::readiness_check>{}; };
+  be.types = &types;
+  auto list = call(be, "GET", "/v1/types");
+  ASSERT_EQ(list.status, 200u) << list.body.dump();
+  ASSERT_EQ(list.body["items"].size(), types.size());
+  EXPECT_EQ(list.body["items"][4],  // by name: Air_..., Architecture, ArchitectureCapacity, Breaker
+            (json{{"name", "Building"}, {"kind", "asset"}, {"dtmi", "dtmi:test:onto:Building;1"},
+                  {"displayName", "Building"}}));
+  // By name, by DTMI (encoded in the path): every declaration.
+  for (auto target : {"/v1/types/Building", "/v1/types/dtmi%3Atest%3Aonto%3ABuilding%3B1"}) {
+    auto one = call(be, "GET", target);
+    ASSERT_EQ(one.status, 200u) << target << " " << one.body.dump();
+    EXPECT_EQ(one.body["name"], "Building");
+    EXPECT_EQ(one.body["extends"],
+              (json{"dtmi:test:onto:Architecture;1", "dtmi:test:onto:Space;1"}));
+    auto props = one.body["properties"];
+    auto tags = std::find_if(props.begin(), props.end(),
+                             [](const json& p) { return p["name"] == "customTags"; });
+    ASSERT_NE(tags, props.end());
+    EXPECT_EQ((*tags)["schema"], (json{{"type", "map"}, {"values", "boolean"}}));
+    EXPECT_EQ((*tags)["writable"], true);
+    auto rels = one.body["relationships"];
+    auto part_of = std::find_if(rels.begin(), rels.end(),
+                                [](const json& r) { return r["name"] == "isPartOf"; });
+    ASSERT_NE(part_of, rels.end());
+    EXPECT_EQ((*part_of)["target"], "Space");
+    EXPECT_EQ((*part_of)["maxMultiplicity"], 1);
+  }
+  auto breaker = call(be, "GET", "/v1/types/Breaker").body;
+  auto phases = std::find_if(breaker["properties"].begin(), breaker["properties"].end(),
+                             [](const json& p) { return p["name"] == "phases"; });
+  EXPECT_EQ((*phases)["schema"]["type"], "enum");
+  EXPECT_EQ((*phases)["schema"]["values"], (json{{"A", "A"}, {"AB", "AB"}, {"ABC", "ABC"}}));
+  auto typo = call(be, "GET", "/v1/types/Bilding");
+  EXPECT_EQ(typo.status, 404u);
+  EXPECT_EQ(typo.body["error"]["message"], "no twin type 'Bilding' (did you mean 'Building'?)");
+  EXPECT_EQ(call(be, "POST", "/v1/types/Building").status, 405u);
+  EXPECT_EQ(call(be, "GET", "/v1/types?x=1").status, 400u);
+  EXPECT_EQ(rt.routed, 0);
+}
+
+TEST(routes, a_query_of_an_unknown_type_or_property_is_refused_with_the_nearest_name) {
+  type_registry types;
+  add_test_types(types);
+  refusing_router rt{caf::error{}};
+  int queries = 0;
+  api::backend be;
+  be.rt = &rt;
+  be.ready = [] { return std::vector<api::readiness_check>{}; };
+  be.types = &types;
+  be.query = [&](const twin_query& q) -> caf::expected<query_page> {
+    ++queries;
+    EXPECT_EQ(q.type.empty() || q.type == "motor", true) << q.type;
+    return query_page{};
+  };
+  auto message = [&](const std::string& target) {
+    auto r = call(be, "GET", target);
+    EXPECT_EQ(r.status, 400u) << target << " " << r.body.dump();
+    return r.body["error"].value("message", "");
+  };
+  EXPECT_EQ(message("/v1/twins?type=moter"), "unknown twin type 'moter' (did you mean 'motor'?)");
+  EXPECT_EQ(message("/v1/twins?type=motor&where=temprature%20%3E%2050"),
+            "where: no type 'motor' declares 'temprature' (did you mean 'temperature'?)");
+  EXPECT_EQ(message("/v1/twins?kind=system&where=temperature%20%3E%2050"),
+            "where: no selected type declares 'temperature'");
+  EXPECT_EQ(message("/v1/twins?namespace=Bad%20NS"),
+            "namespace must be a twin id's namespace, not 'Bad NS'");
+  EXPECT_EQ(queries, 0);
+  // A type by its DTMI-less test name, the twin's own fields, and a property some type has.
+  for (auto target : {"/v1/twins?type=motor&where=temperature%20%3E%2050",
+                      "/v1/twins?where=id%20%3D%20'p%3Am1'%20or%20namespace%20%3D%20'q'",
+                      "/v1/twins?where=max_temperature%20%3E%201&prefix=p%3Aline",
+                      "/v1/twins?where=exists(temperature)&namespace=p"})
+    EXPECT_EQ(call(be, "GET", target).status, 200u) << target;
+  EXPECT_EQ(queries, 4);
+}
+
+TEST(routes, history_reads_several_properties_at_once) {
+  refusing_router rt{caf::error{}};
+  std::vector<std::string> read;
+  api::backend be;
+  be.rt = &rt;
+  be.ready = [] { return std::vector<api::readiness_check>{}; };
+  be.history = [&](const history_query& q) -> caf::expected<history_page> {
+    read.push_back(q.property);
+    if (q.property == "label")
+      return make_error(runtime_errc::unknown_property, "no history of 'label'");
+    history_page page;
+    page.points.push_back({q.from_ms, value{q.property == "a" ? 1.0 : 2.0}});
+    return page;
+  };
+  auto both = call(be, "GET", "/v1/twins/t:a/history?property=b,a,b&from=2024-05-01");
+  ASSERT_EQ(both.status, 200u) << both.body.dump();
+  EXPECT_EQ(both.body["twin"], "t:a");
+  ASSERT_EQ(both.body["series"].size(), 2u);
+  EXPECT_EQ(both.body["series"][0]["property"], "b");
+  EXPECT_EQ(both.body["series"][0]["points"][0],
+            (json{{"ts", 1714521600000}, {"value", 2.0}}));
+  EXPECT_EQ(both.body["series"][1]["property"], "a");
+  EXPECT_EQ(read, (std::vector<std::string>{"b", "a"}));
+  auto one = call(be, "GET", "/v1/twins/t:a/history?property=a");
+  EXPECT_EQ(one.body["property"], "a");
+  EXPECT_EQ(one.body["points"].size(), 1u);
+  EXPECT_EQ(call(be, "GET", "/v1/twins/t:a/history?property=a,label").status, 422u);
+  read.clear();
+  std::string many = "/v1/twins/t:a/history?property=p0";
+  for (int i = 1; i <= 16; ++i)
+    many += ",p" + std::to_string(i);
+  for (auto target : {"/v1/twins/t:a/history?property=a,,b", "/v1/twins/t:a/history?property=a,",
+                      many.c_str()})
+    EXPECT_EQ(call(be, "GET", target).status, 400u) << target;
+  EXPECT_TRUE(read.empty());
 }
 
 TEST(routes, a_lone_node_shows_itself_as_the_cluster_owning_every_shard) {

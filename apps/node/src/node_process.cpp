@@ -245,6 +245,8 @@ caf::error node_process::load_types() {
     if (!n)
       return n.error();
   }
+  if (auto err = types_.check_links())
+    return err;
   spdlog::info("{} {} starting: data {}, {} twin types ({})", ext_.name, version, o_.data_dir,
                types_.size(), fmt::join(types_.names(), ", "));
   if (types_.size() == 0)

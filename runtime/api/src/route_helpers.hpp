@@ -125,6 +125,10 @@ void answer_blocking(const route_context& ctx, respond_fn respond,
 /// GET /v1/twins: a page of the twins that match, with the cursor of the next page.
 void query_twins(const route_context& ctx, const request& req, respond_fn respond);
 
+/// GET /v1/alerts?severity=&namespace=&prefix=&type=&limit=&cursor=: the active alerts of
+/// the twins (at least warning), a page of twins at a time, by ascending id.
+void list_alerts(const route_context& ctx, const request& req, respond_fn respond);
+
 /// GET /v1/twins/{id}/history: samples of one property, or their buckets with `step`.
 void get_history(const route_context& ctx, const twin_id& id, const request& req,
                  respond_fn respond);
@@ -147,6 +151,11 @@ void post_scenario(const route_context& ctx, const request& req, respond_fn resp
 /// POST /v1/scenarios/optimize: the set-points (`vary`) that make the objective best within
 /// the constraints (`optimize_scenario`), and the scenario they give.
 void post_optimize(const route_context& ctx, const request& req, respond_fn respond);
+
+/// GET /v1/types and /v1/types/{type} (routes_types.cpp): the twin types, and what one
+/// declares.
+void handle_types(const route_context& ctx, std::string_view path, const request& req,
+                  respond_fn respond);
 
 /// /v1/types/{type}/rul (routes_rul.cpp): POST fits the type's RUL model on the history of
 /// its run-to-failure twins and installs it; GET shows it; DELETE removes it.

@@ -75,7 +75,8 @@ const char* route_of(std::string_view target) {
   auto path = target.substr(0, target.find('?'));
   for (const char* fixed :
        {"/healthz", "/readyz", "/metrics", "/v1/twins", "/v1/telemetry", "/v1/events",
-        "/v1/cluster", "/v1/scenarios", "/v1/scenarios/optimize", "/v1/tokens", "/v1/audit"})
+        "/v1/cluster", "/v1/scenarios", "/v1/scenarios/optimize", "/v1/tokens", "/v1/audit",
+        "/v1/types", "/v1/alerts"})
     if (path == fixed)
       return fixed;
   constexpr std::string_view tokens = "/v1/tokens/";
@@ -92,6 +93,9 @@ const char* route_of(std::string_view target) {
       && path.substr(types.size(), path.size() - types.size() - rul.size()).find('/')
            == std::string_view::npos)
     return "/v1/types/{type}/rul";
+  if (path.size() > types.size() && path.substr(0, types.size()) == types
+      && path.find('/', types.size()) == std::string_view::npos)
+    return "/v1/types/{type}";
   constexpr std::string_view drain = "/drain";
   if (path.size() > members.size() + drain.size() && path.substr(0, members.size()) == members
       && path.substr(path.size() - drain.size()) == drain
@@ -267,6 +271,13 @@ void serve_node(const route_context& ctx, std::string_view route, std::string_vi
       return post_scenario(ctx, req, std::move(respond));
     return post_optimize(ctx, req, std::move(respond));
   }
+  if (route == "/v1/alerts") {
+    if (req.method != "GET")
+      return respond(method_not_allowed("GET"));
+    return list_alerts(ctx, req, std::move(respond));
+  }
+  if (route == "/v1/types" || route == "/v1/types/{type}")
+    return handle_types(ctx, path, req, std::move(respond));
   if (route == "/v1/types/{type}/rul") {
     auto name = percent_decode(path.substr(10, path.size() - 10 - 4));  // between /types/ and /rul
     if (!name)

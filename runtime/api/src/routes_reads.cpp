@@ -12,6 +12,7 @@
 #include "route_helpers.hpp"
 #include "twin/runtime/json.hpp"
 #include "twin/runtime/query.hpp"
+#include "twin/runtime/suggest.hpp"
 
 namespace twin::api::route_detail {
 
@@ -48,10 +49,52 @@ void answer_blocking(const route_context& ctx, respond_fn respond,
   }
 }
 
+namespace {
+
+/// Checks `q` against the node's types: its type is one (and is given by its name), and
+/// every property its condition reads is declared by a type it selects, or is one of the
+/// twin's own fields. `invalid_argument` naming the nearest name otherwise.
+caf::error check_query(const type_registry& types, twin_query& q) {
+  std::vector<type_ptr> selected;
+  if (!q.type.empty()) {
+    auto t = types.find(q.type);
+    if (!t)
+      return bad("unknown twin type '" + q.type + "'" + suggestion(q.type, types.names()));
+    q.type = t->name();
+    selected.push_back(t);
+  } else {
+    for (const auto& t : types.types())
+      if (!q.kind || t->kind() == *q.kind)
+        selected.push_back(t);
+  }
+  if (!q.where)
+    return {};
+  for (const auto& name : q.where->properties()) {
+    if (name == "id" || name == "namespace" || name == "type" || name == "kind"
+        || name == "parent")
+      continue;
+    std::vector<std::string> known;
+    bool declared = false;
+    for (const auto& t : selected) {
+      declared = declared || t->property(name) != nullptr;
+      for (const auto& p : t->properties())
+        known.push_back(p.name);
+    }
+    auto which = q.type.empty() ? std::string{"selected type"} : "type '" + q.type + "'";
+    if (!declared)
+      return bad("where: no " + which + " declares '" + name + "'"
+                 + suggestion(name, known, 0));
+  }
+  return {};
+}
+
+} // namespace
+
 void query_twins(const route_context& ctx, const request& req, respond_fn respond) {
   if (!ctx.be.query)
     return respond(error_response(501, "not_implemented", "this node serves no queries"));
-  auto p = query_params(req.target, {"type", "kind", "parent", "where", "limit", "cursor"});
+  auto p = query_params(req.target, {"type", "kind", "parent", "namespace", "prefix", "where",
+                                     "limit", "cursor"});
   if (!p)
     return respond(error_of(p.error()));
   twin_query q;
@@ -60,6 +103,13 @@ void query_twins(const route_context& ctx, const request& req, respond_fn respon
       if (text.empty())
         return respond(error_of(bad("type must name a twin type")));
       q.type = text;
+    } else if (key == "namespace") {
+      if (!twin_id::parse(text + ":x"))
+        return respond(
+          error_of(bad("namespace must be a twin id's namespace, not '" + text + "'")));
+      q.ns = text;
+    } else if (key == "prefix") {
+      q.prefix = text;
     } else if (key == "kind") {
       twin_kind k;
       if (!from_string(text, k))
@@ -87,6 +137,9 @@ void query_twins(const route_context& ctx, const request& req, respond_fn respon
       q.after = std::move(*after);
     }
   }
+  if (ctx.be.types)
+    if (auto err = check_query(*ctx.be.types, q))
+      return respond(error_of(err));
   if (req.token)
     q.namespaces = req.token->namespaces;
   answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
@@ -107,6 +160,92 @@ void query_twins(const route_context& ctx, const request& req, respond_fn respon
     return res;
   });
 }
+
+void list_alerts(const route_context& ctx, const request& req, respond_fn respond) {
+  if (!ctx.be.query)
+    return respond(error_response(501, "not_implemented", "this node serves no queries"));
+  auto p = query_params(req.target, {"severity", "namespace", "prefix", "type", "limit", "cursor"});
+  if (!p)
+    return respond(error_of(p.error()));
+  twin_query q;
+  q.alerting = severity::warning;
+  for (const auto& [key, text] : *p) {
+    if (key == "severity") {
+      severity level;
+      if (!from_string(text, level) || level == severity::ok)
+        return respond(error_of(bad("severity must be warning or critical (at least)")));
+      q.alerting = level;
+    } else if (key == "namespace") {
+      if (!twin_id::parse(text + ":x"))
+        return respond(
+          error_of(bad("namespace must be a twin id's namespace, not '" + text + "'")));
+      q.ns = text;
+    } else if (key == "prefix") {
+      q.prefix = text;
+    } else if (key == "type") {
+      q.type = text;
+    } else if (key == "limit") {
+      auto n = int_param(key, text, 1, twin_query::max_limit);
+      if (!n)
+        return respond(error_of(n.error()));
+      q.limit = static_cast<size_t>(*n);
+    } else {
+      auto after = decode_cursor(text);
+      if (!after)
+        return respond(error_of(after.error()));
+      q.after = std::move(*after);
+    }
+  }
+  if (ctx.be.types)
+    if (auto err = check_query(*ctx.be.types, q))
+      return respond(error_of(err));
+  if (req.token)
+    q.namespaces = req.token->namespaces;
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
+    auto page = be.query(q);
+    if (!page)
+      return error_of(page.error());
+    auto items = json::array();
+    for (const auto& rec : page->items)
+      for (const auto& a : rec.alerts)
+        if (a.level >= *q.alerting)
+          items.push_back({{"twin", rec.id.str()},
+                           {"type", rec.type},
+                           {"alert", a.name},
+                           {"severity", to_string(a.level)},
+                           {"since", a.since_ms}});
+    return json_response(200, {{"items", std::move(items)},
+                               {"cursor", page->cursor.empty() ? json{} : json(page->cursor)}});
+  });
+}
+
+namespace {
+
+/// Properties one history request reads at most.
+constexpr size_t max_series = 16;
+
+/// One property's page of history: {"property", "points"} or {"property", "step",
+/// "buckets"}, and "next_from".
+json series_json(const history_query& q, const history_page& page) {
+  json doc{{"property", q.property}};
+  if (q.step_ms > 0) {
+    auto buckets = json::array();
+    for (const auto& b : page.buckets)
+      buckets.push_back(
+        {{"ts", b.ts_ms}, {"min", b.min}, {"max", b.max}, {"avg", b.avg}, {"count", b.count}});
+    doc["step"] = q.step_ms;
+    doc["buckets"] = std::move(buckets);
+  } else {
+    auto points = json::array();
+    for (const auto& x : page.points)
+      points.push_back({{"ts", x.ts_ms}, {"value", to_json(x.v)}});
+    doc["points"] = std::move(points);
+  }
+  doc["next_from"] = page.next_from_ms ? json(*page.next_from_ms) : json{};
+  return doc;
+}
+
+} // namespace
 
 void get_history(const route_context& ctx, const twin_id& id, const request& req,
                  respond_fn respond) {
@@ -134,30 +273,36 @@ void get_history(const route_context& ctx, const twin_id& id, const request& req
     else
       (key == "from" ? q.from_ms : q.to_ms) = *n;
   }
-  if (q.property.empty())
-    return respond(error_of(bad("property is required: whose history to read")));
+  // One property, or several separated by commas: a series each.
+  std::vector<std::string> properties;
+  for (size_t at = 0; at <= q.property.size();) {
+    auto comma = std::min(q.property.find(',', at), q.property.size());
+    auto name = q.property.substr(at, comma - at);
+    if (name.empty())
+      return respond(error_of(bad("property is required: whose history to read (a, b, ...)")));
+    if (std::find(properties.begin(), properties.end(), name) == properties.end())
+      properties.push_back(std::move(name));
+    at = comma + 1;
+  }
+  if (properties.size() > max_series)
+    return respond(error_of(bad("at most " + std::to_string(max_series) + " properties at once")));
   if (q.from_ms > q.to_ms)
     return respond(error_of(bad("from is later than to")));
-  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
-    auto page = be.history(q);
-    if (!page)
-      return error_of(page.error());
-    json doc{{"twin", q.id.str()}, {"property", q.property}};
-    if (q.step_ms > 0) {
-      auto buckets = json::array();
-      for (const auto& b : page->buckets)
-        buckets.push_back(
-          {{"ts", b.ts_ms}, {"min", b.min}, {"max", b.max}, {"avg", b.avg}, {"count", b.count}});
-      doc["step"] = q.step_ms;
-      doc["buckets"] = std::move(buckets);
-    } else {
-      auto points = json::array();
-      for (const auto& x : page->points)
-        points.push_back({{"ts", x.ts_ms}, {"value", to_json(x.v)}});
-      doc["points"] = std::move(points);
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q),
+                                            properties = std::move(properties)]() mutable {
+    auto series = json::array();
+    for (const auto& name : properties) {
+      q.property = name;
+      auto page = be.history(q);
+      if (!page)
+        return error_of(page.error());
+      series.push_back(series_json(q, *page));
     }
-    doc["next_from"] = page->next_from_ms ? json(*page->next_from_ms) : json{};
-    return json_response(200, std::move(doc));
+    if (series.size() == 1) {  // one property: its series is the answer
+      series[0]["twin"] = q.id.str();
+      return json_response(200, std::move(series[0]));
+    }
+    return json_response(200, {{"twin", q.id.str()}, {"series", std::move(series)}});
   });
 }
 

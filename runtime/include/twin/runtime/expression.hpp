@@ -16,9 +16,11 @@ namespace twin::runtime {
 /// `temperature > 90`, `(load >= 0.8 or rpm > 3000) and status = "on"`.
 ///
 /// Grammar: or := and ('or' and)*; and := not ('and' not)*; not := 'not' not | primary;
-/// primary := '(' or ')' | operand op operand; op := = == != <> < <= > >=;
+/// primary := '(' or ')' | 'exists' '(' property ')' | property 'in' '(' value (',' value)*
+/// ')' | operand op operand; op := = == != <> < <= > >=;
 /// operand := property name | number | "string" | 'string' | true | false | null.
-/// A comparison with a missing property, or of values of different kinds, is false.
+/// A comparison (or `in`) with a missing property, or of values of different kinds, is
+/// false; `exists(p)` is whether the twin has `p`. See docs/queries.md.
 /// Immutable after parsing: may be shared and evaluated from any thread.
 class expression {
 public:

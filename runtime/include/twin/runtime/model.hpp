@@ -17,13 +17,14 @@
 #include "twin/runtime/expression.hpp"
 #include "twin/runtime/formula.hpp"
 #include "twin/runtime/record.hpp"
+#include "twin/runtime/schema.hpp"
 #include "twin/runtime/value.hpp"
 
 namespace twin::runtime {
 
 class rul_model;
 
-enum class property_type : uint8_t { boolean, integer, real, string, object };
+enum class property_type : uint8_t { boolean, integer, real, string, object, array };
 const char* to_string(property_type x);
 bool from_string(std::string_view text, property_type& out);
 
@@ -40,6 +41,21 @@ struct property_spec {
   /// Shown while the twin is active but not stored with its record (anomaly scores: the
   /// state they come from is in memory too); default: no
   bool transient = false;
+  std::string description;
+  /// What its values may be beyond `type`, when the model says more (an Enum's values, an
+  /// Object's fields, a Map's or an Array's items, a date or a duration); nullptr: `type`.
+  schema_ptr schema;
+  std::string semantic_type;  ///< DTDL's, e.g. "Temperature"; default: none
+  bool telemetry = false;     ///< declared as Telemetry (else a Property)
+};
+
+/// A relationship a twin of the type may have: to twins of `target` (any type when empty),
+/// `max` of them at most (none: no limit).
+struct relationship_spec {
+  std::string name;
+  std::string target;  ///< a type's name in the registry; empty: any
+  std::optional<uint32_t> max;
+  bool writable = true;
   std::string description;
 };
 
@@ -171,7 +187,14 @@ struct type_handlers {
 /// shared by all twins of the type (any thread).
 class twin_type {
 public:
+  /// The type's name: how twins, queries and the API name it (see `type_registry`).
   const std::string& name() const { return name_; }
+  /// The model's DTMI with its version ("dtmi:factory:motor;1"); empty for a type made in
+  /// C++ without one.
+  const std::string& dtmi() const { return dtmi_; }
+  /// The DTMIs of the interfaces it extends, nearest first (each once).
+  const std::vector<std::string>& extends() const { return extends_; }
+  const std::string& display_name() const { return display_name_; }
   twin_kind kind() const { return kind_; }
   const std::string& description() const { return description_; }
   /// Declared properties plus the computed ones (aggregates and `health`).
@@ -185,6 +208,9 @@ public:
   /// In the order they were declared.
   const std::vector<dynamics_spec>& dynamics() const { return dynamics_; }
   const std::vector<limit_spec>& limits() const { return limits_; }
+  const std::vector<relationship_spec>& relationships() const { return relationships_; }
+  /// The relationship `name`, nullptr if the type declares none of that name.
+  const relationship_spec* relationship(std::string_view name) const;
   const type_handlers& handlers() const { return handlers_; }
 
   /// Whether the type's twins show a remaining useful life learned from the fleet: the
@@ -228,8 +254,12 @@ public:
 private:
   friend class type_builder;
   std::string name_;
+  std::string dtmi_;
+  std::vector<std::string> extends_;
+  std::string display_name_;
   twin_kind kind_ = twin_kind::component;
   std::string description_;
+  std::vector<relationship_spec> relationships_;
   std::vector<property_spec> properties_;
   std::vector<aggregate_spec> aggregates_;
   std::vector<derived_spec> derived_;
@@ -276,7 +306,15 @@ public:
   type_builder(std::string name, twin_kind kind);
 
   type_builder& description(std::string text);
+  /// The model's DTMI with its version, and those of the interfaces it extends.
+  type_builder& dtmi(std::string id, std::vector<std::string> extends = {});
+  type_builder& display_name(std::string text);
   type_builder& property(std::string name, property_type type);
+  /// What the last property's values may be beyond its type (see `property_spec::schema`).
+  type_builder& schema(schema_ptr s);
+  type_builder& semantic_type(std::string name);
+  /// The last property is Telemetry.
+  type_builder& telemetry();
   type_builder& unit(std::string unit);
   type_builder& range(std::optional<double> min, std::optional<double> max);
   type_builder& writable(bool yes = true);
@@ -294,6 +332,8 @@ public:
   /// `condition` is parsed by `build`.
   type_builder& alert(std::string name, std::string condition, severity level);
   type_builder& handlers(type_handlers h);
+  /// A relationship the twins may have; checked by `build` (a valid, new name).
+  type_builder& relationship(relationship_spec r);
   /// Keeps the history of property `name` (declared or an aggregate; not an object).
   type_builder& keep_history(std::string name);
   /// Scores every sample of the declared numeric property `source` for anomalies (see
@@ -363,36 +403,55 @@ private:
   caf::error error_;
 };
 
-/// The known twin types of a node, by name. Filled at start-up, then read-only:
-/// `add` is not thread-safe, `find` may be called from any thread after start-up.
+/// The known twin types of a node. A type is found by its name, by its DTMI (with or
+/// without the version), or by the last segment of its DTMI when only one type has it.
+/// Filled at start-up, then read-only: `add` is not thread-safe, `find` may be called from
+/// any thread after start-up.
 class type_registry {
 public:
-  /// Adds `type`; returns `invalid_model` if a type of that name exists.
+  /// Adds `type`; returns `invalid_model` if a type of that name or DTMI exists.
   caf::error add(type_ptr type);
   /// Returns the type, nullptr if there is none.
   type_ptr find(std::string_view name) const;
   std::vector<std::string> names() const;
+  /// Every type, by name.
+  std::vector<type_ptr> types() const;
   size_t size() const { return types_.size(); }
+  /// Checks that what the types name of other types (the child types of aggregates and
+  /// command effects, the targets of relationships) are types here, by their names.
+  caf::error check_links() const;
 
 private:
   std::map<std::string, type_ptr, std::less<>> types_;
+  std::map<std::string, type_ptr, std::less<>> by_dtmi_;  ///< without the version
+  std::map<std::string, std::vector<type_ptr>, std::less<>> by_short_name_;
 };
 
-/// Parses the text of a model file; `origin` names it in error messages.
+/// Parses the text of a model file (one Interface); `origin` names it in error messages.
+/// The types it names (child types, relationship targets) are not checked: see
+/// `type_registry::check_links`.
 caf::expected<type_ptr> parse_model(std::string_view text, const std::string& origin);
+
+/// The types of model documents (each `{origin, text}`: one Interface or an array of them),
+/// which may extend one another and name one another and the types of `known`. Each
+/// type's name is its "twin" extension's "name", else the last segment of its DTMI, unless
+/// another model or a known type has that name: then its DTMI without the version.
+caf::expected<std::vector<type_ptr>>
+parse_models(const std::vector<std::pair<std::string, std::string>>& texts,
+             const type_registry& known);
 
 /// The builder of a model file's type, not built yet: C++ code may add to what the file
 /// declares (properties, handlers) before `build`, which checks the whole.
 caf::expected<type_builder> model_builder(std::string_view text, const std::string& origin);
 
-/// Reads one model file (JSON, a DTDL v3 Interface with a "twin" extension for kind,
+/// Reads one model file (JSON, a DTDL v2 or v3 Interface with a "twin" extension for kind,
 /// aggregates, derived properties, command effects, alerts, anomaly detection and history;
-/// see examples/factory/models). Returns
-/// `invalid_model` with the file and the reason on error.
+/// see docs/models.md). Returns `invalid_model` with the file and the reason on error.
 caf::expected<type_ptr> load_model_file(const std::string& path);
 
-/// Reads every *.json file of the directory `path` (or the one model file `path`) into
-/// `registry`, in name order. Returns the number of types loaded, or the first error.
+/// Reads every *.json file under the directory `path` (sub-directories too), or the one
+/// model file `path`, into `registry` (see `parse_models`). Returns the number of types
+/// loaded, or the first error, which names the file, the element and the reason.
 caf::expected<size_t> load_models(const std::string& path, type_registry& registry);
 
 } // namespace twin::runtime

@@ -22,9 +22,15 @@ namespace twin::runtime {
 /// else the twins of every type of `kind`; only a query without any of the three scans
 /// every twin. `where` is then evaluated on each candidate's properties.
 struct twin_query {
-  std::string type;                ///< empty: any
+  std::string type;                ///< a type's name; empty: any
   std::optional<twin_kind> kind;
   std::optional<twin_id> parent;
+  std::string ns;                  ///< only twins of this namespace; empty: any
+  std::string prefix;              ///< only twins whose id starts so; empty: any
+  /// Only twins with an active alert of at least this severity; none: any twin.
+  std::optional<severity> alerting;
+  /// Over the twin's properties and its own fields: `id`, `namespace`, `type`, `kind` and
+  /// `parent` (strings), which a property of the same name hides.
   std::optional<expression> where;
   size_t limit = 100;              ///< items per page, 1 to `max_limit`
   twin_id after;                   ///< continue after this id (from a cursor); empty: start

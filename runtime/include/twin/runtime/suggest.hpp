@@ -12,7 +12,8 @@ namespace twin::runtime {
 std::string nearest_name(std::string_view name, const std::vector<std::string>& known);
 
 /// What an error about the unknown `name` adds: " (did you mean 'x'?)" when one of
-/// `known` is near it, else " (known: a, b, c)" with up to `listed` of them, else "".
+/// `known` is near it, else " (known: a, b, c)" with up to `listed` of them (none: ""),
+/// else "".
 std::string suggestion(std::string_view name, const std::vector<std::string>& known,
                        size_t listed = 20);
 
