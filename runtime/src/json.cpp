@@ -112,6 +112,28 @@ caf::expected<nlohmann::json> parse_json(std::string_view text, const std::strin
   }
 }
 
+caf::expected<std::vector<relationship>> relationships_field(const nlohmann::json& doc) {
+  std::vector<relationship> out;
+  auto rels = doc.find("relationships");
+  if (rels == doc.end() || rels->is_null())
+    return out;
+  if (!rels->is_array())
+    return make_error(runtime_errc::invalid_argument, "\"relationships\" must be an array");
+  for (const auto& r : *rels) {
+    auto name = r.is_object() ? r.find("name") : r.end();
+    auto target = r.is_object() ? r.find("target") : r.end();
+    if (!r.is_object() || r.size() != 2 || name == r.end() || !name->is_string()
+        || name->get<std::string>().empty() || target == r.end() || !target->is_string())
+      return make_error(runtime_errc::invalid_argument,
+                        "a relationship is {\"name\": text, \"target\": twin id}");
+    auto t = twin_id::parse(target->get<std::string>());
+    if (!t)
+      return t.error();
+    out.push_back(relationship{name->get<std::string>(), std::move(*t)});
+  }
+  return out;
+}
+
 bool nests_deeper_than(std::string_view text, int limit) {
   int depth = 0;
   bool in_string = false;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 
 #include "model_names.hpp"
 #include "twin/runtime/errc.hpp"
@@ -150,6 +151,33 @@ const relationship_spec* twin_type::relationship(std::string_view name) const {
     if (r.name == name)
       return &r;
   return nullptr;
+}
+
+caf::error twin_type::check_relationships(const std::vector<runtime::relationship>& rels) const {
+  std::map<std::string_view, uint32_t> counts;
+  for (size_t i = 0; i < rels.size(); ++i) {
+    const auto& r = rels[i];
+    const auto* spec = relationship(r.name);
+    if (spec == nullptr) {
+      std::vector<std::string> declared;
+      for (const auto& d : relationships_)
+        declared.push_back(d.name);
+      return make_error(runtime_errc::unknown_property,
+                        "type '" + name_ + "' declares no relationship '" + r.name + "'"
+                          + suggestion(r.name, declared));
+    }
+    for (size_t j = 0; j < i; ++j)
+      if (rels[j].name == r.name && rels[j].target == r.target)
+        return make_error(runtime_errc::invalid_argument,
+                          "relationship '" + r.name + "' to " + r.target.str()
+                            + " is given twice");
+    if (spec->max && ++counts[spec->name] > *spec->max)
+      return make_error(runtime_errc::out_of_range,
+                        "relationship '" + r.name + "' of type '" + name_ + "' takes at most "
+                          + std::to_string(*spec->max) + " target"
+                          + (*spec->max == 1 ? "" : "s"));
+  }
+  return {};
 }
 
 caf::error twin_type::check_reported(const value_map& values) const {
@@ -556,92 +584,6 @@ caf::error type_builder::resolve_derived() {
     }
   }
   derived = std::move(ordered);
-  return {};
-}
-
-// -- type_registry ------------------------------------------------------------
-
-namespace {
-
-/// "dtmi:factory:motor;1" -> "dtmi:factory:motor"
-std::string_view dtmi_path(std::string_view id) {
-  return id.substr(0, id.find(';'));
-}
-
-std::string_view short_name(std::string_view id) {
-  auto path = dtmi_path(id);
-  return path.substr(path.rfind(':') + 1);
-}
-
-} // namespace
-
-caf::error type_registry::add(type_ptr type) {
-  const auto& name = type->name();
-  if (types_.count(name) > 0)
-    return make_error(runtime_errc::invalid_model, "type '" + name + "' is defined twice");
-  if (!type->dtmi().empty()) {
-    auto path = std::string{dtmi_path(type->dtmi())};
-    if (auto other = by_dtmi_.find(path); other != by_dtmi_.end())
-      return make_error(runtime_errc::invalid_model,
-                        "types '" + other->second->name() + "' and '" + name
-                          + "' are both models of " + path);
-    by_dtmi_.emplace(path, type);
-    by_short_name_[std::string{short_name(type->dtmi())}].push_back(type);
-  }
-  types_.emplace(name, std::move(type));
-  return {};
-}
-
-type_ptr type_registry::find(std::string_view name) const {
-  if (auto i = types_.find(name); i != types_.end())
-    return i->second;
-  if (name.rfind("dtmi:", 0) == 0) {
-    auto i = by_dtmi_.find(dtmi_path(name));
-    if (i != by_dtmi_.end() && (name.find(';') == std::string_view::npos || i->second->dtmi() == name))
-      return i->second;
-    return nullptr;
-  }
-  if (auto i = by_short_name_.find(name); i != by_short_name_.end() && i->second.size() == 1)
-    return i->second.front();
-  return nullptr;
-}
-
-std::vector<std::string> type_registry::names() const {
-  std::vector<std::string> out;
-  for (const auto& [k, v] : types_)
-    out.push_back(k);
-  return out;
-}
-
-std::vector<type_ptr> type_registry::types() const {
-  std::vector<type_ptr> out;
-  for (const auto& [k, v] : types_)
-    out.push_back(v);
-  return out;
-}
-
-caf::error type_registry::check_links() const {
-  auto check = [&](const twin_type& t, const std::string& name, const std::string& what) {
-    if (name.empty() || name == "*" || types_.count(name) > 0)
-      return caf::error{};
-    auto found = find(name);
-    return make_error(runtime_errc::invalid_model,
-                      "type '" + t.name() + "': " + what + " '" + name + "' "
-                        + (found ? "must be written as its name, '" + found->name() + "'"
-                                 : "is not a known type" + suggestion(name, names())));
-  };
-  for (const auto& [n, t] : types_) {
-    for (const auto& a : t->aggregates())
-      if (auto err = check(*t, a.child_type, "aggregate '" + a.name + "' over the child type"))
-        return err;
-    for (const auto& c : t->commands())
-      for (const auto& e : c.effects)
-        if (auto err = check(*t, e.child_type, "command '" + c.name + "' sets the child type"))
-          return err;
-    for (const auto& r : t->relationships())
-      if (auto err = check(*t, r.target, "relationship '" + r.name + "' targets the type"))
-        return err;
-  }
   return {};
 }
 

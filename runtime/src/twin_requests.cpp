@@ -166,6 +166,8 @@ void on_put(twin_actor* self, put_request& req) {
                                + "'; delete it to create it with type '" + req.type + "'"));
   if (auto err = type->check_reported(req.properties))
     return reject(std::move(err));
+  if (auto err = type->check_relationships(req.relationships))
+    return reject(std::move(err));
   if (auto err = type->check_desired(req.desired))
     return reject(std::move(err));
   for (const auto& r : req.relationships)

@@ -362,6 +362,33 @@ TEST_F(twind_test, stdin_lines_apply_in_order_per_twin_and_after_their_parents) 
   EXPECT_EQ(node.stderr_text().find("SIGTERM"), std::string::npos) << node.stderr_text();
 }
 
+TEST_F(twind_test, stdin_puts_take_relationships_after_their_targets_lines) {
+  process node{{FACTORY_PATH, "--stdin", "--data-dir", dir_.sub("rels"), "--metrics-port", "0",
+                "--http-port", "0"}};
+  std::string script;
+  for (auto line : {R"({"op":"put","id":"p:line-1","type":"line"})",
+                    R"({"op":"put","id":"p:robot-1","type":"robot","parent":"p:line-1"})",
+                    R"({"op":"put","id":"p:line-1","type":"line","relationships":[{"name":"contains","target":"p:robot-1"}]})",
+                    R"({"op":"get","id":"p:line-1"})",
+                    R"({"op":"put","id":"p:line-2","type":"line","relationships":[{"name":"holds","target":"p:robot-1"}]})"})
+    script += std::string{line} + "\n";
+  ASSERT_TRUE(node.write(script));
+  node.close_stdin();
+  std::map<uint64_t, json> answers;
+  for (int i = 0; i < 5; ++i) {
+    auto a = json::parse(node.read_line(10s).value_or("{\"seq\": 0}"));
+    answers[a["seq"].get<uint64_t>()] = a;
+  }
+  EXPECT_TRUE(answers[3].value("ok", false)) << answers[3];
+  EXPECT_EQ(answers[4]["twin"]["relationships"],
+            (json{{{"name", "contains"}, {"target", "p:robot-1"}}}))
+    << answers[4];
+  EXPECT_EQ(answers[5]["error"]["message"],
+            "type 'line' declares no relationship 'holds' (known: contains)")
+    << answers[5];
+  EXPECT_EQ(node.wait(30s), 3);
+}
+
 TEST_F(twind_test, stdin_says_when_its_input_ends_and_exits_3_when_a_line_failed) {
   auto node = start();
   ASSERT_TRUE(node->write(json{{"op", "put"}, {"id", "t:a"}, {"type", "sensor"}}.dump() + "\n"

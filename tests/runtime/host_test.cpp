@@ -60,6 +60,37 @@ TEST_F(host_test, bad_input_is_rejected_and_changes_nothing) {
   EXPECT_EQ(h().counts().twins, 1);
 }
 
+TEST_F(host_test, relationships_are_the_ones_the_type_declares) {
+  start();
+  auto put_with = [this](std::vector<relationship> rels) {
+    return await_answer<put_result>([&](auto cb) {
+      put_request req;
+      req.type = "motor";
+      req.relationships = std::move(rels);
+      req.done = std::move(cb);
+      h().route(id("f:m1"), std::move(req));
+    });
+  };
+  auto message = [](const caf::expected<put_result>& r) {
+    return r ? std::string{} : error_message(r.error());
+  };
+  ASSERT_TRUE(put_with({{"feeds", id("f:a")}, {"feeds", id("f:b")}, {"mountedOn", id("f:r")}}));
+  auto undeclared = put_with({{"feds", id("f:a")}});
+  EXPECT_EQ(message(undeclared), "type 'motor' declares no relationship 'feds' (did you mean "
+                                 "'feeds'?)");
+  EXPECT_EQ(error_code(undeclared.error()), runtime_errc::unknown_property);
+  auto two = put_with({{"mountedOn", id("f:r1")}, {"mountedOn", id("f:r2")}});
+  EXPECT_EQ(message(two), "relationship 'mountedOn' of type 'motor' takes at most 1 target");
+  EXPECT_EQ(error_code(two.error()), runtime_errc::out_of_range);
+  auto twice = put_with({{"feeds", id("f:a")}, {"feeds", id("f:a")}});
+  EXPECT_EQ(error_code(twice.error()), runtime_errc::invalid_argument);
+  // The refusals changed nothing.
+  auto rec = get(h(), "f:m1");
+  ASSERT_TRUE(rec);
+  EXPECT_EQ(rec->version, 1u);
+  EXPECT_EQ(rec->relationships.size(), 3u);
+}
+
 TEST_F(host_test, parent_links_follow_the_kind_order) {
   start();
   ASSERT_TRUE(put(h(), "f:robot1", "robot"));

@@ -117,6 +117,8 @@ void add_test_types(type_registry& reg) {
   motor.property("mode", property_type::string).writable();
   motor.property("count", property_type::integer);
   motor.command("stop");
+  motor.relationship({"feeds", "", {}, true, "what the motor drives"});
+  motor.relationship({"mountedOn", "robot", 1, true, ""});
   motor.keep_history("temperature").keep_history("mode");
   motor.alert("warm", "temperature > 70", severity::warning);
   motor.alert("overheat", "temperature > 90", severity::critical);

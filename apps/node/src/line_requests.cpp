@@ -177,8 +177,15 @@ caf::expected<line_requests::job> line_requests::parse(const std::string& line, 
     auto state = state_fields(doc);
     if (!state)
       return state.error();
+    auto rels = relationships_field(doc);
+    if (!rels)
+      return rels.error();
+    for (const auto& r : *rels)  // a relationship waits for its target's earlier lines
+      if (std::find(j.keys.begin(), j.keys.end(), r.target.str()) == j.keys.end())
+        j.keys.push_back(r.target.str());
     req.properties = std::move(state->properties);
     req.desired = std::move(state->desired);
+    req.relationships = std::move(*rels);
     req.if_version = if_version;
     req.source = "stdin";
     j.send = [&rt, target, seq, req = std::move(req)](reply_fn reply) mutable {

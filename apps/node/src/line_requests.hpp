@@ -15,7 +15,8 @@
 namespace twin::node {
 
 /// Requests as JSON lines, one object per line, e.g.
-///   {"op":"put","id":"f:m1","type":"motor","parent":"f:r1","properties":{...},"desired":{...}}
+///   {"op":"put","id":"f:m1","type":"motor","parent":"f:r1","properties":{...},"desired":{...},
+///    "relationships":[{"name":"feeds","target":"f:m2"}]}
 ///   {"op":"telemetry","id":"f:m1","values":{"temperature":71.5},"ts":1700000000000}
 ///   {"op":"patch","id":"f:m1","properties":{...},"desired":{...},"if_version":3}
 ///   {"op":"get","id":"f:m1"}     {"op":"delete","id":"f:m1"}
@@ -25,7 +26,8 @@ namespace twin::node {
 /// where N counts the request lines from 1. Lines longer than 1 MiB are refused.
 ///
 /// Order: a line is applied once every earlier line that names the same twin is answered,
-/// where a line names its twin and, for a put, its parent. So the lines of one twin apply in input order, and a twin created under
+/// where a line names its twin and, for a put, its parent and the targets of its
+/// relationships. So the lines of one twin apply in input order, and a twin created under
 /// a parent made by an earlier line finds it. Lines that name no common twin run at once,
 /// and their answers may come out of input order.
 ///

@@ -50,23 +50,13 @@ void put_twin(router& rt, const twin_id& id, const request& req, respond_fn resp
     return respond(error_of(state.error()));
   put.properties = std::move(state->properties);
   put.desired = std::move(state->desired);
-  if (auto rels = doc->find("relationships"); rels != doc->end() && !rels->is_null()) {
-    if (!rels->is_array())
-      return respond(error_of(bad("\"relationships\" must be an array")));
-    for (const auto& r : *rels) {
-      auto name = r.find("name");
-      auto target = r.find("target");
-      if (!r.is_object() || r.size() != 2 || name == r.end() || !name->is_string()
-          || name->get<std::string>().empty() || target == r.end() || !target->is_string())
-        return respond(error_of(bad("a relationship is {\"name\": text, \"target\": twin id}")));
-      auto t = twin_id::parse(target->get<std::string>());
-      if (!t)
-        return respond(error_of(t.error()));
-      if (!visible(req, *t))
-        return respond(error_of(no_such_twin(*t)));
-      put.relationships.push_back(relationship{name->get<std::string>(), std::move(*t)});
-    }
-  }
+  auto rels = relationships_field(*doc);
+  if (!rels)
+    return respond(error_of(rels.error()));
+  for (const auto& r : *rels)
+    if (!visible(req, r.target))
+      return respond(error_of(no_such_twin(r.target)));
+  put.relationships = std::move(*rels);
   auto pre = if_match(req);
   if (!pre)
     return respond(error_of(pre.error()));

@@ -38,6 +38,9 @@ struct state_maps {
   value_map desired;
 };
 caf::expected<state_maps> state_fields(const nlohmann::json& doc);
+/// "relationships" of a put request: `[{"name": text, "target": twin id}]` (absent or null:
+/// none); `invalid_argument` or `invalid_id` saying what is wrong.
+caf::expected<std::vector<relationship>> relationships_field(const nlohmann::json& doc);
 
 /// Parses `text` (at most `depth` levels deep); `invalid_argument` naming `what` (e.g. "the
 /// body") and saying where and why it is not JSON, e.g. "the body is not valid JSON: at

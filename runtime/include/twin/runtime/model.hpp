@@ -248,6 +248,10 @@ public:
   caf::error check_reported(const value_map& values) const;
   /// The same for desired state; additionally every property must be writable.
   caf::error check_desired(const value_map& values) const;
+  /// Checks a twin's relationships: each name is one the type declares (`unknown_property`
+  /// naming the nearest), no name has more targets than its `max` (`out_of_range`), and no
+  /// relationship is given twice (`invalid_argument`). Their targets are checked apart.
+  caf::error check_relationships(const std::vector<runtime::relationship>& rels) const;
   /// Checks one value against its spec (shared by both checks and handlers).
   caf::error check_value(const property_spec& spec, const value& v) const;
 
