@@ -131,6 +131,9 @@ void twin_commands::add_reading_commands(CLI::App& app) {
   events_->add_option("--namespace", ns_, "Of twins in this namespace");
   events_->add_option("--type", type_, "Of twins of this type");
   events_->add_option("--prefix", prefix_, "Of twins whose id starts so");
+  events_->add_flag("--segment", segment_,
+                    "The prefix ends a segment: line-1 takes line-1-2, not line-10");
+  events_->add_option("--id", id_filter_, "Of this twin only");
   events_->add_option("--count", count_, "Stop after this many events (default: follow)");
 }
 
@@ -302,8 +305,9 @@ bool twin_commands::item_result(const reply& r, bool as_json, json& item, int& c
 int twin_commands::run(const server_address& addr, const std::string& token,
                        std::chrono::seconds timeout, bool as_json) {
   if (events_->parsed()) {
-    auto target =
-      "/v1/events" + query_string({{"namespace", ns_}, {"type", type_}, {"prefix", prefix_}});
+    auto target = "/v1/events"
+                  + query_string({{"namespace", ns_}, {"type", type_}, {"prefix", prefix_},
+                                  {"segment", segment_ ? "true" : ""}, {"id", id_filter_}});
     return follow_events(addr, token, target, timeout, as_json, count_);
   }
   call req;

@@ -52,6 +52,8 @@ private:
   std::string kind_, where_, cursor_, from_, to_, ns_, prefix_, property_, step_;
   size_t limit_ = 0;
   size_t count_ = 0;
+  bool segment_ = false;
+  std::string id_filter_;
   std::string drain_node_;
   std::string rul_type_, rul_inputs_, rul_prefix_, rul_twins_type_;
   double rul_cap_s_ = 0;

@@ -27,7 +27,8 @@ std::string encode_filters(const std::vector<event_filter>& filters) {
   if (filters.size() > max_filters)
     return json::array({json::object()}).dump();
   for (const auto& f : filters)
-    out.push_back({{"namespace", f.ns}, {"type", f.type}, {"prefix", f.prefix}});
+    out.push_back({{"namespace", f.ns}, {"type", f.type}, {"prefix", f.prefix},
+                   {"segment", f.segment}, {"id", f.id}});
   return out.dump();
 }
 
@@ -44,8 +45,13 @@ caf::expected<std::vector<event_filter>> decode_filters(const std::string& text)
     if (!f.is_object())
       return bad();
     event_filter x;
+    if (auto segment = f.find("segment"); segment != f.end()) {
+      if (!segment->is_boolean())
+        return bad();
+      x.segment = segment->get<bool>();
+    }
     for (auto [key, field] : {std::pair{"namespace", &x.ns}, {"type", &x.type},
-                              {"prefix", &x.prefix}}) {
+                              {"prefix", &x.prefix}, {"id", &x.id}}) {
       auto i = f.find(key);
       if (i == f.end())
         continue;

@@ -1,6 +1,7 @@
 #include "twin/runtime/change_feed.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 namespace twin::runtime {
@@ -58,7 +59,14 @@ bool event_filter::matches(const twin_id& twin, std::string_view twin_type) cons
     return false;
   if (!type.empty() && twin_type != type)
     return false;
-  return prefix.empty() || id.compare(0, prefix.size(), prefix) == 0;
+  if (!this->id.empty() && id != this->id)
+    return false;
+  if (prefix.empty())
+    return true;
+  if (id.compare(0, prefix.size(), prefix) != 0)
+    return false;
+  return !segment || id.size() == prefix.size()
+         || !std::isalnum(static_cast<unsigned char>(id[prefix.size()]));
 }
 
 change_feed::subscription::subscription(std::vector<event_filter> filters, size_t capacity,

@@ -287,13 +287,19 @@ TEST_F(twinctl_test, queries_reads_history_and_follows_events) {
 
   // events follows the stream: twinctl prints each change as it comes, and stops after
   // --count. Changes are sent until it has subscribed and printed two.
-  process follow{twinctl_argv(port_, {"--json", "events", "--prefix", "t:g3", "--count", "2"})};
+  // t:g30 changes too: a prefix that ends a segment, and an id, leave it out.
+  ASSERT_EQ(twinctl({"put", "t:g30", "--type", "gauge"}).code, 0);
+  process follow{twinctl_argv(
+    port_, {"--json", "events", "--prefix", "t:g3", "--segment", "--count", "2"})};
+  process by_id{twinctl_argv(port_, {"events", "--id", "t:g3", "--count", "1", "--json"})};
   http_client c{port_};
   std::vector<json> seen;
   auto deadline = std::chrono::steady_clock::now() + 20s;
   for (int level = 0; seen.size() < 2 && std::chrono::steady_clock::now() < deadline; ++level) {
     auto r = c.call("POST", "/v1/telemetry",
-                    json::array({{{"twin", "t:g3"}, {"values", {{"level", level % 100}}}}}).dump(),
+                    json::array({{{"twin", "t:g30"}, {"values", {{"level", level % 100}}}},
+                                 {{"twin", "t:g3"}, {"values", {{"level", level % 100}}}}})
+                      .dump(),
                     json_type);
     ASSERT_EQ(r.status, 202u);
     if (auto line = follow.read_line(100ms))
@@ -302,8 +308,23 @@ TEST_F(twinctl_test, queries_reads_history_and_follows_events) {
   ASSERT_EQ(seen.size(), 2u) << follow.stderr_text();
   EXPECT_EQ(seen[0]["event"], "changed");
   EXPECT_EQ(seen[0]["id"], "t:g3");
+  EXPECT_EQ(seen[1]["id"], "t:g3");
   EXPECT_EQ(seen[1]["version"], seen[0]["version"].get<int>() + 1);
   EXPECT_EQ(follow.wait(10s), 0) << follow.stderr_text();
+  std::optional<std::string> one;  // changes go on until it has subscribed and printed one
+  for (int level = 0; !one && std::chrono::steady_clock::now() < deadline; ++level) {
+    ASSERT_EQ(c.call("POST", "/v1/telemetry",
+                     json::array({{{"twin", "t:g30"}, {"values", {{"level", 1}}}},
+                                  {{"twin", "t:g3"}, {"values", {{"level", level % 100}}}}})
+                       .dump(),
+                     json_type)
+                .status,
+              202u);
+    one = by_id.read_line(100ms);
+  }
+  ASSERT_TRUE(one) << by_id.stderr_text();
+  EXPECT_EQ(json::parse(*one)["id"], "t:g3");
+  EXPECT_EQ(by_id.wait(10s), 0) << by_id.stderr_text();
 }
 
 } // namespace

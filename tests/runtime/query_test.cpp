@@ -287,6 +287,22 @@ TEST_F(query_test, the_feed_streams_durable_changes_in_version_order_and_lags_wi
   EXPECT_FALSE(feed_.active());
 }
 
+TEST(event_filters, take_an_exact_id_and_a_prefix_that_ends_a_segment) {
+  event_filter line1;
+  line1.prefix = "factory:line-1";
+  EXPECT_TRUE(line1.matches(id("factory:line-10"), "line")) << "a plain prefix";
+  line1.segment = true;
+  for (auto yes : {"factory:line-1", "factory:line-1-robot-2", "factory:line-1.a"})
+    EXPECT_TRUE(line1.matches(id(yes), "line")) << yes;
+  for (auto no : {"factory:line-10", "factory:line-1a", "factory:line-"})
+    EXPECT_FALSE(line1.matches(id(no), "line")) << no;
+  event_filter one;
+  one.id = "factory:line-1";
+  EXPECT_TRUE(one.matches(id("factory:line-1"), "line"));
+  EXPECT_FALSE(one.matches(id("factory:line-10"), "line"));
+  EXPECT_FALSE(one.matches(id("factory:line-1-robot-2"), "robot"));
+}
+
 TEST(change_feed_bounds, a_subscriber_lags_once_its_queue_holds_too_many_bytes) {
   change_feed feed;
   auto small = feed.subscribe({}, 4096, 10'000);

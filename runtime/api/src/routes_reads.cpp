@@ -392,7 +392,7 @@ void post_command(router& rt, const twin_id& id, std::string name, const request
 void stream_events(const route_context& ctx, const request& req, respond_fn respond) {
   if (ctx.be.feed == nullptr)
     return respond(error_response(501, "not_implemented", "this node streams no events"));
-  auto p = query_params(req.target, {"namespace", "type", "prefix"});
+  auto p = query_params(req.target, {"namespace", "type", "prefix", "segment", "id"});
   if (!p)
     return respond(error_of(p.error()));
   event_filter f;
@@ -403,6 +403,21 @@ void stream_events(const route_context& ctx, const request& req, respond_fn resp
   f.ns = field("namespace");
   f.type = field("type");
   f.prefix = field("prefix");
+  f.id = field("id");
+  auto segment = field("segment");
+  if (!segment.empty() && segment != "true" && segment != "false")
+    return respond(error_of(bad("segment must be true or false")));
+  f.segment = segment == "true";
+  if (!f.id.empty())
+    if (auto id = twin_id::parse(f.id); !id)
+      return respond(error_of(id.error()));
+  if (ctx.be.types && !f.type.empty()) {
+    auto t = ctx.be.types->find(f.type);
+    if (!t)
+      return respond(error_of(bad("unknown twin type '" + f.type + "'"
+                                  + suggestion(f.type, ctx.be.types->names()))));
+    f.type = t->name();
+  }
   // A token's stream has the events of its namespaces only: one filter each.
   std::vector<event_filter> filters;
   if (!req.token || req.token->namespaces.empty()) {
@@ -410,7 +425,7 @@ void stream_events(const route_context& ctx, const request& req, respond_fn resp
   } else {
     for (const auto& ns : req.token->namespaces)
       if (f.ns.empty() || f.ns == ns)
-        filters.push_back(event_filter{ns, f.type, f.prefix});
+        filters.push_back(event_filter{ns, f.type, f.prefix, f.segment, f.id});
   }
   response res;
   res.stream =

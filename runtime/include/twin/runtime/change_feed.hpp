@@ -39,14 +39,21 @@ struct event_filter {
   std::string ns;      ///< the id's namespace
   std::string type;
   std::string prefix;  ///< of the whole id, "namespace:name"
+  /// The prefix ends where a segment of the id does: the id is the prefix, or goes on with
+  /// a character that is not a letter or a digit (`factory:line-1` takes `factory:line-1`
+  /// and `factory:line-1-robot-2`, not `factory:line-10`).
+  bool segment = false;
+  std::string id;      ///< the twin's id, exactly
 
   bool matches(const twin_id& id, std::string_view type) const;
 
   bool operator==(const event_filter& o) const {
-    return ns == o.ns && type == o.type && prefix == o.prefix;
+    return ns == o.ns && type == o.type && prefix == o.prefix && segment == o.segment
+           && id == o.id;
   }
   bool operator<(const event_filter& o) const {
-    return std::tie(ns, type, prefix) < std::tie(o.ns, o.type, o.prefix);
+    return std::tie(ns, type, prefix, segment, id)
+           < std::tie(o.ns, o.type, o.prefix, o.segment, o.id);
   }
 };
 
