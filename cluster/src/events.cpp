@@ -26,9 +26,14 @@ std::string encode_filters(const std::vector<event_filter>& filters) {
   auto out = json::array();
   if (filters.size() > max_filters)
     return json::array({json::object()}).dump();
-  for (const auto& f : filters)
-    out.push_back({{"namespace", f.ns}, {"type", f.type}, {"prefix", f.prefix},
-                   {"segment", f.segment}, {"id", f.id}});
+  for (const auto& f : filters) {
+    json x{{"namespace", f.ns}, {"type", f.type}, {"prefix", f.prefix}};
+    if (f.segment)  // only when set: a member of an earlier version reads the rest
+      x["segment"] = true;
+    if (!f.id.empty())
+      x["id"] = f.id;
+    out.push_back(std::move(x));
+  }
   return out.dump();
 }
 

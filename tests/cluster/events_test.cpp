@@ -238,8 +238,18 @@ TEST(change_streams, a_watched_member_that_goes_away_makes_the_streams_lag) {
     ASSERT_EQ(log.sent.size(), 2u);
     EXPECT_EQ(log.sent[0].second.bytes, R"([{"namespace":"k","prefix":"","type":""}])");
   }
+  // An exact id and a segment prefix cross too.
+  auto one = watcher.feed().subscribe(event_filter{"", "", "k:a", true, "k:a-1"}, 16, 1 << 20);
+  watcher.watch({"a", "c"}, 1s);
+  {
+    std::lock_guard<std::mutex> guard{log.mtx};
+    ASSERT_EQ(log.sent.size(), 4u);
+    EXPECT_EQ(log.sent[2].second.bytes,
+              R"([{"id":"k:a-1","namespace":"","prefix":"k:a","segment":true,"type":""},)"
+              R"({"namespace":"k","prefix":"","type":""}])");
+  }
   watcher.watch({"a", "c"}, 1s);  // told already: nothing new to say
-  EXPECT_EQ(log.sent.size(), 2u);
+  EXPECT_EQ(log.sent.size(), 4u);
   watcher.on_peer_down("d");  // not watched: nothing lost
   EXPECT_FALSE(sub->lagged());
   watcher.on_peer_down("c");

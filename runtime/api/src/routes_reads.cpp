@@ -88,61 +88,75 @@ caf::error check_query(const type_registry& types, twin_query& q) {
   return {};
 }
 
-} // namespace
-
-void query_twins(const route_context& ctx, const request& req, respond_fn respond) {
-  if (!ctx.be.query)
-    return respond(error_response(501, "not_implemented", "this node serves no queries"));
-  auto p = query_params(req.target, {"type", "kind", "parent", "namespace", "prefix", "where",
-                                     "limit", "cursor"});
+/// The query that the parameters of `req` (those of `known` only) ask for, checked against
+/// the node's types, for the twins `req`'s token sees.
+caf::expected<twin_query> query_of(const route_context& ctx, const request& req,
+                                   std::initializer_list<std::string_view> known) {
+  auto p = query_params(req.target, known);
   if (!p)
-    return respond(error_of(p.error()));
+    return p.error();
   twin_query q;
   for (const auto& [key, text] : *p) {
     if (key == "type") {
       if (text.empty())
-        return respond(error_of(bad("type must name a twin type")));
+        return bad("type must name a twin type");
       q.type = text;
     } else if (key == "namespace") {
       if (!twin_id::parse(text + ":x"))
-        return respond(
-          error_of(bad("namespace must be a twin id's namespace, not '" + text + "'")));
+        return bad("namespace must be a twin id's namespace, not '" + text + "'");
       q.ns = text;
     } else if (key == "prefix") {
       q.prefix = text;
     } else if (key == "kind") {
       twin_kind k;
       if (!from_string(text, k))
-        return respond(error_of(bad("kind must be component, asset, system or process")));
+        return bad("kind must be component, asset, system or process");
       q.kind = k;
+    } else if (key == "severity") {
+      severity level;
+      if (!from_string(text, level) || level == severity::ok)
+        return bad("severity must be warning or critical (at least)");
+      q.alerting = level;
     } else if (key == "parent") {
       auto id = twin_id::parse(text);
       if (!id)
-        return respond(error_of(id.error()));
+        return id.error();
       q.parent = std::move(*id);
     } else if (key == "where") {
       auto e = expression::parse(text);
       if (!e)
-        return respond(error_of(e.error()));
+        return e.error();
       q.where = std::move(*e);
     } else if (key == "limit") {
       auto n = int_param(key, text, 1, twin_query::max_limit);
       if (!n)
-        return respond(error_of(n.error()));
+        return n.error();
       q.limit = static_cast<size_t>(*n);
     } else {
       auto after = decode_cursor(text);
       if (!after)
-        return respond(error_of(after.error()));
+        return after.error();
       q.after = std::move(*after);
     }
   }
   if (ctx.be.types)
     if (auto err = check_query(*ctx.be.types, q))
-      return respond(error_of(err));
+      return err;
   if (req.token)
     q.namespaces = req.token->namespaces;
-  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
+  return q;
+}
+
+} // namespace
+
+void query_twins(const route_context& ctx, const request& req, respond_fn respond) {
+  if (!ctx.be.query)
+    return respond(error_response(501, "not_implemented", "this node serves no queries"));
+  auto q = query_of(ctx, req, {"type", "kind", "parent", "namespace", "prefix", "where",
+                               "limit", "cursor"});
+  if (!q)
+    return respond(error_of(q.error()));
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(*q)] {
     auto page = be.query(q);
     if (!page)
       return error_of(page.error());
@@ -164,44 +178,12 @@ void query_twins(const route_context& ctx, const request& req, respond_fn respon
 void list_alerts(const route_context& ctx, const request& req, respond_fn respond) {
   if (!ctx.be.query)
     return respond(error_response(501, "not_implemented", "this node serves no queries"));
-  auto p = query_params(req.target, {"severity", "namespace", "prefix", "type", "limit", "cursor"});
-  if (!p)
-    return respond(error_of(p.error()));
-  twin_query q;
-  q.alerting = severity::warning;
-  for (const auto& [key, text] : *p) {
-    if (key == "severity") {
-      severity level;
-      if (!from_string(text, level) || level == severity::ok)
-        return respond(error_of(bad("severity must be warning or critical (at least)")));
-      q.alerting = level;
-    } else if (key == "namespace") {
-      if (!twin_id::parse(text + ":x"))
-        return respond(
-          error_of(bad("namespace must be a twin id's namespace, not '" + text + "'")));
-      q.ns = text;
-    } else if (key == "prefix") {
-      q.prefix = text;
-    } else if (key == "type") {
-      q.type = text;
-    } else if (key == "limit") {
-      auto n = int_param(key, text, 1, twin_query::max_limit);
-      if (!n)
-        return respond(error_of(n.error()));
-      q.limit = static_cast<size_t>(*n);
-    } else {
-      auto after = decode_cursor(text);
-      if (!after)
-        return respond(error_of(after.error()));
-      q.after = std::move(*after);
-    }
-  }
-  if (ctx.be.types)
-    if (auto err = check_query(*ctx.be.types, q))
-      return respond(error_of(err));
-  if (req.token)
-    q.namespaces = req.token->namespaces;
-  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(q)] {
+  auto q = query_of(ctx, req, {"severity", "namespace", "prefix", "type", "limit", "cursor"});
+  if (!q)
+    return respond(error_of(q.error()));
+  if (!q->alerting)
+    q->alerting = severity::warning;
+  answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(*q)] {
     auto page = be.query(q);
     if (!page)
       return error_of(page.error());
