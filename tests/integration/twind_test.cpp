@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <map>
+#include <sstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -232,6 +233,28 @@ TEST_F(twind_test, bad_config_is_refused_with_a_clear_message) {
   auto code = flag->wait(30s);
   ASSERT_TRUE(code);
   EXPECT_NE(*code, 0);
+}
+
+TEST(twind_docs, every_option_is_in_the_configuration_reference) {
+  auto help = run_to_end({TWIND_PATH, "--help"});
+  ASSERT_EQ(help.code, 0);
+  std::ifstream in{std::string{SOURCE_DIR} + "/docs/configuration.md"};
+  std::stringstream doc;
+  doc << in.rdbuf();
+  size_t options = 0;
+  std::istringstream lines{help.out};
+  for (std::string line; std::getline(lines, line);) {
+    auto at = line.find("--");
+    if (line.rfind("  ", 0) != 0 || at == std::string::npos || at > 5)
+      continue;
+    auto name = line.substr(at, line.find_first_of(" =", at) - at);
+    if (name == "--help" || name == "--version")
+      continue;
+    ++options;
+    EXPECT_NE(doc.str().find("| `" + name + "` |"), std::string::npos)
+      << name << " is not in docs/configuration.md";
+  }
+  EXPECT_GT(options, 60u);
 }
 
 TEST_F(twind_test, config_file_values_apply_and_the_command_line_wins) {
