@@ -356,8 +356,10 @@ void twin_commands::print(const reply& r, const json& item) const {
   } else if (del_->parsed()) {
     std::cout << "deleted " << id_ << '\n';
   } else if (put_->parsed() || patch_->parsed()) {
-    std::cout << (r.body.value("created", false) ? "created " : "updated ") << id_
-              << ", version " << r.body.value("version", 0) << '\n';
+    // A put replaces the whole twin: what it did not give is gone, and it says so.
+    auto done = r.body.value("created", false) ? "created " : put_->parsed() ? "replaced "
+                                                                             : "updated ";
+    std::cout << done << id_ << ", version " << r.body.value("version", 0) << '\n';
   } else if (send_->parsed()) {
     std::cout << "applied to " << id_ << ", version " << item.value("version", 0) << '\n';
   } else if (command_cmd_->parsed()) {

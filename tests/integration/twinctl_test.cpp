@@ -122,6 +122,9 @@ TEST_F(twinctl_test, puts_patches_reports_shows_and_deletes_a_twin) {
   auto patch = twinctl({"patch", "t:g1", "--desired", R"({"target": 40})", "--if-match", "1"});
   ASSERT_EQ(patch.code, 0) << patch.err;
   EXPECT_EQ(patch.out, "updated t:g1, version 2\n");
+  ASSERT_EQ(twinctl({"put", "t:g9", "--type", "gauge"}).code, 0);
+  auto replaced = twinctl({"put", "t:g9", "--type", "gauge", "--properties", R"({"level": 10})"});
+  EXPECT_EQ(replaced.out, "replaced t:g9, version 2\n") << "a put is not a patch";
 
   auto sent = twinctl({"telemetry", "send", "t:g1", R"({"level": 55.5})"});
   ASSERT_EQ(sent.code, 0) << sent.err;
