@@ -68,6 +68,15 @@ std::vector<id_source> sources_of(state_store& store, const type_registry& types
   return out;
 }
 
+} // namespace
+
+bool own_field(std::string_view name) {
+  return name == "id" || name == "namespace" || name == "type" || name == "kind"
+         || name == "parent";
+}
+
+namespace {
+
 bool matches(const twin_query& q, const twin_record& rec) {
   if (!q.type.empty() && rec.type != q.type)
     return false;
@@ -85,7 +94,7 @@ bool matches(const twin_query& q, const twin_record& rec) {
   return q.where->eval([&rec, &own](std::string_view name) -> const value* {
     if (auto it = rec.reported.find(name); it != rec.reported.end())
       return &it->second;
-    if (name == "id")
+    if (name == "id")  // the twin's own fields (own_field)
       own = value{rec.id.str()};
     else if (name == "namespace")
       own = value{std::string{rec.id.ns()}};

@@ -55,35 +55,33 @@ namespace {
 /// every property its condition reads is declared by a type it selects, or is one of the
 /// twin's own fields. `invalid_argument` naming the nearest name otherwise.
 caf::error check_query(const type_registry& types, twin_query& q) {
-  std::vector<type_ptr> selected;
+  type_ptr named;
   if (!q.type.empty()) {
-    auto t = types.find(q.type);
-    if (!t)
+    named = types.find(q.type);
+    if (!named)
       return bad("unknown twin type '" + q.type + "'" + suggestion(q.type, types.names()));
-    q.type = t->name();
-    selected.push_back(t);
-  } else {
-    for (const auto& t : types.types())
-      if (!q.kind || t->kind() == *q.kind)
-        selected.push_back(t);
+    q.type = named->name();
   }
   if (!q.where)
     return {};
+  std::vector<type_ptr> selected;
+  if (named)
+    selected.push_back(named);
+  else
+    for (const auto& t : types.types())
+      if (!q.kind || t->kind() == *q.kind)
+        selected.push_back(t);
   for (const auto& name : q.where->properties()) {
-    if (name == "id" || name == "namespace" || name == "type" || name == "kind"
-        || name == "parent")
+    if (own_field(name) || std::any_of(selected.begin(), selected.end(), [&](const type_ptr& t) {
+          return t->property(name) != nullptr;
+        }))
       continue;
-    std::vector<std::string> known;
-    bool declared = false;
-    for (const auto& t : selected) {
-      declared = declared || t->property(name) != nullptr;
+    std::vector<std::string> known;  // for the nearest name
+    for (const auto& t : selected)
       for (const auto& p : t->properties())
         known.push_back(p.name);
-    }
-    auto which = q.type.empty() ? std::string{"selected type"} : "type '" + q.type + "'";
-    if (!declared)
-      return bad("where: no " + which + " declares '" + name + "'"
-                 + suggestion(name, known, 0));
+    auto which = named ? "type '" + q.type + "'" : std::string{"selected type"};
+    return bad("where: no " + which + " declares '" + name + "'" + suggestion(name, known, 0));
   }
   return {};
 }

@@ -46,6 +46,10 @@ struct twin_query {
   static constexpr size_t max_examined = 10000;
 };
 
+/// Whether a condition of a query reads `name` as one of the twin's own fields (`id`,
+/// `namespace`, `type`, `kind`, `parent`) when the twin has no property of that name.
+bool own_field(std::string_view name);
+
 /// One page of a query's answer, in ascending id order.
 struct query_page {
   std::vector<twin_record> items;
