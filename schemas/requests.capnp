@@ -35,6 +35,10 @@ struct Patch {
   desired @1 :List(Twin.Entry);
   ifVersion @2 :IfVersion;
   source @3 :Text;
+  setParent @4 :Bool;    # the parent changes to `parent` (empty: none)
+  parent @5 :Text;
+  setRelationships @6 :Bool;  # the relationships are replaced by `relationships`
+  relationships @7 :List(Twin.Relationship);
 }
 
 struct Command {
@@ -69,6 +73,7 @@ struct Request {
     ancestorQuery @11 :AncestorQuery;
     childQuery @12 :Text;    # the parent that asks
   }
+  refuseChildren @13 :Bool;  # remove: refused while the twin has children (else detached)
 }
 
 struct Error {

@@ -6,6 +6,10 @@
 //   twinctl telemetry send plant1:motor-7 '{"temperature": 71.5}'
 //   twinctl get plant1:motor-7 --json | jq .properties
 //   twinctl command plant1:robot-2 stop
+//   twinctl patch plant1:motor-7 --parent plant1:robot-3
+//   twinctl relate plant1:motor-7 feeds plant1:pump-1
+//   twinctl relationships plant1:pump-1 --incoming
+//   twinctl delete plant1:robot-3 --cascade
 //   twinctl scenario compare slow.json fast.json
 //   twinctl rul fit engine --inputs s2,s3,s4 --prefix fleet:
 //   twinctl token create dashboards --role reader --namespaces plant1
@@ -27,6 +31,7 @@
 #include "access.hpp"
 #include "client.hpp"
 #include "devices.hpp"
+#include "relationships.hpp"
 #include "scenarios.hpp"
 #include "twins.hpp"
 
@@ -66,6 +71,8 @@ int main(int argc, char** argv) {
   audit.add_to(app);
   device_commands devices;
   devices.add_to(app);
+  relationship_commands relationships;
+  relationships.add_to(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -91,6 +98,8 @@ int main(int argc, char** argv) {
   client c{addr, creds.token, timeout};
   if (devices.parsed())
     return devices.run(c);
+  if (relationships.parsed())
+    return relationships.run(c, as_json);
   if (tokens.parsed())
     return tokens.run(c, as_json);
   if (audit.parsed())

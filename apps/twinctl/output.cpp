@@ -82,6 +82,11 @@ void print_twin(const json& t) {
   }
   if (t.contains("children") && !t["children"].empty())
     std::cout << "\nchildren: " << t["children"].size() << '\n';
+  if (t.contains("relationships") && !t["relationships"].empty()) {
+    std::cout << "\nrelationships:\n";
+    for (const auto& r : t["relationships"])
+      std::cout << "  " << r.value("name", "") << " -> " << r.value("target", "") << '\n';
+  }
 }
 
 /// A time in ms since the epoch as UTC, e.g. 2026-11-23T06:16:14.123Z; other JSON as is.

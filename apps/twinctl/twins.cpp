@@ -78,12 +78,26 @@ void twin_commands::add_twin_commands(CLI::App& app) {
   put_->add_option("--parent", parent_, "Parent twin id");
   put_->add_option("--if-match", if_match_,
                    "Only if the twin has this version; 0: only if it does not exist");
-  patch_ = app.add_subcommand("patch", "Merge-patch a twin's properties (null deletes)");
+  patch_ = app.add_subcommand(
+    "patch", "Merge-patch a twin: properties (null deletes), its parent, its relationships");
   state_options(patch_);
+  auto* parent = patch_->add_option("--parent", parent_, "Move it under this parent");
+  patch_->add_flag("--root", root_, "Take it from its parent: it becomes a root")
+    ->excludes(parent);
   patch_->add_option("--if-match", if_match_, "Only if the twin has this version");
+  for (auto* cmd : {put_, patch_})
+    cmd->add_option("--relationships", relationships_,
+                    "All its relationships, a JSON array of {\"name\", \"target\"} "
+                    "(see relate and unrelate to change one)");
   del_ = app.add_subcommand("delete", "Delete a twin");
   del_->add_option("id", id_, "Twin id")->required();
   del_->add_option("--if-match", if_match_, "Only if the twin has this version");
+  auto* detach = del_->add_flag(
+    "--detach", detach_, "Even with children (they become roots) or relationships to it "
+                         "(they are removed)");
+  del_->add_flag("--cascade", cascade_,
+                 "With its descendants, and the relationships to any of them")
+    ->excludes(detach);
   telemetry_ = app.add_subcommand("telemetry", "Device telemetry");
   telemetry_->require_subcommand(1);
   send_ = telemetry_->add_subcommand("send", "Report property values of a twin");
@@ -104,6 +118,8 @@ void twin_commands::add_reading_commands(CLI::App& app) {
   query_->add_option("--parent", parent_, "Children of this twin");
   query_->add_option("--namespace", ns_, "Twins of this namespace");
   query_->add_option("--prefix", prefix_, "Twins whose id starts so");
+  query_->add_option("--related", related_,
+                     "With this relationship: NAME:TARGET (NAME * for any), e.g. feeds:f:pump-1");
   query_->add_option("--where", where_, "A condition on properties, e.g. 'temperature > 80'");
   query_->add_option("--limit", limit_, "At most this many");
   query_->add_option("--cursor", cursor_, "Where the previous page ended");
@@ -185,6 +201,8 @@ bool twin_commands::twin_request(call& out) const {
     return true;
   if (del_->parsed()) {
     out.method = http::verb::delete_;
+    out.target += query_string({{"detach", detach_ ? "true" : ""},
+                                {"cascade", cascade_ ? "true" : ""}});
     return true;
   }
   if (command_cmd_->parsed()) {
@@ -207,14 +225,24 @@ bool twin_commands::twin_request(call& out) const {
     doc["properties"] = p;
   if (!d.is_null())
     doc["desired"] = d;
+  if (!relationships_.empty()) {
+    auto rels = json::parse(relationships_, nullptr, false);
+    if (!rels.is_array() && !rels.is_null()) {
+      std::cerr << "twinctl: --relationships must be a JSON array, e.g. "
+                   "'[{\"name\": \"feeds\", \"target\": \"f:pump-1\"}]'\n";
+      return false;
+    }
+    doc["relationships"] = rels;
+  }
+  if (!parent_.empty() || root_)
+    doc["parent"] = root_ ? json{} : json(parent_);
   if (put_->parsed()) {
     out.method = http::verb::put;
     doc["type"] = type_;
-    if (!parent_.empty())
-      doc["parent"] = parent_;
   } else {
     if (doc.empty()) {
-      std::cerr << "twinctl: patch needs --properties or --desired\n";
+      std::cerr << "twinctl: patch needs --properties, --desired, --parent, --root or "
+                   "--relationships\n";
       return false;
     }
     out.method = http::verb::patch;
@@ -242,8 +270,9 @@ bool twin_commands::request(call& out) const {
   } else if (query_->parsed()) {
     out.target = "/v1/twins"
                  + query_string({{"type", type_}, {"kind", kind_}, {"parent", parent_},
-                                 {"namespace", ns_}, {"prefix", prefix_}, {"where", where_},
-                                 {"limit", limit_text(limit_)}, {"cursor", cursor_}});
+                                 {"namespace", ns_}, {"prefix", prefix_}, {"related", related_},
+                                 {"where", where_}, {"limit", limit_text(limit_)},
+                                 {"cursor", cursor_}});
   } else if (alerts_->parsed()) {
     out.target = "/v1/alerts"
                  + query_string({{"severity", severity_}, {"namespace", ns_}, {"prefix", prefix_},

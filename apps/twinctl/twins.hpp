@@ -47,6 +47,10 @@ private:
   bool item_result(const reply& r, bool as_json, json& item, int& code) const;
 
   std::string id_, type_, parent_, properties_, desired_, if_match_, values_;
+  std::string relationships_, related_;
+  bool root_ = false;
+  bool detach_ = false;
+  bool cascade_ = false;
   std::string command_, args_;
   std::string ts_;
   std::string kind_, where_, cursor_, from_, to_, ns_, prefix_, property_, step_;

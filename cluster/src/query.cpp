@@ -38,6 +38,8 @@ std::string encode_query(const runtime::twin_query& q) {
     j["prefix"] = q.prefix;
   if (q.alerting)
     j["alerting"] = runtime::to_string(*q.alerting);
+  if (q.related)
+    j["related"] = {{"name", q.related->name}, {"target", q.related->target.str()}};
   return j.dump();
 }
 
@@ -82,6 +84,13 @@ caf::expected<runtime::twin_query> decode_query(const std::string& text) {
       if (!runtime::from_string(j["alerting"].get<std::string>(), level))
         return bad("unknown severity");
       q.alerting = level;
+    }
+    if (j.contains("related")) {
+      const auto& r = j["related"];
+      auto target = runtime::twin_id::parse(r.at("target").get<std::string>());
+      if (!target)
+        return target.error();
+      q.related = runtime::twin_query::relation{r.at("name").get<std::string>(), *target};
     }
     if (j.contains("where")) {
       auto e = runtime::expression::parse(j["where"].get<std::string>());

@@ -303,9 +303,10 @@ void add_component(type_builder& b, const json& item, const std::string& name,
 }
 
 void add_relationship(type_builder& b, const json& item, const std::string& name,
-                      const name_resolver& resolve, const std::string& where) {
+                      const name_resolver& resolve, const std::string& where, bool external) {
   relationship_spec r;
   r.name = name;
+  r.external = external;
   if (item.contains("target"))
     r.target = resolve(string_member(item, "target", where.c_str()),
                       "relationship " + where + ": its target");
@@ -338,6 +339,13 @@ type_builder builder_of(const dtdl::interface& i, const dtdl::flattened& f,
   b.display_name(dtdl::text_of(i.doc, "displayName"));
   if (auto d = dtdl::text_of(i.doc, "description"); !d.empty())
     b.description(d);
+  std::set<std::string> external;  // relationships whose targets are not checked
+  if (auto e = ext.find("externalTargets"); e != ext.end()) {
+    if (!e->is_array() || !std::all_of(e->begin(), e->end(), [](const json& x) { return x.is_string(); }))
+      fail("\"externalTargets\" must be a list of relationship names");
+    for (const auto& x : *e)
+      external.insert(x.get<std::string>());
+  }
   for (const auto& c : f.contents) {
     const auto& item = *c.element;
     auto item_name = item["name"].get<std::string>();
@@ -349,13 +357,15 @@ type_builder builder_of(const dtdl::interface& i, const dtdl::flattened& f,
     else if (dtdl::has_class(item, "Command"))
       b.command(item_name, dtdl::text_of(item, "description"));
     else if (dtdl::has_class(item, "Relationship"))
-      add_relationship(b, item, item_name, resolve, where);
+      add_relationship(b, item, item_name, resolve, where, external.erase(item_name) > 0);
     else if (dtdl::has_class(item, "Component"))
       add_component(b, item, item_name, lib, where);
     else
       fail(where + ": unsupported \"@type\" (Property, Telemetry, Command, Relationship or "
                    "Component)");
   }
+  if (!external.empty())
+    fail("\"externalTargets\": '" + *external.begin() + "' is no relationship of the interface");
   add_rollups(b, ext, resolve);
   add_predictions(b, ext);
   return b;

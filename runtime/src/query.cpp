@@ -50,7 +50,13 @@ private:
   bool exhausted_ = false;
 };
 
-/// The sources of a query's candidates: one index key, the types of a kind, or all.
+/// Whether twins of `t` may have a relationship named `name` (empty: any).
+bool declares(const twin_type& t, const std::string& name) {
+  return name.empty() ? !t.relationships().empty() : t.relationship(name) != nullptr;
+}
+
+/// The sources of a query's candidates: one index key, the types of a kind or with the
+/// relationship, or all.
 std::vector<id_source> sources_of(state_store& store, const type_registry& types,
                                   const twin_query& q) {
   std::vector<id_source> out;
@@ -61,6 +67,10 @@ std::vector<id_source> sources_of(state_store& store, const type_registry& types
   else if (q.kind) {
     for (const auto& name : types.names())
       if (auto t = types.find(name); t && t->kind() == *q.kind)
+        out.emplace_back(store, index_kind::by_type, name, q.after);
+  } else if (q.related) {  // no source at all if no type has such relationships
+    for (const auto& name : types.names())
+      if (auto t = types.find(name); t && declares(*t, q.related->name))
         out.emplace_back(store, index_kind::by_type, name, q.after);
   } else {
     out.emplace_back(store, std::nullopt, std::string{}, q.after);
@@ -83,6 +93,12 @@ bool matches(const twin_query& q, const twin_record& rec) {
   if (q.kind && rec.kind != *q.kind)
     return false;
   if (q.parent && rec.parent != *q.parent)
+    return false;
+  if (q.related
+      && std::none_of(rec.relationships.begin(), rec.relationships.end(),
+                      [&r = *q.related](const relationship& x) {
+                        return x.target == r.target && (r.name.empty() || x.name == r.name);
+                      }))
     return false;
   if (q.alerting
       && std::none_of(rec.alerts.begin(), rec.alerts.end(),

@@ -77,6 +77,24 @@ twin_id read_id(capnp::Text::Reader t, bool optional = false) {
   return std::move(*id);
 }
 
+/// Sets the relationships of `b` (a put or a patch) to `rels`.
+template <typename Builder>
+void write_relationships(Builder b, const std::vector<relationship>& rels) {
+  auto out = b.initRelationships(static_cast<unsigned>(rels.size()));
+  for (unsigned i = 0; i < out.size(); ++i) {
+    out[i].setName(text(rels[i].name));
+    out[i].setTarget(text(rels[i].target.str()));
+  }
+}
+
+std::vector<relationship> read_relationships(capnp::List<schema::Relationship>::Reader in) {
+  std::vector<relationship> out;
+  out.reserve(in.size());
+  for (auto rel : in)
+    out.push_back({str(rel.getName()), read_id(rel.getTarget())});
+  return out;
+}
+
 child_state read_child(schema::ChildState::Reader in) {
   return child_state{read_id(in.getId()), read_entries(in.getValues()),
                      from_schema(in.getHealth()), str(in.getType())};
@@ -97,11 +115,7 @@ void encode_body(schema::Request::Builder r, const twin_request& req) {
         b.setParent(text(x.parent.str()));
         write_entries(b.initProperties(static_cast<unsigned>(x.properties.size())), x.properties);
         write_entries(b.initDesired(static_cast<unsigned>(x.desired.size())), x.desired);
-        auto rels = b.initRelationships(static_cast<unsigned>(x.relationships.size()));
-        for (unsigned i = 0; i < rels.size(); ++i) {
-          rels[i].setName(text(x.relationships[i].name));
-          rels[i].setTarget(text(x.relationships[i].target.str()));
-        }
+        write_relationships(b, x.relationships);
         set_if(b.initIfVersion(), x.if_version);
         b.setSource(text(x.source));
       } else if constexpr (std::is_same_v<T, patch_request>) {
@@ -110,10 +124,19 @@ void encode_body(schema::Request::Builder r, const twin_request& req) {
         write_entries(b.initDesired(static_cast<unsigned>(x.desired.size())), x.desired);
         set_if(b.initIfVersion(), x.if_version);
         b.setSource(text(x.source));
+        if (x.parent) {
+          b.setSetParent(true);
+          b.setParent(text(x.parent->str()));
+        }
+        if (x.relationships) {
+          b.setSetRelationships(true);
+          write_relationships(b, *x.relationships);
+        }
       } else if constexpr (std::is_same_v<T, get_request>) {
         r.setGet();
       } else if constexpr (std::is_same_v<T, remove_request>) {
         set_if(r.initRemove(), x.if_version);
+        r.setRefuseChildren(x.refuse_with_children);
       } else if constexpr (std::is_same_v<T, command_request>) {
         auto b = r.initCommand();
         b.setName(text(x.name));
@@ -239,8 +262,7 @@ caf::expected<decoded_request> decode_request(std::string_view bytes, reply_fn r
         p.parent = read_id(b.getParent(), true);
         p.properties = read_entries(b.getProperties());
         p.desired = read_entries(b.getDesired());
-        for (auto rel : b.getRelationships())
-          p.relationships.push_back({str(rel.getName()), read_id(rel.getTarget())});
+        p.relationships = read_relationships(b.getRelationships());
         p.if_version = get_if(b.getIfVersion());
         p.source = str(b.getSource());
         p.done = [reply = std::move(reply)](caf::expected<put_result> x) {
@@ -259,6 +281,10 @@ caf::expected<decoded_request> decode_request(std::string_view bytes, reply_fn r
         p.desired = read_entries(b.getDesired());
         p.if_version = get_if(b.getIfVersion());
         p.source = str(b.getSource());
+        if (b.getSetParent())
+          p.parent = read_id(b.getParent(), true);
+        if (b.getSetRelationships())
+          p.relationships = read_relationships(b.getRelationships());
         p.done = version_reply(std::move(reply));
         out.req = std::move(p);
         break;
@@ -275,6 +301,7 @@ caf::expected<decoded_request> decode_request(std::string_view bytes, reply_fn r
       case which::REMOVE: {
         remove_request p;
         p.if_version = get_if(r.getRemove());
+        p.refuse_with_children = r.getRefuseChildren();
         p.done = version_reply(std::move(reply));
         out.req = std::move(p);
         break;

@@ -31,10 +31,20 @@ namespace twin_detail {
 
 using waiter = std::function<void(caf::error)>;
 
-/// A put that waits for the new parent to accept the child.
-struct pending_put {
-  put_request req;
-  bool created = false;
+/// A put or a patch that waits for the new parent to accept the child.
+struct pending_move {
+  std::variant<put_request, patch_request> req;
+  bool created = false;  ///< a put that creates the twin
+
+  /// The parent it waits for.
+  const twin_id& parent() const {
+    return std::visit([](const auto& r) -> const twin_id& {
+      if constexpr (std::is_same_v<std::decay_t<decltype(r)>, put_request>)
+        return r.parent;
+      else
+        return *r.parent;
+    }, req);
+  }
 };
 
 /// The parts of a twin's state that are only in use now and then (a create, a parent
@@ -45,7 +55,7 @@ struct twin_cold {
   twin_id detach_from;          ///< old parent to notify after the next write
   std::vector<twin_id> orphans; ///< children to notify of a deletion after the next write
   std::map<uint64_t, attach_request> checking;  ///< attaches waiting for the cycle check
-  std::optional<pending_put> waiting_put;       ///< a put waiting for its new parent
+  std::optional<pending_move> waiting_put;      ///< a put or patch waiting for its new parent
   std::vector<twin_request> deferred;           ///< client requests behind that put
   uint64_t next_token = 0;                      ///< of the next entry in `checking`
 
@@ -387,6 +397,8 @@ void on_ingest(twin_actor* self, ingest_request& req);
 
 /// Applies a put once the parent (if any) accepted the child.
 void finish_put(twin_actor* self, put_request& req, bool created);
+/// Applies a patch whose new parent (if any) has accepted the twin.
+void finish_patch(twin_actor* self, patch_request& req);
 
 void on_put(twin_actor* self, put_request& req);
 

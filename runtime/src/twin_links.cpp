@@ -23,7 +23,7 @@ void finish_attach(twin_actor* self, attach_request& req) {
 }
 
 const twin_id& effective_parent(const twin_state& st) {
-  return st.waiting() ? st.cold_->waiting_put->req.parent : st.rec.parent;
+  return st.waiting() ? st.cold_->waiting_put->parent() : st.rec.parent;
 }
 
 void on_attach(twin_actor* self, attach_request& req) {

@@ -21,6 +21,18 @@ void answer_when_durable(twin_actor* self, version_fn done) {
 void handle(twin_actor* self, twin_request& req);
 
 
+namespace {
+
+/// Whether `a` and `b` hold the same relationships in the same order.
+bool same_relationships(const std::vector<relationship>& a, const std::vector<relationship>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const relationship& x, const relationship& y) {
+                      return x.name == y.name && x.target == y.target;
+                    });
+}
+
+} // namespace
+
 bool apply_values(twin_state& st, const value_map& values, int64_t ts, const std::string& source,
                   ordering order, int64_t horizon_ms) {
   const std::string* src = intern_source(source);
@@ -91,6 +103,49 @@ void on_ingest(twin_actor* self, ingest_request& req) {
   commit(self, nullptr, std::move(req.done), req.received);
 }
 
+namespace {
+
+/// Makes `parent` the twin's parent (which has accepted it) in its record and indexes,
+/// and tells the one it leaves after the next write.
+void set_parent(twin_state& st, const twin_id& parent) {
+  auto& rec = st.rec;
+  if (rec.parent == parent)
+    return;
+  if (!rec.parent.empty()) {
+    st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), rec.id});
+    st.cold().detach_from = rec.parent;
+  }
+  if (!parent.empty())
+    st.cold().pending.index_adds.push_back({index_kind::by_parent, parent.str(), rec.id});
+  rec.parent = parent;
+}
+
+/// Asks `parent` to take the twin as a child of `type` with `values` (`health` if it
+/// exists); the request waits in `pending` until it answers (`on_attached`).
+void ask_parent(twin_actor* self, const twin_id& parent, const twin_type& type,
+                const value_map& values, pending_move pending) {
+  auto& st = self->state;
+  child_state cs;
+  cs.id = st.rec.id;
+  cs.type = type.name();
+  for (const auto& [k, v] : values)
+    if (v.is_number() || v.is_bool())
+      cs.values.emplace(k, v);
+  if (st.exists)
+    cs.health = health_of(st.rec);
+  caf::actor me = self->as_actor();
+  attach_request ar;
+  ar.state = std::move(cs);
+  ar.kind = type.kind();
+  ar.done = [me](caf::error err) {
+    caf::anon_send(me, twin_signal(signal_kind::attached, 0, false, std::move(err)));
+  };
+  st.cold().waiting_put = std::move(pending);
+  st.host->rt->route(parent, std::move(ar));
+}
+
+} // namespace
+
 void finish_put(twin_actor* self, put_request& req, bool created) {
   auto& st = self->state;
   auto& rec = st.rec;
@@ -109,15 +164,7 @@ void finish_put(twin_actor* self, put_request& req, bool created) {
   const auto& type = *st.host->types.find(req.type);
   rec.set_type(type);
   rec.kind = type.kind();
-  if (rec.parent != req.parent) {
-    if (!rec.parent.empty()) {
-      st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.rec.id});
-      st.cold().detach_from = rec.parent;
-    }
-    if (!req.parent.empty())
-      st.cold().pending.index_adds.push_back({index_kind::by_parent, req.parent.str(), st.rec.id});
-    rec.parent = req.parent;
-  }
+  set_parent(st, req.parent);
   // Replace reported state, keeping what the runtime computes.
   rec.erase_uncomputed();
   const auto* source = intern_source(req.source);
@@ -182,24 +229,9 @@ void on_put(twin_actor* self, put_request& req) {
     return;
   }
   // Ask the new parent first: it checks the kinds and records the child.
-  child_state cs;
-  cs.id = st.rec.id;
-  cs.type = req.type;
-  for (const auto& [k, v] : req.properties)
-    if (v.is_number() || v.is_bool())
-      cs.values.emplace(k, v);
-  if (st.exists)
-    cs.health = health_of(st.rec);
-  caf::actor me = self->as_actor();
-  attach_request ar;
-  ar.state = std::move(cs);
-  ar.kind = type->kind();
-  ar.done = [me](caf::error err) {
-    caf::anon_send(me, twin_signal(signal_kind::attached, 0, false, std::move(err)));
-  };
   auto parent = req.parent;
-  st.cold().waiting_put = pending_put{std::move(req), created};
-  st.host->rt->route(parent, std::move(ar));
+  auto values = req.properties;
+  ask_parent(self, parent, *type, values, pending_move{std::move(req), created});
 }
 
 void run_deferred(twin_actor* self) {
@@ -223,21 +255,29 @@ void on_attached(twin_actor* self, caf::error err) {
   auto& st = self->state;
   if (!st.waiting())
     return;
-  auto pp = std::move(*st.cold_->waiting_put);
+  auto pending = std::move(*st.cold_->waiting_put);
   st.cold_->waiting_put.reset();
+  auto refuse = [&](caf::error e) {
+    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
+    std::visit([&](auto& r) { r.done(std::move(e)); }, pending.req);
+  };
   if (err) {
     if (error_code(err) == runtime_errc::not_found)
       err = make_error(runtime_errc::invalid_parent,
-                       "parent " + pp.req.parent.str() + " does not exist");
-    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
-    pp.req.done(std::move(err));
-  } else if (auto conflict = check_version(st, pp.req.if_version)) {
-    // The twin changed while the put waited: undo the parent's side, refuse the put.
-    st.host->rt->route(pp.req.parent, detach_notice{st.rec.id});
-    st.host->stats.rejected.fetch_add(1, std::memory_order_relaxed);
-    pp.req.done(std::move(conflict));
+                       "parent " + pending.parent().str() + " does not exist");
+    refuse(std::move(err));
+  } else if (auto conflict = std::visit([&](auto& r) { return check_version(st, r.if_version); },
+                                        pending.req)) {
+    // The twin changed while the request waited: undo the parent's side, refuse it.
+    st.host->rt->route(pending.parent(), detach_notice{st.rec.id});
+    refuse(std::move(conflict));
+  } else if (auto* put = std::get_if<put_request>(&pending.req)) {
+    finish_put(self, *put, pending.created && !st.exists);
+  } else if (!st.exists) {  // deleted while the patch waited
+    st.host->rt->route(pending.parent(), detach_notice{st.rec.id});
+    std::get<patch_request>(pending.req).done(not_found(st.rec.id));
   } else {
-    finish_put(self, pp.req, pp.created && !st.exists);
+    finish_patch(self, std::get<patch_request>(pending.req));
   }
   run_deferred(self);
 }
@@ -252,10 +292,33 @@ void on_patch(twin_actor* self, patch_request& req) {
     return req.done(not_found(st.rec.id));
   if (auto err = check_version(st, req.if_version))
     return reject(std::move(err));
-  if (auto err = st.rec.type()->check_reported(req.properties))
+  const auto& type = *st.rec.type();
+  if (auto err = type.check_reported(req.properties))
     return reject(std::move(err));
-  if (auto err = st.rec.type()->check_desired(req.desired))
+  if (auto err = type.check_desired(req.desired))
     return reject(std::move(err));
+  if (req.relationships) {
+    if (auto err = type.check_relationships(*req.relationships))
+      return reject(std::move(err));
+    for (const auto& r : *req.relationships)
+      if (r.name.empty() || r.target.empty())
+        return reject(make_error(runtime_errc::invalid_argument,
+                                 "a relationship needs a name and a target twin id"));
+  }
+  if (req.parent && *req.parent == st.rec.id)
+    return reject(make_error(runtime_errc::invalid_parent, "a twin cannot be its own parent"));
+  if (!req.parent || req.parent->empty() || *req.parent == st.rec.parent)
+    return finish_patch(self, req);
+  // Ask the new parent first, with the values the twin will have.
+  auto values = child_state_of(st.rec).values;
+  for (const auto& [k, v] : req.properties)
+    values.insert_or_assign(k, v);
+  auto parent = *req.parent;
+  ask_parent(self, parent, type, values, pending_move{std::move(req), false});
+}
+
+void finish_patch(twin_actor* self, patch_request& req) {
+  auto& st = self->state;
   auto now = now_ms();
   bool changed = apply_values(st, req.properties, now, req.source, ordering::by_version, now);
   bool desired_changed = false;
@@ -271,8 +334,18 @@ void on_patch(twin_actor* self, patch_request& req) {
       desired_changed = true;
     }
   }
+  bool links_changed = false;
+  if (req.parent && *req.parent != st.rec.parent) {
+    set_parent(st, *req.parent);
+    st.notify_parent = !req.parent->empty();
+    links_changed = true;
+  }
+  if (req.relationships && !same_relationships(st.rec.relationships(), *req.relationships)) {
+    st.rec.mutable_relationships() = std::move(*req.relationships);
+    links_changed = true;
+  }
   st.rec.trim();
-  if (!changed && !desired_changed)
+  if (!changed && !desired_changed && !links_changed)
     return answer_when_durable(self, std::move(req.done));
   if (changed)
     after_reported_change(self, &req.properties);
@@ -288,6 +361,13 @@ void on_remove(twin_actor* self, remove_request& req) {
   if (auto err = check_version(st, req.if_version))
     return req.done(std::move(err));
   auto& rec = st.rec;
+  if (req.refuse_with_children && !rec.children().empty())
+    return req.done(make_error(
+      runtime_errc::conflict,
+      "twin " + rec.id.str() + " has " + std::to_string(rec.children().size())
+        + " children (" + rec.children().front().id.str()
+        + (rec.children().size() > 1 ? ", ..." : "")
+        + "): delete with ?detach=true to make them roots, or ?cascade=true to delete them"));
   st.cold().pending.index_removes.push_back({index_kind::by_type, rec.type()->name(), st.rec.id});
   if (!rec.parent.empty()) {
     st.cold().pending.index_removes.push_back({index_kind::by_parent, rec.parent.str(), st.rec.id});
@@ -438,7 +518,7 @@ void handle(twin_actor* self, twin_request& req) {
     fail_request(req, st.load_error);
     return;
   }
-  // While a put waits for the parent, later client requests wait behind it (their order
+  // While a put or patch waits for the parent, later client requests wait behind it (their order
   // is kept); messages between twins go on, or an ancestor walk through here would stall.
   bool from_client = std::holds_alternative<ingest_request>(req)
                      || std::holds_alternative<put_request>(req)

@@ -231,7 +231,7 @@ TEST_F(change_streams_test, a_relay_that_falls_behind_tells_its_watcher_whose_st
 TEST(change_streams, a_watched_member_that_goes_away_makes_the_streams_lag) {
   link_log log;
   auto watcher = make_streams(log, "b");
-  auto sub = watcher.feed().subscribe(event_filter{"k", "", ""}, 16, 1 << 20);
+  auto sub = watcher.feed().subscribe(event_filter{"k", "", "", false, ""}, 16, 1 << 20);
   watcher.watch({"a", "c"}, 1s);
   {
     std::lock_guard<std::mutex> guard{log.mtx};

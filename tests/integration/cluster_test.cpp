@@ -81,6 +81,19 @@ TEST_F(cluster_test, twins_made_through_one_member_are_served_and_composed_by_al
     EXPECT_EQ(item["id"].get<std::string>().rfind("f:line-1", 0), 0u) << item["id"];
   EXPECT_EQ(prefixed["items"].size(), 11u);  // f:line-1 and f:line-10 to f:line-19
   EXPECT_TRUE(json::parse(at(0).call("GET", "/v1/twins?namespace=g").body)["items"].empty());
+  // Relationships and parents change through any member, and are found through all.
+  auto related = at(0).call(
+    "PATCH", "/v1/twins/f:plant",
+    json{{"relationships", {{{"name", "contains"}, {"target", "f:line-3"}}}}}.dump(),
+    {{"Content-Type", "application/merge-patch+json"}});
+  ASSERT_EQ(related.status, 200u) << related.body;
+  for (size_t n : {0, 1, 2}) {
+    auto found = json::parse(at(n).call("GET", "/v1/twins?related=contains:f:line-3").body);
+    ASSERT_EQ(found["items"].size(), 1u) << "through member " << n << ": " << found;
+    EXPECT_EQ(found["items"][0]["id"], "f:plant");
+  }
+  auto pointed = at(2).call("DELETE", "/v1/twins/f:line-3");
+  EXPECT_EQ(pointed.status, 409u) << pointed.body;
   // History comes from each twin's owner, through any member.
   for (int i = 0; i < lines; ++i) {
     auto path = "/v1/twins/f:line-" + std::to_string(i) + "/history?property=max_temperature";

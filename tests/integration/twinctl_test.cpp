@@ -149,6 +149,59 @@ TEST_F(twinctl_test, puts_patches_reports_shows_and_deletes_a_twin) {
   EXPECT_EQ(twinctl({"get", "t:g1"}).code, 3);
 }
 
+TEST_F(twinctl_test, moves_relates_lists_finds_and_deletes_linked_twins) {
+  for (auto id : {"t:g1", "t:g2", "t:g3"})
+    ASSERT_EQ(twinctl({"put", id, "--type", "gauge", "--properties", R"({"level": 5})"}).code, 0);
+  auto moved = twinctl({"patch", "t:g2", "--parent", "t:g1"});
+  ASSERT_EQ(moved.code, 0) << moved.err;
+  EXPECT_EQ(moved.out, "updated t:g2, version 2\n");
+  auto related = twinctl({"relate", "t:g3", "feeds", "t:g1"});
+  ASSERT_EQ(related.code, 0) << related.err;
+  EXPECT_EQ(related.out, "related t:g3 feeds -> t:g1, version 2\n");
+  EXPECT_EQ(twinctl({"relate", "t:g3", "feeds", "t:g1"}).out, "t:g3 already has feeds -> t:g1\n");
+  auto missing = twinctl({"relate", "t:g3", "feeds", "t:nothing"});
+  EXPECT_EQ(missing.code, 5);
+  EXPECT_NE(missing.err.find("its target t:nothing does not exist"), std::string::npos)
+    << missing.err;
+
+  auto shown = twinctl({"get", "t:g3"});
+  EXPECT_NE(shown.out.find("relationships:\n  feeds -> t:g1\n"), std::string::npos) << shown.out;
+  auto parent = twinctl({"get", "t:g2"});
+  EXPECT_NE(parent.out.find("parent t:g1"), std::string::npos) << parent.out;
+  EXPECT_NE(parent.out.find("5"), std::string::npos) << "a move keeps the values: " << parent.out;
+  auto incoming = twinctl({"relationships", "t:g1", "--incoming"});
+  ASSERT_EQ(incoming.code, 0) << incoming.err;
+  EXPECT_NE(incoming.out.find("t:g3    feeds         t:g1"), std::string::npos) << incoming.out;
+  auto found = twinctl({"--json", "query", "--related", "feeds:t:g1"});
+  ASSERT_EQ(found.code, 0) << found.err;
+  auto items = json::parse(found.out)["items"];
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0]["id"], "t:g3");
+
+  auto refused = twinctl({"delete", "t:g1"});
+  EXPECT_EQ(refused.code, 4);
+  EXPECT_NE(refused.err.find("1 twin(s) point at t:g1 (t:g3 by 'feeds')"), std::string::npos)
+    << refused.err;
+  auto unrelated = twinctl({"unrelate", "t:g3", "feeds", "t:g1"});
+  ASSERT_EQ(unrelated.code, 0) << unrelated.err;
+  EXPECT_EQ(unrelated.out, "unrelated t:g3 feeds -> t:g1, version 3\n");
+  auto parent_of = twinctl({"delete", "t:g1"});
+  EXPECT_EQ(parent_of.code, 4);
+  EXPECT_NE(parent_of.err.find("has 1 children (t:g2)"), std::string::npos) << parent_of.err;
+  EXPECT_EQ(twinctl({"relate", "t:g3", "feeds", "t:g1"}).code, 0);
+  auto detached = twinctl({"delete", "t:g1", "--detach"});
+  ASSERT_EQ(detached.code, 0) << detached.err;
+  EXPECT_EQ(twinctl({"--json", "relationships", "t:g3"}).out,
+            "{\n  \"relationships\": [],\n  \"twin\": \"t:g3\"\n}\n");
+  EXPECT_EQ(json::parse(twinctl({"--json", "get", "t:g2"}).out)["parent"], nullptr);
+
+  ASSERT_EQ(twinctl({"patch", "t:g3", "--parent", "t:g2"}).code, 0);
+  auto root = twinctl({"delete", "t:g2", "--cascade"});
+  ASSERT_EQ(root.code, 0) << root.err;
+  EXPECT_EQ(twinctl({"get", "t:g3"}).code, 3);
+  EXPECT_EQ(twinctl({"delete", "t:g1", "--detach", "--cascade"}).code, 1);
+}
+
 TEST_F(twinctl_test, exit_codes_say_what_went_wrong) {
   ASSERT_EQ(twinctl({"put", "t:g1", "--type", "gauge"}).code, 0);
   auto missing = twinctl({"get", "t:nobody"});

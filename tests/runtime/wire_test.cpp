@@ -53,6 +53,42 @@ TEST(wire, a_put_crosses_with_every_field_and_its_answer_comes_back) {
   EXPECT_TRUE((*got)->created);
 }
 
+TEST(wire, a_patch_carries_its_parent_and_relationships_only_when_it_sets_them) {
+  patch_request moves;
+  moves.parent = twin_id{};  // none: the twin becomes a root
+  moves.relationships = std::vector<relationship>{{"feeds", id("f:m2")}};
+  moves.done = [](caf::expected<uint64_t>) {};
+  cross(id("f:m1"), std::move(moves), [](const twin_id&, twin_request req) {
+    auto& q = std::get<patch_request>(req);
+    ASSERT_TRUE(q.parent);
+    EXPECT_TRUE(q.parent->empty());
+    ASSERT_TRUE(q.relationships);
+    ASSERT_EQ(q.relationships->size(), 1u);
+    EXPECT_EQ((*q.relationships)[0].name, "feeds");
+    EXPECT_EQ((*q.relationships)[0].target, id("f:m2"));
+    q.done(uint64_t{2});
+  });
+  patch_request keeps;
+  keeps.properties = {{"load", value{0.5}}};
+  keeps.done = [](caf::expected<uint64_t>) {};
+  cross(id("f:m1"), std::move(keeps), [](const twin_id&, twin_request req) {
+    auto& q = std::get<patch_request>(req);
+    EXPECT_FALSE(q.parent);
+    EXPECT_FALSE(q.relationships);
+    q.done(uint64_t{3});
+  });
+  for (bool refuse : {true, false}) {
+    remove_request r;
+    r.refuse_with_children = refuse;
+    r.done = [](caf::expected<uint64_t>) {};
+    cross(id("f:m1"), std::move(r), [refuse](const twin_id&, twin_request req) {
+      auto& q = std::get<remove_request>(req);
+      EXPECT_EQ(q.refuse_with_children, refuse);
+      q.done(uint64_t{4});
+    });
+  }
+}
+
 TEST(wire, errors_come_back_with_their_code_and_message) {
   patch_request p;
   p.properties = {{"temperature", value{}}};  // null deletes

@@ -1,8 +1,8 @@
 #pragma once
 
 // The twin type that the integration tests load from a model file: a gauge with a level
-// reported by its device (0 to 100, its history kept), a label, a writable target and
-// the command reset; and a twind serving it.
+// reported by its device (0 to 100, its history kept), a label, a writable target, the
+// command reset and a relationship `feeds` to another gauge; and a twind serving it.
 
 #include <filesystem>
 #include <fstream>
@@ -25,7 +25,8 @@ inline const char* gauge_model = R"({
     {"@type": "Telemetry", "name": "level", "schema": "double", "minimum": 0, "maximum": 100},
     {"@type": "Property", "name": "label", "schema": "string"},
     {"@type": "Property", "name": "target", "schema": "double", "writable": true},
-    {"@type": "Command", "name": "reset"}
+    {"@type": "Command", "name": "reset"},
+    {"@type": "Relationship", "name": "feeds", "target": "dtmi:test:gauge;1"}
   ],
   "twin": {"kind": "component", "history": ["level"]}
 })";

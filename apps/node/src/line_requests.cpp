@@ -116,6 +116,17 @@ void line_requests::finish(job* j, const std::string& text, bool ok) {
     start(next);
 }
 
+namespace {
+
+/// Adds the targets of `rels` to `keys`: a relationship waits for its target's earlier lines.
+void add_targets(std::vector<std::string>& keys, const std::vector<relationship>& rels) {
+  for (const auto& r : rels)
+    if (std::find(keys.begin(), keys.end(), r.target.str()) == keys.end())
+      keys.push_back(r.target.str());
+}
+
+} // namespace
+
 caf::expected<line_requests::job> line_requests::parse(const std::string& line, uint64_t seq) {
   if (line.size() > max_line)
     return bad("request line longer than 1 MiB");
@@ -180,9 +191,7 @@ caf::expected<line_requests::job> line_requests::parse(const std::string& line, 
     auto rels = relationships_field(doc);
     if (!rels)
       return rels.error();
-    for (const auto& r : *rels)  // a relationship waits for its target's earlier lines
-      if (std::find(j.keys.begin(), j.keys.end(), r.target.str()) == j.keys.end())
-        j.keys.push_back(r.target.str());
+    add_targets(j.keys, *rels);
     req.properties = std::move(state->properties);
     req.desired = std::move(state->desired);
     req.relationships = std::move(*rels);
@@ -206,6 +215,22 @@ caf::expected<line_requests::job> line_requests::parse(const std::string& line, 
       return state.error();
     req.properties = std::move(state->properties);
     req.desired = std::move(state->desired);
+    if (auto p = doc.find("parent"); p != doc.end()) {  // null: none
+      auto parent = p->is_null() ? caf::expected<twin_id>{twin_id{}}
+                                 : twin_id::parse(p->is_string() ? p->get<std::string>() : "");
+      if (!parent)
+        return parent.error();
+      if (!parent->empty() && parent->str() != id->str())
+        j.keys.push_back(parent->str());
+      req.parent = std::move(*parent);
+    }
+    if (doc.contains("relationships")) {
+      auto rels = relationships_field(doc);
+      if (!rels)
+        return rels.error();
+      add_targets(j.keys, *rels);
+      req.relationships = std::move(*rels);
+    }
     req.if_version = if_version;
     req.source = "stdin";
     j.send = [&rt, target, seq, req = std::move(req)](reply_fn reply) mutable {

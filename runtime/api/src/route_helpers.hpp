@@ -100,11 +100,34 @@ caf::error no_such_twin(const twin_id& id, bool history = false);
 
 void get_twin(router& rt, const twin_id& id, respond_fn respond);
 
-void put_twin(router& rt, const twin_id& id, const request& req, respond_fn respond);
+/// PUT: the twin as the body gives it, all of it.
+void put_twin(const route_context& ctx, const twin_id& id, const request& req,
+              respond_fn respond);
 
-void patch_twin(router& rt, const twin_id& id, const request& req, respond_fn respond);
+/// PATCH: a merge patch of `properties`, `desired`, `parent` (null: none) and
+/// `relationships` (a list replaces the twin's; null: none).
+void patch_twin(const route_context& ctx, const twin_id& id, const request& req,
+                respond_fn respond);
 
-void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn respond);
+// -- relationships (routes_relationships.cpp) --------------------------------------------
+
+/// Calls `then` once each target of `rels`, the relationships of twin `id` of type `type`
+/// (empty: the type twin `id` has), exists and has the type its relationship names (off
+/// the I/O threads); answers the refusal otherwise.
+void with_targets_checked(const route_context& ctx, const twin_id& id, std::string type,
+                          std::vector<relationship> rels, respond_fn respond,
+                          std::function<void(respond_fn)> then);
+
+/// GET /v1/twins/{id}/relationships: the twin's relationships (`name=`: of one name), or
+/// with `incoming=true` the relationships of other twins to it, a page at a time.
+void get_relationships(const route_context& ctx, const twin_id& id, const request& req,
+                       respond_fn respond);
+
+/// DELETE /v1/twins/{id}: refused (409) while the twin has children or twins point at it,
+/// unless `detach=true` (its children become roots, the relationships to it are removed)
+/// or `cascade=true` (its descendants are deleted too, and the relationships to any).
+void delete_twin(const route_context& ctx, const twin_id& id, const request& req,
+                 respond_fn respond);
 
 /// POST /v1/telemetry: items `{"twin": id, "ts": ms?, "values": {...}}`. Each item is
 /// routed on its own; the answer (202) comes once every accepted item is durable, with a

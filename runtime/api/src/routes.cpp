@@ -112,6 +112,8 @@ const char* route_of(std::string_view target) {
       return "/v1/twins/{id}/history";
     if (sub == "/anomalies")
       return "/v1/twins/{id}/anomalies";
+    if (sub == "/relationships")
+      return "/v1/twins/{id}/relationships";
     if (sub.substr(0, commands.size()) == commands && sub.size() > commands.size())
       return "/v1/twins/{id}/commands/{name}";
   }
@@ -200,6 +202,16 @@ void serve_twin(const route_context& ctx, std::string_view route, std::string_vi
       return respond(error_of(no_such_twin(*id, true)));
     return get_anomalies(ctx, *id, req, std::move(respond));
   }
+  if (route == "/v1/twins/{id}/relationships") {
+    if (req.method != "GET")
+      return respond(method_not_allowed("GET"));
+    auto id = id_in_path(path, path.rfind("/relationships"));
+    if (!id)
+      return respond(error_of(id.error()));
+    if (!visible(req, *id))
+      return respond(error_of(no_such_twin(*id)));
+    return get_relationships(ctx, *id, req, std::move(respond));
+  }
   if (route == "/v1/twins/{id}/commands/{name}") {
     if (req.method != "POST")
       return respond(method_not_allowed("POST"));
@@ -223,20 +235,20 @@ void serve_twin(const route_context& ctx, std::string_view route, std::string_vi
     if (req.method == "GET")
       return get_twin(rt, *id, std::move(respond));
     if (req.method == "DELETE")
-      return delete_twin(rt, *id, req, std::move(respond));
+      return delete_twin(ctx, *id, req, std::move(respond));
     if (req.method != "PUT" && req.method != "PATCH")
       return respond(method_not_allowed("GET, PUT, PATCH, DELETE"));
     if (req.method == "PUT") {
       if (!has_media_type(req, {"application/json"}))
         return respond(error_response(415, "unsupported_media_type",
                                       "PUT takes Content-Type: application/json"));
-      return put_twin(rt, *id, req, std::move(respond));
+      return put_twin(ctx, *id, req, std::move(respond));
     }
     if (!has_media_type(req, {"application/merge-patch+json", "application/json"}))
       return respond(error_response(
         415, "unsupported_media_type",
         "PATCH takes Content-Type: application/merge-patch+json or application/json"));
-    return patch_twin(rt, *id, req, std::move(respond));
+    return patch_twin(ctx, *id, req, std::move(respond));
   }
   respond(error_response(404, "not_found", "no route " + std::string{path}));
 }

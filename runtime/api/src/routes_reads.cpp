@@ -51,8 +51,8 @@ void answer_blocking(const route_context& ctx, respond_fn respond,
 
 namespace {
 
-/// Checks `q` against the node's types: its type is one (and is given by its name), and
-/// every property its condition reads is declared by a type it selects, or is one of the
+/// Checks `q` against the node's types: its type is one (and is given by its name), its
+/// relationship is declared, and every property its condition reads is declared by a type it selects, or is one of the
 /// twin's own fields. `invalid_argument` naming the nearest name otherwise.
 caf::error check_query(const type_registry& types, twin_query& q) {
   type_ptr named;
@@ -61,6 +61,16 @@ caf::error check_query(const type_registry& types, twin_query& q) {
     if (!named)
       return bad("unknown twin type '" + q.type + "'" + suggestion(q.type, types.names()));
     q.type = named->name();
+  }
+  if (q.related && !q.related->name.empty()) {
+    std::vector<std::string> declared;
+    for (const auto& t : named ? std::vector<type_ptr>{named} : types.types())
+      for (const auto& r : t->relationships())
+        declared.push_back(r.name);
+    if (std::find(declared.begin(), declared.end(), q.related->name) == declared.end())
+      return bad("related: no " + (named ? "type '" + q.type + "'" : std::string{"type"})
+                 + " declares a relationship '" + q.related->name + "'"
+                 + suggestion(q.related->name, declared, 0));
   }
   if (!q.where)
     return {};
@@ -120,6 +130,16 @@ caf::expected<twin_query> query_of(const route_context& ctx, const request& req,
       if (!id)
         return id.error();
       q.parent = std::move(*id);
+    } else if (key == "related") {
+      // NAME:TARGET, or *:TARGET for any name (a name has no ':', an id has one).
+      auto colon = text.find(':');
+      auto target = colon == std::string::npos ? caf::expected<twin_id>{bad("")}
+                                               : twin_id::parse(text.substr(colon + 1));
+      if (colon == 0 || !target)
+        return bad("related must be NAME:TARGET (a relationship's name, or *, and a twin id), "
+                   "not '" + text + "'");
+      auto name = text.substr(0, colon);
+      q.related = twin_query::relation{name == "*" ? std::string{} : name, std::move(*target)};
     } else if (key == "where") {
       auto e = expression::parse(text);
       if (!e)
@@ -150,8 +170,8 @@ caf::expected<twin_query> query_of(const route_context& ctx, const request& req,
 void query_twins(const route_context& ctx, const request& req, respond_fn respond) {
   if (!ctx.be.query)
     return respond(error_response(501, "not_implemented", "this node serves no queries"));
-  auto q = query_of(ctx, req, {"type", "kind", "parent", "namespace", "prefix", "where",
-                               "limit", "cursor"});
+  auto q = query_of(ctx, req, {"type", "kind", "parent", "namespace", "prefix", "related",
+                               "where", "limit", "cursor"});
   if (!q)
     return respond(error_of(q.error()));
   answer_blocking(ctx, std::move(respond), [&be = ctx.be, q = std::move(*q)] {

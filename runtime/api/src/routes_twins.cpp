@@ -25,7 +25,26 @@ void get_twin(router& rt, const twin_id& id, respond_fn respond) {
            }});
 }
 
-void put_twin(router& rt, const twin_id& id, const request& req, respond_fn respond) {
+namespace {
+
+/// The `parent` of a body: a twin id the request's token sees, or null (none: an empty id).
+caf::expected<twin_id> parent_field(const request& req, const json& p) {
+  if (p.is_null())
+    return twin_id{};
+  if (!p.is_string())
+    return bad("\"parent\" must be a twin id or null");
+  auto parent = twin_id::parse(p.get<std::string>());
+  if (!parent)
+    return parent.error();
+  if (!visible(req, *parent))  // as a parent that does not exist
+    return make_error(runtime_errc::invalid_parent, "parent " + parent->str() + " does not exist");
+  return parent;
+}
+
+} // namespace
+
+void put_twin(const route_context& ctx, const twin_id& id, const request& req,
+              respond_fn respond) {
   auto doc = object_body(req, {"type", "parent", "properties", "desired", "relationships"});
   if (!doc)
     return respond(error_of(doc.error()));
@@ -34,15 +53,10 @@ void put_twin(router& rt, const twin_id& id, const request& req, respond_fn resp
   if (type == doc->end() || !type->is_string() || type->get<std::string>().empty())
     return respond(error_of(bad("\"type\" is required: the name of a twin type")));
   put.type = type->get<std::string>();
-  if (auto p = doc->find("parent"); p != doc->end() && !p->is_null()) {
-    if (!p->is_string())
-      return respond(error_of(bad("\"parent\" must be a twin id or null")));
-    auto parent = twin_id::parse(p->get<std::string>());
+  if (auto p = doc->find("parent"); p != doc->end()) {
+    auto parent = parent_field(req, *p);
     if (!parent)
       return respond(error_of(parent.error()));
-    if (!visible(req, *parent))  // as a parent that does not exist
-      return respond(error_of(make_error(runtime_errc::invalid_parent,
-                                         "parent " + parent->str() + " does not exist")));
     put.parent = std::move(*parent);
   }
   auto state = state_fields(*doc);
@@ -76,22 +90,29 @@ void put_twin(router& rt, const twin_id& id, const request& req, respond_fn resp
   } else {
     put.if_version = pre->version;
   }
-  put.done = [respond = std::move(respond), conditional,
-              path = "/v1/twins/" + id.str()](caf::expected<put_result> r) {
-    if (!r)
-      return respond(error_of(r.error(), conditional));
-    auto res = json_response(r->created ? 201 : 200,
-                             {{"version", r->version}, {"created", r->created}});
-    res.headers.emplace_back("ETag", etag(r->version));
-    if (r->created)
-      res.headers.emplace_back("Location", path);
-    respond(std::move(res));
-  };
-  rt.route(id, std::move(put));
+  auto checked = put.relationships;
+  auto type_name = put.type;  // not `put.type`: `put` moves into the last argument
+  with_targets_checked(
+    ctx, id, std::move(type_name), std::move(checked), std::move(respond),
+    [&rt = *ctx.be.rt, id, conditional, put = std::move(put)](respond_fn respond) mutable {
+      put.done = [respond = std::move(respond), conditional,
+                  path = "/v1/twins/" + id.str()](caf::expected<put_result> r) {
+        if (!r)
+          return respond(error_of(r.error(), conditional));
+        auto res = json_response(r->created ? 201 : 200,
+                                 {{"version", r->version}, {"created", r->created}});
+        res.headers.emplace_back("ETag", etag(r->version));
+        if (r->created)
+          res.headers.emplace_back("Location", path);
+        respond(std::move(res));
+      };
+      rt.route(id, std::move(put));
+    });
 }
 
-void patch_twin(router& rt, const twin_id& id, const request& req, respond_fn respond) {
-  auto doc = object_body(req, {"properties", "desired"});
+void patch_twin(const route_context& ctx, const twin_id& id, const request& req,
+                respond_fn respond) {
+  auto doc = object_body(req, {"properties", "desired", "parent", "relationships"});
   if (!doc)
     return respond(error_of(doc.error()));
   patch_request patch;
@@ -100,33 +121,39 @@ void patch_twin(router& rt, const twin_id& id, const request& req, respond_fn re
     return respond(error_of(state.error()));
   patch.properties = std::move(state->properties);
   patch.desired = std::move(state->desired);
+  if (auto p = doc->find("parent"); p != doc->end()) {
+    auto parent = parent_field(req, *p);
+    if (!parent)
+      return respond(error_of(parent.error()));
+    patch.parent = std::move(*parent);
+  }
+  if (doc->contains("relationships")) {
+    auto rels = relationships_field(*doc);
+    if (!rels)
+      return respond(error_of(rels.error()));
+    for (const auto& r : *rels)
+      if (!visible(req, r.target))
+        return respond(error_of(no_such_twin(r.target)));
+    patch.relationships = std::move(*rels);
+  }
   auto pre = if_match(req);
   if (!pre)
     return respond(error_of(pre.error()));
   patch.if_version = pre->version;
-  patch.done = [respond = std::move(respond), conditional = pre->given](caf::expected<uint64_t> v) {
-    if (!v)
-      return respond(error_of(v.error(), conditional));
-    auto res = json_response(200, {{"version", *v}});
-    res.headers.emplace_back("ETag", etag(*v));
-    respond(std::move(res));
-  };
-  rt.route(id, std::move(patch));
-}
-
-void delete_twin(router& rt, const twin_id& id, const request& req, respond_fn respond) {
-  auto pre = if_match(req);
-  if (!pre)
-    return respond(error_of(pre.error()));
-  remove_request remove;
-  remove.if_version = pre->version;
-  remove.done = [respond = std::move(respond),
-                 conditional = pre->given](caf::expected<uint64_t> v) {
-    if (!v)
-      return respond(error_of(v.error(), conditional));
-    respond(response{204, {}, {}, {}, nullptr});
-  };
-  rt.route(id, std::move(remove));
+  auto rels = patch.relationships.value_or(std::vector<relationship>{});
+  with_targets_checked(
+    ctx, id, {}, std::move(rels), std::move(respond),
+    [&rt = *ctx.be.rt, id, conditional = pre->given,
+     patch = std::move(patch)](respond_fn respond) mutable {
+      patch.done = [respond = std::move(respond), conditional](caf::expected<uint64_t> v) {
+        if (!v)
+          return respond(error_of(v.error(), conditional));
+        auto res = json_response(200, {{"version", *v}});
+        res.headers.emplace_back("ETag", etag(*v));
+        respond(std::move(res));
+      };
+      rt.route(id, std::move(patch));
+    });
 }
 
 void post_telemetry(const route_context& ctx, const request& req, respond_fn respond) {

@@ -61,6 +61,8 @@ json type_json(const twin_type& t) {
       j["maxMultiplicity"] = *r.max;
     if (!r.description.empty())
       j["description"] = r.description;
+    if (r.external)
+      j["externalTargets"] = true;
     rels.push_back(std::move(j));
   }
   auto& commands = out["commands"] = json::array();

@@ -63,6 +63,11 @@ struct put_request {
 struct patch_request {
   value_map properties;
   value_map desired;
+  /// Set: the twin's new parent, which must accept it as a put's parent does; an empty id:
+  /// no parent (the twin becomes a root). Not set: the parent stays.
+  std::optional<twin_id> parent;
+  /// Set: all of the twin's relationships from now on (a merge patch replaces a list).
+  std::optional<std::vector<relationship>> relationships;
   std::optional<uint64_t> if_version;
   std::string source = "api";
   version_fn done;
@@ -75,11 +80,13 @@ struct get_request {
   std::function<void(caf::expected<twin_record>)> done;
 };
 
-/// Deletes the twin; its children are detached, not deleted.
+/// Deletes the twin; its children are detached (they become roots), not deleted, unless
+/// `refuse_with_children` refuses (`conflict`) while it has any.
 struct remove_request {
   std::optional<uint64_t> if_version;
   version_fn done;
   std::chrono::steady_clock::time_point received{};  ///< as in ingest_request
+  bool refuse_with_children = false;
 };
 
 /// A command to the device behind the twin (and the type's command handler).

@@ -57,6 +57,9 @@ struct relationship_spec {
   std::optional<uint32_t> max;
   bool writable = true;
   std::string description;
+  /// Its targets may be ids of no twin of the runtime: they are not checked (the model's
+  /// `externalTargets`).
+  bool external = false;
 };
 
 enum class aggregate_fn : uint8_t { sum, avg, min, max, count, any, all, worst };

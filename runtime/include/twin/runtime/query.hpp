@@ -19,9 +19,16 @@ namespace twin::runtime {
 
 /// A query over the stored twins. The filters combine with "and". Candidates come from a
 /// secondary index: the parent's children if `parent` is set, else the twins of `type`,
-/// else the twins of every type of `kind`; only a query without any of the three scans
-/// every twin. `where` is then evaluated on each candidate's properties.
+/// else the twins of every type of `kind`, else (with `related`) the twins of every type
+/// that declares the relationship; only a query without any of these scans every twin.
+/// `where` is then evaluated on each candidate's properties.
 struct twin_query {
+  /// A relationship to one twin: named `name` (empty: any name) to `target`.
+  struct relation {
+    std::string name;
+    twin_id target;
+  };
+
   std::string type;                ///< a type's name; empty: any
   std::optional<twin_kind> kind;
   std::optional<twin_id> parent;
@@ -29,6 +36,8 @@ struct twin_query {
   std::string prefix;              ///< only twins whose id starts so; empty: any
   /// Only twins with an active alert of at least this severity; none: any twin.
   std::optional<severity> alerting;
+  /// Only twins with this relationship: the twins that point at a twin.
+  std::optional<relation> related;
   /// Over the twin's properties and its own fields: `id`, `namespace`, `type`, `kind` and
   /// `parent` (strings), which a property of the same name hides.
   std::optional<expression> where;
