@@ -1,7 +1,9 @@
 #include "twins.hpp"
 
 #include <algorithm>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "events.hpp"
 #include "output.hpp"
@@ -156,6 +158,13 @@ void twin_commands::add_reading_commands(CLI::App& app) {
 void twin_commands::add_cluster_commands(CLI::App& app) {
   types_ = app.add_subcommand("types", "The twin types, or what one declares");
   types_->add_option("type", type_, "The type: its name or its DTMI");
+  auto* model = app.add_subcommand("model", "Twin types added or upgraded while nodes run");
+  model->require_subcommand(1);
+  model_put_ = model->add_subcommand(
+    "put", "Add or upgrade the types of a DTDL model file (one Interface or an array)");
+  model_put_->add_option("file", model_file_, "The model file")->required()->check(CLI::ExistingFile);
+  model_put_->add_option("--type", type_,
+                         "The type it is for (default: the file's last Interface)");
   cluster_ = app.add_subcommand("cluster", "The cluster");
   cluster_->require_subcommand(1);
   status_ = cluster_->add_subcommand("status", "Members, their state and their shards");
@@ -183,7 +192,7 @@ void twin_commands::add_cluster_commands(CLI::App& app) {
 
 bool twin_commands::parsed() const {
   for (auto* cmd : {get_, put_, patch_, del_, telemetry_, command_cmd_, query_, alerts_,
-                    history_, anomalies_, events_, types_, cluster_, rul_})
+                    history_, anomalies_, events_, types_, model_put_, cluster_, rul_})
     if (cmd->parsed())
       return true;
   return false;
@@ -288,6 +297,8 @@ bool twin_commands::request(call& out) const {
                                  {"limit", limit_text(limit_)}});
   } else if (types_->parsed()) {
     out.target = "/v1/types" + (type_.empty() ? "" : "/" + percent_encode(type_));
+  } else if (model_put_->parsed()) {
+    return model_request(out);
   } else if (status_->parsed()) {
     out.target = "/v1/cluster";
   } else if (drain_->parsed()) {
@@ -310,6 +321,27 @@ bool twin_commands::request(call& out) const {
       out.body = doc.dump();
     }
   }
+  return true;
+}
+
+bool twin_commands::model_request(call& out) const {
+  std::ifstream in{model_file_};
+  std::stringstream text;
+  text << in.rdbuf();
+  auto doc = json::parse(text.str(), nullptr, false);
+  auto type = type_;
+  if (type.empty()) {  // the last Interface's DTMI
+    const auto& last = doc.is_array() && !doc.empty() ? doc.back() : doc;
+    if (last.is_object() && last.contains("@id") && last["@id"].is_string())
+      type = last["@id"].get<std::string>();
+  }
+  if (type.empty()) {
+    std::cerr << "twinctl: " << model_file_ << " has no Interface with an @id: give --type\n";
+    return false;
+  }
+  out.method = http::verb::put;
+  out.target = "/v1/types/" + percent_encode(type);
+  out.body = text.str();  // the node checks it, and says where it is wrong
   return true;
 }
 
@@ -408,6 +440,10 @@ void twin_commands::print(const reply& r, const json& item) const {
     std::cout << "removed the RUL model of " << rul_type_ << '\n';
   } else if (rul_->parsed()) {
     print_rul_model(r.body);
+  } else if (model_put_->parsed()) {
+    for (const char* what : {"added", "upgraded", "unchanged"})
+      for (const auto& name : r.body.value(what, json::array()))
+        std::cout << what << ' ' << name.get<std::string>() << '\n';
   } else if (types_->parsed()) {
     if (type_.empty())
       print_types(r.body);

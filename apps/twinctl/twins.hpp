@@ -1,7 +1,8 @@
 #pragma once
 
 // The twinctl commands over twins, types and the cluster: get, put, patch, delete,
-// telemetry send, command, query, alerts, history, anomalies, events, types, cluster, rul.
+// telemetry send, command, query, alerts, history, anomalies, events, types, model put,
+// cluster, rul.
 
 #include <string>
 #include <vector>
@@ -40,6 +41,8 @@ private:
   /// stderr) when an argument is wrong.
   bool request(call& out) const;
   bool twin_request(call& out) const;
+  /// `model put`: the file's text, for the type the file's last Interface is (or --type).
+  bool model_request(call& out) const;
   /// Prints a successful answer `r` of the command given.
   void print(const reply& r, const json& item) const;
   /// The result of the one item of a telemetry batch; false (said on stderr) if it
@@ -47,7 +50,7 @@ private:
   bool item_result(const reply& r, bool as_json, json& item, int& code) const;
 
   std::string id_, type_, parent_, properties_, desired_, if_match_, values_;
-  std::string relationships_, related_;
+  std::string relationships_, related_, model_file_;
   bool root_ = false;
   bool detach_ = false;
   bool cascade_ = false;
@@ -80,6 +83,7 @@ private:
   CLI::App* rul_show_ = nullptr;
   CLI::App* rul_delete_ = nullptr;
   CLI::App* types_ = nullptr;
+  CLI::App* model_put_ = nullptr;
   CLI::App* alerts_ = nullptr;
   std::string severity_;
 };

@@ -140,6 +140,11 @@ caf::expected<std::vector<twin_id>> tracking_store::list(runtime::index_kind ind
   return inner_.list(index, key, after, limit);
 }
 
+caf::expected<std::vector<std::string>> tracking_store::index_keys(runtime::index_kind index,
+                                                                  size_t limit) {
+  return inner_.index_keys(index, limit);
+}
+
 caf::expected<std::vector<twin_id>> tracking_store::scan_ids(const twin_id& after, size_t limit) {
   return inner_.scan_ids(after, limit);
 }

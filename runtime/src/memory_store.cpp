@@ -67,6 +67,18 @@ public:
     return out;
   }
 
+  caf::expected<std::vector<std::string>> index_keys(index_kind kind, size_t limit) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    std::vector<std::string> out;
+    for (const auto& [key, id] : index(kind))
+      if (out.empty() || out.back() != key)
+        out.push_back(key);
+    if (out.size() > limit)
+      return make_error(runtime_errc::invalid_argument,
+                        "more than " + std::to_string(limit) + " index keys");
+    return out;
+  }
+
   caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) override {
     std::lock_guard<std::mutex> guard{mtx_};
     std::vector<twin_id> out;

@@ -238,6 +238,11 @@ type_builder& type_builder::display_name(std::string text) {
   return *this;
 }
 
+type_builder& type_builder::stand_in() {
+  type_.stand_in_ = true;
+  return *this;
+}
+
 type_builder& type_builder::schema(schema_ptr s) {
   if (auto* p = last_property("schema"))
     p->schema = std::move(s);

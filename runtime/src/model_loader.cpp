@@ -4,10 +4,7 @@
 // dynamics, and the properties whose history is kept. See docs/models.md.
 
 #include <algorithm>
-#include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "dtdl.hpp"
 #include "twin/runtime/errc.hpp"
@@ -394,8 +391,13 @@ class batch {
 public:
   /// `strict`: a name that is neither in `docs` nor in `known` is an error; otherwise it
   /// stays as written (for `type_registry::check_links` to check once every type is in).
-  batch(const std::vector<document>& docs, const type_registry& known, bool strict = true)
+  batch(const std::vector<document>& docs, const type_registry& known, bool strict = true,
+        const std::vector<document>& library = {})
     : known_(known), strict_(strict) {
+    // The library's interfaces may be extended and named, and are not built; its named
+    // schemas yield to the batch's own.
+    for (const auto& d : library)
+      dtdl::read_document(d.doc, d.origin, library_, lib_.schemas);
     for (const auto& d : docs)
       try {
         dtdl::read_document(d.doc, d.origin, interfaces_, lib_.schemas);
@@ -413,6 +415,8 @@ public:
              + "' (" + version.first->second->origin + ") and '" + i.id.text() + "' ("
              + i.origin + "): keep one");
     }
+    for (const auto& i : library_)
+      lib_.interfaces.emplace(i.id.text(), &i);
     name_types();
   }
 
@@ -480,7 +484,9 @@ private:
       auto ext = i.doc.find("twin");
       auto given = ext != i.doc.end() && ext->is_object() ? optional_string(*ext, "name") : "";
       auto name = !given.empty() ? given : i.id.short_name();
-      if (given.empty() && (uses[name] > 1 || known_.find(name)))
+      if (auto same = known_.find(i.id.path); same && given.empty())
+        name = same->name();  // a new version of a known model: an upgrade keeps the name
+      else if (given.empty() && (uses[name] > 1 || known_.find(name)))
         name = i.id.path;
       names_[i.id.path] = name;
     }
@@ -489,6 +495,7 @@ private:
   const type_registry& known_;
   bool strict_;
   std::vector<dtdl::interface> interfaces_;
+  std::vector<dtdl::interface> library_;
   dtdl::library lib_;
   std::map<std::string, const dtdl::interface*> paths_;  ///< by DTMI without version
   std::map<std::string, std::string> names_;             ///< type names, by DTMI path
@@ -508,13 +515,17 @@ document read_text(std::string_view text, const std::string& origin) {
 
 } // namespace
 
-caf::expected<std::vector<type_ptr>> parse_models(
-  const std::vector<std::pair<std::string, std::string>>& texts, const type_registry& known) {
+caf::expected<std::vector<type_ptr>>
+parse_models(const std::vector<std::pair<std::string, std::string>>& texts,
+             const type_registry& known) {
   try {
     std::vector<document> docs;
     for (const auto& [origin, text] : texts)
       docs.push_back(read_text(text, origin));
-    batch b{docs, known};
+    std::vector<document> library;
+    for (const auto& [origin, text] : known.sources())
+      library.push_back(read_text(text, origin));
+    batch b{docs, known, true, library};
     return b.build();
   } catch (const model_error& e) {
     return model_failure(e.why);
@@ -541,53 +552,6 @@ caf::expected<type_ptr> parse_model(std::string_view text, const std::string& or
   if (!t)
     return model_failure(origin + ": " + error_message(t.error()));
   return t;
-}
-
-caf::expected<type_ptr> load_model_file(const std::string& path) {
-  std::ifstream in{path};
-  if (!in)
-    return model_failure("cannot read model file " + path);
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return parse_model(buf.str(), path);
-}
-
-caf::expected<size_t> load_models(const std::string& path, type_registry& registry) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  std::vector<fs::path> files;
-  auto status = fs::status(path, ec);
-  if (fs::is_regular_file(status))
-    files.push_back(path);
-  else if (!fs::exists(status))
-    return model_failure("model path " + path + " does not exist");
-  else if (!fs::is_directory(status))
-    return model_failure("model path " + path + " is neither a directory nor a file");
-  else
-    for (const auto& e : fs::recursive_directory_iterator{path, ec})
-      if (e.is_regular_file() && e.path().extension() == ".json")
-        files.push_back(e.path());
-  if (ec)
-    return model_failure("cannot list " + path + ": " + ec.message());
-  std::sort(files.begin(), files.end());
-  std::vector<std::pair<std::string, std::string>> texts;
-  for (const auto& f : files) {
-    std::ifstream in{f};
-    std::stringstream buf;
-    buf << in.rdbuf();
-    if (!in)
-      return model_failure("cannot read model file " + f.string());
-    texts.emplace_back(f.string(), buf.str());
-  }
-  auto types = parse_models(texts, registry);
-  if (!types)
-    return types.error();
-  for (const auto& t : *types)
-    if (auto err = registry.add(t))
-      return err;
-  if (auto err = registry.check_links())
-    return err;
-  return types->size();
 }
 
 } // namespace twin::runtime

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 #include <queue>
+#include <set>
 #include <shared_mutex>
 
 #include <rocksdb/db.h>
@@ -146,6 +147,29 @@ public:
   list(index_kind kind, const std::string& key, const twin_id& after, size_t limit) override {
     std::shared_lock<std::shared_mutex> open{db_mtx_};
     return merged_ids(index(kind), key + '\0', after, limit);
+  }
+
+  caf::expected<std::vector<std::string>> index_keys(index_kind kind, size_t limit) override {
+    std::shared_lock<std::shared_mutex> open{db_mtx_};
+    // Each shard's keys of one index key are one range: one seek past each range.
+    std::set<std::string> keys;
+    std::unique_ptr<rocksdb::Iterator> it{db_.db->NewIterator(rocksdb::ReadOptions{}, index(kind))};
+    for (it->SeekToFirst(); it->Valid();) {
+      auto k = it->key().ToStringView();
+      auto nul = k.find('\0', rocks::shard_prefix_size);
+      if (nul == std::string_view::npos)
+        return make_error(runtime_errc::store_corrupt, "an index key without its id");
+      keys.emplace(k.substr(rocks::shard_prefix_size, nul - rocks::shard_prefix_size));
+      if (keys.size() > limit)
+        return make_error(runtime_errc::invalid_argument,
+                          "more than " + std::to_string(limit) + " index keys");
+      std::string next{k.substr(0, nul)};
+      next += '\1';
+      it->Seek(next);
+    }
+    if (!it->status().ok())
+      return to_error(it->status(), "index read failed");
+    return std::vector<std::string>{keys.begin(), keys.end()};
   }
 
   caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) override {

@@ -88,6 +88,17 @@ caf::expected<std::vector<std::string>> rul_catalog::load() {
   return skipped;
 }
 
+caf::error rul_catalog::reinstall(const std::string& type) {
+  std::lock_guard<std::mutex> guard{mu_};
+  auto t = types_.find(type);
+  if (!t || !t->learns_rul())
+    return {};
+  auto bytes = store_->get(type);
+  if (!bytes)
+    return bytes.error();
+  return *bytes ? apply(type, **bytes) : caf::error{};
+}
+
 caf::error rul_catalog::store_next(rul_model& m) {
   auto before = store_->get(m.type);
   if (!before)

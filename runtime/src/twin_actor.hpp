@@ -103,6 +103,7 @@ struct twin_state {
   bool passivation_requested = false;
   bool loaded = false;          ///< the record was read (on the first message)
   bool reloading = false;       ///< a write failed: waiting to read the store's state again
+  uint64_t type_generation = 0; ///< of the registry when the twin last took its type
   live_record rec;
   host_counts pending_counts;
   std::unique_ptr<twin_cold> cold_;
@@ -416,9 +417,20 @@ void on_command(twin_actor* self, command_request& req);
 
 void handle(twin_actor* self, twin_request& req);
 
+// -- the twin's type (twin_types.cpp) ----------------------------------------------
+
 /// Loads the record from the store (on activation, and after a failed write, so that
-/// memory matches the store again).
+/// memory matches the store again), with its type, or the stand-in of a type no model
+/// defines.
 void load(twin_actor* self);
+
+/// Takes the twin's type again if the registry changed since it last did: an upgraded
+/// type, or the type of a model loaded since (for a twin that had only its stand-in).
+void refresh_type(twin_state& st);
+
+/// Whether `req` would change a twin whose type no model defines (it may only be read and
+/// deleted); if so, it is refused.
+bool refused_without_type(twin_state& st, twin_request& req);
 
 // -- between parents and children (twin_links.cpp) --------------------------------
 

@@ -205,6 +205,7 @@ void on_put(twin_actor* self, put_request& req) {
     return reject(make_error(runtime_errc::unknown_type,
                              "unknown twin type '" + req.type + "'"
                                + suggestion(req.type, st.host->types.names())));
+  req.type = type->name();  // as indexes and records know it (not its DTMI)
   if (auto err = check_version(st, req.if_version))
     return reject(std::move(err));
   if (st.exists && st.rec.type()->name() != req.type)
@@ -378,7 +379,8 @@ void on_remove(twin_actor* self, remove_request& req) {
   for (const auto& a : rec.alerts())
     count_alert(st.pending_counts, a.level, -1);
   st.pending_counts.twins -= 1;
-  if (!rec.type()->history_properties().empty() || !rec.type()->anomalies().empty())
+  if (!rec.type()->history_properties().empty() || !rec.type()->anomalies().empty()
+      || rec.type()->stand_in())  // its type's history is not known
     st.cold().pending.history_deletes.push_back(st.rec.id);
   st.delete_pending = true;
   st.forget_samples();
@@ -518,6 +520,9 @@ void handle(twin_actor* self, twin_request& req) {
     fail_request(req, st.load_error);
     return;
   }
+  refresh_type(st);
+  if (refused_without_type(st, req))
+    return;
   // While a put or patch waits for the parent, later client requests wait behind it (their order
   // is kept); messages between twins go on, or an ancestor walk through here would stall.
   bool from_client = std::holds_alternative<ingest_request>(req)
@@ -559,38 +564,6 @@ void handle(twin_actor* self, twin_request& req) {
         on_child_query(self, r);
     },
     req);
-}
-
-void load(twin_actor* self) {
-  auto& st = self->state;
-  st.exists = false;
-  live_record none;
-  none.id = std::move(st.rec.id);
-  st.rec = std::move(none);
-  st.forget_samples();
-  auto bytes = st.host->store.get(st.rec.id);
-  if (!bytes) {
-    st.load_error = bytes.error();
-    return;
-  }
-  if (!*bytes)
-    return;
-  auto rec = decode_record(**bytes);
-  if (!rec) {
-    st.load_error = rec.error();
-    return;
-  }
-  auto type = st.host->types.find(rec->type);
-  if (!type) {
-    st.load_error = make_error(runtime_errc::unknown_type,
-                               "twin " + st.rec.id.str() + " has type '" + rec->type
-                                 + "', which no loaded model defines");
-    return;
-  }
-  st.rec = live_record{std::move(*rec), *type};
-  compute_derived(st.rec);  // the type's formulas may have changed since it was stored
-  st.exists = true;
-  query_children(self);
 }
 
 } // namespace twin::runtime::twin_detail

@@ -132,6 +132,9 @@ public:
                                            const twin_id& after, size_t limit) override {
     return inner_->list(index, key, after, limit);
   }
+  caf::expected<std::vector<std::string>> index_keys(index_kind index, size_t limit) override {
+    return inner_->index_keys(index, limit);
+  }
   caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) override {
     return inner_->scan_ids(after, limit);
   }

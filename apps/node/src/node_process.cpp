@@ -27,6 +27,7 @@
 #include "twin/runtime/host.hpp"
 #include "twin/runtime/metrics.hpp"
 #include "twin/runtime/probe.hpp"
+#include "twin/runtime/model_catalog.hpp"
 #include "twin/runtime/rul_catalog.hpp"
 #include "twin/runtime/scheduler.hpp"
 #include "twin/runtime/version.hpp"
@@ -137,6 +138,7 @@ struct node_process::state {
   change_feed feed;
   std::unique_ptr<cluster::node> member;
   std::unique_ptr<rul_catalog> rul_models;
+  std::unique_ptr<model_catalog> models;
   std::unique_ptr<api::token_registry> tokens;
   std::unique_ptr<api::audit_log> audit;
   metrics::registry probes;  // each module's probe, read when /metrics is asked for
@@ -166,7 +168,15 @@ std::vector<api::readiness_check> node_process::state::readiness(const options& 
   auto failure = store->write_failure();
   checks.push_back({"store", failure.empty(),
                     failure.empty() ? "open at " + o.data_dir : "takes no writes: " + failure});
-  checks.push_back({"models", true, std::to_string(types) + " twin types"});
+  auto missing = models ? models->missing() : std::vector<std::string>{};
+  std::string without;
+  for (const auto& name : missing)
+    without += (without.empty() ? "'" : ", '") + name + "'";
+  checks.push_back({"models", missing.empty(),
+                    missing.empty() ? std::to_string(types) + " twin types"
+                                    : "twins have types no model defines (" + without
+                                        + "): load their models (PUT /v1/types/{type}) or "
+                                          "delete the twins"});
   if (member) {
     auto [ok, detail] = member->ready();
     checks.push_back({"cluster", ok, detail});
@@ -348,6 +358,23 @@ caf::error node_process::open_shared_state() {
     return prefixed("cannot read the RUL models", skipped.error());
   for (const auto& why : *skipped)
     spdlog::warn("the stored RUL model of type {} is not installed", why);
+  // The types added and upgraded while nodes run: in the node's store, or shared.
+  s_->models = std::make_unique<model_catalog>(
+    shared("models/"), types_, *s_->store, [](const std::string& why) { spdlog::warn("{}", why); },
+    [this](const twin_type& t) {
+      spdlog::info("twin type {} ({}) installed", t.name(), t.dtmi());
+      if (auto err = s_->rul_models->reinstall(t.name()))
+        spdlog::warn("the RUL model of type {} is not installed: {}", t.name(),
+                     error_message(err));
+    });
+  auto unloaded = s_->models->load();
+  if (!unloaded)
+    return prefixed("cannot read the stored models", unloaded.error());
+  for (const auto& why : *unloaded)
+    spdlog::warn("a stored model is not installed: {}", why);
+  for (const auto& name : s_->models->missing())
+    spdlog::warn("twins have type '{}', which no model defines: they can be read and deleted "
+                 "only; load its model (PUT /v1/types/{}) or delete them", name, name);
   // The API's tokens: in the node's store, or shared by the members.
   auto tokens = open_tokens(o_, shared("tokens/"));
   if (!tokens)
@@ -360,6 +387,7 @@ caf::error node_process::open_shared_state() {
   s_->runtime_probe = std::make_unique<probe>(*s_->twins, *s_->store);
   s_->node_probe = std::make_unique<lone_node_probe>(s_->ready);
   s_->probes.add(s_->runtime_probe.get());
+  s_->probes.add(s_->models.get());
   s_->probes.add(member ? &member->probe() : s_->node_probe.get());
   return {};
 }
@@ -408,6 +436,7 @@ caf::error node_process::start_api() {
   }
   be.types = &types_;
   be.rul = s_->rul_models.get();
+  be.models = s_->models.get();
   be.tokens = s_->tokens.get();
   be.audit = s_->audit.get();
   s_->http = std::make_unique<api::http_server>(std::move(be), api_options(o_, node_id_));

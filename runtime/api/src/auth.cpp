@@ -88,7 +88,7 @@ permission permission_of(std::string_view route, const request& req) {
     return permission::control;
   if (route == "/v1/telemetry")
     return permission::telemetry;
-  if (route == "/v1/types/{type}/rul")
+  if (route == "/v1/types/{type}/rul" || route == "/v1/types/{type}")
     return m == "GET" ? permission::read : permission::admin;
   if (route == "/v1/cluster/members/{node}/drain" || route == "/v1/tokens"
       || route == "/v1/tokens/{id}" || route == "/v1/audit")

@@ -98,7 +98,8 @@ caf::error no_such_twin(const twin_id& id, bool history = false);
 
 // -- one twin and telemetry (routes_twins.cpp) ----------------------------------------
 
-void get_twin(router& rt, const twin_id& id, respond_fn respond);
+/// GET: the twin, with `"type_missing": true` if no model of the node defines its type.
+void get_twin(const route_context& ctx, const twin_id& id, respond_fn respond);
 
 /// PUT: the twin as the body gives it, all of it.
 void put_twin(const route_context& ctx, const twin_id& id, const request& req,

@@ -233,7 +233,7 @@ void serve_twin(const route_context& ctx, std::string_view route, std::string_vi
     if (!visible(req, *id))
       return respond(error_of(no_such_twin(*id), !req.if_match.empty()));
     if (req.method == "GET")
-      return get_twin(rt, *id, std::move(respond));
+      return get_twin(ctx, *id, std::move(respond));
     if (req.method == "DELETE")
       return delete_twin(ctx, *id, req, std::move(respond));
     if (req.method != "PUT" && req.method != "PATCH")

@@ -18,6 +18,7 @@ unsigned status_of(runtime_errc code) {
   switch (code) {
     case runtime_errc::invalid_id:
     case runtime_errc::invalid_argument:
+    case runtime_errc::invalid_model:
       return 400;
     case runtime_errc::not_found:
       return 404;

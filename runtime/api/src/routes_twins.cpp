@@ -14,12 +14,15 @@
 
 namespace twin::api::route_detail {
 
-void get_twin(router& rt, const twin_id& id, respond_fn respond) {
-  rt.route(id, get_request{[respond = std::move(respond)](caf::expected<twin_record> r) {
+void get_twin(const route_context& ctx, const twin_id& id, respond_fn respond) {
+  ctx.be.rt->route(id, get_request{[types = ctx.be.types, respond = std::move(respond)](
+                                     caf::expected<twin_record> r) {
              if (!r)
                return respond(error_of(r.error()));
              response res;
              res.text = to_json_text(*r);  // on the twin's thread, spreading the work
+             if (types != nullptr && !types->find(r->type))  // it can be read and deleted
+               res.text.insert(1, R"("type_missing":true,)");
              res.headers.emplace_back("ETag", etag(r->version));
              respond(std::move(res));
            }});

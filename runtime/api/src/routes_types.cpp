@@ -1,6 +1,7 @@
 // GET /v1/types and /v1/types/{type}: the node's twin types as their models declare them.
 
 #include "route_helpers.hpp"
+#include "twin/runtime/model_catalog.hpp"
 #include "twin/runtime/json.hpp"
 #include "twin/runtime/model.hpp"
 #include "twin/runtime/suggest.hpp"
@@ -96,26 +97,60 @@ json type_json(const twin_type& t) {
 
 } // namespace
 
+namespace {
+
+/// PUT /v1/types/{name}: the body is the type's model (one Interface or an array).
+void put_type(const route_context& ctx, const std::string& name, const request& req,
+              respond_fn respond) {
+  if (ctx.be.models == nullptr)
+    return respond(error_response(501, "not_implemented",
+                                  "this node takes no types at run time"));
+  if (!has_media_type(req, {"application/json"}))
+    return respond(error_response(415, "unsupported_media_type",
+                                  "PUT takes Content-Type: application/json"));
+  answer_blocking(ctx, std::move(respond), [&ctx, name, text = req.body] {
+    auto done = ctx.be.models->put(name, text);
+    if (!done)
+      return error_of(done.error());
+    auto type = ctx.be.types->find(name);
+    bool added = std::find(done->added.begin(), done->added.end(), type->name())
+                 != done->added.end();
+    return json_response(added ? 201 : 200, {{"name", type->name()},
+                                             {"dtmi", type->dtmi()},
+                                             {"added", done->added},
+                                             {"upgraded", done->upgraded},
+                                             {"unchanged", done->unchanged}});
+  });
+}
+
+} // namespace
+
 void handle_types(const route_context& ctx, std::string_view path, const request& req,
                   respond_fn respond) {
-  if (req.method != "GET")
-    return respond(method_not_allowed("GET"));
+  auto target = path.substr(0, path.find('?'));
+  bool one = target != "/v1/types";
+  if (req.method != "GET" && !(one && req.method == "PUT"))
+    return respond(method_not_allowed(one ? "GET, PUT" : "GET"));
   const auto* types = ctx.be.types;
   if (types == nullptr)
     return respond(error_response(501, "not_implemented", "this node serves no twin types"));
-  auto target = path.substr(0, path.find('?'));
-  if (target == "/v1/types") {
+  if (!one) {
     auto p = query_params(req.target, {});
     if (!p)
       return respond(error_of(p.error()));
     json items = json::array();
     for (const auto& t : types->types())
       items.push_back(summary_json(*t));
-    return respond(json_response(200, {{"items", items}}));
+    json doc{{"items", items}};
+    if (ctx.be.models)
+      doc["missing"] = ctx.be.models->missing();
+    return respond(json_response(200, std::move(doc)));
   }
   auto name = percent_decode(target.substr(10));  // after /v1/types/
   if (!name)
     return respond(error_of(name.error()));
+  if (req.method == "PUT")
+    return put_type(ctx, *name, req, std::move(respond));
   auto type = types->find(*name);
   if (!type)
     return respond(error_response(404, "unknown_type",

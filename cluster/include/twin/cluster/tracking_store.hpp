@@ -49,6 +49,8 @@ public:
                                                     const std::string& key,
                                                     const runtime::twin_id& after,
                                                     size_t limit) override;
+  caf::expected<std::vector<std::string>> index_keys(runtime::index_kind index,
+                                                     size_t limit) override;
   caf::expected<std::vector<runtime::twin_id>> scan_ids(const runtime::twin_id& after,
                                                         size_t limit) override;
   caf::expected<std::vector<runtime::history_sample>>

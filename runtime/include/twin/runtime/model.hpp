@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -199,6 +200,9 @@ public:
   const std::vector<std::string>& extends() const { return extends_; }
   const std::string& display_name() const { return display_name_; }
   twin_kind kind() const { return kind_; }
+  /// Whether it only stands in for a type no model of the node defines, for the twins
+  /// that have it (see `type_registry::stand_in`): it declares nothing.
+  bool stand_in() const { return stand_in_; }
   const std::string& description() const { return description_; }
   /// Declared properties plus the computed ones (aggregates and `health`).
   const std::vector<property_spec>& properties() const { return properties_; }
@@ -278,6 +282,7 @@ private:
   std::vector<int> history_;
   type_handlers handlers_;
   int rul_position_ = -1;
+  bool stand_in_ = false;
   /// The type's RUL model, read and set atomically, and its generation.
   struct rul_slot {
     std::shared_ptr<const rul_model> model;
@@ -316,6 +321,8 @@ public:
   /// The model's DTMI with its version, and those of the interfaces it extends.
   type_builder& dtmi(std::string id, std::vector<std::string> extends = {});
   type_builder& display_name(std::string text);
+  /// The type stands in for one no model defines (see `type_registry::stand_in`).
+  type_builder& stand_in();
   type_builder& property(std::string name, property_type type);
   /// What the last property's values may be beyond its type (see `property_spec::schema`).
   type_builder& schema(schema_ptr s);
@@ -412,23 +419,52 @@ private:
 
 /// The known twin types of a node. A type is found by its name, by its DTMI (with or
 /// without the version), or by the last segment of its DTMI when only one type has it.
-/// Filled at start-up, then read-only: `add` is not thread-safe, `find` may be called from
-/// any thread after start-up.
+/// Thread-safe: types are added and upgraded while twins and queries read them.
 class type_registry {
 public:
+  type_registry() = default;
+  /// Takes `other`'s types (while nothing else uses `other`).
+  type_registry(type_registry&& other) noexcept;
+
   /// Adds `type`; returns `invalid_model` if a type of that name or DTMI exists.
   caf::error add(type_ptr type);
+  /// Upgrades the type of `type`'s name to `type`: a model of the same DTMI with a higher
+  /// version (or, for a type made in C++, none), of the same kind. `invalid_model` saying
+  /// why otherwise. The type it replaces stays valid as long as the registry (twins may
+  /// still hold it): each twin takes the new one at its next message (`generation`).
+  caf::error replace(type_ptr type);
+  /// Whether `replace(type)` would take it: `invalid_model` saying why not.
+  caf::error can_replace(const twin_type& type) const;
   /// Returns the type, nullptr if there is none.
   type_ptr find(std::string_view name) const;
+  /// The stand-in of type `name`, which no model defines, for the twins that have it (one
+  /// per name, valid as long as the registry).
+  const twin_type& stand_in(const std::string& name) const;
   std::vector<std::string> names() const;
   /// Every type, by name.
   std::vector<type_ptr> types() const;
-  size_t size() const { return types_.size(); }
+  size_t size() const;
+  /// Rises with each type added or upgraded.
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   /// Checks that what the types name of other types (the child types of aggregates and
   /// command effects, the targets of relationships) are types here, by their names.
   caf::error check_links() const;
+  /// Keeps the model document `text` that types here came from (named `origin`: the
+  /// document of the same origin before it goes), for models loaded later to extend.
+  void add_source(std::string origin, std::string text);
+  /// The documents kept, by origin.
+  std::vector<std::pair<std::string, std::string>> sources() const;
 
 private:
+  type_ptr find_locked(std::string_view name) const;
+  caf::error check_replace_locked(const twin_type& type) const;
+  void index_locked(const type_ptr& type);
+
+  mutable std::shared_mutex mu_;
+  std::atomic<uint64_t> generation_{0};
+  std::vector<type_ptr> replaced_;  ///< kept: twins may still hold them
+  mutable std::map<std::string, type_ptr, std::less<>> stand_ins_;
+  std::map<std::string, std::string> sources_;  ///< model documents, by origin
   std::map<std::string, type_ptr, std::less<>> types_;
   std::map<std::string, type_ptr, std::less<>> by_dtmi_;  ///< without the version
   std::map<std::string, std::vector<type_ptr>, std::less<>> by_short_name_;
@@ -440,7 +476,8 @@ private:
 caf::expected<type_ptr> parse_model(std::string_view text, const std::string& origin);
 
 /// The types of model documents (each `{origin, text}`: one Interface or an array of them),
-/// which may extend one another and name one another and the types of `known`. Each
+/// which may extend one another and name one another and the types of `known`, and extend
+/// the interfaces of `known`'s sources (which are not built again). Each
 /// type's name is its "twin" extension's "name", else the last segment of its DTMI, unless
 /// another model or a known type has that name: then its DTMI without the version.
 caf::expected<std::vector<type_ptr>>

@@ -44,6 +44,10 @@ public:
   /// now, and installs it. `conflict` if another node stored one meanwhile.
   caf::expected<std::shared_ptr<const rul_model>> install(rul_model m);
 
+  /// Installs the stored model of `type` again: on a new version of the type (upgraded
+  /// while the node runs). Nothing if the type learns no RUL or has no model.
+  caf::error reinstall(const std::string& type);
+
   /// Removes the model of `type`; false if it had none.
   caf::expected<bool> remove(const std::string& type);
 

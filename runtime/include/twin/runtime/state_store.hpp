@@ -131,6 +131,10 @@ public:
   virtual caf::expected<std::vector<twin_id>>
   list(index_kind index, const std::string& key, const twin_id& after, size_t limit) = 0;
 
+  /// The keys of `index` that hold any twin (the types twins have, the parents they
+  /// have), ascending, each once; `invalid_argument` if there are more than `limit`.
+  virtual caf::expected<std::vector<std::string>> index_keys(index_kind index, size_t limit) = 0;
+
   /// Returns up to `limit` twin ids, ascending, strictly after `after`.
   virtual caf::expected<std::vector<twin_id>> scan_ids(const twin_id& after, size_t limit) = 0;
 

@@ -18,6 +18,7 @@
 
 namespace twin::runtime {
 class change_feed;
+class model_catalog;
 class rul_catalog;
 }
 
@@ -59,6 +60,9 @@ struct backend {
   std::function<caf::error(const std::string& node)> drain;
   /// The node's twin types, for what-if scenarios (with `rt` and `query`); none: 501.
   const runtime::type_registry* types = nullptr;
+  /// The types added and upgraded at run time (PUT /v1/types/{type}), and those twins
+  /// have that no model defines; none: PUT answers 501.
+  runtime::model_catalog* models = nullptr;
   /// The node's RUL models (/v1/types/{type}/rul, with `types`, `query` and `history`);
   /// none: 501.
   runtime::rul_catalog* rul = nullptr;
