@@ -94,6 +94,22 @@ TEST_F(cluster_test, twins_made_through_one_member_are_served_and_composed_by_al
   }
   auto pointed = at(2).call("DELETE", "/v1/twins/f:line-3");
   EXPECT_EQ(pointed.status, 409u) << pointed.body;
+  // A type uploaded through one member is every member's, for twins on any of them.
+  auto uploaded = at(0).call("PUT", "/v1/types/conveyor", R"({"@context": "dtmi:dtdl:context;3",
+    "@id": "dtmi:factory:conveyor;1", "@type": "Interface",
+    "contents": [{"@type": "Telemetry", "name": "speed", "schema": "double"}],
+    "twin": {"kind": "asset"}})", json_type);
+  ASSERT_EQ(uploaded.status, 201u) << uploaded.body;
+  for (size_t n : {1, 2})
+    EXPECT_TRUE(eventually([&] { return at(n).call("GET", "/v1/types/conveyor").status == 200; }))
+      << "member " << n;
+  for (int i = 0; i < 6; ++i) {  // over the members' shards
+    auto made = at(static_cast<size_t>(i % 3))
+                  .call("PUT", "/v1/twins/f:conveyor-" + std::to_string(i),
+                        json{{"type", "conveyor"}, {"properties", {{"speed", 1.5}}}}.dump(),
+                        json_type);
+    EXPECT_EQ(made.status, 201u) << made.body;
+  }
   // History comes from each twin's owner, through any member.
   for (int i = 0; i < lines; ++i) {
     auto path = "/v1/twins/f:line-" + std::to_string(i) + "/history?property=max_temperature";
