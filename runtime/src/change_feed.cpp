@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cinttypes>
+#include <cstdio>
+#include <random>
 #include <set>
 
 namespace twin::runtime {
@@ -75,11 +78,18 @@ change_feed::subscription::subscription(std::vector<event_filter> filters, size_
     capacity_(std::max<size_t>(capacity, 1)),
     max_bytes_(std::max<size_t>(max_bytes, 1)) {}
 
-std::vector<change_feed::event_ptr> change_feed::subscription::take() {
+std::vector<change_feed::numbered> change_feed::subscription::take_numbered() {
   std::lock_guard<std::mutex> guard{mtx_};
   notified_ = false;
   queued_bytes_ = 0;
   return std::exchange(queue_, {});
+}
+
+std::vector<change_feed::event_ptr> change_feed::subscription::take() {
+  std::vector<event_ptr> out;
+  for (auto& n : take_numbered())
+    out.push_back(std::move(n.ev));
+  return out;
 }
 
 bool change_feed::subscription::lagged() const {
@@ -119,16 +129,21 @@ bool change_feed::subscription::admits(const twin_id& id, std::string_view type)
                      [&](const event_filter& f) { return f.matches(id, type); });
 }
 
-std::function<void()> change_feed::subscription::offer(const event_ptr& ev, size_t bytes) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  if (lagged_ || !admits(ev->id, ev->type))
-    return nullptr;
+bool change_feed::subscription::queue(const numbered& ev, size_t bytes) {
   if (queue_.size() >= capacity_ || (!queue_.empty() && queued_bytes_ + bytes > max_bytes_)) {
     lagged_ = true;
-  } else {
-    queue_.push_back(ev);
-    queued_bytes_ += bytes;
+    return false;
   }
+  queue_.push_back(ev);
+  queued_bytes_ += bytes;
+  return true;
+}
+
+std::function<void()> change_feed::subscription::offer(const numbered& ev, size_t bytes) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (lagged_ || !admits(ev.ev->id, ev.ev->type))
+    return nullptr;
+  queue(ev, bytes);
   if (notified_)
     return nullptr;
   notified_ = true;
@@ -141,10 +156,54 @@ std::shared_ptr<change_feed::subscription> change_feed::subscribe(event_filter f
   return subscribe_any({std::move(filter)}, capacity, max_bytes);
 }
 
-std::shared_ptr<change_feed::subscription>
-change_feed::subscribe_any(std::vector<event_filter> filters, size_t capacity, size_t max_bytes) {
-  auto sub = std::make_shared<subscription>(std::move(filters), capacity, max_bytes);
+namespace {
+
+/// A random text that names one feed's life.
+std::string random_incarnation() {
+  std::random_device rd;
+  std::uniform_int_distribution<uint64_t> any;
+  char text[17];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(any(rd)));
+  return text;
+}
+
+} // namespace
+
+change_feed::change_feed() : incarnation_(random_incarnation()) {}
+
+std::string change_feed::event_id(uint64_t seq) const {
+  return incarnation_ + "." + std::to_string(seq);
+}
+
+
+void change_feed::retain(size_t events, size_t bytes) {
   std::lock_guard<std::mutex> guard{mtx_};
+  keep_events_ = events;
+  keep_bytes_ = bytes;
+}
+
+std::shared_ptr<change_feed::subscription>
+change_feed::subscribe_any(std::vector<event_filter> filters, size_t capacity, size_t max_bytes,
+                           const std::string& after) {
+  auto sub = std::make_shared<subscription>(std::move(filters), capacity, max_bytes);
+  sub->incarnation_ = incarnation_;
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (!after.empty()) {
+    // Resumes if this feed has every event after `after`: those kept, then what comes.
+    auto dot = after.rfind('.');
+    uint64_t last = 0;
+    bool ours = dot != std::string::npos && after.compare(0, dot, incarnation_) == 0
+                && std::sscanf(after.c_str() + dot + 1, "%" SCNu64, &last) == 1 && last <= seq_;
+    uint64_t first_kept = kept_.empty() ? seq_ + 1 : kept_.front().first.seq;
+    if (!ours || last + 1 < first_kept) {
+      sub->reset_ = true;
+    } else {
+      std::lock_guard<std::mutex> sub_guard{sub->mtx_};
+      for (const auto& [ev, bytes] : kept_)
+        if (ev.seq > last && sub->admits(ev.ev->id, ev.ev->type) && !sub->queue(ev, bytes))
+          break;
+    }
+  }
   subs_.push_back(sub);
   each([](const std::shared_ptr<subscription>&) {});
   return sub;
@@ -186,7 +245,7 @@ void change_feed::lag_all() {
 }
 
 bool change_feed::wants(const twin_id& id, std::string_view type) {
-  bool wanted = false;
+  bool wanted = keep_events_ > 0;  // what it keeps is every change
   {
     std::lock_guard<std::mutex> guard{mtx_};
     each([&](const std::shared_ptr<subscription>& sub) {
@@ -207,10 +266,19 @@ void change_feed::publish(const event_ptr& ev, size_t bytes) {
   std::vector<std::function<void()>> wake;
   {
     std::lock_guard<std::mutex> guard{mtx_};
+    numbered n{++seq_, ev};
     each([&](const std::shared_ptr<subscription>& sub) {
-      if (auto fn = sub->offer(ev, bytes))
+      if (auto fn = sub->offer(n, bytes))
         wake.push_back(std::move(fn));
     });
+    if (keep_events_ > 0) {
+      kept_.emplace_back(std::move(n), bytes);
+      kept_bytes_ += bytes;
+      while (kept_.size() > keep_events_ || (kept_.size() > 1 && kept_bytes_ > keep_bytes_)) {
+        kept_bytes_ -= kept_.front().second;
+        kept_.pop_front();
+      }
+    }
   }
   for (auto& fn : wake)
     fn();

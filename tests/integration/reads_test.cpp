@@ -152,6 +152,69 @@ TEST_F(reads_test, the_event_stream_shows_changes_in_version_order_and_commands)
   EXPECT_EQ(deleted["data"]["version"], 7);
 }
 
+TEST_F(reads_test, a_stream_that_resumes_without_kept_events_is_told_to_read_again) {
+  event_reader fresh{port_, "?namespace=e"};
+  ASSERT_EQ(fresh.head().rfind("HTTP/1.1 200", 0), 0u);
+  ASSERT_EQ(put("e:g1", {{"type", "gauge"}}).status, 201u);
+  auto first = fresh.next();
+  ASSERT_TRUE(first.contains("id")) << first;
+  // This node keeps no events (--event-retention 0): it cannot resume after one.
+  ASSERT_EQ(put("e:g2", {{"type", "gauge"}}).status, 201u);
+  event_reader again{port_, "?namespace=e", 0, test_admin_token, first["id"]};
+  ASSERT_EQ(again.head().rfind("HTTP/1.1 200", 0), 0u);
+  auto reset = again.next();
+  EXPECT_EQ(reset["event"], "reset") << reset;
+}
+
+class resuming_reads_test : public reads_test {
+protected:
+  std::vector<std::string> extra_args() override {
+    return {"--metrics-port", "0", "--event-retention", "100"};
+  }
+};
+
+TEST_F(resuming_reads_test, a_stream_that_reconnects_gets_what_it_missed_then_what_comes) {
+  ASSERT_EQ(put("r:g", {{"type", "gauge"}}).status, 201u);
+  std::string last;
+  {
+    event_reader first{port_, "?namespace=r"};
+    ASSERT_EQ(first.head().rfind("HTTP/1.1 200", 0), 0u);
+    for (int i = 1; i <= 3; ++i)
+      telemetry(json::array({{{"twin", "r:g"}, {"values", {{"level", i}}}}}));
+    for (int i = 1; i <= 3; ++i) {
+      auto ev = first.next();
+      ASSERT_EQ(ev["data"]["properties"]["level"], static_cast<double>(i)) << ev;
+      ASSERT_TRUE(ev.contains("id")) << ev;
+      EXPECT_NE(ev["id"], last);
+      last = ev["id"];
+    }
+  }  // the client goes away; changes go on
+  for (int i = 4; i <= 5; ++i)
+    telemetry(json::array({{{"twin", "r:g"}, {"values", {{"level", i}}}}}));
+  event_reader resumed{port_, "?namespace=r", 0, test_admin_token, last};
+  ASSERT_EQ(resumed.head().rfind("HTTP/1.1 200", 0), 0u);
+  for (int i = 4; i <= 6; ++i) {
+    if (i == 6)
+      telemetry(json::array({{{"twin", "r:g"}, {"values", {{"level", i}}}}}));
+    auto ev = resumed.next();
+    ASSERT_EQ(ev["event"], "changed") << ev;
+    EXPECT_EQ(ev["data"]["properties"]["level"], static_cast<double>(i)) << ev;
+    last = ev["id"];
+  }
+  // Another node's id, or this node's before a restart: it cannot know what was missed.
+  event_reader stranger{port_, "?namespace=r", 0, test_admin_token, "0123456789abcdef.3"};
+  ASSERT_EQ(stranger.head().rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(stranger.next()["event"], "reset");
+  client_.reset();
+  stop_node(node_);
+  node_ = start_gauge_node(dir_, port_, extra_args());
+  ASSERT_TRUE(wait_for_200(port_, "/readyz", 20s)) << node_->stderr_text();
+  client_ = std::make_unique<http_client>(port_);
+  event_reader after_restart{port_, "?namespace=r", 0, test_admin_token, last};
+  ASSERT_EQ(after_restart.head().rfind("HTTP/1.1 200", 0), 0u);
+  EXPECT_EQ(after_restart.next()["event"], "reset");
+}
+
 TEST_F(reads_test, a_consumer_that_reads_nothing_does_not_slow_ingestion_and_gets_lagged) {
   ASSERT_EQ(put("s:g", {{"type", "gauge"}}).status, 201u);
   event_reader slow{port_, "?prefix=s:", 4096};

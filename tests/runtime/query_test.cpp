@@ -323,5 +323,40 @@ TEST(change_feed_bounds, a_subscriber_lags_once_its_queue_holds_too_many_bytes) 
   EXPECT_EQ(roomy->take().size(), 10u);
 }
 
+TEST(change_feed_log, a_subscriber_resumes_after_a_kept_event_or_is_told_it_cannot) {
+  change_feed feed;
+  feed.retain(3, 1u << 20);
+  auto publish = [&](const std::string& twin) {
+    auto ev = std::make_shared<change_event>();
+    ev->id = twin_id::trusted(twin);
+    ev->type = "motor";
+    feed.publish(ev);
+  };
+  EXPECT_TRUE(feed.wants(id("f:m1"), "motor")) << "what it keeps is every change";
+  for (int i = 1; i <= 5; ++i)
+    publish(i == 4 ? "g:m4" : "f:m" + std::to_string(i));  // kept: 3, 4 and 5
+  auto resumed = feed.subscribe_any({event_filter{"f", "", "", false, ""}}, 100, 1u << 20,
+                                    feed.event_id(2));
+  EXPECT_FALSE(resumed->reset());
+  publish("f:m6");
+  auto got = resumed->take_numbered();
+  ASSERT_EQ(got.size(), 3u);  // 3 and 5 kept (4 is another namespace's), then 6
+  EXPECT_EQ(got[0].seq, 3u);
+  EXPECT_EQ(got[1].ev->id.str(), "f:m5");
+  EXPECT_EQ(got[2].seq, 6u);
+  EXPECT_EQ(resumed->event_id(6), feed.event_id(6));
+  auto current = feed.subscribe_any({event_filter{}}, 100, 1u << 20, feed.event_id(6));
+  EXPECT_FALSE(current->reset());
+  EXPECT_TRUE(current->take().empty());
+  // Too old (1 and 2 are gone), not yet published, or another feed's: it cannot resume.
+  for (const auto& after : {feed.event_id(2).substr(0, 17) + "1", feed.event_id(9),
+                            change_feed{}.event_id(5), std::string{"garbage"}}) {
+    auto sub = feed.subscribe_any({event_filter{}}, 100, 1u << 20, after);
+    EXPECT_TRUE(sub->reset()) << after;
+    EXPECT_TRUE(sub->take().empty()) << after;
+  }
+  EXPECT_NE(change_feed{}.event_id(1), change_feed{}.event_id(1));
+}
+
 } // namespace
 } // namespace twin::test

@@ -19,14 +19,17 @@ namespace twin::test {
 class event_reader {
 public:
   /// Subscribes with `query` (e.g. "?prefix=t:") and `token`; `rcvbuf` > 0 shrinks the
-  /// socket's receive buffer first (a slow consumer).
+  /// socket's receive buffer first (a slow consumer); `last_event_id` resumes.
   event_reader(int port, const std::string& query, int rcvbuf = 0,
-               const std::string& token = test_admin_token) {
+               const std::string& token = test_admin_token,
+               const std::string& last_event_id = {}) {
     fd_ = connect_loopback(port, rcvbuf);
     if (fd_ < 0)
       return;
     std::string req = "GET /v1/events" + query + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                      "Authorization: Bearer " + token + "\r\n\r\n";
+                      "Authorization: Bearer " + token + "\r\n"
+                      + (last_event_id.empty() ? "" : "Last-Event-ID: " + last_event_id + "\r\n")
+                      + "\r\n";
     send(fd_, req.data(), req.size(), 0);
   }
   event_reader(const event_reader&) = delete;
@@ -47,7 +50,7 @@ public:
     return out;
   }
 
-  /// The next event as {"event": name, "data": parsed data}; null at the end of the
+  /// The next event as {"event": name, "data": parsed data, "id"?}; null at the end of the
   /// stream or after 10 s without one. Comments (heartbeats) are skipped.
   nlohmann::json next() {
     for (;;) {
@@ -64,6 +67,8 @@ public:
         pos = nl + 1;
         if (line.rfind("event: ", 0) == 0)
           ev["event"] = line.substr(7);
+        else if (line.rfind("id: ", 0) == 0)
+          ev["id"] = line.substr(4);
         else if (line.rfind("data: ", 0) == 0)
           ev["data"] = nlohmann::json::parse(line.substr(6));
       }

@@ -308,6 +308,10 @@ caf::error node_process::start_twins() {
   s_->twins = std::make_unique<runtime::host>(
     *s_->sys, s_->tracked ? *s_->tracked : *s_->store, types_, hopts);
   s_->twins->set_feed(&s_->feed);
+  // A node alone keeps its last events for streams that resume; a member's streams gather
+  // every member's events, for their filters only, so it could not keep them all.
+  if (!clustered)
+    s_->feed.retain(o_.event_retention, size_t{64} << 20);
   // A member routes every request to the owner of its twin's shard; a node alone is it.
   if (clustered) {
     auto opts = member_options(o_, node_id_);

@@ -81,6 +81,12 @@ void add_options(CLI::App& app, options& o) {
                  "Events a /v1/events stream may fall behind by before it ends")
     ->capture_default_str()
     ->check(CLI::Range(size_t{1}, size_t{1} << 24));
+  app.add_option("--event-retention", o.event_retention,
+                 "Events a node alone keeps (64 MiB at most) for /v1/events streams that resume "
+                 "with Last-Event-ID (every change then makes an event, which costs); 0: none (a "
+                 "resuming stream is told to read the twins again)")
+    ->capture_default_str()
+    ->check(CLI::Range(size_t{0}, size_t{1000000}));
   app.add_option("--mqtt-url", o.mqtt_url,
                  "MQTT broker for device telemetry, e.g. tcp://127.0.0.1:1883 (empty: none)");
   app.add_option("--mqtt-client-id", o.mqtt_client_id,

@@ -120,7 +120,7 @@ const char* route_of(std::string_view target) {
   return "other";
 }
 
-std::string sse_event(const change_event& ev) {
+std::string sse_event(const change_event& ev, const std::string& id) {
   json doc{{"id", ev.id.str()}, {"type", ev.type}, {"ts", ev.ts_ms}};
   if (ev.kind == change_event::kind_t::command) {
     doc["command"] = ev.command;
@@ -132,7 +132,10 @@ std::string sse_event(const change_event& ev) {
     doc["properties"] = to_json(ev.properties);
     doc["desired"] = to_json(ev.desired);
   }
-  std::string out = "event: ";
+  std::string out;
+  if (!id.empty())
+    out += "id: " + id + "\n";
+  out += "event: ";
   out += to_string(ev.kind);
   out += "\ndata: ";
   out += doc.dump(-1, ' ', false, json::error_handler_t::replace);

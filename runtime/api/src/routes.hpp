@@ -31,6 +31,7 @@ struct request {
   std::string host;           ///< the `Host` header
   std::string if_match;       ///< empty: none
   std::string if_none_match;  ///< empty: none
+  std::string last_event_id;  ///< the `Last-Event-ID` header; empty: none
   std::string authorization;  ///< the `Authorization` header; empty: none
   std::string peer;           ///< the client's address
   std::string body;
@@ -48,8 +49,9 @@ struct response {
   std::shared_ptr<runtime::change_feed::subscription> stream;
 };
 
-/// The server-sent event of `ev`: "event: <kind>" and its JSON as "data".
-std::string sse_event(const runtime::change_event& ev);
+/// The server-sent event of `ev`: "id: <id>" (if any), "event: <kind>" and its JSON as
+/// "data".
+std::string sse_event(const runtime::change_event& ev, const std::string& id = {});
 
 using respond_fn = std::function<void(response)>;
 

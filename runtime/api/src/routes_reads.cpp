@@ -428,8 +428,8 @@ void stream_events(const route_context& ctx, const request& req, respond_fn resp
         filters.push_back(event_filter{ns, f.type, f.prefix, f.segment, f.id});
   }
   response res;
-  res.stream =
-    ctx.be.feed->subscribe_any(std::move(filters), ctx.event_buffer, ctx.event_buffer_bytes);
+  res.stream = ctx.be.feed->subscribe_any(std::move(filters), ctx.event_buffer,
+                                          ctx.event_buffer_bytes, req.last_event_id);
   if (!ctx.be.watch)
     return respond(std::move(res));
   answer_blocking(ctx, std::move(respond), [&be = ctx.be, res = std::move(res)] {

@@ -159,6 +159,7 @@ void session::on_header(beast::error_code ec) {
   head_.host = std::string{msg[http::field::host]};
   head_.if_match = std::string{msg[http::field::if_match]};
   head_.if_none_match = std::string{msg[http::field::if_none_match]};
+  head_.last_event_id = std::string{msg["Last-Event-ID"]};
   head_.authorization = std::string{msg[http::field::authorization]};
   head_.peer = peer_;
   if (auto refused = refuse_early(ctx_, head_)) {
@@ -298,6 +299,9 @@ void session::start_events(std::shared_ptr<runtime::change_feed::subscription> s
   pending_ =
     "HTTP/1.1 200 OK\r\nServer: twind\r\nContent-Type: text/event-stream\r\n"
     "Cache-Control: no-cache\r\nConnection: close\r\n\r\n: subscribed\n\n";
+  if (events_->reset())  // asked to resume after an event this node does not have
+    pending_ += "event: reset\ndata: {\"message\":\"this node does not have every event after "
+                "Last-Event-ID: events may be missing; read the twins again\"}\n\n";
   header_counted_ = counted;
   arm_heartbeat();
   watch_client();
@@ -338,11 +342,11 @@ void session::send_events() {
   }
   if (backlog_.empty() && !ending_) {
     lagged_ = events_->lagged();  // before taking: a lagged queue gets no more events
-    for (auto& ev : events_->take())
+    for (auto& ev : events_->take_numbered())
       backlog_.push_back(std::move(ev));
   }
   while (!backlog_.empty() && pending_.size() < event_chunk) {
-    pending_ += sse_event(*backlog_.front());
+    pending_ += sse_event(*backlog_.front().ev, events_->event_id(backlog_.front().seq));
     backlog_.pop_front();
   }
   if (backlog_.empty() && lagged_ && !ending_) {

@@ -157,7 +157,7 @@ private:
   asio::steady_timer heartbeat_;
   std::shared_ptr<runtime::change_feed::subscription> events_;  ///< set: streaming events
   std::string pending_;  ///< what the event stream writes next
-  std::deque<runtime::change_feed::event_ptr> backlog_;  ///< taken, not yet in `pending_`
+  std::deque<runtime::change_feed::numbered> backlog_;  ///< taken, not yet in `pending_`
   bool lagged_ = false;  ///< the subscription lagged before `backlog_` was taken
   bool writing_ = false;
   bool ending_ = false;

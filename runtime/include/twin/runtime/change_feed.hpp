@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -64,9 +65,23 @@ struct event_filter {
 /// their JSON text would take, about): publishing never waits for a subscriber, and one
 /// that falls further behind is marked lagged and gets no more events (its consumer
 /// resynchronises from the API and subscribes again). Thread-safe.
+///
+/// Each event published here gets a number, one more than the last; with `retain`, the
+/// feed keeps the last events, and a subscriber that names the last one it had (`event_id`)
+/// gets those after it first. The numbers are of this feed's life: its events' ids carry
+/// the feed's incarnation, a random text, so that another feed's (another node's, or this
+/// node's before a restart) are not taken for its own.
 class change_feed {
 public:
   using event_ptr = std::shared_ptr<const change_event>;
+
+  /// An event with its number in this feed.
+  struct numbered {
+    uint64_t seq = 0;
+    event_ptr ev;
+  };
+
+  change_feed();
 
   class subscription {
   public:
@@ -76,6 +91,13 @@ public:
 
     /// Takes every queued event, in order.
     std::vector<event_ptr> take();
+    /// The same, with their numbers.
+    std::vector<numbered> take_numbered();
+    /// Whether it was asked to resume after an event the feed no longer has (or never
+    /// had): events may be missing before its first.
+    bool reset() const { return reset_; }
+    /// The id of its feed's event `seq` (see `change_feed::event_id`).
+    std::string event_id(uint64_t seq) const { return incarnation_ + "." + std::to_string(seq); }
     /// Whether events were dropped because the queue was full.
     bool lagged() const;
     /// Called, on a publishing thread, when the queue stops being empty or the
@@ -90,14 +112,19 @@ public:
     friend class change_feed;
     /// Queues `ev` (of about `bytes`) if the filter admits it; returns the callback to
     /// call (outside locks).
-    std::function<void()> offer(const event_ptr& ev, size_t bytes);
+    std::function<void()> offer(const numbered& ev, size_t bytes);
     bool admits(const twin_id& id, std::string_view type) const;
+
+    /// Queues `ev` with `mtx_` held; false if it lags instead.
+    bool queue(const numbered& ev, size_t bytes);
 
     std::vector<event_filter> filters_;  ///< guarded by `mtx_`
     const size_t capacity_;
     const size_t max_bytes_;
     mutable std::mutex mtx_;
-    std::vector<event_ptr> queue_;
+    std::vector<numbered> queue_;
+    bool reset_ = false;
+    std::string incarnation_;  ///< of its feed
     size_t queued_bytes_ = 0;
     bool lagged_ = false;
     bool notified_ = false;  ///< the callback ran since the last `take`
@@ -108,9 +135,20 @@ public:
   /// destroyed (a change committed just before may be durable after it and still missed).
   std::shared_ptr<subscription> subscribe(event_filter filter, size_t capacity = 4096,
                                           size_t max_bytes = 1u << 20);
-  /// A subscriber to the events that any of `filters` admits.
+  /// A subscriber to the events that any of `filters` admits; with `after` (an `event_id`
+  /// of this feed), the kept events after that one come first. If the feed does not have
+  /// every event after it (too old, or the id of another feed), it starts with the events
+  /// published from now on, and `reset()` says so.
   std::shared_ptr<subscription> subscribe_any(std::vector<event_filter> filters,
-                                              size_t capacity, size_t max_bytes);
+                                              size_t capacity, size_t max_bytes,
+                                              const std::string& after = {});
+
+  /// Keeps the last `events` events published here (and `bytes` of them at most, about),
+  /// for subscribers that resume. While it keeps any, every change is published (`wants`
+  /// says yes), subscribers or not. Call before publishing starts.
+  void retain(size_t events, size_t bytes);
+  /// The id of this feed's event `seq`: "<incarnation>.<seq>".
+  std::string event_id(uint64_t seq) const;
 
   /// The distinct filters of the subscribers that are not lagged, in order.
   std::vector<event_filter> filters();
@@ -123,7 +161,8 @@ public:
   /// Whether anyone may listen: publishers skip building events when no one does. Dropped
   /// subscribers are forgotten at the next `wants` or `publish`.
   bool active() const {
-    return subscribers_.load(std::memory_order_relaxed) > 0 || (next_ != nullptr && next_->active());
+    return subscribers_.load(std::memory_order_relaxed) > 0 || keep_events_ > 0
+           || (next_ != nullptr && next_->active());
   }
 
   /// Whether a subscriber wants the events of twin `id` of type `type`: publishers build
@@ -145,6 +184,12 @@ private:
   std::vector<std::weak_ptr<subscription>> subs_;
   std::atomic<size_t> subscribers_{0};
   change_feed* next_ = nullptr;
+  const std::string incarnation_;
+  uint64_t seq_ = 0;  ///< of the last event published; guarded by `mtx_`
+  size_t keep_events_ = 0;
+  size_t keep_bytes_ = 0;
+  std::deque<std::pair<numbered, size_t>> kept_;  ///< with their bytes; guarded by `mtx_`
+  size_t kept_bytes_ = 0;
 };
 
 } // namespace twin::runtime

@@ -21,6 +21,7 @@ struct options {
   size_t http_max_connections = 10000;  ///< --http-max-connections: more get 503
   size_t http_event_buffer = 4096;      ///< --http-event-buffer: events a stream may lag
   size_t http_event_buffer_kb = 1024;   ///< --http-event-buffer-kb: bytes a stream may lag
+  size_t event_retention = 0;           ///< --event-retention: events kept for resuming streams
   size_t http_max_inflight_mb = 128;    ///< --http-max-inflight-mb: request bodies in memory
   int http_threads = 1;                 ///< --http-threads: HTTP I/O threads
   std::vector<std::string> cors_origins;   ///< --cors-origins: pages that may call the API
