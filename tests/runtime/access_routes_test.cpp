@@ -53,6 +53,7 @@ const std::vector<call_case>& cases() {
     {"GET", "/v1/twins?type=motor", "", permission::read, 200, false},
     {"GET", "/v1/events?namespace={ns}", "", permission::read, 200, false},
     {"GET", "/v1/cluster", "", permission::read, 200, false},
+    {"GET", "/v1/openapi.json", "", permission::read, 200, false},
     {"GET", "/metrics", "", permission::read, 200, false},
     {"GET", "/v1/types/motor/rul", "", permission::read, 501, false},
     {"POST", "/v1/types/motor/rul", R"({"inputs":["temperature"]})", permission::admin, 501,

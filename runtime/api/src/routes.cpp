@@ -71,12 +71,22 @@ std::optional<response> browser_check(const route_context& ctx, const request& r
 
 } // namespace
 
+const std::vector<const char*>& route_templates() {
+  static const std::vector<const char*> all{
+    "/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/v1/twins", "/v1/telemetry",
+    "/v1/events", "/v1/cluster", "/v1/scenarios", "/v1/scenarios/optimize", "/v1/tokens",
+    "/v1/audit", "/v1/types", "/v1/alerts",
+    // with parameters: `route_of` matches each
+    "/v1/tokens/{id}", "/v1/types/{type}", "/v1/types/{type}/rul",
+    "/v1/cluster/members/{node}/drain", "/v1/twins/{id}", "/v1/twins/{id}/history",
+    "/v1/twins/{id}/anomalies", "/v1/twins/{id}/relationships",
+    "/v1/twins/{id}/commands/{name}"};
+  return all;
+}
+
 const char* route_of(std::string_view target) {
   auto path = target.substr(0, target.find('?'));
-  for (const char* fixed :
-       {"/healthz", "/readyz", "/metrics", "/v1/twins", "/v1/telemetry", "/v1/events",
-        "/v1/cluster", "/v1/scenarios", "/v1/scenarios/optimize", "/v1/tokens", "/v1/audit",
-        "/v1/types", "/v1/alerts"})
+  for (const char* fixed : route_templates())
     if (path == fixed)
       return fixed;
   constexpr std::string_view tokens = "/v1/tokens/";
@@ -383,6 +393,13 @@ void handle(const route_context& ctx, request req, respond_fn respond) {
   }
   if (ctx.be.rt == nullptr)  // the operations port: nothing else
     return respond(error_response(404, "not_found", "no route " + std::string{path}));
+  if (route == "/v1/openapi.json") {
+    if (req.method != "GET")
+      return respond(method_not_allowed("GET"));
+    response r;
+    r.text = openapi_document();
+    return respond(std::move(r));
+  }
   if (ctx.be.audit && req.method != "GET" && req.method != "OPTIONS") {
     // What changes something is recorded with its outcome (reads are not).
     respond = [audit = ctx.be.audit, entry = audit_of(req, path),

@@ -101,6 +101,12 @@ std::optional<response> refuse_early(const route_context& ctx, request& head);
 /// "/v1/twins/{id}", "/healthz", ...; "other" if no route serves it.
 const char* route_of(std::string_view target);
 
+/// Every template `route_of` answers.
+const std::vector<const char*>& route_templates();
+
+/// The OpenAPI 3.1 document of the API (docs/openapi.json, built in), as JSON text.
+const char* openapi_document();
+
 /// The error shape of every non-2xx answer: {"error":{"code":..,"message":..}}.
 response error_response(unsigned status, const std::string& code, const std::string& message);
 
