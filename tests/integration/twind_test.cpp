@@ -435,6 +435,39 @@ TEST_F(twind_test, stdin_says_when_its_input_ends_and_exits_3_when_a_line_failed
     << node->stderr_text();
 }
 
+TEST_F(twind_test, stdin_checks_relationship_targets_and_patches_parents) {
+  process node{{TWIND_PATH, "--stdin", "--data-dir", dir_.sub("links"), "--models",
+                std::string{SOURCE_DIR} + "/examples/factory/models", "--metrics-port", "0",
+                "--http-port", "0"}};
+  auto contains = [](const std::string& target) {
+    return json::array({{{"name", "contains"}, {"target", target}}});
+  };
+  std::string lines;
+  for (const auto& line :
+       {json{{"op", "put"}, {"id", "p:l1"}, {"type", "line"}},
+        json{{"op", "put"}, {"id", "p:r1"}, {"type", "robot"}},
+        json{{"op", "put"}, {"id", "p:l2"}, {"type", "line"}, {"relationships", contains("p:none")}},
+        json{{"op", "put"}, {"id", "p:l3"}, {"type", "line"}, {"relationships", contains("p:r1")}},
+        json{{"op", "put"}, {"id", "p:l4"}, {"type", "line"}, {"relationships", contains("p:l1")}},
+        json{{"op", "patch"}, {"id", "p:r1"}, {"parent", "p:l1"}},
+        json{{"op", "get"}, {"id", "p:r1"}}})
+    lines += line.dump() + "\n";
+  ASSERT_TRUE(node.write(lines));
+  node.close_stdin();
+  std::map<int, json> answers;
+  for (int i = 0; i < 7; ++i) {
+    auto a = json::parse(node.read_line(10s).value_or("{\"seq\": 0}"));
+    answers[a["seq"].get<int>()] = a;
+  }
+  EXPECT_EQ(answers[3]["error"]["message"], "relationship 'contains': its target p:none does not exist");
+  EXPECT_TRUE(answers[4].value("ok", false)) << answers[4].dump();
+  EXPECT_EQ(answers[5]["error"]["message"],
+            "relationship 'contains' of type 'line' targets 'robot' twins; p:l1 is a 'line'");
+  EXPECT_TRUE(answers[6].value("ok", false)) << answers[6].dump();
+  EXPECT_EQ(answers[7]["twin"]["parent"], "p:l1") << answers[7].dump();
+  EXPECT_EQ(node.wait(30s), 3);  // two lines failed
+}
+
 TEST_F(twind_test, cpp_types_ship_in_a_program_over_the_node_library_and_twind_has_none) {
   // twind links no example: the factory's model files give it their types, without the
   // motor's C++ handler.

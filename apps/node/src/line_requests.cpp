@@ -4,6 +4,7 @@
 
 #include "twin/runtime/errc.hpp"
 #include "twin/runtime/json.hpp"
+#include "twin/runtime/relationships.hpp"
 
 namespace twin::node {
 
@@ -34,7 +35,8 @@ std::function<void(caf::expected<uint64_t>)> on_version(uint64_t seq, reply_fn r
 
 } // namespace
 
-line_requests::line_requests(router& rt, std::FILE* out) : rt_(rt), out_(out) {
+line_requests::line_requests(router& rt, const type_registry& types, std::FILE* out)
+  : rt_(rt), types_(types), out_(out) {
 }
 
 uint64_t line_requests::pending() const {
@@ -127,6 +129,18 @@ void add_targets(std::vector<std::string>& keys, const std::vector<relationship>
 
 } // namespace
 
+void line_requests::route_checked(const twin_id& target, std::string type,
+                                  std::vector<relationship> rels, twin_request req,
+                                  std::function<void(const caf::error&)> refuse) {
+  check_targets(rt_, types_, target, std::move(type), std::move(rels),
+                [this, target, req = std::move(req),
+                 refuse = std::move(refuse)](caf::error err) mutable {
+                  if (err)
+                    return refuse(err);
+                  rt_.route(target, std::move(req));
+                });
+}
+
 caf::expected<line_requests::job> line_requests::parse(const std::string& line, uint64_t seq) {
   if (line.size() > max_line)
     return bad("request line longer than 1 MiB");
@@ -197,8 +211,8 @@ caf::expected<line_requests::job> line_requests::parse(const std::string& line, 
     req.relationships = std::move(*rels);
     req.if_version = if_version;
     req.source = "stdin";
-    j.send = [&rt, target, seq, req = std::move(req)](reply_fn reply) mutable {
-      req.done = [seq, reply = std::move(reply)](caf::expected<put_result> r) {
+    j.send = [this, target, seq, req = std::move(req)](reply_fn reply) mutable {
+      req.done = [seq, reply](caf::expected<put_result> r) {
         if (r)
           reply(json{{"seq", seq}, {"ok", true}, {"version", r->version}, {"created", r->created}}
                   .dump(),
@@ -206,7 +220,12 @@ caf::expected<line_requests::job> line_requests::parse(const std::string& line, 
         else
           reply(error_json(seq, r.error()).dump(), false);
       };
-      rt.route(target, std::move(req));
+      auto type = req.type;
+      auto rels = req.relationships;
+      route_checked(target, std::move(type), std::move(rels), std::move(req),
+                    [seq, reply](const caf::error& err) {
+                      reply(error_json(seq, err).dump(), false);
+                    });
     };
   } else if (op == "patch") {
     patch_request req;
@@ -233,9 +252,13 @@ caf::expected<line_requests::job> line_requests::parse(const std::string& line, 
     }
     req.if_version = if_version;
     req.source = "stdin";
-    j.send = [&rt, target, seq, req = std::move(req)](reply_fn reply) mutable {
-      req.done = on_version(seq, std::move(reply));
-      rt.route(target, std::move(req));
+    j.send = [this, target, seq, req = std::move(req)](reply_fn reply) mutable {
+      req.done = on_version(seq, reply);
+      auto rels = req.relationships.value_or(std::vector<relationship>{});
+      route_checked(target, {}, std::move(rels), std::move(req),
+                    [seq, reply](const caf::error& err) {
+                      reply(error_json(seq, err).dump(), false);
+                    });
     };
   } else if (op == "get") {
     j.send = [&rt, target, seq](reply_fn reply) {

@@ -12,6 +12,10 @@
 
 #include "twin/runtime/router.hpp"
 
+namespace twin::runtime {
+class type_registry;
+}
+
 namespace twin::node {
 
 /// Requests as JSON lines, one object per line, e.g.
@@ -26,15 +30,16 @@ namespace twin::node {
 /// where N counts the request lines from 1. Lines longer than 1 MiB are refused.
 ///
 /// Order: a line is applied once every earlier line that names the same twin is answered,
-/// where a line names its twin and, for a put, its parent and the targets of its
-/// relationships. So the lines of one twin apply in input order, and a twin created under
+/// where a line names its twin and, for a put or a patch, its parent and the targets of
+/// its relationships (which must exist, as the API checks them). So the lines of one twin apply in input order, and a twin created under
 /// a parent made by an earlier line finds it. Lines that name no common twin run at once,
 /// and their answers may come out of input order.
 ///
 /// Thread-safe: answers are written under a lock from the twins' threads.
 class line_requests {
 public:
-  line_requests(runtime::router& rt, std::FILE* out);
+  /// Relationships are checked against `types` (their targets, as the API checks them).
+  line_requests(runtime::router& rt, const runtime::type_registry& types, std::FILE* out);
 
   /// Handles one line; `seq` is its number. Waits while `max_pending` lines are
   /// unanswered, so that memory stays bounded whatever the input.
@@ -63,11 +68,17 @@ private:
   };
 
   caf::expected<job> parse(const std::string& line, uint64_t seq);
+  /// Routes `req` to `target` once the targets of `rels` (relationships of a twin of
+  /// `type`; empty: the type it has) are checked; else calls `refuse` with why.
+  void route_checked(const runtime::twin_id& target, std::string type,
+                     std::vector<runtime::relationship> rels, runtime::twin_request req,
+                     std::function<void(const caf::error&)> refuse);
   void start(job* j);
   void finish(job* j, const std::string& text, bool ok);
   void answer(const std::string& text, bool ok);
 
   runtime::router& rt_;
+  const runtime::type_registry& types_;
   std::FILE* out_;
   std::mutex out_mtx_;
   std::atomic<uint64_t> failed_{0};

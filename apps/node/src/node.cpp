@@ -110,7 +110,7 @@ int run(int argc, char** argv, const extensions& ext) {
   std::unique_ptr<line_requests> lines;
   std::thread stdin_thread;
   if (o.stdin_requests) {
-    lines = std::make_unique<line_requests>(node.front(), stdout);
+    lines = std::make_unique<line_requests>(node.front(), node.types(), stdout);
     stdin_thread = std::thread{[&] { read_stdin(*lines, stop_stdin); }};
   }
   spdlog::info("ready");

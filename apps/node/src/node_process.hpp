@@ -45,6 +45,8 @@ public:
 
   /// The node's router (the cluster's when a member), once started.
   runtime::router& front();
+  /// The node's twin types.
+  const runtime::type_registry& types() const { return types_; }
 
   /// The node's own twins, once started.
   runtime::host& host();

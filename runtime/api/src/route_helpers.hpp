@@ -113,8 +113,8 @@ void patch_twin(const route_context& ctx, const twin_id& id, const request& req,
 // -- relationships (routes_relationships.cpp) --------------------------------------------
 
 /// Calls `then` once each target of `rels`, the relationships of twin `id` of type `type`
-/// (empty: the type twin `id` has), exists and has the type its relationship names (off
-/// the I/O threads); answers the refusal otherwise.
+/// (empty: the type twin `id` has), exists and has the type its relationship names
+/// (`check_targets`); answers the refusal otherwise.
 void with_targets_checked(const route_context& ctx, const twin_id& id, std::string type,
                           std::vector<relationship> rels, respond_fn respond,
                           std::function<void(respond_fn)> then);

@@ -1,4 +1,4 @@
-// Relationships: the checks of their targets on PUT and PATCH, GET
+// Relationships: the checks of their targets on PUT and PATCH (relationships.hpp), GET
 // /v1/twins/{id}/relationships (outgoing and incoming), and DELETE's rules for a twin that
 // has children or that other twins point at.
 
@@ -7,6 +7,7 @@
 #include "route_helpers.hpp"
 #include "twin/runtime/await.hpp"
 #include "twin/runtime/query.hpp"
+#include "twin/runtime/relationships.hpp"
 
 namespace twin::api::route_detail {
 
@@ -32,43 +33,6 @@ bool any_relationships(const type_registry* types) {
   auto all = types->types();
   return std::any_of(all.begin(), all.end(),
                      [](const type_ptr& t) { return !t->relationships().empty(); });
-}
-
-/// Whether a twin of type `have` may be the target of `spec`.
-bool fits(const type_registry& types, const relationship_spec& spec, const std::string& have) {
-  if (spec.target.empty() || spec.target == have)
-    return true;
-  auto want = types.find(spec.target);
-  auto t = types.find(have);
-  if (!want || !t || want->dtmi().empty())
-    return false;
-  auto base = want->dtmi().substr(0, want->dtmi().find(';'));
-  const auto& ext = t->extends();
-  return std::any_of(ext.begin(), ext.end(), [&](const std::string& d) {
-    return d.substr(0, d.find(';')) == base;
-  });
-}
-
-/// Checks each relationship of `rels` (of twin `id`, of type `type`) against its target:
-/// it exists (the twin itself does) and has the type the model names, or one that extends
-/// it. A relationship the model calls external is not checked. Blocks.
-caf::error check_targets(const route_context& ctx, const twin_id& id, const twin_type& type,
-                         const std::vector<relationship>& rels) {
-  for (const auto& r : rels) {
-    const auto* spec = type.relationship(r.name);
-    if (spec == nullptr || spec->external || r.target == id)
-      continue;  // an undeclared name is refused by the twin
-    auto target = read_twin(*ctx.be.rt, r.target);
-    if (!target && error_code(target.error()) == runtime_errc::not_found)
-      return bad("relationship '" + r.name + "': its target " + r.target.str()
-                 + " does not exist");
-    if (!target)
-      return target.error();
-    if (!fits(*ctx.be.types, *spec, target->type))
-      return bad("relationship '" + r.name + "' of type '" + type.name() + "' targets '"
-                 + spec->target + "' twins; " + r.target.str() + " is a '" + target->type + "'");
-  }
-  return {};
 }
 
 /// The twins with a relationship to `id` (named `name`; empty: any), as the token of `req`
@@ -243,28 +207,12 @@ void with_targets_checked(const route_context& ctx, const twin_id& id, std::stri
                           std::function<void(respond_fn)> then) {
   if (rels.empty() || ctx.be.types == nullptr)
     return then(std::move(respond));
-  auto check = [&ctx, id, type = std::move(type), rels = std::move(rels)]() -> caf::error {
-    auto name = type;
-    if (name.empty()) {  // a patch: the twin's type is its own
-      auto rec = read_twin(*ctx.be.rt, id);
-      if (!rec)
-        return rec.error();
-      name = rec->type;
-    }
-    auto t = ctx.be.types->find(name);
-    return t ? check_targets(ctx, id, *t, rels) : caf::error{};  // else the twin refuses
-  };
-  auto task = [check, respond, then = std::move(then)] {
-    if (auto err = check())
-      return respond(error_of(err));
-    then(respond);
-  };
-  if (!ctx.run_blocking(std::move(task))) {
-    auto res = error_response(429, "too_many_requests",
-                              "too many checks of relationships are under way; retry later");
-    res.headers.emplace_back("Retry-After", "1");
-    respond(std::move(res));
-  }
+  check_targets(*ctx.be.rt, *ctx.be.types, id, std::move(type), std::move(rels),
+                [respond = std::move(respond), then = std::move(then)](caf::error err) mutable {
+                  if (err)
+                    return respond(error_of(err));
+                  then(std::move(respond));
+                });
 }
 
 void get_relationships(const route_context& ctx, const twin_id& id, const request& req,
