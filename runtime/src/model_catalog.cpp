@@ -1,6 +1,7 @@
 #include "twin/runtime/model_catalog.hpp"
 
 #include <algorithm>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -71,6 +72,20 @@ interfaces_of(const std::vector<std::pair<std::string, std::string>>& texts,
   return sorted;
 }
 
+/// The interfaces the registry's sources hold, by DTMI.
+std::map<std::string, nlohmann::json> loaded_interfaces(const type_registry& types) {
+  std::map<std::string, nlohmann::json> out;
+  for (const auto& [origin, text] : types.sources()) {
+    auto doc = nlohmann::json::parse(text, nullptr, false);
+    for (auto& i : doc.is_array() ? doc : nlohmann::json::array({doc}))
+      if (i.is_object() && i.contains("@id") && i["@id"].is_string()) {
+        auto id = i["@id"].get<std::string>();
+        out[id] = std::move(i);
+      }
+  }
+  return out;
+}
+
 } // namespace
 
 caf::expected<model_catalog::plan>
@@ -101,6 +116,19 @@ model_catalog::check(const std::vector<std::pair<std::string, std::string>>& tex
     if (auto err = types_.can_replace(*t))
       return err;
     p.upgraded.push_back(t);
+  }
+  // The same version must be the same model: else nodes would differ after a restart.
+  auto loaded = p.unchanged.empty() ? std::map<std::string, nlohmann::json>{}
+                                    : loaded_interfaces(types_);
+  for (const auto& same : p.unchanged) {
+    auto path = dtmi_path(same->dtmi());
+    auto mine = std::find_if(p.interfaces.begin(), p.interfaces.end(),
+                             [&](const auto& i) { return i.first == path; });
+    auto theirs = loaded.find(same->dtmi());
+    if (mine != p.interfaces.end() && theirs != loaded.end()
+        && theirs->second != nlohmann::json::parse(mine->second))
+      return refuse(same->dtmi() + " is loaded with other contents: a change takes a higher "
+                                   "version");
   }
   // A type that extends an upgraded one keeps the old contents: it must come along.
   for (const auto& up : p.upgraded) {

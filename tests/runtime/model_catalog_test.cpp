@@ -79,6 +79,10 @@ TEST_F(model_catalog_test, an_uploaded_type_is_installed_upgraded_under_active_t
   EXPECT_EQ(message(models->put("Room", rooms(2, 2)).error()), "");  // the same: unchanged
   EXPECT_EQ(models->put("Room", rooms(2, 2))->unchanged,
             (std::vector<std::string>{"Space", "Room"}));
+  auto other = models->put("Room", rooms(2, 2, "system"));
+  ASSERT_FALSE(other);
+  EXPECT_EQ(message(other.error()),
+            "dtmi:b:Room;2 is loaded with other contents: a change takes a higher version");
   auto older = models->put("Room", rooms(1, 2));
   ASSERT_FALSE(older);
   EXPECT_EQ(message(older.error()),

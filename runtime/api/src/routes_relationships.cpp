@@ -36,7 +36,7 @@ bool any_relationships(const type_registry* types) {
 }
 
 /// The twins with a relationship to `id` (named `name`; empty: any), as the token of `req`
-/// sees them, in pages of `q.limit` after `q.after`. Blocks.
+/// sees them: a page of at most `limit` of them after `after`. Blocks.
 caf::expected<query_page> incoming_page(const route_context& ctx, const request& req,
                                         const twin_id& id, const std::string& name,
                                         size_t limit, twin_id after) {
