@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -45,7 +46,9 @@ model_catalog::model_catalog(std::unique_ptr<kv_store> store, type_registry& typ
     warn_(std::move(warn)),
     installed_(std::move(installed)) {}
 
-model_catalog::~model_catalog() = default;
+model_catalog::~model_catalog() {
+  store_.reset();  // first: its follower calls into the rest until it goes
+}
 
 namespace {
 
@@ -102,6 +105,9 @@ model_catalog::check(const std::vector<std::pair<std::string, std::string>>& tex
     if (known && known->name() != t->name())
       known = nullptr;  // found by another name: not this type
     if (!known) {
+      if (auto other = types_.find(dtmi_path(t->dtmi())); other && !t->dtmi().empty())
+        return refuse("type '" + t->name() + "' is a model of " + dtmi_path(t->dtmi())
+                      + ", which type '" + other->name() + "' is: an upgrade keeps its name");
       p.added.push_back(t);
       continue;
     }
@@ -148,14 +154,14 @@ model_catalog::check(const std::vector<std::pair<std::string, std::string>>& tex
 }
 
 caf::error model_catalog::apply(const plan& p) {
-  for (const auto& [path, text] : p.interfaces)
-    types_.add_source("the stored model of " + path, text);  // the latest version's
   for (const auto& t : p.added)
     if (auto err = types_.add(t))
       return err;
   for (const auto& t : p.upgraded)
     if (auto err = types_.replace(t))
       return err;
+  for (const auto& [path, text] : p.interfaces)
+    types_.add_source("the stored model of " + path, text);  // the latest version's
   if (installed_) {
     for (const auto& t : p.added)
       installed_(*t);
@@ -165,34 +171,58 @@ caf::error model_catalog::apply(const plan& p) {
   return {};
 }
 
-caf::error model_catalog::reconcile() {
+caf::expected<std::vector<std::string>> model_catalog::reconcile() {
   auto stored = store_->list(max_models);
   if (!stored)
     return stored.error();
-  if (stored->empty())
-    return {};
   std::vector<std::pair<std::string, std::string>> texts;
   for (auto& [path, text] : *stored)
     texts.emplace_back("the stored model of " + path, std::move(text));
   std::lock_guard<std::mutex> guard{mu_};
-  auto p = check(texts);
-  return p ? apply(*p) : p.error();
+  if (texts.empty())
+    return std::vector<std::string>{};
+  if (auto p = check(texts); p && !apply(*p))
+    return std::vector<std::string>{};
+  // As one set they do not install (a model file has a higher version of one now, ...):
+  // each on its own, bases before what extends them, again while any installs.
+  std::vector<std::string> refused;
+  for (bool progress = true; progress && !texts.empty();) {
+    progress = false;
+    refused.clear();
+    for (auto it = texts.begin(); it != texts.end();) {
+      auto p = check({*it});
+      auto err = p ? apply(*p) : p.error();
+      if (err) {
+        auto why = error_message(err);
+        refused.push_back(why.rfind(it->first, 0) == 0 ? why : it->first + ": " + why);
+        ++it;
+      } else {
+        progress = true;
+        it = texts.erase(it);
+      }
+    }
+  }
+  return refused;
 }
 
 caf::expected<std::vector<std::string>> model_catalog::load() {
   // Another node's upload comes as one stored interface after another: each change installs
   // what is stored as one set, and one that refers to a part still to come waits for it.
   auto follow = store_->follow([this](const std::string&, const std::string&) {
-    if (auto err = reconcile(); err && warn_)
-      warn_("the models stored by another node are not installed (yet): " + error_message(err));
+    auto refused = reconcile();
+    if (!refused && warn_)
+      warn_("cannot read the stored models: " + error_message(refused.error()));
+    for (const auto& why : refused ? *refused : std::vector<std::string>{})
+      if (warn_)
+        warn_("a model stored by another node is not installed (yet): " + why);
     if (auto err = refresh_missing(); err && warn_)
       warn_("cannot look for twins of types no model defines: " + error_message(err));
   });
   if (follow)
     return follow;
-  std::vector<std::string> skipped;
-  if (auto err = reconcile())
-    skipped.push_back(error_message(err));
+  auto skipped = reconcile();
+  if (!skipped)
+    return skipped.error();
   if (auto err = refresh_missing())
     return err;
   return skipped;
@@ -203,6 +233,17 @@ caf::expected<model_catalog::outcome> model_catalog::put(const std::string& name
   outcome out;
   {
     std::lock_guard<std::mutex> guard{mu_};
+    // What the store holds before the check: stored after it by another node, it conflicts.
+    std::map<std::string, std::optional<std::string>> before;
+    auto doc = nlohmann::json::parse(text, nullptr, false);
+    for (const auto& i : doc.is_array() ? doc : nlohmann::json::array({doc}))
+      if (i.is_object() && i.contains("@id") && i["@id"].is_string()) {
+        auto path = dtmi_path(i["@id"].get<std::string>());
+        auto held = store_->get(path);
+        if (!held)
+          return held.error();
+        before[path] = std::move(*held);
+      }
     auto p = check({{"the model of '" + name + "'", text}});
     if (!p)
       return p.error();
@@ -222,10 +263,7 @@ caf::expected<model_catalog::outcome> model_catalog::put(const std::string& name
     }
     // Bases first: a node that follows the store installs what it has at each step.
     for (const auto& [path, doc] : p->interfaces) {
-      auto before = store_->get(path);
-      if (!before)
-        return before.error();
-      auto stored = store_->put(path, doc, *before);
+      auto stored = store_->put(path, doc, before[path]);
       if (!stored)
         return stored.error();
       if (!*stored)

@@ -65,10 +65,20 @@ void type_registry::index_locked(const type_ptr& type) {
 
 namespace {
 
-/// The version of a DTMI ("dtmi:a:b;3" -> 3; none: 0).
-long dtmi_version(const std::string& id) {
+/// The version of a DTMI, major and minor ("dtmi:a:b;3" -> {3, 0}, ";1.2" -> {1, 2};
+/// none: {0, 0}).
+std::pair<long, long> dtmi_version(const std::string& id) {
   auto semi = id.find(';');
-  return semi == std::string::npos ? 0 : std::strtol(id.c_str() + semi + 1, nullptr, 10);
+  if (semi == std::string::npos)
+    return {0, 0};
+  char* end = nullptr;
+  long major = std::strtol(id.c_str() + semi + 1, &end, 10);
+  long minor = *end == '.' ? std::strtol(end + 1, nullptr, 10) : 0;
+  return {major, minor};
+}
+
+std::string version_text(std::pair<long, long> v) {
+  return std::to_string(v.first) + (v.second > 0 ? "." + std::to_string(v.second) : "");
 }
 
 } // namespace
@@ -91,7 +101,7 @@ caf::error type_registry::check_replace_locked(const twin_type& type) const {
                   + std::string{dtmi_path(type.dtmi())});
   if (!old.dtmi().empty() && dtmi_version(type.dtmi()) <= dtmi_version(old.dtmi()))
     return refuse(old.dtmi() + " is loaded: an upgrade takes a higher version than "
-                  + std::to_string(dtmi_version(old.dtmi())));
+                  + version_text(dtmi_version(old.dtmi())));
   if (type.kind() != old.kind())
     return refuse(std::string{"an upgrade keeps the kind ("} + to_string(old.kind()) + ")");
   return {};

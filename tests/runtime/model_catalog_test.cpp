@@ -104,6 +104,11 @@ TEST_F(model_catalog_test, an_uploaded_type_is_installed_upgraded_under_active_t
   ASSERT_FALSE(clash);
   EXPECT_EQ(message(clash.error()),
             "type 'motor' exists as a model of C++ code, not of dtmi:x:motor");
+  auto renamed = models->put("Chamber", R"({"@context": "dtmi:dtdl:context;3",
+    "@id": "dtmi:b:Room;9", "@type": "Interface", "twin": {"name": "Chamber"}})");
+  ASSERT_FALSE(renamed);
+  EXPECT_EQ(message(renamed.error()), "type 'Chamber' is a model of dtmi:b:Room, which type "
+                                      "'Room' is: an upgrade keeps its name");
   // A later upload extends what the node has.
   auto lab = models->put("Lab", R"({"@context": "dtmi:dtdl:context;3",
     "@id": "dtmi:b:Lab;1", "@type": "Interface", "extends": "dtmi:b:Room;2"})");
@@ -111,14 +116,33 @@ TEST_F(model_catalog_test, an_uploaded_type_is_installed_upgraded_under_active_t
   EXPECT_EQ(types_.find("Lab")->property("area")->name, "area");
   EXPECT_EQ(types_.find("dtmi:b:Room;2")->name(), "Room");
 
-  // The next start installs every stored interface, at its latest version.
+  auto door = [](const std::string& version) {
+    return R"({"@context": "dtmi:dtdl:context;3", "@id": "dtmi:b:Door;)" + version
+           + R"(", "@type": "Interface"})";
+  };
+  ASSERT_TRUE(models->put("Door", door("1.1")));
+  auto minor = models->put("Door", door("1.2"));
+  ASSERT_TRUE(minor) << message(minor.error());
+  EXPECT_EQ(minor->upgraded, std::vector<std::string>{"Door"});
+
+  // The next start installs every stored interface, at its latest version; one that a
+  // model file of the node has at a higher version now is skipped, and the others install.
   restart();
   type_registry fresh;
   add_test_types(fresh);
-  auto again = catalog(fresh);
+  auto file = parse_models({{"door.json", door("2")}}, fresh);
+  ASSERT_TRUE(file);
+  ASSERT_FALSE(fresh.add(file->front()));
+  model_catalog again{make_local_kv_store(*store_, h().local_commit(), "models/"), fresh, *store_};
+  auto skipped = again.load();
+  ASSERT_TRUE(skipped);
+  ASSERT_EQ(skipped->size(), 1u);
+  EXPECT_EQ(skipped->front(), "the stored model of dtmi:b:Door: type 'Door': dtmi:b:Door;2 is "
+                              "loaded: an upgrade takes a higher version than 2");
   ASSERT_TRUE(fresh.find("Lab") && fresh.find("Room"));
   EXPECT_EQ(fresh.find("Room")->dtmi(), "dtmi:b:Room;2");
   EXPECT_EQ(fresh.find("Space")->dtmi(), "dtmi:b:Space;2");
+  EXPECT_EQ(fresh.find("Door")->dtmi(), "dtmi:b:Door;2");
   EXPECT_TRUE(warnings.empty()) << warnings.front();
 }
 

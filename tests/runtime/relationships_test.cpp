@@ -248,6 +248,12 @@ TEST_F(relationships_test, delete_says_what_to_do_with_children_and_relationship
   EXPECT_TRUE(twin("f:m2")["relationships"].empty());
   EXPECT_TRUE(eventually([&] { return get(h(), "f:l1")->children.empty(); }));
 
+  // A twin's relationship to itself goes with it.
+  ASSERT_TRUE(put(h(), "f:m9", "motor"));
+  ASSERT_EQ(call("PATCH", "/v1/twins/f:m9",
+                 R"({"relationships":[{"name":"feeds","target":"f:m9"}]})").status, 200u);
+  EXPECT_EQ(call("DELETE", "/v1/twins/f:m9").status, 204u);
+
   // Detach: the children stay, as roots.
   ASSERT_TRUE(put(h(), "f:r2", "robot", "f:l1"));
   auto detached = call("DELETE", "/v1/twins/f:l1?detach=true");

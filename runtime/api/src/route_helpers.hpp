@@ -114,9 +114,10 @@ void patch_twin(const route_context& ctx, const twin_id& id, const request& req,
 
 /// Calls `then` once each target of `rels`, the relationships of twin `id` of type `type`
 /// (empty: the type twin `id` has), exists and has the type its relationship names
-/// (`check_targets`); answers the refusal otherwise.
+/// (`check_targets`); answers the refusal otherwise (`conditional`: as a request with
+/// If-Match, to which no twin at all is a failed precondition).
 void with_targets_checked(const route_context& ctx, const twin_id& id, std::string type,
-                          std::vector<relationship> rels, respond_fn respond,
+                          std::vector<relationship> rels, bool conditional, respond_fn respond,
                           std::function<void(respond_fn)> then);
 
 /// GET /v1/twins/{id}/relationships: the twin's relationships (`name=`: of one name), or

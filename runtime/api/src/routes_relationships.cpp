@@ -117,6 +117,9 @@ caf::error remove_one(const route_context& ctx, const request& req, const twin_i
     if (!found)
       return found.error();
     incoming = std::move(*found);
+    incoming.erase(std::remove_if(incoming.begin(), incoming.end(),
+                                  [&](const twin_record& r) { return r.id == id; }),
+                   incoming.end());  // its relationships to itself go with it
   }
   if (!incoming.empty() && !detach) {
     const auto& first = incoming.front();
@@ -148,7 +151,7 @@ caf::error remove_one(const route_context& ctx, const request& req, const twin_i
   return {};
 }
 
-/// `id` and its descendants, parents before children, up to `max_cascade`. Blocks.
+/// `id` and its descendants, each before its children, up to `max_cascade`. Blocks.
 caf::expected<std::vector<twin_id>> subtree(const route_context& ctx, const request& req,
                                             const twin_id& id) {
   std::vector<twin_id> out{id};
@@ -203,14 +206,15 @@ caf::expected<delete_rule> delete_rule_of(const request& req) {
 } // namespace
 
 void with_targets_checked(const route_context& ctx, const twin_id& id, std::string type,
-                          std::vector<relationship> rels, respond_fn respond,
+                          std::vector<relationship> rels, bool conditional, respond_fn respond,
                           std::function<void(respond_fn)> then) {
   if (rels.empty() || ctx.be.types == nullptr)
     return then(std::move(respond));
   check_targets(*ctx.be.rt, *ctx.be.types, id, std::move(type), std::move(rels),
-                [respond = std::move(respond), then = std::move(then)](caf::error err) mutable {
+                [conditional, respond = std::move(respond),
+                 then = std::move(then)](caf::error err) mutable {
                   if (err)
-                    return respond(error_of(err));
+                    return respond(error_of(err, conditional));
                   then(std::move(respond));
                 });
 }
@@ -302,18 +306,28 @@ void delete_twin(const route_context& ctx, const twin_id& id, const request& req
                                             rule = *rule, answer] {
     if (!rule.cascade)
       return answer(remove_one(ctx, req, id, version, rule.detach, !rule.detach));
-    // The twin first (its version is checked), then its descendants, parents first: a
-    // child whose parent is gone is a root until it is deleted too.
+    // The twin's version is checked first; then its descendants go, leaves first, and the
+    // twin last: a cascade cut short leaves a smaller subtree, which it can delete again.
+    if (version) {
+      auto root = read_twin(*ctx.be.rt, id);
+      if (!root)
+        return answer(root.error());
+      if (root->version != *version)
+        return answer(make_error(runtime_errc::version_conflict,
+                                 "twin " + id.str() + " has version "
+                                   + std::to_string(root->version)));
+    }
     auto all = subtree(ctx, req, id);
     if (!all)
       return answer(all.error());
-    for (size_t i = 0; i < all->size(); ++i) {
+    for (size_t i = all->size(); i-- > 0;) {
       auto err = remove_one(ctx, req, (*all)[i], i == 0 ? version : std::nullopt, true, false);
       if (err && (i == 0 || error_code(err) != runtime_errc::not_found))
         return answer(i == 0 ? err
-                             : make_error(error_code(err), "deleted " + std::to_string(i)
-                                                             + " of " + std::to_string(all->size())
-                                                             + " twins: " + error_message(err)));
+                             : make_error(error_code(err),
+                                          "deleted " + std::to_string(all->size() - 1 - i) + " of "
+                                            + std::to_string(all->size())
+                                            + " twins, the leaves first: " + error_message(err)));
     }
     return answer({});
   });

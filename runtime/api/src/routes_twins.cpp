@@ -96,7 +96,7 @@ void put_twin(const route_context& ctx, const twin_id& id, const request& req,
   auto checked = put.relationships;
   auto type_name = put.type;  // not `put.type`: `put` moves into the last argument
   with_targets_checked(
-    ctx, id, std::move(type_name), std::move(checked), std::move(respond),
+    ctx, id, std::move(type_name), std::move(checked), conditional, std::move(respond),
     [&rt = *ctx.be.rt, id, conditional, put = std::move(put)](respond_fn respond) mutable {
       put.done = [respond = std::move(respond), conditional,
                   path = "/v1/twins/" + id.str()](caf::expected<put_result> r) {
@@ -145,7 +145,7 @@ void patch_twin(const route_context& ctx, const twin_id& id, const request& req,
   patch.if_version = pre->version;
   auto rels = patch.relationships.value_or(std::vector<relationship>{});
   with_targets_checked(
-    ctx, id, {}, std::move(rels), std::move(respond),
+    ctx, id, {}, std::move(rels), pre->given, std::move(respond),
     [&rt = *ctx.be.rt, id, conditional = pre->given,
      patch = std::move(patch)](respond_fn respond) mutable {
       patch.done = [respond = std::move(respond), conditional](caf::expected<uint64_t> v) {

@@ -112,11 +112,12 @@ void put_type(const route_context& ctx, const std::string& name, const request& 
     auto done = ctx.be.models->put(name, text);
     if (!done)
       return error_of(done.error());
+    // As the upload named it: a change another node stores meanwhile may follow it.
     auto type = ctx.be.types->find(name);
-    bool added = std::find(done->added.begin(), done->added.end(), type->name())
-                 != done->added.end();
-    return json_response(added ? 201 : 200, {{"name", type->name()},
-                                             {"dtmi", type->dtmi()},
+    auto shown = type ? type->name() : name;
+    bool added = std::find(done->added.begin(), done->added.end(), shown) != done->added.end();
+    return json_response(added ? 201 : 200, {{"name", shown},
+                                             {"dtmi", type ? json(type->dtmi()) : json{}},
                                              {"added", done->added},
                                              {"upgraded", done->upgraded},
                                              {"unchanged", done->unchanged}});

@@ -82,8 +82,9 @@ private:
   caf::expected<plan> check(const std::vector<std::pair<std::string, std::string>>& texts) const;
   /// Installs what `p` plans (with `mu_` held).
   caf::error apply(const plan& p);
-  /// Installs every stored interface, as one set.
-  caf::error reconcile();
+  /// Installs every stored interface, as one set, or (when the set does not install) each
+  /// that does; returns why the others do not.
+  caf::expected<std::vector<std::string>> reconcile();
 
   std::unique_ptr<kv_store> store_;
   type_registry& types_;
