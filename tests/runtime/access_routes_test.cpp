@@ -133,15 +133,7 @@ protected:
     req.body = body;
     req.authorization = authorization;
     req.peer = "127.0.0.1";
-    std::promise<api::response> answered;
-    api::node_info node{"n1", "http://127.0.0.1:8080"};
-    auto ctx = inline_context(be_, node);
-    ctx.tokens = tokens_.get();
-    api::handle(ctx, std::move(req), [&](api::response r) { answered.set_value(std::move(r)); });
-    auto f = answered.get_future();
-    EXPECT_EQ(f.wait_for(std::chrono::seconds{10}), std::future_status::ready)
-      << method << " " << target;
-    return f.get();
+    return answer_of(be_, std::move(req), tokens_.get());
   }
 
   /// What a refused call must leave as it was.

@@ -5,7 +5,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <future>
 #include <set>
 #include <sstream>
 
@@ -87,14 +86,7 @@ protected:
     req.body = method == "GET" || method == "DELETE" ? "" : "{}";
     req.authorization = "Bearer " + admin_;
     req.peer = "127.0.0.1";
-    std::promise<api::response> answered;
-    api::node_info node{"n1", "http://127.0.0.1:8080"};
-    auto ctx = inline_context(be_, node);
-    ctx.tokens = tokens_.get();
-    api::handle(ctx, std::move(req), [&](api::response r) { answered.set_value(std::move(r)); });
-    auto f = answered.get_future();
-    EXPECT_EQ(f.wait_for(std::chrono::seconds{10}), std::future_status::ready) << target;
-    return f.get();
+    return answer_of(be_, std::move(req), tokens_.get());
   }
 
   /// Whether the server serves `method` on `path`: anything but 405 and "no route".

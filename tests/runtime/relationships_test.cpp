@@ -3,7 +3,6 @@
 // relationships both ways, queries by relationship, and what DELETE does with a twin that
 // has children or that other twins point at.
 
-#include <future>
 
 #include <gtest/gtest.h>
 
@@ -54,14 +53,7 @@ protected:
     req.target = target;
     req.content_type = "application/json";
     req.body = body;
-    std::promise<api::response> answered;
-    api::node_info node{"n1", "http://127.0.0.1:8080"};
-    auto ctx = inline_context(be_, node);
-    api::handle(ctx, std::move(req), [&](api::response r) { answered.set_value(std::move(r)); });
-    auto f = answered.get_future();
-    EXPECT_EQ(f.wait_for(std::chrono::seconds{10}), std::future_status::ready)
-      << method << " " << target;
-    auto r = f.get();
+    auto r = answer_of(be_, std::move(req));
     if (!r.text.empty())
       r.body = json::parse(r.text);
     return r;

@@ -92,6 +92,14 @@ inline bool visible(const request& req, const twin_id& id) {
   return !req.token || req.token->sees(id);
 }
 
+/// The root's record, as the twin has it now, and those below it, as stored (every
+/// acknowledged change), each before its children: read by parent, level by level. Only
+/// the twins that `token` sees (nullptr: every twin); `invalid_argument` saying `why` if
+/// there are more than `max`. Blocks.
+caf::expected<std::vector<twin_record>> read_subtree(const backend& be, const access_token* token,
+                                                     const twin_id& root, size_t max,
+                                                     const std::string& why);
+
 /// The error of a twin that does not exist, as the runtime gives it (`history`: as its
 /// history reads give it), for one the request's token does not see.
 caf::error no_such_twin(const twin_id& id, bool history = false);

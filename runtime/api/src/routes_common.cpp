@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "route_helpers.hpp"
+#include "twin/runtime/await.hpp"
 #include "twin/runtime/json.hpp"
 #include "twin/runtime/query.hpp"
 
@@ -218,6 +219,47 @@ caf::expected<twin_id> id_in_path(std::string_view path, size_t end) {
   if (!text)
     return text.error();
   return twin_id::parse(*text);
+}
+
+/// The root's record, as the twin has it now, and those below it, as stored (every
+/// acknowledged change): read by parent, level by level. Only the twins that `token` sees
+/// (nullptr: every twin); `invalid_argument` saying `why` if there are more than `max`.
+caf::expected<std::vector<twin_record>> read_subtree(const backend& be, const access_token* token,
+                                                     const twin_id& root, size_t max,
+                                                     const std::string& why) {
+  if (token && !token->sees(root))
+    return no_such_twin(root);
+  auto top = await_answer<twin_record>(
+    [&](auto done) { be.rt->route(root, get_request{std::move(done)}); });
+  if (!top)
+    return top.error();
+  std::vector<twin_record> out{std::move(*top)};
+  for (size_t k = 0; k < out.size(); ++k) {
+    if (out[k].children.empty())
+      continue;
+    twin_query q;
+    q.parent = out[k].id;
+    q.limit = twin_query::max_limit;
+    if (token)
+      q.namespaces = token->namespaces;
+    for (;;) {
+      auto page = be.query(q);
+      if (!page)
+        return page.error();
+      for (auto& r : page->items)
+        out.push_back(std::move(r));
+      if (out.size() > max)
+        return bad("the subtree of " + root.str() + " has more than " + std::to_string(max)
+                   + " twins: " + why);
+      if (page->cursor.empty())
+        break;
+      auto after = decode_cursor(page->cursor);
+      if (!after)
+        return after.error();
+      q.after = std::move(*after);
+    }
+  }
+  return out;
 }
 
 } // namespace twin::api::route_detail

@@ -151,37 +151,6 @@ caf::error remove_one(const route_context& ctx, const request& req, const twin_i
   return {};
 }
 
-/// `id` and its descendants, each before its children, up to `max_cascade`. Blocks.
-caf::expected<std::vector<twin_id>> subtree(const route_context& ctx, const request& req,
-                                            const twin_id& id) {
-  std::vector<twin_id> out{id};
-  for (size_t next = 0; next < out.size(); ++next) {
-    twin_query q;
-    q.parent = out[next];
-    q.limit = twin_query::max_limit;
-    if (req.token)
-      q.namespaces = req.token->namespaces;
-    for (;;) {
-      auto page = ctx.be.query(q);
-      if (!page)
-        return page.error();
-      for (auto& rec : page->items)
-        out.push_back(std::move(rec.id));
-      if (out.size() > max_cascade)
-        return make_error(runtime_errc::conflict,
-                          id.str() + " has more than " + std::to_string(max_cascade)
-                            + " descendants: delete them in parts");
-      if (page->cursor.empty())
-        break;
-      auto after = decode_cursor(page->cursor);
-      if (!after)
-        return after.error();
-      q.after = std::move(*after);
-    }
-  }
-  return out;
-}
-
 /// The `detach` and `cascade` parameters of a DELETE.
 struct delete_rule {
   bool detach = false;
@@ -308,20 +277,15 @@ void delete_twin(const route_context& ctx, const twin_id& id, const request& req
       return answer(remove_one(ctx, req, id, version, rule.detach, !rule.detach));
     // The twin's version is checked first; then its descendants go, leaves first, and the
     // twin last: a cascade cut short leaves a smaller subtree, which it can delete again.
-    if (version) {
-      auto root = read_twin(*ctx.be.rt, id);
-      if (!root)
-        return answer(root.error());
-      if (root->version != *version)
-        return answer(make_error(runtime_errc::version_conflict,
-                                 "twin " + id.str() + " has version "
-                                   + std::to_string(root->version)));
-    }
-    auto all = subtree(ctx, req, id);
+    auto all = read_subtree(ctx.be, req.token.get(), id, max_cascade, "delete it in parts");
     if (!all)
       return answer(all.error());
+    if (version && all->front().version != *version)
+      return answer(make_error(runtime_errc::version_conflict,
+                               "twin " + id.str() + " has version "
+                                 + std::to_string(all->front().version)));
     for (size_t i = all->size(); i-- > 0;) {
-      auto err = remove_one(ctx, req, (*all)[i], i == 0 ? version : std::nullopt, true, false);
+      auto err = remove_one(ctx, req, (*all)[i].id, i == 0 ? version : std::nullopt, true, false);
       if (err && (i == 0 || error_code(err) != runtime_errc::not_found))
         return answer(i == 0 ? err
                              : make_error(error_code(err),

@@ -182,47 +182,6 @@ caf::expected<optimize_request> optimization_of(const json& doc) {
   return o;
 }
 
-/// The root's record, as the twin has it now, and those below it, as stored (every
-/// acknowledged change): read by parent, level by level. Only the twins that `token` sees
-/// (nullptr: every twin).
-caf::expected<std::vector<twin_record>> subtree(const backend& be, const access_token* token,
-                                                const twin_id& root) {
-  if (token && !token->sees(root))
-    return no_such_twin(root);
-  auto top = await_answer<twin_record>(
-    [&](auto done) { be.rt->route(root, get_request{std::move(done)}); });
-  if (!top)
-    return top.error();
-  std::vector<twin_record> out{std::move(*top)};
-  for (size_t k = 0; k < out.size(); ++k) {
-    if (out[k].children.empty())
-      continue;
-    twin_query q;
-    q.parent = out[k].id;
-    q.limit = twin_query::max_limit;
-    if (token)
-      q.namespaces = token->namespaces;
-    for (;;) {
-      auto page = be.query(q);
-      if (!page)
-        return page.error();
-      for (auto& r : page->items)
-        out.push_back(std::move(r));
-      if (out.size() > scenario_request::max_twins)
-        return bad("the subtree of " + root.str() + " has more than "
-                   + std::to_string(scenario_request::max_twins)
-                   + " twins: a scenario runs that many at most");
-      if (page->cursor.empty())
-        break;
-      auto after = decode_cursor(page->cursor);
-      if (!after)
-        return after.error();
-      q.after = std::move(*after);
-    }
-  }
-  return out;
-}
-
 json answer_of(const scenario_request& req, const scenario_result& r, size_t twins,
                double seconds) {
   auto number = [](double x) { return std::isnan(x) ? json{} : json(x); };
@@ -269,7 +228,8 @@ void post_scenario(const route_context& ctx, const request& req, respond_fn resp
     return respond(error_of(sr.error()));
   answer_blocking(ctx, std::move(respond), [&be = ctx.be, token = req.token, sr = std::move(*sr)] {
     auto t0 = std::chrono::steady_clock::now();
-    auto twins = subtree(be, token.get(), sr.root);
+    auto twins = read_subtree(be, token.get(), sr.root, scenario_request::max_twins,
+                              "a scenario runs that many at most");
     if (!twins)
       return error_of(twins.error());
     auto r = run_scenario(*be.types, *twins, sr);
@@ -292,7 +252,8 @@ void post_optimize(const route_context& ctx, const request& req, respond_fn resp
     return respond(error_of(o.error()));
   answer_blocking(ctx, std::move(respond), [&be = ctx.be, token = req.token, o = std::move(*o)] {
     auto t0 = std::chrono::steady_clock::now();
-    auto twins = subtree(be, token.get(), o.scenario.root);
+    auto twins = read_subtree(be, token.get(), o.scenario.root, scenario_request::max_twins,
+                              "a scenario runs that many at most");
     if (!twins)
       return error_of(twins.error());
     auto r = optimize_scenario(*be.types, *twins, o);
