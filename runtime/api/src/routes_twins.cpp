@@ -44,6 +44,17 @@ caf::expected<twin_id> parent_field(const request& req, const json& p) {
   return parent;
 }
 
+/// The `relationships` of a body (none: empty), each to a twin the request's token sees.
+caf::expected<std::vector<relationship>> relationships_of(const request& req, const json& doc) {
+  auto rels = relationships_field(doc);
+  if (!rels)
+    return rels.error();
+  for (const auto& r : *rels)
+    if (!visible(req, r.target))  // as a twin that does not exist
+      return no_such_twin(r.target);
+  return rels;
+}
+
 } // namespace
 
 void put_twin(const route_context& ctx, const twin_id& id, const request& req,
@@ -67,12 +78,9 @@ void put_twin(const route_context& ctx, const twin_id& id, const request& req,
     return respond(error_of(state.error()));
   put.properties = std::move(state->properties);
   put.desired = std::move(state->desired);
-  auto rels = relationships_field(*doc);
+  auto rels = relationships_of(req, *doc);
   if (!rels)
     return respond(error_of(rels.error()));
-  for (const auto& r : *rels)
-    if (!visible(req, r.target))
-      return respond(error_of(no_such_twin(r.target)));
   put.relationships = std::move(*rels);
   auto pre = if_match(req);
   if (!pre)
@@ -131,12 +139,9 @@ void patch_twin(const route_context& ctx, const twin_id& id, const request& req,
     patch.parent = std::move(*parent);
   }
   if (doc->contains("relationships")) {
-    auto rels = relationships_field(*doc);
+    auto rels = relationships_of(req, *doc);
     if (!rels)
       return respond(error_of(rels.error()));
-    for (const auto& r : *rels)
-      if (!visible(req, r.target))
-        return respond(error_of(no_such_twin(r.target)));
     patch.relationships = std::move(*rels);
   }
   auto pre = if_match(req);
